@@ -1,0 +1,253 @@
+//! The `GatewayConfig` wire type.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Everything a gateway needs to serve S3: buckets, credentials and limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Monotonic version set by the producer (the operator, or 0 for a file).
+    #[serde(default)]
+    pub generation: u64,
+    /// The S3 region the gateway answers for and checks in signatures.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Base domains for virtual-hosted style (`<bucket>.<domain>`).
+    #[serde(default)]
+    pub virtual_host_domains: Vec<String>,
+    /// Buckets with settings; other object-store buckets in NATS are served as private.
+    #[serde(default)]
+    pub buckets: Vec<BucketConfig>,
+    /// Access keys and what they may do.
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+    /// Request and object limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            generation: 0,
+            region: default_region(),
+            virtual_host_domains: Vec::new(),
+            buckets: Vec::new(),
+            credentials: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// SHA-256 (hex) of the canonical JSON of everything but the generation.
+    pub fn content_hash(&self) -> String {
+        let mut copy = self.clone();
+        copy.generation = 0;
+        let json = serde_json::to_vec(&copy).unwrap_or_default();
+        hex::encode(Sha256::digest(json))
+    }
+
+    /// Parses YAML (or JSON, which is YAML) text.
+    pub fn from_yaml(text: &str) -> Result<Self, crate::Error> {
+        serde_yaml::from_str(text).map_err(|e| crate::Error::Parse(e.to_string()))
+    }
+
+    /// The settings of the bucket with this S3 name, if declared.
+    pub fn bucket(&self, name: &str) -> Option<&BucketConfig> {
+        self.buckets.iter().find(|b| b.name == name)
+    }
+}
+
+/// A bucket the gateway serves, with its access settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BucketConfig {
+    /// The S3 bucket name.
+    pub name: String,
+    /// The NATS object-store bucket; defaults to the S3 name with `.` mapped to `_`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats_bucket: Option<String>,
+    /// Who may read without credentials.
+    #[serde(default)]
+    pub access: Access,
+    /// Refuse every write, whoever asks.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Create the NATS bucket at start if it is missing (standalone mode).
+    #[serde(default)]
+    pub create: bool,
+    /// Storage for a bucket the gateway creates.
+    #[serde(default)]
+    pub storage: StorageKind,
+    /// Stream replicas for a bucket the gateway creates.
+    #[serde(default = "one")]
+    pub replicas: u8,
+    /// CORS rules; when empty, rules set with PutBucketCors apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cors: Vec<CorsRule>,
+}
+
+fn one() -> u8 {
+    1
+}
+
+impl BucketConfig {
+    /// The NATS bucket this S3 bucket maps to.
+    pub fn nats_name(&self) -> String {
+        self.nats_bucket
+            .clone()
+            .unwrap_or_else(|| crate::s3_to_nats_bucket(&self.name))
+    }
+}
+
+/// Anonymous access to a bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// Only credentials with a grant.
+    #[default]
+    Private,
+    /// Anyone may GET, HEAD and list.
+    PublicRead,
+}
+
+/// JetStream storage for a bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    #[default]
+    File,
+    Memory,
+}
+
+/// A CORS rule, as in PutBucketCors.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CorsRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u32>,
+}
+
+/// An access key pair and its grants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Credential {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Buckets this key may use, with a permission each.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    /// The key is refused before this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// The key is refused after this time (RFC 3339): rotation overlap ends here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// Free text naming the owner, shown in logs (never the secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A permission on a bucket, or on every bucket with `*`, or on a prefix with `name*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Grant {
+    pub bucket: String,
+    pub permission: Permission,
+}
+
+impl Grant {
+    /// Whether this grant covers the bucket `name`.
+    pub fn matches(&self, name: &str) -> bool {
+        match self.bucket.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => self.bucket == name,
+        }
+    }
+}
+
+/// What a grant allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Permission {
+    /// GET, HEAD, list.
+    Read,
+    /// PUT, DELETE, multipart, without reading.
+    Write,
+    /// Read and write.
+    ReadWrite,
+    /// Read, write, and create or delete the bucket.
+    Admin,
+}
+
+impl Permission {
+    /// May read objects and list.
+    pub fn can_read(self) -> bool {
+        matches!(self, Permission::Read | Permission::ReadWrite | Permission::Admin)
+    }
+    /// May write and delete objects.
+    pub fn can_write(self) -> bool {
+        matches!(
+            self,
+            Permission::Write | Permission::ReadWrite | Permission::Admin
+        )
+    }
+    /// May create and delete the bucket and change its settings.
+    pub fn can_admin(self) -> bool {
+        self == Permission::Admin
+    }
+}
+
+/// Request and object limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest single PUT (and copy) in bytes.
+    pub max_object_size: u64,
+    /// Longest key in bytes.
+    pub max_key_bytes: usize,
+    /// Largest user metadata (`x-amz-meta-*` names and values) in bytes.
+    pub max_metadata_bytes: usize,
+    /// Most parts in a multipart upload.
+    pub max_parts: u32,
+    /// Smallest part but the last.
+    pub min_part_size: u64,
+    /// Largest part.
+    pub max_part_size: u64,
+    /// Incomplete multipart uploads older than this are removed.
+    pub multipart_expiry_seconds: u64,
+    /// Allowed clock skew for header-signed requests.
+    pub max_clock_skew_seconds: u64,
+    /// Largest XML request body (DeleteObjects, Complete, CORS ...).
+    pub max_xml_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_object_size: 5 << 30,
+            max_key_bytes: 1024,
+            max_metadata_bytes: 2048,
+            max_parts: 10_000,
+            min_part_size: 5 << 20,
+            max_part_size: 5 << 30,
+            multipart_expiry_seconds: 7 * 24 * 3600,
+            max_clock_skew_seconds: 15 * 60,
+            max_xml_body_bytes: 2 << 20,
+        }
+    }
+}

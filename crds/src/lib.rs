@@ -1,0 +1,26 @@
+//! API types shared by the jets3 operator and gateway.
+//!
+//! [`GatewayConfig`] is the wire type the operator pushes to every gateway and the
+//! standalone gateway reads from its YAML file. Both sides call [`GatewayConfig::validate`].
+
+mod bucket_name;
+mod config;
+mod validate;
+
+pub use bucket_name::{nats_to_s3_bucket, s3_to_nats_bucket, validate_s3_bucket_name};
+pub use config::{
+    Access, BucketConfig, CorsRule, Credential, GatewayConfig, Grant, Limits, Permission,
+    StorageKind,
+};
+pub use validate::{FieldError, ValidationErrors};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config text is not valid YAML/JSON for the type.
+    #[error("cannot parse config: {0}")]
+    Parse(String),
+    /// The config parsed but breaks one or more rules.
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+}
