@@ -7,6 +7,7 @@ use http::{HeaderValue, StatusCode};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum S3Code {
     AccessDenied,
+    AccessForbidden,
     AuthorizationHeaderMalformed,
     AuthorizationQueryParametersError,
     BadDigest,
@@ -25,6 +26,7 @@ pub enum S3Code {
     InvalidObjectState,
     InvalidPart,
     InvalidPartOrder,
+    InvalidPartNumber,
     InvalidRange,
     InvalidRequest,
     InvalidStorageClass,
@@ -64,6 +66,7 @@ impl S3Code {
         use S3Code::*;
         match self {
             AccessDenied => "AccessDenied",
+            AccessForbidden => "AccessForbidden",
             AuthorizationHeaderMalformed => "AuthorizationHeaderMalformed",
             AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
             BadDigest => "BadDigest",
@@ -82,6 +85,7 @@ impl S3Code {
             InvalidObjectState => "InvalidObjectState",
             InvalidPart => "InvalidPart",
             InvalidPartOrder => "InvalidPartOrder",
+            InvalidPartNumber => "InvalidPartNumber",
             InvalidRange => "InvalidRange",
             InvalidRequest => "InvalidRequest",
             InvalidStorageClass => "InvalidStorageClass",
@@ -120,7 +124,7 @@ impl S3Code {
     pub fn status(self) -> StatusCode {
         use S3Code::*;
         match self {
-            AccessDenied | InvalidAccessKeyId | SignatureDoesNotMatch | RequestTimeTooSkewed
+            AccessDenied | AccessForbidden | InvalidAccessKeyId | SignatureDoesNotMatch | RequestTimeTooSkewed
             | ExpiredToken | InvalidObjectState => StatusCode::FORBIDDEN,
             NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchTagSet | NoSuchBucketPolicy
             | NoSuchCORSConfiguration => StatusCode::NOT_FOUND,
@@ -129,7 +133,7 @@ impl S3Code {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             MissingContentLength => StatusCode::LENGTH_REQUIRED,
             PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+            InvalidRange | InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
             NotModified => StatusCode::NOT_MODIFIED,
             NotImplemented => StatusCode::NOT_IMPLEMENTED,
             InternalError => StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,8 +144,7 @@ impl S3Code {
 }
 
 /// An S3 error answer: code, message and the resource it concerns.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}: {message}", code.as_str())]
+#[derive(Debug, Clone)]
 pub struct S3Error {
     pub code: S3Code,
     pub message: String,
@@ -152,6 +155,14 @@ pub struct S3Error {
     /// Extra response headers (e.g. `Retry-After`, `x-amz-delete-marker`).
     pub headers: Vec<(&'static str, String)>,
 }
+
+impl std::fmt::Display for S3Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for S3Error {}
 
 impl S3Error {
     /// An error with a code and message.

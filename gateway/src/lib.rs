@@ -1,0 +1,46 @@
+//! jets3-gateway: the S3 API on NATS JetStream Object Store.
+//!
+//! [`start`] connects to NATS, binds the S3 and admin listeners and serves until
+//! [`GatewayHandle::shutdown`]. The binary adds the CLI, the config file and signals.
+
+pub mod auth;
+mod bucket;
+pub mod cli;
+pub mod checksum;
+mod copy;
+mod cors;
+mod delete;
+mod dispatch;
+pub mod error;
+mod get;
+mod list;
+pub mod metrics;
+pub mod multipart;
+mod ops;
+mod post_object;
+mod put;
+mod request;
+mod respond;
+pub mod router;
+pub mod runtime;
+pub mod server;
+pub mod settings;
+pub mod store;
+mod tagging;
+pub mod xml;
+
+pub use server::{start, Gateway, GatewayHandle};
+pub use settings::{ConfigFile, NatsSettings, ServerSettings};
+
+/// Errors of the gateway process (start-up, config, NATS connection).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Invalid(#[from] jets3_crds::ValidationErrors),
+    #[error("nats: {0}")]
+    Nats(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,223 @@
+//! Bucket operations: list, create, head, delete, location, versioning, ACLs.
+
+use axum::response::Response;
+use http::StatusCode;
+use serde::Deserialize;
+
+use crate::error::{S3Code, S3Error, S3Result};
+use crate::request::Ctx;
+use crate::respond::{self, OWNER_ID, OWNER_NAME};
+use crate::store::BucketOptions;
+use crate::xml::{self, XmlWriter};
+
+/// ListBuckets: the buckets the caller holds a grant on, with their creation dates.
+pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
+    let principal = ctx.principal.as_deref().unwrap_or_default();
+    let mut buckets: Vec<(String, time::OffsetDateTime)> = ctx
+        .gw
+        .store
+        .list_buckets()
+        .await?
+        .into_iter()
+        .filter_map(|b| {
+            let s3 = ctx.rt.s3_name(&b.nats)?;
+            ctx.rt.permission(principal, &s3)?;
+            Some((s3, b.created))
+        })
+        .collect();
+    buckets.sort();
+    let mut w = XmlWriter::new("ListAllMyBucketsResult");
+    w.open("Owner")
+        .elem("ID", OWNER_ID)
+        .elem("DisplayName", OWNER_NAME)
+        .close("Owner")
+        .open("Buckets");
+    for (name, created) in &buckets {
+        w.open("Bucket")
+            .elem("Name", name)
+            .elem("CreationDate", respond::iso8601(*created))
+            .close("Bucket");
+    }
+    w.close("Buckets");
+    Ok(respond::xml(w.finish("ListAllMyBucketsResult")))
+}
+
+#[derive(Deserialize, Default)]
+struct CreateBucketConfiguration {
+    #[serde(rename = "LocationConstraint", default)]
+    location_constraint: Option<String>,
+}
+
+/// CreateBucket: a new object-store bucket; BucketAlreadyOwnedByYou if it exists.
+pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
+    let b = ctx.bucket_ref()?.clone();
+    if let Some(acl) = ctx.header("x-amz-acl") {
+        if acl != "private" {
+            return Err(S3Error::not_implemented("Canned ACLs other than private are"));
+        }
+    }
+    let limit = ctx.rt.config.limits.max_xml_body_bytes;
+    let body = ctx.read_small_body(limit).await?;
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let cfg: CreateBucketConfiguration = xml::parse(&body)?;
+        if let Some(loc) = cfg.location_constraint.filter(|l| !l.is_empty()) {
+            if loc != ctx.rt.config.region {
+                return Err(S3Error::new(
+                    S3Code::InvalidArgument,
+                    "The specified location-constraint is not valid",
+                )
+                .with("ArgumentName", "LocationConstraint")
+                .with("ArgumentValue", loc));
+            }
+        }
+    }
+    let opts = match &b.config {
+        Some(c) => BucketOptions {
+            memory: c.storage == jets3_crds::StorageKind::Memory,
+            replicas: c.replicas as usize,
+        },
+        None => BucketOptions {
+            memory: false,
+            replicas: 1,
+        },
+    };
+    if !ctx.gw.store.create_bucket(&b.nats, &opts).await? {
+        return Err(S3Error::new(
+            S3Code::BucketAlreadyOwnedByYou,
+            "Your previous request to create the named bucket succeeded and you already own it.",
+        )
+        .with("BucketName", &b.s3));
+    }
+    let mut r = respond::empty(StatusCode::OK);
+    respond::set(&mut r, "location", format!("/{}", b.s3));
+    Ok(r)
+}
+
+/// Fails with NoSuchBucket unless the bucket exists.
+pub async fn require_bucket(ctx: &Ctx) -> S3Result<crate::store::BucketInfo> {
+    let b = ctx.bucket_ref()?;
+    ctx.gw
+        .store
+        .bucket_info(&b.nats)
+        .await?
+        .ok_or_else(|| S3Error::no_such_bucket(&b.s3))
+}
+
+/// HeadBucket.
+pub async fn head_bucket(ctx: &Ctx) -> S3Result<Response> {
+    require_bucket(ctx).await?;
+    let mut r = respond::empty(StatusCode::OK);
+    respond::set(&mut r, "x-amz-bucket-region", &ctx.rt.config.region);
+    Ok(r)
+}
+
+/// DeleteBucket: only when no object is left; open multipart uploads are aborted.
+pub async fn delete_bucket(ctx: &Ctx) -> S3Result<Response> {
+    let b = ctx.bucket_ref()?;
+    require_bucket(ctx).await?;
+    let index = ctx.store_bucket()?.index().await?;
+    if !index.read().is_empty() {
+        return Err(S3Error::new(
+            S3Code::BucketNotEmpty,
+            "The bucket you tried to delete is not empty",
+        )
+        .with("BucketName", &b.s3));
+    }
+    crate::multipart::forget_bucket(ctx, &b.nats).await?;
+    ctx.gw.store.delete_bucket(&b.nats).await?;
+    Ok(respond::empty(StatusCode::NO_CONTENT))
+}
+
+/// GetBucketLocation: empty for us-east-1, as S3 answers.
+pub async fn get_location(ctx: &Ctx) -> S3Result<Response> {
+    require_bucket(ctx).await?;
+    let region = &ctx.rt.config.region;
+    let mut w = XmlWriter::new("LocationConstraint");
+    if region != "us-east-1" {
+        w.raw(&xml::escape(region));
+    }
+    Ok(respond::xml(w.finish("LocationConstraint")))
+}
+
+/// GetBucketVersioning: versioning is never enabled.
+pub async fn get_versioning(ctx: &Ctx) -> S3Result<Response> {
+    require_bucket(ctx).await?;
+    let w = XmlWriter::new("VersioningConfiguration");
+    Ok(respond::xml(w.finish("VersioningConfiguration")))
+}
+
+/// Get(Bucket|Object)Acl: the owner with FULL_CONTROL.
+pub async fn get_acl(ctx: &Ctx) -> S3Result<Response> {
+    require_bucket(ctx).await?;
+    if let Some(key) = &ctx.key {
+        if ctx.store_bucket()?.head(key).await?.is_none() {
+            return Err(S3Error::no_such_key(key));
+        }
+    }
+    let mut w = XmlWriter::new("AccessControlPolicy");
+    w.open("Owner")
+        .elem("ID", OWNER_ID)
+        .elem("DisplayName", OWNER_NAME)
+        .close("Owner")
+        .open("AccessControlList")
+        .open("Grant")
+        .raw("<Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\">")
+        .elem("ID", OWNER_ID)
+        .elem("DisplayName", OWNER_NAME)
+        .close("Grantee")
+        .elem("Permission", "FULL_CONTROL")
+        .close("Grant")
+        .close("AccessControlList");
+    Ok(respond::xml(w.finish("AccessControlPolicy")))
+}
+
+#[derive(Deserialize)]
+struct AccessControlPolicy {
+    #[serde(rename = "AccessControlList", default)]
+    list: AccessControlList,
+}
+
+#[derive(Deserialize, Default)]
+struct AccessControlList {
+    #[serde(rename = "Grant", default)]
+    grants: Vec<AclGrant>,
+}
+
+#[derive(Deserialize)]
+struct AclGrant {
+    #[serde(rename = "Permission")]
+    permission: String,
+}
+
+/// Put(Bucket|Object)Acl: only the canned `private` ACL (or its XML equivalent).
+pub async fn put_acl(mut ctx: Ctx) -> S3Result<Response> {
+    require_bucket(&ctx).await?;
+    if let Some(key) = ctx.key.clone() {
+        if ctx.store_bucket()?.head(&key).await?.is_none() {
+            return Err(S3Error::no_such_key(&key));
+        }
+    }
+    let canned = ctx.header("x-amz-acl").map(str::to_string);
+    let limit = ctx.rt.config.limits.max_xml_body_bytes;
+    let body = ctx.read_small_body(limit).await?;
+    match canned.as_deref() {
+        Some("private") => return Ok(respond::empty(StatusCode::OK)),
+        Some(other) => {
+            return Err(S3Error::not_implemented(&format!("The canned ACL {other:?}")))
+        }
+        None => {}
+    }
+    if body.is_empty() {
+        return Err(S3Error::new(
+            S3Code::MissingSecurityHeader,
+            "Your request was missing a required header",
+        )
+        .with("MissingHeaderName", "x-amz-acl"));
+    }
+    let policy: AccessControlPolicy = xml::parse(&body)?;
+    if policy.list.grants.len() == 1 && policy.list.grants[0].permission == "FULL_CONTROL" {
+        Ok(respond::empty(StatusCode::OK))
+    } else {
+        Err(S3Error::not_implemented("ACLs other than private are"))
+    }
+}

@@ -1,0 +1,105 @@
+//! Command-line flags (each also an environment variable `JETS3_*`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::settings::ServerSettings;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// jets3-gateway: S3 on NATS JetStream Object Store.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Config file (YAML): `server:` settings plus buckets, credentials and limits.
+    /// Reloaded on SIGHUP and when the file changes.
+    #[arg(short, long, env = "JETS3_CONFIG")]
+    pub config: PathBuf,
+    /// S3 listen addresses (comma-separated); overrides `server.listen`.
+    #[arg(long, env = "JETS3_LISTEN", value_delimiter = ',')]
+    pub listen: Vec<SocketAddr>,
+    /// Admin listen address (/healthz, /readyz, /metrics); overrides `server.adminListen`.
+    #[arg(long, env = "JETS3_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// NATS server URLs (comma-separated); overrides `server.nats.servers`.
+    #[arg(long, env = "JETS3_NATS_URL", value_delimiter = ',')]
+    pub nats_url: Vec<String>,
+    #[arg(long, env = "JETS3_NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "JETS3_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    #[arg(long, env = "JETS3_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    #[arg(long, env = "JETS3_NATS_NKEY_SEED", hide_env_values = true)]
+    pub nats_nkey_seed: Option<String>,
+    #[arg(long, env = "JETS3_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    #[arg(long, env = "JETS3_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    #[arg(long, env = "JETS3_NATS_TLS_CERT")]
+    pub nats_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "JETS3_NATS_TLS_KEY")]
+    pub nats_tls_key: Option<PathBuf>,
+    #[arg(long, env = "JETS3_NATS_TLS_REQUIRED")]
+    pub nats_tls_required: bool,
+    /// S3 region; overrides `region` in the file.
+    #[arg(long, env = "JETS3_REGION")]
+    pub region: Option<String>,
+    /// Seconds in-flight requests get to finish at shutdown.
+    #[arg(long, env = "JETS3_SHUTDOWN_GRACE_SECONDS")]
+    pub shutdown_grace_seconds: Option<u64>,
+    #[arg(long, env = "JETS3_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `jets3_gateway=debug`.
+    #[arg(long, env = "JETS3_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Cli {
+    /// Applies the flags on top of the file's server settings.
+    pub fn server_settings(&self, file: Option<ServerSettings>) -> ServerSettings {
+        let mut s = file.unwrap_or_default();
+        if !self.listen.is_empty() {
+            s.listen = self.listen.clone();
+        }
+        if self.admin_listen.is_some() {
+            s.admin_listen = self.admin_listen;
+        }
+        if !self.nats_url.is_empty() {
+            s.nats.servers = self.nats_url.clone();
+        }
+        let n = &mut s.nats;
+        for (dst, src) in [
+            (&mut n.user, &self.nats_user),
+            (&mut n.password, &self.nats_password),
+            (&mut n.token, &self.nats_token),
+            (&mut n.nkey_seed, &self.nats_nkey_seed),
+        ] {
+            if src.is_some() {
+                dst.clone_from(src);
+            }
+        }
+        for (dst, src) in [
+            (&mut n.creds_file, &self.nats_creds),
+            (&mut n.tls_ca_file, &self.nats_tls_ca),
+            (&mut n.tls_cert_file, &self.nats_tls_cert),
+            (&mut n.tls_key_file, &self.nats_tls_key),
+        ] {
+            if src.is_some() {
+                dst.clone_from(src);
+            }
+        }
+        n.tls_required |= self.nats_tls_required;
+        if let Some(g) = self.shutdown_grace_seconds {
+            s.shutdown_grace_seconds = g;
+        }
+        s
+    }
+}

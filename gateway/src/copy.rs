@@ -1,0 +1,225 @@
+//! CopyObject, and the copy-source parsing and conditions shared with UploadPartCopy.
+
+use std::sync::{Arc, Mutex};
+
+use axum::response::Response;
+use futures::StreamExt;
+
+use crate::checksum::{Algo, Hasher};
+use crate::error::{S3Error, S3Result};
+use crate::request::{BodyStream, Ctx};
+use crate::respond;
+use crate::store::{etag_matches, Bucket, Finished, NewObject, ObjectMeta};
+use crate::xml::XmlWriter;
+
+/// The object named by `x-amz-copy-source`, after access and condition checks.
+pub struct Source {
+    pub bucket: Bucket,
+    pub meta: ObjectMeta,
+    pub same_as_target: bool,
+}
+
+/// Resolves `x-amz-copy-source`, checks read access and the copy-source conditions.
+pub async fn source(ctx: &Ctx) -> S3Result<Source> {
+    let raw = ctx
+        .header("x-amz-copy-source")
+        .ok_or_else(|| S3Error::invalid_argument("x-amz-copy-source is required"))?;
+    let (path, version) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw, None),
+    };
+    if let Some(v) = version {
+        if v != "versionId=null" {
+            return Err(S3Error::not_implemented("Copying a specific object version"));
+        }
+    }
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| S3Error::invalid_argument("Invalid copy source encoding"))?;
+    let decoded = decoded.strip_prefix('/').unwrap_or(&decoded);
+    let (src_bucket, src_key) = decoded
+        .split_once('/')
+        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+        .ok_or_else(|| {
+            S3Error::invalid_argument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
+                .with("ArgumentName", "x-amz-copy-source")
+                .with("ArgumentValue", raw)
+        })?;
+    let bref = ctx.rt.bucket(src_bucket)?;
+    let readable = match ctx.principal.as_deref() {
+        Some(p) => ctx.rt.permission(p, src_bucket).is_some_and(|p| p.can_read()),
+        None => false,
+    } || bref.public_read();
+    if !readable {
+        return Err(S3Error::access_denied());
+    }
+    let bucket = ctx.gw.store.bucket(&bref.nats);
+    let meta = bucket
+        .head(src_key)
+        .await?
+        .ok_or_else(|| S3Error::no_such_key(src_key))?;
+    check_source_conditions(ctx, &meta)?;
+    let same_as_target =
+        ctx.bucket.as_ref().map(|b| b.s3.as_str()) == Some(src_bucket) && ctx.key.as_deref() == Some(src_key);
+    Ok(Source {
+        bucket,
+        meta,
+        same_as_target,
+    })
+}
+
+fn check_source_conditions(ctx: &Ctx, meta: &ObjectMeta) -> S3Result<()> {
+    let modified = meta.modified.replace_nanosecond(0).unwrap_or(meta.modified);
+    let date = |h: &str| ctx.header(h).and_then(respond::parse_http_date);
+    let if_match = ctx.header("x-amz-copy-source-if-match");
+    if let Some(m) = if_match {
+        if !etag_matches(m, &meta.etag) {
+            return Err(S3Error::precondition_failed("x-amz-copy-source-If-Match"));
+        }
+    } else if let Some(t) = date("x-amz-copy-source-if-unmodified-since") {
+        if modified > t {
+            return Err(S3Error::precondition_failed(
+                "x-amz-copy-source-If-Unmodified-Since",
+            ));
+        }
+    }
+    let if_none = ctx.header("x-amz-copy-source-if-none-match");
+    if let Some(m) = if_none {
+        if etag_matches(m, &meta.etag) {
+            return Err(S3Error::precondition_failed("x-amz-copy-source-If-None-Match"));
+        }
+    } else if let Some(t) = date("x-amz-copy-source-if-modified-since") {
+        if modified <= t {
+            return Err(S3Error::precondition_failed(
+                "x-amz-copy-source-If-Modified-Since",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A body stream reading `[start, end)` of the source while computing `algos`.
+pub fn source_stream(
+    src: &Source,
+    start: u64,
+    end: u64,
+    algos: &[Algo],
+) -> (BodyStream, Arc<Mutex<Vec<(Algo, Hasher)>>>) {
+    let hashers = Arc::new(Mutex::new(
+        algos.iter().map(|a| (*a, a.hasher())).collect::<Vec<_>>(),
+    ));
+    let h = hashers.clone();
+    let stream = src.bucket.read(&src.meta, start, end).map(move |r| {
+        if let Ok(b) = &r {
+            let mut g = h.lock().unwrap_or_else(|p| p.into_inner());
+            for (_, hasher) in g.iter_mut() {
+                hasher.update(b);
+            }
+        }
+        r
+    });
+    (Box::pin(stream), hashers)
+}
+
+/// Finishes the running checksums of a copy.
+pub fn finish_checksums(hashers: &Mutex<Vec<(Algo, Hasher)>>) -> Vec<(String, String)> {
+    std::mem::take(&mut *hashers.lock().unwrap_or_else(|p| p.into_inner()))
+        .into_iter()
+        .map(|(a, h)| (a.name().to_string(), h.finish()))
+        .collect()
+}
+
+/// CopyObject: streams the source into a new object (never whole in memory).
+pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
+    let key = ctx.key()?.to_string();
+    crate::put::check_unsupported_headers(ctx)?;
+    let src = source(ctx).await?;
+    let replace_meta = match ctx.header("x-amz-metadata-directive") {
+        None | Some("COPY") => false,
+        Some("REPLACE") => true,
+        Some(other) => {
+            return Err(S3Error::invalid_argument("Unknown metadata directive.")
+                .with("ArgumentName", "x-amz-metadata-directive")
+                .with("ArgumentValue", other))
+        }
+    };
+    let replace_tags = match ctx.header("x-amz-tagging-directive") {
+        None | Some("COPY") => false,
+        Some("REPLACE") => true,
+        Some(other) => {
+            return Err(S3Error::invalid_argument("Unknown tagging directive.")
+                .with("ArgumentName", "x-amz-tagging-directive")
+                .with("ArgumentValue", other))
+        }
+    };
+    let requested_algo = match ctx.header("x-amz-checksum-algorithm") {
+        Some(a) => Some(Algo::parse(a).ok_or_else(|| {
+            S3Error::invalid_request(format!("Checksum algorithm {a} is not supported"))
+        })?),
+        None => None,
+    };
+    if src.same_as_target && !replace_meta && !replace_tags && requested_algo.is_none() {
+        return Err(S3Error::invalid_request(
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        ));
+    }
+    let max = ctx.rt.config.limits.max_object_size;
+    if src.meta.size > max {
+        return Err(S3Error::invalid_request(
+            "The specified copy source is larger than the maximum allowable size for a copy source",
+        ));
+    }
+    let headers = if replace_meta {
+        crate::put::stored_headers(ctx)?
+    } else {
+        src.meta.headers.clone()
+    };
+    let tags = if replace_tags {
+        crate::put::header_tags(ctx)?
+    } else {
+        src.meta.tags.clone()
+    };
+    let algos: Vec<Algo> = match requested_algo {
+        Some(a) => vec![a],
+        None => src
+            .meta
+            .checksums
+            .iter()
+            .filter_map(|(a, _)| Algo::parse(a))
+            .collect(),
+    };
+    let (body, hashers) = source_stream(&src, 0, src.meta.size, &algos);
+    let obj = NewObject {
+        key,
+        headers,
+        tags,
+        parts: Vec::new(),
+    };
+    let expect = crate::put::write_expectation(ctx)?;
+    let meta = ctx
+        .store_bucket()?
+        .put(obj, body, max, expect, |_| {
+            let checksums = finish_checksums(&hashers);
+            let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".to_string());
+            Ok(Finished {
+                checksums,
+                checksum_type,
+                etag: None,
+            })
+        })
+        .await?;
+    let mut w = XmlWriter::new("CopyObjectResult");
+    w.elem("LastModified", respond::iso8601(meta.modified))
+        .elem("ETag", respond::quote(&meta.etag));
+    for (algo, value) in &meta.checksums {
+        if let Some(a) = Algo::parse(algo) {
+            w.elem(a.element(), value);
+        }
+    }
+    let mut resp = respond::xml(w.finish("CopyObjectResult"));
+    crate::put::checksum_headers(&mut resp, &meta);
+    if ctx.header("x-amz-copy-source").is_some_and(|s| s.contains("versionId=")) {
+        respond::set(&mut resp, "x-amz-copy-source-version-id", "null");
+    }
+    Ok(resp)
+}

@@ -1,0 +1,339 @@
+//! The S3 request pipeline: addressing, routing, authentication, authorization, the
+//! operation, then the common response headers, metrics and the access log line.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::Router;
+use http::HeaderValue;
+use time::OffsetDateTime;
+
+use crate::auth::{self, AuthSettings, Authenticated, Payload, RequestParts, SecretLookup};
+use crate::error::{S3Code, S3Error, S3Result};
+use crate::request::Ctx;
+use crate::router::{self, Endpoint, Need};
+use crate::runtime::Runtime;
+use crate::server::Gateway;
+
+/// The S3 listener's router: every request goes through [`handle`].
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new().fallback(handle).with_state(gw)
+}
+
+/// Longest header section accepted (S3 allows 8 KiB of user metadata within it).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+fn request_id() -> String {
+    use rand::Rng;
+    let v: u64 = rand::thread_rng().gen();
+    format!("{v:016X}")
+}
+
+async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let request_id = request_id();
+    let started = Instant::now();
+    gw.metrics.in_flight.inc();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (op, result) = serve(&gw, req, &request_id).await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if method == http::Method::HEAD {
+                let mut r = e.into_response(&request_id);
+                *r.body_mut() = Body::empty();
+                r
+            } else {
+                e.into_response(&request_id)
+            }
+        }
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-amz-request-id", v.clone());
+        h.insert("x-amz-id-2", v);
+    }
+    h.insert("server", HeaderValue::from_static("jets3"));
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    gw.metrics.in_flight.dec();
+    gw.metrics
+        .requests
+        .with_label_values(&[op, status_label(status)])
+        .inc();
+    gw.metrics
+        .duration
+        .with_label_values(&[op])
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        request_id = %request_id,
+        operation = op,
+        method = %method,
+        path = %path,
+        status,
+        ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    resp
+}
+
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        204 => "204",
+        206 => "206",
+        304 => "304",
+        400 => "400",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        411 => "411",
+        412 => "412",
+        416 => "416",
+        500 => "500",
+        501 => "501",
+        503 => "503",
+        s if s < 300 => "2xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
+struct Lookup<'a>(&'a Runtime, OffsetDateTime);
+
+impl SecretLookup for Lookup<'_> {
+    fn secret(&self, access_key_id: &str) -> Option<String> {
+        self.0.secret(access_key_id, self.1)
+    }
+}
+
+/// Splits bucket and key from the Host header (virtual-hosted style) or the path.
+fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> (Option<String>, Option<String>) {
+    let path = percent_encoding::percent_decode_str(raw_path)
+        .decode_utf8_lossy()
+        .into_owned();
+    let path = path.strip_prefix('/').unwrap_or(&path);
+    let host = host.map(|h| {
+        let h = h.trim();
+        // Strip a port, keeping IPv6 literals whole.
+        match h.rfind(':') {
+            Some(i) if !h.ends_with(']') && !h[..i].contains(':') => &h[..i],
+            _ => h,
+        }
+    });
+    if let Some(host) = host {
+        let host = host.to_ascii_lowercase();
+        for domain in &rt.config.virtual_host_domains {
+            if let Some(bucket) = host
+                .strip_suffix(domain.as_str())
+                .and_then(|b| b.strip_suffix('.'))
+            {
+                if !bucket.is_empty() {
+                    let key = (!path.is_empty()).then(|| path.to_string());
+                    return (Some(bucket.to_string()), key);
+                }
+            }
+        }
+    }
+    if path.is_empty() {
+        return (None, None);
+    }
+    match path.split_once('/') {
+        Some((b, k)) if !k.is_empty() => (Some(b.to_string()), Some(k.to_string())),
+        Some((b, _)) => (Some(b.to_string()), None),
+        None => (Some(path.to_string()), None),
+    }
+}
+
+async fn serve(gw: &Arc<Gateway>, req: Request, request_id: &str) -> (&'static str, S3Result<Response>) {
+    let Some(rt) = gw.runtime() else {
+        return (
+            "Unknown",
+            Err(S3Error::new(
+                S3Code::ServiceUnavailable,
+                "The gateway has no configuration yet.",
+            )
+            .header("Retry-After", "1")),
+        );
+    };
+    let (parts, body) = req.into_parts();
+    let header_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return (
+            "Unknown",
+            Err(S3Error::new(
+                S3Code::RequestHeaderSectionTooLarge,
+                "Your request header section exceeds the maximum allowed size.",
+            )
+            .with("MaxSizeAllowed", MAX_HEADER_BYTES.to_string())),
+        );
+    }
+    let raw_path = parts.uri.path().to_string();
+    let raw_query = parts.uri.query().map(str::to_string);
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.host().map(str::to_string));
+    let (bucket, key) = address(&rt, host.as_deref(), &raw_path);
+    let query = router::parse_query(raw_query.as_deref());
+    let ep = match router::parse(&parts.method, bucket.as_deref(), key.as_deref(), &query, &parts.headers) {
+        Ok(ep) => ep,
+        Err(e) => return ("Unknown", Err(e)),
+    };
+    let op = ep.name();
+    let resource = raw_path.clone();
+    let result = async {
+        if let Endpoint::NotImplemented(name) = ep {
+            return Err(S3Error::not_implemented(name));
+        }
+        if let Some(k) = &key {
+            if k.len() > rt.config.limits.max_key_bytes {
+                return Err(S3Error::new(S3Code::KeyTooLongError, "Your key is too long")
+                    .with("MaxSizeAllowed", rt.config.limits.max_key_bytes.to_string())
+                    .with("Size", k.len().to_string()));
+            }
+        }
+        let bucket_ref = bucket.as_deref().map(|b| rt.bucket(b)).transpose()?;
+        if ep == Endpoint::Preflight {
+            let ctx = Ctx::new(
+                gw.clone(), rt.clone(), ep, request_id.to_string(), parts.method.clone(),
+                parts.headers.clone(), query, bucket_ref, key, None, Payload::Unsigned, body,
+            );
+            return crate::cors::preflight(&ctx).await;
+        }
+        if ep == Endpoint::PostObject {
+            let ctx = Ctx::new(
+                gw.clone(), rt.clone(), ep, request_id.to_string(), parts.method.clone(),
+                parts.headers.clone(), query, bucket_ref, key, None, Payload::Unsigned, body,
+            );
+            return crate::post_object::post_object(ctx).await;
+        }
+        let lookup = Lookup(&rt, OffsetDateTime::now_utc());
+        let settings = AuthSettings {
+            region: &rt.config.region,
+            now: OffsetDateTime::now_utc(),
+            max_skew: std::time::Duration::from_secs(rt.config.limits.max_clock_skew_seconds),
+        };
+        let auth = auth::authenticate(
+            &RequestParts {
+                method: &parts.method,
+                raw_path: &raw_path,
+                raw_query: raw_query.as_deref(),
+                headers: &parts.headers,
+            },
+            &lookup,
+            &settings,
+        )?;
+        let (principal, payload) = match auth {
+            Authenticated::Anonymous => (None, Payload::Unsigned),
+            Authenticated::Signed(s) => (Some(s.access_key_id), s.payload),
+        };
+        authorize(&rt, ep, bucket_ref.as_ref(), principal.as_deref())?;
+        let ctx = Ctx::new(
+            gw.clone(), rt.clone(), ep, request_id.to_string(), parts.method.clone(),
+            parts.headers.clone(), query, bucket_ref, key, principal, payload, body,
+        );
+        let origin = ctx.header("origin").map(str::to_string);
+        let cors_bucket = ctx.bucket.clone();
+        let mut resp = crate::ops::call(ctx).await?;
+        if let (Some(origin), Some(b)) = (origin, cors_bucket) {
+            crate::cors::decorate(gw, &b, &origin, &parts.method, &mut resp).await;
+        }
+        Ok(resp)
+    }
+    .await;
+    (op, result.map_err(|e| if e.resource.is_none() { e.resource(resource) } else { e }))
+}
+
+/// Checks the caller's grant (or the bucket's public access) for the operation.
+fn authorize(
+    rt: &Runtime,
+    ep: Endpoint,
+    bucket: Option<&crate::runtime::BucketRef>,
+    principal: Option<&str>,
+) -> S3Result<()> {
+    let need = ep.need();
+    match need {
+        Need::Nothing => return Ok(()),
+        Need::Authenticated => {
+            return principal.map(|_| ()).ok_or_else(S3Error::access_denied);
+        }
+        _ => {}
+    }
+    let Some(bucket) = bucket else {
+        return Err(S3Error::access_denied());
+    };
+    if matches!(need, Need::Write | Need::Admin) && bucket.read_only() {
+        return Err(S3Error::new(S3Code::AccessDenied, "Access Denied: the bucket is read-only"));
+    }
+    let Some(principal) = principal else {
+        if ep.public_read() && bucket.public_read() {
+            return Ok(());
+        }
+        return Err(S3Error::access_denied());
+    };
+    let allowed = match rt.permission(principal, &bucket.s3) {
+        None => false,
+        Some(p) => match need {
+            Need::Read => p.can_read(),
+            Need::Write => p.can_write(),
+            Need::Admin => p.can_admin(),
+            Need::Authenticated | Need::Nothing => true,
+        },
+    };
+    if allowed || (ep.public_read() && bucket.public_read()) {
+        Ok(())
+    } else {
+        Err(S3Error::access_denied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jets3_crds::GatewayConfig;
+
+    fn rt() -> Runtime {
+        Runtime::new(GatewayConfig {
+            virtual_host_domains: vec!["s3.example.com".into()],
+            ..Default::default()
+        })
+        .expect("valid")
+    }
+
+    #[test]
+    fn path_style_addressing() {
+        let rt = rt();
+        assert_eq!(address(&rt, Some("localhost:9000"), "/"), (None, None));
+        assert_eq!(address(&rt, Some("localhost"), "/b"), (Some("b".into()), None));
+        assert_eq!(address(&rt, Some("localhost"), "/b/"), (Some("b".into()), None));
+        assert_eq!(
+            address(&rt, Some("127.0.0.1:9000"), "/b/a%2Fb/..//c%20d"),
+            (Some("b".into()), Some("a/b/..//c d".into()))
+        );
+    }
+
+    #[test]
+    fn virtual_hosted_addressing() {
+        let rt = rt();
+        assert_eq!(
+            address(&rt, Some("my.bucket.s3.example.com:443"), "/k/x"),
+            (Some("my.bucket".into()), Some("k/x".into()))
+        );
+        assert_eq!(
+            address(&rt, Some("s3.example.com"), "/b/k"),
+            (Some("b".into()), Some("k".into()))
+        );
+        assert_eq!(address(&rt, Some("b.s3.example.com"), "/"), (Some("b".into()), None));
+    }
+}

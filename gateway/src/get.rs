@@ -1,0 +1,364 @@
+//! GetObject, HeadObject (ranges, part numbers, conditions) and GetObjectAttributes.
+
+use axum::body::Body;
+use axum::response::Response;
+use futures::StreamExt;
+use http::StatusCode;
+use time::OffsetDateTime;
+
+use crate::checksum::Algo;
+use crate::error::{S3Code, S3Error, S3Result};
+use crate::request::Ctx;
+use crate::respond;
+use crate::store::{etag_matches, ObjectMeta};
+use crate::xml::XmlWriter;
+
+/// A byte range `[start, end)` of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Parses a `Range` header against an object size. `Ok(None)`: serve the whole object
+/// (no header, or one S3 ignores); `Err`: InvalidRange.
+pub fn parse_range(header: &str, size: u64) -> S3Result<Option<Span>> {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let invalid = || {
+        S3Error::new(S3Code::InvalidRange, "The requested range is not satisfiable")
+            .with("RangeRequested", header)
+            .with("ActualObjectSize", size.to_string())
+    };
+    if a.is_empty() {
+        let Ok(n) = b.parse::<u64>() else {
+            return Ok(None);
+        };
+        if n == 0 || size == 0 {
+            return Err(invalid());
+        }
+        return Ok(Some(Span {
+            start: size.saturating_sub(n),
+            end: size,
+        }));
+    }
+    let Ok(start) = a.parse::<u64>() else {
+        return Ok(None);
+    };
+    let end = if b.is_empty() {
+        size
+    } else {
+        match b.parse::<u64>() {
+            Ok(e) if e >= start => (e + 1).min(size),
+            _ => return Ok(None),
+        }
+    };
+    if start >= size {
+        return Err(invalid());
+    }
+    Ok(Some(Span { start, end }))
+}
+
+/// Evaluates If-Match / If-Unmodified-Since (412) and If-None-Match / If-Modified-Since
+/// (304) the way S3 does.
+pub fn check_conditions(ctx: &Ctx, meta: &ObjectMeta) -> S3Result<()> {
+    let modified = meta.modified.replace_nanosecond(0).unwrap_or(meta.modified);
+    if let Some(m) = ctx.header("if-match") {
+        if !etag_matches(m, &meta.etag) {
+            return Err(S3Error::precondition_failed("If-Match"));
+        }
+    } else if let Some(t) = ctx.header("if-unmodified-since").and_then(respond::parse_http_date) {
+        if modified > t {
+            return Err(S3Error::precondition_failed("If-Unmodified-Since"));
+        }
+    }
+    let not_modified = || {
+        S3Error::new(S3Code::NotModified, "Not Modified")
+            .header("etag", respond::quote(&meta.etag))
+            .header("last-modified", respond::http_date(meta.modified))
+    };
+    if let Some(m) = ctx.header("if-none-match") {
+        if etag_matches(m, &meta.etag) {
+            return Err(not_modified());
+        }
+    } else if let Some(t) = ctx.header("if-modified-since").and_then(respond::parse_http_date) {
+        if modified <= t && t <= OffsetDateTime::now_utc() {
+            return Err(not_modified());
+        }
+    }
+    Ok(())
+}
+
+/// The object, or NoSuchKey.
+pub async fn require_object(ctx: &Ctx) -> S3Result<ObjectMeta> {
+    let key = ctx.key()?;
+    let meta = ctx
+        .store_bucket()?
+        .head(key)
+        .await?
+        .ok_or_else(|| S3Error::no_such_key(key))?;
+    if meta.is_link {
+        return Err(S3Error::not_implemented("Reading NATS object links"));
+    }
+    Ok(meta)
+}
+
+/// The span of part `n` (1-based) of an object.
+fn part_span(meta: &ObjectMeta, n: usize) -> Option<Span> {
+    if meta.parts.is_empty() {
+        return (n == 1).then_some(Span {
+            start: 0,
+            end: meta.size,
+        });
+    }
+    let start: u64 = meta.parts.iter().take(n.checked_sub(1)?).sum();
+    let len = *meta.parts.get(n - 1)?;
+    Some(Span {
+        start,
+        end: start + len,
+    })
+}
+
+const OVERRIDES: [(&str, &str); 6] = [
+    ("response-content-type", "content-type"),
+    ("response-content-language", "content-language"),
+    ("response-expires", "expires"),
+    ("response-cache-control", "cache-control"),
+    ("response-content-disposition", "content-disposition"),
+    ("response-content-encoding", "content-encoding"),
+];
+
+/// Headers that describe the object on GET and HEAD.
+pub fn object_headers(resp: &mut Response, meta: &ObjectMeta) {
+    respond::set(resp, "etag", respond::quote(&meta.etag));
+    respond::set(resp, "last-modified", respond::http_date(meta.modified));
+    respond::set(resp, "content-type", meta.content_type());
+    for (name, value) in &meta.headers {
+        if name == "content-type" {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            resp.headers_mut().insert(n, v);
+        }
+    }
+    if !meta.tags.is_empty() {
+        respond::set(resp, "x-amz-tagging-count", meta.tags.len().to_string());
+    }
+}
+
+/// GetObject and HeadObject.
+pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
+    let meta = require_object(ctx).await?;
+    check_conditions(ctx, &meta)?;
+    let part_number = match ctx.query("partNumber") {
+        None => None,
+        Some(p) => match p.parse::<usize>() {
+            Ok(n) if (1..=10_000).contains(&n) => Some(n),
+            _ => {
+                return Err(S3Error::invalid_argument(
+                    "Part number must be an integer between 1 and 10000, inclusive",
+                )
+                .with("ArgumentName", "partNumber")
+                .with("ArgumentValue", p))
+            }
+        },
+    };
+    let range_header = ctx.header("range");
+    if part_number.is_some() && range_header.is_some() {
+        return Err(S3Error::invalid_request(
+            "Cannot specify both Range header and partNumber query parameter",
+        ));
+    }
+    let span = match (part_number, range_header) {
+        (Some(n), _) => Some(part_span(&meta, n).ok_or_else(|| {
+            S3Error::new(
+                S3Code::InvalidPartNumber,
+                "The requested partnumber is not satisfiable",
+            )
+            .with("PartNumberRequested", n.to_string())
+            .with("ActualPartCount", meta.parts.len().max(1).to_string())
+        })?),
+        (None, Some(r)) => parse_range(r, meta.size)?,
+        (None, None) => None,
+    };
+    if ctx.principal.is_none() && OVERRIDES.iter().any(|(q, _)| ctx.query(q).is_some()) {
+        return Err(S3Error::invalid_request(
+            "Request specific response headers cannot be used for anonymous GET requests.",
+        ));
+    }
+    let whole = Span {
+        start: 0,
+        end: meta.size,
+    };
+    let s = span.unwrap_or(whole);
+    let mut resp = Response::new(Body::empty());
+    object_headers(&mut resp, &meta);
+    respond::set(&mut resp, "accept-ranges", "bytes");
+    respond::set(&mut resp, "content-length", (s.end - s.start).to_string());
+    if span.is_some() {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        respond::set(
+            &mut resp,
+            "content-range",
+            format!("bytes {}-{}/{}", s.start, s.end.saturating_sub(1), meta.size),
+        );
+    }
+    if part_number.is_some() {
+        respond::set(
+            &mut resp,
+            "x-amz-mp-parts-count",
+            meta.parts.len().max(1).to_string(),
+        );
+    }
+    if ctx.header("x-amz-checksum-mode") == Some("ENABLED") && span.is_none() {
+        for (algo, value) in &meta.checksums {
+            if let Some(a) = Algo::parse(algo) {
+                respond::set(&mut resp, a.header(), value);
+            }
+        }
+        if let Some(t) = &meta.checksum_type {
+            respond::set(&mut resp, "x-amz-checksum-type", t);
+        }
+    }
+    for (q, h) in OVERRIDES {
+        if let Some(v) = ctx.query(q) {
+            respond::set(&mut resp, h, v);
+        }
+    }
+    if head || s.start == s.end {
+        return Ok(resp);
+    }
+    let gw = ctx.gw.clone();
+    let stream = ctx
+        .store_bucket()?
+        .read(&meta, s.start, s.end)
+        .map(move |r| match r {
+            Ok(b) => {
+                gw.metrics.bytes_out.inc_by(b.len() as u64);
+                Ok(b)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "object read failed mid-stream");
+                Err(std::io::Error::other(e.to_string()))
+            }
+        });
+    *resp.body_mut() = Body::from_stream(stream);
+    Ok(resp)
+}
+
+/// GetObjectAttributes.
+pub async fn get_object_attributes(ctx: &Ctx) -> S3Result<Response> {
+    let meta = require_object(ctx).await?;
+    let wanted: Vec<String> = ctx
+        .header("x-amz-object-attributes")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if wanted.is_empty() {
+        return Err(S3Error::invalid_argument(
+            "x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty",
+        ));
+    }
+    let mut w = XmlWriter::new("GetObjectAttributesResponse");
+    for attr in &wanted {
+        match attr.as_str() {
+            "ETag" => {
+                w.elem("ETag", &meta.etag);
+            }
+            "Checksum" if !meta.checksums.is_empty() => {
+                w.open("Checksum");
+                for (algo, value) in &meta.checksums {
+                    if let Some(a) = Algo::parse(algo) {
+                        w.elem(a.element(), value);
+                    }
+                }
+                w.opt("ChecksumType", meta.checksum_type.as_deref());
+                w.close("Checksum");
+            }
+            "ObjectParts" if !meta.parts.is_empty() => {
+                let max: usize = ctx
+                    .header("x-amz-max-parts")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1000);
+                let marker: usize = ctx
+                    .header("x-amz-part-number-marker")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let shown: Vec<(usize, u64)> = meta
+                    .parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (i + 1, *s))
+                    .filter(|(n, _)| *n > marker)
+                    .take(max)
+                    .collect();
+                let last = shown.last().map(|(n, _)| *n).unwrap_or(marker);
+                w.open("ObjectParts")
+                    .elem("TotalPartsCount", meta.parts.len().to_string())
+                    .elem("PartNumberMarker", marker.to_string())
+                    .elem("NextPartNumberMarker", last.to_string())
+                    .elem("MaxParts", max.to_string())
+                    .elem("IsTruncated", (last < meta.parts.len()).to_string());
+                for (n, size) in shown {
+                    w.open("Part")
+                        .elem("PartNumber", n.to_string())
+                        .elem("Size", size.to_string())
+                        .close("Part");
+                }
+                w.close("ObjectParts");
+            }
+            "StorageClass" => {
+                w.elem("StorageClass", "STANDARD");
+            }
+            "ObjectSize" => {
+                w.elem("ObjectSize", meta.size.to_string());
+            }
+            "Checksum" | "ObjectParts" => {}
+            other => {
+                return Err(S3Error::invalid_argument(format!(
+                    "Invalid attribute name specified: {other}"
+                )))
+            }
+        }
+    }
+    let mut resp = respond::xml(w.finish("GetObjectAttributesResponse"));
+    respond::set(&mut resp, "last-modified", respond::http_date(meta.modified));
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(s: u64, e: u64) -> Option<Span> {
+        Some(Span { start: s, end: e })
+    }
+
+    #[test]
+    fn parses_ranges_like_s3() {
+        assert_eq!(parse_range("bytes=0-9", 100).ok().flatten(), span(0, 10));
+        assert_eq!(parse_range("bytes=90-200", 100).ok().flatten(), span(90, 100));
+        assert_eq!(parse_range("bytes=95-", 100).ok().flatten(), span(95, 100));
+        assert_eq!(parse_range("bytes=-10", 100).ok().flatten(), span(90, 100));
+        assert_eq!(parse_range("bytes=-500", 100).ok().flatten(), span(0, 100));
+        assert_eq!(parse_range("bytes=5-1", 100).ok().flatten(), None);
+        assert_eq!(parse_range("items=0-1", 100).ok().flatten(), None);
+        assert_eq!(parse_range("bytes=0-1,3-4", 100).ok().flatten(), None);
+        assert!(parse_range("bytes=100-", 100).is_err());
+        assert!(parse_range("bytes=-0", 100).is_err());
+        assert!(parse_range("bytes=0-", 0).is_err());
+    }
+}

@@ -1,0 +1,337 @@
+//! ListObjects (v1), ListObjectsV2 and ListObjectVersions over the sorted index.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use axum::response::Response;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+use crate::error::{S3Error, S3Result};
+use crate::request::Ctx;
+use crate::respond::{self, OWNER_ID, OWNER_NAME};
+use crate::store::Entry;
+use crate::xml::XmlWriter;
+
+/// Which listing the request asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    V1,
+    V2,
+    Versions,
+}
+
+/// One page of a listing.
+#[derive(Debug, Default, PartialEq)]
+pub struct Page {
+    pub objects: Vec<(String, Entry)>,
+    pub prefixes: Vec<String>,
+    pub truncated: bool,
+    /// The last key or common prefix returned, where the next page starts.
+    pub last: Option<String>,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.size == other.size && self.etag == other.etag && self.modified == other.modified
+    }
+}
+
+/// The smallest string greater than every string starting with `p`, or near enough:
+/// keys with `p` followed by U+10FFFF are skipped by an explicit check.
+fn after_prefix(p: &str) -> String {
+    let mut s = p.to_string();
+    s.push(char::MAX);
+    s
+}
+
+/// Walks the index from `after` (exclusive), keeping keys under `prefix` and rolling up
+/// keys that contain `delimiter` after the prefix, until `max` entries are taken.
+pub fn page(
+    map: &BTreeMap<String, Entry>,
+    prefix: &str,
+    delimiter: &str,
+    after: &str,
+    max: usize,
+) -> Page {
+    let mut out = Page::default();
+    let mut lower: Bound<String> = if after >= prefix {
+        if after.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(after.to_string())
+        }
+    } else {
+        Bound::Included(prefix.to_string())
+    };
+    let mut taken = 0usize;
+    'outer: loop {
+        let range = map.range::<String, _>((lower.clone(), Bound::Unbounded));
+        for (key, entry) in range {
+            if !key.starts_with(prefix) {
+                if key.as_str() > prefix {
+                    break 'outer;
+                }
+                continue;
+            }
+            let rest = &key[prefix.len()..];
+            let group = if delimiter.is_empty() {
+                None
+            } else {
+                rest.find(delimiter)
+                    .map(|i| &key[..prefix.len() + i + delimiter.len()])
+            };
+            if let Some(cp) = group {
+                let seen = (!after.is_empty() && cp <= after) || out.last.as_deref() == Some(cp);
+                if seen {
+                    // This group was returned already (here or on an earlier page).
+                    lower = Bound::Excluded(after_prefix(cp).max(key.clone()));
+                    continue 'outer;
+                }
+                if taken == max {
+                    out.truncated = true;
+                    break 'outer;
+                }
+                out.prefixes.push(cp.to_string());
+                out.last = Some(cp.to_string());
+                taken += 1;
+                lower = Bound::Excluded(after_prefix(cp));
+                continue 'outer;
+            }
+            if taken == max {
+                out.truncated = true;
+                break 'outer;
+            }
+            out.objects.push((key.clone(), entry.clone()));
+            out.last = Some(key.clone());
+            taken += 1;
+        }
+        break;
+    }
+    out
+}
+
+fn url_encode(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+fn max_keys(ctx: &Ctx) -> S3Result<usize> {
+    match ctx.query("max-keys") {
+        None => Ok(1000),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok((n as usize).min(1000)),
+            _ => Err(S3Error::invalid_argument("Provided max-keys not an integer or within integer range")
+                .with("ArgumentName", "max-keys")
+                .with("ArgumentValue", v)),
+        },
+    }
+}
+
+/// Serves the three listing flavors.
+pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
+    let b = ctx.bucket_ref()?;
+    let prefix = ctx.query("prefix").unwrap_or_default().to_string();
+    let delimiter = ctx.query("delimiter").unwrap_or_default().to_string();
+    let encode = match ctx.query("encoding-type") {
+        None => false,
+        Some("url") => true,
+        Some(other) => {
+            return Err(S3Error::invalid_argument("Invalid Encoding Method specified in Request")
+                .with("ArgumentName", "encoding-type")
+                .with("ArgumentValue", other))
+        }
+    };
+    let max = max_keys(ctx)?;
+    let (after, token) = match flavor {
+        Flavor::V1 => (ctx.query("marker").unwrap_or_default().to_string(), None),
+        Flavor::Versions => (ctx.query("key-marker").unwrap_or_default().to_string(), None),
+        Flavor::V2 => match ctx.query("continuation-token") {
+            Some(t) => {
+                let decoded = URL_SAFE_NO_PAD
+                    .decode(t)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        S3Error::invalid_argument("The continuation token provided is incorrect")
+                            .with("ArgumentName", "continuation-token")
+                    })?;
+                (decoded, Some(t.to_string()))
+            }
+            None => (ctx.query("start-after").unwrap_or_default().to_string(), None),
+        },
+    };
+    let index = ctx.store_bucket()?.index().await?;
+    let page = {
+        let map = index.read();
+        page(&map, &prefix, &delimiter, &after, max)
+    };
+    let enc = |s: &str| if encode { url_encode(s) } else { s.to_string() };
+    let root = match flavor {
+        Flavor::V1 | Flavor::V2 => "ListBucketResult",
+        Flavor::Versions => "ListVersionsResult",
+    };
+    let mut w = XmlWriter::new(root);
+    w.elem("Name", &b.s3).elem("Prefix", enc(&prefix));
+    match flavor {
+        Flavor::V1 => {
+            w.elem("Marker", enc(&after));
+            if page.truncated && !delimiter.is_empty() {
+                w.opt("NextMarker", page.last.as_deref().map(enc));
+            }
+        }
+        Flavor::V2 => {
+            if let Some(t) = &token {
+                w.elem("ContinuationToken", t);
+            } else if let Some(sa) = ctx.query("start-after") {
+                w.elem("StartAfter", enc(sa));
+            }
+            if page.truncated {
+                if let Some(last) = &page.last {
+                    w.elem("NextContinuationToken", URL_SAFE_NO_PAD.encode(last));
+                }
+            }
+            w.elem(
+                "KeyCount",
+                (page.objects.len() + page.prefixes.len()).to_string(),
+            );
+        }
+        Flavor::Versions => {
+            w.elem("KeyMarker", enc(&after));
+            w.elem("VersionIdMarker", ctx.query("version-id-marker").unwrap_or_default());
+            if page.truncated {
+                w.opt("NextKeyMarker", page.last.as_deref().map(enc));
+                w.elem("NextVersionIdMarker", "null");
+            }
+        }
+    }
+    w.elem("MaxKeys", max.to_string());
+    if !delimiter.is_empty() {
+        w.elem("Delimiter", enc(&delimiter));
+    }
+    if encode {
+        w.elem("EncodingType", "url");
+    }
+    w.elem("IsTruncated", page.truncated.to_string());
+    let owner = flavor != Flavor::V2 || ctx.query("fetch-owner") == Some("true");
+    let item = if flavor == Flavor::Versions {
+        "Version"
+    } else {
+        "Contents"
+    };
+    for (key, e) in &page.objects {
+        w.open(item).elem("Key", enc(key));
+        if flavor == Flavor::Versions {
+            w.elem("VersionId", "null").elem("IsLatest", "true");
+        }
+        w.elem("LastModified", respond::iso8601(e.modified))
+            .elem("ETag", respond::quote(&e.etag))
+            .elem("Size", e.size.to_string());
+        if owner {
+            w.open("Owner")
+                .elem("ID", OWNER_ID)
+                .elem("DisplayName", OWNER_NAME)
+                .close("Owner");
+        }
+        w.elem("StorageClass", "STANDARD").close(item);
+    }
+    for p in &page.prefixes {
+        w.open("CommonPrefixes")
+            .elem("Prefix", enc(p))
+            .close("CommonPrefixes");
+    }
+    Ok(respond::xml(w.finish(root)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::OffsetDateTime;
+
+    fn map(keys: &[&str]) -> BTreeMap<String, Entry> {
+        keys.iter()
+            .map(|k| {
+                (
+                    k.to_string(),
+                    Entry {
+                        size: 1,
+                        etag: "e".into(),
+                        modified: OffsetDateTime::UNIX_EPOCH,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn keys(p: &Page) -> Vec<&str> {
+        p.objects.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    #[test]
+    fn pages_through_keys_in_byte_order() {
+        let m = map(&["b", "a", "é", "Z", "a/b"]);
+        let p = page(&m, "", "", "", 2);
+        assert_eq!(keys(&p), ["Z", "a"]);
+        assert!(p.truncated);
+        let p2 = page(&m, "", "", "a", 10);
+        assert_eq!(keys(&p2), ["a/b", "b", "é"]);
+        assert!(!p2.truncated);
+    }
+
+    #[test]
+    fn exact_page_is_not_truncated() {
+        let m = map(&["a", "b"]);
+        let p = page(&m, "", "", "", 2);
+        assert!(!p.truncated);
+        assert_eq!(p.last.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn rolls_up_common_prefixes_and_resumes_after_them() {
+        let m = map(&["a/1", "a/2", "a/3", "b", "c/1", "c/2", "d"]);
+        let p = page(&m, "", "/", "", 2);
+        assert_eq!(p.prefixes, ["a/"]);
+        assert_eq!(keys(&p), ["b"]);
+        assert!(p.truncated);
+        let p = page(&m, "", "/", "b", 2);
+        assert_eq!(p.prefixes, ["c/"]);
+        assert_eq!(keys(&p), ["d"]);
+        assert!(!p.truncated);
+        let p = page(&m, "", "/", "a/", 10);
+        assert_eq!(p.prefixes, ["c/"]);
+        assert_eq!(keys(&p), ["b", "d"]);
+    }
+
+    #[test]
+    fn prefix_and_delimiter_together() {
+        let m = map(&["photos/2024/a", "photos/2024/b", "photos/2025/a", "photos/x", "pics"]);
+        let p = page(&m, "photos/", "/", "", 1000);
+        assert_eq!(p.prefixes, ["photos/2024/", "photos/2025/"]);
+        assert_eq!(keys(&p), ["photos/x"]);
+        let p = page(&m, "photos/2024/", "", "photos/2024/a", 1000);
+        assert_eq!(keys(&p), ["photos/2024/b"]);
+        let p = page(&m, "zzz", "", "", 1000);
+        assert!(p.objects.is_empty() && !p.truncated);
+    }
+
+    #[test]
+    fn multi_character_delimiter_and_zero_max() {
+        let m = map(&["a--b", "a--c", "ab"]);
+        let p = page(&m, "", "--", "", 10);
+        assert_eq!(p.prefixes, ["a--"]);
+        assert_eq!(keys(&p), ["ab"]);
+        let p = page(&m, "", "", "", 0);
+        assert!(p.objects.is_empty());
+        assert!(p.truncated);
+    }
+
+    #[test]
+    fn url_encoding_keeps_slashes() {
+        assert_eq!(url_encode("a b/c+d%é"), "a%20b/c%2Bd%25%C3%A9");
+    }
+}

@@ -1,0 +1,104 @@
+//! Prometheus metrics of the gateway.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// All metrics, registered in their own registry.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    pub in_flight: IntGauge,
+    pub nats_connected: IntGauge,
+    pub nats_connects: IntGauge,
+    pub config_generation: IntGauge,
+    pub config_rejected: IntCounter,
+    pub complete_seconds: Histogram,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("jets3".into()), None)
+            .unwrap_or_else(|_| Registry::new());
+        let requests = IntCounterVec::new(
+            Opts::new("requests_total", "S3 requests by operation and status"),
+            &["operation", "status"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new("request_duration_seconds", "S3 request latency")
+                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16).expect("buckets")),
+            &["operation"],
+        )
+        .expect("valid metric");
+        let bytes_in = IntCounter::new("bytes_received_total", "Request body bytes received")
+            .expect("valid metric");
+        let bytes_out =
+            IntCounter::new("bytes_sent_total", "Object bytes sent").expect("valid metric");
+        let in_flight =
+            IntGauge::new("requests_in_flight", "Requests being served").expect("valid metric");
+        let nats_connected = IntGauge::new("nats_connected", "1 while connected to NATS")
+            .expect("valid metric");
+        let nats_connects = IntGauge::new("nats_connects_total", "Connections made to NATS")
+            .expect("valid metric");
+        let config_generation =
+            IntGauge::new("config_generation", "Generation of the config in force")
+                .expect("valid metric");
+        let config_rejected =
+            IntCounter::new("config_rejected_total", "Configs refused as invalid")
+                .expect("valid metric");
+        let complete_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "multipart_complete_seconds",
+                "Time to assemble a completed multipart upload",
+            )
+            .buckets(prometheus::exponential_buckets(0.01, 2.0, 14).expect("buckets")),
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(bytes_in.clone()),
+            Box::new(bytes_out.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(nats_connected.clone()),
+            Box::new(nats_connects.clone()),
+            Box::new(config_generation.clone()),
+            Box::new(config_rejected.clone()),
+            Box::new(complete_seconds.clone()),
+        ] {
+            let _ = registry.register(c);
+        }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            bytes_in,
+            bytes_out,
+            in_flight,
+            nats_connected,
+            nats_connects,
+            config_generation,
+            config_rejected,
+            complete_seconds,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

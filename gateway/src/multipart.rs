@@ -1,0 +1,524 @@
+//! Multipart uploads: create, upload part (and part copy), complete, abort, list.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::StatusCode;
+use md5::{Digest, Md5};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::checksum::Algo;
+use crate::error::{S3Code, S3Error, S3Result};
+use crate::request::Ctx;
+use crate::respond::{self, OWNER_ID, OWNER_NAME};
+use crate::server::Gateway;
+use crate::store::{Finished, NewObject, PartInfo, UploadInfo};
+use crate::xml::{self, XmlWriter};
+
+fn upload_id(ctx: &Ctx) -> S3Result<String> {
+    ctx.query("uploadId")
+        .map(str::to_string)
+        .ok_or_else(|| S3Error::invalid_request("uploadId is required"))
+}
+
+/// The upload, checked to belong to the addressed key.
+async fn upload_for_key(ctx: &Ctx, id: &str) -> S3Result<UploadInfo> {
+    let info = ctx.store_bucket()?.upload(id).await?;
+    if info.key != ctx.key()? {
+        return Err(S3Error::no_such_upload(id));
+    }
+    Ok(info)
+}
+
+fn part_number(ctx: &Ctx) -> S3Result<u32> {
+    let raw = ctx.query("partNumber").unwrap_or_default();
+    let max = ctx.rt.config.limits.max_parts;
+    match raw.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(S3Error::invalid_argument(format!(
+            "Part number must be an integer between 1 and {max}, inclusive"
+        ))
+        .with("ArgumentName", "partNumber")
+        .with("ArgumentValue", raw)),
+    }
+}
+
+/// CreateMultipartUpload.
+pub async fn create(ctx: &Ctx) -> S3Result<Response> {
+    let key = ctx.key()?.to_string();
+    crate::put::check_unsupported_headers(ctx)?;
+    crate::bucket::require_bucket(ctx).await?;
+    let checksum_algorithm = match ctx.header("x-amz-checksum-algorithm") {
+        Some(a) => Some(
+            Algo::parse(a)
+                .ok_or_else(|| S3Error::invalid_request(format!("Checksum algorithm {a} is not supported")))?
+                .name()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let info = UploadInfo {
+        key: key.clone(),
+        initiated: OffsetDateTime::now_utc().unix_timestamp_nanos(),
+        headers: crate::put::stored_headers(ctx)?,
+        tags: crate::put::header_tags(ctx)?,
+        checksum_algorithm: checksum_algorithm.clone(),
+    };
+    let id = ctx.store_bucket()?.create_upload(&info).await?;
+    let mut w = XmlWriter::new("InitiateMultipartUploadResult");
+    w.elem("Bucket", &ctx.bucket_ref()?.s3)
+        .elem("Key", &key)
+        .elem("UploadId", &id);
+    let mut resp = respond::xml(w.finish("InitiateMultipartUploadResult"));
+    if let Some(a) = checksum_algorithm {
+        respond::set(&mut resp, "x-amz-checksum-algorithm", a);
+    }
+    Ok(resp)
+}
+
+/// UploadPart.
+pub async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
+    let id = upload_id(&ctx)?;
+    let n = part_number(&ctx)?;
+    let max = ctx.rt.config.limits.max_part_size;
+    crate::put::check_length(&ctx, max)?;
+    upload_for_key(&ctx, &id).await?;
+    let bucket = ctx.store_bucket()?;
+    let (body, checks) = ctx.upload_body()?;
+    let part = bucket
+        .put_part(&id, n, body, max, |w| checks.verify(w))
+        .await?;
+    let mut resp = respond::empty(StatusCode::OK);
+    respond::set(&mut resp, "etag", respond::quote(&part.etag));
+    for (algo, value) in &part.checksums {
+        if let Some(a) = Algo::parse(algo) {
+            respond::set(&mut resp, a.header(), value);
+        }
+    }
+    Ok(resp)
+}
+
+/// UploadPartCopy: a part from a range of an existing object.
+pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
+    let id = upload_id(ctx)?;
+    let n = part_number(ctx)?;
+    upload_for_key(ctx, &id).await?;
+    let src = crate::copy::source(ctx).await?;
+    let size = src.meta.size;
+    let (start, end) = match ctx.header("x-amz-copy-source-range") {
+        None => (0, size),
+        Some(r) => {
+            let bad = || {
+                S3Error::invalid_argument(format!(
+                    "Range specified is not valid for source object of size: {size}"
+                ))
+                .with("ArgumentName", "x-amz-copy-source-range")
+                .with("ArgumentValue", r)
+            };
+            let (a, b) = r
+                .trim()
+                .strip_prefix("bytes=")
+                .and_then(|s| s.split_once('-'))
+                .ok_or_else(bad)?;
+            let a: u64 = a.parse().map_err(|_| bad())?;
+            let b: u64 = b.parse().map_err(|_| bad())?;
+            if a > b || b >= size {
+                return Err(bad());
+            }
+            (a, b + 1)
+        }
+    };
+    let max = ctx.rt.config.limits.max_part_size;
+    if end - start > max {
+        return Err(S3Error::new(S3Code::EntityTooLarge, "Part exceeds the maximum allowed size"));
+    }
+    let (body, _) = crate::copy::source_stream(&src, start, end, &[]);
+    let part = ctx
+        .store_bucket()?
+        .put_part(&id, n, body, max, |_| Ok(Vec::new()))
+        .await?;
+    let mut w = XmlWriter::new("CopyPartResult");
+    w.elem("LastModified", respond::iso8601(part.modified_at()))
+        .elem("ETag", respond::quote(&part.etag));
+    Ok(respond::xml(w.finish("CopyPartResult")))
+}
+
+#[derive(Deserialize)]
+struct CompleteMultipartUpload {
+    #[serde(rename = "Part", default)]
+    parts: Vec<CompletePart>,
+}
+
+#[derive(Deserialize)]
+struct CompletePart {
+    #[serde(rename = "PartNumber")]
+    number: u32,
+    #[serde(rename = "ETag")]
+    etag: String,
+}
+
+/// How long Complete answers normally before it switches to a 200 with keep-alive spaces.
+const COMPLETE_WAIT: Duration = Duration::from_secs(2);
+
+/// CompleteMultipartUpload: validates the part list, then assembles the object. Long
+/// assemblies answer 200 at once and keep the connection alive with spaces, as S3 does.
+pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
+    let id = upload_id(&ctx)?;
+    let key = ctx.key()?.to_string();
+    let limit = ctx.rt.config.limits.max_xml_body_bytes.max(10_000 * 128);
+    let body = ctx.read_small_body(limit).await?;
+    let req: CompleteMultipartUpload = xml::parse(&body)?;
+    if req.parts.is_empty() {
+        return Err(S3Error::malformed_xml());
+    }
+    let info = upload_for_key(&ctx, &id).await?;
+    let bucket = ctx.store_bucket()?;
+    let stored = bucket.parts(&id).await?;
+    let min = ctx.rt.config.limits.min_part_size;
+    let mut chosen: Vec<PartInfo> = Vec::with_capacity(req.parts.len());
+    let mut last = 0u32;
+    for (i, p) in req.parts.iter().enumerate() {
+        if p.number <= last {
+            return Err(S3Error::new(
+                S3Code::InvalidPartOrder,
+                "The list of parts was not in ascending order. Parts must be ordered by part number.",
+            )
+            .with("UploadId", &id));
+        }
+        last = p.number;
+        let part = stored
+            .get(&p.number)
+            .filter(|s| crate::store::etag_matches(&p.etag, &s.etag))
+            .ok_or_else(|| {
+                S3Error::new(
+                    S3Code::InvalidPart,
+                    "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+                )
+                .with("UploadId", &id)
+                .with("PartNumber", p.number.to_string())
+                .with("ETag", &p.etag)
+            })?;
+        if i + 1 < req.parts.len() && part.size < min {
+            return Err(S3Error::new(
+                S3Code::EntityTooSmall,
+                "Your proposed upload is smaller than the minimum allowed object size.",
+            )
+            .with("ProposedSize", part.size.to_string())
+            .with("MinSizeAllowed", min.to_string())
+            .with("PartNumber", p.number.to_string())
+            .with("ETag", &p.etag));
+        }
+        chosen.push(part.clone());
+    }
+    let expect = crate::put::write_expectation(&ctx)?;
+    if expect != crate::store::Expect::Any {
+        // Fail before assembling when the condition already does not hold.
+        let current = bucket.head(&key).await?;
+        match (&expect, current) {
+            (crate::store::Expect::Absent, Some(_)) => {
+                return Err(S3Error::precondition_failed("If-None-Match"))
+            }
+            (crate::store::Expect::Etag(_), None) => return Err(S3Error::no_such_key(&key)),
+            (crate::store::Expect::Etag(e), Some(m)) if !crate::store::etag_matches(e, &m.etag) => {
+                return Err(S3Error::precondition_failed("If-Match"))
+            }
+            _ => {}
+        }
+    }
+    let mut md5s = Md5::new();
+    for p in &chosen {
+        if let Ok(raw) = hex::decode(&p.etag) {
+            md5s.update(raw);
+        }
+    }
+    let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
+    let obj = NewObject {
+        key: key.clone(),
+        headers: info.headers.clone(),
+        tags: info.tags.clone(),
+        parts: chosen.iter().map(|p| p.size).collect(),
+    };
+    let algo = info.checksum_algorithm.as_deref().and_then(Algo::parse);
+    let gw = ctx.gw.clone();
+    let bucket_name = ctx.bucket_ref()?.s3.clone();
+    let started = Instant::now();
+    let task = tokio::spawn(async move {
+        let mut hasher = algo.map(|a| a.hasher());
+        let mut observe = |b: &[u8]| {
+            if let Some(h) = hasher.as_mut() {
+                h.update(b);
+            }
+        };
+        let etag_final = etag.clone();
+        let result = bucket
+            .complete_upload(&id, obj, &chosen, expect, |_| Ok(Finished {
+                checksums: Vec::new(),
+                checksum_type: None,
+                etag: Some(etag_final),
+            }), &mut observe)
+            .await;
+        let result = match (result, algo, hasher) {
+            (Ok(mut meta), Some(a), Some(h)) => {
+                meta.checksums = vec![(a.name().to_string(), h.finish())];
+                meta.checksum_type = Some("FULL_OBJECT".into());
+                bucket.update_meta(&meta).await
+            }
+            (r, _, _) => r,
+        };
+        gw.metrics.complete_seconds.observe(started.elapsed().as_secs_f64());
+        result
+    });
+    let render = move |meta: &crate::store::ObjectMeta| {
+        let mut w = XmlWriter::new("CompleteMultipartUploadResult");
+        w.elem("Location", format!("/{bucket_name}/{}", meta.key))
+            .elem("Bucket", &bucket_name)
+            .elem("Key", &meta.key)
+            .elem("ETag", respond::quote(&meta.etag));
+        for (algo, value) in &meta.checksums {
+            if let Some(a) = Algo::parse(algo) {
+                w.elem(a.element(), value);
+            }
+        }
+        w.opt("ChecksumType", meta.checksum_type.as_deref());
+        w.finish("CompleteMultipartUploadResult")
+    };
+    let mut task = task;
+    match tokio::time::timeout(COMPLETE_WAIT, &mut task).await {
+        Ok(joined) => {
+            let meta = joined.map_err(S3Error::internal)??;
+            Ok(respond::xml(render(&meta)))
+        }
+        Err(_) => {
+            let request_id = ctx.request_id.clone();
+            let stream = futures::stream::unfold(
+                (Some(task), true),
+                move |(task, first)| {
+                    let render = render.clone();
+                    let request_id = request_id.clone();
+                    async move {
+                        let mut task = task?;
+                        if first {
+                            let head = Bytes::from_static(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+                            return Some((Ok::<_, std::io::Error>(head), (Some(task), false)));
+                        }
+                        match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+                            Err(_) => Some((Ok(Bytes::from_static(b" ")), (Some(task), false))),
+                            Ok(joined) => {
+                                let text = match joined {
+                                    Ok(Ok(meta)) => render(&meta),
+                                    Ok(Err(e)) => e.to_xml(&request_id),
+                                    Err(e) => S3Error::internal(e).to_xml(&request_id),
+                                };
+                                let body = text
+                                    .split_once('\n')
+                                    .map(|(_, rest)| rest.to_string())
+                                    .unwrap_or(text);
+                                Some((Ok(Bytes::from(body)), (None, false)))
+                            }
+                        }
+                    }
+                },
+            );
+            let mut resp = Response::new(Body::from_stream(stream));
+            respond::set(&mut resp, "content-type", "application/xml");
+            Ok(resp)
+        }
+    }
+}
+
+/// AbortMultipartUpload.
+pub async fn abort(ctx: &Ctx) -> S3Result<Response> {
+    let id = upload_id(ctx)?;
+    upload_for_key(ctx, &id).await?;
+    ctx.store_bucket()?.abort_upload(&id).await?;
+    Ok(respond::empty(StatusCode::NO_CONTENT))
+}
+
+/// ListParts.
+pub async fn list_parts(ctx: &Ctx) -> S3Result<Response> {
+    let id = upload_id(ctx)?;
+    let info = upload_for_key(ctx, &id).await?;
+    let max: usize = match ctx.query("max-parts") {
+        None => 1000,
+        Some(v) => v
+            .parse::<usize>()
+            .map(|n| n.min(1000))
+            .map_err(|_| S3Error::invalid_argument("max-parts must be an integer"))?,
+    };
+    let marker: u32 = match ctx.query("part-number-marker") {
+        None => 0,
+        Some(v) => v
+            .parse()
+            .map_err(|_| S3Error::invalid_argument("part-number-marker must be an integer"))?,
+    };
+    let parts = ctx.store_bucket()?.parts(&id).await?;
+    let shown: Vec<(&u32, &PartInfo)> = parts.range(marker + 1..).take(max).collect();
+    let truncated = parts.range(marker + 1..).nth(max).is_some();
+    let mut w = XmlWriter::new("ListPartsResult");
+    w.elem("Bucket", &ctx.bucket_ref()?.s3)
+        .elem("Key", &info.key)
+        .elem("UploadId", &id);
+    owner(&mut w, "Initiator");
+    owner(&mut w, "Owner");
+    w.elem("StorageClass", "STANDARD")
+        .elem("PartNumberMarker", marker.to_string());
+    if let Some((n, _)) = shown.last() {
+        w.elem("NextPartNumberMarker", n.to_string());
+    }
+    w.elem("MaxParts", max.to_string())
+        .elem("IsTruncated", truncated.to_string());
+    w.opt("ChecksumAlgorithm", info.checksum_algorithm.as_deref());
+    for (n, p) in shown {
+        w.open("Part")
+            .elem("PartNumber", n.to_string())
+            .elem("LastModified", respond::iso8601(p.modified_at()))
+            .elem("ETag", respond::quote(&p.etag))
+            .elem("Size", p.size.to_string());
+        for (algo, value) in &p.checksums {
+            if let Some(a) = Algo::parse(algo) {
+                w.elem(a.element(), value);
+            }
+        }
+        w.close("Part");
+    }
+    Ok(respond::xml(w.finish("ListPartsResult")))
+}
+
+fn owner(w: &mut XmlWriter, tag: &str) {
+    w.open(tag)
+        .elem("ID", OWNER_ID)
+        .elem("DisplayName", OWNER_NAME)
+        .close(tag);
+}
+
+/// ListMultipartUploads, sorted by key then initiation time.
+pub async fn list_uploads(ctx: &Ctx) -> S3Result<Response> {
+    crate::bucket::require_bucket(ctx).await?;
+    let prefix = ctx.query("prefix").unwrap_or_default().to_string();
+    let delimiter = ctx.query("delimiter").unwrap_or_default().to_string();
+    let key_marker = ctx.query("key-marker").unwrap_or_default().to_string();
+    let id_marker = ctx.query("upload-id-marker").unwrap_or_default().to_string();
+    let max: usize = match ctx.query("max-uploads") {
+        None => 1000,
+        Some(v) => v
+            .parse::<usize>()
+            .map(|n| n.min(1000))
+            .map_err(|_| S3Error::invalid_argument("max-uploads must be an integer"))?,
+    };
+    let mut uploads = ctx.store_bucket()?.uploads().await?;
+    uploads.sort_by(|a, b| (&a.1.key, a.1.initiated, &a.0).cmp(&(&b.1.key, b.1.initiated, &b.0)));
+    let mut items: Vec<(String, UploadInfo)> = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut truncated = false;
+    let mut next: Option<(String, String)> = None;
+    for (id, info) in uploads {
+        if !info.key.starts_with(&prefix) {
+            continue;
+        }
+        let after_marker = if id_marker.is_empty() {
+            info.key > key_marker
+        } else {
+            info.key > key_marker || (info.key == key_marker && id > id_marker)
+        };
+        if !key_marker.is_empty() && !after_marker {
+            continue;
+        }
+        let rest = &info.key[prefix.len()..];
+        let group = (!delimiter.is_empty())
+            .then(|| rest.find(&delimiter))
+            .flatten()
+            .map(|i| info.key[..prefix.len() + i + delimiter.len()].to_string());
+        if let Some(cp) = group {
+            if prefixes.last() == Some(&cp) {
+                continue;
+            }
+            if items.len() + prefixes.len() == max {
+                truncated = true;
+                break;
+            }
+            next = Some((cp.clone(), String::new()));
+            prefixes.push(cp);
+            continue;
+        }
+        if items.len() + prefixes.len() == max {
+            truncated = true;
+            break;
+        }
+        next = Some((info.key.clone(), id.clone()));
+        items.push((id, info));
+    }
+    let mut w = XmlWriter::new("ListMultipartUploadsResult");
+    w.elem("Bucket", &ctx.bucket_ref()?.s3)
+        .elem("KeyMarker", &key_marker)
+        .elem("UploadIdMarker", &id_marker);
+    if truncated {
+        if let Some((k, i)) = &next {
+            w.elem("NextKeyMarker", k).elem("NextUploadIdMarker", i);
+        }
+    }
+    w.elem("Prefix", &prefix);
+    if !delimiter.is_empty() {
+        w.elem("Delimiter", &delimiter);
+    }
+    w.elem("MaxUploads", max.to_string())
+        .elem("IsTruncated", truncated.to_string());
+    for (id, info) in &items {
+        w.open("Upload").elem("Key", &info.key).elem("UploadId", id);
+        owner(&mut w, "Initiator");
+        owner(&mut w, "Owner");
+        w.elem("StorageClass", "STANDARD")
+            .elem("Initiated", respond::iso8601(info.initiated_at()));
+        w.opt("ChecksumAlgorithm", info.checksum_algorithm.as_deref());
+        w.close("Upload");
+    }
+    for p in &prefixes {
+        w.open("CommonPrefixes").elem("Prefix", p).close("CommonPrefixes");
+    }
+    Ok(respond::xml(w.finish("ListMultipartUploadsResult")))
+}
+
+/// Aborts every upload of a bucket that is being deleted.
+pub async fn forget_bucket(ctx: &Ctx, nats: &str) -> S3Result<()> {
+    let bucket = ctx.gw.store.bucket(nats);
+    for (id, _) in bucket.uploads().await? {
+        bucket.abort_upload(&id).await?;
+    }
+    Ok(())
+}
+
+/// Removes uploads older than the configured expiry, every few minutes.
+pub async fn janitor(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let Some(rt) = gw.runtime() else { continue };
+        if !gw.store.connected() {
+            continue;
+        }
+        if let Err(e) = expire_uploads(&gw, rt.config.limits.multipart_expiry_seconds).await {
+            tracing::warn!(error = %e, "expiring multipart uploads failed");
+        }
+    }
+}
+
+/// Aborts uploads initiated more than `max_age_seconds` ago; returns how many.
+pub async fn expire_uploads(gw: &Gateway, max_age_seconds: u64) -> S3Result<usize> {
+    let cutoff = OffsetDateTime::now_utc() - time::Duration::seconds(max_age_seconds as i64);
+    let mut n = 0;
+    for (bucket, id, info) in gw.store.all_uploads().await? {
+        if info.initiated_at() < cutoff {
+            gw.store.bucket(&bucket).abort_upload(&id).await?;
+            tracing::info!(bucket, upload_id = %id, key = %info.key, "expired multipart upload");
+            n += 1;
+        }
+    }
+    Ok(n)
+}

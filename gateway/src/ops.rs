@@ -1,0 +1,50 @@
+//! Calls the handler of each operation.
+
+use axum::response::Response;
+
+use crate::error::S3Result;
+use crate::request::Ctx;
+use crate::router::Endpoint;
+use crate::{bucket, copy, delete, get, list, multipart, put, tagging};
+
+/// Runs the operation the request was routed to.
+pub async fn call(ctx: Ctx) -> S3Result<Response> {
+    use Endpoint::*;
+    match ctx.ep {
+        ListBuckets => bucket::list_buckets(&ctx).await,
+        CreateBucket => bucket::create_bucket(ctx).await,
+        DeleteBucket => bucket::delete_bucket(&ctx).await,
+        HeadBucket => bucket::head_bucket(&ctx).await,
+        GetBucketLocation => bucket::get_location(&ctx).await,
+        GetBucketVersioning => bucket::get_versioning(&ctx).await,
+        GetBucketAcl | GetObjectAcl => bucket::get_acl(&ctx).await,
+        PutBucketAcl | PutObjectAcl => bucket::put_acl(ctx).await,
+        GetBucketCors => crate::cors::get_cors(&ctx).await,
+        PutBucketCors => crate::cors::put_cors(ctx).await,
+        DeleteBucketCors => crate::cors::delete_cors(&ctx).await,
+        ListObjects => list::list_objects(&ctx, list::Flavor::V1).await,
+        ListObjectsV2 => list::list_objects(&ctx, list::Flavor::V2).await,
+        ListObjectVersions => list::list_objects(&ctx, list::Flavor::Versions).await,
+        ListMultipartUploads => multipart::list_uploads(&ctx).await,
+        GetBucketTagging => tagging::get_bucket_tagging(&ctx).await,
+        PutBucketTagging => tagging::put_bucket_tagging(ctx).await,
+        DeleteBucketTagging => tagging::delete_bucket_tagging(&ctx).await,
+        GetObjectTagging => tagging::get_object_tagging(&ctx).await,
+        PutObjectTagging => tagging::put_object_tagging(ctx).await,
+        DeleteObjectTagging => tagging::delete_object_tagging(&ctx).await,
+        DeleteObjects => delete::delete_objects(ctx).await,
+        DeleteObject => delete::delete_object(&ctx).await,
+        GetObject => get::get_object(&ctx, false).await,
+        HeadObject => get::get_object(&ctx, true).await,
+        GetObjectAttributes => get::get_object_attributes(&ctx).await,
+        PutObject => put::put_object(ctx).await,
+        CopyObject => copy::copy_object(&ctx).await,
+        CreateMultipartUpload => multipart::create(&ctx).await,
+        UploadPart => multipart::upload_part(ctx).await,
+        UploadPartCopy => multipart::upload_part_copy(&ctx).await,
+        CompleteMultipartUpload => multipart::complete(ctx).await,
+        AbortMultipartUpload => multipart::abort(&ctx).await,
+        ListParts => multipart::list_parts(&ctx).await,
+        Preflight | PostObject | NotImplemented(_) => Err(crate::error::S3Error::not_implemented(ctx.ep.name())),
+    }
+}

@@ -1,0 +1,359 @@
+//! The per-request context handed to every operation, and request body helpers.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt, TryStreamExt};
+use http::{HeaderMap, Method};
+
+use crate::auth::{self, Payload, TrailerSlot};
+use crate::checksum::{self, Algo, Hasher};
+use crate::error::{S3Code, S3Error, S3Result};
+use crate::router::{query_get, Endpoint, Query};
+use crate::runtime::{BucketRef, Runtime};
+use crate::server::Gateway;
+use crate::store::{Bucket, Written};
+
+/// Everything an operation handler needs to know about its request.
+pub struct Ctx {
+    pub gw: Arc<Gateway>,
+    pub rt: Arc<Runtime>,
+    pub ep: Endpoint,
+    pub request_id: String,
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub query: Query,
+    pub bucket: Option<BucketRef>,
+    pub key: Option<String>,
+    /// The access key that signed the request; `None` when anonymous.
+    pub principal: Option<String>,
+    pub payload: Payload,
+    /// In a mutex only so that `&Ctx` is `Send` (a body is not `Sync`).
+    body: Mutex<Option<Body>>,
+}
+
+/// A request body as a stream of decoded payload bytes.
+pub type BodyStream = std::pin::Pin<Box<dyn Stream<Item = S3Result<Bytes>> + Send>>;
+
+impl Ctx {
+    /// Builds the context; the body is kept for the handler to take.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gw: Arc<Gateway>,
+        rt: Arc<Runtime>,
+        ep: Endpoint,
+        request_id: String,
+        method: Method,
+        headers: HeaderMap,
+        query: Query,
+        bucket: Option<BucketRef>,
+        key: Option<String>,
+        principal: Option<String>,
+        payload: Payload,
+        body: Body,
+    ) -> Ctx {
+        Ctx {
+            gw,
+            rt,
+            ep,
+            request_id,
+            method,
+            headers,
+            query,
+            bucket,
+            key,
+            principal,
+            payload,
+            body: Mutex::new(Some(body)),
+        }
+    }
+
+    /// A request header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A query parameter.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        query_get(&self.query, name)
+    }
+
+    /// The addressed bucket (operations on buckets always have one).
+    pub fn bucket_ref(&self) -> S3Result<&BucketRef> {
+        self.bucket
+            .as_ref()
+            .ok_or_else(|| S3Error::invalid_request("a bucket is required"))
+    }
+
+    /// The addressed key.
+    pub fn key(&self) -> S3Result<&str> {
+        self.key
+            .as_deref()
+            .ok_or_else(|| S3Error::invalid_request("an object key is required"))
+    }
+
+    /// The store handle of the addressed bucket.
+    pub fn store_bucket(&self) -> S3Result<Bucket> {
+        Ok(self.gw.store.bucket(&self.bucket_ref()?.nats))
+    }
+
+    /// The declared payload length: `x-amz-decoded-content-length` for aws-chunked
+    /// bodies, else `Content-Length`.
+    pub fn declared_length(&self) -> S3Result<Option<u64>> {
+        let name = match self.payload {
+            Payload::SignedChunks { .. } | Payload::UnsignedChunksWithTrailer => {
+                "x-amz-decoded-content-length"
+            }
+            _ => "content-length",
+        };
+        match self.header(name) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| S3Error::invalid_argument(format!("invalid {name}"))),
+        }
+    }
+
+    /// Takes the body as a stream of payload bytes: aws-chunked framing removed and every
+    /// chunk signature checked. The trailer slot fills when the stream ends.
+    pub fn take_body(&mut self) -> (BodyStream, TrailerSlot) {
+        let body = self
+            .body
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(Body::empty);
+        let metrics = self.gw.clone();
+        let raw = body
+            .into_data_stream()
+            .map_err(|e| e.to_string())
+            .inspect_ok(move |b| metrics.metrics.bytes_in.inc_by(b.len() as u64));
+        match &self.payload {
+            Payload::SignedChunks { .. } | Payload::UnsignedChunksWithTrailer => {
+                let (stream, slot) = auth::decode_chunked(Box::pin(raw), &self.payload);
+                (Box::pin(stream), slot)
+            }
+            _ => (
+                Box::pin(raw.map_err(|_| {
+                    S3Error::new(
+                        S3Code::IncompleteBody,
+                        "The request body terminated unexpectedly",
+                    )
+                })),
+                TrailerSlot::default(),
+            ),
+        }
+    }
+
+    /// Reads a small body (XML documents) whole, up to `limit` bytes, verifying
+    /// Content-MD5 and the signed payload hash.
+    pub async fn read_small_body(&mut self, limit: usize) -> S3Result<Bytes> {
+        let (mut stream, _) = self.take_body();
+        let mut buf = BytesMut::new();
+        while let Some(piece) = stream.next().await {
+            let piece = piece?;
+            if buf.len() + piece.len() > limit {
+                return Err(S3Error::new(
+                    S3Code::MaxMessageLengthExceeded,
+                    "Your request was too big.",
+                ));
+            }
+            buf.extend_from_slice(&piece);
+        }
+        let body = buf.freeze();
+        if let Payload::Sha256(want) = &self.payload {
+            use sha2::Digest;
+            let got: [u8; 32] = sha2::Sha256::digest(&body).into();
+            if &got != want {
+                return Err(sha_mismatch());
+            }
+        }
+        if let Some(md5) = self.content_md5()? {
+            use md5::Digest;
+            let got: [u8; 16] = md5::Md5::digest(&body).into();
+            if got != md5 {
+                return Err(bad_digest());
+            }
+        }
+        Ok(body)
+    }
+
+    /// The decoded `Content-MD5` header, if sent.
+    pub fn content_md5(&self) -> S3Result<Option<[u8; 16]>> {
+        use base64::Engine;
+        let Some(v) = self.header("content-md5") else {
+            return Ok(None);
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .ok()
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .ok_or_else(|| {
+                S3Error::new(S3Code::InvalidDigest, "The Content-MD5 you specified was invalid.")
+            })?;
+        Ok(Some(raw))
+    }
+
+    /// Prepares the integrity checks of an upload body: wraps the stream to compute the
+    /// requested S3 checksums, and returns what `verify` needs once the body is written.
+    pub fn upload_body(&mut self) -> S3Result<(BodyStream, UploadChecks)> {
+        let md5 = self.content_md5()?;
+        let mut wanted: Vec<(Algo, Option<String>)> = Vec::new();
+        for algo in checksum::ALL {
+            if let Some(v) = self.header(algo.header()) {
+                if !checksum::well_formed(algo, v.trim()) {
+                    return Err(S3Error::invalid_request(format!(
+                        "Value for {} header is invalid.",
+                        algo.header()
+                    )));
+                }
+                wanted.push((algo, Some(v.trim().to_string())));
+            }
+        }
+        if wanted.len() > 1 {
+            return Err(S3Error::invalid_request(
+                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
+            ));
+        }
+        if let Some(t) = self.header("x-amz-trailer") {
+            for name in t.split(',') {
+                let name = name.trim();
+                match Algo::from_header(name) {
+                    Some(a) if wanted.iter().all(|(w, _)| *w != a) => wanted.push((a, None)),
+                    Some(_) => {}
+                    None => {
+                        return Err(S3Error::invalid_argument(format!(
+                            "unsupported trailer {name}"
+                        )))
+                    }
+                }
+            }
+        }
+        if wanted.is_empty() {
+            let algo_header = self
+                .header("x-amz-sdk-checksum-algorithm")
+                .or_else(|| self.header("x-amz-checksum-algorithm"));
+            if let Some(a) = algo_header {
+                let algo = Algo::parse(a).ok_or_else(|| {
+                    S3Error::invalid_request(format!("Checksum algorithm {a} is not supported"))
+                })?;
+                wanted.push((algo, None));
+            }
+        }
+        let hashers: Arc<Mutex<Vec<(Algo, Hasher)>>> = Arc::new(Mutex::new(
+            wanted.iter().map(|(a, _)| (*a, a.hasher())).collect(),
+        ));
+        let (stream, trailers) = self.take_body();
+        let stream: BodyStream = if wanted.is_empty() {
+            stream
+        } else {
+            let h = hashers.clone();
+            Box::pin(stream.inspect_ok(move |b| {
+                let mut guard = h.lock().unwrap_or_else(|p| p.into_inner());
+                for (_, hasher) in guard.iter_mut() {
+                    hasher.update(b);
+                }
+            }))
+        };
+        let checks = UploadChecks {
+            md5,
+            sha256: match &self.payload {
+                Payload::Sha256(h) => Some(*h),
+                _ => None,
+            },
+            declared: self.declared_length()?,
+            wanted,
+            hashers,
+            trailers,
+        };
+        Ok((stream, checks))
+    }
+}
+
+/// The integrity checks of one upload body, run after it is written and before it shows.
+pub struct UploadChecks {
+    md5: Option<[u8; 16]>,
+    sha256: Option<[u8; 32]>,
+    declared: Option<u64>,
+    wanted: Vec<(Algo, Option<String>)>,
+    hashers: Arc<Mutex<Vec<(Algo, Hasher)>>>,
+    trailers: TrailerSlot,
+}
+
+fn sha_mismatch() -> S3Error {
+    S3Error::new(
+        S3Code::XAmzContentSHA256Mismatch,
+        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    )
+}
+
+fn bad_digest() -> S3Error {
+    S3Error::new(
+        S3Code::BadDigest,
+        "The Content-MD5 you specified did not match what we received.",
+    )
+}
+
+impl UploadChecks {
+    /// Verifies length, Content-MD5, payload SHA-256 and checksums; returns the
+    /// checksums to store (algorithm name, base64 value).
+    pub fn verify(&self, w: &Written) -> S3Result<Vec<(String, String)>> {
+        if let Some(len) = self.declared {
+            if w.size < len {
+                return Err(S3Error::new(
+                    S3Code::IncompleteBody,
+                    "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+                ));
+            }
+            if w.size > len {
+                return Err(S3Error::invalid_request(
+                    "The request body is longer than its declared length.",
+                ));
+            }
+        }
+        if let Some(md5) = self.md5 {
+            if md5 != w.md5 {
+                return Err(bad_digest());
+            }
+        }
+        if let Some(sha) = self.sha256 {
+            if sha != w.sha256 {
+                return Err(sha_mismatch());
+            }
+        }
+        let trailers = self.trailers.get();
+        let hashers =
+            std::mem::take(&mut *self.hashers.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut out = Vec::new();
+        for (algo, hasher) in hashers {
+            let got = hasher.finish();
+            let expected = self
+                .wanted
+                .iter()
+                .find(|(a, _)| *a == algo)
+                .and_then(|(_, v)| v.clone())
+                .or_else(|| {
+                    trailers
+                        .iter()
+                        .find(|(n, _)| n == algo.header())
+                        .map(|(_, v)| v.trim().to_string())
+                });
+            if let Some(exp) = expected {
+                if exp != got {
+                    return Err(S3Error::new(
+                        S3Code::BadDigest,
+                        format!(
+                            "The {} you specified did not match the calculated checksum.",
+                            algo.name().to_lowercase()
+                        ),
+                    ));
+                }
+            }
+            out.push((algo.name().to_string(), got));
+        }
+        Ok(out)
+    }
+}

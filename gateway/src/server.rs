@@ -1,0 +1,251 @@
+//! The running gateway: shared state, listeners, admin endpoints and shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::StatusCode;
+use jets3_crds::GatewayConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::runtime::Runtime;
+use crate::settings::ServerSettings;
+use crate::store::{BucketOptions, Store};
+use crate::Error;
+
+/// State shared by every request.
+pub struct Gateway {
+    pub store: Store,
+    pub metrics: Metrics,
+    runtime: ArcSwapOption<Runtime>,
+}
+
+impl Gateway {
+    /// The config in force; `None` until one has been received.
+    pub fn runtime(&self) -> Option<Arc<Runtime>> {
+        self.runtime.load_full()
+    }
+
+    /// Validates and swaps in a new config. An invalid or older one is refused and the
+    /// config in force stays.
+    pub fn set_config(&self, config: GatewayConfig) -> Result<(), Error> {
+        if let Some(current) = self.runtime() {
+            if config.generation < current.config.generation {
+                self.metrics.config_rejected.inc();
+                return Err(Error::Config(format!(
+                    "generation {} is older than the one in force ({})",
+                    config.generation, current.config.generation
+                )));
+            }
+        }
+        let runtime = Runtime::new(config).inspect_err(|_| self.metrics.config_rejected.inc())?;
+        self.metrics
+            .config_generation
+            .set(runtime.config.generation as i64);
+        tracing::info!(
+            generation = runtime.config.generation,
+            hash = %runtime.hash,
+            buckets = runtime.config.buckets.len(),
+            credentials = runtime.config.credentials.len(),
+            "config in force"
+        );
+        self.runtime.store(Some(Arc::new(runtime)));
+        Ok(())
+    }
+
+    /// Ready: a config is in force and NATS answers.
+    pub async fn ready(&self) -> bool {
+        self.runtime().is_some() && self.store.ping().await
+    }
+}
+
+/// A running gateway.
+pub struct GatewayHandle {
+    gateway: Arc<Gateway>,
+    s3_addrs: Vec<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl GatewayHandle {
+    /// The first S3 listener's address (useful with port 0).
+    pub fn s3_addr(&self) -> SocketAddr {
+        self.s3_addrs[0]
+    }
+
+    /// All S3 listener addresses.
+    pub fn s3_addrs(&self) -> &[SocketAddr] {
+        &self.s3_addrs
+    }
+
+    /// The admin listener's address, if one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Validates and swaps in a new config; on error the old one stays.
+    pub fn set_config(&self, config: GatewayConfig) -> Result<(), Error> {
+        self.gateway.set_config(config)?;
+        spawn_bucket_creation(self.gateway.clone());
+        Ok(())
+    }
+
+    /// The shared state (for the admin push channel and tests).
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway.clone()
+    }
+
+    /// Stops accepting connections and waits for in-flight requests, up to the grace period.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let all = futures::future::join_all(self.tasks);
+        if tokio::time::timeout(self.grace, all).await.is_err() {
+            tracing::warn!("shutdown grace period over; dropping remaining requests");
+        }
+    }
+}
+
+/// Connects to NATS, applies `config` and starts serving.
+pub async fn start(settings: ServerSettings, config: GatewayConfig) -> Result<GatewayHandle, Error> {
+    let runtime = Runtime::new(config)?;
+    let store = Store::connect(&settings.nats).await?;
+    let gateway = Arc::new(Gateway {
+        store,
+        metrics: Metrics::new(),
+        runtime: ArcSwapOption::empty(),
+    });
+    gateway
+        .metrics
+        .config_generation
+        .set(runtime.config.generation as i64);
+    gateway.runtime.store(Some(Arc::new(runtime)));
+    spawn_bucket_creation(gateway.clone());
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut s3_addrs = Vec::new();
+    let app = crate::dispatch::router(gateway.clone());
+    for addr in &settings.listen {
+        let listener = TcpListener::bind(addr).await?;
+        s3_addrs.push(listener.local_addr()?);
+        tasks.push(serve(listener, app.clone(), stop_rx.clone()));
+    }
+    if s3_addrs.is_empty() {
+        return Err(Error::Config("no S3 listen address".into()));
+    }
+    let admin_addr = match settings.admin_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await?;
+            let local = listener.local_addr()?;
+            tasks.push(serve(listener, admin_router(gateway.clone()), stop_rx.clone()));
+            Some(local)
+        }
+        None => None,
+    };
+    tasks.push(tokio::spawn(watch_nats(gateway.clone(), stop_rx.clone())));
+    tasks.push(tokio::spawn(crate::multipart::janitor(
+        gateway.clone(),
+        stop_rx.clone(),
+    )));
+    tracing::info!(s3 = ?s3_addrs, admin = ?admin_addr, "jets3-gateway listening");
+    Ok(GatewayHandle {
+        gateway,
+        s3_addrs,
+        admin_addr,
+        stop,
+        tasks,
+        grace: Duration::from_secs(settings.shutdown_grace_seconds),
+    })
+}
+
+fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "listener failed");
+        }
+    })
+}
+
+/// Creates the NATS buckets the config marks `create: true`, retrying until NATS is up.
+fn spawn_bucket_creation(gateway: Arc<Gateway>) {
+    tokio::spawn(async move {
+        let Some(rt) = gateway.runtime() else { return };
+        for b in rt.config.buckets.iter().filter(|b| b.create) {
+            let opts = BucketOptions {
+                memory: b.storage == jets3_crds::StorageKind::Memory,
+                replicas: b.replicas as usize,
+            };
+            for attempt in 0u32.. {
+                match gateway.store.create_bucket(&b.nats_name(), &opts).await {
+                    Ok(created) => {
+                        if created {
+                            tracing::info!(bucket = %b.name, "created bucket");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        if attempt % 10 == 0 {
+                            tracing::warn!(bucket = %b.name, error = %e, "cannot create bucket yet");
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Keeps the NATS gauges current.
+async fn watch_nats(gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let m = &gateway.metrics;
+        m.nats_connected.set(gateway.store.connected() as i64);
+        m.nats_connects.set(gateway.store.connects() as i64);
+    }
+}
+
+fn admin_router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(gateway)
+}
+
+async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    if gw.runtime().is_none() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no config yet\n").into_response();
+    }
+    if !gw.store.ping().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, "NATS unreachable\n").into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        gw.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,121 @@
+//! Process settings (listeners, NATS connection) and the standalone config file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use jets3_crds::GatewayConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// How the gateway reaches NATS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct NatsSettings {
+    /// Server URLs, e.g. `nats://127.0.0.1:4222`.
+    pub servers: Vec<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    /// An nkey seed (`SU...`).
+    pub nkey_seed: Option<String>,
+    /// A `.creds` file (JWT + nkey seed).
+    pub creds_file: Option<PathBuf>,
+    /// TLS: CA to trust, and a client certificate for mutual TLS.
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Require TLS even if the URL says `nats://`.
+    pub tls_required: bool,
+}
+
+/// Listener and connection settings: fixed for the life of the process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// S3 listeners.
+    pub listen: Vec<SocketAddr>,
+    /// Listener for `/healthz`, `/readyz` and `/metrics`.
+    pub admin_listen: Option<SocketAddr>,
+    pub nats: NatsSettings,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 9000))],
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9001))),
+            nats: NatsSettings {
+                servers: vec!["nats://127.0.0.1:4222".into()],
+                ..Default::default()
+            },
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+/// The standalone YAML file: an optional `server:` section plus the `GatewayConfig` fields.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub server: Option<ServerSettings>,
+    pub config: GatewayConfig,
+}
+
+impl ConfigFile {
+    /// Parses the file's text.
+    pub fn parse(text: &str) -> Result<ConfigFile, Error> {
+        let mut value: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let server = if value.is_null() {
+            None
+        } else {
+            match value.as_mapping_mut() {
+                Some(map) => map.remove("server"),
+                None => return Err(Error::Config("the file must hold a mapping".into())),
+            }
+        };
+        let server = server
+            .map(serde_yaml::from_value::<ServerSettings>)
+            .transpose()
+            .map_err(|e| Error::Config(format!("server: {e}")))?;
+        let config = if value.is_null() {
+            GatewayConfig::default()
+        } else {
+            serde_yaml::from_value(value).map_err(|e| Error::Config(e.to_string()))?
+        };
+        Ok(ConfigFile { server, config })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<ConfigFile, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Self::parse(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_server_section_and_config() {
+        let f = ConfigFile::parse(
+            "server:\n  listen: ['127.0.0.1:9100']\n  nats:\n    servers: ['nats://h:4222']\n    token: t\nregion: eu-west-1\nbuckets: [{name: demo}]\n",
+        )
+        .expect("parses");
+        let s = f.server.expect("server");
+        assert_eq!(s.listen[0].port(), 9100);
+        assert_eq!(s.nats.token.as_deref(), Some("t"));
+        assert_eq!(f.config.region, "eu-west-1");
+        assert_eq!(f.config.buckets[0].name, "demo");
+    }
+
+    #[test]
+    fn refuses_unknown_keys() {
+        assert!(ConfigFile::parse("server:\n  lisen: []\n").is_err());
+        assert!(ConfigFile::parse("bucketz: []\n").is_err());
+    }
+}

@@ -1,0 +1,344 @@
+//! Multipart upload state in a JetStream KV bucket, and part data as chunk subjects in
+//! the object bucket's own stream.
+//!
+//! Keys: `<bucket>.<uploadId>` holds the upload, `<bucket>.<uploadId>.<n>` part `n`.
+//! Completing copies the parts' chunks, in order, into one normal object version, so
+//! the result stays readable by native NATS clients.
+
+use std::collections::BTreeMap;
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::direct::Batch;
+use super::meta::{chunk_subject, digest_string, ObjectMeta};
+use super::writer::ChunkWriter;
+use super::{purge_subject, Bucket, Expect, Finished, NatsError, PurgeGuard, Store, Written};
+use crate::error::{S3Error, S3Result};
+
+/// The KV bucket holding upload state.
+pub const UPLOADS_KV: &str = "jets3_uploads";
+
+/// An upload in progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadInfo {
+    pub key: String,
+    /// Unix time in nanoseconds.
+    pub initiated: i128,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+    #[serde(default)]
+    pub checksum_algorithm: Option<String>,
+}
+
+impl UploadInfo {
+    /// When the upload was created.
+    pub fn initiated_at(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(self.initiated)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+/// A stored part.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartInfo {
+    pub nuid: String,
+    pub size: u64,
+    /// Hex MD5 of the part (its ETag).
+    pub etag: String,
+    pub modified: i128,
+    #[serde(default)]
+    pub seq: Option<(u64, u64)>,
+    #[serde(default)]
+    pub checksums: Vec<(String, String)>,
+}
+
+impl PartInfo {
+    /// When the part was uploaded.
+    pub fn modified_at(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(self.modified)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// A metadata view of the part, to read it like an object.
+    fn as_object(&self) -> ObjectMeta {
+        ObjectMeta {
+            key: String::new(),
+            size: self.size,
+            etag: self.etag.clone(),
+            modified: self.modified_at(),
+            nuid: self.nuid.clone(),
+            chunks: 0,
+            digest: None,
+            headers: Vec::new(),
+            tags: Vec::new(),
+            checksums: Vec::new(),
+            checksum_type: None,
+            parts: Vec::new(),
+            seq: self.seq,
+            meta_seq: 0,
+            is_link: false,
+        }
+    }
+}
+
+fn kv_err(e: impl std::fmt::Display) -> S3Error {
+    NatsError::Other(e.to_string()).into_s3("")
+}
+
+impl Store {
+    /// The upload-state KV bucket, created on first use.
+    async fn uploads(&self) -> S3Result<kv::Store> {
+        self.check_connected()?;
+        if let Some(s) = self.inner.uploads.get() {
+            return Ok(s.clone());
+        }
+        let js = &self.inner.js;
+        let store = match js.get_key_value(UPLOADS_KV).await {
+            Ok(s) => s,
+            Err(_) => {
+                let created = js
+                    .create_key_value(kv::Config {
+                        bucket: UPLOADS_KV.into(),
+                        description: "jets3 multipart uploads in progress".into(),
+                        history: 1,
+                        ..Default::default()
+                    })
+                    .await;
+                match created {
+                    Ok(s) => s,
+                    // Another gateway created it first.
+                    Err(_) => js.get_key_value(UPLOADS_KV).await.map_err(kv_err)?,
+                }
+            }
+        };
+        let _ = self.inner.uploads.set(store.clone());
+        Ok(store)
+    }
+
+    /// Latest values of KV keys matching `filter` (below the bucket's prefix), skipping deletes.
+    async fn kv_scan(&self, filter: &str) -> S3Result<Vec<(String, Bytes)>> {
+        self.uploads().await?;
+        let stream = format!("KV_{UPLOADS_KV}");
+        let subject = format!("$KV.{UPLOADS_KV}.{filter}");
+        let mut batch = Batch::multi_last(&self.inner.client, &stream, &subject, 100_000)
+            .await
+            .map_err(|e| NatsError::direct(e).into_s3(""))?;
+        let mut out = Vec::new();
+        while let Some(msg) = batch
+            .next()
+            .await
+            .map_err(|e| NatsError::direct(e).into_s3(""))?
+        {
+            if matches!(msg.header("KV-Operation"), Some("DEL") | Some("PURGE")) {
+                continue;
+            }
+            let key = msg
+                .subject
+                .strip_prefix(&format!("$KV.{UPLOADS_KV}."))
+                .unwrap_or(&msg.subject)
+                .to_string();
+            out.push((key, msg.payload));
+        }
+        Ok(out)
+    }
+
+    /// Every upload of every bucket: (bucket, upload id, info), for expiry.
+    pub async fn all_uploads(&self) -> S3Result<Vec<(String, String, UploadInfo)>> {
+        Ok(self
+            .kv_scan("*.*")
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let (b, id) = k.split_once('.')?;
+                Some((b.to_string(), id.to_string(), serde_json::from_slice(&v).ok()?))
+            })
+            .collect())
+    }
+}
+
+impl Bucket {
+    /// Starts an upload; returns its id.
+    pub async fn create_upload(&self, info: &UploadInfo) -> S3Result<String> {
+        let kv = self.store.uploads().await?;
+        let id = nuid::next().to_string();
+        let value = serde_json::to_vec(info).map_err(S3Error::internal)?;
+        kv.create(format!("{}.{id}", self.nats), value.into())
+            .await
+            .map_err(kv_err)?;
+        Ok(id)
+    }
+
+    /// An upload of this bucket, or NoSuchUpload.
+    pub async fn upload(&self, id: &str) -> S3Result<UploadInfo> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(S3Error::no_such_upload(id));
+        }
+        let kv = self.store.uploads().await?;
+        let v = kv
+            .get(format!("{}.{id}", self.nats))
+            .await
+            .map_err(kv_err)?
+            .ok_or_else(|| S3Error::no_such_upload(id))?;
+        serde_json::from_slice(&v).map_err(S3Error::internal)
+    }
+
+    /// Uploads in progress in this bucket, by id.
+    pub async fn uploads(&self) -> S3Result<Vec<(String, UploadInfo)>> {
+        Ok(self
+            .store
+            .kv_scan(&format!("{}.*", self.nats))
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let id = k.rsplit('.').next()?.to_string();
+                Some((id, serde_json::from_slice(&v).ok()?))
+            })
+            .collect())
+    }
+
+    /// The stored parts of an upload, by number.
+    pub async fn parts(&self, id: &str) -> S3Result<BTreeMap<u32, PartInfo>> {
+        Ok(self
+            .store
+            .kv_scan(&format!("{}.{id}.*", self.nats))
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let n = k.rsplit('.').next()?.parse().ok()?;
+                Some((n, serde_json::from_slice(&v).ok()?))
+            })
+            .collect())
+    }
+
+    /// Stores part `n` from a body; a part uploaded again replaces the earlier one.
+    pub async fn put_part<S>(
+        &self,
+        id: &str,
+        n: u32,
+        body: S,
+        max: u64,
+        finish: impl FnOnce(&Written) -> S3Result<Vec<(String, String)>>,
+    ) -> S3Result<PartInfo>
+    where
+        S: Stream<Item = S3Result<Bytes>> + Send + Unpin,
+    {
+        self.upload(id).await?;
+        let (nuid, written, guard) = self.write_chunks(body, max).await?;
+        let checksums = finish(&written)?;
+        let part = PartInfo {
+            nuid,
+            size: written.size,
+            etag: hex::encode(written.md5),
+            modified: OffsetDateTime::now_utc().unix_timestamp_nanos(),
+            seq: written.seq,
+            checksums,
+        };
+        let kv = self.store.uploads().await?;
+        let key = format!("{}.{id}.{n}", self.nats);
+        let previous = kv.get(key.clone()).await.map_err(kv_err)?;
+        let value = serde_json::to_vec(&part).map_err(S3Error::internal)?;
+        kv.put(key, value.into()).await.map_err(kv_err)?;
+        guard.disarm();
+        // The upload may have been aborted or completed meanwhile: then drop this part.
+        if self.upload(id).await.is_err() {
+            self.purge_part(&part).await;
+            return Err(S3Error::no_such_upload(id));
+        }
+        if let Some(prev) = previous.and_then(|v| serde_json::from_slice::<PartInfo>(&v).ok()) {
+            if prev.nuid != part.nuid {
+                self.purge_part(&prev).await;
+            }
+        }
+        Ok(part)
+    }
+
+    async fn purge_part(&self, part: &PartInfo) {
+        purge_subject(
+            &self.store.inner.js,
+            &self.stream,
+            chunk_subject(&self.nats, &part.nuid),
+        )
+        .await;
+    }
+
+    /// Reads bytes `[start, end)` of a stored part.
+    pub fn read_part(
+        &self,
+        part: &PartInfo,
+        start: u64,
+        end: u64,
+    ) -> impl Stream<Item = S3Result<Bytes>> + Send + 'static {
+        self.read(&part.as_object(), start, end)
+    }
+
+    /// Assembles the chosen parts, in order, into the object `obj`: the parts' chunks are
+    /// streamed into one new version (never held whole), then the upload is removed.
+    pub async fn complete_upload(
+        &self,
+        id: &str,
+        obj: super::NewObject,
+        parts: &[PartInfo],
+        expect: Expect,
+        finish: impl FnOnce(&Written) -> S3Result<Finished>,
+        observe: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> S3Result<ObjectMeta> {
+        let nuid = nuid::next().to_string();
+        let subject = chunk_subject(&self.nats, &nuid);
+        let guard = PurgeGuard {
+            js: self.store.inner.js.clone(),
+            stream: self.stream.clone(),
+            subject: Some(subject.clone()),
+        };
+        let mut writer = ChunkWriter::new(self.store.inner.js.clone(), subject);
+        for part in parts {
+            let mut stream = Box::pin(self.read_part(part, 0, part.size));
+            while let Some(piece) = stream.next().await {
+                let piece = piece?;
+                observe(&piece);
+                writer.write(piece).await.map_err(|e| self.err(e))?;
+            }
+        }
+        let written = writer.finish().await.map_err(|e| self.err(e))?;
+        let finished = finish(&written)?;
+        let meta = ObjectMeta {
+            key: obj.key,
+            size: written.size,
+            etag: finished.etag.unwrap_or_else(|| hex::encode(written.md5)),
+            modified: OffsetDateTime::now_utc(),
+            nuid,
+            chunks: written.chunks,
+            digest: Some(digest_string(&written.sha256)),
+            headers: obj.headers,
+            tags: obj.tags,
+            checksums: finished.checksums,
+            checksum_type: finished.checksum_type,
+            parts: obj.parts,
+            seq: written.seq,
+            meta_seq: 0,
+            is_link: false,
+        };
+        let stored = self.commit(meta, &expect).await?;
+        guard.disarm();
+        self.abort_upload(id).await?;
+        Ok(stored)
+    }
+
+    /// Removes an upload and every stored part.
+    pub async fn abort_upload(&self, id: &str) -> S3Result<()> {
+        let kv = self.store.uploads().await?;
+        let parts = self.parts(id).await?;
+        kv.purge(format!("{}.{id}", self.nats))
+            .await
+            .map_err(kv_err)?;
+        for (n, part) in parts {
+            self.purge_part(&part).await;
+            let _ = kv.purge(format!("{}.{id}.{n}", self.nats)).await;
+        }
+        Ok(())
+    }
+}

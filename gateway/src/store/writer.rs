@@ -1,0 +1,136 @@
+//! Writes an object's chunks to its chunk subject with a window of pipelined acks.
+
+use std::collections::VecDeque;
+
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::Context;
+use bytes::{Bytes, BytesMut};
+use md5::{Digest, Md5};
+use sha2::Sha256;
+
+use super::meta::CHUNK_SIZE;
+use super::NatsError;
+
+/// Chunks published but not yet acknowledged, at most.
+const ACK_WINDOW: usize = 32;
+
+/// Header on every chunk jets3 writes: the byte offset of the chunk in the object.
+/// Native readers ignore it; ranged reads use it to find a chunk by binary search.
+pub const OFFSET_HEADER: &str = "Jets3-Off";
+
+/// What was written: size, chunk sequences and the content digests.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub size: u64,
+    pub chunks: u64,
+    pub seq: Option<(u64, u64)>,
+    pub md5: [u8; 16],
+    pub sha256: [u8; 32],
+}
+
+/// Cuts a byte stream into chunks and publishes them in order.
+pub struct ChunkWriter {
+    js: Context,
+    subject: String,
+    buf: BytesMut,
+    pending: VecDeque<PublishAckFuture>,
+    offset: u64,
+    chunks: u64,
+    first_seq: Option<u64>,
+    last_seq: u64,
+    md5: Md5,
+    sha256: Sha256,
+}
+
+impl ChunkWriter {
+    /// A writer for the chunk subject `subject`.
+    pub fn new(js: Context, subject: String) -> Self {
+        ChunkWriter {
+            js,
+            subject,
+            buf: BytesMut::new(),
+            pending: VecDeque::with_capacity(ACK_WINDOW),
+            offset: 0,
+            chunks: 0,
+            first_seq: None,
+            last_seq: 0,
+            md5: Md5::new(),
+            sha256: Sha256::new(),
+        }
+    }
+
+    /// Bytes accepted so far.
+    pub fn len(&self) -> u64 {
+        self.offset + self.buf.len() as u64
+    }
+
+    /// Appends data, publishing every full chunk.
+    pub async fn write(&mut self, mut data: Bytes) -> Result<(), NatsError> {
+        self.md5.update(&data);
+        self.sha256.update(&data);
+        while !data.is_empty() {
+            if self.buf.is_empty() && data.len() >= CHUNK_SIZE {
+                let chunk = data.split_to(CHUNK_SIZE);
+                self.publish(chunk).await?;
+                continue;
+            }
+            let take = (CHUNK_SIZE - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data.split_to(take));
+            if self.buf.len() == CHUNK_SIZE {
+                let chunk = self.buf.split().freeze();
+                self.publish(chunk).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a whole chunk-aligned piece without hashing it again (copies).
+    async fn publish(&mut self, chunk: Bytes) -> Result<(), NatsError> {
+        let len = chunk.len() as u64;
+        let msg = PublishMessage::build()
+            .payload(chunk)
+            .header(OFFSET_HEADER, self.offset.to_string());
+        if self.pending.len() >= ACK_WINDOW {
+            self.await_oldest().await?;
+        }
+        let ack = self
+            .js
+            .send_publish(self.subject.clone(), msg)
+            .await
+            .map_err(NatsError::publish)?;
+        self.pending.push_back(ack);
+        self.offset += len;
+        self.chunks += 1;
+        Ok(())
+    }
+
+    async fn await_oldest(&mut self) -> Result<(), NatsError> {
+        if let Some(fut) = self.pending.pop_front() {
+            let ack = fut.await.map_err(NatsError::publish)?;
+            if self.first_seq.is_none() {
+                self.first_seq = Some(ack.sequence);
+            }
+            self.last_seq = ack.sequence;
+        }
+        Ok(())
+    }
+
+    /// Publishes the last partial chunk and waits for every ack.
+    pub async fn finish(mut self) -> Result<Written, NatsError> {
+        if !self.buf.is_empty() {
+            let chunk = self.buf.split().freeze();
+            self.publish(chunk).await?;
+        }
+        while !self.pending.is_empty() {
+            self.await_oldest().await?;
+        }
+        Ok(Written {
+            size: self.offset,
+            chunks: self.chunks,
+            seq: self.first_seq.map(|f| (f, self.last_seq)),
+            md5: self.md5.finalize().into(),
+            sha256: self.sha256.finalize().into(),
+        })
+    }
+}

@@ -1,0 +1,18 @@
+//! aws-sdk-s3 integration tests of jets3-gateway against a real nats-server.
+//!
+//! One test binary (linking aws-sdk-s3 is slow). Every test starts its own nats-server
+//! (`$JETS3_TOOLS_DIR/bin/nats-server`, installed by `make tools`) and an in-process gateway.
+
+mod common;
+
+mod access;
+mod auth;
+mod bad_input;
+mod buckets;
+mod conditional;
+mod config;
+mod list;
+mod multipart;
+mod nats;
+mod objects;
+mod ranges;
