@@ -260,13 +260,7 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
 /// GetObjectAttributes.
 pub async fn get_object_attributes(ctx: &Ctx) -> S3Result<Response> {
     let meta = require_object(ctx).await?;
-    let wanted: Vec<String> = ctx
-        .header("x-amz-object-attributes")
-        .unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let wanted = ctx.header_list("x-amz-object-attributes");
     if wanted.is_empty() {
         return Err(S3Error::invalid_argument(
             "x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty",
@@ -307,7 +301,7 @@ pub async fn get_object_attributes(ctx: &Ctx) -> S3Result<Response> {
                     .collect();
                 let last = shown.last().map(|(n, _)| *n).unwrap_or(marker);
                 w.open("ObjectParts")
-                    .elem("TotalPartsCount", meta.parts.len().to_string())
+                    .elem("PartsCount", meta.parts.len().to_string())
                     .elem("PartNumberMarker", marker.to_string())
                     .elem("NextPartNumberMarker", last.to_string())
                     .elem("MaxParts", max.to_string())

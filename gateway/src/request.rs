@@ -74,6 +74,18 @@ impl Ctx {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// Every value of a list header (repeated lines and comma-separated items).
+    pub fn header_list(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     /// A query parameter.
     pub fn query(&self, name: &str) -> Option<&str> {
         query_get(&self.query, name)

@@ -8,6 +8,7 @@ mod canonical;
 mod chunked;
 mod post_policy;
 mod sigv4;
+mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -131,8 +132,8 @@ pub fn authenticate(
              Signature query string parameter or the Authorization header should be specified",
         )
         .with("ArgumentName", "Authorization")),
-        (Some(value), false) => sigv4::verify_header(req, value, &query, lookup, settings),
+        (Some(value), false) => verify::verify_header(req, value, &query, lookup, settings),
         (None, true) if !presigned_v4 => Err(sigv4::unsupported_mechanism()),
-        (None, true) => sigv4::verify_presigned(req, &query, lookup, settings),
+        (None, true) => verify::verify_presigned(req, &query, lookup, settings),
     }
 }

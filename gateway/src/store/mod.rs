@@ -391,6 +391,7 @@ struct PurgeGuard {
     js: Context,
     stream: String,
     subject: Option<String>,
+    pending: writer::Pending,
 }
 
 impl PurgeGuard {
@@ -404,7 +405,18 @@ impl Drop for PurgeGuard {
         if let Some(subject) = self.subject.take() {
             let js = self.js.clone();
             let stream = self.stream.clone();
-            tokio::spawn(async move { purge_subject(&js, &stream, subject).await });
+            let pending: Vec<_> = self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain(..)
+                .collect();
+            tokio::spawn(async move {
+                for ack in pending {
+                    let _ = ack.await;
+                }
+                purge_subject(&js, &stream, subject).await
+            });
         }
     }
 }
@@ -532,6 +544,19 @@ impl Bucket {
         Ok(stored)
     }
 
+    /// A chunk writer for a new version and the guard that purges it unless disarmed.
+    fn new_version(&self, subject: String) -> (PurgeGuard, ChunkWriter) {
+        let pending = writer::Pending::default();
+        let guard = PurgeGuard {
+            js: self.store.inner.js.clone(),
+            stream: self.stream.clone(),
+            subject: Some(subject.clone()),
+            pending: pending.clone(),
+        };
+        let writer = ChunkWriter::new(self.store.inner.js.clone(), subject, pending);
+        (guard, writer)
+    }
+
     /// Writes a body as chunks of a new version id; the guard purges them unless disarmed.
     async fn write_chunks<S>(&self, mut body: S, max_size: u64) -> S3Result<(String, Written, PurgeGuard)>
     where
@@ -539,12 +564,7 @@ impl Bucket {
     {
         let nuid = nuid::next().to_string();
         let subject = chunk_subject(&self.nats, &nuid);
-        let guard = PurgeGuard {
-            js: self.store.inner.js.clone(),
-            stream: self.stream.clone(),
-            subject: Some(subject.clone()),
-        };
-        let mut writer = ChunkWriter::new(self.store.inner.js.clone(), subject);
+        let (guard, mut writer) = self.new_version(subject);
         while let Some(piece) = body.next().await {
             let piece = piece?;
             if writer.len() + piece.len() as u64 > max_size {

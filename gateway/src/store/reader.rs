@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures::stream::{self, Stream, StreamExt};
 
 use super::direct::{next_for_subject, Batch, RawMsg};
-use super::meta::{chunk_subject, ObjectMeta};
+use super::meta::{chunk_subject, ObjectMeta, CHUNK_SIZE};
 use super::writer::OFFSET_HEADER;
 use super::NatsError;
 
@@ -132,6 +132,20 @@ impl Cursor {
             }
             if self.offset >= self.end {
                 return Ok(None);
+            }
+            if self.batch.is_none() && self.end - self.offset <= CHUNK_SIZE as u64 {
+                // One chunk left: a plain request, no reply subscription.
+                let msg = next_for_subject(&self.client, &self.stream, &self.subject, self.next_seq)
+                    .await
+                    .map_err(NatsError::direct)?
+                    .ok_or_else(|| NatsError::Other("object chunks are missing".into()))?;
+                self.next_seq = msg.seq + 1;
+                let off = self.offset;
+                self.offset += msg.payload.len() as u64;
+                if let Some(b) = self.trim(off, msg.payload) {
+                    return Ok(Some(b));
+                }
+                continue;
             }
             if self.batch.is_none() {
                 let b = Batch::next_by_subject(

@@ -14,8 +14,7 @@ use time::OffsetDateTime;
 
 use super::direct::Batch;
 use super::meta::{chunk_subject, digest_string, ObjectMeta};
-use super::writer::ChunkWriter;
-use super::{purge_subject, Bucket, Expect, Finished, NatsError, PurgeGuard, Store, Written};
+use super::{purge_subject, Bucket, Expect, Finished, NatsError, Store, Written};
 use crate::error::{S3Error, S3Result};
 
 /// The KV bucket holding upload state.
@@ -289,12 +288,7 @@ impl Bucket {
     ) -> S3Result<ObjectMeta> {
         let nuid = nuid::next().to_string();
         let subject = chunk_subject(&self.nats, &nuid);
-        let guard = PurgeGuard {
-            js: self.store.inner.js.clone(),
-            stream: self.stream.clone(),
-            subject: Some(subject.clone()),
-        };
-        let mut writer = ChunkWriter::new(self.store.inner.js.clone(), subject);
+        let (guard, mut writer) = self.new_version(subject);
         for part in parts {
             let mut stream = Box::pin(self.read_part(part, 0, part.size));
             while let Some(piece) = stream.next().await {

@@ -1,6 +1,7 @@
 //! Writes an object's chunks to its chunk subject with a window of pipelined acks.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
@@ -29,12 +30,16 @@ pub struct Written {
     pub sha256: [u8; 32],
 }
 
+/// Publishes sent but not yet acknowledged, shared with the purge guard so that an
+/// abandoned upload waits for them before purging (else a late chunk would survive).
+pub type Pending = Arc<Mutex<VecDeque<PublishAckFuture>>>;
+
 /// Cuts a byte stream into chunks and publishes them in order.
 pub struct ChunkWriter {
     js: Context,
     subject: String,
     buf: BytesMut,
-    pending: VecDeque<PublishAckFuture>,
+    pending: Pending,
     offset: u64,
     chunks: u64,
     first_seq: Option<u64>,
@@ -45,12 +50,12 @@ pub struct ChunkWriter {
 
 impl ChunkWriter {
     /// A writer for the chunk subject `subject`.
-    pub fn new(js: Context, subject: String) -> Self {
+    pub fn new(js: Context, subject: String, pending: Pending) -> Self {
         ChunkWriter {
             js,
             subject,
             buf: BytesMut::new(),
-            pending: VecDeque::with_capacity(ACK_WINDOW),
+            pending,
             offset: 0,
             chunks: 0,
             first_seq: None,
@@ -85,13 +90,12 @@ impl ChunkWriter {
         Ok(())
     }
 
-    /// Appends a whole chunk-aligned piece without hashing it again (copies).
     async fn publish(&mut self, chunk: Bytes) -> Result<(), NatsError> {
         let len = chunk.len() as u64;
         let msg = PublishMessage::build()
             .payload(chunk)
             .header(OFFSET_HEADER, self.offset.to_string());
-        if self.pending.len() >= ACK_WINDOW {
+        if self.in_flight() >= ACK_WINDOW {
             self.await_oldest().await?;
         }
         let ack = self
@@ -99,14 +103,23 @@ impl ChunkWriter {
             .send_publish(self.subject.clone(), msg)
             .await
             .map_err(NatsError::publish)?;
-        self.pending.push_back(ack);
+        self.lock().push_back(ack);
         self.offset += len;
         self.chunks += 1;
         Ok(())
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<PublishAckFuture>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.lock().len()
+    }
+
     async fn await_oldest(&mut self) -> Result<(), NatsError> {
-        if let Some(fut) = self.pending.pop_front() {
+        let next = self.lock().pop_front();
+        if let Some(fut) = next {
             let ack = fut.await.map_err(NatsError::publish)?;
             if self.first_seq.is_none() {
                 self.first_seq = Some(ack.sequence);
@@ -122,7 +135,7 @@ impl ChunkWriter {
             let chunk = self.buf.split().freeze();
             self.publish(chunk).await?;
         }
-        while !self.pending.is_empty() {
+        while self.in_flight() > 0 {
             self.await_oldest().await?;
         }
         Ok(Written {

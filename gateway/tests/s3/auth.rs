@@ -9,7 +9,9 @@ use aws_sdk_s3::types::ChecksumMode;
 use crate::common::*;
 
 /// Path and query of a presigned URL, and its headers (except host).
-fn presigned_parts(p: &aws_sdk_s3::presigning::PresignedRequest) -> (String, Vec<(String, String)>) {
+fn presigned_parts(
+    p: &aws_sdk_s3::presigning::PresignedRequest,
+) -> (String, Vec<(String, String)>) {
     let uri: http::Uri = p.uri().parse().expect("presigned uri");
     let pq = uri.path_and_query().unwrap().as_str().to_string();
     let hs = p
@@ -127,13 +129,21 @@ async fn forged_and_truncated_signatures() {
     // Authorization header cut before its Signature component.
     let mut r = signed();
     let a = auth_header(&r);
-    let cut = a.find(", Signature=").or_else(|| a.find(",Signature=")).unwrap();
+    let cut = a
+        .find(", Signature=")
+        .or_else(|| a.find(",Signature="))
+        .unwrap();
     set_auth(&mut r, a[..cut].to_string());
     let resp = env.send(r).await;
     assert_eq!(resp.status, 400, "malformed Authorization: {}", resp.text());
     let code = resp.code().unwrap_or_default();
     assert!(
-        ["AuthorizationHeaderMalformed", "InvalidArgument", "InvalidRequest"].contains(&code.as_str()),
+        [
+            "AuthorizationHeaderMalformed",
+            "InvalidArgument",
+            "InvalidRequest"
+        ]
+        .contains(&code.as_str()),
         "malformed Authorization code {code}"
     );
 }
@@ -164,7 +174,9 @@ async fn wrong_region_or_service_in_scope() {
     signer.service = "ec2".into();
     let mut r = RawRequest::new("GET", &format!("/{b}?list-type=2"));
     sign_request(&mut r, &env.host(), &signer, Payload::Signed);
-    env.send(r).await.assert_error(400, "AuthorizationHeaderMalformed");
+    env.send(r)
+        .await
+        .assert_error(400, "AuthorizationHeaderMalformed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,7 +220,14 @@ async fn anonymous_request_on_private_bucket_is_access_denied() {
     env.send(RawRequest::new("GET", "/"))
         .await
         .assert_error(403, "AccessDenied");
-    let (status, code) = sdk_err(env.anon_client().get_object().bucket(&b).key("k").send().await);
+    let (status, code) = sdk_err(
+        env.anon_client()
+            .get_object()
+            .bucket(&b)
+            .key("k")
+            .send()
+            .await,
+    );
     assert_eq!((status, code.as_str()), (403, "AccessDenied"));
 }
 
@@ -224,17 +243,23 @@ async fn payload_hash_is_verified() {
         &Signer::admin(),
         Payload::Precomputed(sha256_hex(b"another body")),
     );
-    env.send(r).await.assert_error(400, "XAmzContentSHA256Mismatch");
+    env.send(r)
+        .await
+        .assert_error(400, "XAmzContentSHA256Mismatch");
     let (status, _) = sdk_err(env.client().head_object().bucket(&b).key("k").send().await);
     assert_eq!(status, 404, "nothing stored");
-    env.wait_streams_equal(&before, "PUT with a wrong payload hash").await;
+    env.wait_streams_equal(&before, "PUT with a wrong payload hash")
+        .await;
 
     // UNSIGNED-PAYLOAD is accepted.
     let mut r = RawRequest::new("PUT", &format!("/{b}/u")).body("unsigned body");
     sign_request(&mut r, &env.host(), &Signer::admin(), Payload::Unsigned);
     let resp = env.send(r).await;
     resp.assert_status(200);
-    assert_eq!(resp.header("etag"), Some(etag_of(b"unsigned body").as_str()));
+    assert_eq!(
+        resp.header("etag"),
+        Some(etag_of(b"unsigned body").as_str())
+    );
     assert_eq!(get_bytes(&env.client(), &b, "u").await, b"unsigned body");
 }
 
@@ -255,7 +280,9 @@ async fn presigned_get_and_put() {
         .unwrap();
     let (pq, hs) = presigned_parts(&p);
     assert!(pq.contains("X-Amz-Signature="), "{pq}");
-    let r = env.send(with_headers(RawRequest::new("GET", &pq), &hs)).await;
+    let r = env
+        .send(with_headers(RawRequest::new("GET", &pq), &hs))
+        .await;
     r.assert_status(200);
     assert_eq!(r.body, b"presigned content");
 
@@ -271,7 +298,10 @@ async fn presigned_get_and_put() {
         .send(with_headers(RawRequest::new("PUT", &pq), &hs).body("via presigned PUT"))
         .await;
     r.assert_status(200);
-    assert_eq!(r.header("etag"), Some(etag_of(b"via presigned PUT").as_str()));
+    assert_eq!(
+        r.header("etag"),
+        Some(etag_of(b"via presigned PUT").as_str())
+    );
     assert_eq!(get_bytes(&s3, &b, "uploaded").await, b"via presigned PUT");
 
     // The presigned GET is for that key only.
@@ -303,7 +333,13 @@ async fn presigned_expiry() {
         .expires_in(Duration::from_secs(3600))
         .build()
         .unwrap();
-    let p = s3.get_object().bucket(&b).key("k").presigned(cfg).await.unwrap();
+    let p = s3
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .presigned(cfg)
+        .await
+        .unwrap();
     let (pq, hs) = presigned_parts(&p);
     env.send(with_headers(RawRequest::new("GET", &pq), &hs))
         .await
@@ -367,7 +403,13 @@ async fn presigned_expiry() {
 }
 
 /// A hand-built `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` PUT; `corrupt` spoils one chunk signature.
-async fn streaming_put(env: &Env, b: &str, key: &str, body: &[u8], corrupt: Option<usize>) -> RawResponse {
+async fn streaming_put(
+    env: &Env,
+    b: &str,
+    key: &str,
+    body: &[u8],
+    corrupt: Option<usize>,
+) -> RawResponse {
     let signer = Signer::admin();
     let chunk = 64 * 1024;
     let len = signed_chunked_body(body, chunk, &"0".repeat(64), &signer, None).len();
@@ -395,24 +437,50 @@ async fn streaming_signed_chunks_are_verified() {
     r.assert_status(200);
     assert_eq!(r.header("etag"), Some(etag_of(&body).as_str()));
     let got = ok(
-        env.client().get_object().bucket(&b).key("streamed").send().await,
+        env.client()
+            .get_object()
+            .bucket(&b)
+            .key("streamed")
+            .send()
+            .await,
         "GetObject",
     );
-    assert_eq!(got.content_length(), Some(body.len() as i64), "decoded length stored");
-    assert!(got.body.collect().await.unwrap().into_bytes() == body, "chunk framing removed");
+    assert_eq!(
+        got.content_length(),
+        Some(body.len() as i64),
+        "decoded length stored"
+    );
+    assert!(
+        got.body.collect().await.unwrap().into_bytes() == body,
+        "chunk framing removed"
+    );
 
     let before = env.obj_streams().await;
     for bad in [0usize, 2, 4] {
         // chunk 4 is the final zero-length chunk
         let r = streaming_put(&env, &b, "forged", &body, Some(bad)).await;
         r.assert_error(403, "SignatureDoesNotMatch");
+        let (status, _) = sdk_err(
+            env.client()
+                .head_object()
+                .bucket(&b)
+                .key("forged")
+                .send()
+                .await,
+        );
+        assert_eq!(status, 404, "no object from a forged chunk {bad}");
+        env.wait_streams_equal(&before, &format!("streaming PUT with chunk {bad} forged"))
+            .await;
     }
-    let (status, _) = sdk_err(env.client().head_object().bucket(&b).key("forged").send().await);
-    assert_eq!(status, 404, "no object from a forged chunk");
-    env.wait_streams_equal(&before, "streaming PUTs with a forged chunk").await;
 }
 
-async fn unsigned_trailer_put(env: &Env, b: &str, key: &str, body: &[u8], trailer_value: &str) -> RawResponse {
+async fn unsigned_trailer_put(
+    env: &Env,
+    b: &str,
+    key: &str,
+    body: &[u8],
+    trailer_value: &str,
+) -> RawResponse {
     let encoded = unsigned_trailer_body(body, 32 * 1024, ("x-amz-checksum-crc32", trailer_value));
     let mut req = RawRequest::new("PUT", &format!("/{b}/{key}"))
         .header("content-encoding", "aws-chunked")
@@ -447,13 +515,88 @@ async fn streaming_unsigned_payload_with_trailer_checksum() {
             .await,
         "GetObject",
     );
-    assert_eq!(got.checksum_crc32(), Some(crc32_b64(&body).as_str()), "trailer checksum stored");
+    assert_eq!(
+        got.checksum_crc32(),
+        Some(crc32_b64(&body).as_str()),
+        "trailer checksum stored"
+    );
     assert!(got.body.collect().await.unwrap().into_bytes() == body);
 
     let before = env.obj_streams().await;
     let r = unsigned_trailer_put(&env, &b, "bad", &body, &crc32_b64(b"something else")).await;
     r.assert_error(400, "BadDigest");
-    let (status, _) = sdk_err(env.client().head_object().bucket(&b).key("bad").send().await);
+    let (status, _) = sdk_err(
+        env.client()
+            .head_object()
+            .bucket(&b)
+            .key("bad")
+            .send()
+            .await,
+    );
     assert_eq!(status, 404);
-    env.wait_streams_equal(&before, "trailer checksum mismatch").await;
+    env.wait_streams_equal(&before, "trailer checksum mismatch")
+        .await;
+}
+
+/// A hand-built `STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER` PUT with a CRC32 trailer.
+async fn signed_trailer_put(
+    env: &Env,
+    b: &str,
+    key: &str,
+    body: &[u8],
+    crc: &str,
+    forge_trailer_sig: bool,
+) -> RawResponse {
+    let signer = Signer::admin();
+    let chunk = 64 * 1024;
+    let trailer = ("x-amz-checksum-crc32", crc);
+    let len = signed_trailer_body(body, chunk, &"0".repeat(64), &signer, trailer, false).len();
+    let mut req = RawRequest::new("PUT", &format!("/{b}/{key}"))
+        .header("content-encoding", "aws-chunked")
+        .header("x-amz-decoded-content-length", &body.len().to_string())
+        .header("x-amz-trailer", "x-amz-checksum-crc32")
+        .header("content-length", &len.to_string());
+    let seed = sign_request(
+        &mut req,
+        &env.host(),
+        &signer,
+        Payload::Precomputed("STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER".into()),
+    );
+    req.body = signed_trailer_body(body, chunk, &seed, &signer, trailer, forge_trailer_sig);
+    assert_eq!(req.body.len(), len);
+    env.send(req).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_signed_payload_with_signed_trailer() {
+    let b = unique_bucket("strailer");
+    let env = Env::with_buckets(&[&b]).await;
+    let body = data(150_000, 14);
+    let r = signed_trailer_put(&env, &b, "ok", &body, &crc32_b64(&body), false).await;
+    r.assert_status(200);
+    assert_eq!(r.header("etag"), Some(etag_of(&body).as_str()));
+    let got = ok(
+        env.client()
+            .get_object()
+            .bucket(&b)
+            .key("ok")
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await,
+        "GetObject",
+    );
+    assert_eq!(got.checksum_crc32(), Some(crc32_b64(&body).as_str()));
+    assert!(got.body.collect().await.unwrap().into_bytes() == body);
+
+    let before = env.obj_streams().await;
+    let r = signed_trailer_put(&env, &b, "forged", &body, &crc32_b64(&body), true).await;
+    r.assert_error(403, "SignatureDoesNotMatch");
+    let r = signed_trailer_put(&env, &b, "badsum", &body, &crc32_b64(b"other"), false).await;
+    r.assert_error(400, "BadDigest");
+    for k in ["forged", "badsum"] {
+        let (status, _) = sdk_err(env.client().head_object().bucket(&b).key(k).send().await);
+        assert_eq!(status, 404, "{k}: nothing stored");
+    }
+    env.wait_streams_equal(&before, "refused signed-trailer uploads")
+        .await;
 }

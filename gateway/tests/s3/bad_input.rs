@@ -28,7 +28,12 @@ async fn key_length_limit() {
         .send()
         .await;
     assert_eq!(sdk_err(r), (400, "KeyTooLongError".into()));
-    let r = s3.create_multipart_upload().bucket(&b).key(&long).send().await;
+    let r = s3
+        .create_multipart_upload()
+        .bucket(&b)
+        .key(&long)
+        .send()
+        .await;
     assert_eq!(sdk_err(r), (400, "KeyTooLongError".into()));
     let r = s3
         .copy_object()
@@ -116,7 +121,11 @@ async fn invalid_bucket_names() {
         );
     }
     let list = ok(env.client().list_buckets().send().await, "ListBuckets");
-    assert!(list.buckets().is_empty(), "no bucket created: {:?}", list.buckets());
+    assert!(
+        list.buckets().is_empty(),
+        "no bucket created: {:?}",
+        list.buckets()
+    );
     let js = env.js().await;
     let mut names = js.stream_names();
     use futures::StreamExt;
@@ -172,15 +181,22 @@ async fn path_like_and_unicode_keys_round_trip_exactly() {
     }
     let mut want = keys.clone();
     want.sort();
-    assert_eq!(list_all_keys(&s3, &b).await, want, "keys are stored exactly");
+    assert_eq!(
+        list_all_keys(&s3, &b).await,
+        want,
+        "keys are stored exactly"
+    );
 
-    // %2F in a raw path is a '/' in the key (S3 decodes the path once).
-    let r = env
-        .send_signed(RawRequest::new("PUT", &format!("/{b}/raw%2Fslash")).body("raw"))
-        .await;
-    r.assert_status(200);
+    // %2F in a raw path is a '/' in the key (S3 decodes the path once). The canonical URI
+    // of the signature is the decoded path encoded again ('/' kept), as SDKs send it.
+    let mut req = RawRequest::new("PUT", &format!("/{b}/raw/slash")).body("raw");
+    sign_request(&mut req, &env.host(), &Signer::admin(), Payload::Signed);
+    req.path = format!("/{b}/raw%2Fslash");
+    env.send(req).await.assert_status(200);
     assert_eq!(get_bytes(&s3, &b, "raw/slash").await, b"raw");
-    let r = env.send_signed(RawRequest::new("GET", &format!("/{b}/raw/slash"))).await;
+    let r = env
+        .send_signed(RawRequest::new("GET", &format!("/{b}/raw/slash")))
+        .await;
     r.assert_status(200);
     assert_eq!(r.body, b"raw");
     // ... and %252F is a literal "%2F".
@@ -245,7 +261,8 @@ async fn content_md5_is_verified() {
     assert_eq!(sdk_err(r), (400, "BadDigest".into()));
     let (status, _) = sdk_err(s3.head_object().bucket(&b).key("bad").send().await);
     assert_eq!(status, 404);
-    env.wait_streams_equal(&before, "PUTs with a bad Content-MD5").await;
+    env.wait_streams_equal(&before, "PUTs with a bad Content-MD5")
+        .await;
 
     let id = create_upload(&s3, &b, "mp").await;
     let r = s3
@@ -260,7 +277,12 @@ async fn content_md5_is_verified() {
         .await;
     assert_eq!(sdk_err(r), (400, "BadDigest".into()));
     let lp = ok(
-        s3.list_parts().bucket(&b).key("mp").upload_id(&id).send().await,
+        s3.list_parts()
+            .bucket(&b)
+            .key("mp")
+            .upload_id(&id)
+            .send()
+            .await,
         "ListParts",
     );
     assert!(lp.parts().is_empty(), "refused part not recorded");
@@ -311,13 +333,22 @@ async fn malformed_xml_bodies() {
         );
         assert!(r.header("x-amz-request-id").is_some());
     }
-    assert_eq!(get_bytes(&s3, &b, "a").await, b"keep me", "nothing was deleted");
+    assert_eq!(
+        get_bytes(&s3, &b, "a").await,
+        b"keep me",
+        "nothing was deleted"
+    );
     assert_eq!(
         sdk_err(s3.get_bucket_tagging().bucket(&b).send().await),
         (404, "NoSuchTagSet".into())
     );
     let lp = ok(
-        s3.list_parts().bucket(&b).key("mp").upload_id(&id).send().await,
+        s3.list_parts()
+            .bucket(&b)
+            .key("mp")
+            .upload_id(&id)
+            .send()
+            .await,
         "upload still there",
     );
     assert!(lp.parts().is_empty());
@@ -386,7 +417,8 @@ async fn client_disconnect_mid_put_leaves_nothing() {
     put(&s3, &b, "existing", b"stays").await;
     let before = env.obj_streams().await;
     cut_off_put(&env, &format!("/{b}/cut"), 3 * MIB, 1024 * 1024 + 4096).await;
-    env.wait_streams_equal(&before, "PUT cut off after 1 MiB").await;
+    env.wait_streams_equal(&before, "PUT cut off after 1 MiB")
+        .await;
     let (status, _) = sdk_err(s3.head_object().bucket(&b).key("cut").send().await);
     assert_eq!(status, 404, "no object from a cut-off PUT");
     assert_eq!(list_all_keys(&s3, &b).await, vec!["existing".to_string()]);
@@ -413,9 +445,15 @@ async fn client_disconnect_mid_upload_part_leaves_nothing() {
         2 * MIB,
     )
     .await;
-    env.wait_streams_equal(&before, "UploadPart cut off after 2 MiB").await;
+    env.wait_streams_equal(&before, "UploadPart cut off after 2 MiB")
+        .await;
     let lp = ok(
-        s3.list_parts().bucket(&b).key("mp").upload_id(&id).send().await,
+        s3.list_parts()
+            .bucket(&b)
+            .key("mp")
+            .upload_id(&id)
+            .send()
+            .await,
         "ListParts",
     );
     let nums: Vec<i32> = lp.parts().iter().filter_map(|p| p.part_number()).collect();
@@ -456,9 +494,47 @@ async fn truncated_body_is_refused() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         assert_eq!(status, 400, "truncated body: {text}");
-        assert_eq!(xml_tag(&text, "Code").as_deref(), Some("IncompleteBody"), "{text}");
+        assert_eq!(
+            xml_tag(&text, "Code").as_deref(),
+            Some("IncompleteBody"),
+            "{text}"
+        );
     }
     env.wait_streams_equal(&before, "truncated PUT").await;
     let (status, _) = sdk_err(env.client().head_object().bucket(&b).key("t").send().await);
     assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_size_and_part_limits() {
+    let b = unique_bucket("limits");
+    let mut cfg = config_with(&[&b]);
+    cfg.limits.max_object_size = MIB as u64;
+    cfg.limits.max_parts = 2;
+    let env = Env::start(cfg).await;
+    let s3 = env.client();
+    put(&s3, &b, "fits", &data(MIB, 1)).await;
+    let id = create_upload(&s3, &b, "mp").await;
+    let before = env.obj_streams().await;
+    let r = s3
+        .put_object()
+        .bucket(&b)
+        .key("too-big")
+        .body(data(MIB + 1, 2).into())
+        .send()
+        .await;
+    assert_eq!(sdk_err(r), (400, "EntityTooLarge".into()));
+    let r = env
+        .send_signed(
+            RawRequest::new(
+                "PUT",
+                &format!("/{b}/mp?partNumber=3&uploadId={}", enc_query(&id)),
+            )
+            .body("x"),
+        )
+        .await;
+    r.assert_error(400, "InvalidArgument");
+    env.wait_streams_equal(&before, "requests over the configured limits")
+        .await;
+    assert_eq!(list_all_keys(&s3, &b).await, vec!["fits".to_string()]);
 }

@@ -4,9 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::types::{
-    BucketCannedAcl, BucketLocationConstraint, BucketVersioningStatus, CorsConfiguration,
-    CorsRule, CreateBucketConfiguration, Permission as AclPermission, Tag, Tagging,
-    VersioningConfiguration,
+    BucketCannedAcl, BucketLocationConstraint, BucketVersioningStatus, CorsConfiguration, CorsRule,
+    CreateBucketConfiguration, Permission as AclPermission, Tag, Tagging, VersioningConfiguration,
 };
 use jets3_crds::{CorsRule as CfgCorsRule, GatewayConfig, Permission};
 
@@ -19,14 +18,24 @@ async fn create_head_list_delete_bucket() {
     let s3 = env.client();
     let name = unique_bucket("created");
     let t0 = SystemTime::now() - Duration::from_secs(2);
-    let out = ok(s3.create_bucket().bucket(&name).send().await, "CreateBucket");
-    assert_eq!(out.location(), Some(format!("/{name}").as_str()), "Location");
+    let out = ok(
+        s3.create_bucket().bucket(&name).send().await,
+        "CreateBucket",
+    );
+    assert_eq!(
+        out.location(),
+        Some(format!("/{name}").as_str()),
+        "Location"
+    );
     ok(s3.head_bucket().bucket(&name).send().await, "HeadBucket");
 
     let list = ok(s3.list_buckets().send().await, "ListBuckets");
     let names: Vec<&str> = list.buckets().iter().filter_map(|b| b.name()).collect();
     assert!(names.contains(&name.as_str()), "{name} in {names:?}");
-    assert!(names.contains(&declared.as_str()), "{declared} in {names:?}");
+    assert!(
+        names.contains(&declared.as_str()),
+        "{declared} in {names:?}"
+    );
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted, "ListBuckets is sorted by name");
@@ -43,7 +52,9 @@ async fn create_head_list_delete_bucket() {
         "creation date {created:?} is the real creation time (after {t0:?})"
     );
     assert!(
-        list.owner().and_then(|o| o.id()).is_some_and(|id| !id.is_empty()),
+        list.owner()
+            .and_then(|o| o.id())
+            .is_some_and(|id| !id.is_empty()),
         "ListBuckets has an Owner ID"
     );
 
@@ -53,7 +64,10 @@ async fn create_head_list_delete_bucket() {
     assert_eq!(status, 404, "HeadBucket after delete");
     let list = ok(s3.list_buckets().send().await, "ListBuckets");
     assert!(
-        !list.buckets().iter().any(|b| b.name() == Some(name.as_str())),
+        !list
+            .buckets()
+            .iter()
+            .any(|b| b.name() == Some(name.as_str())),
         "deleted bucket is not listed"
     );
 }
@@ -62,7 +76,10 @@ async fn create_head_list_delete_bucket() {
 async fn delete_bucket_answers_204() {
     let env = Env::with_buckets(&[]).await;
     let name = unique_bucket("del204");
-    ok(env.client().create_bucket().bucket(&name).send().await, "CreateBucket");
+    ok(
+        env.client().create_bucket().bucket(&name).send().await,
+        "CreateBucket",
+    );
     let r = env
         .send_signed(RawRequest::new("DELETE", &format!("/{name}")))
         .await;
@@ -121,11 +138,22 @@ async fn delete_bucket_not_empty_then_empty() {
     let s3 = env.client();
     ok(s3.create_bucket().bucket(&b).send().await, "CreateBucket");
     put(&s3, &b, "k", b"v").await;
-    let r = env.send_signed(RawRequest::new("DELETE", &format!("/{b}"))).await;
+    let r = env
+        .send_signed(RawRequest::new("DELETE", &format!("/{b}")))
+        .await;
     r.assert_error(409, "BucketNotEmpty");
-    assert_eq!(xml_tag(&r.text(), "BucketName").as_deref(), Some(b.as_str()));
-    ok(s3.delete_object().bucket(&b).key("k").send().await, "DeleteObject");
-    ok(s3.delete_bucket().bucket(&b).send().await, "DeleteBucket on empty");
+    assert_eq!(
+        xml_tag(&r.text(), "BucketName").as_deref(),
+        Some(b.as_str())
+    );
+    ok(
+        s3.delete_object().bucket(&b).key("k").send().await,
+        "DeleteObject",
+    );
+    ok(
+        s3.delete_bucket().bucket(&b).send().await,
+        "DeleteBucket on empty",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +186,9 @@ async fn missing_bucket_errors() {
         ),
         (404, "NoSuchBucket".into())
     );
-    let r = env.send_signed(RawRequest::new("GET", &format!("/{missing}/k"))).await;
+    let r = env
+        .send_signed(RawRequest::new("GET", &format!("/{missing}/k")))
+        .await;
     r.assert_error(404, "NoSuchBucket");
     assert_eq!(
         xml_tag(&r.text(), "BucketName").as_deref(),
@@ -171,7 +201,10 @@ async fn create_bucket_creates_nats_object_store_with_mapped_name() {
     let env = Env::with_buckets(&[]).await;
     let s3 = env.client();
     let name = format!("{}.data", unique_bucket("my.dotted"));
-    ok(s3.create_bucket().bucket(&name).send().await, "CreateBucket");
+    ok(
+        s3.create_bucket().bucket(&name).send().await,
+        "CreateBucket",
+    );
     let nats_name = name.replace('.', "_");
     let js = env.js().await;
     let store = js
@@ -215,7 +248,10 @@ async fn get_bucket_location_other_region() {
         region: "eu-central-1".into(),
         ..Default::default()
     });
-    let out = ok(s3.get_bucket_location().bucket(&b).send().await, "GetBucketLocation");
+    let out = ok(
+        s3.get_bucket_location().bucket(&b).send().await,
+        "GetBucketLocation",
+    );
     assert_eq!(
         out.location_constraint(),
         Some(&BucketLocationConstraint::EuCentral1)
@@ -227,10 +263,15 @@ async fn bucket_versioning_is_never_enabled() {
     let b = unique_bucket("ver");
     let env = Env::with_buckets(&[&b]).await;
     let s3 = env.client();
-    let out = ok(s3.get_bucket_versioning().bucket(&b).send().await, "GetBucketVersioning");
+    let out = ok(
+        s3.get_bucket_versioning().bucket(&b).send().await,
+        "GetBucketVersioning",
+    );
     assert_eq!(out.status(), None, "versioning status");
     assert_eq!(out.mfa_delete(), None);
-    let r = env.send_signed(RawRequest::new("GET", &format!("/{b}?versioning"))).await;
+    let r = env
+        .send_signed(RawRequest::new("GET", &format!("/{b}?versioning")))
+        .await;
     r.assert_status(200);
     assert!(r.text().contains("VersioningConfiguration"), "{}", r.text());
     // Enabling versioning is not supported: an S3 error, never a silent success.
@@ -246,7 +287,10 @@ async fn bucket_versioning_is_never_enabled() {
         .await;
     let (status, code) = sdk_err(enable);
     assert_eq!((status, code.as_str()), (501, "NotImplemented"));
-    let out = ok(s3.get_bucket_versioning().bucket(&b).send().await, "GetBucketVersioning");
+    let out = ok(
+        s3.get_bucket_versioning().bucket(&b).send().await,
+        "GetBucketVersioning",
+    );
     assert_eq!(out.status(), None, "still not enabled");
 }
 
@@ -265,10 +309,17 @@ async fn bucket_tagging_roundtrip() {
         .build()
         .unwrap();
     ok(
-        s3.put_bucket_tagging().bucket(&b).tagging(tagging).send().await,
+        s3.put_bucket_tagging()
+            .bucket(&b)
+            .tagging(tagging)
+            .send()
+            .await,
         "PutBucketTagging",
     );
-    let out = ok(s3.get_bucket_tagging().bucket(&b).send().await, "GetBucketTagging");
+    let out = ok(
+        s3.get_bucket_tagging().bucket(&b).send().await,
+        "GetBucketTagging",
+    );
     let mut tags: Vec<(String, String)> = out
         .tag_set()
         .iter()
@@ -291,7 +342,10 @@ async fn bucket_tagging_roundtrip() {
         s3.put_bucket_tagging().bucket(&b).tagging(one).send().await,
         "PutBucketTagging again",
     );
-    let out = ok(s3.get_bucket_tagging().bucket(&b).send().await, "GetBucketTagging");
+    let out = ok(
+        s3.get_bucket_tagging().bucket(&b).send().await,
+        "GetBucketTagging",
+    );
     assert_eq!(out.tag_set().len(), 1);
     assert_eq!(out.tag_set()[0].key(), "only");
     let r = env
@@ -330,7 +384,11 @@ async fn bucket_acl_is_owner_full_control() {
     let env = Env::with_buckets(&[&b]).await;
     let s3 = env.client();
     let acl = ok(s3.get_bucket_acl().bucket(&b).send().await, "GetBucketAcl");
-    let owner = acl.owner().and_then(|o| o.id()).expect("owner id").to_string();
+    let owner = acl
+        .owner()
+        .and_then(|o| o.id())
+        .expect("owner id")
+        .to_string();
     assert!(!owner.is_empty());
     assert_eq!(acl.grants().len(), 1, "one grant: {:?}", acl.grants());
     let g = &acl.grants()[0];
@@ -397,7 +455,10 @@ async fn bucket_cors_put_get() {
             .await,
         "PutBucketCors",
     );
-    let out = ok(s3.get_bucket_cors().bucket(&b).send().await, "GetBucketCors");
+    let out = ok(
+        s3.get_bucket_cors().bucket(&b).send().await,
+        "GetBucketCors",
+    );
     assert_eq!(out.cors_rules().len(), 1);
     let r = &out.cors_rules()[0];
     assert_eq!(r.allowed_origins(), ["https://app.example.com"]);
@@ -452,14 +513,20 @@ async fn cors_preflight_and_response_headers() {
     );
 
     let r = env
-        .send(pre.clone().header("access-control-request-headers", "content-type, x-amz-meta-a"))
+        .send(pre.clone().header(
+            "access-control-request-headers",
+            "content-type, x-amz-meta-a",
+        ))
         .await;
     r.assert_status(200);
     assert_eq!(
         r.header("access-control-allow-origin"),
         Some("https://app.example.com")
     );
-    let methods = r.header("access-control-allow-methods").unwrap_or("").to_string();
+    let methods = r
+        .header("access-control-allow-methods")
+        .unwrap_or("")
+        .to_string();
     assert!(methods.contains("PUT"), "allow-methods {methods:?}");
     assert_eq!(r.header("access-control-max-age"), Some("600"));
     let allow_headers = r
@@ -492,7 +559,8 @@ async fn cors_preflight_and_response_headers() {
     // An actual request with an allowed Origin gets CORS headers.
     let r = env
         .send_signed(
-            RawRequest::new("GET", &format!("/{b}/obj")).header("origin", "https://app.example.com"),
+            RawRequest::new("GET", &format!("/{b}/obj"))
+                .header("origin", "https://app.example.com"),
         )
         .await;
     r.assert_status(200);
@@ -506,7 +574,8 @@ async fn cors_preflight_and_response_headers() {
     // ... and a foreign Origin gets none.
     let r = env
         .send_signed(
-            RawRequest::new("GET", &format!("/{b}/obj")).header("origin", "https://evil.example.com"),
+            RawRequest::new("GET", &format!("/{b}/obj"))
+                .header("origin", "https://evil.example.com"),
         )
         .await;
     r.assert_status(200);
@@ -593,5 +662,8 @@ async fn create_and_delete_bucket_need_admin() {
         sdk_err(rw.delete_bucket().bucket(&b).send().await),
         (403, "AccessDenied".into())
     );
-    ok(env.client().head_bucket().bucket(&b).send().await, "bucket still there");
+    ok(
+        env.client().head_bucket().bucket(&b).send().await,
+        "bucket still there",
+    );
 }

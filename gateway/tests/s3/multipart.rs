@@ -100,7 +100,12 @@ async fn multipart_concurrent_out_of_order() {
     }
 
     let lp = ok(
-        s3.list_parts().bucket(&b).key(key).upload_id(&id).send().await,
+        s3.list_parts()
+            .bucket(&b)
+            .key(key)
+            .upload_id(&id)
+            .send()
+            .await,
         "ListParts",
     );
     let listed: Vec<(i32, i64, String)> = lp
@@ -128,7 +133,11 @@ async fn multipart_concurrent_out_of_order() {
             .bucket(&b)
             .key(key)
             .upload_id(&id)
-            .multipart_upload(completed(&[(1, &etags[&1]), (2, &etags[&2]), (3, &etags[&3])]))
+            .multipart_upload(completed(&[
+                (1, &etags[&1]),
+                (2, &etags[&2]),
+                (3, &etags[&3]),
+            ]))
             .send()
             .await,
         "CompleteMultipartUpload",
@@ -139,17 +148,29 @@ async fn multipart_concurrent_out_of_order() {
     assert_eq!(done.key(), Some(key));
 
     let whole: Vec<u8> = parts.concat();
-    let got = ok(s3.get_object().bucket(&b).key(key).send().await, "GetObject");
+    let got = ok(
+        s3.get_object().bucket(&b).key(key).send().await,
+        "GetObject",
+    );
     assert_eq!(got.e_tag(), Some(want_etag.as_str()));
     assert_eq!(got.content_length(), Some(whole.len() as i64));
-    assert_eq!(got.content_type(), Some("video/mp4"), "Create's Content-Type kept");
     assert_eq!(
-        got.metadata().and_then(|m| m.get("camera")).map(String::as_str),
+        got.content_type(),
+        Some("video/mp4"),
+        "Create's Content-Type kept"
+    );
+    assert_eq!(
+        got.metadata()
+            .and_then(|m| m.get("camera"))
+            .map(String::as_str),
         Some("one"),
         "Create's metadata kept"
     );
     let body = got.body.collect().await.unwrap().into_bytes();
-    assert!(body == whole, "multipart object is the concatenation of its parts");
+    assert!(
+        body == whole,
+        "multipart object is the concatenation of its parts"
+    );
 
     let attrs = ok(
         s3.get_object_attributes()
@@ -168,7 +189,14 @@ async fn multipart_concurrent_out_of_order() {
     );
 
     assert_eq!(
-        sdk_err(s3.list_parts().bucket(&b).key(key).upload_id(&id).send().await),
+        sdk_err(
+            s3.list_parts()
+                .bucket(&b)
+                .key(key)
+                .upload_id(&id)
+                .send()
+                .await
+        ),
         (404, "NoSuchUpload".into()),
         "the upload is gone after Complete"
     );
@@ -218,7 +246,10 @@ async fn complete_with_small_part_is_entity_too_small() {
             .await,
         "Complete with only the last part",
     );
-    assert_eq!(done.e_tag(), Some(multipart_etag(&[&data(MIB, 2)]).as_str()));
+    assert_eq!(
+        done.e_tag(),
+        Some(multipart_etag(&[&data(MIB, 2)]).as_str())
+    );
     assert_eq!(get_bytes(&s3, &b, "k").await, data(MIB, 2));
 }
 
@@ -235,10 +266,17 @@ async fn complete_with_unknown_part_or_wrong_etag_is_invalid_part() {
         .bucket(&b)
         .key("k")
         .upload_id(&id)
-        .multipart_upload(completed(&[(1, &e1), (2, "\"0123456789abcdef0123456789abcdef\"")]))
+        .multipart_upload(completed(&[
+            (1, &e1),
+            (2, "\"0123456789abcdef0123456789abcdef\""),
+        ]))
         .send()
         .await;
-    assert_eq!(sdk_err(r), (400, "InvalidPart".into()), "part 2 was never uploaded");
+    assert_eq!(
+        sdk_err(r),
+        (400, "InvalidPart".into()),
+        "part 2 was never uploaded"
+    );
     let r = s3
         .complete_multipart_upload()
         .bucket(&b)
@@ -247,7 +285,11 @@ async fn complete_with_unknown_part_or_wrong_etag_is_invalid_part() {
         .multipart_upload(completed(&[(1, "\"ffffffffffffffffffffffffffffffff\"")]))
         .send()
         .await;
-    assert_eq!(sdk_err(r), (400, "InvalidPart".into()), "wrong ETag for part 1");
+    assert_eq!(
+        sdk_err(r),
+        (400, "InvalidPart".into()),
+        "wrong ETag for part 1"
+    );
     let (status, _) = sdk_err(s3.head_object().bucket(&b).key("k").send().await);
     assert_eq!(status, 404);
 }
@@ -259,7 +301,8 @@ async fn complete_with_parts_out_of_order_is_invalid_part_order() {
     let s3 = env.client();
     let id = create_upload(&s3, &b, "k").await;
     let e1 = upload_part(&s3, &b, "k", &id, 1, &data(5 * MIB, 1)).await;
-    let e2 = upload_part(&s3, &b, "k", &id, 2, &data(10, 2)).await;
+    // Both parts are big enough: the order is the only problem.
+    let e2 = upload_part(&s3, &b, "k", &id, 2, &data(5 * MIB, 2)).await;
     let r = s3
         .complete_multipart_upload()
         .bucket(&b)
@@ -298,7 +341,12 @@ async fn reuploading_a_part_replaces_it() {
     let second = upload_part(&s3, &b, "k", &id, 1, b"second").await;
     assert_ne!(first, second);
     let lp = ok(
-        s3.list_parts().bucket(&b).key("k").upload_id(&id).send().await,
+        s3.list_parts()
+            .bucket(&b)
+            .key("k")
+            .upload_id(&id)
+            .send()
+            .await,
         "ListParts",
     );
     assert_eq!(lp.parts().len(), 1);
@@ -311,7 +359,11 @@ async fn reuploading_a_part_replaces_it() {
         .multipart_upload(completed(&[(1, &first)]))
         .send()
         .await;
-    assert_eq!(sdk_err(r), (400, "InvalidPart".into()), "the replaced part's ETag");
+    assert_eq!(
+        sdk_err(r),
+        (400, "InvalidPart".into()),
+        "the replaced part's ETag"
+    );
     ok(
         s3.complete_multipart_upload()
             .bucket(&b)
@@ -342,7 +394,14 @@ async fn abort_removes_upload_and_part_data() {
         .await;
     r.assert_status(204);
     assert_eq!(
-        sdk_err(s3.list_parts().bucket(&b).key("k").upload_id(&id).send().await),
+        sdk_err(
+            s3.list_parts()
+                .bucket(&b)
+                .key("k")
+                .upload_id(&id)
+                .send()
+                .await
+        ),
         (404, "NoSuchUpload".into())
     );
     let r = s3
@@ -529,12 +588,21 @@ async fn list_multipart_uploads_with_markers() {
         let page: Vec<(String, String)> = out
             .uploads()
             .iter()
-            .map(|u| (u.key().unwrap().to_string(), u.upload_id().unwrap().to_string()))
+            .map(|u| {
+                (
+                    u.key().unwrap().to_string(),
+                    u.upload_id().unwrap().to_string(),
+                )
+            })
             .collect();
         assert!(page.len() <= 2);
         if out.is_truncated() == Some(true) {
             let last = page.last().expect("a truncated page is not empty").clone();
-            assert_eq!(out.next_key_marker(), Some(last.0.as_str()), "NextKeyMarker");
+            assert_eq!(
+                out.next_key_marker(),
+                Some(last.0.as_str()),
+                "NextKeyMarker"
+            );
             assert_eq!(
                 out.next_upload_id_marker(),
                 Some(last.1.as_str()),
@@ -557,25 +625,45 @@ async fn list_multipart_uploads_with_markers() {
     assert_eq!(keys, vec!["a/1", "b", "b", "c"]);
 
     let out = ok(
-        s3.list_multipart_uploads().bucket(&b).prefix("a/").send().await,
+        s3.list_multipart_uploads()
+            .bucket(&b)
+            .prefix("a/")
+            .send()
+            .await,
         "prefix",
     );
     assert_eq!(out.uploads().len(), 1);
     assert_eq!(out.uploads()[0].key(), Some("a/1"));
     let out = ok(
-        s3.list_multipart_uploads().bucket(&b).delimiter("/").send().await,
+        s3.list_multipart_uploads()
+            .bucket(&b)
+            .delimiter("/")
+            .send()
+            .await,
         "delimiter",
     );
-    let cps: Vec<&str> = out.common_prefixes().iter().filter_map(|c| c.prefix()).collect();
+    let cps: Vec<&str> = out
+        .common_prefixes()
+        .iter()
+        .filter_map(|c| c.prefix())
+        .collect();
     assert_eq!(cps, vec!["a/"]);
     let keys: Vec<&str> = out.uploads().iter().filter_map(|u| u.key()).collect();
     assert_eq!(keys, vec!["b", "b", "c"]);
     let out = ok(
-        s3.list_multipart_uploads().bucket(&b).key_marker("b").send().await,
+        s3.list_multipart_uploads()
+            .bucket(&b)
+            .key_marker("b")
+            .send()
+            .await,
         "key-marker alone",
     );
     let keys: Vec<&str> = out.uploads().iter().filter_map(|u| u.key()).collect();
-    assert_eq!(keys, vec!["c"], "key-marker alone skips every upload of that key");
+    assert_eq!(
+        keys,
+        vec!["c"],
+        "key-marker alone skips every upload of that key"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -599,7 +687,11 @@ async fn upload_part_copy_with_ranges() {
             .await,
         "UploadPartCopy 1",
     );
-    let e1 = c1.copy_part_result().and_then(|r| r.e_tag()).unwrap().to_string();
+    let e1 = c1
+        .copy_part_result()
+        .and_then(|r| r.e_tag())
+        .unwrap()
+        .to_string();
     assert_eq!(e1, etag_of(&src[..split]));
     let c2 = ok(
         s3.upload_part_copy()
@@ -613,7 +705,11 @@ async fn upload_part_copy_with_ranges() {
             .await,
         "UploadPartCopy 2",
     );
-    let e2 = c2.copy_part_result().and_then(|r| r.e_tag()).unwrap().to_string();
+    let e2 = c2
+        .copy_part_result()
+        .and_then(|r| r.e_tag())
+        .unwrap()
+        .to_string();
     assert_eq!(e2, etag_of(&src[split..]));
     // A part copied whole, in a separate upload.
     let id2 = create_upload(&s3, &b, "whole").await;
@@ -628,7 +724,11 @@ async fn upload_part_copy_with_ranges() {
             .await,
         "UploadPartCopy without range",
     );
-    let e3 = c3.copy_part_result().and_then(|r| r.e_tag()).unwrap().to_string();
+    let e3 = c3
+        .copy_part_result()
+        .and_then(|r| r.e_tag())
+        .unwrap()
+        .to_string();
     assert_eq!(e3, etag_of(&src));
 
     let done = ok(
@@ -645,7 +745,10 @@ async fn upload_part_copy_with_ranges() {
         done.e_tag(),
         Some(multipart_etag(&[&src[..split], &src[split..]]).as_str())
     );
-    assert!(get_bytes(&s3, &b, "dest").await == src, "copied parts rebuild the source");
+    assert!(
+        get_bytes(&s3, &b, "dest").await == src,
+        "copied parts rebuild the source"
+    );
 
     let r = s3
         .upload_part_copy()
@@ -670,4 +773,57 @@ async fn multipart_create_on_missing_bucket() {
         .send()
         .await;
     assert_eq!(sdk_err(r), (404, "NoSuchBucket".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_uploads_expire() {
+    // The janitor runs `expire_uploads` every few minutes; call it directly here.
+    let b = unique_bucket("expire");
+    let mut cfg = config_with(&[&b]);
+    cfg.limits.multipart_expiry_seconds = 2;
+    let env = Env::start(cfg).await;
+    let s3 = env.client();
+    let bytes_before = obj_bytes(&env).await;
+    let old1 = create_upload(&s3, &b, "old1").await;
+    upload_part(&s3, &b, "old1", &old1, 1, &data(MIB, 1)).await;
+    let old2 = create_upload(&s3, &b, "old2").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let fresh = create_upload(&s3, &b, "fresh").await;
+    upload_part(&s3, &b, "fresh", &fresh, 1, b"fresh part").await;
+
+    let gw = env.gw().gateway();
+    let n = jets3_gateway::multipart::expire_uploads(&gw, 2)
+        .await
+        .unwrap_or_else(|e| panic!("expire_uploads: {e:?}"));
+    assert_eq!(n, 2, "the two uploads older than 2 s expire");
+    for (k, id) in [("old1", &old1), ("old2", &old2)] {
+        assert_eq!(
+            sdk_err(s3.list_parts().bucket(&b).key(k).upload_id(id).send().await),
+            (404, "NoSuchUpload".into()),
+            "{k} expired"
+        );
+    }
+    let ups = ok(
+        s3.list_multipart_uploads().bucket(&b).send().await,
+        "ListMultipartUploads",
+    );
+    let keys: Vec<&str> = ups.uploads().iter().filter_map(|u| u.key()).collect();
+    assert_eq!(keys, vec!["fresh"], "the fresh upload stays");
+    let limit = bytes_before + 64 * 1024;
+    let now = bytes_settle_at_most(&env, limit).await;
+    assert!(
+        now <= limit,
+        "expired part data is purged: {bytes_before} before, {now} after"
+    );
+    ok(
+        s3.complete_multipart_upload()
+            .bucket(&b)
+            .key("fresh")
+            .upload_id(&fresh)
+            .multipart_upload(completed(&[(1, &etag_of(b"fresh part"))]))
+            .send()
+            .await,
+        "the fresh upload completes",
+    );
+    assert_eq!(get_bytes(&s3, &b, "fresh").await, b"fresh part");
 }

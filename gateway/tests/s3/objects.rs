@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumMode, Delete, MetadataDirective, ObjectAttributes,
-    ObjectCannedAcl, ObjectIdentifier, Permission as AclPermission, Tag, Tagging,
+    ChecksumAlgorithm, ChecksumMode, Delete, MetadataDirective, ObjectAttributes, ObjectCannedAcl,
+    ObjectIdentifier, Permission as AclPermission, Tag, Tagging,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -31,8 +31,15 @@ async fn put_get_head_roundtrip_exact() {
             .await,
         "PutObject",
     );
-    assert_eq!(out.e_tag(), Some(etag_of(&body).as_str()), "PUT ETag is the quoted MD5");
-    assert!(out.request_id().is_some_and(|r| !r.is_empty()), "x-amz-request-id on PUT");
+    assert_eq!(
+        out.e_tag(),
+        Some(etag_of(&body).as_str()),
+        "PUT ETag is the quoted MD5"
+    );
+    assert!(
+        out.request_id().is_some_and(|r| !r.is_empty()),
+        "x-amz-request-id on PUT"
+    );
 
     let got = ok(
         s3.get_object().bucket(&b).key("dir/file.bin").send().await,
@@ -60,7 +67,9 @@ async fn put_get_head_roundtrip_exact() {
     assert_eq!(head.content_type(), Some("application/octet-stream"));
 
     // Raw: exact header formats.
-    let r = env.send_signed(RawRequest::new("GET", &format!("/{b}/dir/file.bin"))).await;
+    let r = env
+        .send_signed(RawRequest::new("GET", &format!("/{b}/dir/file.bin")))
+        .await;
     r.assert_status(200);
     assert_eq!(r.body, body);
     assert_eq!(r.header("etag"), Some(etag_of(&body).as_str()));
@@ -69,13 +78,18 @@ async fn put_get_head_roundtrip_exact() {
     let lm = r.header("last-modified").expect("last-modified");
     assert!(lm.ends_with(" GMT"), "Last-Modified is an HTTP date: {lm}");
     parse_http_date(lm);
-    let r2 = env.send_signed(RawRequest::new("HEAD", &format!("/{b}/dir/file.bin"))).await;
+    let r2 = env
+        .send_signed(RawRequest::new("HEAD", &format!("/{b}/dir/file.bin")))
+        .await;
     r2.assert_status(200);
     assert_eq!(r2.header("content-length"), Some("1000"));
     assert_eq!(r2.header("etag"), r.header("etag"));
     assert_eq!(r2.header("last-modified"), r.header("last-modified"));
     let (id1, id2) = (r.header("x-amz-request-id"), r2.header("x-amz-request-id"));
-    assert!(id1.is_some() && id2.is_some() && id1 != id2, "distinct request ids {id1:?} {id2:?}");
+    assert!(
+        id1.is_some() && id2.is_some() && id1 != id2,
+        "distinct request ids {id1:?} {id2:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,7 +99,10 @@ async fn empty_object() {
     let s3 = env.client();
     let etag = put(&s3, &b, "empty", b"").await;
     assert_eq!(etag, "\"d41d8cd98f00b204e9800998ecf8427e\"");
-    let got = ok(s3.get_object().bucket(&b).key("empty").send().await, "GetObject");
+    let got = ok(
+        s3.get_object().bucket(&b).key("empty").send().await,
+        "GetObject",
+    );
     assert_eq!(got.content_length(), Some(0));
     assert!(got.body.collect().await.unwrap().into_bytes().is_empty());
 }
@@ -140,7 +157,11 @@ async fn standard_headers_and_user_metadata() {
             .send_signed(RawRequest::new(method, &format!("/{b}/doc.txt")))
             .await;
         r.assert_status(200);
-        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"), "{method}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/plain; charset=utf-8"),
+            "{method}"
+        );
         assert_eq!(r.header("content-encoding"), Some("gzip"), "{method}");
         assert_eq!(
             r.header("content-disposition"),
@@ -161,7 +182,12 @@ async fn standard_headers_and_user_metadata() {
         }
     }
     let head = ok(
-        env.client().head_object().bucket(&b).key("doc.txt").send().await,
+        env.client()
+            .head_object()
+            .bucket(&b)
+            .key("doc.txt")
+            .send()
+            .await,
         "HeadObject",
     );
     let meta: HashMap<String, String> = head.metadata().cloned().unwrap_or_default();
@@ -181,13 +207,19 @@ async fn response_header_overrides_on_get() {
     put(&env.client(), &b, "o", b"override me").await;
     let q = [
         ("response-cache-control", "no-cache"),
-        ("response-content-disposition", "attachment; filename=\"x.bin\""),
+        (
+            "response-content-disposition",
+            "attachment; filename=\"x.bin\"",
+        ),
         ("response-content-encoding", "identity"),
         ("response-content-language", "fr"),
         ("response-content-type", "application/x-test"),
         ("response-expires", "Thu, 01 Jan 2037 00:00:00 GMT"),
     ];
-    let qs: Vec<String> = q.iter().map(|(k, v)| format!("{k}={}", enc_query(v))).collect();
+    let qs: Vec<String> = q
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc_query(v)))
+        .collect();
     let r = env
         .send_signed(RawRequest::new("GET", &format!("/{b}/o?{}", qs.join("&"))))
         .await;
@@ -227,10 +259,14 @@ async fn get_and_head_missing_key() {
     );
     let (status, _) = sdk_err(s3.head_object().bucket(&b).key("nope").send().await);
     assert_eq!(status, 404);
-    let r = env.send_signed(RawRequest::new("GET", &format!("/{b}/no/such%20key"))).await;
+    let r = env
+        .send_signed(RawRequest::new("GET", &format!("/{b}/no/such%20key")))
+        .await;
     r.assert_error(404, "NoSuchKey");
     assert_eq!(xml_tag(&r.text(), "Key").as_deref(), Some("no/such key"));
-    let r = env.send_signed(RawRequest::new("HEAD", &format!("/{b}/nope"))).await;
+    let r = env
+        .send_signed(RawRequest::new("HEAD", &format!("/{b}/nope")))
+        .await;
     r.assert_status(404);
     assert!(r.header("x-amz-request-id").is_some());
 }
@@ -241,13 +277,17 @@ async fn delete_object_is_204_even_when_missing() {
     let env = Env::with_buckets(&[&b]).await;
     let s3 = env.client();
     put(&s3, &b, "k", b"v").await;
-    let r = env.send_signed(RawRequest::new("DELETE", &format!("/{b}/k"))).await;
+    let r = env
+        .send_signed(RawRequest::new("DELETE", &format!("/{b}/k")))
+        .await;
     r.assert_status(204);
     assert_eq!(
         sdk_err(s3.get_object().bucket(&b).key("k").send().await),
         (404, "NoSuchKey".into())
     );
-    let r = env.send_signed(RawRequest::new("DELETE", &format!("/{b}/k"))).await;
+    let r = env
+        .send_signed(RawRequest::new("DELETE", &format!("/{b}/k")))
+        .await;
     r.assert_status(204);
     let r = env
         .send_signed(RawRequest::new("DELETE", &format!("/{b}/never-existed")))
@@ -285,7 +325,11 @@ async fn delete_objects_reports_every_key() {
     );
     let mut deleted: Vec<&str> = out.deleted().iter().filter_map(|d| d.key()).collect();
     deleted.sort();
-    assert_eq!(deleted, vec!["k1", "k2", "missing"], "a missing key counts as deleted");
+    assert_eq!(
+        deleted,
+        vec!["k1", "k2", "missing"],
+        "a missing key counts as deleted"
+    );
     assert!(out.errors().is_empty(), "errors: {:?}", out.errors());
     assert_eq!(list_all_keys(&s3, &b).await, vec!["k3".to_string()]);
 }
@@ -312,7 +356,11 @@ async fn delete_objects_quiet() {
             .await,
         "DeleteObjects quiet",
     );
-    assert!(out.deleted().is_empty(), "quiet mode lists no Deleted: {:?}", out.deleted());
+    assert!(
+        out.deleted().is_empty(),
+        "quiet mode lists no Deleted: {:?}",
+        out.deleted()
+    );
     assert!(out.errors().is_empty());
     assert!(list_all_keys(&s3, &b).await.is_empty());
 }
@@ -338,11 +386,19 @@ async fn delete_objects_per_key_error() {
             .await,
         "DeleteObjects with one bad key",
     );
-    assert_eq!(out.errors().len(), 1, "one per-key error: {:?}", out.errors());
+    assert_eq!(
+        out.errors().len(),
+        1,
+        "one per-key error: {:?}",
+        out.errors()
+    );
     let e = &out.errors()[0];
     assert_eq!(e.key(), Some(long.as_str()));
     assert!(e.code().is_some_and(|c| !c.is_empty()), "error code: {e:?}");
-    assert!(list_all_keys(&s3, &b).await.is_empty(), "the good key was deleted");
+    assert!(
+        list_all_keys(&s3, &b).await.is_empty(),
+        "the good key was deleted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,13 +457,19 @@ async fn copy_object_copy_directive_same_and_across_buckets() {
         assert_eq!(res.e_tag(), Some(etag_of(&body).as_str()), "copy ETag");
         assert!(res.last_modified().is_some());
         let got = ok(
-            s3.get_object().bucket(bucket.as_str()).key(key).send().await,
+            s3.get_object()
+                .bucket(bucket.as_str())
+                .key(key)
+                .send()
+                .await,
             "GetObject copy",
         );
         assert_eq!(got.e_tag(), Some(etag_of(&body).as_str()));
         assert_eq!(got.content_type(), Some("text/x-source"));
         assert_eq!(
-            got.metadata().and_then(|m| m.get("origin")).map(String::as_str),
+            got.metadata()
+                .and_then(|m| m.get("origin"))
+                .map(String::as_str),
             Some("source"),
             "COPY keeps metadata"
         );
@@ -434,7 +496,10 @@ async fn copy_object_replace_directive() {
             .await,
         "CopyObject REPLACE",
     );
-    let head = ok(s3.head_object().bucket(&b).key("dst").send().await, "HeadObject");
+    let head = ok(
+        s3.head_object().bucket(&b).key("dst").send().await,
+        "HeadObject",
+    );
     assert_eq!(head.content_type(), Some("application/json"));
     assert_eq!(
         head.metadata().cloned().unwrap_or_default(),
@@ -469,7 +534,10 @@ async fn copy_object_onto_itself() {
             .await,
         "CopyObject onto itself with REPLACE",
     );
-    let head = ok(s3.head_object().bucket(&b).key("k").send().await, "HeadObject");
+    let head = ok(
+        s3.head_object().bucket(&b).key("k").send().await,
+        "HeadObject",
+    );
     assert_eq!(
         head.metadata().and_then(|m| m.get("v")).map(String::as_str),
         Some("2")
@@ -503,7 +571,12 @@ async fn copy_object_missing_source() {
 
 async fn tags_of(env: &Env, b: &str, k: &str) -> Vec<(String, String)> {
     let out = ok(
-        env.client().get_object_tagging().bucket(b).key(k).send().await,
+        env.client()
+            .get_object_tagging()
+            .bucket(b)
+            .key(k)
+            .send()
+            .await,
         "GetObjectTagging",
     );
     let mut t: Vec<(String, String)> = out
@@ -537,7 +610,10 @@ async fn object_tagging_lifecycle() {
             ("b".to_string(), "two words".to_string())
         ]
     );
-    let got = ok(s3.get_object().bucket(&b).key("k").send().await, "GetObject");
+    let got = ok(
+        s3.get_object().bucket(&b).key("k").send().await,
+        "GetObject",
+    );
     assert_eq!(got.tag_count(), Some(2), "x-amz-tagging-count");
 
     ok(
@@ -558,14 +634,24 @@ async fn object_tagging_lifecycle() {
         tags_of(&env, &b, "k").await,
         vec![("c".to_string(), "3".to_string())]
     );
-    assert_eq!(get_bytes(&s3, &b, "k").await, b"x", "tagging leaves the content alone");
+    assert_eq!(
+        get_bytes(&s3, &b, "k").await,
+        b"x",
+        "tagging leaves the content alone"
+    );
     let r = env
         .send_signed(RawRequest::new("DELETE", &format!("/{b}/k?tagging")))
         .await;
     r.assert_status(204);
     assert!(tags_of(&env, &b, "k").await.is_empty());
     assert_eq!(
-        sdk_err(s3.get_object_tagging().bucket(&b).key("missing").send().await),
+        sdk_err(
+            s3.get_object_tagging()
+                .bucket(&b)
+                .key("missing")
+                .send()
+                .await
+        ),
         (404, "NoSuchKey".into())
     );
 }
@@ -578,7 +664,13 @@ async fn object_tagging_limits() {
     put(&s3, &b, "k", b"x").await;
     let mut t = Tagging::builder();
     for i in 0..11 {
-        t = t.tag_set(Tag::builder().key(format!("k{i}")).value("v").build().unwrap());
+        t = t.tag_set(
+            Tag::builder()
+                .key(format!("k{i}"))
+                .value("v")
+                .build()
+                .unwrap(),
+        );
     }
     let r = s3
         .put_object_tagging()
@@ -596,7 +688,11 @@ async fn object_tagging_limits() {
         .body(b"x".to_vec().into())
         .send()
         .await;
-    assert_eq!(sdk_err(r), (400, "InvalidTag".into()), "tag key over 128 chars");
+    assert_eq!(
+        sdk_err(r),
+        (400, "InvalidTag".into()),
+        "tag key over 128 chars"
+    );
     assert_eq!(list_all_keys(&s3, &b).await, vec!["k".to_string()]);
 }
 
@@ -606,10 +702,16 @@ async fn object_acl_owner_full_control() {
     let env = Env::with_buckets(&[&b]).await;
     let s3 = env.client();
     put(&s3, &b, "k", b"x").await;
-    let acl = ok(s3.get_object_acl().bucket(&b).key("k").send().await, "GetObjectAcl");
+    let acl = ok(
+        s3.get_object_acl().bucket(&b).key("k").send().await,
+        "GetObjectAcl",
+    );
     let owner = acl.owner().and_then(|o| o.id()).expect("owner").to_string();
     assert_eq!(acl.grants().len(), 1);
-    assert_eq!(acl.grants()[0].permission(), Some(&AclPermission::FullControl));
+    assert_eq!(
+        acl.grants()[0].permission(),
+        Some(&AclPermission::FullControl)
+    );
     assert_eq!(
         acl.grants()[0].grantee().and_then(|g| g.id()),
         Some(owner.as_str())
@@ -709,7 +811,12 @@ async fn checksums_are_stored_and_returned() {
                 .await,
             &format!("PutObject {alg:?}"),
         );
-        let pick = |c32: Option<&str>, c32c: Option<&str>, c64: Option<&str>, s1: Option<&str>, s256: Option<&str>| -> Option<String> {
+        let pick = |c32: Option<&str>,
+                    c32c: Option<&str>,
+                    c64: Option<&str>,
+                    s1: Option<&str>,
+                    s256: Option<&str>|
+         -> Option<String> {
             match alg {
                 ChecksumAlgorithm::Crc32 => c32,
                 ChecksumAlgorithm::Crc32C => c32c,
@@ -798,7 +905,8 @@ async fn checksum_mismatch_is_bad_digest_and_stores_nothing() {
     }
     let (status, _) = sdk_err(env.client().head_object().bucket(&b).key("k").send().await);
     assert_eq!(status, 404);
-    env.wait_streams_equal(&before, "refused checksummed PUTs").await;
+    env.wait_streams_equal(&before, "refused checksummed PUTs")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -826,7 +934,10 @@ async fn sdk_streaming_signed_upload_with_trailer() {
         "streaming PutObject",
     );
     let sent = rec.lock().unwrap().last().cloned().unwrap();
-    let mode = sent.iter().find(|(k, _)| k == "x-amz-content-sha256").map(|(_, v)| v.clone());
+    let mode = sent
+        .iter()
+        .find(|(k, _)| k == "x-amz-content-sha256")
+        .map(|(_, v)| v.clone());
     assert_eq!(
         mode.as_deref(),
         Some("STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"),
@@ -844,7 +955,11 @@ async fn sdk_streaming_signed_upload_with_trailer() {
             .await,
         "GetObject",
     );
-    assert_eq!(got.checksum_crc32(), Some(crc32_b64(&body).as_str()), "trailer checksum stored");
+    assert_eq!(
+        got.checksum_crc32(),
+        Some(crc32_b64(&body).as_str()),
+        "trailer checksum stored"
+    );
     assert_eq!(got.content_length(), Some(body.len() as i64));
     assert!(got.body.collect().await.unwrap().into_bytes() == body);
 }
@@ -876,7 +991,10 @@ async fn sdk_streaming_unsigned_upload_with_trailer() {
         "unsigned streaming PutObject",
     );
     let sent = rec.lock().unwrap().last().cloned().unwrap();
-    let mode = sent.iter().find(|(k, _)| k == "x-amz-content-sha256").map(|(_, v)| v.clone());
+    let mode = sent
+        .iter()
+        .find(|(k, _)| k == "x-amz-content-sha256")
+        .map(|(_, v)| v.clone());
     assert_eq!(mode.as_deref(), Some("STREAMING-UNSIGNED-PAYLOAD-TRAILER"));
     assert_eq!(out.e_tag(), Some(etag_of(&body).as_str()));
     assert_eq!(out.checksum_crc32_c(), Some(crc32c_b64(&body).as_str()));
@@ -1002,7 +1120,10 @@ fn post_form(
         aws_sigv4::sign::v4::calculate_signature(key_signer.signing_key(), policy_b64.as_bytes());
     let mut fields = vec![
         ("key".to_string(), key.to_string()),
-        ("x-amz-algorithm".to_string(), "AWS4-HMAC-SHA256".to_string()),
+        (
+            "x-amz-algorithm".to_string(),
+            "AWS4-HMAC-SHA256".to_string(),
+        ),
         ("x-amz-credential".to_string(), credential),
         ("x-amz-date".to_string(), signer.amz_date()),
         ("policy".to_string(), policy_b64),
@@ -1043,7 +1164,11 @@ async fn post_object_browser_upload() {
     let r = send_post(&env, &b, &form, file).await;
     r.assert_status(201);
     let text = r.text();
-    assert_eq!(xml_tag(&text, "Bucket").as_deref(), Some(b.as_str()), "{text}");
+    assert_eq!(
+        xml_tag(&text, "Bucket").as_deref(),
+        Some(b.as_str()),
+        "{text}"
+    );
     assert_eq!(xml_tag(&text, "Key").as_deref(), Some("uploads/a.txt"));
     assert_eq!(xml_tag(&text, "ETag"), Some(etag_of(file)));
     assert!(xml_tag(&text, "Location").is_some());
@@ -1064,7 +1189,9 @@ async fn post_object_policy_conditions_are_enforced() {
     let in_1h = SystemTime::now() + Duration::from_secs(3600);
     // starts-with $key uploads/ violated
     let form = post_form(&b, "elsewhere/x.txt", in_1h, &[], None, ADMIN_SK);
-    send_post(&env, &b, &form, b"data").await.assert_error(403, "AccessDenied");
+    send_post(&env, &b, &form, b"data")
+        .await
+        .assert_error(403, "AccessDenied");
     // content-length-range violated
     let form = post_form(&b, "uploads/big.txt", in_1h, &[], None, ADMIN_SK);
     send_post(&env, &b, &form, &data(2000, 1))
@@ -1073,9 +1200,18 @@ async fn post_object_policy_conditions_are_enforced() {
     // expired policy
     let past = SystemTime::now() - Duration::from_secs(60);
     let form = post_form(&b, "uploads/late.txt", past, &[], None, ADMIN_SK);
-    send_post(&env, &b, &form, b"data").await.assert_error(403, "AccessDenied");
+    send_post(&env, &b, &form, b"data")
+        .await
+        .assert_error(403, "AccessDenied");
     // signed with the wrong secret
-    let form = post_form(&b, "uploads/forged.txt", in_1h, &[], None, "not-the-secret-key");
+    let form = post_form(
+        &b,
+        "uploads/forged.txt",
+        in_1h,
+        &[],
+        None,
+        "not-the-secret-key",
+    );
     send_post(&env, &b, &form, b"data")
         .await
         .assert_error(403, "SignatureDoesNotMatch");
@@ -1094,6 +1230,11 @@ async fn post_object_policy_conditions_are_enforced() {
     form2
         .fields
         .push(("x-amz-meta-tag".to_string(), "different".to_string()));
-    send_post(&env, &b, &form2, b"data").await.assert_error(403, "AccessDenied");
-    assert!(list_all_keys(&env.client(), &b).await.is_empty(), "nothing was stored");
+    send_post(&env, &b, &form2, b"data")
+        .await
+        .assert_error(403, "AccessDenied");
+    assert!(
+        list_all_keys(&env.client(), &b).await.is_empty(),
+        "nothing was stored"
+    );
 }

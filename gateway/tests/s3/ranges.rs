@@ -127,7 +127,10 @@ async fn ranges_across_chunk_boundaries() {
             Some(format!("bytes {first}-{last}/{n}").as_str())
         );
         let bytes = got.body.collect().await.unwrap().into_bytes();
-        assert!(bytes == body[first..=last], "bytes {first}-{last} are byte-equal");
+        assert!(
+            bytes == body[first..=last],
+            "bytes {first}-{last} are byte-equal"
+        );
     }
     let got = ok(
         env.client()
@@ -167,7 +170,12 @@ async fn part_number_on_get_and_head() {
     let etag = multipart_etag(&[&p1, &p2]);
 
     let got = ok(
-        s3.get_object().bucket(&b).key("mp").part_number(2).send().await,
+        s3.get_object()
+            .bucket(&b)
+            .key("mp")
+            .part_number(2)
+            .send()
+            .await,
         "GET partNumber=2",
     );
     assert_eq!(got.parts_count(), Some(2), "x-amz-mp-parts-count");
@@ -191,7 +199,12 @@ async fn part_number_on_get_and_head() {
     assert!(r.body == p1);
 
     let head = ok(
-        s3.head_object().bucket(&b).key("mp").part_number(1).send().await,
+        s3.head_object()
+            .bucket(&b)
+            .key("mp")
+            .part_number(1)
+            .send()
+            .await,
         "HEAD partNumber=1",
     );
     assert_eq!(head.content_length(), Some(p1.len() as i64));

@@ -465,3 +465,15 @@ fn data_is_released_chunk_by_chunk() {
     assert_eq!(out.pop_front().unwrap().as_ref(), b"abc");
     assert_eq!(decoder.finish().unwrap_err().code, S3Code::IncompleteBody);
 }
+
+#[test]
+fn public_types_are_send_sync_unpin() {
+    fn body<T: Stream<Item = Result<Bytes, S3Error>> + Send + Unpin>(_: &T) {}
+    fn shared<T: Clone + Send + Sync + 'static>() {}
+    shared::<ChunkSigner>();
+    shared::<TrailerSlot>();
+    shared::<Payload>();
+    let input = futures::stream::empty::<Result<Bytes, std::io::Error>>();
+    let (decoded, _) = decode_chunked(input, &signed(true));
+    body(&decoded);
+}
