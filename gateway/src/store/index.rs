@@ -16,7 +16,7 @@ use futures::StreamExt;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::direct::last_for_subject;
+use super::direct::next_for_subject;
 use super::meta::{ObjectInfoJson, ObjectMeta};
 use super::NatsError;
 
@@ -32,6 +32,8 @@ pub struct Entry {
 pub struct Index {
     map: RwLock<BTreeMap<String, Entry>>,
     applied: watch::Sender<u64>,
+    /// True once the consumer has delivered every message that existed when it started.
+    loaded: watch::Sender<bool>,
     dead: AtomicBool,
 }
 
@@ -57,9 +59,11 @@ impl Index {
             .await
             .map_err(|e| NatsError::Other(e.to_string()))?;
         let (applied, _) = watch::channel(0);
+        let (loaded, _) = watch::channel(false);
         let index = Arc::new(Index {
             map: RwLock::new(BTreeMap::new()),
             applied,
+            loaded,
             dead: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&index);
@@ -74,11 +78,14 @@ impl Index {
                         return;
                     }
                 };
-                let seq = match msg.info() {
-                    Ok(i) => i.stream_sequence,
+                let (seq, pending) = match msg.info() {
+                    Ok(i) => (i.stream_sequence, i.pending),
                     Err(_) => continue,
                 };
                 index.apply(&msg.payload, seq);
+                if pending == 0 {
+                    index.loaded.send_replace(true);
+                }
             }
             if let Some(index) = weak.upgrade() {
                 index.dead.store(true, Ordering::Relaxed);
@@ -115,20 +122,35 @@ impl Index {
         !self.dead.load(Ordering::Relaxed)
     }
 
-    /// Waits until every metadata message in the stream now has been applied.
+    /// Waits until every metadata message in the stream now has been applied: asks for
+    /// the first metadata message after the last one applied, and waits for it, until
+    /// there is none. That costs one Direct Get when the index is current (a wildcard
+    /// `last_by_subj` would scan every subject of the bucket).
     pub async fn catch_up(&self, client: &Client, stream: &str, bucket: &str) -> Result<(), NatsError> {
-        let last = last_for_subject(client, stream, &format!("$O.{bucket}.M.>"))
-            .await
-            .map_err(NatsError::direct)?;
-        let Some(last) = last else { return Ok(()) };
-        let mut rx = self.applied.subscribe();
-        let caught_up = tokio::time::timeout(CATCH_UP_TIMEOUT, async {
-            rx.wait_for(|applied| *applied >= last.seq).await.is_ok()
-        })
-        .await;
-        match caught_up {
-            Ok(true) => Ok(()),
-            _ => Err(NatsError::Other("listing index did not catch up".into())),
+        let filter = format!("$O.{bucket}.M.>");
+        let wait = async {
+            let mut applied = self.applied.subscribe();
+            let mut loaded = self.loaded.subscribe();
+            let mut first = true;
+            loop {
+                let from = *applied.borrow() + 1;
+                let next = next_for_subject(client, stream, &filter, from)
+                    .await
+                    .map_err(NatsError::direct)?;
+                let Some(next) = next else { return Ok(()) };
+                if first {
+                    // Still loading: let the consumer finish its initial pass first.
+                    let _ = loaded.wait_for(|l| *l).await;
+                    first = false;
+                }
+                if applied.wait_for(|a| *a >= next.seq).await.is_err() {
+                    return Err(NatsError::Other("listing index stopped".into()));
+                }
+            }
+        };
+        match tokio::time::timeout(CATCH_UP_TIMEOUT, wait).await {
+            Ok(r) => r,
+            Err(_) => Err(NatsError::Other("listing index did not catch up".into())),
         }
     }
 

@@ -491,14 +491,24 @@ impl Bucket {
         start: u64,
         end: u64,
     ) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
+        self.read_batched(meta, start, end, reader::CLIENT_BATCH)
+    }
+
+    fn read_batched(
+        &self,
+        meta: &ObjectMeta,
+        start: u64,
+        end: u64,
+        batch: usize,
+    ) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
         let bucket = self.nats.replace('_', ".");
         reader::read_range(
             self.store.inner.client.clone(),
             self.stream.clone(),
             &self.nats,
             meta,
-            start,
-            end,
+            (start, end),
+            batch,
         )
         .map(move |r| r.map_err(|e| e.into_s3(&bucket)))
     }

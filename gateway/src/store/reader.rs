@@ -10,8 +10,8 @@ use super::meta::{chunk_subject, ObjectMeta, CHUNK_SIZE};
 use super::writer::OFFSET_HEADER;
 use super::NatsError;
 
-/// Chunks requested per Direct Get batch (bounds memory per reader).
-const BATCH: usize = 8;
+/// Chunks requested per Direct Get batch for client reads (bounds memory per reader).
+pub const CLIENT_BATCH: usize = 8;
 
 /// Where a read continues: the next sequence to ask for and the byte offset it holds.
 struct Cursor {
@@ -27,18 +27,19 @@ struct Cursor {
     /// A chunk already fetched while searching, served before asking for more.
     first: Option<RawMsg>,
     batch: Option<Batch>,
+    batch_size: usize,
     /// Messages received from the current batch.
     in_batch: usize,
 }
 
-/// Reads `[start, end)` of the object.
+/// Reads `[start, end)` of the object, `batch` chunks per Direct Get.
 pub fn read_range(
     client: Client,
     stream: String,
     bucket: &str,
     meta: &ObjectMeta,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
+    batch_size: usize,
 ) -> impl Stream<Item = Result<Bytes, NatsError>> + Send + 'static {
     let subject = chunk_subject(bucket, &meta.nuid);
     let seq = meta.seq;
@@ -54,6 +55,7 @@ pub fn read_range(
             end,
             first: None,
             batch: None,
+            batch_size,
             in_batch: 0,
         };
         if start > 0 {
@@ -153,7 +155,7 @@ impl Cursor {
                     &self.stream,
                     &self.subject,
                     self.next_seq,
-                    BATCH,
+                    self.batch_size,
                 )
                 .await
                 .map_err(NatsError::direct)?;

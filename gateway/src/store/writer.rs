@@ -44,7 +44,7 @@ pub struct ChunkWriter {
     chunks: u64,
     first_seq: Option<u64>,
     last_seq: u64,
-    md5: Md5,
+    md5: Option<Md5>,
     sha256: Sha256,
 }
 
@@ -60,9 +60,14 @@ impl ChunkWriter {
             chunks: 0,
             first_seq: None,
             last_seq: 0,
-            md5: Md5::new(),
+            md5: Some(Md5::new()),
             sha256: Sha256::new(),
         }
+    }
+
+    /// Skips the MD5 (when the ETag comes from elsewhere, as for multipart objects).
+    pub fn skip_md5(&mut self) {
+        self.md5 = None;
     }
 
     /// Bytes accepted so far.
@@ -72,7 +77,9 @@ impl ChunkWriter {
 
     /// Appends data, publishing every full chunk.
     pub async fn write(&mut self, mut data: Bytes) -> Result<(), NatsError> {
-        self.md5.update(&data);
+        if let Some(md5) = self.md5.as_mut() {
+            md5.update(&data);
+        }
         self.sha256.update(&data);
         while !data.is_empty() {
             if self.buf.is_empty() && data.len() >= CHUNK_SIZE {
@@ -142,7 +149,7 @@ impl ChunkWriter {
             size: self.offset,
             chunks: self.chunks,
             seq: self.first_seq.map(|f| (f, self.last_seq)),
-            md5: self.md5.finalize().into(),
+            md5: self.md5.map(|m| m.finalize().into()).unwrap_or_default(),
             sha256: self.sha256.finalize().into(),
         })
     }
