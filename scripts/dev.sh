@@ -205,12 +205,12 @@ EOF
 # ---- 5. gateway -------------------------------------------------------------------------------
 say "starting $GATEWAY --config $CONFIG (S3 127.0.0.1:$S3_PORT, admin 127.0.0.1:$ADMIN_PORT)"
 # The gateway reads JETS3_* variables as flags; drop those that would move it away from this config.
-# JETS3_LOG and JETS3_LOG_FORMAT pass through.
+# JETS3_LOG and JETS3_LOG_FORMAT pass through. NO_COLOR: the log is a file.
 env -u JETS3_CONFIG -u JETS3_LISTEN -u JETS3_ADMIN_LISTEN -u JETS3_REGION \
     -u JETS3_SHUTDOWN_GRACE_SECONDS -u JETS3_NATS_URL -u JETS3_NATS_USER -u JETS3_NATS_PASSWORD \
     -u JETS3_NATS_TOKEN -u JETS3_NATS_NKEY_SEED -u JETS3_NATS_CREDS -u JETS3_NATS_TLS_CA \
     -u JETS3_NATS_TLS_CERT -u JETS3_NATS_TLS_KEY -u JETS3_NATS_TLS_REQUIRED \
-    "$GATEWAY" --config "$CONFIG" >"$WORK/gateway.log" 2>&1 &
+    NO_COLOR=1 "$GATEWAY" --config "$CONFIG" >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 for ((i = 0; ; i++)); do
     if ! kill -0 "$GW_PID" 2>/dev/null; then

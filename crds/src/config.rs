@@ -197,7 +197,10 @@ pub enum Permission {
 impl Permission {
     /// May read objects and list.
     pub fn can_read(self) -> bool {
-        matches!(self, Permission::Read | Permission::ReadWrite | Permission::Admin)
+        matches!(
+            self,
+            Permission::Read | Permission::ReadWrite | Permission::Admin
+        )
     }
     /// May write and delete objects.
     pub fn can_write(self) -> bool {

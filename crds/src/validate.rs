@@ -45,8 +45,7 @@ const CORS_METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];
 
 fn valid_nats_name(n: &str) -> bool {
     !n.is_empty()
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -132,7 +131,10 @@ impl GatewayConfig {
                 c.err(format!("{p}.name"), format!("{:?} {e}", b.name));
             }
             if !names.insert(b.name.as_str()) {
-                c.err(format!("{p}.name"), format!("{:?} is declared twice", b.name));
+                c.err(
+                    format!("{p}.name"),
+                    format!("{:?} is declared twice", b.name),
+                );
             }
             let nats = b.nats_name();
             if !valid_nats_name(&nats) {
@@ -165,7 +167,9 @@ impl GatewayConfig {
                 c.err(format!("{p}.accessKeyId"), format!("{id:?} is used twice"));
             }
             let secret = &cred.secret_access_key;
-            if secret.len() < 8 || secret.len() > 128 || !secret.bytes().all(|b| b.is_ascii_graphic())
+            if secret.len() < 8
+                || secret.len() > 128
+                || !secret.bytes().all(|b| b.is_ascii_graphic())
             {
                 c.err(
                     format!("{p}.secretAccessKey"),
@@ -207,7 +211,10 @@ impl GatewayConfig {
             c.err("limits.maxParts", "must be between 1 and 10000");
         }
         if l.min_part_size == 0 || l.min_part_size > l.max_part_size {
-            c.err("limits.minPartSize", "must be at least 1 and at most maxPartSize");
+            c.err(
+                "limits.minPartSize",
+                "must be at least 1 and at most maxPartSize",
+            );
         }
         if l.max_object_size == 0 {
             c.err("limits.maxObjectSize", "must be at least 1");

@@ -63,6 +63,10 @@ class Gateway:
             AWS_SHARED_CREDENTIALS_FILE=str(self.workdir / "aws-credentials-none"),
             AWS_EC2_METADATA_DISABLED="true",
             AWS_PAGER="",
+            # One attempt: a failed or stalled request fails the test instead of hiding behind
+            # a retry (rclone and s3cmd are set up the same way).
+            AWS_MAX_ATTEMPTS="1",
+            AWS_RETRY_MODE="standard",
         )
         return env
 
@@ -195,6 +199,7 @@ def gateway() -> Gateway:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("JETS3_") or k in ("JETS3_LOG", "JETS3_LOG_FORMAT")}
         env.setdefault("RUST_BACKTRACE", "1")
+        env["NO_COLOR"] = "1"  # the log is a file
         with open(gw_log, "wb") as out:
             gw = subprocess.Popen(
                 [str(gw_bin), "--config", str(config_path)],

@@ -27,7 +27,8 @@ def aws(gateway):
     env = gateway.client_env()
 
     def call(*args, check=True, timeout=600):
-        return run([exe, "--endpoint-url", gateway.endpoint, "--output", "json", *args],
+        return run([exe, "--endpoint-url", gateway.endpoint, "--output", "json",
+                    "--cli-read-timeout", "30", *args],
                    env=env, check=check, timeout=timeout)
 
     def api(*args):

@@ -23,6 +23,7 @@ def s3cmd(gateway, tmp_path):
         "progress_meter = False\n"
         "check_ssl_certificate = False\n"
         "multipart_chunk_size_mb = 15\n"
+        "max_retries = 0\n"  # a failed request fails the test, not a retry later
     )
     env = gateway.client_env()
     env["HOME"] = str(tmp_path)  # no ~/.s3cfg of the user's

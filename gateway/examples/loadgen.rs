@@ -69,7 +69,11 @@ async fn main() {
             let mut lat = Vec::new();
             let mut n = 0u64;
             loop {
-                let done = if op == "getbig" { n >= amount } else { Instant::now() >= deadline };
+                let done = if op == "getbig" {
+                    n >= amount
+                } else {
+                    Instant::now() >= deadline
+                };
                 if done {
                     break;
                 }
@@ -91,7 +95,13 @@ async fn main() {
                         .send()
                         .await
                         .is_ok(),
-                    _ => match c.get_object().bucket(&bucket).key(format!("obj-{i}")).send().await {
+                    _ => match c
+                        .get_object()
+                        .bucket(&bucket)
+                        .key(format!("obj-{i}"))
+                        .send()
+                        .await
+                    {
                         Ok(o) => {
                             let mut s = o.body;
                             let mut got = 0u64;

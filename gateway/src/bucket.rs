@@ -53,7 +53,9 @@ pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?.clone();
     if let Some(acl) = ctx.header("x-amz-acl") {
         if acl != "private" {
-            return Err(S3Error::not_implemented("Canned ACLs other than private are"));
+            return Err(S3Error::not_implemented(
+                "Canned ACLs other than private are",
+            ));
         }
     }
     let limit = ctx.rt.config.limits.max_xml_body_bytes;
@@ -203,7 +205,9 @@ pub async fn put_acl(mut ctx: Ctx) -> S3Result<Response> {
     match canned.as_deref() {
         Some("private") => return Ok(respond::empty(StatusCode::OK)),
         Some(other) => {
-            return Err(S3Error::not_implemented(&format!("The canned ACL {other:?}")))
+            return Err(S3Error::not_implemented(&format!(
+                "The canned ACL {other:?}"
+            )))
         }
         None => {}
     }

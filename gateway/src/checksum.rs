@@ -2,6 +2,8 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use std::sync::{Arc, Mutex};
+
 use sha1::Digest;
 
 /// A checksum algorithm S3 supports.
@@ -15,7 +17,13 @@ pub enum Algo {
 }
 
 /// All algorithms, in S3's order.
-pub const ALL: [Algo; 5] = [Algo::Crc32, Algo::Crc32c, Algo::Crc64Nvme, Algo::Sha1, Algo::Sha256];
+pub const ALL: [Algo; 5] = [
+    Algo::Crc32,
+    Algo::Crc32c,
+    Algo::Crc64Nvme,
+    Algo::Sha1,
+    Algo::Sha256,
+];
 
 const CRC64_NVME: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_NVME);
 
@@ -64,7 +72,7 @@ impl Algo {
     }
 
     /// Length in bytes of the raw digest.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Algo::Crc32 | Algo::Crc32c => 4,
             Algo::Crc64Nvme => 8,
@@ -123,11 +131,43 @@ impl Hasher {
     }
 }
 
+/// Checksums computed while a body streams by; cheap to clone and share with the stream.
+#[derive(Clone, Default)]
+pub struct Running(Arc<Mutex<Vec<(Algo, Hasher)>>>);
+
+impl Running {
+    /// Starts one running checksum per algorithm.
+    pub fn new(algos: &[Algo]) -> Running {
+        Running(Arc::new(Mutex::new(
+            algos.iter().map(|a| (*a, a.hasher())).collect(),
+        )))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Algo, Hasher)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds data to every checksum.
+    pub fn update(&self, data: &[u8]) {
+        for (_, h) in self.lock().iter_mut() {
+            h.update(data);
+        }
+    }
+
+    /// The finished values (base64), once; later calls return nothing.
+    pub fn finish(&self) -> Vec<(Algo, String)> {
+        std::mem::take(&mut *self.lock())
+            .into_iter()
+            .map(|(a, h)| (a, h.finish()))
+            .collect()
+    }
+}
+
 /// Checks that a header value is base64 of the algorithm's digest length.
 pub fn well_formed(algo: Algo, value: &str) -> bool {
     STANDARD
         .decode(value)
-        .map(|b| b.len() == algo.len())
+        .map(|b| b.len() == algo.digest_len())
         .unwrap_or(false)
 }
 

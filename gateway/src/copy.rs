@@ -1,11 +1,9 @@
 //! CopyObject, and the copy-source parsing and conditions shared with UploadPartCopy.
 
-use std::sync::{Arc, Mutex};
-
 use axum::response::Response;
 use futures::StreamExt;
 
-use crate::checksum::{Algo, Hasher};
+use crate::checksum::{Algo, Running};
 use crate::error::{S3Error, S3Result};
 use crate::request::{BodyStream, Ctx};
 use crate::respond;
@@ -30,7 +28,9 @@ pub async fn source(ctx: &Ctx) -> S3Result<Source> {
     };
     if let Some(v) = version {
         if v != "versionId=null" {
-            return Err(S3Error::not_implemented("Copying a specific object version"));
+            return Err(S3Error::not_implemented(
+                "Copying a specific object version",
+            ));
         }
     }
     let decoded = percent_encoding::percent_decode_str(path)
@@ -41,13 +41,18 @@ pub async fn source(ctx: &Ctx) -> S3Result<Source> {
         .split_once('/')
         .filter(|(b, k)| !b.is_empty() && !k.is_empty())
         .ok_or_else(|| {
-            S3Error::invalid_argument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
-                .with("ArgumentName", "x-amz-copy-source")
-                .with("ArgumentValue", raw)
+            S3Error::invalid_argument(
+                "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            )
+            .with("ArgumentName", "x-amz-copy-source")
+            .with("ArgumentValue", raw)
         })?;
     let bref = ctx.rt.bucket(src_bucket)?;
     let readable = match ctx.principal.as_deref() {
-        Some(p) => ctx.rt.permission(p, src_bucket).is_some_and(|p| p.can_read()),
+        Some(p) => ctx
+            .rt
+            .permission(p, src_bucket)
+            .is_some_and(|p| p.can_read()),
         None => false,
     } || bref.public_read();
     if !readable {
@@ -59,8 +64,8 @@ pub async fn source(ctx: &Ctx) -> S3Result<Source> {
         .await?
         .ok_or_else(|| S3Error::no_such_key(src_key))?;
     check_source_conditions(ctx, &meta)?;
-    let same_as_target =
-        ctx.bucket.as_ref().map(|b| b.s3.as_str()) == Some(src_bucket) && ctx.key.as_deref() == Some(src_key);
+    let same_as_target = ctx.bucket.as_ref().map(|b| b.s3.as_str()) == Some(src_bucket)
+        && ctx.key.as_deref() == Some(src_key);
     Ok(Source {
         bucket,
         meta,
@@ -86,7 +91,9 @@ fn check_source_conditions(ctx: &Ctx, meta: &ObjectMeta) -> S3Result<()> {
     let if_none = ctx.header("x-amz-copy-source-if-none-match");
     if let Some(m) = if_none {
         if etag_matches(m, &meta.etag) {
-            return Err(S3Error::precondition_failed("x-amz-copy-source-If-None-Match"));
+            return Err(S3Error::precondition_failed(
+                "x-amz-copy-source-If-None-Match",
+            ));
         }
     } else if let Some(t) = date("x-amz-copy-source-if-modified-since") {
         if modified <= t {
@@ -99,34 +106,16 @@ fn check_source_conditions(ctx: &Ctx, meta: &ObjectMeta) -> S3Result<()> {
 }
 
 /// A body stream reading `[start, end)` of the source while computing `algos`.
-pub fn source_stream(
-    src: &Source,
-    start: u64,
-    end: u64,
-    algos: &[Algo],
-) -> (BodyStream, Arc<Mutex<Vec<(Algo, Hasher)>>>) {
-    let hashers = Arc::new(Mutex::new(
-        algos.iter().map(|a| (*a, a.hasher())).collect::<Vec<_>>(),
-    ));
-    let h = hashers.clone();
-    let stream = src.bucket.read(&src.meta, start, end).map(move |r| {
-        if let Ok(b) = &r {
-            let mut g = h.lock().unwrap_or_else(|p| p.into_inner());
-            for (_, hasher) in g.iter_mut() {
-                hasher.update(b);
-            }
+pub fn source_stream(src: &Source, start: u64, end: u64, algos: &[Algo]) -> (BodyStream, Running) {
+    let running = Running::new(algos);
+    let r = running.clone();
+    let stream = src.bucket.read(&src.meta, start, end).map(move |piece| {
+        if let Ok(b) = &piece {
+            r.update(b);
         }
-        r
+        piece
     });
-    (Box::pin(stream), hashers)
-}
-
-/// Finishes the running checksums of a copy.
-pub fn finish_checksums(hashers: &Mutex<Vec<(Algo, Hasher)>>) -> Vec<(String, String)> {
-    std::mem::take(&mut *hashers.lock().unwrap_or_else(|p| p.into_inner()))
-        .into_iter()
-        .map(|(a, h)| (a.name().to_string(), h.finish()))
-        .collect()
+    (Box::pin(stream), running)
 }
 
 /// CopyObject: streams the source into a new object (never whole in memory).
@@ -199,7 +188,11 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
     let meta = ctx
         .store_bucket()?
         .put(obj, body, max, expect, |_| {
-            let checksums = finish_checksums(&hashers);
+            let checksums: Vec<(String, String)> = hashers
+                .finish()
+                .into_iter()
+                .map(|(a, v)| (a.name().to_string(), v))
+                .collect();
             let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".to_string());
             Ok(Finished {
                 checksums,
@@ -218,7 +211,10 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
     }
     let mut resp = respond::xml(w.finish("CopyObjectResult"));
     crate::put::checksum_headers(&mut resp, &meta);
-    if ctx.header("x-amz-copy-source").is_some_and(|s| s.contains("versionId=")) {
+    if ctx
+        .header("x-amz-copy-source")
+        .is_some_and(|s| s.contains("versionId="))
+    {
         respond::set(&mut resp, "x-amz-copy-source-version-id", "null");
     }
     Ok(resp)

@@ -45,32 +45,51 @@ fn wildcard_match(pattern: &str, value: &str) -> bool {
 }
 
 /// The first rule allowing this origin, method and request headers.
-fn find<'a>(rules: &'a [CorsRule], origin: &str, method: &str, headers: &[&str]) -> Option<&'a CorsRule> {
+fn find<'a>(
+    rules: &'a [CorsRule],
+    origin: &str,
+    method: &str,
+    headers: &[&str],
+) -> Option<&'a CorsRule> {
     rules.iter().find(|r| {
         r.allowed_origins.iter().any(|o| wildcard_match(o, origin))
             && r.allowed_methods.iter().any(|m| m == method)
-            && headers.iter().all(|h| {
-                r.allowed_headers.iter().any(|a| wildcard_match(a, h))
-            })
+            && headers
+                .iter()
+                .all(|h| r.allowed_headers.iter().any(|a| wildcard_match(a, h)))
     })
 }
 
 fn allow_headers(resp: &mut Response, rule: &CorsRule, origin: &str) {
     let any = rule.allowed_origins.iter().any(|o| o == "*");
-    respond::set(resp, "access-control-allow-origin", if any { "*" } else { origin });
+    respond::set(
+        resp,
+        "access-control-allow-origin",
+        if any { "*" } else { origin },
+    );
     if !any {
         respond::set(resp, "access-control-allow-credentials", "true");
     }
-    respond::set(resp, "access-control-allow-methods", rule.allowed_methods.join(", "));
+    respond::set(
+        resp,
+        "access-control-allow-methods",
+        rule.allowed_methods.join(", "),
+    );
     if !rule.expose_headers.is_empty() {
-        respond::set(resp, "access-control-expose-headers", rule.expose_headers.join(", "));
+        respond::set(
+            resp,
+            "access-control-expose-headers",
+            rule.expose_headers.join(", "),
+        );
     }
     if let Some(age) = rule.max_age_seconds {
         respond::set(resp, "access-control-max-age", age.to_string());
     }
     resp.headers_mut().append(
         http::header::VARY,
-        HeaderValue::from_static("Origin, Access-Control-Request-Headers, Access-Control-Request-Method"),
+        HeaderValue::from_static(
+            "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
+        ),
     );
 }
 
@@ -83,11 +102,9 @@ pub async fn preflight(ctx: &Ctx) -> S3Result<Response> {
     let origin = ctx.header("origin").ok_or_else(|| {
         S3Error::invalid_request("Insufficient information. Origin request header needed.")
     })?;
-    let method = ctx.header("access-control-request-method").ok_or_else(|| {
-        S3Error::invalid_request(
-            "Invalid Access-Control-Request-Method: null",
-        )
-    })?;
+    let method = ctx
+        .header("access-control-request-method")
+        .ok_or_else(|| S3Error::invalid_request("Invalid Access-Control-Request-Method: null"))?;
     let b = ctx.bucket_ref()?;
     let requested: Vec<&str> = ctx
         .header("access-control-request-headers")
@@ -105,14 +122,26 @@ pub async fn preflight(ctx: &Ctx) -> S3Result<Response> {
     let mut resp = respond::empty(StatusCode::OK);
     allow_headers(&mut resp, rule, origin);
     if !requested.is_empty() {
-        respond::set(&mut resp, "access-control-allow-headers", requested.join(", "));
+        respond::set(
+            &mut resp,
+            "access-control-allow-headers",
+            requested.join(", "),
+        );
     }
     Ok(resp)
 }
 
 /// Adds CORS headers to an actual (non-preflight) response when a rule allows it.
-pub async fn decorate(gw: &Gateway, b: &BucketRef, origin: &str, method: &Method, resp: &mut Response) {
-    let Ok(Some(rules)) = rules(gw, b).await else { return };
+pub async fn decorate(
+    gw: &Gateway,
+    b: &BucketRef,
+    origin: &str,
+    method: &Method,
+    resp: &mut Response,
+) {
+    let Ok(Some(rules)) = rules(gw, b).await else {
+        return;
+    };
     if let Some(rule) = find(&rules, origin, method.as_str(), &[]) {
         allow_headers(resp, rule, origin);
     }
@@ -147,13 +176,16 @@ fn managed_by_config(b: &BucketRef) -> bool {
 /// GetBucketCors.
 pub async fn get_cors(ctx: &Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?;
-    let rules = rules(&ctx.gw, b).await?.filter(|r| !r.is_empty()).ok_or_else(|| {
-        S3Error::new(
-            S3Code::NoSuchCORSConfiguration,
-            "The CORS configuration does not exist",
-        )
-        .with("BucketName", &b.s3)
-    })?;
+    let rules = rules(&ctx.gw, b)
+        .await?
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| {
+            S3Error::new(
+                S3Code::NoSuchCORSConfiguration,
+                "The CORS configuration does not exist",
+            )
+            .with("BucketName", &b.s3)
+        })?;
     let mut w = XmlWriter::new("CORSConfiguration");
     for r in &rules {
         w.open("CORSRule");
@@ -216,12 +248,19 @@ pub async fn put_cors(mut ctx: Ctx) -> S3Result<Response> {
         ..Default::default()
     };
     if let Err(e) = check.validate() {
-        let msg = e.0.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; ");
+        let msg =
+            e.0.iter()
+                .map(|f| f.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ");
         return Err(S3Error::invalid_request(msg));
     }
     crate::bucket::require_bucket(&ctx).await?;
     let json = serde_json::to_string(&rules).map_err(S3Error::internal)?;
-    ctx.gw.store.set_bucket_metadata(&b.nats, BUCKET_CORS, Some(json)).await?;
+    ctx.gw
+        .store
+        .set_bucket_metadata(&b.nats, BUCKET_CORS, Some(json))
+        .await?;
     Ok(respond::empty(StatusCode::OK))
 }
 
@@ -234,7 +273,10 @@ pub async fn delete_cors(ctx: &Ctx) -> S3Result<Response> {
         ));
     }
     crate::bucket::require_bucket(ctx).await?;
-    ctx.gw.store.set_bucket_metadata(&b.nats, BUCKET_CORS, None).await?;
+    ctx.gw
+        .store
+        .set_bucket_metadata(&b.nats, BUCKET_CORS, None)
+        .await?;
     Ok(respond::empty(StatusCode::NO_CONTENT))
 }
 
@@ -251,7 +293,13 @@ mod tests {
             ..Default::default()
         }];
         assert!(find(&rules, "https://app.example.com", "GET", &[]).is_some());
-        assert!(find(&rules, "https://app.example.com", "PUT", &["Content-Type", "x-amz-date"]).is_some());
+        assert!(find(
+            &rules,
+            "https://app.example.com",
+            "PUT",
+            &["Content-Type", "x-amz-date"]
+        )
+        .is_some());
         assert!(find(&rules, "https://evil.com", "GET", &[]).is_none());
         assert!(find(&rules, "https://app.example.com", "DELETE", &[]).is_none());
         assert!(find(&rules, "https://app.example.com", "PUT", &["authorization"]).is_none());

@@ -14,12 +14,17 @@ pub async fn delete_object(ctx: &Ctx) -> S3Result<Response> {
     let key = ctx.key()?;
     if let Some(v) = ctx.query("versionId") {
         if v != "null" {
-            return Err(S3Error::not_implemented("Deleting a specific object version"));
+            return Err(S3Error::not_implemented(
+                "Deleting a specific object version",
+            ));
         }
     }
     let bucket = ctx.store_bucket()?;
     if ctx.header("if-match").is_some() {
-        let meta = bucket.head(key).await?.ok_or_else(|| S3Error::no_such_key(key))?;
+        let meta = bucket
+            .head(key)
+            .await?
+            .ok_or_else(|| S3Error::no_such_key(key))?;
         crate::get::check_conditions(ctx, &meta)?;
     }
     bucket.delete(key).await?;
@@ -71,7 +76,9 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
                 "Invalid key",
             ))
         } else if entry.version_id.as_deref().is_some_and(|v| v != "null") {
-            Err(S3Error::not_implemented("Deleting a specific object version"))
+            Err(S3Error::not_implemented(
+                "Deleting a specific object version",
+            ))
         } else {
             bucket.delete(&entry.key).await
         };

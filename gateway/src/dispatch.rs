@@ -38,6 +38,16 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     gw.metrics.in_flight.inc();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // A client that asked `Expect: 100-continue` for an empty body never gets the 100;
+    // some (botocore before 1.44) then misread the next response on the same connection.
+    let close_after = req
+        .headers()
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        && req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0");
     let (op, result) = serve(&gw, req, &request_id).await;
     let mut resp = match result {
         Ok(r) => r,
@@ -57,6 +67,9 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         h.insert("x-amz-id-2", v);
     }
     h.insert("server", HeaderValue::from_static("jets3"));
+    if close_after {
+        h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     gw.metrics.in_flight.dec();
@@ -149,7 +162,11 @@ fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> (Option<String>,
     }
 }
 
-async fn serve(gw: &Arc<Gateway>, req: Request, request_id: &str) -> (&'static str, S3Result<Response>) {
+async fn serve(
+    gw: &Arc<Gateway>,
+    req: Request,
+    request_id: &str,
+) -> (&'static str, S3Result<Response>) {
     let Some(rt) = gw.runtime() else {
         return (
             "Unknown",
@@ -186,7 +203,13 @@ async fn serve(gw: &Arc<Gateway>, req: Request, request_id: &str) -> (&'static s
         .or_else(|| parts.uri.host().map(str::to_string));
     let (bucket, key) = address(&rt, host.as_deref(), &raw_path);
     let query = router::parse_query(raw_query.as_deref());
-    let ep = match router::parse(&parts.method, bucket.as_deref(), key.as_deref(), &query, &parts.headers) {
+    let ep = match router::parse(
+        &parts.method,
+        bucket.as_deref(),
+        key.as_deref(),
+        &query,
+        &parts.headers,
+    ) {
         Ok(ep) => ep,
         Err(e) => return ("Unknown", Err(e)),
     };
@@ -198,23 +221,45 @@ async fn serve(gw: &Arc<Gateway>, req: Request, request_id: &str) -> (&'static s
         }
         if let Some(k) = &key {
             if k.len() > rt.config.limits.max_key_bytes {
-                return Err(S3Error::new(S3Code::KeyTooLongError, "Your key is too long")
-                    .with("MaxSizeAllowed", rt.config.limits.max_key_bytes.to_string())
-                    .with("Size", k.len().to_string()));
+                return Err(
+                    S3Error::new(S3Code::KeyTooLongError, "Your key is too long")
+                        .with("MaxSizeAllowed", rt.config.limits.max_key_bytes.to_string())
+                        .with("Size", k.len().to_string()),
+                );
             }
         }
         let bucket_ref = bucket.as_deref().map(|b| rt.bucket(b)).transpose()?;
         if ep == Endpoint::Preflight {
             let ctx = Ctx::new(
-                gw.clone(), rt.clone(), ep, request_id.to_string(), parts.method.clone(),
-                parts.headers.clone(), query, bucket_ref, key, None, Payload::Unsigned, body,
+                gw.clone(),
+                rt.clone(),
+                ep,
+                request_id.to_string(),
+                parts.method.clone(),
+                parts.headers.clone(),
+                query,
+                bucket_ref,
+                key,
+                None,
+                Payload::Unsigned,
+                body,
             );
             return crate::cors::preflight(&ctx).await;
         }
         if ep == Endpoint::PostObject {
             let ctx = Ctx::new(
-                gw.clone(), rt.clone(), ep, request_id.to_string(), parts.method.clone(),
-                parts.headers.clone(), query, bucket_ref, key, None, Payload::Unsigned, body,
+                gw.clone(),
+                rt.clone(),
+                ep,
+                request_id.to_string(),
+                parts.method.clone(),
+                parts.headers.clone(),
+                query,
+                bucket_ref,
+                key,
+                None,
+                Payload::Unsigned,
+                body,
             );
             return crate::post_object::post_object(ctx).await;
         }
@@ -240,8 +285,18 @@ async fn serve(gw: &Arc<Gateway>, req: Request, request_id: &str) -> (&'static s
         };
         authorize(&rt, ep, bucket_ref.as_ref(), principal.as_deref())?;
         let ctx = Ctx::new(
-            gw.clone(), rt.clone(), ep, request_id.to_string(), parts.method.clone(),
-            parts.headers.clone(), query, bucket_ref, key, principal, payload, body,
+            gw.clone(),
+            rt.clone(),
+            ep,
+            request_id.to_string(),
+            parts.method.clone(),
+            parts.headers.clone(),
+            query,
+            bucket_ref,
+            key,
+            principal,
+            payload,
+            body,
         );
         let origin = ctx.header("origin").map(str::to_string);
         let cors_bucket = ctx.bucket.clone();
@@ -252,7 +307,16 @@ async fn serve(gw: &Arc<Gateway>, req: Request, request_id: &str) -> (&'static s
         Ok(resp)
     }
     .await;
-    (op, result.map_err(|e| if e.resource.is_none() { e.resource(resource) } else { e }))
+    (
+        op,
+        result.map_err(|e| {
+            if e.resource.is_none() {
+                e.resource(resource)
+            } else {
+                e
+            }
+        }),
+    )
 }
 
 /// Checks the caller's grant (or the bucket's public access) for the operation.
@@ -274,7 +338,10 @@ fn authorize(
         return Err(S3Error::access_denied());
     };
     if matches!(need, Need::Write | Need::Admin) && bucket.read_only() {
-        return Err(S3Error::new(S3Code::AccessDenied, "Access Denied: the bucket is read-only"));
+        return Err(S3Error::new(
+            S3Code::AccessDenied,
+            "Access Denied: the bucket is read-only",
+        ));
     }
     let Some(principal) = principal else {
         if ep.public_read() && bucket.public_read() {
@@ -315,8 +382,14 @@ mod tests {
     fn path_style_addressing() {
         let rt = rt();
         assert_eq!(address(&rt, Some("localhost:9000"), "/"), (None, None));
-        assert_eq!(address(&rt, Some("localhost"), "/b"), (Some("b".into()), None));
-        assert_eq!(address(&rt, Some("localhost"), "/b/"), (Some("b".into()), None));
+        assert_eq!(
+            address(&rt, Some("localhost"), "/b"),
+            (Some("b".into()), None)
+        );
+        assert_eq!(
+            address(&rt, Some("localhost"), "/b/"),
+            (Some("b".into()), None)
+        );
         assert_eq!(
             address(&rt, Some("127.0.0.1:9000"), "/b/a%2Fb/..//c%20d"),
             (Some("b".into()), Some("a/b/..//c d".into()))
@@ -334,6 +407,9 @@ mod tests {
             address(&rt, Some("s3.example.com"), "/b/k"),
             (Some("b".into()), Some("k".into()))
         );
-        assert_eq!(address(&rt, Some("b.s3.example.com"), "/"), (Some("b".into()), None));
+        assert_eq!(
+            address(&rt, Some("b.s3.example.com"), "/"),
+            (Some("b".into()), None)
+        );
     }
 }

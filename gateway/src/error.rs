@@ -124,11 +124,22 @@ impl S3Code {
     pub fn status(self) -> StatusCode {
         use S3Code::*;
         match self {
-            AccessDenied | AccessForbidden | InvalidAccessKeyId | SignatureDoesNotMatch | RequestTimeTooSkewed
-            | ExpiredToken | InvalidObjectState => StatusCode::FORBIDDEN,
-            NoSuchBucket | NoSuchKey | NoSuchUpload | NoSuchTagSet | NoSuchBucketPolicy
+            AccessDenied
+            | AccessForbidden
+            | InvalidAccessKeyId
+            | SignatureDoesNotMatch
+            | RequestTimeTooSkewed
+            | ExpiredToken
+            | InvalidObjectState => StatusCode::FORBIDDEN,
+            NoSuchBucket
+            | NoSuchKey
+            | NoSuchUpload
+            | NoSuchTagSet
+            | NoSuchBucketPolicy
             | NoSuchCORSConfiguration => StatusCode::NOT_FOUND,
-            BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty
+            BucketAlreadyExists
+            | BucketAlreadyOwnedByYou
+            | BucketNotEmpty
             | ConditionalRequestConflict => StatusCode::CONFLICT,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             MissingContentLength => StatusCode::LENGTH_REQUIRED,

@@ -34,9 +34,12 @@ pub fn parse_range(header: &str, size: u64) -> S3Result<Option<Span>> {
     };
     let (a, b) = (a.trim(), b.trim());
     let invalid = || {
-        S3Error::new(S3Code::InvalidRange, "The requested range is not satisfiable")
-            .with("RangeRequested", header)
-            .with("ActualObjectSize", size.to_string())
+        S3Error::new(
+            S3Code::InvalidRange,
+            "The requested range is not satisfiable",
+        )
+        .with("RangeRequested", header)
+        .with("ActualObjectSize", size.to_string())
     };
     if a.is_empty() {
         let Ok(n) = b.parse::<u64>() else {
@@ -75,7 +78,10 @@ pub fn check_conditions(ctx: &Ctx, meta: &ObjectMeta) -> S3Result<()> {
         if !etag_matches(m, &meta.etag) {
             return Err(S3Error::precondition_failed("If-Match"));
         }
-    } else if let Some(t) = ctx.header("if-unmodified-since").and_then(respond::parse_http_date) {
+    } else if let Some(t) = ctx
+        .header("if-unmodified-since")
+        .and_then(respond::parse_http_date)
+    {
         if modified > t {
             return Err(S3Error::precondition_failed("If-Unmodified-Since"));
         }
@@ -89,7 +95,10 @@ pub fn check_conditions(ctx: &Ctx, meta: &ObjectMeta) -> S3Result<()> {
         if etag_matches(m, &meta.etag) {
             return Err(not_modified());
         }
-    } else if let Some(t) = ctx.header("if-modified-since").and_then(respond::parse_http_date) {
+    } else if let Some(t) = ctx
+        .header("if-modified-since")
+        .and_then(respond::parse_http_date)
+    {
         if modified <= t && t <= OffsetDateTime::now_utc() {
             return Err(not_modified());
         }
@@ -211,7 +220,12 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
         respond::set(
             &mut resp,
             "content-range",
-            format!("bytes {}-{}/{}", s.start, s.end.saturating_sub(1), meta.size),
+            format!(
+                "bytes {}-{}/{}",
+                s.start,
+                s.end.saturating_sub(1),
+                meta.size
+            ),
         );
     }
     if part_number.is_some() {
@@ -329,7 +343,11 @@ pub async fn get_object_attributes(ctx: &Ctx) -> S3Result<Response> {
         }
     }
     let mut resp = respond::xml(w.finish("GetObjectAttributesResponse"));
-    respond::set(&mut resp, "last-modified", respond::http_date(meta.modified));
+    respond::set(
+        &mut resp,
+        "last-modified",
+        respond::http_date(meta.modified),
+    );
     Ok(resp)
 }
 
@@ -344,7 +362,10 @@ mod tests {
     #[test]
     fn parses_ranges_like_s3() {
         assert_eq!(parse_range("bytes=0-9", 100).ok().flatten(), span(0, 10));
-        assert_eq!(parse_range("bytes=90-200", 100).ok().flatten(), span(90, 100));
+        assert_eq!(
+            parse_range("bytes=90-200", 100).ok().flatten(),
+            span(90, 100)
+        );
         assert_eq!(parse_range("bytes=95-", 100).ok().flatten(), span(95, 100));
         assert_eq!(parse_range("bytes=-10", 100).ok().flatten(), span(90, 100));
         assert_eq!(parse_range("bytes=-500", 100).ok().flatten(), span(0, 100));

@@ -5,8 +5,8 @@
 
 pub mod auth;
 mod bucket;
-pub mod cli;
 pub mod checksum;
+pub mod cli;
 mod copy;
 mod cors;
 mod delete;

@@ -126,9 +126,11 @@ fn max_keys(ctx: &Ctx) -> S3Result<usize> {
         None => Ok(1000),
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 0 => Ok((n as usize).min(1000)),
-            _ => Err(S3Error::invalid_argument("Provided max-keys not an integer or within integer range")
-                .with("ArgumentName", "max-keys")
-                .with("ArgumentValue", v)),
+            _ => Err(S3Error::invalid_argument(
+                "Provided max-keys not an integer or within integer range",
+            )
+            .with("ArgumentName", "max-keys")
+            .with("ArgumentValue", v)),
         },
     }
 }
@@ -142,15 +144,20 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
         None => false,
         Some("url") => true,
         Some(other) => {
-            return Err(S3Error::invalid_argument("Invalid Encoding Method specified in Request")
-                .with("ArgumentName", "encoding-type")
-                .with("ArgumentValue", other))
+            return Err(
+                S3Error::invalid_argument("Invalid Encoding Method specified in Request")
+                    .with("ArgumentName", "encoding-type")
+                    .with("ArgumentValue", other),
+            )
         }
     };
     let max = max_keys(ctx)?;
     let (after, token) = match flavor {
         Flavor::V1 => (ctx.query("marker").unwrap_or_default().to_string(), None),
-        Flavor::Versions => (ctx.query("key-marker").unwrap_or_default().to_string(), None),
+        Flavor::Versions => (
+            ctx.query("key-marker").unwrap_or_default().to_string(),
+            None,
+        ),
         Flavor::V2 => match ctx.query("continuation-token") {
             Some(t) => {
                 let decoded = URL_SAFE_NO_PAD
@@ -163,7 +170,10 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
                     })?;
                 (decoded, Some(t.to_string()))
             }
-            None => (ctx.query("start-after").unwrap_or_default().to_string(), None),
+            None => (
+                ctx.query("start-after").unwrap_or_default().to_string(),
+                None,
+            ),
         },
     };
     let index = ctx.store_bucket()?.index().await?;
@@ -203,7 +213,10 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
         }
         Flavor::Versions => {
             w.elem("KeyMarker", enc(&after));
-            w.elem("VersionIdMarker", ctx.query("version-id-marker").unwrap_or_default());
+            w.elem(
+                "VersionIdMarker",
+                ctx.query("version-id-marker").unwrap_or_default(),
+            );
             if page.truncated {
                 w.opt("NextKeyMarker", page.last.as_deref().map(enc));
                 w.elem("NextVersionIdMarker", "null");
@@ -309,7 +322,13 @@ mod tests {
 
     #[test]
     fn prefix_and_delimiter_together() {
-        let m = map(&["photos/2024/a", "photos/2024/b", "photos/2025/a", "photos/x", "pics"]);
+        let m = map(&[
+            "photos/2024/a",
+            "photos/2024/b",
+            "photos/2025/a",
+            "photos/x",
+            "pics",
+        ]);
         let p = page(&m, "photos/", "/", "", 1000);
         assert_eq!(p.prefixes, ["photos/2024/", "photos/2025/"]);
         assert_eq!(keys(&p), ["photos/x"]);

@@ -23,8 +23,8 @@ pub struct Metrics {
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Metrics {
-        let registry = Registry::new_custom(Some("jets3".into()), None)
-            .unwrap_or_else(|_| Registry::new());
+        let registry =
+            Registry::new_custom(Some("jets3".into()), None).unwrap_or_else(|_| Registry::new());
         let requests = IntCounterVec::new(
             Opts::new("requests_total", "S3 requests by operation and status"),
             &["operation", "status"],
@@ -42,10 +42,10 @@ impl Metrics {
             IntCounter::new("bytes_sent_total", "Object bytes sent").expect("valid metric");
         let in_flight =
             IntGauge::new("requests_in_flight", "Requests being served").expect("valid metric");
-        let nats_connected = IntGauge::new("nats_connected", "1 while connected to NATS")
-            .expect("valid metric");
-        let nats_connects = IntGauge::new("nats_connects_total", "Connections made to NATS")
-            .expect("valid metric");
+        let nats_connected =
+            IntGauge::new("nats_connected", "1 while connected to NATS").expect("valid metric");
+        let nats_connects =
+            IntGauge::new("nats_connects_total", "Connections made to NATS").expect("valid metric");
         let config_generation =
             IntGauge::new("config_generation", "Generation of the config in force")
                 .expect("valid metric");

@@ -56,7 +56,9 @@ pub async fn create(ctx: &Ctx) -> S3Result<Response> {
     let checksum_algorithm = match ctx.header("x-amz-checksum-algorithm") {
         Some(a) => Some(
             Algo::parse(a)
-                .ok_or_else(|| S3Error::invalid_request(format!("Checksum algorithm {a} is not supported")))?
+                .ok_or_else(|| {
+                    S3Error::invalid_request(format!("Checksum algorithm {a} is not supported"))
+                })?
                 .name()
                 .to_string(),
         ),
@@ -135,7 +137,10 @@ pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
     };
     let max = ctx.rt.config.limits.max_part_size;
     if end - start > max {
-        return Err(S3Error::new(S3Code::EntityTooLarge, "Part exceeds the maximum allowed size"));
+        return Err(S3Error::new(
+            S3Code::EntityTooLarge,
+            "Part exceeds the maximum allowed size",
+        ));
     }
     let (body, _) = crate::copy::source_stream(&src, start, end, &[]);
     let part = ctx
@@ -256,11 +261,20 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         };
         let etag_final = etag.clone();
         let result = bucket
-            .complete_upload(&id, obj, &chosen, expect, |_| Ok(Finished {
-                checksums: Vec::new(),
-                checksum_type: None,
-                etag: Some(etag_final),
-            }), &mut observe)
+            .complete_upload(
+                &id,
+                obj,
+                &chosen,
+                expect,
+                |_| {
+                    Ok(Finished {
+                        checksums: Vec::new(),
+                        checksum_type: None,
+                        etag: Some(etag_final),
+                    })
+                },
+                &mut observe,
+            )
             .await;
         let result = match (result, algo, hasher) {
             (Ok(mut meta), Some(a), Some(h)) => {
@@ -270,7 +284,9 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
             }
             (r, _, _) => r,
         };
-        gw.metrics.complete_seconds.observe(started.elapsed().as_secs_f64());
+        gw.metrics
+            .complete_seconds
+            .observe(started.elapsed().as_secs_f64());
         result
     });
     let render = move |meta: &crate::store::ObjectMeta| {
@@ -295,35 +311,33 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         }
         Err(_) => {
             let request_id = ctx.request_id.clone();
-            let stream = futures::stream::unfold(
-                (Some(task), true),
-                move |(task, first)| {
-                    let render = render.clone();
-                    let request_id = request_id.clone();
-                    async move {
-                        let mut task = task?;
-                        if first {
-                            let head = Bytes::from_static(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-                            return Some((Ok::<_, std::io::Error>(head), (Some(task), false)));
-                        }
-                        match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
-                            Err(_) => Some((Ok(Bytes::from_static(b" ")), (Some(task), false))),
-                            Ok(joined) => {
-                                let text = match joined {
-                                    Ok(Ok(meta)) => render(&meta),
-                                    Ok(Err(e)) => e.to_xml(&request_id),
-                                    Err(e) => S3Error::internal(e).to_xml(&request_id),
-                                };
-                                let body = text
-                                    .split_once('\n')
-                                    .map(|(_, rest)| rest.to_string())
-                                    .unwrap_or(text);
-                                Some((Ok(Bytes::from(body)), (None, false)))
-                            }
+            let stream = futures::stream::unfold((Some(task), true), move |(task, first)| {
+                let render = render.clone();
+                let request_id = request_id.clone();
+                async move {
+                    let mut task = task?;
+                    if first {
+                        let head =
+                            Bytes::from_static(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+                        return Some((Ok::<_, std::io::Error>(head), (Some(task), false)));
+                    }
+                    match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+                        Err(_) => Some((Ok(Bytes::from_static(b" ")), (Some(task), false))),
+                        Ok(joined) => {
+                            let text = match joined {
+                                Ok(Ok(meta)) => render(&meta),
+                                Ok(Err(e)) => e.to_xml(&request_id),
+                                Err(e) => S3Error::internal(e).to_xml(&request_id),
+                            };
+                            let body = text
+                                .split_once('\n')
+                                .map(|(_, rest)| rest.to_string())
+                                .unwrap_or(text);
+                            Some((Ok(Bytes::from(body)), (None, false)))
                         }
                     }
-                },
-            );
+                }
+            });
             let mut resp = Response::new(Body::from_stream(stream));
             respond::set(&mut resp, "content-type", "application/xml");
             Ok(resp)
@@ -402,7 +416,10 @@ pub async fn list_uploads(ctx: &Ctx) -> S3Result<Response> {
     let prefix = ctx.query("prefix").unwrap_or_default().to_string();
     let delimiter = ctx.query("delimiter").unwrap_or_default().to_string();
     let key_marker = ctx.query("key-marker").unwrap_or_default().to_string();
-    let id_marker = ctx.query("upload-id-marker").unwrap_or_default().to_string();
+    let id_marker = ctx
+        .query("upload-id-marker")
+        .unwrap_or_default()
+        .to_string();
     let max: usize = match ctx.query("max-uploads") {
         None => 1000,
         Some(v) => v
@@ -477,7 +494,9 @@ pub async fn list_uploads(ctx: &Ctx) -> S3Result<Response> {
         w.close("Upload");
     }
     for p in &prefixes {
-        w.open("CommonPrefixes").elem("Prefix", p).close("CommonPrefixes");
+        w.open("CommonPrefixes")
+            .elem("Prefix", p)
+            .close("CommonPrefixes");
     }
     Ok(respond::xml(w.finish("ListMultipartUploadsResult")))
 }

@@ -45,6 +45,8 @@ pub async fn call(ctx: Ctx) -> S3Result<Response> {
         CompleteMultipartUpload => multipart::complete(ctx).await,
         AbortMultipartUpload => multipart::abort(&ctx).await,
         ListParts => multipart::list_parts(&ctx).await,
-        Preflight | PostObject | NotImplemented(_) => Err(crate::error::S3Error::not_implemented(ctx.ep.name())),
+        Preflight | PostObject | NotImplemented(_) => {
+            Err(crate::error::S3Error::not_implemented(ctx.ep.name()))
+        }
     }
 }

@@ -8,7 +8,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use http::{HeaderMap, Method};
 
 use crate::auth::{self, Payload, TrailerSlot};
-use crate::checksum::{self, Algo, Hasher};
+use crate::checksum::{self, Algo, Running};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::router::{query_get, Endpoint, Query};
 use crate::runtime::{BucketRef, Runtime};
@@ -204,7 +204,10 @@ impl Ctx {
             .ok()
             .and_then(|b| <[u8; 16]>::try_from(b).ok())
             .ok_or_else(|| {
-                S3Error::new(S3Code::InvalidDigest, "The Content-MD5 you specified was invalid.")
+                S3Error::new(
+                    S3Code::InvalidDigest,
+                    "The Content-MD5 you specified was invalid.",
+                )
             })?;
         Ok(Some(raw))
     }
@@ -230,9 +233,9 @@ impl Ctx {
                 "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
             ));
         }
-        if let Some(t) = self.header("x-amz-trailer") {
-            for name in t.split(',') {
-                let name = name.trim();
+        for name in self.header_list("x-amz-trailer") {
+            let name = name.as_str();
+            {
                 match Algo::from_header(name) {
                     Some(a) if wanted.iter().all(|(w, _)| *w != a) => wanted.push((a, None)),
                     Some(_) => {}
@@ -255,20 +258,14 @@ impl Ctx {
                 wanted.push((algo, None));
             }
         }
-        let hashers: Arc<Mutex<Vec<(Algo, Hasher)>>> = Arc::new(Mutex::new(
-            wanted.iter().map(|(a, _)| (*a, a.hasher())).collect(),
-        ));
+        let algos: Vec<Algo> = wanted.iter().map(|(a, _)| *a).collect();
+        let hashers = Running::new(&algos);
         let (stream, trailers) = self.take_body();
         let stream: BodyStream = if wanted.is_empty() {
             stream
         } else {
             let h = hashers.clone();
-            Box::pin(stream.inspect_ok(move |b| {
-                let mut guard = h.lock().unwrap_or_else(|p| p.into_inner());
-                for (_, hasher) in guard.iter_mut() {
-                    hasher.update(b);
-                }
-            }))
+            Box::pin(stream.inspect_ok(move |b| h.update(b)))
         };
         let checks = UploadChecks {
             md5,
@@ -291,7 +288,7 @@ pub struct UploadChecks {
     sha256: Option<[u8; 32]>,
     declared: Option<u64>,
     wanted: Vec<(Algo, Option<String>)>,
-    hashers: Arc<Mutex<Vec<(Algo, Hasher)>>>,
+    hashers: Running,
     trailers: TrailerSlot,
 }
 
@@ -337,11 +334,8 @@ impl UploadChecks {
             }
         }
         let trailers = self.trailers.get();
-        let hashers =
-            std::mem::take(&mut *self.hashers.lock().unwrap_or_else(|p| p.into_inner()));
         let mut out = Vec::new();
-        for (algo, hasher) in hashers {
-            let got = hasher.finish();
+        for (algo, got) in self.hashers.finish() {
             let expected = self
                 .wanted
                 .iter()

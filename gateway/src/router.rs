@@ -121,9 +121,19 @@ impl Endpoint {
             HeadBucket | GetBucketLocation | GetBucketVersioning | ListObjects | ListObjectsV2
             | ListObjectVersions | GetBucketTagging | GetBucketCors | GetBucketAcl | GetObject
             | HeadObject | GetObjectTagging | GetObjectAcl | GetObjectAttributes => Need::Read,
-            ListMultipartUploads | ListParts | DeleteObjects | PutObject | CopyObject
-            | DeleteObject | PutObjectTagging | DeleteObjectTagging | PutObjectAcl
-            | CreateMultipartUpload | UploadPart | UploadPartCopy | CompleteMultipartUpload
+            ListMultipartUploads
+            | ListParts
+            | DeleteObjects
+            | PutObject
+            | CopyObject
+            | DeleteObject
+            | PutObjectTagging
+            | DeleteObjectTagging
+            | PutObjectAcl
+            | CreateMultipartUpload
+            | UploadPart
+            | UploadPartCopy
+            | CompleteMultipartUpload
             | AbortMultipartUpload => Need::Write,
         }
     }
@@ -193,7 +203,10 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("inventory", "BucketInventoryConfiguration"),
     ("analytics", "BucketAnalyticsConfiguration"),
     ("metrics", "BucketMetricsConfiguration"),
-    ("intelligent-tiering", "BucketIntelligentTieringConfiguration"),
+    (
+        "intelligent-tiering",
+        "BucketIntelligentTieringConfiguration",
+    ),
     ("ownershipControls", "BucketOwnershipControls"),
     ("publicAccessBlock", "PublicAccessBlock"),
     ("restore", "RestoreObject"),
@@ -344,16 +357,37 @@ mod tests {
     fn routes_bucket_and_object_operations() {
         use Endpoint::*;
         assert_eq!(ep(Method::GET, None, None, ""), ListBuckets);
-        assert_eq!(ep(Method::GET, Some("b"), None, "list-type=2&prefix=a"), ListObjectsV2);
+        assert_eq!(
+            ep(Method::GET, Some("b"), None, "list-type=2&prefix=a"),
+            ListObjectsV2
+        );
         assert_eq!(ep(Method::GET, Some("b"), None, "prefix=a"), ListObjects);
-        assert_eq!(ep(Method::GET, Some("b"), None, "versions"), ListObjectVersions);
+        assert_eq!(
+            ep(Method::GET, Some("b"), None, "versions"),
+            ListObjectVersions
+        );
         assert_eq!(ep(Method::PUT, Some("b"), None, ""), CreateBucket);
         assert_eq!(ep(Method::POST, Some("b"), None, "delete"), DeleteObjects);
-        assert_eq!(ep(Method::POST, Some("b"), Some("k"), "uploads"), CreateMultipartUpload);
-        assert_eq!(ep(Method::PUT, Some("b"), Some("k"), "partNumber=1&uploadId=x"), UploadPart);
-        assert_eq!(ep(Method::GET, Some("b"), Some("k"), "uploadId=x"), ListParts);
-        assert_eq!(ep(Method::DELETE, Some("b"), Some("k"), "uploadId=x"), AbortMultipartUpload);
-        assert_eq!(ep(Method::GET, Some("b"), Some("k"), "attributes"), GetObjectAttributes);
+        assert_eq!(
+            ep(Method::POST, Some("b"), Some("k"), "uploads"),
+            CreateMultipartUpload
+        );
+        assert_eq!(
+            ep(Method::PUT, Some("b"), Some("k"), "partNumber=1&uploadId=x"),
+            UploadPart
+        );
+        assert_eq!(
+            ep(Method::GET, Some("b"), Some("k"), "uploadId=x"),
+            ListParts
+        );
+        assert_eq!(
+            ep(Method::DELETE, Some("b"), Some("k"), "uploadId=x"),
+            AbortMultipartUpload
+        );
+        assert_eq!(
+            ep(Method::GET, Some("b"), Some("k"), "attributes"),
+            GetObjectAttributes
+        );
         assert_eq!(ep(Method::OPTIONS, Some("b"), Some("k"), ""), Preflight);
         assert_eq!(
             ep(Method::GET, Some("b"), None, "policy"),

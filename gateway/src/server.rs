@@ -117,7 +117,10 @@ impl GatewayHandle {
 }
 
 /// Connects to NATS, applies `config` and starts serving.
-pub async fn start(settings: ServerSettings, config: GatewayConfig) -> Result<GatewayHandle, Error> {
+pub async fn start(
+    settings: ServerSettings,
+    config: GatewayConfig,
+) -> Result<GatewayHandle, Error> {
     let runtime = Runtime::new(config)?;
     let store = Store::connect(&settings.nats).await?;
     let gateway = Arc::new(Gateway {
@@ -147,7 +150,11 @@ pub async fn start(settings: ServerSettings, config: GatewayConfig) -> Result<Ga
         Some(addr) => {
             let listener = TcpListener::bind(addr).await?;
             let local = listener.local_addr()?;
-            tasks.push(serve(listener, admin_router(gateway.clone()), stop_rx.clone()));
+            tasks.push(serve(
+                listener,
+                admin_router(gateway.clone()),
+                stop_rx.clone(),
+            ));
             Some(local)
         }
         None => None,

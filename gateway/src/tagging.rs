@@ -19,7 +19,9 @@ const BUCKET_TAGS: &str = "jets3.tagging";
 pub fn validate_tags(tags: &[(String, String)], max: usize) -> S3Result<()> {
     let invalid = |msg: &str| S3Error::new(S3Code::InvalidTag, msg.to_string());
     if tags.len() > max {
-        return Err(invalid(&format!("Object tags cannot be greater than {max}")));
+        return Err(invalid(&format!(
+            "Object tags cannot be greater than {max}"
+        )));
     }
     let mut seen = HashSet::new();
     for (k, v) in tags {
@@ -63,7 +65,12 @@ async fn read_tags(ctx: &mut Ctx, max: usize) -> S3Result<Vec<(String, String)>>
     let limit = ctx.rt.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     let t: Tagging = xml::parse(&body)?;
-    let tags: Vec<(String, String)> = t.tag_set.tags.into_iter().map(|t| (t.key, t.value)).collect();
+    let tags: Vec<(String, String)> = t
+        .tag_set
+        .tags
+        .into_iter()
+        .map(|t| (t.key, t.value))
+        .collect();
     validate_tags(&tags, max)?;
     Ok(tags)
 }
@@ -108,7 +115,10 @@ pub async fn get_bucket_tagging(ctx: &Ctx) -> S3Result<Response> {
     let info = crate::bucket::require_bucket(ctx).await?;
     match info.metadata.get(BUCKET_TAGS) {
         Some(t) if !t.is_empty() => Ok(render(&decode_tags(t))),
-        _ => Err(S3Error::new(S3Code::NoSuchTagSet, "The TagSet does not exist")),
+        _ => Err(S3Error::new(
+            S3Code::NoSuchTagSet,
+            "The TagSet does not exist",
+        )),
     }
 }
 
@@ -128,7 +138,10 @@ pub async fn put_bucket_tagging(mut ctx: Ctx) -> S3Result<Response> {
 pub async fn delete_bucket_tagging(ctx: &Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?;
     crate::bucket::require_bucket(ctx).await?;
-    ctx.gw.store.set_bucket_metadata(&b.nats, BUCKET_TAGS, None).await?;
+    ctx.gw
+        .store
+        .set_bucket_metadata(&b.nats, BUCKET_TAGS, None)
+        .await?;
     Ok(respond::empty(StatusCode::NO_CONTENT))
 }
 

@@ -105,13 +105,19 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_control_characters() {
-        assert_eq!(escape("a<b>&\"'\r\u{1}"), "a&lt;b&gt;&amp;&quot;&apos;&#13;&#1;");
+        assert_eq!(
+            escape("a<b>&\"'\r\u{1}"),
+            "a&lt;b&gt;&amp;&quot;&apos;&#13;&#1;"
+        );
     }
 
     #[test]
     fn writes_nested_documents() {
         let mut w = XmlWriter::new("R");
-        w.open("A").elem("K", "x&y").close("A").opt("N", None::<&str>);
+        w.open("A")
+            .elem("K", "x&y")
+            .close("A")
+            .opt("N", None::<&str>);
         assert_eq!(
             w.finish("R"),
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><A><K>x&amp;y</K></A></R>"

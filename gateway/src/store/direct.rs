@@ -61,7 +61,12 @@ fn decode(msg: async_nats::Message) -> Result<Option<RawMsg>, DirectError> {
         _ => {}
     }
     let headers = msg.headers;
-    let get = |n: &str| headers.as_ref().and_then(|h| h.get(n)).map(|v| v.as_str().to_string());
+    let get = |n: &str| {
+        headers
+            .as_ref()
+            .and_then(|h| h.get(n))
+            .map(|v| v.as_str().to_string())
+    };
     let seq = get("Nats-Sequence")
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| DirectError::Nats("direct get reply without Nats-Sequence".into()))?;
@@ -88,7 +93,10 @@ pub async fn last_for_subject(
     subject: &str,
 ) -> Result<Option<RawMsg>, DirectError> {
     let msg = client
-        .request(format!("$JS.API.DIRECT.GET.{stream}.{subject}"), Bytes::new())
+        .request(
+            format!("$JS.API.DIRECT.GET.{stream}.{subject}"),
+            Bytes::new(),
+        )
         .await
         .map_err(request_error)?;
     decode(msg)
@@ -162,7 +170,11 @@ impl Batch {
             .await
             .map_err(|e| DirectError::Nats(e.to_string()))?;
         client
-            .publish_with_reply(format!("$JS.API.DIRECT.GET.{stream}"), inbox, payload.into())
+            .publish_with_reply(
+                format!("$JS.API.DIRECT.GET.{stream}"),
+                inbox,
+                payload.into(),
+            )
             .await
             .map_err(|e| DirectError::Nats(e.to_string()))?;
         Ok(Batch { sub, done: false })

@@ -126,7 +126,12 @@ impl Index {
     /// the first metadata message after the last one applied, and waits for it, until
     /// there is none. That costs one Direct Get when the index is current (a wildcard
     /// `last_by_subj` would scan every subject of the bucket).
-    pub async fn catch_up(&self, client: &Client, stream: &str, bucket: &str) -> Result<(), NatsError> {
+    pub async fn catch_up(
+        &self,
+        client: &Client,
+        stream: &str,
+        bucket: &str,
+    ) -> Result<(), NatsError> {
         let filter = format!("$O.{bucket}.M.>");
         let wait = async {
             let mut applied = self.applied.subscribe();

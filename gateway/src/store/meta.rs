@@ -326,7 +326,9 @@ mod tests {
         let json = serde_json::to_string(&m.to_info("b")).expect("json");
         let info: ObjectInfoJson = serde_json::from_str(&json).expect("parse");
         assert_eq!(
-            info.headers.as_ref().map(|h| h.contains_key("X-Amz-Meta-Color")),
+            info.headers
+                .as_ref()
+                .map(|h| h.contains_key("X-Amz-Meta-Color")),
             Some(true)
         );
         let back = ObjectMeta::from_info(info, 5).expect("not deleted");

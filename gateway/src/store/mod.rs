@@ -342,7 +342,12 @@ impl Store {
     }
 
     /// Sets (or with `None` removes) one entry of the bucket stream's metadata.
-    pub async fn set_bucket_metadata(&self, nats: &str, key: &str, value: Option<String>) -> S3Result<()> {
+    pub async fn set_bucket_metadata(
+        &self,
+        nats: &str,
+        key: &str,
+        value: Option<String>,
+    ) -> S3Result<()> {
         self.check_connected()?;
         let mut stream = self
             .inner
@@ -568,7 +573,11 @@ impl Bucket {
     }
 
     /// Writes a body as chunks of a new version id; the guard purges them unless disarmed.
-    async fn write_chunks<S>(&self, mut body: S, max_size: u64) -> S3Result<(String, Written, PurgeGuard)>
+    async fn write_chunks<S>(
+        &self,
+        mut body: S,
+        max_size: u64,
+    ) -> S3Result<(String, Written, PurgeGuard)>
     where
         S: Stream<Item = S3Result<Bytes>> + Send + Unpin,
     {
@@ -645,23 +654,38 @@ impl Bucket {
         Ok(msg.map(|m| m.seq).unwrap_or(0))
     }
 
-    async fn publish_meta(&self, meta: &ObjectMeta, expected: Option<u64>) -> Result<u64, NatsError> {
+    async fn publish_meta(
+        &self,
+        meta: &ObjectMeta,
+        expected: Option<u64>,
+    ) -> Result<u64, NatsError> {
         let info = meta.to_info(&self.nats);
         self.publish_info(&info, expected).await
     }
 
-    async fn publish_info(&self, info: &ObjectInfoJson, expected: Option<u64>) -> Result<u64, NatsError> {
+    async fn publish_info(
+        &self,
+        info: &ObjectInfoJson,
+        expected: Option<u64>,
+    ) -> Result<u64, NatsError> {
         let payload = serde_json::to_vec(info).map_err(|e| NatsError::Other(e.to_string()))?;
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Rollup", "sub");
         if let Some(seq) = expected {
-            headers.insert("Nats-Expected-Last-Subject-Sequence", seq.to_string().as_str());
+            headers.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                seq.to_string().as_str(),
+            );
         }
         let ack = self
             .store
             .inner
             .js
-            .publish_with_headers(meta_subject(&self.nats, &info.name), headers, payload.into())
+            .publish_with_headers(
+                meta_subject(&self.nats, &info.name),
+                headers,
+                payload.into(),
+            )
             .await
             .map_err(NatsError::publish)?
             .await
@@ -720,7 +744,12 @@ impl Bucket {
     pub async fn index(&self) -> S3Result<Arc<Index>> {
         self.store.check_connected()?;
         let existing = {
-            let map = self.store.inner.indexes.lock().unwrap_or_else(|p| p.into_inner());
+            let map = self
+                .store
+                .inner
+                .indexes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             map.get(&self.nats).filter(|i| i.is_alive()).cloned()
         };
         let index = match existing {

@@ -137,10 +137,11 @@ impl Cursor {
             }
             if self.batch.is_none() && self.end - self.offset <= CHUNK_SIZE as u64 {
                 // One chunk left: a plain request, no reply subscription.
-                let msg = next_for_subject(&self.client, &self.stream, &self.subject, self.next_seq)
-                    .await
-                    .map_err(NatsError::direct)?
-                    .ok_or_else(|| NatsError::Other("object chunks are missing".into()))?;
+                let msg =
+                    next_for_subject(&self.client, &self.stream, &self.subject, self.next_seq)
+                        .await
+                        .map_err(NatsError::direct)?
+                        .ok_or_else(|| NatsError::Other("object chunks are missing".into()))?;
                 self.next_seq = msg.seq + 1;
                 let off = self.offset;
                 self.offset += msg.payload.len() as u64;

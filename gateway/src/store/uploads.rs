@@ -5,11 +5,11 @@
 //! Completing copies the parts' chunks, in order, into one normal object version, so
 //! the result stays readable by native NATS clients.
 
-use std::collections::BTreeMap;
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use super::direct::Batch;
@@ -158,7 +158,11 @@ impl Store {
             .into_iter()
             .filter_map(|(k, v)| {
                 let (b, id) = k.split_once('.')?;
-                Some((b.to_string(), id.to_string(), serde_json::from_slice(&v).ok()?))
+                Some((
+                    b.to_string(),
+                    id.to_string(),
+                    serde_json::from_slice(&v).ok()?,
+                ))
             })
             .collect())
     }
@@ -301,7 +305,8 @@ impl Bucket {
         let sources: Vec<PartInfo> = parts.to_vec();
         tokio::spawn(async move {
             for part in sources {
-                let mut stream = Box::pin(reader.read_batched(&part.as_object(), 0, part.size, COPY_BATCH));
+                let mut stream =
+                    Box::pin(reader.read_batched(&part.as_object(), 0, part.size, COPY_BATCH));
                 while let Some(piece) = stream.next().await {
                     let failed = piece.is_err();
                     if tx.send(piece).await.is_err() || failed {
