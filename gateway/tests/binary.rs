@@ -1,0 +1,195 @@
+//! The `jets3-gateway` binary: refusing an invalid file, reloading on file change and
+//! SIGHUP (keeping the old config when the new one is invalid), and draining on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn nats_server_bin() -> PathBuf {
+    let tools = std::env::var_os("JETS3_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/jets3")
+        });
+    let bin = tools.join("bin/nats-server");
+    assert!(
+        bin.exists(),
+        "nats-server not found at {}: run `make tools`",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split(' ').nth(1)?.parse().ok()?;
+    Some((status, out))
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < until {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn config(s3: u16, admin: u16, nats: u16, buckets: &str) -> String {
+    format!(
+        "server:\n  listen: ['127.0.0.1:{s3}']\n  adminListen: '127.0.0.1:{admin}'\n  nats:\n    servers: ['nats://127.0.0.1:{nats}']\n  shutdownGraceSeconds: 5\nbuckets:\n{buckets}credentials:\n  - accessKeyId: AKIDBINARYTEST\n    secretAccessKey: secretsecret\n    grants: [{{bucket: '*', permission: admin}}]\n"
+    )
+}
+
+fn metric(admin: u16, name: &str) -> Option<f64> {
+    let (_, body) = http_get(admin, "/metrics")?;
+    body.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn gateway(file: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_jets3-gateway"));
+    c.arg("--config")
+        .arg(file)
+        .env("NO_COLOR", "1")
+        .env_remove("JETS3_LISTEN");
+    c
+}
+
+#[test]
+fn invalid_file_exits_with_every_problem_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "region: US\nbuckets:\n  - name: Bad_Name\ncredentials:\n  - accessKeyId: A\n    secretAccessKey: s\n",
+    )
+    .unwrap();
+    let out = gateway(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for path in [
+        "region",
+        "buckets[0].name",
+        "credentials[0].accessKeyId",
+        "credentials[0].secretAccessKey",
+    ] {
+        assert!(err.contains(path), "{path} missing from: {err}");
+    }
+}
+
+#[test]
+fn reloads_on_change_and_sighup_keeps_old_config_when_invalid_and_drains_on_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats_port = free_port();
+    let _nats = Kill(
+        Command::new(nats_server_bin())
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &nats_port.to_string(),
+                "-sd",
+            ])
+            .arg(dir.path().join("js"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (s3, admin) = (free_port(), free_port());
+    let file = dir.path().join("gw.yaml");
+    let private = "  - name: first\n    create: true\n";
+    std::fs::write(&file, config(s3, admin, nats_port, private)).unwrap();
+    let mut gw = Kill(
+        gateway(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("readyz", || {
+        http_get(admin, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    wait_for("bucket created", || {
+        http_get(s3, "/first").is_some_and(|(s, b)| s == 403 && b.contains("AccessDenied"))
+    });
+
+    // A file change that makes the bucket public-read is picked up without a signal.
+    let public = "  - name: first\n    create: true\n    access: public-read\n";
+    std::fs::write(&file, config(s3, admin, nats_port, public)).unwrap();
+    wait_for("anonymous listing after reload", || {
+        http_get(s3, "/first?list-type=2")
+            .is_some_and(|(s, b)| s == 200 && b.contains("<KeyCount>0</KeyCount>"))
+    });
+
+    // An invalid file is refused and the public config stays in force.
+    std::fs::write(&file, "buckets:\n  - name: NOT_VALID\n").unwrap();
+    wait_for("rejection counted", || {
+        metric(admin, "jets3_config_rejected_total").is_some_and(|v| v >= 1.0)
+    });
+    let (status, _) = http_get(s3, "/first?list-type=2").unwrap();
+    assert_eq!(status, 200, "old config still serves");
+
+    // SIGHUP reloads a valid file (back to private).
+    std::fs::write(&file, config(s3, admin, nats_port, private)).unwrap();
+    let pid = gw.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("private again", || {
+        http_get(s3, "/first?list-type=2").is_some_and(|(s, _)| s == 403)
+    });
+
+    // SIGTERM: stops accepting and exits cleanly.
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let until = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = gw.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < until, "gateway did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", s3)).is_err(),
+        "listener closed"
+    );
+}
