@@ -1,6 +1,7 @@
 //! DeleteObject and DeleteObjects.
 
 use axum::response::Response;
+use futures::StreamExt;
 use http::StatusCode;
 use serde::Deserialize;
 
@@ -68,20 +69,32 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
     let quiet = req.quiet.unwrap_or(false);
     let bucket = ctx.store_bucket()?;
     let max_key = ctx.rt.config.limits.max_key_bytes;
+    // Keys are deleted concurrently; answers keep the request's order.
+    let jobs: Vec<(String, Option<String>)> = req
+        .objects
+        .iter()
+        .map(|e| (e.key.clone(), e.version_id.clone()))
+        .collect();
+    let results: Vec<S3Result<()>> = futures::stream::iter(jobs)
+        .map(|(key, version)| {
+            let bucket = bucket.clone();
+            async move {
+                if key.is_empty() || key.len() > max_key {
+                    Err(S3Error::invalid_argument("Invalid key"))
+                } else if version.is_some_and(|v| v != "null") {
+                    Err(S3Error::not_implemented(
+                        "Deleting a specific object version",
+                    ))
+                } else {
+                    bucket.delete(&key).await
+                }
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await;
     let mut w = XmlWriter::new("DeleteResult");
-    for entry in &req.objects {
-        let result = if entry.key.is_empty() || entry.key.len() > max_key {
-            Err(S3Error::new(
-                crate::error::S3Code::InvalidArgument,
-                "Invalid key",
-            ))
-        } else if entry.version_id.as_deref().is_some_and(|v| v != "null") {
-            Err(S3Error::not_implemented(
-                "Deleting a specific object version",
-            ))
-        } else {
-            bucket.delete(&entry.key).await
-        };
+    for (entry, result) in req.objects.iter().zip(results) {
         match result {
             Ok(()) => {
                 if !quiet {
@@ -90,10 +103,8 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
                     w.close("Deleted");
                 }
             }
+            Err(e) if e.code == crate::error::S3Code::NoSuchBucket => return Err(e),
             Err(e) => {
-                if e.code == crate::error::S3Code::NoSuchBucket {
-                    return Err(e);
-                }
                 w.open("Error")
                     .elem("Key", &entry.key)
                     .elem("Code", e.code.as_str())

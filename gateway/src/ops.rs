@@ -45,8 +45,8 @@ pub async fn call(ctx: Ctx) -> S3Result<Response> {
         CompleteMultipartUpload => multipart::complete(ctx).await,
         AbortMultipartUpload => multipart::abort(&ctx).await,
         ListParts => multipart::list_parts(&ctx).await,
-        Preflight | PostObject | NotImplemented(_) => {
-            Err(crate::error::S3Error::not_implemented(ctx.ep.name()))
-        }
+        PostObject => crate::post_object::post_object(ctx).await,
+        Preflight => crate::cors::preflight(&ctx).await,
+        NotImplemented(name) => Err(crate::error::S3Error::not_implemented(name)),
     }
 }

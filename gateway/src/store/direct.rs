@@ -7,6 +7,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::NatsError;
+
 /// A message read from a stream.
 #[derive(Debug, Clone)]
 pub struct RawMsg {
@@ -21,15 +23,6 @@ impl RawMsg {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.as_ref()?.get(name).map(|v| v.as_str())
     }
-}
-
-/// Why a direct read failed.
-#[derive(Debug)]
-pub enum DirectError {
-    /// No stream answers: the bucket does not exist.
-    NoStream,
-    /// NATS is unreachable, slow, or answered with an error.
-    Nats(String),
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,12 +41,12 @@ struct Request<'a> {
     multi_last: Option<Vec<&'a str>>,
 }
 
-fn decode(msg: async_nats::Message) -> Result<Option<RawMsg>, DirectError> {
+fn decode(msg: async_nats::Message) -> Result<Option<RawMsg>, NatsError> {
     match msg.status {
         Some(StatusCode::NOT_FOUND) => return Ok(None),
         Some(s) if s.as_u16() == 204 => return Ok(None),
         Some(s) if s != StatusCode::OK => {
-            return Err(DirectError::Nats(format!(
+            return Err(NatsError::Other(format!(
                 "direct get: {s} {}",
                 msg.description.unwrap_or_default()
             )))
@@ -69,7 +62,7 @@ fn decode(msg: async_nats::Message) -> Result<Option<RawMsg>, DirectError> {
     };
     let seq = get("Nats-Sequence")
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| DirectError::Nats("direct get reply without Nats-Sequence".into()))?;
+        .ok_or_else(|| NatsError::Other("direct get reply without Nats-Sequence".into()))?;
     let subject = get("Nats-Subject").unwrap_or_default();
     Ok(Some(RawMsg {
         seq,
@@ -79,10 +72,10 @@ fn decode(msg: async_nats::Message) -> Result<Option<RawMsg>, DirectError> {
     }))
 }
 
-fn request_error(e: async_nats::RequestError) -> DirectError {
+fn request_error(e: async_nats::RequestError) -> NatsError {
     match e.kind() {
-        async_nats::RequestErrorKind::NoResponders => DirectError::NoStream,
-        _ => DirectError::Nats(e.to_string()),
+        async_nats::RequestErrorKind::NoResponders => NatsError::NoStream,
+        _ => NatsError::Other(e.to_string()),
     }
 }
 
@@ -91,7 +84,7 @@ pub async fn last_for_subject(
     client: &Client,
     stream: &str,
     subject: &str,
-) -> Result<Option<RawMsg>, DirectError> {
+) -> Result<Option<RawMsg>, NatsError> {
     let msg = client
         .request(
             format!("$JS.API.DIRECT.GET.{stream}.{subject}"),
@@ -108,13 +101,13 @@ pub async fn next_for_subject(
     stream: &str,
     subject: &str,
     from: u64,
-) -> Result<Option<RawMsg>, DirectError> {
+) -> Result<Option<RawMsg>, NatsError> {
     let req = Request {
         seq: Some(from),
         next_by_subj: Some(subject),
         ..Default::default()
     };
-    let payload = serde_json::to_vec(&req).map_err(|e| DirectError::Nats(e.to_string()))?;
+    let payload = serde_json::to_vec(&req).map_err(|e| NatsError::Other(e.to_string()))?;
     let msg = client
         .request(format!("$JS.API.DIRECT.GET.{stream}"), payload.into())
         .await
@@ -136,7 +129,7 @@ impl Batch {
         subject: &str,
         from: u64,
         batch: usize,
-    ) -> Result<Batch, DirectError> {
+    ) -> Result<Batch, NatsError> {
         let req = Request {
             seq: Some(from),
             next_by_subj: Some(subject),
@@ -153,7 +146,7 @@ impl Batch {
         stream: &str,
         filter: &str,
         batch: usize,
-    ) -> Result<Batch, DirectError> {
+    ) -> Result<Batch, NatsError> {
         let req = Request {
             multi_last: Some(vec![filter]),
             batch: Some(batch),
@@ -162,13 +155,13 @@ impl Batch {
         Self::send(client, stream, &req).await
     }
 
-    async fn send(client: &Client, stream: &str, req: &Request<'_>) -> Result<Batch, DirectError> {
-        let payload = serde_json::to_vec(req).map_err(|e| DirectError::Nats(e.to_string()))?;
+    async fn send(client: &Client, stream: &str, req: &Request<'_>) -> Result<Batch, NatsError> {
+        let payload = serde_json::to_vec(req).map_err(|e| NatsError::Other(e.to_string()))?;
         let inbox = client.new_inbox();
         let sub = client
             .subscribe(inbox.clone())
             .await
-            .map_err(|e| DirectError::Nats(e.to_string()))?;
+            .map_err(|e| NatsError::Other(e.to_string()))?;
         client
             .publish_with_reply(
                 format!("$JS.API.DIRECT.GET.{stream}"),
@@ -176,23 +169,23 @@ impl Batch {
                 payload.into(),
             )
             .await
-            .map_err(|e| DirectError::Nats(e.to_string()))?;
+            .map_err(|e| NatsError::Other(e.to_string()))?;
         Ok(Batch { sub, done: false })
     }
 
     /// The next message of the batch; `None` at its end.
-    pub async fn next(&mut self) -> Result<Option<RawMsg>, DirectError> {
+    pub async fn next(&mut self) -> Result<Option<RawMsg>, NatsError> {
         if self.done {
             return Ok(None);
         }
         let msg = match tokio::time::timeout(TIMEOUT, self.sub.next()).await {
             Ok(Some(m)) => m,
-            Ok(None) => return Err(DirectError::Nats("batch subscription closed".into())),
-            Err(_) => return Err(DirectError::Nats("direct get batch timed out".into())),
+            Ok(None) => return Err(NatsError::Other("batch subscription closed".into())),
+            Err(_) => return Err(NatsError::Other("direct get batch timed out".into())),
         };
         if msg.status == Some(StatusCode::NO_RESPONDERS) {
             self.done = true;
-            return Err(DirectError::NoStream);
+            return Err(NatsError::NoStream);
         }
         let decoded = decode(msg)?;
         if decoded.is_none() {

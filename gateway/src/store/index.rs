@@ -139,9 +139,7 @@ impl Index {
             let mut first = true;
             loop {
                 let from = *applied.borrow() + 1;
-                let next = next_for_subject(client, stream, &filter, from)
-                    .await
-                    .map_err(NatsError::direct)?;
+                let next = next_for_subject(client, stream, &filter, from).await?;
                 let Some(next) = next else { return Ok(()) };
                 if first {
                     // Still loading: let the consumer finish its initial pass first.

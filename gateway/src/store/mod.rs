@@ -30,7 +30,7 @@ pub use meta::{decode_tags, encode_tags, ObjectMeta, CHUNK_SIZE};
 pub use uploads::{PartInfo, UploadInfo};
 pub use writer::Written;
 
-use direct::{last_for_subject, DirectError};
+use direct::last_for_subject;
 use meta::{chunk_subject, digest_string, meta_subject, ObjectInfoJson};
 use writer::ChunkWriter;
 
@@ -46,13 +46,6 @@ pub enum NatsError {
 }
 
 impl NatsError {
-    fn direct(e: DirectError) -> Self {
-        match e {
-            DirectError::NoStream => NatsError::NoStream,
-            DirectError::Nats(s) => NatsError::Other(s),
-        }
-    }
-
     fn publish(e: async_nats::jetstream::context::PublishError) -> Self {
         use async_nats::jetstream::context::PublishErrorKind as K;
         match e.kind() {
@@ -130,8 +123,16 @@ struct Inner {
     client: Client,
     js: Context,
     indexes: Mutex<HashMap<String, Arc<Index>>>,
-    reconnects: AtomicU64,
+    connects: Arc<AtomicU64>,
     uploads: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
+}
+
+fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
 }
 
 /// Object-store streams are named `OBJ_<bucket>`.
@@ -142,8 +143,8 @@ fn stream_name(bucket: &str) -> String {
 impl Store {
     /// Connects (retrying forever in the background if NATS is not up yet).
     pub async fn connect(settings: &NatsSettings) -> Result<Store, crate::Error> {
-        let reconnects = Arc::new(AtomicU64::new(0));
-        let counter = reconnects.clone();
+        let connects = Arc::new(AtomicU64::new(0));
+        let counter = connects.clone();
         let mut opts = ConnectOptions::new()
             .name("jets3-gateway")
             .retry_on_initial_connect()
@@ -208,24 +209,12 @@ impl Store {
             client,
             js,
             indexes: Mutex::new(HashMap::new()),
-            reconnects: AtomicU64::new(0),
+            connects,
             uploads: tokio::sync::OnceCell::new(),
         };
         let store = Store {
             inner: Arc::new(inner),
         };
-        let weak = Arc::downgrade(&store.inner);
-        tokio::spawn(async move {
-            // Mirror the callback's count into the store for metrics.
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                inner
-                    .reconnects
-                    .store(reconnects.load(Ordering::Relaxed), Ordering::Relaxed);
-            }
-        });
         Ok(store)
     }
 
@@ -236,7 +225,7 @@ impl Store {
 
     /// How many times the client has (re)connected.
     pub fn connects(&self) -> u64 {
-        self.inner.reconnects.load(Ordering::Relaxed)
+        self.inner.connects.load(Ordering::Relaxed)
     }
 
     /// Fails fast while NATS is unreachable, instead of queueing behind a reconnect.
@@ -290,7 +279,7 @@ impl Store {
                     metadata: info.config.metadata.clone(),
                 }))
             }
-            Err(e) if e.to_string().contains("not found") => Ok(None),
+            Err(e) if is_stream_not_found(&e) => Ok(None),
             Err(e) => Err(NatsError::Other(e.to_string()).into_s3(nats)),
         }
     }
@@ -482,7 +471,7 @@ impl Bucket {
             &meta_subject(&self.nats, key),
         )
         .await
-        .map_err(|e| self.err(NatsError::direct(e)))?;
+        .map_err(|e| self.err(e))?;
         Ok(msg.and_then(|m| {
             let info: ObjectInfoJson = serde_json::from_slice(&m.payload).ok()?;
             ObjectMeta::from_info(info, m.seq)
@@ -650,7 +639,7 @@ impl Bucket {
             &meta_subject(&self.nats, key),
         )
         .await
-        .map_err(|e| self.err(NatsError::direct(e)))?;
+        .map_err(|e| self.err(e))?;
         Ok(msg.map(|m| m.seq).unwrap_or(0))
     }
 

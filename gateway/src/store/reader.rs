@@ -93,9 +93,7 @@ impl Cursor {
             lo
         };
         loop {
-            let msg = next_for_subject(&self.client, &self.stream, &self.subject, guess)
-                .await
-                .map_err(NatsError::direct)?;
+            let msg = next_for_subject(&self.client, &self.stream, &self.subject, guess).await?;
             let Some(msg) = msg else {
                 return Err(NatsError::Other("object chunks are missing".into()));
             };
@@ -139,8 +137,7 @@ impl Cursor {
                 // One chunk left: a plain request, no reply subscription.
                 let msg =
                     next_for_subject(&self.client, &self.stream, &self.subject, self.next_seq)
-                        .await
-                        .map_err(NatsError::direct)?
+                        .await?
                         .ok_or_else(|| NatsError::Other("object chunks are missing".into()))?;
                 self.next_seq = msg.seq + 1;
                 let off = self.offset;
@@ -158,14 +155,13 @@ impl Cursor {
                     self.next_seq,
                     self.batch_size,
                 )
-                .await
-                .map_err(NatsError::direct)?;
+                .await?;
                 self.batch = Some(b);
             }
             let Some(batch) = self.batch.as_mut() else {
                 continue;
             };
-            match batch.next().await.map_err(NatsError::direct)? {
+            match batch.next().await? {
                 Some(msg) => {
                     self.in_batch += 1;
                     self.next_seq = msg.seq + 1;

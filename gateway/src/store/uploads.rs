@@ -130,13 +130,9 @@ impl Store {
         let subject = format!("$KV.{UPLOADS_KV}.{filter}");
         let mut batch = Batch::multi_last(&self.inner.client, &stream, &subject, 100_000)
             .await
-            .map_err(|e| NatsError::direct(e).into_s3(""))?;
+            .map_err(|e| e.into_s3(""))?;
         let mut out = Vec::new();
-        while let Some(msg) = batch
-            .next()
-            .await
-            .map_err(|e| NatsError::direct(e).into_s3(""))?
-        {
+        while let Some(msg) = batch.next().await.map_err(|e| e.into_s3(""))? {
             if matches!(msg.header("KV-Operation"), Some("DEL") | Some("PURGE")) {
                 continue;
             }
