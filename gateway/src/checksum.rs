@@ -163,6 +163,39 @@ impl Running {
     }
 }
 
+/// Compares computed checksums with the expected values (from headers, form fields or
+/// trailers); returns those to store as (algorithm name, base64 value).
+pub fn verify(
+    expected: &[(Algo, Option<String>)],
+    computed: Vec<(Algo, String)>,
+    trailers: &[(String, String)],
+) -> Result<Vec<(String, String)>, crate::error::S3Error> {
+    let mut out = Vec::new();
+    for (algo, got) in computed {
+        let want = expected
+            .iter()
+            .find(|(a, _)| *a == algo)
+            .and_then(|(_, v)| v.clone())
+            .or_else(|| {
+                trailers
+                    .iter()
+                    .find(|(n, _)| n == algo.header())
+                    .map(|(_, v)| v.trim().to_string())
+            });
+        if want.is_some_and(|w| w != got) {
+            return Err(crate::error::S3Error::new(
+                crate::error::S3Code::BadDigest,
+                format!(
+                    "The {} you specified did not match the calculated checksum.",
+                    algo.name().to_lowercase()
+                ),
+            ));
+        }
+        out.push((algo.name().to_string(), got));
+    }
+    Ok(out)
+}
+
 /// Checks that a header value is base64 of the algorithm's digest length.
 pub fn well_formed(algo: Algo, value: &str) -> bool {
     STANDARD

@@ -6,7 +6,7 @@
 //! size, once it is written and before it becomes visible: a violation leaves nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::Response;
@@ -14,11 +14,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http::StatusCode;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::auth::{self, AuthSettings, PostPolicy, SecretLookup};
-use crate::checksum::{self, Algo, Hasher};
+use crate::checksum::{self, Algo, Running};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::request::Ctx;
 use crate::respond;
@@ -299,40 +298,12 @@ fn form_headers(
     Ok(out)
 }
 
-#[derive(Deserialize)]
-struct Tagging {
-    #[serde(rename = "TagSet")]
-    tag_set: TagSet,
-}
-
-#[derive(Deserialize)]
-struct TagSet {
-    #[serde(rename = "Tag", default)]
-    tags: Vec<Tag>,
-}
-
-#[derive(Deserialize)]
-struct Tag {
-    #[serde(rename = "Key")]
-    key: String,
-    #[serde(rename = "Value", default)]
-    value: String,
-}
-
 /// Tags from the `tagging` field (a `<Tagging>` XML document).
 fn form_tags(fields: &[(String, String)]) -> S3Result<Vec<(String, String)>> {
     let Some(doc) = field(fields, "tagging") else {
         return Ok(Vec::new());
     };
-    let t: Tagging = crate::xml::parse(doc.as_bytes())?;
-    let tags: Vec<(String, String)> = t
-        .tag_set
-        .tags
-        .into_iter()
-        .map(|t| (t.key, t.value))
-        .collect();
-    crate::tagging::validate_tags(&tags, 10)?;
-    Ok(tags)
+    crate::tagging::parse_tagging(doc.as_bytes(), 10)
 }
 
 /// The decoded `Content-MD5` field, if sent.
@@ -390,34 +361,6 @@ fn wanted_checksums(fields: &[(String, String)]) -> S3Result<Vec<(Algo, Option<S
         }
     }
     Ok(wanted)
-}
-
-/// Compares the computed checksums with the expected ones; returns those to store.
-fn verify_checksums(
-    wanted: &[(Algo, Option<String>)],
-    hashers: Vec<(Algo, Hasher)>,
-) -> S3Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for (algo, hasher) in hashers {
-        let got = hasher.finish();
-        let expected = wanted
-            .iter()
-            .find(|(a, _)| *a == algo)
-            .and_then(|(_, v)| v.as_deref());
-        if let Some(exp) = expected {
-            if exp != got {
-                return Err(S3Error::new(
-                    S3Code::BadDigest,
-                    format!(
-                        "The {} you specified did not match the calculated checksum.",
-                        algo.name().to_lowercase()
-                    ),
-                ));
-            }
-        }
-        out.push((algo.name().to_string(), got));
-    }
-    Ok(out)
 }
 
 /// The pre-upload policy check: every condition but the size range, which needs the
@@ -623,9 +566,8 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
     let outcome = success(&fields);
 
     // Stream the file part; stop as soon as it outgrows the policy's size range.
-    let hashers: Arc<Mutex<Vec<(Algo, Hasher)>>> = Arc::new(Mutex::new(
-        wanted.iter().map(|(a, _)| (*a, a.hasher())).collect(),
-    ));
+    let algos: Vec<Algo> = wanted.iter().map(|(a, _)| *a).collect();
+    let hashers = Running::new(&algos);
     let store = ctx.gw.store.bucket(&bucket.nats);
     let (policy_ref, fields_ref, bucket_name) = (&policy, &fields, bucket.s3.as_str());
     let h = hashers.clone();
@@ -638,9 +580,7 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
                 return Err(e);
             }
         }
-        for (_, hasher) in h.lock().unwrap_or_else(|p| p.into_inner()).iter_mut() {
-            hasher.update(&piece);
-        }
+        h.update(&piece);
         Ok(piece)
     });
     guard.allow(u64::MAX);
@@ -656,8 +596,7 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
                     ));
                 }
             }
-            let computed = std::mem::take(&mut *hashers.lock().unwrap_or_else(|p| p.into_inner()));
-            let checksums = verify_checksums(&wanted, computed)?;
+            let checksums = checksum::verify(&wanted, hashers.finish(), &[])?;
             let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".to_string());
             Ok(Finished {
                 checksums,
@@ -905,19 +844,10 @@ mod tests {
             S3Code::InvalidRequest
         );
 
-        let mut h = Algo::Crc32.hasher();
-        h.update(b"hello world");
-        let ok = verify_checksums(
-            &[(Algo::Crc32, Some("DUoRhQ==".into()))],
-            vec![(Algo::Crc32, h)],
-        );
+        let want = [(Algo::Crc32, Some("DUoRhQ==".to_string()))];
+        let ok = checksum::verify(&want, vec![(Algo::Crc32, "DUoRhQ==".into())], &[]);
         assert_eq!(ok.unwrap(), owned(&[("CRC32", "DUoRhQ==")]));
-        let mut h = Algo::Crc32.hasher();
-        h.update(b"hello there");
-        let bad = verify_checksums(
-            &[(Algo::Crc32, Some("DUoRhQ==".into()))],
-            vec![(Algo::Crc32, h)],
-        );
+        let bad = checksum::verify(&want, vec![(Algo::Crc32, "AAAAAA==".into())], &[]);
         assert_eq!(bad.unwrap_err().code, S3Code::BadDigest);
     }
 

@@ -333,33 +333,6 @@ impl UploadChecks {
                 return Err(sha_mismatch());
             }
         }
-        let trailers = self.trailers.get();
-        let mut out = Vec::new();
-        for (algo, got) in self.hashers.finish() {
-            let expected = self
-                .wanted
-                .iter()
-                .find(|(a, _)| *a == algo)
-                .and_then(|(_, v)| v.clone())
-                .or_else(|| {
-                    trailers
-                        .iter()
-                        .find(|(n, _)| n == algo.header())
-                        .map(|(_, v)| v.trim().to_string())
-                });
-            if let Some(exp) = expected {
-                if exp != got {
-                    return Err(S3Error::new(
-                        S3Code::BadDigest,
-                        format!(
-                            "The {} you specified did not match the calculated checksum.",
-                            algo.name().to_lowercase()
-                        ),
-                    ));
-                }
-            }
-            out.push((algo.name().to_string(), got));
-        }
-        Ok(out)
+        checksum::verify(&self.wanted, self.hashers.finish(), &self.trailers.get())
     }
 }

@@ -61,10 +61,9 @@ struct Tag {
     value: String,
 }
 
-async fn read_tags(ctx: &mut Ctx, max: usize) -> S3Result<Vec<(String, String)>> {
-    let limit = ctx.rt.config.limits.max_xml_body_bytes;
-    let body = ctx.read_small_body(limit).await?;
-    let t: Tagging = xml::parse(&body)?;
+/// Parses and validates a `<Tagging>` document of at most `max` tags.
+pub fn parse_tagging(doc: &[u8], max: usize) -> S3Result<Vec<(String, String)>> {
+    let t: Tagging = xml::parse(doc)?;
     let tags: Vec<(String, String)> = t
         .tag_set
         .tags
@@ -73,6 +72,12 @@ async fn read_tags(ctx: &mut Ctx, max: usize) -> S3Result<Vec<(String, String)>>
         .collect();
     validate_tags(&tags, max)?;
     Ok(tags)
+}
+
+async fn read_tags(ctx: &mut Ctx, max: usize) -> S3Result<Vec<(String, String)>> {
+    let limit = ctx.rt.config.limits.max_xml_body_bytes;
+    let body = ctx.read_small_body(limit).await?;
+    parse_tagging(&body, max)
 }
 
 fn render(tags: &[(String, String)]) -> Response {

@@ -444,6 +444,32 @@ pub struct Finished {
     pub etag: Option<String>,
 }
 
+/// The metadata of a freshly written version.
+fn new_version_meta(
+    obj: NewObject,
+    nuid: String,
+    written: &Written,
+    finished: Finished,
+) -> ObjectMeta {
+    ObjectMeta {
+        key: obj.key,
+        size: written.size,
+        etag: finished.etag.unwrap_or_else(|| hex::encode(written.md5)),
+        modified: OffsetDateTime::now_utc(),
+        nuid,
+        chunks: written.chunks,
+        digest: Some(digest_string(&written.sha256)),
+        headers: obj.headers,
+        tags: obj.tags,
+        checksums: finished.checksums,
+        checksum_type: finished.checksum_type,
+        parts: obj.parts,
+        seq: written.seq,
+        meta_seq: 0,
+        is_link: false,
+    }
+}
+
 /// One bucket's objects.
 #[derive(Clone)]
 pub struct Bucket {
@@ -526,23 +552,7 @@ impl Bucket {
         }
         let (nuid, written, guard) = self.write_chunks(body, max_size).await?;
         let finished = finish(&written)?;
-        let meta = ObjectMeta {
-            key: obj.key,
-            size: written.size,
-            etag: finished.etag.unwrap_or_else(|| hex::encode(written.md5)),
-            modified: OffsetDateTime::now_utc(),
-            nuid,
-            chunks: written.chunks,
-            digest: Some(digest_string(&written.sha256)),
-            headers: obj.headers,
-            tags: obj.tags,
-            checksums: finished.checksums,
-            checksum_type: finished.checksum_type,
-            parts: obj.parts,
-            seq: written.seq,
-            meta_seq: 0,
-            is_link: false,
-        };
+        let meta = new_version_meta(obj, nuid, &written, finished);
         let stored = self.commit(meta, &expect).await?;
         guard.disarm();
         Ok(stored)

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use super::direct::Batch;
-use super::meta::{chunk_subject, digest_string, ObjectMeta};
+use super::meta::{chunk_subject, ObjectMeta};
 use super::{purge_subject, Bucket, Expect, Finished, NatsError, Store, Written};
 use crate::error::{S3Error, S3Result};
 
@@ -323,23 +323,7 @@ impl Bucket {
         }
         let written = writer.finish().await.map_err(|e| self.err(e))?;
         let finished = finish(&written)?;
-        let meta = ObjectMeta {
-            key: obj.key,
-            size: written.size,
-            etag: finished.etag.unwrap_or_else(|| hex::encode(written.md5)),
-            modified: OffsetDateTime::now_utc(),
-            nuid,
-            chunks: written.chunks,
-            digest: Some(digest_string(&written.sha256)),
-            headers: obj.headers,
-            tags: obj.tags,
-            checksums: finished.checksums,
-            checksum_type: finished.checksum_type,
-            parts: obj.parts,
-            seq: written.seq,
-            meta_seq: 0,
-            is_link: false,
-        };
+        let meta = super::new_version_meta(obj, nuid, &written, finished);
         let stored = self.commit(meta, &expect).await?;
         guard.disarm();
         self.abort_upload(id).await?;
