@@ -125,6 +125,46 @@ struct Inner {
     indexes: Mutex<HashMap<String, Arc<Index>>>,
     connects: Arc<AtomicU64>,
     uploads: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
+    /// Versions being read here: their chunks outlive an overwrite or delete until the
+    /// last reader is done, so a GET that started never comes back cut short.
+    readers: Mutex<HashMap<String, Readers>>,
+}
+
+#[derive(Default)]
+struct Readers {
+    count: usize,
+    /// Replaced or deleted meanwhile: purge when the last reader finishes.
+    retired: bool,
+}
+
+/// Held by a reading stream; on drop, releases its version (and purges it if retired).
+struct ReadLease {
+    inner: Arc<Inner>,
+    stream: String,
+    subject: String,
+}
+
+impl Drop for ReadLease {
+    fn drop(&mut self) {
+        let mut readers = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(r) = readers.get_mut(&self.subject) else {
+            return;
+        };
+        r.count -= 1;
+        if r.count > 0 {
+            return;
+        }
+        let retired = r.retired;
+        readers.remove(&self.subject);
+        if retired {
+            let (js, stream, subject) = (
+                self.inner.js.clone(),
+                self.stream.clone(),
+                self.subject.clone(),
+            );
+            tokio::spawn(async move { purge_subject(&js, &stream, subject).await });
+        }
+    }
 }
 
 fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
@@ -211,6 +251,7 @@ impl Store {
             indexes: Mutex::new(HashMap::new()),
             connects,
             uploads: tokio::sync::OnceCell::new(),
+            readers: Mutex::new(HashMap::new()),
         };
         let store = Store {
             inner: Arc::new(inner),
@@ -522,6 +563,7 @@ impl Bucket {
         batch: usize,
     ) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
         let bucket = self.nats.replace('_', ".");
+        let lease = self.lease(&meta.nuid);
         reader::read_range(
             self.store.inner.client.clone(),
             self.stream.clone(),
@@ -530,7 +572,10 @@ impl Bucket {
             (start, end),
             batch,
         )
-        .map(move |r| r.map_err(|e| e.into_s3(&bucket)))
+        .map(move |r| {
+            let _held = &lease;
+            r.map_err(|e| e.into_s3(&bucket))
+        })
     }
 
     /// Writes an object from a body stream. Nothing becomes visible unless the whole body
@@ -624,12 +669,7 @@ impl Bucket {
                     meta.meta_seq = seq;
                     if let Some(old) = current {
                         if old.nuid != meta.nuid && !old.nuid.is_empty() {
-                            purge_subject(
-                                &self.store.inner.js,
-                                &self.stream,
-                                chunk_subject(&self.nats, &old.nuid),
-                            )
-                            .await;
+                            self.retire(&old.nuid).await;
                         }
                     }
                     return Ok(meta);
@@ -724,12 +764,7 @@ impl Bucket {
             };
             match self.publish_info(&info, Some(current.meta_seq)).await {
                 Ok(_) => {
-                    purge_subject(
-                        &self.store.inner.js,
-                        &self.stream,
-                        chunk_subject(&self.nats, &current.nuid),
-                    )
-                    .await;
+                    self.retire(&current.nuid).await;
                     return Ok(());
                 }
                 Err(NatsError::WrongLastSequence) => continue,
@@ -737,6 +772,42 @@ impl Bucket {
             }
         }
         Err(self.err(NatsError::WrongLastSequence))
+    }
+
+    /// Marks a version as being read until the returned lease drops.
+    fn lease(&self, nuid: &str) -> ReadLease {
+        let subject = chunk_subject(&self.nats, nuid);
+        let inner = &self.store.inner;
+        inner
+            .readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(subject.clone())
+            .or_default()
+            .count += 1;
+        ReadLease {
+            inner: inner.clone(),
+            stream: self.stream.clone(),
+            subject,
+        }
+    }
+
+    /// Purges a replaced or deleted version now, or when its last reader here finishes.
+    async fn retire(&self, nuid: &str) {
+        let subject = chunk_subject(&self.nats, nuid);
+        {
+            let mut readers = self
+                .store
+                .inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(r) = readers.get_mut(&subject) {
+                r.retired = true;
+                return;
+            }
+        }
+        purge_subject(&self.store.inner.js, &self.stream, subject).await;
     }
 
     /// The bucket's listing index, caught up with every write made before this call.

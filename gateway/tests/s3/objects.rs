@@ -1238,3 +1238,64 @@ async fn post_object_policy_conditions_are_enforced() {
         "nothing was stored"
     );
 }
+
+/// A GET that started before an overwrite (or a delete) still returns the whole old
+/// version; the old chunks are purged once that reader is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_in_progress_survive_overwrite_and_delete() {
+    let b = unique_bucket("lease");
+    let env = Env::with_buckets(&[&b]).await;
+    let s3 = env.client();
+    let old = data(6 << 20, 1);
+    let new = data(1 << 20, 2);
+    put(&s3, &b, "k", &old).await;
+
+    for replace in [true, false] {
+        put(&s3, &b, "k", &old).await;
+        let got = ok(s3.get_object().bucket(&b).key("k").send().await, "GET");
+        let mut body = got.body;
+        let first = body
+            .next()
+            .await
+            .expect("first piece")
+            .expect("first piece ok");
+        if replace {
+            put(&s3, &b, "k", &new).await;
+        } else {
+            ok(
+                s3.delete_object().bucket(&b).key("k").send().await,
+                "DELETE",
+            );
+        }
+        let mut all = first.to_vec();
+        while let Some(piece) = body.next().await {
+            all.extend_from_slice(&piece.expect("body piece"));
+        }
+        assert!(
+            all == old,
+            "the reader got the whole old version (replace={replace})"
+        );
+        drop(body);
+        if replace {
+            assert_eq!(get_bytes(&s3, &b, "k").await, new);
+            ok(
+                s3.delete_object().bucket(&b).key("k").send().await,
+                "DELETE",
+            );
+        }
+        // Both versions are gone once the reader has finished: only the key's metadata
+        // message (its delete marker) is left in the stream.
+        let deadline = std::time::Instant::now() + Duration::from_secs(8);
+        loop {
+            let now = env.obj_streams().await;
+            if now[&format!("OBJ_{b}")].0 == 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "old chunks not purged: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
