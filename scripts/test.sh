@@ -2,8 +2,8 @@
 # Everything `make test` (and CI) checks, in order, stopping at the first failure:
 #   tools         scripts/tools.sh (nats-server, AWS CLI, boto3, pytest, rclone, s3cmd)
 #   fmt           cargo fmt --all -- --check
-#   clippy        cargo clippy --workspace --all-targets -- -D warnings
-#   cargo-test    cargo test --workspace (tests find nats-server at $JETS3_TOOLS_DIR/bin)
+#   clippy        cargo clippy --workspace --all-targets --all-features -- -D warnings
+#   cargo-test    cargo test --workspace --all-features (tests find nats-server at $JETS3_TOOLS_DIR/bin)
 #   release       cargo build --release -p jets3-gateway
 #   clients       pytest e2e/clients: AWS CLI, boto3, rclone and s3cmd against a real gateway
 # Prints each stage's elapsed time, and a summary at the end.
@@ -63,8 +63,8 @@ client_suite() {
 
 stage tools bash scripts/tools.sh
 stage fmt cargo fmt --all -- --check
-stage clippy cargo clippy --workspace --all-targets -- -D warnings
-stage cargo-test cargo test --workspace
+stage clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
+stage cargo-test cargo test --workspace --all-features
 stage release cargo build --release -p jets3-gateway
 stage clients client_suite
 

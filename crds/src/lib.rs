@@ -2,9 +2,14 @@
 //!
 //! [`GatewayConfig`] is the wire type the operator pushes to every gateway and the
 //! standalone gateway reads from its YAML file. Both sides call [`GatewayConfig::validate`].
+//!
+//! With the `kube` feature, the `k8s` module holds the custom resources (`S3Bucket`, `S3Credential`)
+//! the operator reconciles. The feature is off by default so the gateway never compiles kube.
 
 mod bucket_name;
 mod config;
+#[cfg(feature = "kube")]
+pub mod k8s;
 mod validate;
 
 pub use bucket_name::{nats_to_s3_bucket, s3_to_nats_bucket, validate_s3_bucket_name};
