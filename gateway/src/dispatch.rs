@@ -11,7 +11,9 @@ use axum::Router;
 use http::HeaderValue;
 use time::OffsetDateTime;
 
-use crate::auth::{self, AuthSettings, Authenticated, Payload, RequestParts, SecretLookup};
+use crate::auth::{
+    self, AuthSettings, Authenticated, Payload, Principal, RequestParts, SecretLookup,
+};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::request::Ctx;
 use crate::router::{self, Endpoint, Need};
@@ -229,10 +231,23 @@ async fn serve(
             }
         }
         let bucket_ref = bucket.as_deref().map(|b| rt.bucket(b)).transpose()?;
+        let jwt = bucket_ref
+            .as_ref()
+            .and_then(|b| b.guards.as_ref())
+            .and_then(|g| g.jwt.as_ref());
+        let token = jwt.and_then(|j| j.token(&parts.headers, &query).map(str::to_string));
         // Preflight and PostObject carry no SigV4 header or query: they are handled
         // (and, for PostObject, authenticated by its policy) by their own code.
         let (principal, payload) = if matches!(ep, Endpoint::Preflight | Endpoint::PostObject) {
             (None, Payload::Unsigned)
+        } else if let (Some(jwt), Some(token)) = (jwt, token) {
+            match jwt.verify(&token).await {
+                Ok(claims) => (Some(Principal::Token(claims)), Payload::Unsigned),
+                Err(why) => {
+                    tracing::debug!(request_id, reason = %why, "JWT refused");
+                    return Err(S3Error::access_denied());
+                }
+            }
         } else {
             let now = OffsetDateTime::now_utc();
             let settings = AuthSettings {
@@ -248,10 +263,12 @@ async fn serve(
             };
             match auth::authenticate(&request, &Lookup(&rt, now), &settings)? {
                 Authenticated::Anonymous => (None, Payload::Unsigned),
-                Authenticated::Signed(s) => (Some(s.access_key_id), s.payload),
+                Authenticated::Signed(s) => {
+                    (Some(Principal::AccessKey(s.access_key_id)), s.payload)
+                }
             }
         };
-        authorize(&rt, ep, bucket_ref.as_ref(), principal.as_deref())?;
+        authorize(&rt, ep, bucket_ref.as_ref(), principal.as_ref())?;
         let ctx = Ctx::new(
             gw.clone(),
             rt.clone(),
@@ -292,7 +309,7 @@ fn authorize(
     rt: &Runtime,
     ep: Endpoint,
     bucket: Option<&crate::runtime::BucketRef>,
-    principal: Option<&str>,
+    principal: Option<&Principal>,
 ) -> S3Result<()> {
     let need = ep.need();
     match need {
@@ -317,7 +334,12 @@ fn authorize(
         }
         return Err(S3Error::access_denied());
     };
-    let allowed = match rt.permission(principal, &bucket.s3) {
+    let permission = match principal {
+        Principal::AccessKey(key) => rt.permission(key, &bucket.s3),
+        // A token is only ever checked against the bucket it addresses.
+        Principal::Token(t) => Some(t.permission),
+    };
+    let allowed = match permission {
         None => false,
         Some(p) => match need {
             Need::Read => p.can_read(),

@@ -13,6 +13,7 @@ mod delete;
 mod dispatch;
 pub mod error;
 mod get;
+mod guards;
 mod list;
 pub mod metrics;
 pub mod multipart;

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use http::{HeaderMap, Method};
 
-use crate::auth::{self, Payload, TrailerSlot};
+use crate::auth::{self, Payload, Principal, TrailerSlot};
 use crate::checksum::{self, Algo, Running};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::router::{query_get, Endpoint, Query};
@@ -26,8 +26,8 @@ pub struct Ctx {
     pub query: Query,
     pub bucket: Option<BucketRef>,
     pub key: Option<String>,
-    /// The access key that signed the request; `None` when anonymous.
-    pub principal: Option<String>,
+    /// The access key that signed the request, or the bucket's JWT; `None` when anonymous.
+    pub principal: Option<Principal>,
     pub payload: Payload,
     /// In a mutex only so that `&Ctx` is `Send` (a body is not `Sync`).
     body: Mutex<Option<Body>>,
@@ -49,7 +49,7 @@ impl Ctx {
         query: Query,
         bucket: Option<BucketRef>,
         key: Option<String>,
-        principal: Option<String>,
+        principal: Option<Principal>,
         payload: Payload,
         body: Body,
     ) -> Ctx {

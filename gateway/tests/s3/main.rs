@@ -11,6 +11,7 @@ mod bad_input;
 mod buckets;
 mod conditional;
 mod config;
+mod jwt;
 mod list;
 mod multipart;
 mod nats;
