@@ -1,8 +1,9 @@
 //! The S3 request pipeline: addressing, routing, authentication, authorization, the
 //! operation, then the common response headers, metrics and the access log line.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -15,10 +16,12 @@ use crate::auth::{
     self, AuthSettings, Authenticated, Payload, Principal, RequestParts, SecretLookup,
 };
 use crate::error::{S3Code, S3Error, S3Result};
+use crate::listener::Peer;
 use crate::request::Ctx;
 use crate::router::{self, Endpoint, Need};
 use crate::runtime::Runtime;
 use crate::server::Gateway;
+use crate::tail::{IdleBody, Tail};
 
 /// The S3 listener's router: every request goes through [`handle`].
 pub fn router(gw: Arc<Gateway>) -> Router {
@@ -38,6 +41,21 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let request_id = request_id();
     let started = Instant::now();
     gw.metrics.in_flight.inc();
+    let peer = req
+        .extensions()
+        .get::<Peer>()
+        .map(|p| p.0.ip())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let client_ip = gw.limits.client_ip(peer, req.headers());
+    let rt = gw.runtime();
+    let mut tail = Tail::default();
+    let request_timeout = rt
+        .as_ref()
+        .map(|rt| rt.config.limits.timeouts.request_seconds)
+        .unwrap_or(0);
+    if request_timeout > 0 {
+        tail.deadline = Some(tokio::time::Instant::now() + Duration::from_secs(request_timeout));
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     // A client that asked `Expect: 100-continue` for an empty body never gets the 100;
@@ -50,7 +68,20 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
-    let (op, result) = serve(&gw, req, &request_id).await;
+    let deadline = tail.deadline;
+    let serving = serve(&gw, rt, req, &request_id, client_ip, &mut tail);
+    let (op, result) = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, serving).await {
+            Ok(r) => r,
+            Err(_) => {
+                gw.metrics.timeouts.with_label_values(&["request"]).inc();
+                // The error answer itself goes out whole.
+                tail.deadline = None;
+                ("Unknown", Err(request_timeout_error()))
+            }
+        },
+        None => serving.await,
+    };
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -92,7 +123,32 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
-    resp
+    tail.attach(resp)
+}
+
+/// S3's answer to a client that took too long.
+pub fn request_timeout_error() -> S3Error {
+    S3Error::new(
+        S3Code::RequestTimeout,
+        "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
+    )
+}
+
+/// Upper bound of the body bytes a request holds in memory while it is served.
+fn buffered_estimate(ep: Endpoint, headers: &http::HeaderMap) -> u64 {
+    use Endpoint::*;
+    let read = crate::store::READ_BUFFER_BYTES as u64;
+    let write = crate::store::WRITE_BUFFER_BYTES as u64;
+    let declared = ["x-amz-decoded-content-length", "content-length"]
+        .iter()
+        .find_map(|h| headers.get(*h)?.to_str().ok()?.trim().parse::<u64>().ok());
+    let body = declared.map_or(write, |n| n.min(write));
+    match ep {
+        GetObject => read,
+        CopyObject | UploadPartCopy | CompleteMultipartUpload => read + write,
+        PutObject | UploadPart | PostObject => body,
+        _ => declared.unwrap_or(0).min(write),
+    }
 }
 
 fn status_label(status: u16) -> &'static str {
@@ -166,10 +222,13 @@ fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> (Option<String>,
 
 async fn serve(
     gw: &Arc<Gateway>,
+    rt: Option<Arc<Runtime>>,
     req: Request,
     request_id: &str,
+    client_ip: IpAddr,
+    tail: &mut Tail,
 ) -> (&'static str, S3Result<Response>) {
-    let Some(rt) = gw.runtime() else {
+    let Some(rt) = rt else {
         return (
             "Unknown",
             Err(S3Error::new(
@@ -179,7 +238,18 @@ async fn serve(
             .header("Retry-After", "1")),
         );
     };
+    let limits = &rt.config.limits;
+    match gw.limits.admit(limits, client_ip, &gw.metrics) {
+        Ok(permit) => tail.permit = permit,
+        Err(e) => return ("Unknown", Err(e)),
+    }
     let (parts, body) = req.into_parts();
+    let idle = limits.timeouts.idle_body_seconds;
+    let body = if idle > 0 && !http_body::Body::is_end_stream(&body) {
+        IdleBody::wrap(body, Duration::from_secs(idle))
+    } else {
+        body
+    };
     let header_bytes: usize = parts
         .headers
         .iter()
@@ -231,6 +301,11 @@ async fn serve(
             }
         }
         let bucket_ref = bucket.as_deref().map(|b| rt.bucket(b)).transpose()?;
+        if let Some(b) = &bucket_ref {
+            if let Some(limit) = b.config.as_ref().and_then(|c| c.rate_limit.as_ref()) {
+                gw.limits.bucket(&b.s3, limit, &gw.metrics)?;
+            }
+        }
         let jwt = bucket_ref
             .as_ref()
             .and_then(|b| b.guards.as_ref())
@@ -268,7 +343,16 @@ async fn serve(
                 }
             }
         };
+        if let Some(Principal::AccessKey(key)) = &principal {
+            gw.limits.access_key(key, limits, &gw.metrics)?;
+        }
         authorize(&rt, ep, bucket_ref.as_ref(), principal.as_ref())?;
+        gw.limits.buffer(
+            limits,
+            buffered_estimate(ep, &parts.headers),
+            &mut tail.permit,
+            &gw.metrics,
+        )?;
         let ctx = Ctx::new(
             gw.clone(),
             rt.clone(),

@@ -14,7 +14,9 @@ mod dispatch;
 pub mod error;
 mod get;
 mod guards;
+mod limits;
 mod list;
+mod listener;
 pub mod metrics;
 pub mod multipart;
 mod ops;
@@ -28,6 +30,7 @@ pub mod server;
 pub mod settings;
 pub mod store;
 mod tagging;
+mod tail;
 pub mod xml;
 
 pub use server::{start, Gateway, GatewayHandle};

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub config_rejected: IntCounter,
     pub complete_seconds: Histogram,
+    pub throttled: IntCounterVec,
+    pub timeouts: IntCounterVec,
 }
 
 impl Metrics {
@@ -60,6 +62,19 @@ impl Metrics {
             .buckets(prometheus::exponential_buckets(0.01, 2.0, 14).expect("buckets")),
         )
         .expect("valid metric");
+        let throttled = IntCounterVec::new(
+            Opts::new(
+                "requests_throttled_total",
+                "Requests refused with SlowDown, by the limit they hit",
+            ),
+            &["limit"],
+        )
+        .expect("valid metric");
+        let timeouts = IntCounterVec::new(
+            Opts::new("request_timeouts_total", "Requests cut off by a timeout"),
+            &["timeout"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -71,6 +86,8 @@ impl Metrics {
             Box::new(config_generation.clone()),
             Box::new(config_rejected.clone()),
             Box::new(complete_seconds.clone()),
+            Box::new(throttled.clone()),
+            Box::new(timeouts.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -86,6 +103,8 @@ impl Metrics {
             config_generation,
             config_rejected,
             complete_seconds,
+            throttled,
+            timeouts,
         }
     }
 

@@ -139,11 +139,18 @@ impl Ctx {
             .take()
             .unwrap_or_else(Body::empty);
         let metrics = self.gw.clone();
+        let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = timed_out.clone();
         let raw = body
             .into_data_stream()
-            .map_err(|e| e.to_string())
+            .map_err(move |e| {
+                if crate::tail::is_timeout(&e) {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                e.to_string()
+            })
             .inspect_ok(move |b| metrics.metrics.bytes_in.inc_by(b.len() as u64));
-        match &self.payload {
+        let (stream, slot): (BodyStream, TrailerSlot) = match &self.payload {
             Payload::SignedChunks { .. } | Payload::UnsignedChunksWithTrailer => {
                 let (stream, slot) = auth::decode_chunked(Box::pin(raw), &self.payload);
                 (Box::pin(stream), slot)
@@ -157,7 +164,17 @@ impl Ctx {
                 })),
                 TrailerSlot::default(),
             ),
-        }
+        };
+        let gw = self.gw.clone();
+        let stream = stream.map_err(move |e| {
+            if timed_out.load(std::sync::atomic::Ordering::Relaxed) {
+                gw.metrics.timeouts.with_label_values(&["idle_body"]).inc();
+                crate::dispatch::request_timeout_error()
+            } else {
+                e
+            }
+        });
+        (Box::pin(stream), slot)
     }
 
     /// Reads a small body (XML documents) whole, up to `limit` bytes, verifying

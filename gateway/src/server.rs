@@ -26,6 +26,8 @@ use crate::Error;
 pub struct Gateway {
     pub store: Store,
     pub metrics: Metrics,
+    /// Rate limits and admission control.
+    pub limits: crate::limits::Limiter,
     runtime: ArcSwapOption<Runtime>,
 }
 
@@ -122,10 +124,13 @@ pub async fn start(
     config: GatewayConfig,
 ) -> Result<GatewayHandle, Error> {
     let runtime = Runtime::new(config)?;
+    let trusted = crate::limits::TrustedProxies::parse(&settings.trusted_proxies)
+        .map_err(|e| Error::Config(format!("trustedProxies: {e}")))?;
     let store = Store::connect(&settings.nats).await?;
     let gateway = Arc::new(Gateway {
         store,
         metrics: Metrics::new(),
+        limits: crate::limits::Limiter::new(trusted),
         runtime: ArcSwapOption::empty(),
     });
     gateway
@@ -141,7 +146,12 @@ pub async fn start(
     for addr in &settings.listen {
         let listener = TcpListener::bind(addr).await?;
         s3_addrs.push(listener.local_addr()?);
-        tasks.push(serve(listener, app.clone(), stop_rx.clone()));
+        tasks.push(crate::listener::serve(
+            nodelay(listener),
+            app.clone(),
+            gateway.clone(),
+            stop_rx.clone(),
+        ));
     }
     if s3_addrs.is_empty() {
         return Err(Error::Config("no S3 listen address".into()));
@@ -175,17 +185,21 @@ pub async fn start(
     })
 }
 
+/// A TCP listener whose connections send small writes at once.
+fn nodelay(listener: TcpListener) -> impl axum::serve::Listener<Addr = SocketAddr> {
+    // Bodies stream after their headers: without TCP_NODELAY, Nagle and delayed ACKs
+    // add ~40 ms to every small GET.
+    listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    })
+}
+
 fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        // Bodies stream after their headers: without TCP_NODELAY, Nagle and delayed ACKs
-        // add ~40 ms to every small GET.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        if let Err(e) = axum::serve(listener, app)
+        if let Err(e) = axum::serve(nodelay(listener), app)
             .with_graceful_shutdown(shutdown)
             .await
         {

@@ -40,6 +40,9 @@ pub struct ServerSettings {
     pub nats: NatsSettings,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace_seconds: u64,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` names the client, for per-address limits
+    /// and bucket IP filters.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -52,6 +55,7 @@ impl Default for ServerSettings {
                 ..Default::default()
             },
             shutdown_grace_seconds: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }

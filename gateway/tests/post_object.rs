@@ -173,6 +173,7 @@ impl Env {
                 ..Default::default()
             },
             shutdown_grace_seconds: 1,
+            ..Default::default()
         };
         let gw = jets3_gateway::start(settings, config)
             .await

@@ -30,6 +30,11 @@ pub use meta::{decode_tags, encode_tags, ObjectMeta, CHUNK_SIZE};
 pub use uploads::{PartInfo, UploadInfo};
 pub use writer::Written;
 
+/// Body bytes one object read holds at most (a Direct Get batch of chunks).
+pub const READ_BUFFER_BYTES: usize = reader::CLIENT_BATCH * CHUNK_SIZE;
+/// Body bytes one object write holds at most (the unacknowledged chunks and one filling).
+pub const WRITE_BUFFER_BYTES: usize = (writer::ACK_WINDOW + 1) * CHUNK_SIZE;
+
 use direct::last_for_subject;
 use meta::{chunk_subject, digest_string, meta_subject, ObjectInfoJson};
 use writer::ChunkWriter;

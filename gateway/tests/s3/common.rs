@@ -317,15 +317,26 @@ pub fn settings_for(nats_url: &str) -> ServerSettings {
             ..Default::default()
         },
         shutdown_grace_seconds: 1,
+        ..Default::default()
     }
 }
 
 impl Env {
     /// Starts a nats-server and the gateway with `config`.
     pub async fn start(config: GatewayConfig) -> Env {
+        Env::start_with(config, |_| {}).await
+    }
+
+    /// Like `start`, with the server settings changed by `settings`.
+    pub async fn start_with(
+        config: GatewayConfig,
+        settings: impl FnOnce(&mut ServerSettings),
+    ) -> Env {
         init_logging();
         let nats = NatsServer::start().await;
-        let gw = jets3_gateway::start(settings_for(&nats.url()), config.clone())
+        let mut s = settings_for(&nats.url());
+        settings(&mut s);
+        let gw = jets3_gateway::start(s, config.clone())
             .await
             .unwrap_or_else(|e| panic!("gateway start failed: {e:?}"));
         let addr = gw.s3_addr();
@@ -494,6 +505,24 @@ impl Env {
     /// A request sent as given (no signature added).
     pub async fn send(&self, req: RawRequest) -> RawResponse {
         send_raw(self.addr, &req.to_bytes(&self.host())).await
+    }
+
+    /// The value of a metric line (name with labels, as exposed) on `/metrics`.
+    pub async fn metric(&self, line: &str) -> Option<f64> {
+        let text = self.admin_get("/metrics").await.text();
+        text.lines()
+            .find(|l| l.starts_with(line) && l[line.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// A signed request's head (UNSIGNED-PAYLOAD) announcing `len` body bytes, for
+    /// clients that send their body slowly or not at all.
+    pub fn signed_head(&self, method: &str, path: &str, len: usize) -> Vec<u8> {
+        let mut req = RawRequest::new(method, path)
+            .header("content-length", &len.to_string())
+            .header("connection", "keep-alive");
+        sign_request(&mut req, &self.host(), &Signer::admin(), Payload::Unsigned);
+        req.to_bytes(&self.host())
     }
 
     /// GET on the admin listener.

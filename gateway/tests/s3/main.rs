@@ -12,6 +12,7 @@ mod buckets;
 mod conditional;
 mod config;
 mod jwt;
+mod limits;
 mod list;
 mod multipart;
 mod nats;
