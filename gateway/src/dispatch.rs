@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use crate::auth::{
     self, AuthSettings, Authenticated, Payload, Principal, RequestParts, SecretLookup,
 };
+use crate::breaker::Admit;
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::listener::Peer;
 use crate::request::Ctx;
@@ -369,7 +370,15 @@ async fn serve(
         );
         let origin = ctx.header("origin").map(str::to_string);
         let cors_bucket = ctx.bucket.clone();
-        let mut resp = crate::ops::call(ctx).await?;
+        let breaker = &limits.circuit_breaker;
+        if let Admit::Probe = gw.breaker.admit(breaker, &gw.metrics)? {
+            let ok = gw.store.ping().await;
+            gw.breaker.probed(ok, breaker, &gw.metrics)?;
+        }
+        let result = crate::ops::call(ctx).await;
+        let nats_failed = result.as_ref().err().is_some_and(|e| e.nats_failure);
+        gw.breaker.record(nats_failed, breaker, &gw.metrics);
+        let mut resp = result?;
         if let (Some(origin), Some(b)) = (origin, cors_bucket) {
             crate::cors::decorate(gw, &b, &origin, &parts.method, &mut resp).await;
         }

@@ -4,6 +4,7 @@
 //! [`GatewayHandle::shutdown`]. The binary adds the CLI, the config file and signals.
 
 pub mod auth;
+mod breaker;
 mod bucket;
 pub mod checksum;
 pub mod cli;

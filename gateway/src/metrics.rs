@@ -20,6 +20,8 @@ pub struct Metrics {
     pub complete_seconds: Histogram,
     pub throttled: IntCounterVec,
     pub timeouts: IntCounterVec,
+    pub circuit_state: IntGauge,
+    pub circuit_opened: IntCounter,
 }
 
 impl Metrics {
@@ -75,6 +77,16 @@ impl Metrics {
             &["timeout"],
         )
         .expect("valid metric");
+        let circuit_state = IntGauge::new(
+            "nats_circuit_state",
+            "Circuit breaker around NATS: 0 closed, 1 open, 2 half-open",
+        )
+        .expect("valid metric");
+        let circuit_opened = IntCounter::new(
+            "nats_circuit_opened_total",
+            "Times the circuit breaker around NATS opened",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -88,6 +100,8 @@ impl Metrics {
             Box::new(complete_seconds.clone()),
             Box::new(throttled.clone()),
             Box::new(timeouts.clone()),
+            Box::new(circuit_state.clone()),
+            Box::new(circuit_opened.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -105,6 +119,8 @@ impl Metrics {
             complete_seconds,
             throttled,
             timeouts,
+            circuit_state,
+            circuit_opened,
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Rate limits and admission control.
     pub limits: crate::limits::Limiter,
+    /// The circuit breaker around NATS.
+    pub breaker: crate::breaker::Breaker,
     runtime: ArcSwapOption<Runtime>,
 }
 
@@ -64,9 +66,9 @@ impl Gateway {
         Ok(())
     }
 
-    /// Ready: a config is in force and NATS answers.
+    /// Ready: a config is in force, NATS answers and the circuit is closed.
     pub async fn ready(&self) -> bool {
-        self.runtime().is_some() && self.store.ping().await
+        self.runtime().is_some() && self.store.ping().await && !self.breaker.is_open()
     }
 }
 
@@ -131,6 +133,7 @@ pub async fn start(
         store,
         metrics: Metrics::new(),
         limits: crate::limits::Limiter::new(trusted),
+        breaker: Default::default(),
         runtime: ArcSwapOption::empty(),
     });
     gateway
@@ -265,6 +268,13 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
     }
     if !gw.store.ping().await {
         return (StatusCode::SERVICE_UNAVAILABLE, "NATS unreachable\n").into_response();
+    }
+    if gw.breaker.is_open() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NATS circuit open: requests fail fast\n",
+        )
+            .into_response();
     }
     (StatusCode::OK, "ready\n").into_response()
 }

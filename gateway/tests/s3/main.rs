@@ -8,6 +8,7 @@ mod common;
 mod access;
 mod auth;
 mod bad_input;
+mod breaker;
 mod buckets;
 mod conditional;
 mod config;
