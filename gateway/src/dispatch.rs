@@ -368,6 +368,20 @@ async fn serve(
             payload,
             body,
         );
+        let changes = match (ep, &ctx.bucket, &ctx.key) {
+            (
+                Endpoint::PutObject
+                | Endpoint::CopyObject
+                | Endpoint::DeleteObject
+                | Endpoint::CompleteMultipartUpload
+                | Endpoint::PutObjectTagging
+                | Endpoint::DeleteObjectTagging,
+                Some(b),
+                Some(k),
+            ) => Some((b.nats.clone(), Some(k.clone()))),
+            (Endpoint::DeleteBucket, Some(b), _) => Some((b.nats.clone(), None)),
+            _ => None,
+        };
         let origin = ctx.header("origin").map(str::to_string);
         let cors_bucket = ctx.bucket.clone();
         let breaker = &limits.circuit_breaker;
@@ -378,6 +392,13 @@ async fn serve(
         let result = crate::ops::call(ctx).await;
         let nats_failed = result.as_ref().err().is_some_and(|e| e.nats_failure);
         gw.breaker.record(nats_failed, breaker, &gw.metrics);
+        // Written here: the cache must not serve the old version, not even until the
+        // bucket's watch sees the change.
+        match changes {
+            Some((nats, Some(key))) if result.is_ok() => gw.cache.invalidate(&nats, &key),
+            Some((nats, None)) if result.is_ok() => gw.cache.flush_bucket(&nats),
+            _ => {}
+        }
         let mut resp = result?;
         if let (Some(origin), Some(b)) = (origin, cors_bucket) {
             crate::cors::decorate(gw, &b, &origin, &parts.method, &mut resp).await;

@@ -6,6 +6,7 @@
 pub mod auth;
 mod breaker;
 mod bucket;
+pub mod cache;
 pub mod checksum;
 pub mod cli;
 mod copy;

@@ -22,6 +22,11 @@ pub struct Metrics {
     pub timeouts: IntCounterVec,
     pub circuit_state: IntGauge,
     pub circuit_opened: IntCounter,
+    pub cache_requests: IntCounterVec,
+    pub cache_evictions: IntCounter,
+    pub cache_invalidations: IntCounter,
+    pub cache_bytes: IntGauge,
+    pub cache_entries: IntGauge,
 }
 
 impl Metrics {
@@ -87,6 +92,28 @@ impl Metrics {
             "Times the circuit breaker around NATS opened",
         )
         .expect("valid metric");
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "cache_requests_total",
+                "Object cache lookups of GET and HEAD, by result (hit, miss)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let cache_evictions = IntCounter::new(
+            "cache_evictions_total",
+            "Objects dropped from the cache to stay within its limits",
+        )
+        .expect("valid metric");
+        let cache_invalidations = IntCounter::new(
+            "cache_invalidations_total",
+            "Cached objects removed because they changed",
+        )
+        .expect("valid metric");
+        let cache_bytes =
+            IntGauge::new("cache_bytes", "Bytes held by the object cache").expect("valid metric");
+        let cache_entries = IntGauge::new("cache_entries", "Objects held by the object cache")
+            .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -102,6 +129,11 @@ impl Metrics {
             Box::new(timeouts.clone()),
             Box::new(circuit_state.clone()),
             Box::new(circuit_opened.clone()),
+            Box::new(cache_requests.clone()),
+            Box::new(cache_evictions.clone()),
+            Box::new(cache_invalidations.clone()),
+            Box::new(cache_bytes.clone()),
+            Box::new(cache_entries.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -121,6 +153,11 @@ impl Metrics {
             timeouts,
             circuit_state,
             circuit_opened,
+            cache_requests,
+            cache_evictions,
+            cache_invalidations,
+            cache_bytes,
+            cache_entries,
         }
     }
 

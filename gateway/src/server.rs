@@ -30,6 +30,9 @@ pub struct Gateway {
     pub limits: crate::limits::Limiter,
     /// The circuit breaker around NATS.
     pub breaker: crate::breaker::Breaker,
+    /// Small hot objects of buckets that opt in.
+    pub cache: crate::cache::ObjectCache,
+    admin_token: Option<String>,
     runtime: ArcSwapOption<Runtime>,
 }
 
@@ -129,9 +132,18 @@ pub async fn start(
     let trusted = crate::limits::TrustedProxies::parse(&settings.trusted_proxies)
         .map_err(|e| Error::Config(format!("trustedProxies: {e}")))?;
     let store = Store::connect(&settings.nats).await?;
+    let metrics = Metrics::new();
+    let (stop, stop_rx) = watch::channel(false);
     let gateway = Arc::new(Gateway {
+        cache: crate::cache::ObjectCache::new(
+            &settings.cache,
+            store.clone(),
+            &metrics,
+            stop_rx.clone(),
+        ),
+        admin_token: settings.admin_token.clone(),
         store,
-        metrics: Metrics::new(),
+        metrics,
         limits: crate::limits::Limiter::new(trusted),
         breaker: Default::default(),
         runtime: ArcSwapOption::empty(),
@@ -142,7 +154,6 @@ pub async fn start(
         .set(runtime.config.generation as i64);
     gateway.runtime.store(Some(Arc::new(runtime)));
     spawn_bucket_creation(gateway.clone());
-    let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut s3_addrs = Vec::new();
     let app = crate::dispatch::router(gateway.clone());
@@ -259,6 +270,7 @@ fn admin_router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/cache/purge", axum::routing::post(purge_cache))
         .with_state(gateway)
 }
 
@@ -283,6 +295,52 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         gw.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `POST /cache/purge?bucket=<name>&prefix=<p>` or `&key=<k>` (no bucket: everything),
+/// with `Authorization: Bearer <adminToken>`; off without an admin token.
+async fn purge_cache(
+    State(gw): State<Arc<Gateway>>,
+    headers: http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Some(token) = gw.admin_token.as_deref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "cache purge is off: set server.adminToken\n",
+        )
+            .into_response();
+    };
+    let given = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !crate::auth::ct_eq(given.as_bytes(), token.as_bytes()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "a valid admin token is required\n",
+        )
+            .into_response();
+    }
+    let nats = match q.get("bucket") {
+        Some(b) => match gw.runtime().map(|rt| rt.bucket(b)) {
+            Some(Ok(r)) => Some(r.nats),
+            _ => return (StatusCode::BAD_REQUEST, "invalid bucket name\n").into_response(),
+        },
+        None => None,
+    };
+    let purged = gw.cache.purge(
+        nats.as_deref(),
+        q.get("prefix").map(String::as_str),
+        q.get("key").map(String::as_str),
+    );
+    tracing::info!(bucket = ?q.get("bucket"), prefix = ?q.get("prefix"), key = ?q.get("key"), purged, "cache purged");
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        format!("{{\"purged\":{purged}}}\n"),
     )
         .into_response()
 }

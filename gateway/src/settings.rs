@@ -43,6 +43,33 @@ pub struct ServerSettings {
     /// Proxies (CIDRs) whose `X-Forwarded-For` names the client, for per-address limits
     /// and bucket IP filters.
     pub trusted_proxies: Vec<String>,
+    /// The object cache's limits (buckets opt in with `cache` in their settings).
+    pub cache: CacheSettings,
+    /// Bearer token that `POST /cache/purge` on the admin listener requires; without one
+    /// the endpoint is off.
+    pub admin_token: Option<String>,
+}
+
+/// Limits of the in-memory object cache; `maxBytes: 0` turns it off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Memory for cached objects, in bytes.
+    pub max_bytes: u64,
+    /// Objects cached at most.
+    pub max_entries: usize,
+    /// Largest object cached (a bucket's own `cache.maxObjectBytes` may lower it).
+    pub max_object_bytes: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            max_bytes: 64 << 20,
+            max_entries: 10_000,
+            max_object_bytes: 1 << 20,
+        }
+    }
 }
 
 impl Default for ServerSettings {
@@ -56,6 +83,8 @@ impl Default for ServerSettings {
             },
             shutdown_grace_seconds: 30,
             trusted_proxies: Vec::new(),
+            cache: CacheSettings::default(),
+            admin_token: None,
         }
     }
 }

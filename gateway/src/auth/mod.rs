@@ -22,6 +22,7 @@ use crate::error::{S3Code, S3Error};
 
 pub use chunked::{decode_chunked, ChunkedBody, TrailerSlot};
 pub use post_policy::{verify_post_policy, PostPolicy};
+pub use sigv4::ct_eq;
 
 /// Who a request speaks for.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 //! Objects are stored exactly as the NATS object store lays them out, so native clients
 //! read what the gateway writes and the other way round.
 
+mod changes;
 mod direct;
 mod index;
 mod meta;
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 use crate::error::{S3Error, S3Result};
 use crate::settings::NatsSettings;
 
+pub use changes::{Change, Changes};
 pub use index::{Entry, Index};
 pub use meta::{decode_tags, encode_tags, ObjectMeta, CHUNK_SIZE};
 pub use uploads::{PartInfo, UploadInfo};
@@ -129,6 +131,8 @@ struct Inner {
     js: Context,
     indexes: Mutex<HashMap<String, Arc<Index>>>,
     connects: Arc<AtomicU64>,
+    /// Disconnects and dropped messages (slow consumer): gaps in subscriptions.
+    interruptions: Arc<AtomicU64>,
     uploads: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
     /// Versions being read here: their chunks outlive an overwrite or delete until the
     /// last reader is done, so a GET that started never comes back cut short.
@@ -189,7 +193,9 @@ impl Store {
     /// Connects (retrying forever in the background if NATS is not up yet).
     pub async fn connect(settings: &NatsSettings) -> Result<Store, crate::Error> {
         let connects = Arc::new(AtomicU64::new(0));
+        let interruptions = Arc::new(AtomicU64::new(0));
         let counter = connects.clone();
+        let gaps = interruptions.clone();
         let mut opts = ConnectOptions::new()
             .name("jets3-gateway")
             .retry_on_initial_connect()
@@ -201,13 +207,21 @@ impl Store {
             })
             .event_callback(move |event| {
                 let counter = counter.clone();
+                let gaps = gaps.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             counter.fetch_add(1, Ordering::Relaxed);
                             tracing::info!("connected to NATS");
                         }
-                        async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                        async_nats::Event::Disconnected => {
+                            gaps.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!("disconnected from NATS")
+                        }
+                        async_nats::Event::SlowConsumer(sid) => {
+                            gaps.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(sid, "NATS dropped messages of a slow subscription")
+                        }
                         other => tracing::info!(event = %other, "nats event"),
                     }
                 }
@@ -255,6 +269,7 @@ impl Store {
             js,
             indexes: Mutex::new(HashMap::new()),
             connects,
+            interruptions,
             uploads: tokio::sync::OnceCell::new(),
             readers: Mutex::new(HashMap::new()),
         };

@@ -10,6 +10,7 @@ mod auth;
 mod bad_input;
 mod breaker;
 mod buckets;
+mod cache;
 mod conditional;
 mod config;
 mod jwt;
