@@ -307,10 +307,14 @@ async fn serve(
                 gw.limits.bucket(&b.s3, limit, &gw.metrics)?;
             }
         }
-        let jwt = bucket_ref
-            .as_ref()
-            .and_then(|b| b.guards.as_ref())
-            .and_then(|g| g.jwt.as_ref());
+        let guards = bucket_ref.as_ref().and_then(|b| b.guards.as_ref());
+        if let Some(f) = guards.and_then(|g| g.addresses.as_ref()) {
+            if !f.admits(client_ip) {
+                tracing::debug!(request_id, %client_ip, "address not admitted by the bucket");
+                return Err(S3Error::access_denied());
+            }
+        }
+        let jwt = guards.and_then(|g| g.jwt.as_ref());
         let token = jwt.and_then(|j| j.token(&parts.headers, &query).map(str::to_string));
         // Preflight and PostObject carry no SigV4 header or query: they are handled
         // (and, for PostObject, authenticated by its policy) by their own code.

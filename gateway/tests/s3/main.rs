@@ -6,6 +6,7 @@
 mod common;
 
 mod access;
+mod addresses;
 mod auth;
 mod bad_input;
 mod breaker;
