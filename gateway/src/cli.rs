@@ -55,6 +55,17 @@ pub struct Cli {
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "JETS3_SHUTDOWN_GRACE_SECONDS")]
     pub shutdown_grace_seconds: Option<u64>,
+    /// Proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client;
+    /// overrides `server.trustedProxies`.
+    #[arg(long, env = "JETS3_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// Audit log target: `stdout`, `stderr` or a file; overrides `server.auditLog`.
+    #[arg(long, env = "JETS3_AUDIT_LOG")]
+    pub audit_log: Option<String>,
+    /// Bearer token for `POST /cache/purge` on the admin listener; overrides
+    /// `server.adminToken`.
+    #[arg(long, env = "JETS3_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     #[arg(long, env = "JETS3_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `jets3_gateway=debug`.
@@ -99,6 +110,17 @@ impl Cli {
         n.tls_required |= self.nats_tls_required;
         if let Some(g) = self.shutdown_grace_seconds {
             s.shutdown_grace_seconds = g;
+        }
+        if !self.trusted_proxies.is_empty() {
+            s.trusted_proxies = self.trusted_proxies.clone();
+        }
+        for (dst, src) in [
+            (&mut s.audit_log, &self.audit_log),
+            (&mut s.admin_token, &self.admin_token),
+        ] {
+            if src.is_some() {
+                dst.clone_from(src);
+            }
         }
         s
     }

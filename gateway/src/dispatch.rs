@@ -50,6 +50,15 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let client_ip = gw.limits.client_ip(peer, req.headers());
     let rt = gw.runtime();
     let mut tail = Tail::default();
+    let arrived = gw.audit.as_ref().map(|_| {
+        tail.facts = Some(Default::default());
+        time::OffsetDateTime::now_utc()
+    });
+    let audit_reads = rt.as_ref().is_none_or(|rt| rt.config.audit.reads);
+    let bytes_in = ["x-amz-decoded-content-length", "content-length"]
+        .iter()
+        .find_map(|h| req.headers().get(*h)?.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
     let request_timeout = rt
         .as_ref()
         .map(|rt| rt.config.limits.timeouts.request_seconds)
@@ -124,6 +133,38 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
+    if let (Some(arrived), Some(facts)) = (arrived, tail.facts.take()) {
+        if !(facts.read && status < 400 && !audit_reads) {
+            let (principal_type, principal) = facts.who();
+            let mut record = crate::audit::Record {
+                time: crate::respond::iso8601(arrived),
+                request_id,
+                principal_type,
+                principal,
+                operation: op,
+                method: method.to_string(),
+                bucket: facts.bucket,
+                key: facts.key,
+                status,
+                error_code: resp
+                    .extensions()
+                    .get::<crate::error::ErrorCode>()
+                    .map(|c| c.0.as_str()),
+                client_ip: client_ip.to_string(),
+                bytes_in,
+                bytes_out: 0,
+                latency_ms: 0.0,
+            };
+            let gw = gw.clone();
+            tail.on_end = Some(Box::new(move |sent| {
+                record.bytes_out = sent;
+                record.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                if let Some(a) = &gw.audit {
+                    a.record(&record);
+                }
+            }));
+        }
+    }
     tail.attach(resp)
 }
 
@@ -287,6 +328,11 @@ async fn serve(
         Err(e) => return ("Unknown", Err(e)),
     };
     let op = ep.name();
+    if let Some(f) = tail.facts.as_mut() {
+        f.bucket = bucket.clone();
+        f.key = key.clone();
+        f.read = ep.need() == Need::Read;
+    }
     let resource = raw_path.clone();
     let result = async {
         if let Endpoint::NotImplemented(name) = ep {
@@ -350,6 +396,9 @@ async fn serve(
         };
         if let Some(Principal::AccessKey(key)) = &principal {
             gw.limits.access_key(key, limits, &gw.metrics)?;
+        }
+        if let Some(f) = tail.facts.as_mut() {
+            f.principal = principal.clone();
         }
         authorize(&rt, ep, bucket_ref.as_ref(), principal.as_ref())?;
         gw.limits.buffer(

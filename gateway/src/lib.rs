@@ -3,6 +3,7 @@
 //! [`start`] connects to NATS, binds the S3 and admin listeners and serves until
 //! [`GatewayHandle::shutdown`]. The binary adds the CLI, the config file and signals.
 
+pub mod audit;
 pub mod auth;
 mod breaker;
 mod bucket;

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub cache_invalidations: IntCounter,
     pub cache_bytes: IntGauge,
     pub cache_entries: IntGauge,
+    pub audit_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -114,6 +115,11 @@ impl Metrics {
             IntGauge::new("cache_bytes", "Bytes held by the object cache").expect("valid metric");
         let cache_entries = IntGauge::new("cache_entries", "Objects held by the object cache")
             .expect("valid metric");
+        let audit_dropped = IntCounter::new(
+            "audit_records_dropped_total",
+            "Audit records dropped because the audit log could not keep up",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -134,6 +140,7 @@ impl Metrics {
             Box::new(cache_invalidations.clone()),
             Box::new(cache_bytes.clone()),
             Box::new(cache_entries.clone()),
+            Box::new(audit_dropped.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -158,6 +165,7 @@ impl Metrics {
             cache_invalidations,
             cache_bytes,
             cache_entries,
+            audit_dropped,
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Gateway {
     pub breaker: crate::breaker::Breaker,
     /// Small hot objects of buckets that opt in.
     pub cache: crate::cache::ObjectCache,
+    /// The audit log, when one is configured.
+    pub audit: Option<crate::audit::Audit>,
     admin_token: Option<String>,
     runtime: ArcSwapOption<Runtime>,
 }
@@ -133,6 +135,11 @@ pub async fn start(
         .map_err(|e| Error::Config(format!("trustedProxies: {e}")))?;
     let store = Store::connect(&settings.nats).await?;
     let metrics = Metrics::new();
+    let audit = settings
+        .audit_log
+        .as_deref()
+        .map(|t| crate::audit::Audit::start(t, metrics.audit_dropped.clone()))
+        .transpose()?;
     let (stop, stop_rx) = watch::channel(false);
     let gateway = Arc::new(Gateway {
         cache: crate::cache::ObjectCache::new(
@@ -142,6 +149,7 @@ pub async fn start(
             stop_rx.clone(),
         ),
         admin_token: settings.admin_token.clone(),
+        audit,
         store,
         metrics,
         limits: crate::limits::Limiter::new(trusted),

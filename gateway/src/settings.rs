@@ -48,6 +48,8 @@ pub struct ServerSettings {
     /// Bearer token that `POST /cache/purge` on the admin listener requires; without one
     /// the endpoint is off.
     pub admin_token: Option<String>,
+    /// Audit log: `stdout`, `stderr` or a file path; none when unset.
+    pub audit_log: Option<String>,
 }
 
 /// Limits of the in-memory object cache; `maxBytes: 0` turns it off.
@@ -85,6 +87,7 @@ impl Default for ServerSettings {
             trusted_proxies: Vec::new(),
             cache: CacheSettings::default(),
             admin_token: None,
+            audit_log: None,
         }
     }
 }

@@ -87,6 +87,8 @@ pub struct Tail {
     pub permit: Option<crate::limits::Permit>,
     pub deadline: Option<Instant>,
     pub on_end: Option<OnEnd>,
+    /// Who and what, collected for the audit record while auditing (not held).
+    pub facts: Option<crate::audit::Facts>,
 }
 
 impl Tail {

@@ -35,7 +35,7 @@ struct RsaMaterial {
 }
 
 /// A signing key with the public forms the gateway reads.
-struct TestKey {
+pub(crate) struct TestKey {
     alg: &'static str,
     kid: String,
     sign: SignFn,
@@ -64,7 +64,7 @@ fn pem(label: &str, der: &[u8]) -> String {
     )
 }
 
-fn hmac_key(alg: &'static str, kid: &str) -> TestKey {
+pub(crate) fn hmac_key(alg: &'static str, kid: &str) -> TestKey {
     let secret: Vec<u8> = data(48, kid.len() as u64 * 7 + 3);
     let algo = match alg {
         "HS256" => ring::hmac::HMAC_SHA256,
@@ -192,7 +192,7 @@ fn now() -> u64 {
 }
 
 /// Standard claims valid for five minutes.
-fn claims(sub: &str) -> Value {
+pub(crate) fn claims(sub: &str) -> Value {
     json!({"sub": sub, "iss": ISSUER, "aud": "jets3", "exp": now() + 300, "iat": now()})
 }
 
@@ -206,11 +206,11 @@ fn sign_with(k: &TestKey, header: Value, claims: &Value) -> String {
     format!("{msg}.{}", b64u(&s))
 }
 
-fn token(k: &TestKey, claims: &Value) -> String {
+pub(crate) fn token(k: &TestKey, claims: &Value) -> String {
     sign_with(k, json!({"alg": k.alg, "typ": "JWT", "kid": k.kid}), claims)
 }
 
-fn static_key(k: &TestKey) -> JwtKey {
+pub(crate) fn static_key(k: &TestKey) -> JwtKey {
     JwtKey {
         kid: Some(k.kid.clone()),
         algorithm: serde_json::from_value(json!(k.alg)).unwrap(),
@@ -299,7 +299,7 @@ impl Drop for JwksServer {
 // helpers
 // ---------------------------------------------------------------------------------------
 
-fn jwt_cfg(keys: Vec<JwtKey>, jwks: Option<&str>) -> JwtAuth {
+pub(crate) fn jwt_cfg(keys: Vec<JwtKey>, jwks: Option<&str>) -> JwtAuth {
     JwtAuth {
         issuer: Some(ISSUER.into()),
         audiences: vec!["jets3".into()],
