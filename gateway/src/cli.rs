@@ -66,6 +66,10 @@ pub struct Cli {
     /// `server.adminToken`.
     #[arg(long, env = "JETS3_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// OTLP/HTTP endpoint for traces (`http://collector:4318`; build feature `otel`);
+    /// overrides `server.otlpEndpoint`.
+    #[arg(long, env = "JETS3_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     #[arg(long, env = "JETS3_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `jets3_gateway=debug`.
@@ -117,6 +121,7 @@ impl Cli {
         for (dst, src) in [
             (&mut s.audit_log, &self.audit_log),
             (&mut s.admin_token, &self.admin_token),
+            (&mut s.otlp_endpoint, &self.otlp_endpoint),
         ] {
             if src.is_some() {
                 dst.clone_from(src);

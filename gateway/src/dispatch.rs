@@ -11,6 +11,7 @@ use axum::response::Response;
 use axum::Router;
 use http::HeaderValue;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::auth::{
     self, AuthSettings, Authenticated, Payload, Principal, RequestParts, SecretLookup,
@@ -79,7 +80,8 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
     let deadline = tail.deadline;
-    let serving = serve(&gw, rt, req, &request_id, client_ip, &mut tail);
+    let span = crate::telemetry::request_span(&request_id, &method);
+    let serving = serve(&gw, rt, req, &request_id, client_ip, &mut tail).instrument(span.clone());
     let (op, result) = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, serving).await {
             Ok(r) => r,
@@ -114,6 +116,8 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = resp.status().as_u16();
+    span.record("operation", op);
+    span.record("http.status_code", status);
     let elapsed = started.elapsed();
     gw.metrics.in_flight.dec();
     gw.metrics
@@ -124,6 +128,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         .duration
         .with_label_values(&[op])
         .observe(elapsed.as_secs_f64());
+    let _in_span = span.enter();
     tracing::info!(
         request_id = %request_id,
         operation = op,

@@ -34,6 +34,7 @@ pub mod settings;
 pub mod store;
 mod tagging;
 mod tail;
+pub mod telemetry;
 pub mod xml;
 
 pub use server::{start, Gateway, GatewayHandle};

@@ -10,16 +10,6 @@ use jets3_gateway::cli::{Cli, LogFormat};
 use jets3_gateway::{ConfigFile, GatewayHandle};
 use tokio::signal::unix::{signal, SignalKind};
 
-fn init_logs(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 /// Reads the file and applies the flag overrides that belong to the config.
 fn load(cli: &Cli) -> Result<ConfigFile, jets3_gateway::Error> {
     let mut file = ConfigFile::load(&cli.config)?;
@@ -51,7 +41,6 @@ fn reload(cli: &Cli, gw: &GatewayHandle, current: &mut GatewayConfig) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli);
     let file = match load(&cli) {
         Ok(f) => f,
         Err(e) => {
@@ -59,11 +48,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let settings = cli.server_settings(file.server.clone());
+    let json = matches!(cli.log_format, LogFormat::Json);
+    let _telemetry =
+        match jets3_gateway::telemetry::init(&cli.log, json, settings.otlp_endpoint.as_deref()) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("jets3-gateway: {e}");
+                return ExitCode::from(2);
+            }
+        };
     if let Err(e) = file.config.validate() {
         eprintln!("jets3-gateway: {}: {e}", cli.config.display());
         return ExitCode::from(2);
     }
-    let settings = cli.server_settings(file.server.clone());
     let mut current = file.config.clone();
     let gw = match jets3_gateway::start(settings, file.config).await {
         Ok(g) => g,

@@ -50,6 +50,9 @@ pub struct ServerSettings {
     pub admin_token: Option<String>,
     /// Audit log: `stdout`, `stderr` or a file path; none when unset.
     pub audit_log: Option<String>,
+    /// OpenTelemetry collector for traces (OTLP/HTTP, e.g. `http://collector:4318`); needs a
+    /// build with the `otel` feature.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Limits of the in-memory object cache; `maxBytes: 0` turns it off.
@@ -88,6 +91,7 @@ impl Default for ServerSettings {
             cache: CacheSettings::default(),
             admin_token: None,
             audit_log: None,
+            otlp_endpoint: None,
         }
     }
 }

@@ -600,6 +600,7 @@ impl Bucket {
 
     /// Writes an object from a body stream. Nothing becomes visible unless the whole body
     /// arrives, `finish` accepts it, and `expect` holds; otherwise its chunks are purged.
+    #[tracing::instrument(level = "debug", name = "nats.put", skip_all, fields(bucket = %self.nats))]
     pub async fn put<S>(
         &self,
         obj: NewObject,
@@ -722,6 +723,7 @@ impl Bucket {
         self.publish_info(&info, expected).await
     }
 
+    #[tracing::instrument(level = "debug", name = "nats.publish_meta", skip_all, fields(bucket = %self.nats))]
     async fn publish_info(
         &self,
         info: &ObjectInfoJson,
@@ -754,6 +756,7 @@ impl Bucket {
 
     /// Rewrites an object's metadata (tags, headers) without touching its chunks,
     /// failing if the object changed since `meta` was read.
+    #[tracing::instrument(level = "debug", name = "nats.update_meta", skip_all, fields(bucket = %self.nats))]
     pub async fn update_meta(&self, meta: &ObjectMeta) -> S3Result<ObjectMeta> {
         self.store.check_connected()?;
         let seq = self
@@ -766,6 +769,7 @@ impl Bucket {
     }
 
     /// Deletes an object (a delete marker as native clients write it, then a purge).
+    #[tracing::instrument(level = "debug", name = "nats.delete", skip_all, fields(bucket = %self.nats))]
     pub async fn delete(&self, key: &str) -> S3Result<()> {
         self.store.check_connected()?;
         for _ in 0..16 {
@@ -831,6 +835,7 @@ impl Bucket {
     }
 
     /// The bucket's listing index, caught up with every write made before this call.
+    #[tracing::instrument(level = "debug", name = "nats.index", skip_all, fields(bucket = %self.nats))]
     pub async fn index(&self) -> S3Result<Arc<Index>> {
         self.store.check_connected()?;
         let existing = {
