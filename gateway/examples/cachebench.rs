@@ -1,10 +1,11 @@
-//! Object cache on vs off under a Zipf-skewed GET workload, side by side in one run.
+//! Object cache on vs off, and admission limits on (never reached) vs off, under a
+//! Zipf-skewed GET workload, side by side in one run.
 //!
 //! Starts nats-server (`$JETS3_TOOLS_DIR/bin/nats-server`, from `make tools`) and one
 //! gateway with two public-read buckets holding the same objects, one with the cache on.
-//! Clients GET keys drawn from a Zipf distribution; the phases alternate (off, on, off,
-//! on, ...) so that machine noise hits both alike. Prints GET p50/p99, throughput and the
-//! cache hit ratio.
+//! Clients GET keys drawn from a Zipf distribution; the phases alternate (cache off, limits
+//! on, cache on, and again) so that machine noise hits all alike. Prints GET p50/p99,
+//! throughput, ratios and the cache hit ratio.
 //!
 //! ```sh
 //! cargo run --release -p jets3-gateway --example cachebench -- \
@@ -21,7 +22,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use jets3_crds::{Access, BucketCache, BucketConfig, Credential, GatewayConfig, Grant, Permission};
+use jets3_crds::{
+    Access, BucketCache, BucketConfig, Credential, GatewayConfig, Grant, IpFilter, Permission,
+    RateLimit, RateLimits,
+};
 use jets3_gateway::{NatsSettings, ServerSettings};
 use rand::{Rng, SeedableRng};
 
@@ -250,7 +254,7 @@ async fn main() {
     };
     settings.cache.max_bytes = a.cache_mib << 20;
     settings.cache.max_entries = 1_000_000;
-    let gw = jets3_gateway::start(settings, config)
+    let gw = jets3_gateway::start(settings, config.clone())
         .await
         .expect("gateway");
     let (addr, admin) = (gw.s3_addr(), gw.admin_addr().expect("admin"));
@@ -289,11 +293,36 @@ async fn main() {
         t.elapsed()
     );
     let zipf = std::sync::Arc::new(Zipf::new(a.objects, a.zipf));
-    let mut off = Vec::new();
-    let mut on = Vec::new();
+    // The same config with every limit on but generous: what the checks cost.
+    let mut limited = config.clone();
+    limited.generation = 1;
+    let generous = Some(RateLimit {
+        requests_per_second: 1e9,
+        burst: Some(u32::MAX),
+    });
+    limited.limits.rate_limits = RateLimits {
+        global: generous,
+        per_client_ip: generous,
+        per_access_key: generous,
+    };
+    limited.limits.max_in_flight_requests = 1_000_000;
+    limited.limits.max_buffered_bytes = 1 << 40;
+    limited.buckets[0].rate_limit = generous;
+    limited.buckets[0].ip_filter = Some(IpFilter {
+        allow: vec!["127.0.0.0/8".into()],
+        deny: vec!["10.0.0.0/8".into()],
+    });
+    let mut unlimited = config.clone();
+    unlimited.generation = 2;
+    let (mut off, mut lim, mut on) = (Vec::new(), Vec::new(), Vec::new());
     let m0 = metrics(admin).await;
     for round in 0..a.rounds {
         off.extend(phase(addr, "plain", &a, &zipf).await);
+        limited.generation += 2;
+        gw.set_config(limited.clone()).expect("limits config");
+        lim.extend(phase(addr, "plain", &a, &zipf).await);
+        unlimited.generation = limited.generation + 1;
+        gw.set_config(unlimited.clone()).expect("config");
         on.extend(phase(addr, "cached", &a, &zipf).await);
         eprintln!("round {} of {} done", round + 1, a.rounds);
     }
@@ -308,9 +337,13 @@ async fn main() {
         "cachebench: {} objects x {} B, zipf s={}, {} clients, {} rounds of {} s, cache {} MiB",
         a.objects, a.size, a.zipf, a.clients, a.rounds, a.seconds, a.cache_mib
     );
-    println!("| cache | GETs | GET/s | p50 ms | p99 ms |");
+    println!("| phase | GETs | GET/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|");
-    for (name, lat) in [("off", &mut off), ("on", &mut on)] {
+    for (name, lat) in [
+        ("cache off, limits off", &mut off),
+        ("cache off, limits on (never hit)", &mut lim),
+        ("cache on", &mut on),
+    ] {
         lat.sort_by(f64::total_cmp);
         println!(
             "| {name} | {} | {:.0} | {:.3} | {:.3} |",
@@ -321,18 +354,21 @@ async fn main() {
         );
     }
     println!(
-        "hit ratio {:.1}% ({hits} hits, {misses} misses), {} evictions, {} MiB held",
+        "hit ratio {:.1}% ({hits} hits, {misses} misses), {} evictions, {:.1} MiB held",
         100.0 * hits / (hits + misses).max(1.0),
         d("jets3_cache_evictions_total"),
         m1.get("jets3_cache_bytes").copied().unwrap_or(0.0) / (1 << 20) as f64
     );
-    let p = |l: &[f64], q| pct(l, q);
-    println!(
-        "ratios on/off: p50 {:.2}, p99 {:.2}, throughput {:.2}",
-        p(&on, 0.5) / p(&off, 0.5),
-        p(&on, 0.99) / p(&off, 0.99),
-        on.len() as f64 / off.len() as f64
-    );
+    let ratios = |x: &[f64], y: &[f64]| {
+        format!(
+            "p50 {:.2}, p99 {:.2}, throughput {:.2}",
+            pct(x, 0.5) / pct(y, 0.5),
+            pct(x, 0.99) / pct(y, 0.99),
+            x.len() as f64 / y.len() as f64
+        )
+    };
+    println!("cache on / off: {}", ratios(&on, &off));
+    println!("limits on / off: {}", ratios(&lim, &off));
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

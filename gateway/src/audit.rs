@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
@@ -45,8 +46,12 @@ pub struct Record {
 }
 
 /// What the request pipeline learns about a request, for its audit record.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Facts {
+    arrived: time::OffsetDateTime,
+    client_ip: IpAddr,
+    method: http::Method,
+    bytes_in: u64,
     pub bucket: Option<String>,
     pub key: Option<String>,
     pub principal: Option<crate::auth::Principal>,
@@ -55,13 +60,54 @@ pub struct Facts {
 }
 
 impl Facts {
-    /// `principalType` and `principal` of the record.
-    pub fn who(&self) -> (&'static str, Option<String>) {
-        match &self.principal {
-            Some(crate::auth::Principal::AccessKey(k)) => ("access-key", Some(k.clone())),
-            Some(crate::auth::Principal::Token(t)) => ("jwt", Some(t.subject.clone())),
-            None => ("anonymous", None),
+    /// What is known when a request arrives.
+    pub fn new(client_ip: IpAddr, method: http::Method, bytes_in: u64) -> Facts {
+        Facts {
+            arrived: time::OffsetDateTime::now_utc(),
+            client_ip,
+            method,
+            bytes_in,
+            bucket: None,
+            key: None,
+            principal: None,
+            read: false,
         }
+    }
+
+    /// The record of a request answered with `status`; none for a successful read when
+    /// reads are not audited. `bytesOut` and `latencyMs` are filled when it is written.
+    pub fn finish(
+        self,
+        request_id: String,
+        operation: &'static str,
+        status: u16,
+        error_code: Option<&'static str>,
+        reads: bool,
+    ) -> Option<Record> {
+        if self.read && status < 400 && !reads {
+            return None;
+        }
+        let (principal_type, principal) = match self.principal {
+            Some(crate::auth::Principal::AccessKey(k)) => ("access-key", Some(k)),
+            Some(crate::auth::Principal::Token(t)) => ("jwt", Some(t.subject)),
+            None => ("anonymous", None),
+        };
+        Some(Record {
+            time: crate::respond::iso8601(self.arrived),
+            request_id,
+            principal_type,
+            principal,
+            operation,
+            method: self.method.to_string(),
+            bucket: self.bucket,
+            key: self.key,
+            status,
+            error_code,
+            client_ip: self.client_ip.to_string(),
+            bytes_in: self.bytes_in,
+            bytes_out: 0,
+            latency_ms: 0.0,
+        })
     }
 }
 
@@ -73,6 +119,7 @@ enum Target {
 }
 
 /// The audit log of one gateway.
+#[derive(Clone)]
 pub struct Audit {
     tx: SyncSender<String>,
     dropped: IntCounter,
@@ -94,8 +141,19 @@ impl Audit {
         Ok(Audit { tx, dropped })
     }
 
+    /// Writes `record` when the response is done, with the bytes sent and the latency
+    /// since `started`.
+    pub fn on_end(&self, mut record: Record, started: Instant) -> crate::tail::OnEnd {
+        let audit = self.clone();
+        Box::new(move |sent| {
+            record.bytes_out = sent;
+            record.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            audit.record(&record);
+        })
+    }
+
     /// Queues one record.
-    pub fn record(&self, r: &Record) {
+    fn record(&self, r: &Record) {
         let Ok(mut line) = serde_json::to_string(r) else {
             return;
         };

@@ -13,6 +13,7 @@ use http::HeaderValue;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
+use crate::audit::Facts;
 use crate::auth::{
     self, AuthSettings, Authenticated, Payload, Principal, RequestParts, SecretLookup,
 };
@@ -51,15 +52,11 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let client_ip = gw.limits.client_ip(peer, req.headers());
     let rt = gw.runtime();
     let mut tail = Tail::default();
-    let arrived = gw.audit.as_ref().map(|_| {
-        tail.facts = Some(Default::default());
-        time::OffsetDateTime::now_utc()
-    });
+    if gw.audit.is_some() {
+        let bytes_in = declared_length(req.headers()).unwrap_or(0);
+        tail.facts = Some(Facts::new(client_ip, req.method().clone(), bytes_in));
+    }
     let audit_reads = rt.as_ref().is_none_or(|rt| rt.config.audit.reads);
-    let bytes_in = ["x-amz-decoded-content-length", "content-length"]
-        .iter()
-        .find_map(|h| req.headers().get(*h)?.to_str().ok()?.parse::<u64>().ok())
-        .unwrap_or(0);
     let request_timeout = rt
         .as_ref()
         .map(|rt| rt.config.limits.timeouts.request_seconds)
@@ -138,36 +135,13 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
-    if let (Some(arrived), Some(facts)) = (arrived, tail.facts.take()) {
-        if !(facts.read && status < 400 && !audit_reads) {
-            let (principal_type, principal) = facts.who();
-            let mut record = crate::audit::Record {
-                time: crate::respond::iso8601(arrived),
-                request_id,
-                principal_type,
-                principal,
-                operation: op,
-                method: method.to_string(),
-                bucket: facts.bucket,
-                key: facts.key,
-                status,
-                error_code: resp
-                    .extensions()
-                    .get::<crate::error::ErrorCode>()
-                    .map(|c| c.0.as_str()),
-                client_ip: client_ip.to_string(),
-                bytes_in,
-                bytes_out: 0,
-                latency_ms: 0.0,
-            };
-            let gw = gw.clone();
-            tail.on_end = Some(Box::new(move |sent| {
-                record.bytes_out = sent;
-                record.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-                if let Some(a) = &gw.audit {
-                    a.record(&record);
-                }
-            }));
+    if let (Some(audit), Some(facts)) = (&gw.audit, tail.facts.take()) {
+        let code = resp
+            .extensions()
+            .get::<crate::error::ErrorCode>()
+            .map(|c| c.0.as_str());
+        if let Some(record) = facts.finish(request_id, op, status, code, audit_reads) {
+            tail.on_end = Some(audit.on_end(record, started));
         }
     }
     tail.attach(resp)
@@ -181,14 +155,19 @@ pub fn request_timeout_error() -> S3Error {
     )
 }
 
+/// The payload length a request announces (aws-chunked: the decoded length).
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    ["x-amz-decoded-content-length", "content-length"]
+        .iter()
+        .find_map(|h| headers.get(*h)?.to_str().ok()?.trim().parse().ok())
+}
+
 /// Upper bound of the body bytes a request holds in memory while it is served.
 fn buffered_estimate(ep: Endpoint, headers: &http::HeaderMap) -> u64 {
     use Endpoint::*;
     let read = crate::store::READ_BUFFER_BYTES as u64;
     let write = crate::store::WRITE_BUFFER_BYTES as u64;
-    let declared = ["x-amz-decoded-content-length", "content-length"]
-        .iter()
-        .find_map(|h| headers.get(*h)?.to_str().ok()?.trim().parse::<u64>().ok());
+    let declared = declared_length(headers);
     let body = declared.map_or(write, |n| n.min(write));
     match ep {
         GetObject => read,

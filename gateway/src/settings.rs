@@ -154,6 +154,23 @@ mod tests {
     }
 
     #[test]
+    fn parses_protection_settings() {
+        let f = ConfigFile::parse(
+            "server:\n  trustedProxies: [10.0.0.0/8]\n  cache: {maxBytes: 0}\n  adminToken: t\n  auditLog: stdout\n  otlpEndpoint: http://c:4318\nbuckets: [{name: demo, cache: {enabled: true}}]\n",
+        )
+        .expect("parses");
+        let s = f.server.expect("server");
+        assert_eq!(s.trusted_proxies, ["10.0.0.0/8"]);
+        assert_eq!(s.cache.max_bytes, 0);
+        assert_eq!(s.cache.max_entries, 10_000, "defaults fill the rest");
+        assert_eq!(s.admin_token.as_deref(), Some("t"));
+        assert_eq!(s.audit_log.as_deref(), Some("stdout"));
+        assert_eq!(s.otlp_endpoint.as_deref(), Some("http://c:4318"));
+        let cache = f.config.buckets[0].cache.expect("cache");
+        assert_eq!(cache.max_object_bytes, 1 << 20);
+    }
+
+    #[test]
     fn refuses_unknown_keys() {
         assert!(ConfigFile::parse("server:\n  lisen: []\n").is_err());
         assert!(ConfigFile::parse("bucketz: []\n").is_err());
