@@ -172,8 +172,9 @@ impl Env {
                 ..Default::default()
             },
             shutdown_grace_seconds: 1,
+            push: None,
         };
-        let gw = jets3_gateway::start(settings, config)
+        let gw = jets3_gateway::start(settings, Some(config))
             .await
             .unwrap_or_else(|e| panic!("gateway start failed: {e:?}"));
         let env = Env {
