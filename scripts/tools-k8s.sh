@@ -77,7 +77,7 @@ go_directive() { awk '$1 == "go" { print $2; exit }' "$1/go.mod"; }
 # tool NAME -> module dir (empty: `go install PKG@VERSION`, no wrapper module), main package,
 # pinned module and version, ldflags, how to ask the version, and what it must say
 tool_spec() {
-    T_DIR= T_VERSION_ARGS=--version
+    T_DIR='' T_VERSION_ARGS=--version
     case "$1" in
     kube-apiserver)
         T_DIR=$MODROOT/kube-apiserver
