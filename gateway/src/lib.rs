@@ -33,7 +33,7 @@ mod tagging;
 pub mod tls;
 pub mod xml;
 
-pub use server::{start, Gateway, GatewayHandle, PushRefused, Pushed};
+pub use server::{start, Gateway, GatewayHandle};
 pub use settings::{ConfigFile, NatsSettings, PushSettings, ServerSettings};
 
 /// Errors of the gateway process (start-up, config, NATS connection).

@@ -26,8 +26,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use token::{LEEWAY_SECONDS, MAX_LIFETIME_SECONDS};
-
 use crate::server::{Gateway, PushRefused, Pushed};
 use crate::settings::PushSettings;
 use crate::tls::{self, TlsListener};

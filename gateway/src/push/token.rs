@@ -76,7 +76,10 @@ impl TokenVerifier {
     /// Checks an `Authorization` header value; the error says why (for the log only).
     pub fn check(&self, authorization: Option<&[u8]>) -> Result<(), String> {
         let token = authorization
-            .and_then(|v| v.strip_prefix(b"Bearer "))
+            .and_then(|v| {
+                let (scheme, token) = v.split_at_checked(7)?;
+                scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+            })
             .ok_or("no Bearer token")?;
         let times = jsonwebtoken::decode::<Times>(token, &self.key.get(), &self.validation)
             .map_err(|e| e.to_string())?

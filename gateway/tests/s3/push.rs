@@ -774,6 +774,14 @@ async fn insecure_mode_serves_plain_http() {
     assert_eq!(p.held_generation().await, json!(1));
     let r = p.send(RawRequest::new("GET", "/v1/config")).await;
     assert_eq!(r.status, 401, "tokens are checked without TLS too");
+    // The auth scheme is case-insensitive (RFC 9110).
+    let r = p
+        .send(
+            RawRequest::new("GET", "/v1/config")
+                .header("authorization", &format!("bearer {}", p.key.valid_token())),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
