@@ -71,10 +71,10 @@ shell_scripts() { # every tracked shell script: *.sh, and files with a sh/bash s
     local f
     git ls-files -z | while IFS= read -r -d '' f; do
         [ -f "$f" ] || continue
-        case "$f" in
+        case "${f##*/}" in
         *.sh) printf '%s\0' "$f" ;;
         *.* | Makefile | Dockerfile) ;;
-        *) head -n1 "$f" | grep -Eq '^#!.*\b(ba)?sh\b' && printf '%s\0' "$f" ;;
+        *) if head -n1 "$f" | grep -Eq '^#!.*\b(ba)?sh\b'; then printf '%s\0' "$f"; fi ;;
         esac
     done
 }
