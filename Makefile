@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 
-.PHONY: help tools dev test lint build
+.PHONY: help tools dev test lint build e2e-kind
 
 help:
 	@echo "make dev     run nats-server + jets3-gateway locally with a demo bucket (Ctrl-C stops)"
@@ -10,6 +10,7 @@ help:
 	@echo "make tools   install the pinned third-party tools into \$${JETS3_TOOLS_DIR:-~/.cache/jets3}"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make build   cargo build --release -p jets3-gateway"
+	@echo "make e2e-kind  kind cluster + images + helm install + S3 round trip (needs Docker, kind, kubectl)"
 
 tools:
 	bash scripts/tools.sh
@@ -26,3 +27,6 @@ lint:
 
 build:
 	$(CARGO) build --release -p jets3-gateway
+
+e2e-kind:
+	bash e2e/kind/e2e.sh

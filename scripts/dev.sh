@@ -102,7 +102,7 @@ show_log() { # show_log NAME FILE
     fi
 }
 
-# shellcheck disable=SC2317 # stop_pid and cleanup run from the EXIT trap
+# shellcheck disable=SC2317,SC2329 # stop_pid and cleanup run from the EXIT trap
 stop_pid() { # stop_pid PID NAME: TERM, then KILL after 10 s
     local pid=$1 name=$2 i
     [ -n "$pid" ] || return 0
@@ -123,7 +123,7 @@ stop_pid() { # stop_pid PID NAME: TERM, then KILL after 10 s
 WORK=
 NATS_PID=
 GW_PID=
-# shellcheck disable=SC2317
+# shellcheck disable=SC2317,SC2329 # runs from the EXIT trap
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP

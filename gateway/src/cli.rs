@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
-use crate::settings::ServerSettings;
+use crate::settings::{PushSettings, ServerSettings, DEFAULT_PUSH_AUDIENCE, DEFAULT_PUSH_ISSUER};
+use crate::Error;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -19,9 +20,10 @@ pub enum LogFormat {
 #[command(version, about)]
 pub struct Cli {
     /// Config file (YAML): `server:` settings plus buckets, credentials and limits.
-    /// Reloaded on SIGHUP and when the file changes.
+    /// Reloaded on SIGHUP and when the file changes. Without it (Kubernetes mode,
+    /// `--push-listen`) the gateway serves once a config has been pushed.
     #[arg(short, long, env = "JETS3_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// S3 listen addresses (comma-separated); overrides `server.listen`.
     #[arg(long, env = "JETS3_LISTEN", value_delimiter = ',')]
     pub listen: Vec<SocketAddr>,
@@ -49,6 +51,28 @@ pub struct Cli {
     pub nats_tls_key: Option<PathBuf>,
     #[arg(long, env = "JETS3_NATS_TLS_REQUIRED")]
     pub nats_tls_required: bool,
+    /// Config push listener (Kubernetes mode), e.g. `0.0.0.0:9443`; overrides `server.push.listen`.
+    #[arg(long, env = "JETS3_PUSH_LISTEN")]
+    pub push_listen: Option<SocketAddr>,
+    /// Push listener TLS certificate chain (PEM); re-read when it changes.
+    #[arg(long, env = "JETS3_PUSH_TLS_CERT")]
+    pub push_tls_cert: Option<PathBuf>,
+    /// Push listener TLS private key (PEM); re-read when it changes.
+    #[arg(long, env = "JETS3_PUSH_TLS_KEY")]
+    pub push_tls_key: Option<PathBuf>,
+    /// Push listener on plain HTTP (local runs only).
+    #[arg(long, env = "JETS3_PUSH_INSECURE")]
+    pub push_insecure: bool,
+    /// The operator's ES256 public key: a PEM `PUBLIC KEY` or a `CERTIFICATE` holding it;
+    /// re-read when it changes.
+    #[arg(long, env = "JETS3_PUSH_VERIFY_KEY")]
+    pub push_verify_key: Option<PathBuf>,
+    /// The `aud` push tokens must carry [default: jets3-gateway].
+    #[arg(long, env = "JETS3_PUSH_AUDIENCE")]
+    pub push_audience: Option<String>,
+    /// The `iss` push tokens must carry [default: jets3-operator].
+    #[arg(long, env = "JETS3_PUSH_ISSUER")]
+    pub push_issuer: Option<String>,
     /// S3 region; overrides `region` in the file.
     #[arg(long, env = "JETS3_REGION")]
     pub region: Option<String>,
@@ -79,7 +103,7 @@ pub struct Cli {
 
 impl Cli {
     /// Applies the flags on top of the file's server settings.
-    pub fn server_settings(&self, file: Option<ServerSettings>) -> ServerSettings {
+    pub fn server_settings(&self, file: Option<ServerSettings>) -> Result<ServerSettings, Error> {
         let mut s = file.unwrap_or_default();
         if !self.listen.is_empty() {
             s.listen = self.listen.clone();
@@ -127,6 +151,60 @@ impl Cli {
                 dst.clone_from(src);
             }
         }
-        s
+        s.push = self.push_settings(s.push.take())?;
+        Ok(s)
+    }
+
+    /// The push flags on top of the file's `server.push`.
+    fn push_settings(&self, file: Option<PushSettings>) -> Result<Option<PushSettings>, Error> {
+        let listen = self.push_listen.or(file.as_ref().map(|p| p.listen));
+        let Some(listen) = listen else {
+            let given = self.push_tls_cert.is_some()
+                || self.push_tls_key.is_some()
+                || self.push_insecure
+                || self.push_verify_key.is_some()
+                || self.push_audience.is_some()
+                || self.push_issuer.is_some();
+            return match given {
+                true => Err(Error::Config(
+                    "the --push-* flags need --push-listen".into(),
+                )),
+                false => Ok(None),
+            };
+        };
+        let verify_key_file = self
+            .push_verify_key
+            .clone()
+            .or(file.as_ref().map(|p| p.verify_key_file.clone()))
+            .ok_or_else(|| Error::Config("--push-listen needs --push-verify-key".into()))?;
+        let mut p = file.unwrap_or(PushSettings {
+            listen,
+            tls_cert_file: None,
+            tls_key_file: None,
+            insecure: false,
+            verify_key_file: verify_key_file.clone(),
+            audience: DEFAULT_PUSH_AUDIENCE.into(),
+            issuer: DEFAULT_PUSH_ISSUER.into(),
+        });
+        p.listen = listen;
+        p.verify_key_file = verify_key_file;
+        p.insecure |= self.push_insecure;
+        for (dst, src) in [
+            (&mut p.tls_cert_file, &self.push_tls_cert),
+            (&mut p.tls_key_file, &self.push_tls_key),
+        ] {
+            if src.is_some() {
+                dst.clone_from(src);
+            }
+        }
+        for (dst, src) in [
+            (&mut p.audience, &self.push_audience),
+            (&mut p.issuer, &self.push_issuer),
+        ] {
+            if let Some(v) = src {
+                dst.clone_from(v);
+            }
+        }
+        Ok(Some(p))
     }
 }

@@ -1,7 +1,8 @@
 //! jets3-gateway: the S3 API on NATS JetStream Object Store.
 //!
-//! [`start`] connects to NATS, binds the S3 and admin listeners and serves until
-//! [`GatewayHandle::shutdown`]. The binary adds the CLI, the config file and signals.
+//! [`start`] connects to NATS, binds the S3, admin and (Kubernetes mode) config push
+//! listeners and serves until [`GatewayHandle::shutdown`]. The binary adds the CLI, the
+//! config file and signals.
 
 pub mod audit;
 pub mod auth;
@@ -24,7 +25,9 @@ pub mod metrics;
 pub mod multipart;
 mod ops;
 mod post_object;
+pub mod push;
 mod put;
+pub mod reload;
 mod request;
 mod respond;
 pub mod router;
@@ -35,10 +38,11 @@ pub mod store;
 mod tagging;
 mod tail;
 pub mod telemetry;
+pub mod tls;
 pub mod xml;
 
 pub use server::{start, Gateway, GatewayHandle};
-pub use settings::{ConfigFile, NatsSettings, ServerSettings};
+pub use settings::{ConfigFile, NatsSettings, PushSettings, ServerSettings};
 
 /// Errors of the gateway process (start-up, config, NATS connection).
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,17 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// The `result` labels of `jets3_config_pushes_total`: `malformed` counts bodies that are not
+/// a config or do not match their hash header.
+pub const PUSH_RESULTS: [&str; 6] = [
+    "applied",
+    "unchanged",
+    "stale",
+    "invalid",
+    "unauthorized",
+    "malformed",
+];
+
 /// All metrics, registered in their own registry.
 pub struct Metrics {
     registry: Registry,
@@ -17,6 +28,7 @@ pub struct Metrics {
     pub nats_connects: IntGauge,
     pub config_generation: IntGauge,
     pub config_rejected: IntCounter,
+    config_pushes: IntCounterVec,
     pub complete_seconds: Histogram,
     pub throttled: IntCounterVec,
     pub timeouts: IntCounterVec,
@@ -62,6 +74,14 @@ impl Metrics {
         let config_rejected =
             IntCounter::new("config_rejected_total", "Configs refused as invalid")
                 .expect("valid metric");
+        let config_pushes = IntCounterVec::new(
+            Opts::new("config_pushes_total", "Config pushes received, by result"),
+            &["result"],
+        )
+        .expect("valid metric");
+        for result in PUSH_RESULTS {
+            config_pushes.with_label_values(&[result]);
+        }
         let complete_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "multipart_complete_seconds",
@@ -130,6 +150,7 @@ impl Metrics {
             Box::new(nats_connects.clone()),
             Box::new(config_generation.clone()),
             Box::new(config_rejected.clone()),
+            Box::new(config_pushes.clone()),
             Box::new(complete_seconds.clone()),
             Box::new(throttled.clone()),
             Box::new(timeouts.clone()),
@@ -155,6 +176,7 @@ impl Metrics {
             nats_connects,
             config_generation,
             config_rejected,
+            config_pushes,
             complete_seconds,
             throttled,
             timeouts,
@@ -167,6 +189,11 @@ impl Metrics {
             cache_entries,
             audit_dropped,
         }
+    }
+
+    /// Counts a config push with its result (one of [`PUSH_RESULTS`]).
+    pub fn count_push(&self, result: &'static str) {
+        self.config_pushes.with_label_values(&[result]).inc();
     }
 
     /// The Prometheus text exposition.

@@ -1,18 +1,18 @@
 //! The running gateway: shared state, listeners, admin endpoints and shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
+use axum::serve::{Listener, ListenerExt};
 use axum::Router;
 use http::StatusCode;
 use jets3_crds::GatewayConfig;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -36,6 +36,28 @@ pub struct Gateway {
     pub audit: Option<crate::audit::Audit>,
     admin_token: Option<String>,
     runtime: ArcSwapOption<Runtime>,
+    /// Serializes config changes (readers never wait: they load `runtime`).
+    writer: Mutex<()>,
+}
+
+/// A pushed config that was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Swapped in.
+    Applied,
+    /// The gateway already held this generation with this hash.
+    Unchanged,
+}
+
+/// Why a pushed config was refused; the config in force stays.
+#[derive(Debug)]
+pub enum PushRefused {
+    /// Older than the config held, or the same generation with other content.
+    Stale {
+        generation: u64,
+        hash: String,
+    },
+    Invalid(jets3_crds::ValidationErrors),
 }
 
 impl Gateway {
@@ -44,9 +66,14 @@ impl Gateway {
         self.runtime.load_full()
     }
 
-    /// Validates and swaps in a new config. An invalid or older one is refused and the
-    /// config in force stays.
-    pub fn set_config(&self, config: GatewayConfig) -> Result<(), Error> {
+    fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Validates and swaps in a config from a file or the embedding program. An invalid
+    /// or older one is refused and the config in force stays.
+    pub fn set_config(self: &Arc<Self>, config: GatewayConfig) -> Result<(), Error> {
+        let _writer = self.write_lock();
         if let Some(current) = self.runtime() {
             if config.generation < current.config.generation {
                 self.metrics.config_rejected.inc();
@@ -57,6 +84,41 @@ impl Gateway {
             }
         }
         let runtime = Runtime::new(config).inspect_err(|_| self.metrics.config_rejected.inc())?;
+        self.install(runtime);
+        Ok(())
+    }
+
+    /// Applies a pushed config whose content hash is `hash`: a newer generation is
+    /// validated and swapped in, the generation and hash held already is a no-op, anything
+    /// else is stale.
+    pub fn push_config(
+        self: &Arc<Self>,
+        config: GatewayConfig,
+        hash: &str,
+    ) -> Result<Pushed, PushRefused> {
+        let _writer = self.write_lock();
+        if let Some(held) = self.runtime() {
+            let generation = held.config.generation;
+            if config.generation == generation && hash == held.hash {
+                return Ok(Pushed::Unchanged);
+            }
+            if config.generation <= generation {
+                return Err(PushRefused::Stale {
+                    generation,
+                    hash: held.hash.clone(),
+                });
+            }
+        }
+        let runtime = Runtime::new(config).map_err(|e| {
+            self.metrics.config_rejected.inc();
+            PushRefused::Invalid(e)
+        })?;
+        self.install(runtime);
+        Ok(Pushed::Applied)
+    }
+
+    /// Swaps in a compiled config; requests already running keep the one they started with.
+    fn install(self: &Arc<Self>, runtime: Runtime) {
         self.metrics
             .config_generation
             .set(runtime.config.generation as i64);
@@ -68,7 +130,7 @@ impl Gateway {
             "config in force"
         );
         self.runtime.store(Some(Arc::new(runtime)));
-        Ok(())
+        spawn_bucket_creation(self.clone());
     }
 
     /// Ready: a config is in force, NATS answers and the circuit is closed.
@@ -82,6 +144,7 @@ pub struct GatewayHandle {
     gateway: Arc<Gateway>,
     s3_addrs: Vec<SocketAddr>,
     admin_addr: Option<SocketAddr>,
+    push_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     grace: Duration,
@@ -103,11 +166,14 @@ impl GatewayHandle {
         self.admin_addr
     }
 
+    /// The config push listener's address, if one is configured.
+    pub fn push_addr(&self) -> Option<SocketAddr> {
+        self.push_addr
+    }
+
     /// Validates and swaps in a new config; on error the old one stays.
     pub fn set_config(&self, config: GatewayConfig) -> Result<(), Error> {
-        self.gateway.set_config(config)?;
-        spawn_bucket_creation(self.gateway.clone());
-        Ok(())
+        self.gateway.set_config(config)
     }
 
     /// The shared state (for the admin push channel and tests).
@@ -125,12 +191,16 @@ impl GatewayHandle {
     }
 }
 
-/// Connects to NATS, applies `config` and starts serving.
+/// Connects to NATS and starts serving: with `config` in force, or (Kubernetes mode) with
+/// none until one is pushed, answering S3 requests with 503 until then.
 pub async fn start(
     settings: ServerSettings,
-    config: GatewayConfig,
+    config: Option<GatewayConfig>,
 ) -> Result<GatewayHandle, Error> {
-    let runtime = Runtime::new(config)?;
+    let runtime = config.map(Runtime::new).transpose()?;
+    if settings.listen.is_empty() {
+        return Err(Error::Config("no S3 listen address".into()));
+    }
     let trusted = crate::limits::TrustedProxies::parse(&settings.trusted_proxies)
         .map_err(|e| Error::Config(format!("trustedProxies: {e}")))?;
     let store = Store::connect(&settings.nats).await?;
@@ -155,35 +225,39 @@ pub async fn start(
         limits: crate::limits::Limiter::new(trusted),
         breaker: Default::default(),
         runtime: ArcSwapOption::empty(),
+        writer: Mutex::new(()),
     });
-    gateway
-        .metrics
-        .config_generation
-        .set(runtime.config.generation as i64);
-    gateway.runtime.store(Some(Arc::new(runtime)));
-    spawn_bucket_creation(gateway.clone());
+    if let Some(runtime) = runtime {
+        gateway.install(runtime);
+    }
     let mut tasks = Vec::new();
+    let push_addr = match &settings.push {
+        Some(push) => {
+            let (addr, push_tasks) =
+                crate::push::listen(push, gateway.clone(), stop_rx.clone()).await?;
+            tasks.extend(push_tasks);
+            Some(addr)
+        }
+        None => None,
+    };
     let mut s3_addrs = Vec::new();
     let app = crate::dispatch::router(gateway.clone());
     for addr in &settings.listen {
         let listener = TcpListener::bind(addr).await?;
         s3_addrs.push(listener.local_addr()?);
         tasks.push(crate::listener::serve(
-            nodelay(listener),
+            tcp(listener),
             app.clone(),
             gateway.clone(),
             stop_rx.clone(),
         ));
-    }
-    if s3_addrs.is_empty() {
-        return Err(Error::Config("no S3 listen address".into()));
     }
     let admin_addr = match settings.admin_listen {
         Some(addr) => {
             let listener = TcpListener::bind(addr).await?;
             let local = listener.local_addr()?;
             tasks.push(serve(
-                listener,
+                tcp(listener),
                 admin_router(gateway.clone()),
                 stop_rx.clone(),
             ));
@@ -196,11 +270,12 @@ pub async fn start(
         gateway.clone(),
         stop_rx.clone(),
     )));
-    tracing::info!(s3 = ?s3_addrs, admin = ?admin_addr, "jets3-gateway listening");
+    tracing::info!(s3 = ?s3_addrs, admin = ?admin_addr, push = ?push_addr, "jets3-gateway listening");
     Ok(GatewayHandle {
         gateway,
         s3_addrs,
         admin_addr,
+        push_addr,
         stop,
         tasks,
         grace: Duration::from_secs(settings.shutdown_grace_seconds),
@@ -208,7 +283,7 @@ pub async fn start(
 }
 
 /// A TCP listener whose connections send small writes at once.
-fn nodelay(listener: TcpListener) -> impl axum::serve::Listener<Addr = SocketAddr> {
+pub(crate) fn tcp(listener: TcpListener) -> impl Listener<Io = TcpStream, Addr = SocketAddr> {
     // Bodies stream after their headers: without TCP_NODELAY, Nagle and delayed ACKs
     // add ~40 ms to every small GET.
     listener.tap_io(|tcp| {
@@ -216,12 +291,17 @@ fn nodelay(listener: TcpListener) -> impl axum::serve::Listener<Addr = SocketAdd
     })
 }
 
-fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+/// Serves `app` on `listener` until `stop`, then lets open requests finish.
+pub(crate) fn serve<L>(listener: L, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(nodelay(listener), app)
+        if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
         {

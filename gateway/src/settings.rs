@@ -53,6 +53,8 @@ pub struct ServerSettings {
     /// OpenTelemetry collector for traces (OTLP/HTTP, e.g. `http://collector:4318`); needs a
     /// build with the `otel` feature.
     pub otlp_endpoint: Option<String>,
+    /// The config push listener (Kubernetes mode); none in standalone mode.
+    pub push: Option<PushSettings>,
 }
 
 /// Limits of the in-memory object cache; `maxBytes: 0` turns it off.
@@ -77,6 +79,57 @@ impl Default for CacheSettings {
     }
 }
 
+/// The `aud` the gateway expects in push tokens unless told otherwise.
+pub const DEFAULT_PUSH_AUDIENCE: &str = "jets3-gateway";
+/// The `iss` the gateway expects in push tokens unless told otherwise.
+pub const DEFAULT_PUSH_ISSUER: &str = "jets3-operator";
+
+/// The listener the operator pushes configs to, and how pushes are authenticated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PushSettings {
+    pub listen: SocketAddr,
+    /// Serving certificate chain and key (PEM), re-read when they change.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Plain HTTP instead of TLS (local runs only).
+    #[serde(default)]
+    pub insecure: bool,
+    /// The operator's ES256 public key: a `PUBLIC KEY` or a `CERTIFICATE` PEM holding it.
+    pub verify_key_file: PathBuf,
+    #[serde(default = "default_audience")]
+    pub audience: String,
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+}
+
+fn default_audience() -> String {
+    DEFAULT_PUSH_AUDIENCE.into()
+}
+
+fn default_issuer() -> String {
+    DEFAULT_PUSH_ISSUER.into()
+}
+
+impl PushSettings {
+    /// The TLS certificate and key files, or `None` for plain HTTP; refuses a half or
+    /// contradictory setup.
+    pub fn tls_files(&self) -> Result<Option<(PathBuf, PathBuf)>, Error> {
+        match (&self.tls_cert_file, &self.tls_key_file, self.insecure) {
+            (None, None, true) => Ok(None),
+            (Some(c), Some(k), false) => Ok(Some((c.clone(), k.clone()))),
+            (_, _, true) => Err(Error::Config(
+                "push: a TLS certificate and --push-insecure exclude each other".into(),
+            )),
+            _ => Err(Error::Config(
+                "push: TLS needs both a certificate and a key (--push-tls-cert, --push-tls-key); plain HTTP needs --push-insecure".into(),
+            )),
+        }
+    }
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
@@ -92,6 +145,7 @@ impl Default for ServerSettings {
             admin_token: None,
             audit_log: None,
             otlp_endpoint: None,
+            push: None,
         }
     }
 }

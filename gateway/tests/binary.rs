@@ -194,6 +194,107 @@ fn reloads_on_change_and_sighup_keeps_old_config_when_invalid_and_drains_on_term
     );
 }
 
+/// The gateway with nothing from this process's environment but `vars`.
+fn kubernetes_gateway(vars: &[(&str, &Path)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_jets3-gateway"));
+    c.env_clear().env("NO_COLOR", "1");
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c
+}
+
+#[test]
+fn kubernetes_mode_starts_from_env_vars_without_a_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rcgen::CertifiedIssuer::self_signed(
+        {
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p
+        },
+        rcgen::KeyPair::generate().unwrap(),
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["jets3-gateway-push.ns.svc".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let verify = rcgen::KeyPair::generate().unwrap();
+    let file = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let tls_crt = file("tls.crt", cert.pem());
+    let tls_key = file("tls.key", key.serialize_pem());
+    let verify_pem = file("verify.pem", verify.public_key_pem());
+    let (s3, admin, push) = (free_port(), free_port(), free_port());
+    let addr = |port: u16| PathBuf::from(format!("127.0.0.1:{port}"));
+    let (s3_addr, admin_addr, push_addr) = (addr(s3), addr(admin), addr(push));
+    let nats = PathBuf::from(format!("nats://127.0.0.1:{}", free_port()));
+    let base = [
+        ("JETS3_LISTEN", s3_addr.as_path()),
+        ("JETS3_ADMIN_LISTEN", admin_addr.as_path()),
+        ("JETS3_NATS_URL", nats.as_path()),
+    ];
+
+    let refused = |extra: &[(&str, &Path)], code: i32, says: &str| {
+        let vars: Vec<_> = base.iter().chain(extra).copied().collect();
+        let out = kubernetes_gateway(&vars).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{extra:?}: {err}");
+        assert!(err.contains(says), "{extra:?}: {says:?} missing from {err}");
+    };
+    refused(&[], 2, "--push-listen");
+    refused(&[("JETS3_PUSH_LISTEN", &push_addr)], 2, "--push-verify-key");
+    refused(
+        &[("JETS3_PUSH_TLS_CERT", &tls_crt)],
+        2,
+        "need --push-listen",
+    );
+    refused(
+        &[
+            ("JETS3_PUSH_LISTEN", &push_addr),
+            ("JETS3_PUSH_VERIFY_KEY", &verify_pem),
+        ],
+        1,
+        "--push-insecure",
+    );
+
+    let vars: Vec<_> = base
+        .iter()
+        .copied()
+        .chain([
+            ("JETS3_PUSH_LISTEN", push_addr.as_path()),
+            ("JETS3_PUSH_TLS_CERT", tls_crt.as_path()),
+            ("JETS3_PUSH_TLS_KEY", tls_key.as_path()),
+            ("JETS3_PUSH_VERIFY_KEY", verify_pem.as_path()),
+        ])
+        .collect();
+    let _gw = Kill(
+        kubernetes_gateway(&vars)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the admin listener", || {
+        http_get(admin, "/healthz").is_some()
+    });
+    let (status, body) = http_get(admin, "/readyz").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.ends_with("no config yet\n"), "{body}");
+    let (status, body) = http_get(s3, "/").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("<Code>ServiceUnavailable</Code>"), "{body}");
+    // The push listener speaks TLS only: plain HTTP gets no HTTP answer.
+    let (_, answer) = http_get(push, "/v1/config").unwrap_or_default();
+    assert!(!answer.starts_with("HTTP/"), "{answer}");
+    assert!(TcpStream::connect(("127.0.0.1", push)).is_ok());
+}
+
 /// Requests an OTLP receiver got: path and body.
 #[cfg(feature = "otel")]
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;

@@ -175,7 +175,7 @@ impl Env {
             shutdown_grace_seconds: 1,
             ..Default::default()
         };
-        let gw = jets3_gateway::start(settings, config)
+        let gw = jets3_gateway::start(settings, Some(config))
             .await
             .unwrap_or_else(|e| panic!("gateway start failed: {e:?}"));
         let env = Env {

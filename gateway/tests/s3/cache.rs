@@ -24,7 +24,7 @@ fn cached_config(b: &str) -> GatewayConfig {
 
 /// A second gateway on the same nats-server, ready.
 async fn second_gateway(env: &Env) -> GatewayHandle {
-    let gw = jets3_gateway::start(settings_for(&env.nats.url()), env.config.clone())
+    let gw = jets3_gateway::start(settings_for(&env.nats.url()), Some(env.config.clone()))
         .await
         .expect("second gateway");
     let admin = gw.admin_addr().unwrap();

@@ -351,25 +351,33 @@ impl Env {
         config: GatewayConfig,
         settings: impl FnOnce(&mut ServerSettings),
     ) -> Env {
-        init_logging();
         let nats = NatsServer::start().await;
         let mut s = settings_for(&nats.url());
         settings(&mut s);
-        let gw = jets3_gateway::start(s, config.clone())
+        let env = Env::launch(nats, s, Some(config)).await;
+        env.wait_ready().await;
+        env.wait_declared_buckets(&env.config).await;
+        env
+    }
+
+    /// Starts the gateway on `nats` with `settings` and, if given, `config`; does not wait
+    /// for readiness (without a config the gateway is not ready).
+    pub async fn launch(
+        nats: NatsServer,
+        settings: ServerSettings,
+        config: Option<GatewayConfig>,
+    ) -> Env {
+        init_logging();
+        let gw = jets3_gateway::start(settings, config.clone())
             .await
             .unwrap_or_else(|e| panic!("gateway start failed: {e:?}"));
-        let addr = gw.s3_addr();
-        let admin = gw.admin_addr();
-        let env = Env {
+        Env {
+            addr: gw.s3_addr(),
+            admin: gw.admin_addr(),
             gw: Some(gw),
-            addr,
-            admin,
-            config,
+            config: config.unwrap_or_default(),
             nats,
-        };
-        env.wait_ready().await;
-        env.wait_declared_buckets().await;
-        env
+        }
     }
 
     /// Like a readinessProbe: wait for `/readyz` 200 (config in force and NATS reachable).
@@ -390,10 +398,11 @@ impl Env {
         }
     }
 
-    /// `start` may create declared buckets in the background: wait until each exists.
-    async fn wait_declared_buckets(&self) {
+    /// The gateway creates a config's declared buckets in the background: wait until each
+    /// exists.
+    pub async fn wait_declared_buckets(&self, config: &GatewayConfig) {
         let js = self.js().await;
-        for b in self.config.buckets.iter().filter(|b| b.create) {
+        for b in config.buckets.iter().filter(|b| b.create) {
             let stream = format!("OBJ_{}", b.nats_name());
             let deadline = Instant::now() + Duration::from_secs(15);
             while js.get_stream(&stream).await.is_err() {

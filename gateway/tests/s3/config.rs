@@ -158,7 +158,7 @@ async fn start_with_invalid_config_fails() {
     let nats = NatsServer::start().await;
     let mut cfg = config_with(&["Bad_Bucket_Name"]);
     cfg.credentials.push(credential("x", "short", &[]));
-    let r = jets3_gateway::start(settings_for(&nats.url()), cfg).await;
+    let r = jets3_gateway::start(settings_for(&nats.url()), Some(cfg)).await;
     match r {
         Ok(_) => panic!("an invalid config must not start"),
         Err(e) => {

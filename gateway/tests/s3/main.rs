@@ -21,4 +21,5 @@ mod list;
 mod multipart;
 mod nats;
 mod objects;
+mod push;
 mod ranges;

@@ -1,0 +1,204 @@
+//! The config push API (Kubernetes mode), on a listener of its own so that a NetworkPolicy
+//! can open it to the operator alone: TLS unless `insecure`, a push token on every request.
+//!
+//! - `PUT /v1/config`: body = the `GatewayConfig` JSON, header [`HASH_HEADER`] = its
+//!   `content_hash()`. 200 applied or unchanged, 409 stale, 422 invalid, 400 malformed,
+//!   413 over [`MAX_BODY_BYTES`].
+//! - `GET /v1/config`: the generation and hash held (`null` before the first config).
+
+mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::{HeaderMap, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use jets3_crds::GatewayConfig;
+use serde::Serialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::server::{Gateway, PushRefused, Pushed};
+use crate::settings::PushSettings;
+use crate::tls::{self, TlsListener};
+use crate::Error;
+use token::TokenVerifier;
+
+/// The header carrying the pushed config's `content_hash()`.
+pub const HASH_HEADER: &str = "x-jets3-config-hash";
+/// Largest config body accepted.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
+struct Push {
+    gw: Arc<Gateway>,
+    tokens: TokenVerifier,
+}
+
+/// Loads the verify key (and the TLS certificate), binds the push listener and serves it
+/// until `stop`. Returns its address and the tasks to wait for at shutdown.
+pub async fn listen(
+    settings: &PushSettings,
+    gw: Arc<Gateway>,
+    stop: watch::Receiver<bool>,
+) -> Result<(SocketAddr, Vec<JoinHandle<()>>), Error> {
+    let tls_files = settings.tls_files()?;
+    let (tokens, key_watch) = TokenVerifier::new(
+        settings.verify_key_file.clone(),
+        &settings.issuer,
+        &settings.audience,
+        stop.clone(),
+    )?;
+    let mut tasks = vec![key_watch];
+    let app = router(Arc::new(Push { gw, tokens }));
+    let listener = TcpListener::bind(settings.listen).await?;
+    let addr = listener.local_addr()?;
+    match tls_files {
+        Some((cert, key)) => {
+            let (cert, cert_watch) = tls::serving_cert(cert, key, stop.clone())?;
+            tasks.push(cert_watch);
+            let listener = TlsListener::new(listener, tls::server_config(cert)?)?;
+            tasks.push(crate::server::serve(listener, app, stop));
+        }
+        None => {
+            tracing::warn!(%addr, "config push listener without TLS (--push-insecure)");
+            tasks.push(crate::server::serve(
+                crate::server::tcp(listener),
+                app,
+                stop,
+            ));
+        }
+    }
+    Ok((addr, tasks))
+}
+
+fn router(push: Arc<Push>) -> Router {
+    Router::new()
+        .route("/v1/config", get(held).put(put_config))
+        .fallback(|| async { reply(StatusCode::NOT_FOUND, json!({"error": "not found"})) })
+        .layer(middleware::from_fn_with_state(push.clone(), authenticate))
+        .with_state(push)
+}
+
+fn reply(status: StatusCode, body: impl Serialize) -> Response {
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// Every request, whatever its path or method, needs a valid push token first.
+async fn authenticate(State(push): State<Arc<Push>>, req: Request, next: Next) -> Response {
+    let auth = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if let Err(why) = push.tokens.check(auth) {
+        push.gw.metrics.count_push("unauthorized");
+        tracing::warn!(reason = %why, "config push refused: unauthorized");
+        return reply(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
+    }
+    next.run(req).await
+}
+
+/// The generation and hash of a config (both `null` when none is held).
+#[derive(Serialize)]
+struct Held {
+    generation: Option<u64>,
+    hash: Option<String>,
+}
+
+async fn held(State(push): State<Arc<Push>>) -> Response {
+    let rt = push.gw.runtime();
+    reply(
+        StatusCode::OK,
+        Held {
+            generation: rt.as_ref().map(|r| r.config.generation),
+            hash: rt.map(|r| r.hash.clone()),
+        },
+    )
+}
+
+async fn put_config(State(push): State<Arc<Push>>, headers: HeaderMap, body: Body) -> Response {
+    let gw = &push.gw;
+    let malformed = |status: StatusCode, error: String| {
+        gw.metrics.count_push("malformed");
+        tracing::warn!(%error, "config push refused");
+        reply(status, json!({ "error": error }))
+    };
+    let Some(hash) = headers.get(HASH_HEADER).and_then(|v| v.to_str().ok()) else {
+        return malformed(
+            StatusCode::BAD_REQUEST,
+            "missing X-Jets3-Config-Hash header".into(),
+        );
+    };
+    let hash = hash.to_string();
+    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return malformed(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        Err(e) => return malformed(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
+    };
+    let config: GatewayConfig = match serde_json::from_slice(&bytes) {
+        Ok(c) => c,
+        Err(e) => {
+            return malformed(
+                StatusCode::BAD_REQUEST,
+                format!("body is not a GatewayConfig: {e}"),
+            )
+        }
+    };
+    if config.content_hash() != hash {
+        return malformed(StatusCode::BAD_REQUEST, "hash mismatch".into());
+    }
+    let generation = config.generation;
+    match gw.push_config(config, &hash) {
+        Ok(outcome) => {
+            gw.metrics.count_push(match outcome {
+                Pushed::Applied => "applied",
+                Pushed::Unchanged => "unchanged",
+            });
+            reply(
+                StatusCode::OK,
+                Held {
+                    generation: Some(generation),
+                    hash: Some(hash),
+                },
+            )
+        }
+        Err(PushRefused::Stale { generation, hash }) => {
+            gw.metrics.count_push("stale");
+            tracing::warn!(held = generation, "config push refused: stale");
+            reply(
+                StatusCode::CONFLICT,
+                json!({"error": "stale", "generation": generation, "hash": hash}),
+            )
+        }
+        Err(PushRefused::Invalid(errors)) => {
+            gw.metrics.count_push("invalid");
+            tracing::warn!(%errors, "config push refused: invalid");
+            let problems: Vec<String> = errors
+                .0
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect();
+            reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": "invalid", "problems": problems}),
+            )
+        }
+    }
+}
