@@ -1,5 +1,5 @@
-//! What protects each bucket beyond its grants, compiled once per config: JWT settings,
-//! address filters, rate limit and cache opt-in.
+//! What protects each bucket beyond its grants, compiled once per config: its JWT settings
+//! and its client address filter.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -31,7 +31,7 @@ pub struct BucketRef {
     pub s3: String,
     pub nats: String,
     pub config: Option<BucketConfig>,
-    /// JWT, address filter, rate limit and cache settings, when the bucket has any.
+    /// Compiled JWT settings and address filter, when the bucket has either.
     pub guards: Option<Arc<BucketGuards>>,
 }
 

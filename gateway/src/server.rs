@@ -242,15 +242,32 @@ pub async fn start(
     };
     let mut s3_addrs = Vec::new();
     let app = crate::dispatch::router(gateway.clone());
+    let tls = match &settings.tls {
+        Some(t) => {
+            let (cert, watch) =
+                crate::tls::serving_cert(t.cert_file.clone(), t.key_file.clone(), stop_rx.clone())?;
+            tasks.push(watch);
+            let clients = t.client_ca_file.as_ref().map(|ca| crate::tls::ClientCerts {
+                ca_file: ca.clone(),
+                required: t.client_auth == crate::settings::ClientAuth::Required,
+            });
+            Some(crate::tls::server_config(cert, clients.as_ref())?)
+        }
+        None => None,
+    };
     for addr in &settings.listen {
         let listener = TcpListener::bind(addr).await?;
         s3_addrs.push(listener.local_addr()?);
-        tasks.push(crate::listener::serve(
-            tcp(listener),
-            app.clone(),
-            gateway.clone(),
-            stop_rx.clone(),
-        ));
+        let (app, gw, stop) = (app.clone(), gateway.clone(), stop_rx.clone());
+        tasks.push(match &tls {
+            Some(config) => crate::listener::serve(
+                crate::tls::TlsListener::new(listener, config.clone())?,
+                app,
+                gw,
+                stop,
+            ),
+            None => crate::listener::serve(tcp(listener), app, gw, stop),
+        });
     }
     let admin_addr = match settings.admin_listen {
         Some(addr) => {

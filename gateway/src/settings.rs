@@ -55,6 +55,35 @@ pub struct ServerSettings {
     pub otlp_endpoint: Option<String>,
     /// The config push listener (Kubernetes mode); none in standalone mode.
     pub push: Option<PushSettings>,
+    /// HTTPS on the S3 listeners (and optionally client certificates); plain HTTP without.
+    pub tls: Option<ListenerTls>,
+}
+
+/// TLS of the S3 listeners: certificate and key re-read when they change, and optional
+/// mutual TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerTls {
+    /// Certificate chain (PEM, leaf first).
+    pub cert_file: PathBuf,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to: turns on mutual TLS.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// With a client CA: `required` (default) refuses clients without a certificate,
+    /// `optional` checks only the certificates that are given.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// Whether clients must present a certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    Required,
+    Optional,
 }
 
 /// Limits of the in-memory object cache; `maxBytes: 0` turns it off.
@@ -146,6 +175,7 @@ impl Default for ServerSettings {
             audit_log: None,
             otlp_endpoint: None,
             push: None,
+            tls: None,
         }
     }
 }

@@ -23,3 +23,4 @@ mod nats;
 mod objects;
 mod push;
 mod ranges;
+mod tls;
