@@ -7,13 +7,16 @@ CARGO ?= cargo
 help:
 	@echo "make dev     run nats-server + jets3-gateway locally with a demo bucket (Ctrl-C stops)"
 	@echo "make test    install test tools, then fmt, clippy, cargo test, release build, client suite"
-	@echo "make tools   install the pinned third-party tools into \$${JETS3_TOOLS_DIR:-~/.cache/jets3}"
+	@echo "make tools   install the pinned third-party tools (tests and benchmarks) into \$${JETS3_TOOLS_DIR:-~/.cache/jets3}"
+	@echo "make bench-quick / make bench   jets3 side by side with nats-s3 and raw NATS (BENCHMARKS.md)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make build   cargo build --release -p jets3-gateway"
 	@echo "make e2e-kind  kind cluster + images + helm install + S3 round trip (needs Docker, kind, kubectl)"
 
+# Test tools, then the benchmark peers (nats-s3, warp). `make test` installs only the former.
 tools:
 	bash scripts/tools.sh
+	bash scripts/tools-bench.sh
 
 dev:
 	bash scripts/dev.sh
@@ -23,10 +26,21 @@ test:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
 build:
 	$(CARGO) build --release -p jets3-gateway
 
 e2e-kind:
 	bash e2e/kind/e2e.sh
+# ---- side-by-side benchmark (BENCHMARKS.md) ------------------------------------------------------
+.PHONY: tools-bench bench bench-quick
+
+tools-bench:
+	bash scripts/tools-bench.sh
+
+bench:
+	bash scripts/bench.sh full
+
+bench-quick:
+	bash scripts/bench.sh quick

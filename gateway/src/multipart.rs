@@ -223,17 +223,7 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
     let expect = crate::put::write_expectation(&ctx)?;
     if expect != crate::store::Expect::Any {
         // Fail before assembling when the condition already does not hold.
-        let current = bucket.head(&key).await?;
-        match (&expect, current) {
-            (crate::store::Expect::Absent, Some(_)) => {
-                return Err(S3Error::precondition_failed("If-None-Match"))
-            }
-            (crate::store::Expect::Etag(_), None) => return Err(S3Error::no_such_key(&key)),
-            (crate::store::Expect::Etag(e), Some(m)) if !crate::store::etag_matches(e, &m.etag) => {
-                return Err(S3Error::precondition_failed("If-Match"))
-            }
-            _ => {}
-        }
+        bucket.check_write(&key, &expect).await?;
     }
     let mut md5s = Md5::new();
     for p in &chosen {

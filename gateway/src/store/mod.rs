@@ -120,6 +120,29 @@ pub enum Expect {
     Etag(String),
 }
 
+/// What a key's metadata subject holds now.
+#[derive(Debug, Default)]
+struct Lookup {
+    /// The current version; `None` when there is none (never written, or deleted).
+    current: Option<ObjectMeta>,
+    /// Sequence of the last metadata message (a delete marker too), 0 if none.
+    last_seq: u64,
+}
+
+impl Lookup {
+    /// Checks a conditional write's expectation against the current version.
+    fn check(&self, key: &str, expect: &Expect) -> S3Result<()> {
+        match (expect, &self.current) {
+            (Expect::Absent, Some(_)) => Err(S3Error::precondition_failed("If-None-Match")),
+            (Expect::Etag(_), None) => Err(S3Error::no_such_key(key)),
+            (Expect::Etag(e), Some(m)) if !etag_matches(e, &m.etag) => {
+                Err(S3Error::precondition_failed("If-Match"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The connection to NATS and the cache of open buckets.
 #[derive(Clone)]
 pub struct Store {
@@ -551,6 +574,17 @@ impl Bucket {
 
     /// The object's metadata, or `None` if there is no such key.
     pub async fn head(&self, key: &str) -> S3Result<Option<ObjectMeta>> {
+        Ok(self.lookup(key).await?.current)
+    }
+
+    /// Checks a conditional write's expectation against the key's current version.
+    pub async fn check_write(&self, key: &str, expect: &Expect) -> S3Result<()> {
+        self.lookup(key).await?.check(key, expect)
+    }
+
+    /// The key's current version and the sequence of its last metadata message, in one
+    /// Direct Get.
+    async fn lookup(&self, key: &str) -> S3Result<Lookup> {
         self.store.check_connected()?;
         let msg = last_for_subject(
             &self.store.inner.client,
@@ -559,10 +593,15 @@ impl Bucket {
         )
         .await
         .map_err(|e| self.err(e))?;
-        Ok(msg.and_then(|m| {
-            let info: ObjectInfoJson = serde_json::from_slice(&m.payload).ok()?;
-            ObjectMeta::from_info(info, m.seq)
-        }))
+        Ok(match msg {
+            None => Lookup::default(),
+            Some(m) => Lookup {
+                last_seq: m.seq,
+                current: serde_json::from_slice::<ObjectInfoJson>(&m.payload)
+                    .ok()
+                    .and_then(|info| ObjectMeta::from_info(info, m.seq)),
+            },
+        })
     }
 
     /// Streams bytes `[start, end)` of an object.
@@ -613,13 +652,19 @@ impl Bucket {
         S: Stream<Item = S3Result<Bytes>> + Send + Unpin,
     {
         self.store.check_connected()?;
-        if expect != Expect::Any {
-            self.check_expect(&obj.key, &expect).await?;
-        }
-        let (nuid, written, guard) = self.write_chunks(body, max_size).await?;
+        // The version this one replaces: looked up first when the write is conditional
+        // (refused before any upload), else while the chunks are written (the compare-and-set
+        // in `commit` catches a change in between).
+        let ((nuid, written, guard), found) = if expect == Expect::Any {
+            futures::try_join!(self.write_chunks(body, max_size), self.lookup(&obj.key))?
+        } else {
+            let found = self.lookup(&obj.key).await?;
+            found.check(&obj.key, &expect)?;
+            (self.write_chunks(body, max_size).await?, found)
+        };
         let finished = finish(&written)?;
         let meta = new_version_meta(obj, nuid, &written, finished);
-        let stored = self.commit(meta, &expect).await?;
+        let stored = self.commit(meta, &expect, found).await?;
         guard.disarm();
         Ok(stored)
     }
@@ -664,54 +709,32 @@ impl Bucket {
         Ok((nuid, written, guard))
     }
 
-    async fn check_expect(&self, key: &str, expect: &Expect) -> S3Result<Option<ObjectMeta>> {
-        let current = self.head(key).await?;
-        match (expect, &current) {
-            (Expect::Absent, Some(_)) => Err(S3Error::precondition_failed("If-None-Match")),
-            (Expect::Etag(_), None) => Err(S3Error::no_such_key(key)),
-            (Expect::Etag(e), Some(m)) if !etag_matches(e, &m.etag) => {
-                Err(S3Error::precondition_failed("If-Match"))
-            }
-            _ => Ok(current),
-        }
-    }
-
-    /// Publishes the metadata of a new version (compare-and-set against the version it
-    /// replaces) and purges the replaced version's chunks.
-    async fn commit(&self, mut meta: ObjectMeta, expect: &Expect) -> S3Result<ObjectMeta> {
+    /// Publishes the metadata of a new version (compare-and-set against `found`, the version
+    /// it replaces, looked up again if that changed meanwhile) and purges the replaced
+    /// version's chunks.
+    async fn commit(
+        &self,
+        mut meta: ObjectMeta,
+        expect: &Expect,
+        mut found: Lookup,
+    ) -> S3Result<ObjectMeta> {
         for _ in 0..16 {
-            let current = self.check_expect(&meta.key, expect).await?;
-            let prev_seq = match &current {
-                Some(c) => c.meta_seq,
-                None => self.last_meta_seq(&meta.key).await?,
-            };
-            match self.publish_meta(&meta, Some(prev_seq)).await {
+            found.check(&meta.key, expect)?;
+            match self.publish_meta(&meta, Some(found.last_seq)).await {
                 Ok(seq) => {
                     meta.meta_seq = seq;
-                    if let Some(old) = current {
+                    if let Some(old) = found.current {
                         if old.nuid != meta.nuid && !old.nuid.is_empty() {
                             self.retire(&old.nuid).await;
                         }
                     }
                     return Ok(meta);
                 }
-                Err(NatsError::WrongLastSequence) => continue,
+                Err(NatsError::WrongLastSequence) => found = self.lookup(&meta.key).await?,
                 Err(e) => return Err(self.err(e)),
             }
         }
         Err(self.err(NatsError::WrongLastSequence))
-    }
-
-    /// Sequence of the last metadata message of a key (also a delete marker), 0 if none.
-    async fn last_meta_seq(&self, key: &str) -> S3Result<u64> {
-        let msg = last_for_subject(
-            &self.store.inner.client,
-            &self.stream,
-            &meta_subject(&self.nats, key),
-        )
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(msg.map(|m| m.seq).unwrap_or(0))
     }
 
     async fn publish_meta(

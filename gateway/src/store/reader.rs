@@ -1,5 +1,5 @@
 //! Streams a byte range of an object from its chunks with batched Direct Gets:
-//! no consumer, bounded memory, and a binary search to start deep inside large objects.
+//! no consumer, bounded memory, and a direct (or searched) start deep inside large objects.
 
 use async_nats::Client;
 use bytes::Bytes;
@@ -43,7 +43,7 @@ pub fn read_range(
 ) -> impl Stream<Item = Result<Bytes, NatsError>> + Send + 'static {
     let subject = chunk_subject(bucket, &meta.nuid);
     let seq = meta.seq;
-    let size = meta.size;
+    let chunks = meta.chunks;
     let init = async move {
         let mut cur = Cursor {
             client,
@@ -60,7 +60,7 @@ pub fn read_range(
         };
         if start > 0 {
             if let Some((f, l)) = seq {
-                cur.seek(f, l, size).await?;
+                cur.seek(f, l, chunks).await?;
             }
         }
         Ok::<_, NatsError>(cur)
@@ -84,15 +84,27 @@ fn chunk_offset(msg: &RawMsg) -> Option<u64> {
 }
 
 impl Cursor {
-    /// Finds the chunk holding `self.start` between sequences `lo` and `hi`:
-    /// interpolation first (exact when the chunks are contiguous), then bisection.
-    async fn seek(&mut self, mut lo: u64, mut hi: u64, size: u64) -> Result<(), NatsError> {
-        let mut guess = if size > 0 && hi > lo {
-            lo + ((hi - lo) as u128 * self.start as u128 / size as u128) as u64
-        } else {
-            lo
-        };
+    /// Finds the chunk holding `self.start` among the object's `chunks` chunks, whose
+    /// sequences run from `first` to `last`. jets3 writes chunks of `CHUNK_SIZE` bytes, so the
+    /// chunk's index is known; when the chunks are contiguous in the stream (written while no
+    /// other upload ran) the first probe is exact. Otherwise they interleave with other
+    /// uploads' chunks, and each probe's offset header narrows the sequence range: steps
+    /// alternate between interpolation and bisection, so the search stays logarithmic.
+    async fn seek(&mut self, first: u64, last: u64, chunks: u64) -> Result<(), NatsError> {
+        let chunk = CHUNK_SIZE as u64;
+        let want = self.start / chunk;
+        // Sequences lo..=hi hold the chunks with indexes lo_idx..=hi_idx (and others' chunks).
+        let (mut lo, mut hi) = (first, last);
+        let (mut lo_idx, mut hi_idx) = (0u64, chunks.saturating_sub(1));
+        let mut bisect = false;
         loop {
+            let guess = if bisect || hi_idx <= lo_idx {
+                lo + (hi - lo) / 2
+            } else {
+                let frac = want.saturating_sub(lo_idx) as u128 * (hi - lo) as u128;
+                (lo + (frac / (hi_idx - lo_idx) as u128) as u64).min(hi)
+            };
+            bisect = !bisect;
             let msg = next_for_subject(&self.client, &self.stream, &self.subject, guess).await?;
             let Some(msg) = msg else {
                 return Err(NatsError::Other("object chunks are missing".into()));
@@ -109,14 +121,17 @@ impl Cursor {
                 return Ok(());
             }
             if off > self.start {
-                hi = msg.seq.saturating_sub(1);
+                // No chunk of this object sits in guess..msg.seq: everything from guess on is
+                // past the start.
+                hi = guess.saturating_sub(1);
+                hi_idx = (off / chunk).saturating_sub(1);
             } else {
                 lo = msg.seq + 1;
+                lo_idx = (off + len) / chunk;
             }
             if lo > hi {
                 return Err(NatsError::Other("object chunk not found".into()));
             }
-            guess = lo + (hi - lo) / 2;
         }
     }
 

@@ -324,7 +324,8 @@ impl Bucket {
         let written = writer.finish().await.map_err(|e| self.err(e))?;
         let finished = finish(&written)?;
         let meta = super::new_version_meta(obj, nuid, &written, finished);
-        let stored = self.commit(meta, &expect).await?;
+        let found = self.lookup(&meta.key).await?;
+        let stored = self.commit(meta, &expect, found).await?;
         guard.disarm();
         self.abort_upload(id).await?;
         Ok(stored)

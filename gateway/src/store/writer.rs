@@ -17,7 +17,7 @@ use super::NatsError;
 pub(super) const ACK_WINDOW: usize = 32;
 
 /// Header on every chunk jets3 writes: the byte offset of the chunk in the object.
-/// Native readers ignore it; ranged reads use it to find a chunk by binary search.
+/// Native readers ignore it; ranged reads use it to find the chunk a range starts in.
 pub const OFFSET_HEADER: &str = "Jets3-Off";
 
 /// What was written: size, chunk sequences and the content digests.
@@ -38,7 +38,9 @@ pub type Pending = Arc<Mutex<VecDeque<PublishAckFuture>>>;
 pub struct ChunkWriter {
     js: Context,
     subject: String,
-    buf: BytesMut,
+    /// Pieces of the next chunk, fewer than `CHUNK_SIZE` bytes in all.
+    next: Vec<Bytes>,
+    next_len: usize,
     pending: Pending,
     offset: u64,
     chunks: u64,
@@ -54,7 +56,8 @@ impl ChunkWriter {
         ChunkWriter {
             js,
             subject,
-            buf: BytesMut::new(),
+            next: Vec::new(),
+            next_len: 0,
             pending,
             offset: 0,
             chunks: 0,
@@ -72,7 +75,7 @@ impl ChunkWriter {
 
     /// Bytes accepted so far.
     pub fn len(&self) -> u64 {
-        self.offset + self.buf.len() as u64
+        self.offset + self.next_len as u64
     }
 
     /// Appends data, publishing every full chunk.
@@ -82,19 +85,29 @@ impl ChunkWriter {
         }
         self.sha256.update(&data);
         while !data.is_empty() {
-            if self.buf.is_empty() && data.len() >= CHUNK_SIZE {
-                let chunk = data.split_to(CHUNK_SIZE);
-                self.publish(chunk).await?;
-                continue;
-            }
-            let take = (CHUNK_SIZE - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data.split_to(take));
-            if self.buf.len() == CHUNK_SIZE {
-                let chunk = self.buf.split().freeze();
+            let take = (CHUNK_SIZE - self.next_len).min(data.len());
+            self.next.push(data.split_to(take));
+            self.next_len += take;
+            if self.next_len == CHUNK_SIZE {
+                let chunk = self.take_chunk();
                 self.publish(chunk).await?;
             }
         }
         Ok(())
+    }
+
+    /// The next chunk's pieces as one buffer: copied once, or not at all when a single
+    /// piece holds the whole chunk.
+    fn take_chunk(&mut self) -> Bytes {
+        let len = std::mem::take(&mut self.next_len);
+        if self.next.len() == 1 {
+            return self.next.pop().unwrap_or_default();
+        }
+        let mut chunk = BytesMut::with_capacity(len);
+        for piece in self.next.drain(..) {
+            chunk.extend_from_slice(&piece);
+        }
+        chunk.freeze()
     }
 
     async fn publish(&mut self, chunk: Bytes) -> Result<(), NatsError> {
@@ -138,8 +151,8 @@ impl ChunkWriter {
 
     /// Publishes the last partial chunk and waits for every ack.
     pub async fn finish(mut self) -> Result<Written, NatsError> {
-        if !self.buf.is_empty() {
-            let chunk = self.buf.split().freeze();
+        if self.next_len > 0 {
+            let chunk = self.take_chunk();
             self.publish(chunk).await?;
         }
         while self.in_flight() > 0 {

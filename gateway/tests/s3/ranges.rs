@@ -231,3 +231,81 @@ async fn part_number_on_get_and_head() {
         .await;
     r.assert_error(416, "InvalidPartNumber");
 }
+
+/// Two uploads whose chunks alternate in the stream (as concurrent PUTs leave them): ranges
+/// anywhere in either object are found and byte-equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_in_interleaved_objects() {
+    use tokio::io::AsyncWriteExt;
+    const CHUNK: usize = 128 * 1024;
+    let b = unique_bucket("rinter");
+    let env = Env::with_buckets(&[&b]).await;
+    let mut stream = env
+        .js()
+        .await
+        .get_stream(format!("OBJ_{b}"))
+        .await
+        .expect("bucket stream");
+    let bodies = [data(12 * CHUNK + 1000, 41), data(12 * CHUNK + 5000, 42)];
+    let mut conns = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let mut req = RawRequest::new("PUT", &format!("/{b}/obj{i}"))
+            .header("content-length", &body.len().to_string());
+        sign_request(&mut req, &env.host(), &Signer::admin(), Payload::Unsigned);
+        let mut conn = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+        conn.write_all(&req.to_bytes(&env.host())).await.unwrap();
+        conns.push(conn);
+    }
+    // One chunk of each object in turn, each stored before the next is sent.
+    let mut messages = stream.info().await.expect("stream info").state.messages;
+    for c in 0..12 {
+        for (conn, body) in conns.iter_mut().zip(&bodies) {
+            conn.write_all(&body[c * CHUNK..(c + 1) * CHUNK])
+                .await
+                .unwrap();
+            messages += 1;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while stream.info().await.expect("stream info").state.messages < messages {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "chunk {c} was not stored"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        }
+    }
+    for (conn, body) in conns.iter_mut().zip(&bodies) {
+        conn.write_all(&body[12 * CHUNK..]).await.unwrap();
+        let r = read_response(conn, &mut Vec::new(), false, false)
+            .await
+            .expect("PUT response");
+        r.assert_status(200);
+    }
+    let s3 = env.client();
+    for (i, body) in bodies.iter().enumerate() {
+        let n = body.len();
+        for (first, last) in [
+            (0, 99),
+            (CHUNK - 1, CHUNK),
+            (5 * CHUNK + 17, 7 * CHUNK),
+            (11 * CHUNK, 11 * CHUNK + 10),
+            (12 * CHUNK - 1, n - 1),
+            (n - 1, n - 1),
+        ] {
+            let got = ok(
+                s3.get_object()
+                    .bucket(&b)
+                    .key(format!("obj{i}"))
+                    .range(format!("bytes={first}-{last}"))
+                    .send()
+                    .await,
+                "ranged GetObject",
+            );
+            let bytes = got.body.collect().await.unwrap().into_bytes();
+            assert!(
+                bytes == body[first..=last],
+                "obj{i} bytes {first}-{last} are byte-equal"
+            );
+        }
+    }
+}
