@@ -3,6 +3,11 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::jwt::JwtAuth;
+use crate::protection::{
+    AuditSettings, BucketCache, CircuitBreaker, IpFilter, RateLimit, RateLimits, Timeouts,
+};
+
 /// Everything a gateway needs to serve S3: buckets, credentials and limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -25,6 +30,9 @@ pub struct GatewayConfig {
     /// Request and object limits.
     #[serde(default)]
     pub limits: Limits,
+    /// What the audit log records.
+    #[serde(default)]
+    pub audit: AuditSettings,
 }
 
 fn default_region() -> String {
@@ -40,6 +48,7 @@ impl Default for GatewayConfig {
             buckets: Vec::new(),
             credentials: Vec::new(),
             limits: Limits::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -91,10 +100,42 @@ pub struct BucketConfig {
     /// CORS rules; when empty, rules set with PutBucketCors apply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cors: Vec<CorsRule>,
+    /// JWT bearer authentication, besides SigV4 credentials and public-read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtAuth>,
+    /// Client addresses the bucket accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_filter: Option<IpFilter>,
+    /// A rate limit on all requests to the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Keep small hot objects in the gateway's memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<BucketCache>,
 }
 
 fn one() -> u8 {
     1
+}
+
+impl Default for BucketConfig {
+    /// A private bucket with no name yet: fill in `name`.
+    fn default() -> Self {
+        BucketConfig {
+            name: String::new(),
+            nats_bucket: None,
+            access: Access::Private,
+            read_only: false,
+            create: false,
+            storage: StorageKind::File,
+            replicas: 1,
+            cors: Vec::new(),
+            jwt: None,
+            ip_filter: None,
+            rate_limit: None,
+            cache: None,
+        }
+    }
 }
 
 impl BucketConfig {
@@ -237,6 +278,18 @@ pub struct Limits {
     pub max_clock_skew_seconds: u64,
     /// Largest XML request body (DeleteObjects, Complete, CORS ...).
     pub max_xml_body_bytes: usize,
+    /// Requests served at once; 0 for no limit.
+    pub max_in_flight_requests: u32,
+    /// Body bytes all requests together may hold in memory (request bodies on their way to
+    /// NATS, responses on their way out); 0 for no limit.
+    pub max_buffered_bytes: u64,
+    /// Client timeouts.
+    pub timeouts: Timeouts,
+    /// Gateway-wide rate limits.
+    #[serde(skip_serializing_if = "RateLimits::is_empty")]
+    pub rate_limits: RateLimits,
+    /// The circuit breaker around NATS.
+    pub circuit_breaker: CircuitBreaker,
 }
 
 impl Default for Limits {
@@ -251,6 +304,11 @@ impl Default for Limits {
             multipart_expiry_seconds: 7 * 24 * 3600,
             max_clock_skew_seconds: 15 * 60,
             max_xml_body_bytes: 2 << 20,
+            max_in_flight_requests: 0,
+            max_buffered_bytes: 0,
+            timeouts: Timeouts::default(),
+            rate_limits: RateLimits::default(),
+            circuit_breaker: CircuitBreaker::default(),
         }
     }
 }

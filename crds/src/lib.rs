@@ -8,14 +8,24 @@
 
 mod bucket_name;
 mod config;
+mod jwt;
 #[cfg(feature = "kube")]
 pub mod k8s;
+mod protection;
 mod validate;
 
 pub use bucket_name::{nats_to_s3_bucket, s3_to_nats_bucket, validate_s3_bucket_name};
 pub use config::{
     Access, BucketConfig, CorsRule, Credential, GatewayConfig, Grant, Limits, Permission,
     StorageKind,
+};
+pub use jwt::{
+    ClaimOp, ClaimRule, JwtAlgorithm, JwtAuth, JwtKey, TokenSource, TokenSourceKind, MAX_LEEWAY,
+    MIN_HMAC_SECRET,
+};
+pub use protection::{
+    parse_cidr, AuditSettings, BucketCache, CircuitBreaker, IpFilter, RateLimit, RateLimits,
+    Timeouts,
 };
 pub use validate::{FieldError, ValidationErrors};
 

@@ -7,6 +7,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::config::{CorsRule, GatewayConfig};
+use crate::jwt::validate_jwt;
+use crate::protection::{validate_cache, validate_ip_filter, validate_rate};
 use crate::validate_s3_bucket_name;
 
 /// One broken rule: the field path (`buckets[2].name`) and what is wrong.
@@ -30,10 +32,10 @@ impl fmt::Display for ValidationErrors {
     }
 }
 
-struct Collector(Vec<FieldError>);
+pub(crate) struct Collector(Vec<FieldError>);
 
 impl Collector {
-    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             path: path.into(),
             message: message.into(),
@@ -152,6 +154,16 @@ impl GatewayConfig {
                 c.err(format!("{p}.replicas"), "must be between 1 and 5");
             }
             validate_cors(&mut c, &format!("{p}.cors"), &b.cors);
+            if let Some(j) = &b.jwt {
+                validate_jwt(&mut c, &format!("{p}.jwt"), j);
+            }
+            if let Some(f) = &b.ip_filter {
+                validate_ip_filter(&mut c, &format!("{p}.ipFilter"), f);
+            }
+            validate_rate(&mut c, &format!("{p}.rateLimit"), &b.rate_limit);
+            if let Some(cache) = &b.cache {
+                validate_cache(&mut c, &format!("{p}.cache"), cache);
+            }
         }
         let mut keys = HashSet::new();
         for (i, cred) in self.credentials.iter().enumerate() {
@@ -225,6 +237,16 @@ impl GatewayConfig {
         if l.max_xml_body_bytes < 1024 {
             c.err("limits.maxXmlBodyBytes", "must be at least 1024");
         }
+        let r = &l.rate_limits;
+        validate_rate(&mut c, "limits.rateLimits.global", &r.global);
+        validate_rate(&mut c, "limits.rateLimits.perClientIp", &r.per_client_ip);
+        validate_rate(&mut c, "limits.rateLimits.perAccessKey", &r.per_access_key);
+        if l.circuit_breaker.failure_threshold > 0 && l.circuit_breaker.cooldown_seconds == 0 {
+            c.err(
+                "limits.circuitBreaker.cooldownSeconds",
+                "must be at least 1",
+            );
+        }
         if c.0.is_empty() {
             Ok(())
         } else {
@@ -241,13 +263,7 @@ mod tests {
     fn bucket(name: &str) -> BucketConfig {
         BucketConfig {
             name: name.into(),
-            nats_bucket: None,
-            access: Default::default(),
-            read_only: false,
-            create: false,
-            storage: Default::default(),
-            replicas: 1,
-            cors: vec![],
+            ..Default::default()
         }
     }
 

@@ -12,7 +12,11 @@ use crate::xml::{self, XmlWriter};
 
 /// ListBuckets: the buckets the caller holds a grant on, with their creation dates.
 pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
-    let principal = ctx.principal.as_deref().unwrap_or_default();
+    let principal = ctx
+        .principal
+        .as_ref()
+        .and_then(|p| p.access_key())
+        .unwrap_or_default();
     let mut buckets: Vec<(String, time::OffsetDateTime)> = ctx
         .gw
         .store

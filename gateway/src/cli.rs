@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
-use crate::settings::{PushSettings, ServerSettings, DEFAULT_PUSH_AUDIENCE, DEFAULT_PUSH_ISSUER};
+use crate::settings::{
+    ListenerTls, PushSettings, ServerSettings, DEFAULT_PUSH_AUDIENCE, DEFAULT_PUSH_ISSUER,
+};
 use crate::Error;
 
 /// Log line format.
@@ -79,6 +81,30 @@ pub struct Cli {
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "JETS3_SHUTDOWN_GRACE_SECONDS")]
     pub shutdown_grace_seconds: Option<u64>,
+    /// Proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client;
+    /// overrides `server.trustedProxies`.
+    #[arg(long, env = "JETS3_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// Audit log target: `stdout`, `stderr` or a file; overrides `server.auditLog`.
+    #[arg(long, env = "JETS3_AUDIT_LOG")]
+    pub audit_log: Option<String>,
+    /// Bearer token for `POST /cache/purge` on the admin listener; overrides
+    /// `server.adminToken`.
+    #[arg(long, env = "JETS3_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// HTTPS on the S3 listeners: certificate chain (PEM); overrides `server.tls.certFile`.
+    #[arg(long, env = "JETS3_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM); overrides `server.tls.keyFile`.
+    #[arg(long, env = "JETS3_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) for client certificates (mutual TLS); overrides `server.tls.clientCaFile`.
+    #[arg(long, env = "JETS3_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// OTLP/HTTP endpoint for traces (`http://collector:4318`; build feature `otel`);
+    /// overrides `server.otlpEndpoint`.
+    #[arg(long, env = "JETS3_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     #[arg(long, env = "JETS3_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `jets3_gateway=debug`.
@@ -123,6 +149,38 @@ impl Cli {
         n.tls_required |= self.nats_tls_required;
         if let Some(g) = self.shutdown_grace_seconds {
             s.shutdown_grace_seconds = g;
+        }
+        if !self.trusted_proxies.is_empty() {
+            s.trusted_proxies = self.trusted_proxies.clone();
+        }
+        for (dst, src) in [
+            (&mut s.audit_log, &self.audit_log),
+            (&mut s.admin_token, &self.admin_token),
+            (&mut s.otlp_endpoint, &self.otlp_endpoint),
+        ] {
+            if src.is_some() {
+                dst.clone_from(src);
+            }
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let t = s.tls.get_or_insert(ListenerTls {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                client_ca_file: None,
+                client_auth: Default::default(),
+            });
+            t.cert_file.clone_from(cert);
+            t.key_file.clone_from(key);
+        }
+        if let Some(ca) = &self.tls_client_ca {
+            match s.tls.as_mut() {
+                Some(t) => t.client_ca_file = Some(ca.clone()),
+                None => {
+                    return Err(Error::Config(
+                        "--tls-client-ca needs --tls-cert and --tls-key".into(),
+                    ))
+                }
+            }
         }
         s.push = self.push_settings(s.push.take())?;
         Ok(s)

@@ -78,6 +78,7 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
     let results: Vec<S3Result<()>> = futures::stream::iter(jobs)
         .map(|(key, version)| {
             let bucket = bucket.clone();
+            let cache = &ctx.gw.cache;
             async move {
                 if key.is_empty() || key.len() > max_key {
                     Err(S3Error::invalid_argument("Invalid key"))
@@ -86,7 +87,9 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
                         "Deleting a specific object version",
                     ))
                 } else {
-                    bucket.delete(&key).await
+                    let r = bucket.delete(&key).await;
+                    cache.invalidate(bucket.nats_name(), &key);
+                    r
                 }
             }
         })

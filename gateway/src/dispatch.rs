@@ -1,8 +1,9 @@
 //! The S3 request pipeline: addressing, routing, authentication, authorization, the
 //! operation, then the common response headers, metrics and the access log line.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -10,13 +11,20 @@ use axum::response::Response;
 use axum::Router;
 use http::HeaderValue;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
-use crate::auth::{self, AuthSettings, Authenticated, Payload, RequestParts, SecretLookup};
+use crate::audit::Facts;
+use crate::auth::{
+    self, AuthSettings, Authenticated, Payload, Principal, RequestParts, SecretLookup,
+};
+use crate::breaker::Admit;
 use crate::error::{S3Code, S3Error, S3Result};
+use crate::listener::Peer;
 use crate::request::Ctx;
 use crate::router::{self, Endpoint, Need};
 use crate::runtime::Runtime;
 use crate::server::Gateway;
+use crate::tail::{IdleBody, Tail};
 
 /// The S3 listener's router: every request goes through [`handle`].
 pub fn router(gw: Arc<Gateway>) -> Router {
@@ -36,6 +44,26 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let request_id = request_id();
     let started = Instant::now();
     gw.metrics.in_flight.inc();
+    let peer = req
+        .extensions()
+        .get::<Peer>()
+        .map(|p| p.0.ip())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let client_ip = gw.limits.client_ip(peer, req.headers());
+    let rt = gw.runtime();
+    let mut tail = Tail::default();
+    if gw.audit.is_some() {
+        let bytes_in = declared_length(req.headers()).unwrap_or(0);
+        tail.facts = Some(Facts::new(client_ip, req.method().clone(), bytes_in));
+    }
+    let audit_reads = rt.as_ref().is_none_or(|rt| rt.config.audit.reads);
+    let request_timeout = rt
+        .as_ref()
+        .map(|rt| rt.config.limits.timeouts.request_seconds)
+        .unwrap_or(0);
+    if request_timeout > 0 {
+        tail.deadline = Some(tokio::time::Instant::now() + Duration::from_secs(request_timeout));
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     // A client that asked `Expect: 100-continue` for an empty body never gets the 100;
@@ -48,7 +76,21 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
-    let (op, result) = serve(&gw, req, &request_id).await;
+    let deadline = tail.deadline;
+    let span = crate::telemetry::request_span(&request_id, &method);
+    let serving = serve(&gw, rt, req, &request_id, client_ip, &mut tail).instrument(span.clone());
+    let (op, result) = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, serving).await {
+            Ok(r) => r,
+            Err(_) => {
+                gw.metrics.timeouts.with_label_values(&["request"]).inc();
+                // The error answer itself goes out whole.
+                tail.deadline = None;
+                ("Unknown", Err(request_timeout_error()))
+            }
+        },
+        None => serving.await,
+    };
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -71,6 +113,8 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = resp.status().as_u16();
+    span.record("operation", op);
+    span.record("http.status_code", status);
     let elapsed = started.elapsed();
     gw.metrics.in_flight.dec();
     gw.metrics
@@ -81,6 +125,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         .duration
         .with_label_values(&[op])
         .observe(elapsed.as_secs_f64());
+    let _in_span = span.enter();
     tracing::info!(
         request_id = %request_id,
         operation = op,
@@ -90,7 +135,46 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
-    resp
+    if let (Some(audit), Some(facts)) = (&gw.audit, tail.facts.take()) {
+        let code = resp
+            .extensions()
+            .get::<crate::error::ErrorCode>()
+            .map(|c| c.0.as_str());
+        if let Some(record) = facts.finish(request_id, op, status, code, audit_reads) {
+            tail.on_end = Some(audit.on_end(record, started));
+        }
+    }
+    tail.attach(resp)
+}
+
+/// S3's answer to a client that took too long.
+pub fn request_timeout_error() -> S3Error {
+    S3Error::new(
+        S3Code::RequestTimeout,
+        "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
+    )
+}
+
+/// The payload length a request announces (aws-chunked: the decoded length).
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    ["x-amz-decoded-content-length", "content-length"]
+        .iter()
+        .find_map(|h| headers.get(*h)?.to_str().ok()?.trim().parse().ok())
+}
+
+/// Upper bound of the body bytes a request holds in memory while it is served.
+fn buffered_estimate(ep: Endpoint, headers: &http::HeaderMap) -> u64 {
+    use Endpoint::*;
+    let read = crate::store::READ_BUFFER_BYTES as u64;
+    let write = crate::store::WRITE_BUFFER_BYTES as u64;
+    let declared = declared_length(headers);
+    let body = declared.map_or(write, |n| n.min(write));
+    match ep {
+        GetObject => read,
+        CopyObject | UploadPartCopy | CompleteMultipartUpload => read + write,
+        PutObject | UploadPart | PostObject => body,
+        _ => declared.unwrap_or(0).min(write),
+    }
 }
 
 fn status_label(status: u16) -> &'static str {
@@ -164,10 +248,13 @@ fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> (Option<String>,
 
 async fn serve(
     gw: &Arc<Gateway>,
+    rt: Option<Arc<Runtime>>,
     req: Request,
     request_id: &str,
+    client_ip: IpAddr,
+    tail: &mut Tail,
 ) -> (&'static str, S3Result<Response>) {
-    let Some(rt) = gw.runtime() else {
+    let Some(rt) = rt else {
         return (
             "Unknown",
             Err(S3Error::new(
@@ -177,7 +264,18 @@ async fn serve(
             .header("Retry-After", "1")),
         );
     };
+    let limits = &rt.config.limits;
+    match gw.limits.admit(limits, client_ip, &gw.metrics) {
+        Ok(permit) => tail.permit = permit,
+        Err(e) => return ("Unknown", Err(e)),
+    }
     let (parts, body) = req.into_parts();
+    let idle = limits.timeouts.idle_body_seconds;
+    let body = if idle > 0 && !http_body::Body::is_end_stream(&body) {
+        IdleBody::wrap(body, Duration::from_secs(idle))
+    } else {
+        body
+    };
     let header_bytes: usize = parts
         .headers
         .iter()
@@ -214,6 +312,11 @@ async fn serve(
         Err(e) => return ("Unknown", Err(e)),
     };
     let op = ep.name();
+    if let Some(f) = tail.facts.as_mut() {
+        f.bucket = bucket.clone();
+        f.key = key.clone();
+        f.read = ep.need() == Need::Read;
+    }
     let resource = raw_path.clone();
     let result = async {
         if let Endpoint::NotImplemented(name) = ep {
@@ -229,10 +332,32 @@ async fn serve(
             }
         }
         let bucket_ref = bucket.as_deref().map(|b| rt.bucket(b)).transpose()?;
+        if let Some(b) = &bucket_ref {
+            if let Some(limit) = b.config.as_ref().and_then(|c| c.rate_limit.as_ref()) {
+                gw.limits.bucket(&b.s3, limit, &gw.metrics)?;
+            }
+        }
+        let guards = bucket_ref.as_ref().and_then(|b| b.guards.as_ref());
+        if let Some(f) = guards.and_then(|g| g.addresses.as_ref()) {
+            if !f.admits(client_ip) {
+                tracing::debug!(request_id, %client_ip, "address not admitted by the bucket");
+                return Err(S3Error::access_denied());
+            }
+        }
+        let jwt = guards.and_then(|g| g.jwt.as_ref());
+        let token = jwt.and_then(|j| j.token(&parts.headers, &query).map(str::to_string));
         // Preflight and PostObject carry no SigV4 header or query: they are handled
         // (and, for PostObject, authenticated by its policy) by their own code.
         let (principal, payload) = if matches!(ep, Endpoint::Preflight | Endpoint::PostObject) {
             (None, Payload::Unsigned)
+        } else if let (Some(jwt), Some(token)) = (jwt, token) {
+            match jwt.verify(&token).await {
+                Ok(claims) => (Some(Principal::Token(claims)), Payload::Unsigned),
+                Err(why) => {
+                    tracing::debug!(request_id, reason = %why, "JWT refused");
+                    return Err(S3Error::access_denied());
+                }
+            }
         } else {
             let now = OffsetDateTime::now_utc();
             let settings = AuthSettings {
@@ -248,10 +373,24 @@ async fn serve(
             };
             match auth::authenticate(&request, &Lookup(&rt, now), &settings)? {
                 Authenticated::Anonymous => (None, Payload::Unsigned),
-                Authenticated::Signed(s) => (Some(s.access_key_id), s.payload),
+                Authenticated::Signed(s) => {
+                    (Some(Principal::AccessKey(s.access_key_id)), s.payload)
+                }
             }
         };
-        authorize(&rt, ep, bucket_ref.as_ref(), principal.as_deref())?;
+        if let Some(Principal::AccessKey(key)) = &principal {
+            gw.limits.access_key(key, limits, &gw.metrics)?;
+        }
+        if let Some(f) = tail.facts.as_mut() {
+            f.principal = principal.clone();
+        }
+        authorize(&rt, ep, bucket_ref.as_ref(), principal.as_ref())?;
+        gw.limits.buffer(
+            limits,
+            buffered_estimate(ep, &parts.headers),
+            &mut tail.permit,
+            &gw.metrics,
+        )?;
         let ctx = Ctx::new(
             gw.clone(),
             rt.clone(),
@@ -266,9 +405,38 @@ async fn serve(
             payload,
             body,
         );
+        let changes = match (ep, &ctx.bucket, &ctx.key) {
+            (
+                Endpoint::PutObject
+                | Endpoint::CopyObject
+                | Endpoint::DeleteObject
+                | Endpoint::CompleteMultipartUpload
+                | Endpoint::PutObjectTagging
+                | Endpoint::DeleteObjectTagging,
+                Some(b),
+                Some(k),
+            ) => Some((b.nats.clone(), Some(k.clone()))),
+            (Endpoint::DeleteBucket, Some(b), _) => Some((b.nats.clone(), None)),
+            _ => None,
+        };
         let origin = ctx.header("origin").map(str::to_string);
         let cors_bucket = ctx.bucket.clone();
-        let mut resp = crate::ops::call(ctx).await?;
+        let breaker = &limits.circuit_breaker;
+        if let Admit::Probe = gw.breaker.admit(breaker, &gw.metrics)? {
+            let ok = gw.store.ping().await;
+            gw.breaker.probed(ok, breaker, &gw.metrics)?;
+        }
+        let result = crate::ops::call(ctx).await;
+        let nats_failed = result.as_ref().err().is_some_and(|e| e.nats_failure);
+        gw.breaker.record(nats_failed, breaker, &gw.metrics);
+        // Written here: the cache must not serve the old version, not even until the
+        // bucket's watch sees the change.
+        match changes {
+            Some((nats, Some(key))) if result.is_ok() => gw.cache.invalidate(&nats, &key),
+            Some((nats, None)) if result.is_ok() => gw.cache.flush_bucket(&nats),
+            _ => {}
+        }
+        let mut resp = result?;
         if let (Some(origin), Some(b)) = (origin, cors_bucket) {
             crate::cors::decorate(gw, &b, &origin, &parts.method, &mut resp).await;
         }
@@ -292,7 +460,7 @@ fn authorize(
     rt: &Runtime,
     ep: Endpoint,
     bucket: Option<&crate::runtime::BucketRef>,
-    principal: Option<&str>,
+    principal: Option<&Principal>,
 ) -> S3Result<()> {
     let need = ep.need();
     match need {
@@ -317,7 +485,12 @@ fn authorize(
         }
         return Err(S3Error::access_denied());
     };
-    let allowed = match rt.permission(principal, &bucket.s3) {
+    let permission = match principal {
+        Principal::AccessKey(key) => rt.permission(key, &bucket.s3),
+        // A token is only ever checked against the bucket it addresses.
+        Principal::Token(t) => Some(t.permission),
+    };
+    let allowed = match permission {
         None => false,
         Some(p) => match need {
             Need::Read => p.can_read(),

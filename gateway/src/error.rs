@@ -165,6 +165,8 @@ pub struct S3Error {
     pub extra: Vec<(&'static str, String)>,
     /// Extra response headers (e.g. `Retry-After`, `x-amz-delete-marker`).
     pub headers: Vec<(&'static str, String)>,
+    /// NATS failed or did not answer (counted by the circuit breaker).
+    pub nats_failure: bool,
 }
 
 impl std::fmt::Display for S3Error {
@@ -184,6 +186,7 @@ impl S3Error {
             resource: None,
             extra: Vec::new(),
             headers: Vec::new(),
+            nats_failure: false,
         }
     }
 
@@ -241,12 +244,15 @@ impl S3Error {
             "We encountered an internal error. Please try again.",
         )
     }
+    /// NATS is unreachable or failed.
     pub fn unavailable() -> Self {
-        Self::new(
+        let mut e = Self::new(
             S3Code::ServiceUnavailable,
             "The storage backend is unavailable. Please retry.",
         )
-        .header("Retry-After", "1")
+        .header("Retry-After", "1");
+        e.nats_failure = true;
+        e
     }
     pub fn not_implemented(what: &str) -> Self {
         Self::new(

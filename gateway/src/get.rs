@@ -166,10 +166,33 @@ pub fn object_headers(resp: &mut Response, meta: &ObjectMeta) {
     }
 }
 
+/// The largest object the bucket caches, when this request may use the cache.
+fn cache_limit(ctx: &Ctx) -> Option<u64> {
+    let c = ctx.bucket.as_ref()?.config.as_ref()?.cache?;
+    let plain = ctx.query("versionId").is_none() && ctx.query("partNumber").is_none();
+    (c.enabled && plain).then_some(c.max_object_bytes)
+}
+
 /// GetObject and HeadObject.
 pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
-    let meta = require_object(ctx).await?;
-    check_conditions(ctx, &meta)?;
+    let limit = cache_limit(ctx);
+    let (nats, key) = (&ctx.bucket_ref()?.nats, ctx.key()?);
+    let hit = limit.and_then(|_| ctx.gw.cache.lookup(nats, key));
+    let fill = match (&hit, limit) {
+        (None, Some(max)) if !head && ctx.header("range").is_none() => {
+            ctx.gw.cache.begin_fill(nats, key, max)
+        }
+        _ => None,
+    };
+    let fetched;
+    let meta = match &hit {
+        Some(h) => &h.meta,
+        None => {
+            fetched = require_object(ctx).await?;
+            &fetched
+        }
+    };
+    check_conditions(ctx, meta)?;
     let part_number = match ctx.query("partNumber") {
         None => None,
         Some(p) => match p.parse::<usize>() {
@@ -190,7 +213,7 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
         ));
     }
     let span = match (part_number, range_header) {
-        (Some(n), _) => Some(part_span(&meta, n).ok_or_else(|| {
+        (Some(n), _) => Some(part_span(meta, n).ok_or_else(|| {
             S3Error::new(
                 S3Code::InvalidPartNumber,
                 "The requested partnumber is not satisfiable",
@@ -212,7 +235,7 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
     };
     let s = span.unwrap_or(whole);
     let mut resp = Response::new(Body::empty());
-    object_headers(&mut resp, &meta);
+    object_headers(&mut resp, meta);
     respond::set(&mut resp, "accept-ranges", "bytes");
     respond::set(&mut resp, "content-length", (s.end - s.start).to_string());
     if span.is_some() {
@@ -253,10 +276,16 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
     if head || s.start == s.end {
         return Ok(resp);
     }
+    if let Some(h) = &hit {
+        let body = h.body.slice(s.start as usize..s.end as usize);
+        ctx.gw.metrics.bytes_out.inc_by(body.len() as u64);
+        *resp.body_mut() = Body::from(body);
+        return Ok(resp);
+    }
     let gw = ctx.gw.clone();
     let stream = ctx
         .store_bucket()?
-        .read(&meta, s.start, s.end)
+        .read(meta, s.start, s.end)
         .map(move |r| match r {
             Ok(b) => {
                 gw.metrics.bytes_out.inc_by(b.len() as u64);
@@ -267,7 +296,12 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
                 Err(std::io::Error::other(e.to_string()))
             }
         });
-    *resp.body_mut() = Body::from_stream(stream);
+    *resp.body_mut() = match fill {
+        Some(f) if span.is_none() && meta.size <= f.max() => {
+            Body::from_stream(crate::cache::tee(Box::pin(stream), f, meta.clone()))
+        }
+        _ => Body::from_stream(stream),
+    };
     Ok(resp)
 }
 

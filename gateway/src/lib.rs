@@ -4,8 +4,11 @@
 //! listeners and serves until [`GatewayHandle::shutdown`]. The binary adds the CLI, the
 //! config file and signals.
 
+pub mod audit;
 pub mod auth;
+mod breaker;
 mod bucket;
+pub mod cache;
 pub mod checksum;
 pub mod cli;
 mod copy;
@@ -14,7 +17,10 @@ mod delete;
 mod dispatch;
 pub mod error;
 mod get;
+mod guards;
+mod limits;
 mod list;
+mod listener;
 pub mod metrics;
 pub mod multipart;
 mod ops;
@@ -30,6 +36,8 @@ pub mod server;
 pub mod settings;
 pub mod store;
 mod tagging;
+mod tail;
+pub mod telemetry;
 pub mod tls;
 pub mod xml;
 

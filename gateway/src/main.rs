@@ -11,16 +11,6 @@ use jets3_gateway::reload::{stamp, Stamp, POLL};
 use jets3_gateway::{ConfigFile, GatewayHandle};
 use tokio::signal::unix::{signal, SignalKind};
 
-fn init_logs(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 /// Reads the file and applies the flag overrides that belong to the config.
 fn load(cli: &Cli, path: &Path) -> Result<ConfigFile, jets3_gateway::Error> {
     let mut file = ConfigFile::load(path)?;
@@ -57,7 +47,6 @@ impl Watched<'_> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli);
     let file = match cli.config.as_deref().map(|p| load(&cli, p)).transpose() {
         Ok(f) => f,
         Err(e) => {
@@ -76,6 +65,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let json = matches!(cli.log_format, LogFormat::Json);
+    let _telemetry =
+        match jets3_gateway::telemetry::init(&cli.log, json, settings.otlp_endpoint.as_deref()) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("jets3-gateway: {e}");
+                return ExitCode::from(2);
+            }
+        };
     if file.is_none() && settings.push.is_none() {
         eprintln!(
             "jets3-gateway: give --config FILE (standalone) or --push-listen ADDR (Kubernetes mode)"

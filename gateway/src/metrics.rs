@@ -30,6 +30,16 @@ pub struct Metrics {
     pub config_rejected: IntCounter,
     config_pushes: IntCounterVec,
     pub complete_seconds: Histogram,
+    pub throttled: IntCounterVec,
+    pub timeouts: IntCounterVec,
+    pub circuit_state: IntGauge,
+    pub circuit_opened: IntCounter,
+    pub cache_requests: IntCounterVec,
+    pub cache_evictions: IntCounter,
+    pub cache_invalidations: IntCounter,
+    pub cache_bytes: IntGauge,
+    pub cache_entries: IntGauge,
+    pub audit_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -80,6 +90,56 @@ impl Metrics {
             .buckets(prometheus::exponential_buckets(0.01, 2.0, 14).expect("buckets")),
         )
         .expect("valid metric");
+        let throttled = IntCounterVec::new(
+            Opts::new(
+                "requests_throttled_total",
+                "Requests refused with SlowDown, by the limit they hit",
+            ),
+            &["limit"],
+        )
+        .expect("valid metric");
+        let timeouts = IntCounterVec::new(
+            Opts::new("request_timeouts_total", "Requests cut off by a timeout"),
+            &["timeout"],
+        )
+        .expect("valid metric");
+        let circuit_state = IntGauge::new(
+            "nats_circuit_state",
+            "Circuit breaker around NATS: 0 closed, 1 open, 2 half-open",
+        )
+        .expect("valid metric");
+        let circuit_opened = IntCounter::new(
+            "nats_circuit_opened_total",
+            "Times the circuit breaker around NATS opened",
+        )
+        .expect("valid metric");
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "cache_requests_total",
+                "Object cache lookups of GET and HEAD, by result (hit, miss)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let cache_evictions = IntCounter::new(
+            "cache_evictions_total",
+            "Objects dropped from the cache to stay within its limits",
+        )
+        .expect("valid metric");
+        let cache_invalidations = IntCounter::new(
+            "cache_invalidations_total",
+            "Cached objects removed because they changed",
+        )
+        .expect("valid metric");
+        let cache_bytes =
+            IntGauge::new("cache_bytes", "Bytes held by the object cache").expect("valid metric");
+        let cache_entries = IntGauge::new("cache_entries", "Objects held by the object cache")
+            .expect("valid metric");
+        let audit_dropped = IntCounter::new(
+            "audit_records_dropped_total",
+            "Audit records dropped because the audit log could not keep up",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -92,6 +152,16 @@ impl Metrics {
             Box::new(config_rejected.clone()),
             Box::new(config_pushes.clone()),
             Box::new(complete_seconds.clone()),
+            Box::new(throttled.clone()),
+            Box::new(timeouts.clone()),
+            Box::new(circuit_state.clone()),
+            Box::new(circuit_opened.clone()),
+            Box::new(cache_requests.clone()),
+            Box::new(cache_evictions.clone()),
+            Box::new(cache_invalidations.clone()),
+            Box::new(cache_bytes.clone()),
+            Box::new(cache_entries.clone()),
+            Box::new(audit_dropped.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -108,6 +178,16 @@ impl Metrics {
             config_rejected,
             config_pushes,
             complete_seconds,
+            throttled,
+            timeouts,
+            circuit_state,
+            circuit_opened,
+            cache_requests,
+            cache_evictions,
+            cache_invalidations,
+            cache_bytes,
+            cache_entries,
+            audit_dropped,
         }
     }
 

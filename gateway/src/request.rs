@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use http::{HeaderMap, Method};
 
-use crate::auth::{self, Payload, TrailerSlot};
+use crate::auth::{self, Payload, Principal, TrailerSlot};
 use crate::checksum::{self, Algo, Running};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::router::{query_get, Endpoint, Query};
@@ -26,8 +26,8 @@ pub struct Ctx {
     pub query: Query,
     pub bucket: Option<BucketRef>,
     pub key: Option<String>,
-    /// The access key that signed the request; `None` when anonymous.
-    pub principal: Option<String>,
+    /// The access key that signed the request, or the bucket's JWT; `None` when anonymous.
+    pub principal: Option<Principal>,
     pub payload: Payload,
     /// In a mutex only so that `&Ctx` is `Send` (a body is not `Sync`).
     body: Mutex<Option<Body>>,
@@ -49,7 +49,7 @@ impl Ctx {
         query: Query,
         bucket: Option<BucketRef>,
         key: Option<String>,
-        principal: Option<String>,
+        principal: Option<Principal>,
         payload: Payload,
         body: Body,
     ) -> Ctx {
@@ -139,11 +139,18 @@ impl Ctx {
             .take()
             .unwrap_or_else(Body::empty);
         let metrics = self.gw.clone();
+        let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = timed_out.clone();
         let raw = body
             .into_data_stream()
-            .map_err(|e| e.to_string())
+            .map_err(move |e| {
+                if crate::tail::is_timeout(&e) {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                e.to_string()
+            })
             .inspect_ok(move |b| metrics.metrics.bytes_in.inc_by(b.len() as u64));
-        match &self.payload {
+        let (stream, slot): (BodyStream, TrailerSlot) = match &self.payload {
             Payload::SignedChunks { .. } | Payload::UnsignedChunksWithTrailer => {
                 let (stream, slot) = auth::decode_chunked(Box::pin(raw), &self.payload);
                 (Box::pin(stream), slot)
@@ -157,7 +164,17 @@ impl Ctx {
                 })),
                 TrailerSlot::default(),
             ),
-        }
+        };
+        let gw = self.gw.clone();
+        let stream = stream.map_err(move |e| {
+            if timed_out.load(std::sync::atomic::Ordering::Relaxed) {
+                gw.metrics.timeouts.with_label_values(&["idle_body"]).inc();
+                crate::dispatch::request_timeout_error()
+            } else {
+                e
+            }
+        });
+        (Box::pin(stream), slot)
     }
 
     /// Reads a small body (XML documents) whole, up to `limit` bytes, verifying

@@ -1,12 +1,14 @@
 //! The config in force, compiled for per-request lookups.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use jets3_crds::{BucketConfig, Credential, GatewayConfig, Permission};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::error::{S3Code, S3Error, S3Result};
+use crate::guards::BucketGuards;
 
 /// A validated config with lookup tables.
 pub struct Runtime {
@@ -14,6 +16,7 @@ pub struct Runtime {
     pub hash: String,
     creds: HashMap<String, CompiledCredential>,
     buckets: HashMap<String, BucketConfig>,
+    guards: HashMap<String, Arc<BucketGuards>>,
 }
 
 struct CompiledCredential {
@@ -28,6 +31,8 @@ pub struct BucketRef {
     pub s3: String,
     pub nats: String,
     pub config: Option<BucketConfig>,
+    /// Compiled JWT settings and address filter, when the bucket has either.
+    pub guards: Option<Arc<BucketGuards>>,
 }
 
 impl BucketRef {
@@ -48,6 +53,7 @@ impl Runtime {
     /// Validates and compiles a config.
     pub fn new(config: GatewayConfig) -> Result<Runtime, jets3_crds::ValidationErrors> {
         config.validate()?;
+        let guards = crate::guards::compile(&config)?;
         let parse = |t: &Option<String>| {
             t.as_deref()
                 .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
@@ -76,6 +82,7 @@ impl Runtime {
             config,
             creds,
             buckets,
+            guards,
         })
     }
 
@@ -111,6 +118,7 @@ impl Runtime {
                 s3: s3.to_string(),
                 nats: b.nats_name(),
                 config: Some(b.clone()),
+                guards: self.guards.get(s3).cloned(),
             });
         }
         jets3_crds::validate_s3_bucket_name(s3).map_err(|why| {
@@ -124,6 +132,7 @@ impl Runtime {
             s3: s3.to_string(),
             nats: jets3_crds::s3_to_nats_bucket(s3),
             config: None,
+            guards: None,
         })
     }
 

@@ -26,6 +26,15 @@ use crate::Error;
 pub struct Gateway {
     pub store: Store,
     pub metrics: Metrics,
+    /// Rate limits and admission control.
+    pub limits: crate::limits::Limiter,
+    /// The circuit breaker around NATS.
+    pub breaker: crate::breaker::Breaker,
+    /// Small hot objects of buckets that opt in.
+    pub cache: crate::cache::ObjectCache,
+    /// The audit log, when one is configured.
+    pub audit: Option<crate::audit::Audit>,
+    admin_token: Option<String>,
     runtime: ArcSwapOption<Runtime>,
     /// Serializes config changes (readers never wait: they load `runtime`).
     writer: Mutex<()>,
@@ -124,9 +133,9 @@ impl Gateway {
         spawn_bucket_creation(self.clone());
     }
 
-    /// Ready: a config is in force and NATS answers.
+    /// Ready: a config is in force, NATS answers and the circuit is closed.
     pub async fn ready(&self) -> bool {
-        self.runtime().is_some() && self.store.ping().await
+        self.runtime().is_some() && self.store.ping().await && !self.breaker.is_open()
     }
 }
 
@@ -192,17 +201,35 @@ pub async fn start(
     if settings.listen.is_empty() {
         return Err(Error::Config("no S3 listen address".into()));
     }
+    let trusted = crate::limits::TrustedProxies::parse(&settings.trusted_proxies)
+        .map_err(|e| Error::Config(format!("trustedProxies: {e}")))?;
     let store = Store::connect(&settings.nats).await?;
+    let metrics = Metrics::new();
+    let audit = settings
+        .audit_log
+        .as_deref()
+        .map(|t| crate::audit::Audit::start(t, metrics.audit_dropped.clone()))
+        .transpose()?;
+    let (stop, stop_rx) = watch::channel(false);
     let gateway = Arc::new(Gateway {
+        cache: crate::cache::ObjectCache::new(
+            &settings.cache,
+            store.clone(),
+            &metrics,
+            stop_rx.clone(),
+        ),
+        admin_token: settings.admin_token.clone(),
+        audit,
         store,
-        metrics: Metrics::new(),
+        metrics,
+        limits: crate::limits::Limiter::new(trusted),
+        breaker: Default::default(),
         runtime: ArcSwapOption::empty(),
         writer: Mutex::new(()),
     });
     if let Some(runtime) = runtime {
         gateway.install(runtime);
     }
-    let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let push_addr = match &settings.push {
         Some(push) => {
@@ -215,10 +242,32 @@ pub async fn start(
     };
     let mut s3_addrs = Vec::new();
     let app = crate::dispatch::router(gateway.clone());
+    let tls = match &settings.tls {
+        Some(t) => {
+            let (cert, watch) =
+                crate::tls::serving_cert(t.cert_file.clone(), t.key_file.clone(), stop_rx.clone())?;
+            tasks.push(watch);
+            let clients = t.client_ca_file.as_ref().map(|ca| crate::tls::ClientCerts {
+                ca_file: ca.clone(),
+                required: t.client_auth == crate::settings::ClientAuth::Required,
+            });
+            Some(crate::tls::server_config(cert, clients.as_ref())?)
+        }
+        None => None,
+    };
     for addr in &settings.listen {
         let listener = TcpListener::bind(addr).await?;
         s3_addrs.push(listener.local_addr()?);
-        tasks.push(serve(tcp(listener), app.clone(), stop_rx.clone()));
+        let (app, gw, stop) = (app.clone(), gateway.clone(), stop_rx.clone());
+        tasks.push(match &tls {
+            Some(config) => crate::listener::serve(
+                crate::tls::TlsListener::new(listener, config.clone())?,
+                app,
+                gw,
+                stop,
+            ),
+            None => crate::listener::serve(tcp(listener), app, gw, stop),
+        });
     }
     let admin_addr = match settings.admin_listen {
         Some(addr) => {
@@ -326,6 +375,7 @@ fn admin_router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/cache/purge", axum::routing::post(purge_cache))
         .with_state(gateway)
 }
 
@@ -336,6 +386,13 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
     if !gw.store.ping().await {
         return (StatusCode::SERVICE_UNAVAILABLE, "NATS unreachable\n").into_response();
     }
+    if gw.breaker.is_open() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NATS circuit open: requests fail fast\n",
+        )
+            .into_response();
+    }
     (StatusCode::OK, "ready\n").into_response()
 }
 
@@ -343,6 +400,52 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         gw.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `POST /cache/purge?bucket=<name>&prefix=<p>` or `&key=<k>` (no bucket: everything),
+/// with `Authorization: Bearer <adminToken>`; off without an admin token.
+async fn purge_cache(
+    State(gw): State<Arc<Gateway>>,
+    headers: http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Some(token) = gw.admin_token.as_deref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "cache purge is off: set server.adminToken\n",
+        )
+            .into_response();
+    };
+    let given = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !crate::auth::ct_eq(given.as_bytes(), token.as_bytes()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "a valid admin token is required\n",
+        )
+            .into_response();
+    }
+    let nats = match q.get("bucket") {
+        Some(b) => match gw.runtime().map(|rt| rt.bucket(b)) {
+            Some(Ok(r)) => Some(r.nats),
+            _ => return (StatusCode::BAD_REQUEST, "invalid bucket name\n").into_response(),
+        },
+        None => None,
+    };
+    let purged = gw.cache.purge(
+        nats.as_deref(),
+        q.get("prefix").map(String::as_str),
+        q.get("key").map(String::as_str),
+    );
+    tracing::info!(bucket = ?q.get("bucket"), prefix = ?q.get("prefix"), key = ?q.get("key"), purged, "cache purged");
+    (
+        [(http::header::CONTENT_TYPE, "application/json")],
+        format!("{{\"purged\":{purged}}}\n"),
     )
         .into_response()
 }

@@ -40,8 +40,72 @@ pub struct ServerSettings {
     pub nats: NatsSettings,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace_seconds: u64,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` names the client, for per-address limits
+    /// and bucket IP filters.
+    pub trusted_proxies: Vec<String>,
+    /// The object cache's limits (buckets opt in with `cache` in their settings).
+    pub cache: CacheSettings,
+    /// Bearer token that `POST /cache/purge` on the admin listener requires; without one
+    /// the endpoint is off.
+    pub admin_token: Option<String>,
+    /// Audit log: `stdout`, `stderr` or a file path; none when unset.
+    pub audit_log: Option<String>,
+    /// OpenTelemetry collector for traces (OTLP/HTTP, e.g. `http://collector:4318`); needs a
+    /// build with the `otel` feature.
+    pub otlp_endpoint: Option<String>,
     /// The config push listener (Kubernetes mode); none in standalone mode.
     pub push: Option<PushSettings>,
+    /// HTTPS on the S3 listeners (and optionally client certificates); plain HTTP without.
+    pub tls: Option<ListenerTls>,
+}
+
+/// TLS of the S3 listeners: certificate and key re-read when they change, and optional
+/// mutual TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerTls {
+    /// Certificate chain (PEM, leaf first).
+    pub cert_file: PathBuf,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to: turns on mutual TLS.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// With a client CA: `required` (default) refuses clients without a certificate,
+    /// `optional` checks only the certificates that are given.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// Whether clients must present a certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    Required,
+    Optional,
+}
+
+/// Limits of the in-memory object cache; `maxBytes: 0` turns it off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Memory for cached objects, in bytes.
+    pub max_bytes: u64,
+    /// Objects cached at most.
+    pub max_entries: usize,
+    /// Largest object cached (a bucket's own `cache.maxObjectBytes` may lower it).
+    pub max_object_bytes: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            max_bytes: 64 << 20,
+            max_entries: 10_000,
+            max_object_bytes: 1 << 20,
+        }
+    }
 }
 
 /// The `aud` the gateway expects in push tokens unless told otherwise.
@@ -105,7 +169,13 @@ impl Default for ServerSettings {
                 ..Default::default()
             },
             shutdown_grace_seconds: 30,
+            trusted_proxies: Vec::new(),
+            cache: CacheSettings::default(),
+            admin_token: None,
+            audit_log: None,
+            otlp_endpoint: None,
             push: None,
+            tls: None,
         }
     }
 }
@@ -165,6 +235,23 @@ mod tests {
         assert_eq!(s.nats.token.as_deref(), Some("t"));
         assert_eq!(f.config.region, "eu-west-1");
         assert_eq!(f.config.buckets[0].name, "demo");
+    }
+
+    #[test]
+    fn parses_protection_settings() {
+        let f = ConfigFile::parse(
+            "server:\n  trustedProxies: [10.0.0.0/8]\n  cache: {maxBytes: 0}\n  adminToken: t\n  auditLog: stdout\n  otlpEndpoint: http://c:4318\nbuckets: [{name: demo, cache: {enabled: true}}]\n",
+        )
+        .expect("parses");
+        let s = f.server.expect("server");
+        assert_eq!(s.trusted_proxies, ["10.0.0.0/8"]);
+        assert_eq!(s.cache.max_bytes, 0);
+        assert_eq!(s.cache.max_entries, 10_000, "defaults fill the rest");
+        assert_eq!(s.admin_token.as_deref(), Some("t"));
+        assert_eq!(s.audit_log.as_deref(), Some("stdout"));
+        assert_eq!(s.otlp_endpoint.as_deref(), Some("http://c:4318"));
+        let cache = f.config.buckets[0].cache.expect("cache");
+        assert_eq!(cache.max_object_bytes, 1 << 20);
     }
 
     #[test]

@@ -14,9 +14,10 @@ use tokio::task::JoinHandle;
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::server::danger::ClientCertVerifier;
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use tokio_rustls::rustls::sign::CertifiedKey;
-use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -68,13 +69,44 @@ impl ResolvesServerCert for ServingCert {
     }
 }
 
-/// A TLS 1.3 server config (HTTP/1.1) that always serves the current certificate.
-pub fn server_config(cert: Arc<ServingCert>) -> Result<Arc<ServerConfig>, Error> {
-    let mut config = ServerConfig::builder_with_provider(provider())
+/// Client certificates a listener asks for (mutual TLS).
+#[derive(Debug, Clone)]
+pub struct ClientCerts {
+    /// CA certificates (PEM) client certificates must chain to.
+    pub ca_file: PathBuf,
+    /// Refuse clients without a certificate (else only certificates given are checked).
+    pub required: bool,
+}
+
+fn client_verifier(c: &ClientCerts) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+    let bad = |e: &dyn std::fmt::Display| Error::Config(format!("{}: {e}", c.ca_file.display()));
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&c.ca_file).map_err(|e| bad(&e))? {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = if c.required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    builder.build().map_err(|e| bad(&e))
+}
+
+/// A TLS 1.3 server config (HTTP/1.1) that always serves the current certificate, and
+/// checks client certificates when `clients` says so.
+pub fn server_config(
+    cert: Arc<ServingCert>,
+    clients: Option<&ClientCerts>,
+) -> Result<Arc<ServerConfig>, Error> {
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS: {e}")))?
-        .with_no_client_auth()
-        .with_cert_resolver(cert);
+        .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+    let builder = match clients {
+        Some(c) => builder.with_client_cert_verifier(client_verifier(c)?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

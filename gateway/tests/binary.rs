@@ -294,3 +294,147 @@ fn kubernetes_mode_starts_from_env_vars_without_a_config() {
     assert!(!answer.starts_with("HTTP/"), "{answer}");
     assert!(TcpStream::connect(("127.0.0.1", push)).is_ok());
 }
+
+/// Requests an OTLP receiver got: path and body.
+#[cfg(feature = "otel")]
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A minimal OTLP/HTTP receiver: answers every POST with 200 and keeps the bodies.
+#[cfg(feature = "otel")]
+fn otlp_receiver() -> (u16, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Received::default();
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let seen = seen.clone();
+            std::thread::spawn(move || loop {
+                let mut buf = Vec::new();
+                let mut byte = [0u8; 1];
+                while !buf.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut byte) {
+                        Ok(1) => buf.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                if conn.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+                seen.lock().unwrap().push((path, body));
+                let ok = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                if conn.write_all(ok.as_bytes()).is_err() {
+                    return;
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+#[cfg(feature = "otel")]
+#[test]
+fn traces_reach_an_otlp_receiver_with_the_trace_id_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats_port = free_port();
+    let _nats = Kill(
+        Command::new(nats_server_bin())
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &nats_port.to_string(),
+                "-sd",
+            ])
+            .arg(dir.path().join("js"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (otlp, received) = otlp_receiver();
+    let (s3, admin) = (free_port(), free_port());
+    let file = dir.path().join("gw.yaml");
+    let bucket = "  - name: traced\n    create: true\n    access: public-read\n";
+    std::fs::write(&file, config(s3, admin, nats_port, bucket)).unwrap();
+    let log = dir.path().join("gw.log");
+    let mut gw = Kill(
+        gateway(&file)
+            .args(["--log-format", "json", "--otlp-endpoint"])
+            .arg(format!("http://127.0.0.1:{otlp}"))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("readyz", || {
+        http_get(admin, "/readyz").is_some_and(|(s, _)| s == 200)
+    });
+    wait_for("bucket", || {
+        http_get(s3, "/traced/missing").is_some_and(|(s, _)| s == 404)
+    });
+    // SIGTERM flushes the spans still batched.
+    let pid = gw.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let _ = gw.0.wait();
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .rfind(|l| l.contains("\"request\"") && l.contains("/traced/missing"))
+        .unwrap_or_else(|| panic!("no request log line in {text}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let trace_id = v["span"]["trace_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no trace_id on {line}"));
+    assert_eq!(trace_id.len(), 32, "{trace_id}");
+    let raw = hex::decode(trace_id).unwrap();
+    let bodies = received.lock().unwrap();
+    assert!(
+        bodies.iter().all(|(p, _)| p == "/v1/traces"),
+        "{:?}",
+        bodies.iter().map(|b| &b.0).collect::<Vec<_>>()
+    );
+    let has = |needle: &[u8]| {
+        bodies
+            .iter()
+            .any(|(_, b)| b.windows(needle.len()).any(|w| w == needle))
+    };
+    assert!(has(b"s3.request"), "the request span was exported");
+    assert!(
+        has(b"nats.direct_get.last"),
+        "the NATS call's span was exported"
+    );
+    assert!(has(&raw), "the logged trace id is the exported one");
+}
+
+#[cfg(not(feature = "otel"))]
+#[test]
+fn an_otlp_endpoint_needs_the_otel_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gw.yaml");
+    std::fs::write(&file, "region: us-east-1\n").unwrap();
+    let out = gateway(&file)
+        .args(["--otlp-endpoint", "http://127.0.0.1:4318"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("feature `otel`"));
+}

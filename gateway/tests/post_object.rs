@@ -157,6 +157,7 @@ impl Env {
                 storage: StorageKind::File,
                 replicas: 1,
                 cors: vec![],
+                ..Default::default()
             }],
             credentials: vec![
                 credential(WRITER_AK, WRITER_SK, &[(bucket, Permission::ReadWrite)]),
@@ -172,7 +173,7 @@ impl Env {
                 ..Default::default()
             },
             shutdown_grace_seconds: 1,
-            push: None,
+            ..Default::default()
         };
         let gw = jets3_gateway::start(settings, Some(config))
             .await

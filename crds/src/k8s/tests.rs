@@ -992,6 +992,7 @@ fn conversions_to_gateway_config_types() {
             storage: b.spec.storage.into(),
             replicas: b.spec.replicas as u8,
             cors: vec![rule],
+            ..Default::default()
         }],
         ..Default::default()
     };

@@ -6,6 +6,7 @@
 
 mod canonical;
 mod chunked;
+pub mod jwt;
 mod post_policy;
 mod sigv4;
 mod verify;
@@ -21,6 +22,26 @@ use crate::error::{S3Code, S3Error};
 
 pub use chunked::{decode_chunked, ChunkedBody, TrailerSlot};
 pub use post_policy::{verify_post_policy, PostPolicy};
+pub use sigv4::ct_eq;
+
+/// Who a request speaks for.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// The access key that signed the request (SigV4).
+    AccessKey(String),
+    /// A valid JWT of the addressed bucket.
+    Token(jwt::TokenClaims),
+}
+
+impl Principal {
+    /// The access key, for SigV4 callers.
+    pub fn access_key(&self) -> Option<&str> {
+        match self {
+            Principal::AccessKey(k) => Some(k),
+            Principal::Token(_) => None,
+        }
+    }
+}
 
 /// The parts of a request that authentication reads.
 #[derive(Debug, Clone, Copy)]

@@ -37,7 +37,7 @@ pub(super) fn signing_key(secret: &str, date: &str, region: &str, service: &str)
 }
 
 /// Compares two byte strings in time independent of where they differ.
-pub(super) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

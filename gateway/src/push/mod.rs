@@ -64,7 +64,7 @@ pub async fn listen(
         Some((cert, key)) => {
             let (cert, cert_watch) = tls::serving_cert(cert, key, stop.clone())?;
             tasks.push(cert_watch);
-            let listener = TlsListener::new(listener, tls::server_config(cert)?)?;
+            let listener = TlsListener::new(listener, tls::server_config(cert, None)?)?;
             tasks.push(crate::server::serve(listener, app, stop));
         }
         None => {

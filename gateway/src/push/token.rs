@@ -1,14 +1,13 @@
 //! Push tokens: short-lived ES256 JWTs the operator signs, checked against its public key.
 //!
 //! jsonwebtoken does the parsing and the claim checks; the signature check runs on ring
-//! (the crypto library rustls already brings in) through a verify-only [`CryptoProvider`].
+//! (the crypto library rustls already brings in) through the gateway's verify-only provider
+//! ([`crate::auth::jwt::install_crypto`]), shared with bucket JWT authentication.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
-use jsonwebtoken::errors::{new_error, ErrorKind};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -43,8 +42,7 @@ impl TokenVerifier {
         audience: &str,
         stop: watch::Receiver<bool>,
     ) -> Result<(TokenVerifier, JoinHandle<()>), Error> {
-        // Fails only if a provider is already installed, which then serves as well.
-        let _ = PROVIDER.install_default();
+        crate::auth::jwt::install_crypto();
         let key = Reloading::new("push verify key", vec![key_file], |paths| {
             let path = &paths[0];
             let pem = std::fs::read(path)
@@ -99,45 +97,4 @@ impl TokenVerifier {
 /// An uncompressed P-256 point: `04 || x || y`.
 fn is_p256_point(bytes: &[u8]) -> bool {
     bytes.len() == 65 && bytes[0] == 4
-}
-
-static PROVIDER: CryptoProvider = CryptoProvider {
-    signer_factory: no_signer,
-    verifier_factory: es256_verifier,
-    key_utils: KeyUtils::new_unimplemented(),
-};
-
-fn no_signer(_: &Algorithm, _: &EncodingKey) -> jsonwebtoken::errors::Result<Box<dyn JwtSigner>> {
-    Err(new_error(ErrorKind::InvalidAlgorithm))
-}
-
-fn es256_verifier(
-    alg: &Algorithm,
-    key: &DecodingKey,
-) -> jsonwebtoken::errors::Result<Box<dyn JwtVerifier>> {
-    if *alg != Algorithm::ES256 || key.family() != AlgorithmFamily::Ec {
-        return Err(new_error(ErrorKind::InvalidAlgorithm));
-    }
-    Ok(Box::new(Es256(key.try_get_as_bytes()?.to_vec())))
-}
-
-/// An ES256 public key (uncompressed P-256 point).
-struct Es256(Vec<u8>);
-
-impl jsonwebtoken::signature::Verifier<Vec<u8>> for Es256 {
-    fn verify(
-        &self,
-        msg: &[u8],
-        signature: &Vec<u8>,
-    ) -> Result<(), jsonwebtoken::signature::Error> {
-        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &self.0)
-            .verify(msg, signature)
-            .map_err(|_| jsonwebtoken::signature::Error::new())
-    }
-}
-
-impl JwtVerifier for Es256 {
-    fn algorithm(&self) -> Algorithm {
-        Algorithm::ES256
-    }
 }

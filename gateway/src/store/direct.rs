@@ -80,6 +80,7 @@ fn request_error(e: async_nats::RequestError) -> NatsError {
 }
 
 /// The last message on `subject` (wildcards allowed), if any.
+#[tracing::instrument(level = "debug", name = "nats.direct_get.last", skip(client))]
 pub async fn last_for_subject(
     client: &Client,
     stream: &str,
@@ -96,6 +97,7 @@ pub async fn last_for_subject(
 }
 
 /// The first message on `subject` at or after sequence `from`.
+#[tracing::instrument(level = "debug", name = "nats.direct_get.next", skip(client))]
 pub async fn next_for_subject(
     client: &Client,
     stream: &str,
@@ -155,6 +157,12 @@ impl Batch {
         Self::send(client, stream, &req).await
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        name = "nats.direct_get.batch",
+        skip_all,
+        fields(stream)
+    )]
     async fn send(client: &Client, stream: &str, req: &Request<'_>) -> Result<Batch, NatsError> {
         let payload = serde_json::to_vec(req).map_err(|e| NatsError::Other(e.to_string()))?;
         let inbox = client.new_inbox();

@@ -4,6 +4,7 @@
 //! Objects are stored exactly as the NATS object store lays them out, so native clients
 //! read what the gateway writes and the other way round.
 
+mod changes;
 mod direct;
 mod index;
 mod meta;
@@ -25,10 +26,16 @@ use time::OffsetDateTime;
 use crate::error::{S3Error, S3Result};
 use crate::settings::NatsSettings;
 
+pub use changes::{Change, Changes};
 pub use index::{Entry, Index};
 pub use meta::{decode_tags, encode_tags, ObjectMeta, CHUNK_SIZE};
 pub use uploads::{PartInfo, UploadInfo};
 pub use writer::Written;
+
+/// Body bytes one object read holds at most (a Direct Get batch of chunks).
+pub const READ_BUFFER_BYTES: usize = reader::CLIENT_BATCH * CHUNK_SIZE;
+/// Body bytes one object write holds at most (the unacknowledged chunks and one filling).
+pub const WRITE_BUFFER_BYTES: usize = (writer::ACK_WINDOW + 1) * CHUNK_SIZE;
 
 use direct::last_for_subject;
 use meta::{chunk_subject, digest_string, meta_subject, ObjectInfoJson};
@@ -147,6 +154,8 @@ struct Inner {
     js: Context,
     indexes: Mutex<HashMap<String, Arc<Index>>>,
     connects: Arc<AtomicU64>,
+    /// Disconnects and dropped messages (slow consumer): gaps in subscriptions.
+    interruptions: Arc<AtomicU64>,
     uploads: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
     /// Versions being read here: their chunks outlive an overwrite or delete until the
     /// last reader is done, so a GET that started never comes back cut short.
@@ -207,7 +216,9 @@ impl Store {
     /// Connects (retrying forever in the background if NATS is not up yet).
     pub async fn connect(settings: &NatsSettings) -> Result<Store, crate::Error> {
         let connects = Arc::new(AtomicU64::new(0));
+        let interruptions = Arc::new(AtomicU64::new(0));
         let counter = connects.clone();
+        let gaps = interruptions.clone();
         let mut opts = ConnectOptions::new()
             .name("jets3-gateway")
             .retry_on_initial_connect()
@@ -219,13 +230,21 @@ impl Store {
             })
             .event_callback(move |event| {
                 let counter = counter.clone();
+                let gaps = gaps.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             counter.fetch_add(1, Ordering::Relaxed);
                             tracing::info!("connected to NATS");
                         }
-                        async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                        async_nats::Event::Disconnected => {
+                            gaps.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!("disconnected from NATS")
+                        }
+                        async_nats::Event::SlowConsumer(sid) => {
+                            gaps.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(sid, "NATS dropped messages of a slow subscription")
+                        }
                         other => tracing::info!(event = %other, "nats event"),
                     }
                 }
@@ -273,6 +292,7 @@ impl Store {
             js,
             indexes: Mutex::new(HashMap::new()),
             connects,
+            interruptions,
             uploads: tokio::sync::OnceCell::new(),
             readers: Mutex::new(HashMap::new()),
         };
@@ -619,6 +639,7 @@ impl Bucket {
 
     /// Writes an object from a body stream. Nothing becomes visible unless the whole body
     /// arrives, `finish` accepts it, and `expect` holds; otherwise its chunks are purged.
+    #[tracing::instrument(level = "debug", name = "nats.put", skip_all, fields(bucket = %self.nats))]
     pub async fn put<S>(
         &self,
         obj: NewObject,
@@ -725,6 +746,7 @@ impl Bucket {
         self.publish_info(&info, expected).await
     }
 
+    #[tracing::instrument(level = "debug", name = "nats.publish_meta", skip_all, fields(bucket = %self.nats))]
     async fn publish_info(
         &self,
         info: &ObjectInfoJson,
@@ -757,6 +779,7 @@ impl Bucket {
 
     /// Rewrites an object's metadata (tags, headers) without touching its chunks,
     /// failing if the object changed since `meta` was read.
+    #[tracing::instrument(level = "debug", name = "nats.update_meta", skip_all, fields(bucket = %self.nats))]
     pub async fn update_meta(&self, meta: &ObjectMeta) -> S3Result<ObjectMeta> {
         self.store.check_connected()?;
         let seq = self
@@ -769,6 +792,7 @@ impl Bucket {
     }
 
     /// Deletes an object (a delete marker as native clients write it, then a purge).
+    #[tracing::instrument(level = "debug", name = "nats.delete", skip_all, fields(bucket = %self.nats))]
     pub async fn delete(&self, key: &str) -> S3Result<()> {
         self.store.check_connected()?;
         for _ in 0..16 {
@@ -834,6 +858,7 @@ impl Bucket {
     }
 
     /// The bucket's listing index, caught up with every write made before this call.
+    #[tracing::instrument(level = "debug", name = "nats.index", skip_all, fields(bucket = %self.nats))]
     pub async fn index(&self) -> S3Result<Arc<Index>> {
         self.store.check_connected()?;
         let existing = {

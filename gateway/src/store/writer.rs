@@ -14,7 +14,7 @@ use super::meta::CHUNK_SIZE;
 use super::NatsError;
 
 /// Chunks published but not yet acknowledged, at most.
-const ACK_WINDOW: usize = 32;
+pub(super) const ACK_WINDOW: usize = 32;
 
 /// Header on every chunk jets3 writes: the byte offset of the chunk in the object.
 /// Native readers ignore it; ranged reads use it to find the chunk a range starts in.

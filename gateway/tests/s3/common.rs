@@ -156,6 +156,25 @@ impl NatsServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let child = self.child.as_ref().expect("server running");
+        let ok = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} nats-server");
+    }
+
     /// Starts the server again on the same port with the same store dir.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the server first");
@@ -249,6 +268,7 @@ pub fn bucket_cfg(name: &str) -> BucketConfig {
         storage: StorageKind::File,
         replicas: 1,
         cors: vec![],
+        ..Default::default()
     }
 }
 
@@ -316,16 +336,25 @@ pub fn settings_for(nats_url: &str) -> ServerSettings {
             ..Default::default()
         },
         shutdown_grace_seconds: 1,
-        push: None,
+        ..Default::default()
     }
 }
 
 impl Env {
     /// Starts a nats-server and the gateway with `config`.
     pub async fn start(config: GatewayConfig) -> Env {
+        Env::start_with(config, |_| {}).await
+    }
+
+    /// Like `start`, with the server settings changed by `settings`.
+    pub async fn start_with(
+        config: GatewayConfig,
+        settings: impl FnOnce(&mut ServerSettings),
+    ) -> Env {
         let nats = NatsServer::start().await;
-        let settings = settings_for(&nats.url());
-        let env = Env::launch(nats, settings, Some(config)).await;
+        let mut s = settings_for(&nats.url());
+        settings(&mut s);
+        let env = Env::launch(nats, s, Some(config)).await;
         env.wait_ready().await;
         env.wait_declared_buckets(&env.config).await;
         env
@@ -504,6 +533,24 @@ impl Env {
     /// A request sent as given (no signature added).
     pub async fn send(&self, req: RawRequest) -> RawResponse {
         send_raw(self.addr, &req.to_bytes(&self.host())).await
+    }
+
+    /// The value of a metric line (name with labels, as exposed) on `/metrics`.
+    pub async fn metric(&self, line: &str) -> Option<f64> {
+        let text = self.admin_get("/metrics").await.text();
+        text.lines()
+            .find(|l| l.starts_with(line) && l[line.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    /// A signed request's head (UNSIGNED-PAYLOAD) announcing `len` body bytes, for
+    /// clients that send their body slowly or not at all.
+    pub fn signed_head(&self, method: &str, path: &str, len: usize) -> Vec<u8> {
+        let mut req = RawRequest::new(method, path)
+            .header("content-length", &len.to_string())
+            .header("connection", "keep-alive");
+        sign_request(&mut req, &self.host(), &Signer::admin(), Payload::Unsigned);
+        req.to_bytes(&self.host())
     }
 
     /// GET on the admin listener.
@@ -1448,4 +1495,84 @@ pub fn http_date(t: SystemTime) -> String {
 
 pub fn parse_http_date(s: &str) -> SystemTime {
     httpdate::parse_http_date(s).unwrap_or_else(|e| panic!("bad HTTP date {s:?}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// certificates
+// ---------------------------------------------------------------------------------------
+
+/// A test CA and the serving and client certificates it signs.
+pub struct Pki {
+    pub ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        // What strict verifiers (OpenSSL with X509_STRICT, as Python 3.13 uses) ask of a CA.
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "jets3 test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        Pki {
+            ca: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    /// The CA certificate (PEM).
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// A fresh certificate and key (PEM) for `name` (a DNS name or an IP address).
+    pub fn serving(&self, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A TLS client trusting this CA, presenting `client` (certificate and key PEM) if given.
+    pub fn connector(&self, client: Option<&(String, String)>) -> tokio_rustls::TlsConnector {
+        use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio_rustls::rustls::{self, RootCertStore};
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.der().clone()).unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let config = match client {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+}
+
+/// Replaces a file the way the kubelet updates a mounted Secret: write aside, rename over.
+pub fn replace_file(path: &Path, contents: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }

@@ -6,14 +6,21 @@
 mod common;
 
 mod access;
+mod addresses;
+mod audit;
 mod auth;
 mod bad_input;
+mod breaker;
 mod buckets;
+mod cache;
 mod conditional;
 mod config;
+mod jwt;
+mod limits;
 mod list;
 mod multipart;
 mod nats;
 mod objects;
 mod push;
 mod ranges;
+mod tls;

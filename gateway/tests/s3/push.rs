@@ -5,16 +5,13 @@
 //! push Service's DNS name.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use jets3_crds::{GatewayConfig, Permission};
 use jets3_gateway::PushSettings;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, PKCS_ECDSA_P256_SHA256,
-};
+use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
@@ -22,8 +19,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{self, RootCertStore};
-use tokio_rustls::TlsConnector;
 
 use crate::common::*;
 
@@ -109,52 +104,6 @@ impl SigningKey {
     }
 }
 
-/// A CA and the serving certificates it signs for [`SERVER_NAME`].
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        Pki {
-            ca: CertifiedIssuer::self_signed(params, key).unwrap(),
-        }
-    }
-
-    /// A fresh serving certificate and key (PEM).
-    fn serving(&self) -> (String, String) {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let cert = CertificateParams::new(vec![SERVER_NAME.to_string()])
-            .unwrap()
-            .signed_by(&key, &self.ca)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn connector(&self) -> TlsConnector {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca.der().clone()).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        TlsConnector::from(Arc::new(config))
-    }
-}
-
-/// Replaces a file the way the kubelet updates a mounted Secret: write aside, rename over.
-fn replace_file(path: &Path, contents: &str) {
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, contents).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 /// A gateway in Kubernetes mode and an operator's view of it.
 struct Push {
     env: Env,
@@ -178,7 +127,7 @@ impl Push {
         let pki = tls.then(Pki::new);
         let (cert_file, key_file) = match &pki {
             Some(pki) => {
-                let (cert, key) = pki.serving();
+                let (cert, key) = pki.serving(SERVER_NAME);
                 let (c, k) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
                 std::fs::write(&c, cert).unwrap();
                 std::fs::write(&k, key).unwrap();
@@ -215,7 +164,7 @@ impl Push {
     async fn tls_stream(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
         let pki = self.pki.as_ref().expect("TLS gateway");
         let tcp = TcpStream::connect(self.addr).await.unwrap();
-        pki.connector()
+        pki.connector(None)
             .connect(ServerName::try_from(SERVER_NAME).unwrap(), tcp)
             .await
             .expect("TLS handshake with the push listener")
@@ -659,7 +608,7 @@ async fn tls_is_required_and_certificates_are_checked() {
     let stranger = Pki::new();
     let tcp = TcpStream::connect(p.addr).await.unwrap();
     let r = stranger
-        .connector()
+        .connector(None)
         .connect(ServerName::try_from(SERVER_NAME).unwrap(), tcp)
         .await;
     assert!(r.is_err(), "a certificate from an unknown CA is refused");
@@ -669,7 +618,7 @@ async fn tls_is_required_and_certificates_are_checked() {
         .pki
         .as_ref()
         .unwrap()
-        .connector()
+        .connector(None)
         .connect(ServerName::try_from("other.test.svc").unwrap(), tcp)
         .await;
     assert!(r.is_err(), "the certificate names the push Service only");
@@ -684,10 +633,10 @@ async fn push_settings_that_are_not_safe_refuse_to_start() {
     let verify = dir.path().join("verify.pem");
     std::fs::write(&verify, key.public_key_pem()).unwrap();
     let pki = Pki::new();
-    let (cert, cert_key) = pki.serving();
+    let (cert, cert_key) = pki.serving(SERVER_NAME);
     std::fs::write(dir.path().join("tls.crt"), &cert).unwrap();
     std::fs::write(dir.path().join("tls.key"), &cert_key).unwrap();
-    std::fs::write(dir.path().join("other.key"), pki.serving().1).unwrap();
+    std::fs::write(dir.path().join("other.key"), pki.serving(SERVER_NAME).1).unwrap();
     std::fs::write(dir.path().join("p384.pem"), {
         KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)
             .unwrap()
@@ -794,7 +743,7 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     // An open connection outlives the rotation.
     let mut open = p.tls_stream().await;
     let pki = p.pki.as_ref().unwrap();
-    let (cert, key) = pki.serving();
+    let (cert, key) = pki.serving(SERVER_NAME);
     // A broken pair first: the old certificate stays in force.
     replace_file(&p.path("tls.crt"), &cert);
     tokio::time::sleep(Duration::from_millis(1500)).await;
