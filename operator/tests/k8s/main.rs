@@ -4,3 +4,4 @@
 mod common;
 
 mod buckets;
+mod credentials;
