@@ -99,12 +99,12 @@ impl Metrics {
         .expect("valid metric");
         let leader = IntGauge::new(
             "jets3_operator_leader",
-            "1 while this replica holds the leader Lease",
+            "Whether this replica holds the leader Lease (1) or stands by (0)",
         )
         .expect("valid metric");
         let nats_connected = IntGauge::new(
             "jets3_operator_nats_connected",
-            "1 while the NATS connection is up",
+            "Whether the NATS connection is up (1) or not (0)",
         )
         .expect("valid metric");
         for c in [

@@ -412,6 +412,9 @@ fn schema_contains_the_cel_rules() {
     assert!(rules_at(spec)
         .iter()
         .any(|r| r.contains("self.maxObjectBytes <= self.maxBytes")));
+    assert!(rules_at(&spec["properties"]["metadata"])
+        .iter()
+        .any(|r| r.contains("startsWith('jets3.')")));
     let root = rules_at(&b);
     assert!(root.iter().any(|r| r.contains("oldSelf.metadata.name")));
     assert_eq!(
@@ -711,6 +714,17 @@ fn bucket_cross_field_rules() {
     };
     cel.assert_ok(&cors("https://*.example.com"), None);
     cel.assert_refused(&cors("https://*.*.com"), None, "at most one '*'");
+    cel.assert_ok(
+        &bucket("media", json!({"metadata": {"team": "a", "jets3": "x"}})),
+        None,
+    );
+    for key in ["jets3.owner", "_nats.level"] {
+        cel.assert_refused(
+            &bucket("media", json!({"metadata": {key: "x"}})),
+            None,
+            "are reserved",
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -94,11 +94,14 @@ impl ControlPlane {
             std::env::temp_dir().join(unique(&format!("jets3-optest-{}", std::process::id())));
         std::fs::create_dir_all(&dir).unwrap();
         let script = repo_root().join("scripts/tools-k8s.sh");
-        let watchdog = format!(
-            r#"if "$0" up "$1" >"$1/up.log" 2>&1; then echo ok >"$1/status"; else echo failed >"$1/status"; fi
+        // `up` picks free ports, which someone else may take before etcd binds them: retry.
+        let watchdog = r#"for i in 1 2 3; do
+  if "$0" up "$1" >"$1/up.log" 2>&1; then echo ok >"$1/status"; break; fi
+  "$0" down "$1" >/dev/null 2>&1
+  if [ "$i" = 3 ]; then echo failed >"$1/status"; fi
+done
 while kill -0 "$2" 2>/dev/null; do sleep 1; done
-"$0" down "$1" >/dev/null 2>&1; rm -rf "$1""#
-        );
+"$0" down "$1" >/dev/null 2>&1; rm -rf "$1""#;
         Command::new("bash")
             .arg("-c")
             .arg(watchdog)
@@ -796,6 +799,15 @@ pub fn condition_of<K: serde::Serialize>(obj: &K, type_: &str) -> Condition {
         .into_iter()
         .find(|c| c.type_ == type_)
         .unwrap_or_else(|| panic!("no {type_} condition"))
+}
+
+/// The value of a sample in Prometheus text, by its name with labels (`name{a="b"}`).
+pub fn metric(text: &str, sample: &str) -> Option<String> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(sample)?
+            .strip_prefix(' ')
+            .map(str::to_string)
+    })
 }
 
 /// The string value of a Secret's key.

@@ -4,4 +4,7 @@
 mod common;
 
 mod buckets;
+mod config;
 mod credentials;
+mod process;
+mod schema;
