@@ -403,3 +403,453 @@ fn alone(buckets: Vec<BucketConfig>, credentials: Vec<Credential>) -> Result<Str
             .join("; ")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::{app_secret, previous_secret, AppSettings, KeyPair};
+    use jets3_crds::k8s::{S3BucketSpec, S3BucketStatus, S3CredentialSpec};
+    use jets3_crds::{Access, Permission};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    const SETTINGS: AppSettings = AppSettings {
+        endpoint: "http://gw",
+        region: "us-east-1",
+        bucket_name: None,
+    };
+
+    fn meta<K: kube::Resource>(obj: &mut K, ns: &str, ts: i64) {
+        let m = obj.meta_mut();
+        m.namespace = Some(ns.into());
+        m.uid = Some(format!("uid-{ns}-{}", m.name.clone().unwrap()));
+        m.creation_timestamp = Some(Time(Timestamp::from_second(ts).unwrap()));
+    }
+
+    /// A provisioned bucket (status.natsBucket set, as the reconcile does).
+    fn bucket(ns: &str, name: &str, spec: serde_json::Value, ts: i64) -> Arc<S3Bucket> {
+        let mut b = S3Bucket::new(name, serde_json::from_value::<S3BucketSpec>(spec).unwrap());
+        meta(&mut b, ns, ts);
+        b.status = Some(S3BucketStatus {
+            nats_bucket: Some(b.nats_bucket_name()),
+            ..Default::default()
+        });
+        Arc::new(b)
+    }
+
+    fn credential(ns: &str, name: &str, spec: serde_json::Value, ts: i64) -> S3Credential {
+        let mut c = S3Credential::new(
+            name,
+            serde_json::from_value::<S3CredentialSpec>(spec).unwrap(),
+        );
+        meta(&mut c, ns, ts);
+        c
+    }
+
+    fn key(id: &str, secret: &str) -> CurrentKey {
+        CurrentKey {
+            pair: KeyPair {
+                access_key_id: id.into(),
+                secret_access_key: secret.into(),
+            },
+            created_at: None,
+            rotate_handled: None,
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_000_000).unwrap()
+    }
+
+    struct World {
+        buckets: Vec<Arc<S3Bucket>>,
+        credentials: Vec<Arc<S3Credential>>,
+        secrets: Vec<Arc<Secret>>,
+        region: String,
+    }
+
+    impl World {
+        fn new() -> World {
+            World {
+                buckets: vec![],
+                credentials: vec![],
+                secrets: vec![],
+                region: "us-east-1".into(),
+            }
+        }
+
+        /// Adds a credential with its app Secret holding `k`.
+        fn credential(&mut self, c: S3Credential, k: Option<CurrentKey>) -> &mut Self {
+            if let Some(k) = k {
+                self.secrets.push(Arc::new(app_secret(&c, &k, &SETTINGS)));
+            }
+            self.credentials.push(Arc::new(c));
+            self
+        }
+
+        fn build(&self) -> Build {
+            build(&Inputs {
+                buckets: &self.buckets,
+                credentials: &self.credentials,
+                secrets: &self.secrets,
+                region: &self.region,
+                now: now(),
+            })
+        }
+    }
+
+    fn excluded(part: &Part) -> (&'static str, &str) {
+        match part {
+            Part::Excluded { reason, message } => (reason, message.as_str()),
+            Part::Included { .. } => panic!("included"),
+        }
+    }
+
+    fn grants(spec: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({ "grants": spec })
+    }
+
+    #[test]
+    fn provisioned_buckets_are_in_the_config_with_their_settings() {
+        let mut w = World::new();
+        w.buckets.push(bucket(
+            "a",
+            "media",
+            serde_json::json!({"bucketName": "media.example", "access": "public-read", "readOnly": true,
+                "replicas": 3, "storage": "memory",
+                "cors": [{"allowedOrigins": ["*"], "allowedMethods": ["GET"], "maxAgeSeconds": 60}]}),
+            1,
+        ));
+        w.buckets.push(bucket(
+            "a",
+            "raw",
+            serde_json::json!({"natsBucket": "legacy_store"}),
+            2,
+        ));
+        let b = w.build();
+        assert!(b.problems.is_empty());
+        let media = b.config.bucket("media.example").unwrap();
+        assert_eq!(media.access, Access::PublicRead);
+        assert!(media.read_only && !media.create);
+        assert_eq!(
+            (media.replicas, media.storage),
+            (3, jets3_crds::StorageKind::Memory)
+        );
+        assert_eq!(media.nats_name(), "media_example");
+        assert_eq!(media.cors[0].allowed_methods, ["GET"]);
+        assert_eq!(media.cors[0].max_age_seconds, Some(60));
+        assert_eq!(b.config.bucket("raw").unwrap().nats_name(), "legacy_store");
+        assert!(matches!(
+            b.buckets[&ObjKey::new("a", "media")].part,
+            Part::Included { .. }
+        ));
+    }
+
+    #[test]
+    fn buckets_not_provisioned_deleting_or_in_conflict_are_left_out() {
+        let mut w = World::new();
+        let mut pending = (*bucket("a", "pending", serde_json::json!({}), 1)).clone();
+        pending.status = None;
+        let mut going = (*bucket("a", "going", serde_json::json!({}), 1)).clone();
+        going.metadata.deletion_timestamp = Some(Time(now()));
+        w.buckets = vec![
+            Arc::new(pending),
+            Arc::new(going),
+            bucket("b", "logs", serde_json::json!({}), 5),
+            bucket("a", "logs", serde_json::json!({}), 3),
+        ];
+        let b = w.build();
+        assert_eq!(
+            excluded(&b.buckets[&ObjKey::new("a", "pending")].part).0,
+            reasons::NOT_PROVISIONED
+        );
+        assert_eq!(
+            excluded(&b.buckets[&ObjKey::new("a", "going")].part).0,
+            reasons::DELETING
+        );
+        let loser = &b.buckets[&ObjKey::new("b", "logs")];
+        assert_eq!(excluded(&loser.part).0, conditions::REASON_NAME_CONFLICT);
+        assert_eq!(
+            loser.conflict.as_ref().unwrap().holder,
+            ObjKey::new("a", "logs")
+        );
+        assert_eq!(b.config.buckets.len(), 1);
+    }
+
+    #[test]
+    fn grants_resolve_to_s3_names_and_cross_namespace_needs_consent() {
+        let mut w = World::new();
+        w.buckets = vec![
+            bucket(
+                "apps",
+                "own",
+                serde_json::json!({"bucketName": "own.example"}),
+                1,
+            ),
+            bucket(
+                "data",
+                "open",
+                serde_json::json!({"allowedNamespaces": ["apps"]}),
+                1,
+            ),
+            bucket(
+                "data",
+                "public",
+                serde_json::json!({"allowedNamespaces": ["*"]}),
+                1,
+            ),
+            bucket(
+                "data",
+                "closed",
+                serde_json::json!({"allowedNamespaces": ["other"]}),
+                1,
+            ),
+        ];
+        let mut pending = (*bucket("apps", "pending", serde_json::json!({}), 1)).clone();
+        pending.status = None;
+        w.buckets.push(Arc::new(pending));
+        let spec = grants(serde_json::json!([
+            {"bucket": "own", "permission": "read-write"},
+            {"bucket": "open", "namespace": "data", "permission": "read"},
+            {"bucket": "public", "namespace": "data", "permission": "write"},
+            {"bucket": "closed", "namespace": "data", "permission": "read"},
+            {"bucket": "missing", "permission": "read"},
+            {"bucket": "pending", "permission": "read"},
+        ]));
+        w.credential(
+            credential("apps", "app", spec, 1),
+            Some(key("AKIA0001", "secretsecret")),
+        );
+        let b = w.build();
+        let view = &b.credentials[&ObjKey::new("apps", "app")];
+        let outcomes: Vec<Result<&str, &str>> = view
+            .grants
+            .iter()
+            .map(|g| g.result.as_ref().map(String::as_str).map_err(|p| p.reason))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                Ok("own.example"),
+                Ok("open"),
+                Ok("public"),
+                Err(reasons::GRANT_DENIED),
+                Err(reasons::BUCKET_NOT_FOUND),
+                Err(reasons::BUCKET_NOT_SERVED),
+            ]
+        );
+        assert_eq!(view.bucket_name, None, "more than one grant");
+        let entry = &b.config.credentials[0];
+        let got: Vec<(&str, Permission)> = entry
+            .grants
+            .iter()
+            .map(|g| (g.bucket.as_str(), g.permission))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("own.example", Permission::ReadWrite),
+                ("open", Permission::Read),
+                ("public", Permission::Write)
+            ]
+        );
+        assert_eq!(entry.description.as_deref(), Some("apps/app"));
+    }
+
+    #[test]
+    fn a_single_resolved_grant_names_the_bucket() {
+        let mut w = World::new();
+        w.buckets.push(bucket(
+            "a",
+            "one",
+            serde_json::json!({"bucketName": "one.example"}),
+            1,
+        ));
+        let spec = grants(serde_json::json!([{"bucket": "one", "permission": "read"}]));
+        w.credential(
+            credential("a", "c", spec, 1),
+            Some(key("AKIA0001", "secretsecret")),
+        );
+        let spec = grants(serde_json::json!([{"bucket": "nope", "permission": "read"}]));
+        w.credential(
+            credential("a", "d", spec, 1),
+            Some(key("AKIA0002", "secretsecret")),
+        );
+        let b = w.build();
+        assert_eq!(
+            b.credentials[&ObjKey::new("a", "c")].bucket_name.as_deref(),
+            Some("one.example")
+        );
+        assert_eq!(b.credentials[&ObjKey::new("a", "d")].bucket_name, None);
+    }
+
+    #[test]
+    fn a_credential_needs_its_own_secret() {
+        let mut w = World::new();
+        let spec = grants(serde_json::json!([{"bucket": "x-bucket", "permission": "read"}]));
+        w.credential(credential("a", "nokey", spec.clone(), 1), None);
+        // A Secret of the right name that another object controls does not count.
+        let other = credential("a", "other", spec.clone(), 1);
+        let mut stolen = app_secret(&other, &key("AKIA0003", "secretsecret"), &SETTINGS);
+        stolen.metadata.name = Some("foreign".into());
+        w.secrets.push(Arc::new(stolen));
+        let foreign = credential("a", "foreign", spec, 1);
+        w.credentials.push(Arc::new(foreign));
+        let b = w.build();
+        for name in ["nokey", "foreign"] {
+            let (reason, message) = excluded(&b.credentials[&ObjKey::new("a", name)].part);
+            assert_eq!(reason, reasons::NO_KEY);
+            assert!(message.contains(name), "{message}");
+        }
+        assert!(b.config.credentials.is_empty());
+    }
+
+    #[test]
+    fn the_previous_key_is_served_until_it_expires() {
+        let mut w = World::new();
+        let c = credential(
+            "a",
+            "rot",
+            grants(serde_json::json!([{"bucket": "x-bucket", "permission": "read"}])),
+            1,
+        );
+        let expires = now()
+            .checked_add(std::time::Duration::from_secs(60))
+            .unwrap();
+        let previous = PreviousKey {
+            pair: KeyPair {
+                access_key_id: "AKIAOLD1".into(),
+                secret_access_key: "oldsecretold".into(),
+            },
+            expires_at: expires,
+        };
+        w.secrets.push(Arc::new(previous_secret(&c, &previous)));
+        w.credential(c, Some(key("AKIANEW1", "newsecretnew")));
+        let b = w.build();
+        let ids: Vec<(&str, Option<&str>)> = b
+            .config
+            .credentials
+            .iter()
+            .map(|c| (c.access_key_id.as_str(), c.not_after.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("AKIANEW1", None),
+                ("AKIAOLD1", Some(expires.to_string().as_str()))
+            ]
+        );
+        assert_eq!(b.next_expiry, Some(expires));
+        assert!(b.config.credentials[1]
+            .description
+            .as_ref()
+            .unwrap()
+            .ends_with("(previous key)"));
+
+        // After the expiry it is gone.
+        let later = build(&Inputs {
+            buckets: &w.buckets,
+            credentials: &w.credentials,
+            secrets: &w.secrets,
+            region: "us-east-1",
+            now: expires,
+        });
+        assert_eq!(later.config.credentials.len(), 1);
+        assert_eq!(later.next_expiry, None);
+    }
+
+    #[test]
+    fn an_invalid_part_is_left_out_with_its_problems_and_the_rest_stays() {
+        let mut w = World::new();
+        w.buckets
+            .push(bucket("a", "fine", serde_json::json!({}), 1));
+        let spec = grants(serde_json::json!([{"bucket": "fine", "permission": "read"}]));
+        w.credential(
+            credential("a", "short", spec.clone(), 1),
+            Some(key("AKIA0001", "short")),
+        );
+        w.credential(
+            credential("a", "badid", spec.clone(), 1),
+            Some(key("AK-1", "secretsecret")),
+        );
+        w.credential(
+            credential("a", "good", spec, 1),
+            Some(key("AKIA0002", "secretsecret")),
+        );
+        let b = w.build();
+        let (reason, message) = excluded(&b.credentials[&ObjKey::new("a", "short")].part);
+        assert_eq!(reason, reasons::INVALID_CONFIG);
+        assert!(
+            message.starts_with("credentials[0].secretAccessKey:"),
+            "{message}"
+        );
+        let (_, message) = excluded(&b.credentials[&ObjKey::new("a", "badid")].part);
+        assert!(
+            message.starts_with("credentials[0].accessKeyId:"),
+            "{message}"
+        );
+        assert!(matches!(
+            b.credentials[&ObjKey::new("a", "good")].part,
+            Part::Included { .. }
+        ));
+        assert_eq!(b.config.credentials.len(), 1);
+        assert_eq!(b.config.buckets.len(), 1);
+        assert!(b.config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_first_credential_keeps_a_shared_access_key_id() {
+        let mut w = World::new();
+        let spec = grants(serde_json::json!([{"bucket": "x-bucket", "permission": "read"}]));
+        w.credential(
+            credential("b", "late", spec.clone(), 9),
+            Some(key("AKIASAME", "secretsecret")),
+        );
+        w.credential(
+            credential("a", "early", spec, 2),
+            Some(key("AKIASAME", "othersecret")),
+        );
+        let b = w.build();
+        let (reason, message) = excluded(&b.credentials[&ObjKey::new("b", "late")].part);
+        assert_eq!(reason, reasons::DUPLICATE_ACCESS_KEY);
+        assert!(message.contains("a/early"), "{message}");
+        assert_eq!(b.config.credentials.len(), 1);
+        assert_eq!(b.config.credentials[0].secret_access_key, "othersecret");
+    }
+
+    #[test]
+    fn the_same_resources_in_any_order_give_the_same_config() {
+        let mut w = World::new();
+        for (i, n) in ["zeta", "alpha", "mid"].iter().enumerate() {
+            w.buckets
+                .push(bucket("a", n, serde_json::json!({}), i as i64));
+            let spec = grants(serde_json::json!([{"bucket": n, "permission": "read"}]));
+            w.credential(
+                credential("a", n, spec, i as i64),
+                Some(key(&format!("AKIA{i}{n}"), "secretsecret")),
+            );
+        }
+        let first = w.build();
+        w.buckets.reverse();
+        w.credentials.reverse();
+        w.secrets.reverse();
+        let second = w.build();
+        assert_eq!(first.config, second.config);
+        assert_eq!(first.config.content_hash(), second.config.content_hash());
+        let names: Vec<&str> = first
+            .config
+            .buckets
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        assert_eq!(names, ["alpha", "mid", "zeta"]);
+    }
+
+    #[test]
+    fn a_bad_region_makes_the_whole_config_invalid() {
+        let mut w = World::new();
+        w.region = "Not A Region".into();
+        let b = w.build();
+        assert_eq!(b.problems.len(), 1);
+        assert!(b.problems[0].starts_with("region:"), "{:?}", b.problems);
+    }
+}

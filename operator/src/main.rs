@@ -55,6 +55,13 @@ async fn terminated() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    let region_only = jets3_crds::GatewayConfig {
+        region: cli.region.clone(),
+        ..Default::default()
+    };
+    region_only
+        .validate()
+        .map_err(|e| Error::Config(format!("--region {:?}: {e}", cli.region)))?;
     let client = kube::Client::try_default().await?;
     let namespace = cli
         .namespace
