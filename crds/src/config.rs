@@ -91,6 +91,10 @@ pub struct BucketConfig {
     /// CORS rules; when empty, rules set with PutBucketCors apply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cors: Vec<CorsRule>,
+    /// The largest object in this bucket, in bytes (single PUT, copy, POST or completed
+    /// multipart upload); unset: `limits.maxObjectSize`. The smaller of the two applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_object_size: Option<u64>,
 }
 
 fn one() -> u8 {
@@ -98,6 +102,12 @@ fn one() -> u8 {
 }
 
 impl BucketConfig {
+    /// The largest object this bucket accepts under `limits`.
+    pub fn max_object_size(&self, limits: &Limits) -> u64 {
+        self.max_object_size
+            .map_or(limits.max_object_size, |m| m.min(limits.max_object_size))
+    }
+
     /// The NATS bucket this S3 bucket maps to.
     pub fn nats_name(&self) -> String {
         self.nats_bucket

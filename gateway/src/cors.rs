@@ -244,6 +244,7 @@ pub async fn put_cors(mut ctx: Ctx) -> S3Result<Response> {
             storage: Default::default(),
             replicas: 1,
             cors: rules.clone(),
+            max_object_size: None,
         }],
         ..Default::default()
     };

@@ -157,6 +157,7 @@ impl Env {
                 storage: StorageKind::File,
                 replicas: 1,
                 cors: vec![],
+                max_object_size: None,
             }],
             credentials: vec![
                 credential(WRITER_AK, WRITER_SK, &[(bucket, Permission::ReadWrite)]),

@@ -219,7 +219,7 @@ fn bucket_part(b: &S3Bucket, conflict: Option<&Conflict>) -> Result<(BucketConfi
             c.to_string(),
         ));
     }
-    let entry = bucket_entry(b);
+    let entry = b.gateway_bucket();
     let nats = entry.nats_name();
     if b.status.as_ref().and_then(|s| s.nats_bucket.as_deref()) != Some(nats.as_str()) {
         return Err(Part::excluded(
@@ -263,21 +263,6 @@ fn credential_part(
             )
         })?;
     Ok((entries, hash, expiry))
-}
-
-/// The bucket entry of an S3Bucket.
-fn bucket_entry(b: &S3Bucket) -> BucketConfig {
-    let spec = &b.spec;
-    BucketConfig {
-        name: b.s3_bucket_name(),
-        nats_bucket: spec.nats_bucket.clone(),
-        access: spec.access.into(),
-        read_only: spec.read_only,
-        create: false,
-        storage: spec.storage.into(),
-        replicas: spec.replicas.clamp(1, 5) as u8,
-        cors: spec.cors.iter().map(Into::into).collect(),
-    }
 }
 
 /// Resolves each grant of `c` against the S3Buckets and their views.

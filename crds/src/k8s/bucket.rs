@@ -371,6 +371,22 @@ impl S3Bucket {
             .unwrap_or_default()
     }
 
+    /// This bucket's entry in the gateway config.
+    pub fn gateway_bucket(&self) -> crate::BucketConfig {
+        let spec = &self.spec;
+        crate::BucketConfig {
+            name: self.s3_bucket_name(),
+            nats_bucket: spec.nats_bucket.clone(),
+            access: spec.access.into(),
+            read_only: spec.read_only,
+            create: false,
+            storage: spec.storage.into(),
+            replicas: spec.replicas.clamp(1, 5) as u8,
+            cors: spec.cors.iter().map(Into::into).collect(),
+            max_object_size: spec.max_object_bytes.and_then(|m| u64::try_from(m).ok()),
+        }
+    }
+
     /// The NATS bucket name: `spec.natsBucket`, or the S3 name with `.` mapped to `_`.
     pub fn nats_bucket_name(&self) -> String {
         self.spec

@@ -249,6 +249,7 @@ pub fn bucket_cfg(name: &str) -> BucketConfig {
         storage: StorageKind::File,
         replicas: 1,
         cors: vec![],
+        max_object_size: None,
     }
 }
 
