@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the pinned third-party tools that jets3's dev loop and tests use.
 #
-#   scripts/tools.sh          everything: nats-server, AWS CLI, boto3, pytest, rclone, s3cmd
+#   scripts/tools.sh          everything: nats-server, AWS CLI, boto3, pytest, rclone, s3cmd,
+#                             and kube-apiserver + etcd (built by scripts/tools-k8s.sh)
 #   scripts/tools.sh nats     only nats-server (what `make dev` needs)
 #
 # Everything goes under ${JETS3_TOOLS_DIR:-$HOME/.cache/jets3}:
@@ -228,5 +229,10 @@ ensure_venv
 install_nats
 if [ "$MODE" = all ]; then
     install_clients
+    # kube-apiserver and etcd for the operator's tests: built from the Go module proxy, cached
+    # (cold: many minutes; warm: a second). Its own lock, so release ours first.
+    exec 9>&-
+    JETS3_TOOLS_DIR=$TOOLS_DIR bash "$(dirname "${BASH_SOURCE[0]}")/tools-k8s.sh" build ||
+        die "scripts/tools-k8s.sh could not build kube-apiserver and etcd (see above)"
 fi
 say "ready"

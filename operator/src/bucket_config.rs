@@ -240,7 +240,8 @@ mod tests {
     fn reports_each_difference_by_spec_name() {
         let d = Desired::of(&bucket(serde_json::json!({"metadata": {"a": "1"}})));
         let base = d.apply(object_store_stream("media"));
-        let cases: Vec<(&str, Box<dyn Fn(&mut stream::Config)>)> = vec![
+        type Change = Box<dyn Fn(&mut stream::Config)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("replicas", Box::new(|c| c.num_replicas = 3)),
             ("maxBytes", Box::new(|c| c.max_bytes = 5)),
             ("ttl", Box::new(|c| c.max_age = Duration::from_secs(1))),

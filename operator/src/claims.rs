@@ -1,7 +1,10 @@
 //! Who gets a contested name: S3 bucket names and NATS bucket names are global to the
 //! cluster, access key ids global to the gateways. The first claimant keeps it; "first" is
 //! the earliest `metadata.creationTimestamp`, ties broken by `metadata.uid`, so every
-//! operator replica and every reconcile decides the same way.
+//! operator replica and every reconcile decides the same way. For buckets, one that already
+//! holds its NATS bucket (`status.natsBucket`) comes before any that does not: creation
+//! timestamps have one-second resolution, and a later S3Bucket must never take a name from
+//! the one serving it.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -45,10 +48,9 @@ pub fn seniority<K: ResourceExt>(obj: &K) -> (Option<k8s_openapi::jiff::Timestam
 }
 
 /// The objects in claim order.
-pub fn in_claim_order<'a, K: ResourceExt>(objs: impl IntoIterator<Item = &'a K>) -> Vec<&'a K>
-where
-    K: 'a,
-{
+pub fn in_claim_order<'a, K: ResourceExt + 'a>(
+    objs: impl IntoIterator<Item = &'a K>,
+) -> Vec<&'a K> {
     let mut v: Vec<&K> = objs.into_iter().collect();
     v.sort_by_cached_key(|o| seniority(*o));
     v
@@ -67,7 +69,7 @@ impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "the {} is already claimed by S3Bucket {}, which was created first",
+            "the {} is already claimed by S3Bucket {}, which claimed it first",
             self.what, self.holder
         )
     }
@@ -82,7 +84,13 @@ pub fn bucket_claims<'a>(
     let mut s3_names: HashMap<String, ObjKey> = HashMap::new();
     let mut nats_names: HashMap<String, ObjKey> = HashMap::new();
     let mut out = HashMap::new();
-    for b in in_claim_order(buckets) {
+    let mut ordered: Vec<&S3Bucket> = buckets.into_iter().collect();
+    ordered.sort_by_cached_key(|b| {
+        let holds = b.status.as_ref().and_then(|s| s.nats_bucket.as_deref())
+            == Some(b.nats_bucket_name().as_str());
+        (!holds, seniority(*b))
+    });
+    for b in ordered {
         let key = ObjKey::of(b);
         let s3 = b.s3_bucket_name();
         let nats = b.nats_bucket_name();
@@ -187,7 +195,7 @@ mod tests {
         assert_eq!(lost.what, "NATS bucket \"shared\"");
         assert_eq!(
             lost.to_string(),
-            "the NATS bucket \"shared\" is already claimed by S3Bucket a/x, which was created first"
+            "the NATS bucket \"shared\" is already claimed by S3Bucket a/x, which claimed it first"
         );
         assert_eq!(claims[&ObjKey::of(&c)], None);
     }
@@ -211,6 +219,23 @@ mod tests {
         let claims = bucket_claims([&a, &b]);
         assert_eq!(claims[&ObjKey::of(&a)], None);
         assert!(claims[&ObjKey::of(&b)].is_some());
+    }
+
+    #[test]
+    fn a_bucket_holding_its_nats_bucket_keeps_its_name_against_an_older_claim() {
+        let mut serving = bucket("b", "logs", serde_json::json!({}), 50, "u-9");
+        serving.status = Some(jets3_crds::k8s::S3BucketStatus {
+            nats_bucket: Some("logs".into()),
+            ..Default::default()
+        });
+        // Same second, smaller uid: would come first by seniority alone.
+        let newcomer = bucket("a", "logs", serde_json::json!({}), 50, "u-1");
+        let claims = bucket_claims([&newcomer, &serving]);
+        assert_eq!(claims[&ObjKey::of(&serving)], None);
+        assert_eq!(
+            claims[&ObjKey::of(&newcomer)].clone().unwrap().holder,
+            ObjKey::of(&serving)
+        );
     }
 
     #[test]

@@ -22,7 +22,8 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::Instrument;
@@ -100,35 +101,51 @@ impl Stores {
 /// Senders that make the controllers reconcile one resource again.
 #[derive(Clone, Default)]
 pub struct Kicks {
-    /// Per scope: its namespace (`None`: all) and its two senders.
-    scopes: Vec<(
-        Option<String>,
-        mpsc::UnboundedSender<ObjectRef<S3Bucket>>,
-        mpsc::UnboundedSender<ObjectRef<S3Credential>>,
-    )>,
+    scopes: Vec<KickScope>,
+}
+
+/// The kick senders of one watched namespace (`None`: all namespaces).
+#[derive(Clone)]
+struct KickScope {
+    namespace: Option<String>,
+    buckets: mpsc::UnboundedSender<ObjectRef<S3Bucket>>,
+    credentials: mpsc::UnboundedSender<ObjectRef<S3Credential>>,
 }
 
 impl Kicks {
     /// Re-runs the reconcile of each resource.
     pub fn send(&self, resources: Vec<(Kind, ObjKey)>) {
         for (kind, key) in resources {
-            let Some((_, b, c)) = self
+            let Some(scope) = self
                 .scopes
                 .iter()
-                .find(|(ns, _, _)| ns.as_deref().is_none_or(|n| n == key.namespace))
+                .find(|s| s.namespace.as_deref().is_none_or(|n| n == key.namespace))
             else {
                 continue;
             };
+            // A closed channel means the controller is shutting down: nothing to re-run.
             let _ = match kind {
-                Kind::Bucket => b
+                Kind::Bucket => scope
+                    .buckets
                     .unbounded_send(ObjectRef::new(&key.name).within(&key.namespace))
                     .map_err(drop),
-                Kind::Credential => c
+                Kind::Credential => scope
+                    .credentials
                     .unbounded_send(ObjectRef::new(&key.name).within(&key.namespace))
                     .map_err(drop),
             };
         }
     }
+}
+
+/// One watched namespace (or all): where its watch events go, and its kick receivers.
+struct Scope {
+    namespace: Option<String>,
+    buckets: Writer<S3Bucket>,
+    credentials: Writer<S3Credential>,
+    secrets: Writer<Secret>,
+    bucket_kicks: mpsc::UnboundedReceiver<ObjectRef<S3Bucket>>,
+    credential_kicks: mpsc::UnboundedReceiver<ObjectRef<S3Credential>>,
 }
 
 /// What every reconcile shares.
@@ -317,7 +334,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<()> {
     check_crds(&client).await?;
-    let scopes: Vec<Option<String>> = if settings.watch_namespaces.is_empty() {
+    let namespaces: Vec<Option<String>> = if settings.watch_namespaces.is_empty() {
         vec![None]
     } else {
         settings
@@ -333,123 +350,166 @@ pub async fn run(
     };
     let mut stores = Stores::default();
     let mut kicks = Kicks::default();
-    let mut prepared = Vec::new();
-    for ns in &scopes {
-        let (buckets, credentials, secrets, sources) = (
-            scoped_api::<S3Bucket>(&client, ns),
-            scoped_api::<S3Credential>(&client, ns),
-            scoped_api::<Secret>(&client, ns),
-            scoped_api::<PartialObjectMeta<Secret>>(&client, ns),
-        );
-        let (bucket_reader, bucket_writer) = reflector::store();
-        let (cred_reader, cred_writer) = reflector::store();
-        let (secret_reader, secret_writer) = reflector::store();
-        stores.buckets.push(bucket_reader.clone());
-        stores.credentials.push(cred_reader.clone());
-        stores.secrets.push(secret_reader.clone());
+    let mut scopes = Vec::new();
+    for namespace in namespaces {
+        let (buckets, credentials, secrets) =
+            (Writer::default(), Writer::default(), Writer::default());
+        stores.buckets.push(buckets.as_reader());
+        stores.credentials.push(credentials.as_reader());
+        stores.secrets.push(secrets.as_reader());
         let (bucket_kick, bucket_kicks) = mpsc::unbounded();
-        let (cred_kick, cred_kicks) = mpsc::unbounded();
-        kicks.scopes.push((ns.clone(), bucket_kick, cred_kick));
-        prepared.push((
-            (buckets, bucket_reader, bucket_writer, bucket_kicks),
-            (credentials, cred_reader, cred_writer, cred_kicks),
-            (secrets, secret_writer, sources),
-        ));
+        let (credential_kick, credential_kicks) = mpsc::unbounded();
+        kicks.scopes.push(KickScope {
+            namespace: namespace.clone(),
+            buckets: bucket_kick,
+            credentials: credential_kick,
+        });
+        scopes.push(Scope {
+            namespace,
+            buckets,
+            credentials,
+            secrets,
+            bucket_kicks,
+            credential_kicks,
+        });
     }
     let ctx = Arc::new(Context {
         client: client.clone(),
-        nats: nats.clone(),
+        nats,
         metrics,
         settings,
-        hub: hub.clone(),
-        stores: stores.clone(),
+        hub,
+        stores,
         kicks,
         recorder: Recorder::new(client.clone(), reporter),
         failures: Mutex::default(),
         counts: Mutex::default(),
     });
-
-    let config = ControllerConfig::default().debounce(Duration::from_millis(100));
     let mut controllers = Vec::new();
-    for (b, c, s) in prepared {
-        let (bucket_api, bucket_reader, bucket_writer, bucket_kicks) = b;
-        let (cred_api, cred_reader, cred_writer, cred_kicks) = c;
-        let (secret_api, secret_writer, source_api) = s;
-        let bucket_stream = watcher(bucket_api, watcher::Config::default())
-            .default_backoff()
-            .reflect(bucket_writer)
-            .inspect(notify(&hub))
-            .applied_objects();
-        let reconnects = futures::stream::unfold(ctx.nats.reconnects(), |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(()) => return Some(((), rx)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return None,
-                }
-            }
-        });
-        controllers.push(
-            Controller::for_stream(bucket_stream, bucket_reader)
-                .with_config(config.clone())
-                .reconcile_on(bucket_kicks)
-                .reconcile_all_on(reconnects)
-                .graceful_shutdown_on(shutdown.clone())
-                .run(reconcile_bucket, error_policy, ctx.clone())
-                .for_each(|_| async {})
-                .boxed(),
-        );
-
-        let cred_stream = watcher(cred_api, watcher::Config::default())
-            .default_backoff()
-            .reflect(cred_writer)
-            .inspect(notify(&hub))
-            .applied_objects();
-        let managed =
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-        let secret_stream = watcher(secret_api, managed)
-            .default_backoff()
-            .reflect(secret_writer)
-            .inspect(notify(&hub))
-            .touched_objects();
-        // keySource Secrets are the user's: watched by metadata only, to notice changes.
-        let sources = watcher(source_api, watcher::Config::default())
-            .default_backoff()
-            .touched_objects();
-        let by_source = cred_reader.clone();
-        controllers.push(
-            Controller::for_stream(cred_stream, cred_reader)
-                .with_config(config.clone())
-                .owns_stream(secret_stream)
-                .watches_stream(sources, move |secret| {
-                    let ns = secret.namespace();
-                    let name = secret.name_any();
-                    by_source
-                        .state()
-                        .into_iter()
-                        .filter(|c| {
-                            c.namespace() == ns
-                                && c.spec
-                                    .key_source
-                                    .secret_ref
-                                    .as_ref()
-                                    .is_some_and(|r| r.name == name)
-                        })
-                        .map(|c| ObjectRef::from_obj(c.as_ref()))
-                        .collect::<Vec<_>>()
-                })
-                .reconcile_on(cred_kicks)
-                .graceful_shutdown_on(shutdown.clone())
-                .run(reconcile_credential, error_policy, ctx.clone())
-                .for_each(|_| async {})
-                .boxed(),
-        );
+    for scope in scopes {
+        controllers.push(bucket_controller(
+            &ctx,
+            &client,
+            &scope.namespace,
+            scope.buckets,
+            scope.bucket_kicks,
+            &shutdown,
+        ));
+        controllers.push(credential_controller(
+            &ctx,
+            &client,
+            &scope.namespace,
+            (scope.credentials, scope.secrets),
+            scope.credential_kicks,
+            &shutdown,
+        ));
     }
     let publisher = crate::publish::run(ctx.clone());
     tokio::select! {
         _ = futures::future::join_all(controllers) => Ok(()),
         r = publisher => r,
     }
+}
+
+/// How long a controller waits for more events on an object before reconciling it.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// The S3Bucket controller of one scope.
+fn bucket_controller(
+    ctx: &Arc<Context>,
+    client: &Client,
+    namespace: &Option<String>,
+    writer: Writer<S3Bucket>,
+    kicks: mpsc::UnboundedReceiver<ObjectRef<S3Bucket>>,
+    shutdown: &Shutdown,
+) -> BoxFuture<'static, ()> {
+    let reader = writer.as_reader();
+    let buckets = watcher(
+        scoped_api::<S3Bucket>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .inspect(notify(&ctx.hub))
+    .applied_objects();
+    // After a NATS outage, look at every bucket again at once rather than after its backoff.
+    let reconnects = futures::stream::unfold(ctx.nats.reconnects(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(()) => return Some(((), rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    Controller::for_stream(buckets, reader)
+        .with_config(ControllerConfig::default().debounce(DEBOUNCE))
+        .reconcile_on(kicks)
+        .reconcile_all_on(reconnects)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile_bucket, error_policy, ctx.clone())
+        .for_each(|_| async {})
+        .boxed()
+}
+
+/// The S3Credential controller of one scope: its credentials, the Secrets they own, and the
+/// keySource Secrets they read.
+fn credential_controller(
+    ctx: &Arc<Context>,
+    client: &Client,
+    namespace: &Option<String>,
+    (writer, secrets): (Writer<S3Credential>, Writer<Secret>),
+    kicks: mpsc::UnboundedReceiver<ObjectRef<S3Credential>>,
+    shutdown: &Shutdown,
+) -> BoxFuture<'static, ()> {
+    let reader = writer.as_reader();
+    let credentials = watcher(
+        scoped_api::<S3Credential>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .inspect(notify(&ctx.hub))
+    .applied_objects();
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let owned = watcher(scoped_api::<Secret>(client, namespace), managed)
+        .default_backoff()
+        .reflect(secrets)
+        .inspect(notify(&ctx.hub))
+        .touched_objects();
+    // keySource Secrets are the user's: watched by metadata only, to notice changes.
+    let sources = watcher(
+        scoped_api::<PartialObjectMeta<Secret>>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let by_source = reader.clone();
+    Controller::for_stream(credentials, reader)
+        .with_config(ControllerConfig::default().debounce(DEBOUNCE))
+        .owns_stream(owned)
+        .watches_stream(sources, move |secret| {
+            let ns = secret.namespace();
+            let name = secret.name_any();
+            by_source
+                .state()
+                .into_iter()
+                .filter(|c| {
+                    c.namespace() == ns
+                        && c.spec
+                            .key_source
+                            .secret_ref
+                            .as_ref()
+                            .is_some_and(|r| r.name == name)
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .reconcile_on(kicks)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile_credential, error_policy, ctx.clone())
+        .for_each(|_| async {})
+        .boxed()
 }
 
 /// A stream inspector that tells the publisher an input changed.

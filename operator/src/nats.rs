@@ -162,7 +162,7 @@ impl Nats {
             .map_err(refused_or_down)?;
         s.info()
             .await
-            .map(|i| i.clone())
+            .cloned()
             .map_err(|e| Error::Nats(e.to_string()))
     }
 

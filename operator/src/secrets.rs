@@ -342,11 +342,13 @@ mod tests {
 
     #[test]
     fn key_pairs_from_source_secrets_need_both_keys() {
-        let mut s = Secret::default();
-        s.data = Some(BTreeMap::from([
-            ("id".to_string(), ByteString(b"AKIAEXAMPLE\n".to_vec())),
-            ("secret".to_string(), ByteString(b"s3cr3ts3cr3t".to_vec())),
-        ]));
+        let mut s = Secret {
+            data: Some(BTreeMap::from([
+                ("id".to_string(), ByteString(b"AKIAEXAMPLE\n".to_vec())),
+                ("secret".to_string(), ByteString(b"s3cr3ts3cr3t".to_vec())),
+            ])),
+            ..Default::default()
+        };
         assert_eq!(
             KeyPair::from_data(&s, "id", "secret").map(|p| p.access_key_id),
             Some("AKIAEXAMPLE".to_string())

@@ -102,17 +102,18 @@ impl ControlPlane {
 done
 while kill -0 "$2" 2>/dev/null; do sleep 1; done
 "$0" down "$1" >/dev/null 2>&1; rm -rf "$1""#;
-        Command::new("bash")
-            .arg("-c")
-            .arg(watchdog)
+        // `setsid -f`: the watchdog runs detached and outlives this process.
+        let started = Command::new("setsid")
+            .args(["-f", "bash", "-c", watchdog])
             .arg(&script)
             .arg(&dir)
             .arg(std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
-            .expect("bash runs");
+            .status()
+            .expect("setsid and bash run");
+        assert!(started.success(), "cannot start the control plane watchdog");
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             match std::fs::read_to_string(dir.join("status")).as_deref() {
