@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Everything `make test` (and CI) checks, in order, stopping at the first failure:
-#   tools         scripts/tools.sh (nats-server, AWS CLI, boto3, pytest, rclone, s3cmd)
+#   tools         scripts/tools.sh (nats-server, AWS CLI, boto3, pytest, rclone, s3cmd,
+#                 kube-apiserver and etcd)
 #   fmt           cargo fmt --all -- --check
 #   clippy        cargo clippy --workspace --all-targets --all-features -- -D warnings
-#   cargo-test    cargo test --workspace --all-features (tests find nats-server at $JETS3_TOOLS_DIR/bin)
+#   cargo-test    cargo test --workspace --all-features (gateway and operator tests find
+#                 nats-server, kube-apiserver and etcd at $JETS3_TOOLS_DIR/bin)
 #   release       cargo build --release -p jets3-gateway
 #   clients       pytest e2e/clients: AWS CLI, boto3, rclone and s3cmd against a real gateway
 # Prints each stage's elapsed time, and a summary at the end.
