@@ -382,7 +382,7 @@ async fn refresh_stats(
         if count.is_some() {
             status.object_count = count;
         }
-        status.stats_updated_at = Some(Time(Timestamp::now()));
+        status.stats_updated_at = Some(Time(status::now()));
     }
 }
 

@@ -58,7 +58,7 @@ impl CredentialExt for S3Credential {
         let old = self.status.clone().unwrap_or_default();
         let gen = self.metadata.generation;
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.namespace);
-        let now = Timestamp::now();
+        let now = status::now();
         let app_name = self.secret_name();
         let mut status = S3CredentialStatus {
             observed_generation: gen,
@@ -127,11 +127,19 @@ impl CredentialExt for S3Credential {
             gen,
             &old.conditions,
         );
-        for c in [&secret_written, &served, &ready] {
-            if c.status == "False" && c.reason != "AwaitingPush" && newly(c, &old.conditions) {
-                ctx.event(self, EventType::Warning, &c.reason, c.message.clone())
-                    .await;
-            }
+        // Ready carries the first problem; waiting for delivery is not one.
+        let waiting = ["AwaitingPush", "Delivering", "Pending"];
+        if ready.status == "False"
+            && !waiting.contains(&ready.reason.as_str())
+            && newly(&ready, &old.conditions)
+        {
+            ctx.event(
+                self,
+                EventType::Warning,
+                &ready.reason,
+                ready.message.clone(),
+            )
+            .await;
         }
         status.conditions = vec![ready, secret_written, served];
         if Some(&status) != self.status.as_ref() {

@@ -16,6 +16,12 @@ use crate::Result;
 /// Reason of a True condition.
 pub const REASON_OK: &str = "Ok";
 
+/// The time now in whole seconds, which is what Kubernetes keeps of a time: a status
+/// written with it reads back equal, so an unchanged status is never written again.
+pub fn now() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now())
+}
+
 /// A condition of `type_`, keeping the last transition time of `old` when the status is the
 /// same as before.
 pub fn condition(
@@ -31,7 +37,7 @@ pub fn condition(
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
         .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| Time(Timestamp::now()));
+        .unwrap_or_else(|| Time(now()));
     Condition {
         type_: type_.to_string(),
         status: status.to_string(),
@@ -132,7 +138,8 @@ mod tests {
 
     #[test]
     fn transition_time_is_kept_while_the_status_stays() {
-        let first = condition("Ready", false, "A", "a", Some(1), &[]);
+        let mut first = condition("Ready", false, "A", "a", Some(1), &[]);
+        first.last_transition_time = Time(Timestamp::from_second(1_000_000).unwrap());
         let later = condition(
             "Ready",
             false,
@@ -146,9 +153,9 @@ mod tests {
             (later.reason.as_str(), later.observed_generation),
             ("B", Some(2))
         );
-        std::thread::sleep(std::time::Duration::from_millis(2));
         let flipped = condition("Ready", true, "Ok", "", Some(2), &[later]);
         assert_ne!(flipped.last_transition_time, first.last_transition_time);
+        assert_eq!(flipped.last_transition_time.0, now(), "whole seconds, as stored");
         assert_eq!(flipped.status, "True");
     }
 

@@ -385,7 +385,8 @@ pub struct OperatorOptions {
     /// The operator's own namespace (Lease, state ConfigMap).
     pub namespace: String,
     pub leader_election: Option<String>,
-    pub extra: Vec<String>,
+    /// `--resync-interval`.
+    pub resync: String,
 }
 
 /// A running `jets3-operator`; killed on drop, its log printed if the test is failing.
@@ -419,7 +420,7 @@ impl Operator {
             .args(["--watch-namespaces", &o.namespaces.join(",")])
             .args(["--namespace", &o.namespace])
             .args(["--pod-name", name])
-            .args(["--resync-interval", "2s"])
+            .args(["--resync-interval", &o.resync])
             .args(["--delete-timeout", "6s"])
             .arg("--config-file")
             .arg(&config_file);
@@ -432,7 +433,6 @@ impl Operator {
                 "3s",
             ]);
         }
-        cmd.args(&o.extra);
         let out = std::fs::File::create(&log).unwrap();
         let child = cmd
             .stdin(Stdio::null())
@@ -447,6 +447,11 @@ impl Operator {
             config_file,
             name: name.to_string(),
         }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn log_text(&self) -> String {
@@ -607,7 +612,7 @@ impl Env {
             namespaces: self.namespaces.clone(),
             namespace: self.namespaces[0].clone(),
             leader_election: None,
-            extra: vec![],
+            resync: "2s".into(),
         }
     }
 

@@ -93,7 +93,7 @@ async fn missing_crds_stop_the_start_and_watches_survive_an_apiserver_restart() 
         namespaces: vec![ns.clone()],
         namespace: ns.clone(),
         leader_election: None,
-        extra: vec![],
+        resync: "2s".into(),
     };
     let mut op = Operator::start(&cp, &nats, dir.path(), "no-crds", &o);
     let status = op.exited().await;
