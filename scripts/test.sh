@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Everything `make test` (and CI) checks, in order, stopping at the first failure:
 #   tools         scripts/tools.sh (nats-server, AWS CLI, boto3, pytest, rclone, s3cmd, shellcheck,
-#                 hadolint, helm, kubeconform, Kubernetes JSON schemas)
+#                 hadolint, helm, kubeconform, Kubernetes JSON schemas, kube-apiserver and etcd)
 #   fmt           cargo fmt --all -- --check
 #   shell-lint    shellcheck over every shell script in the repo (git ls-files: *.sh, sh shebangs)
 #   hadolint      hadolint Dockerfile
 #   clippy        cargo clippy --workspace --all-targets --all-features -- -D warnings
-#   cargo-test    cargo test --workspace --all-features (tests find nats-server at $JETS3_TOOLS_DIR/bin)
+#   cargo-test    cargo test --workspace --all-features (gateway and operator tests find
+#                 nats-server, kube-apiserver and etcd at $JETS3_TOOLS_DIR/bin)
 #   release       cargo build --release -p jets3-gateway
 #   chart         pytest e2e/chart: helm lint --strict, helm template (default and every option)
 #                 under kubeconform -strict, values table vs values.yaml, chart CRDs vs crds/yaml,

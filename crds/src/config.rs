@@ -112,6 +112,10 @@ pub struct BucketConfig {
     /// Keep small hot objects in the gateway's memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<BucketCache>,
+    /// The largest object in this bucket, in bytes (single PUT, copy, POST or completed
+    /// multipart upload); unset: `limits.maxObjectSize`. The smaller of the two applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_object_size: Option<u64>,
 }
 
 fn one() -> u8 {
@@ -134,11 +138,18 @@ impl Default for BucketConfig {
             ip_filter: None,
             rate_limit: None,
             cache: None,
+            max_object_size: None,
         }
     }
 }
 
 impl BucketConfig {
+    /// The largest object this bucket accepts under `limits`.
+    pub fn max_object_size(&self, limits: &Limits) -> u64 {
+        self.max_object_size
+            .map_or(limits.max_object_size, |m| m.min(limits.max_object_size))
+    }
+
     /// The NATS bucket this S3 bucket maps to.
     pub fn nats_name(&self) -> String {
         self.nats_bucket

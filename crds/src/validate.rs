@@ -153,6 +153,9 @@ impl GatewayConfig {
             if !(1..=5).contains(&b.replicas) {
                 c.err(format!("{p}.replicas"), "must be between 1 and 5");
             }
+            if b.max_object_size == Some(0) {
+                c.err(format!("{p}.maxObjectSize"), "must be at least 1");
+            }
             validate_cors(&mut c, &format!("{p}.cors"), &b.cors);
             if let Some(j) = &b.jwt {
                 validate_jwt(&mut c, &format!("{p}.jwt"), j);
@@ -307,6 +310,7 @@ mod tests {
         bad.not_after = Some("2026-01-01T00:00:00Z".into());
         let mut b2 = bucket("demo");
         b2.replicas = 7;
+        b2.max_object_size = Some(0);
         b2.cors = vec![CorsRule {
             allowed_origins: vec![],
             allowed_methods: vec!["PATCH".into()],
@@ -329,6 +333,7 @@ mod tests {
             "buckets[1].name",
             "buckets[1].natsBucket",
             "buckets[1].replicas",
+            "buckets[1].maxObjectSize",
             "buckets[1].cors[0].allowedOrigins",
             "buckets[1].cors[0].allowedMethods",
             "buckets[2].name",

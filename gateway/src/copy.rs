@@ -157,7 +157,7 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
-    let max = ctx.rt.config.limits.max_object_size;
+    let max = ctx.max_object_size();
     if src.meta.size > max {
         return Err(S3Error::invalid_request(
             "The specified copy source is larger than the maximum allowable size for a copy source",

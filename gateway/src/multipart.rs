@@ -220,6 +220,17 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         }
         chosen.push(part.clone());
     }
+    let total: u64 = chosen.iter().map(|p| p.size).sum();
+    let max = ctx.max_object_size();
+    if total > max {
+        return Err(S3Error::new(
+            S3Code::EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size",
+        )
+        .with("ProposedSize", total.to_string())
+        .with("MaxSizeAllowed", max.to_string())
+        .with("UploadId", &id));
+    }
     let expect = crate::put::write_expectation(&ctx)?;
     if expect != crate::store::Expect::Any {
         // Fail before assembling when the condition already does not hold.

@@ -485,6 +485,7 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
     let rt = ctx.rt.clone();
     let limits = &rt.config.limits;
     let bucket = ctx.bucket_ref()?.clone();
+    let max = ctx.max_object_size();
     let boundary = form_boundary(ctx.header("content-type"))?;
     let pre_limit = PRE_DATA_BYTES + limits.max_metadata_bytes;
     let guard = Arc::new(ReadGuard::new(pre_limit as u64 + RAW_SLACK));
@@ -584,7 +585,6 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
         Ok(piece)
     });
     guard.allow(u64::MAX);
-    let max = limits.max_object_size;
     let meta = store
         .put(obj, stream, max, Expect::Any, |w| {
             policy.check(&bucket.s3, &fields, w.size)?;

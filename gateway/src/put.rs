@@ -151,7 +151,7 @@ pub fn check_length(ctx: &Ctx, max: u64) -> S3Result<()> {
 pub async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     let key = ctx.key()?.to_string();
     check_unsupported_headers(&ctx)?;
-    let max = ctx.rt.config.limits.max_object_size;
+    let max = ctx.max_object_size();
     check_length(&ctx, max)?;
     let obj = NewObject {
         key,

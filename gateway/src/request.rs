@@ -105,6 +105,15 @@ impl Ctx {
             .ok_or_else(|| S3Error::invalid_request("an object key is required"))
     }
 
+    /// The largest object the addressed bucket accepts.
+    pub fn max_object_size(&self) -> u64 {
+        let limits = &self.rt.config.limits;
+        match self.bucket.as_ref().and_then(|b| b.config.as_ref()) {
+            Some(b) => b.max_object_size(limits),
+            None => limits.max_object_size,
+        }
+    }
+
     /// The store handle of the addressed bucket.
     pub fn store_bucket(&self) -> S3Result<Bucket> {
         Ok(self.gw.store.bucket(&self.bucket_ref()?.nats))

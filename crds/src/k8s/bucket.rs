@@ -168,8 +168,14 @@ pub struct S3BucketSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
 
-    /// Key-value metadata stored on the NATS bucket, visible to native NATS clients.
+    /// Key-value metadata stored on the NATS bucket's stream, visible to native NATS clients.
+    /// Keys starting with 'jets3.' or '_nats.' are reserved (jets3 and the NATS server keep
+    /// their own entries there).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(
+        validation = Rule::new("self.all(k, !k.startsWith('jets3.') && !k.startsWith('_nats.'))")
+            .message("metadata keys starting with 'jets3.' or '_nats.' are reserved")
+    )]
     pub metadata: BTreeMap<String, String>,
 
     /// Who may read without credentials: 'private' (default: only S3Credentials granted this
@@ -340,7 +346,7 @@ pub struct S3BucketStatus {
     /// The URL apps send S3 requests to (the gateway Service).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Bytes stored in the bucket, refreshed periodically.
+    /// Bytes the bucket's stream holds (objects and their metadata), refreshed periodically.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<i64>,
     /// sizeBytes for people ('1.5 GiB').
@@ -349,7 +355,8 @@ pub struct S3BucketStatus {
     /// Objects stored in the bucket, refreshed periodically.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_count: Option<i64>,
-    /// When sizeBytes and objectCount were last refreshed.
+    /// When sizeBytes and objectCount last changed. They are measured at every resync of the
+    /// operator (a minute by default) and written only when they change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats_updated_at: Option<Time>,
 }
@@ -362,6 +369,23 @@ impl S3Bucket {
             .clone()
             .or_else(|| self.metadata.name.clone())
             .unwrap_or_default()
+    }
+
+    /// This bucket's entry in the gateway config.
+    pub fn gateway_bucket(&self) -> crate::BucketConfig {
+        let spec = &self.spec;
+        crate::BucketConfig {
+            name: self.s3_bucket_name(),
+            nats_bucket: spec.nats_bucket.clone(),
+            access: spec.access.into(),
+            read_only: spec.read_only,
+            create: false,
+            storage: spec.storage.into(),
+            replicas: spec.replicas.clamp(1, 5) as u8,
+            cors: spec.cors.iter().map(Into::into).collect(),
+            max_object_size: spec.max_object_bytes.and_then(|m| u64::try_from(m).ok()),
+            ..Default::default()
+        }
     }
 
     /// The NATS bucket name: `spec.natsBucket`, or the S3 name with `.` mapped to `_`.

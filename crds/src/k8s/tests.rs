@@ -412,6 +412,9 @@ fn schema_contains_the_cel_rules() {
     assert!(rules_at(spec)
         .iter()
         .any(|r| r.contains("self.maxObjectBytes <= self.maxBytes")));
+    assert!(rules_at(&spec["properties"]["metadata"])
+        .iter()
+        .any(|r| r.contains("startsWith('jets3.')")));
     let root = rules_at(&b);
     assert!(root.iter().any(|r| r.contains("oldSelf.metadata.name")));
     assert_eq!(
@@ -711,6 +714,17 @@ fn bucket_cross_field_rules() {
     };
     cel.assert_ok(&cors("https://*.example.com"), None);
     cel.assert_refused(&cors("https://*.*.com"), None, "at most one '*'");
+    cel.assert_ok(
+        &bucket("media", json!({"metadata": {"team": "a", "jets3": "x"}})),
+        None,
+    );
+    for key in ["jets3.owner", "_nats.level"] {
+        cel.assert_refused(
+            &bucket("media", json!({"metadata": {key: "x"}})),
+            None,
+            "are reserved",
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -982,18 +996,14 @@ fn conversions_to_gateway_config_types() {
     assert_eq!(rule.allowed_methods, ["GET", "HEAD"]);
     assert_eq!(rule.max_age_seconds, Some(3600));
     // A config built from the example validates.
+    let entry = b.gateway_bucket();
+    assert_eq!(entry.name, "media.example");
+    assert_eq!(entry.nats_name(), "media_example");
+    assert_eq!(entry.max_object_size, Some(1 << 30));
+    assert_eq!(entry.access, crate::Access::PublicRead);
+    assert_eq!(entry.cors, vec![rule]);
     let config = crate::GatewayConfig {
-        buckets: vec![crate::BucketConfig {
-            name: b.s3_bucket_name(),
-            nats_bucket: Some(b.nats_bucket_name()),
-            access: b.spec.access.into(),
-            read_only: b.spec.read_only,
-            create: false,
-            storage: b.spec.storage.into(),
-            replicas: b.spec.replicas as u8,
-            cors: vec![rule],
-            ..Default::default()
-        }],
+        buckets: vec![entry],
         ..Default::default()
     };
     assert_eq!(config.validate(), Ok(()));

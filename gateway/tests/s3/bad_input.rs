@@ -538,3 +538,56 @@ async fn configured_size_and_part_limits() {
         .await;
     assert_eq!(list_all_keys(&s3, &b).await, vec!["fits".to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buckets_own_object_size_limit() {
+    let (small, big) = (unique_bucket("small-limit"), unique_bucket("no-limit"));
+    let mut cfg = config_with(&[&small, &big]);
+    let limit = 64 * 1024;
+    cfg.buckets[0].max_object_size = Some(limit as u64);
+    cfg.limits.min_part_size = 1024;
+    let env = Env::start(cfg).await;
+    let s3 = env.client();
+    put(&s3, &small, "fits", &data(limit, 1)).await;
+    put(&s3, &big, "large", &data(limit + 1, 2)).await;
+    let r = s3
+        .put_object()
+        .bucket(&small)
+        .key("too-big")
+        .body(data(limit + 1, 2).into())
+        .send()
+        .await;
+    assert_eq!(sdk_err(r), (400, "EntityTooLarge".into()));
+    let r = s3
+        .copy_object()
+        .bucket(&small)
+        .key("copied")
+        .copy_source(format!("{big}/large"))
+        .send()
+        .await;
+    assert_eq!(sdk_err(r).0, 400);
+    let id = create_upload(&s3, &small, "mp").await;
+    let e1 = upload_part(&s3, &small, "mp", &id, 1, &data(limit / 2, 3)).await;
+    let e2 = upload_part(&s3, &small, "mp", &id, 2, &data(limit / 2 + 1, 4)).await;
+    let r = s3
+        .complete_multipart_upload()
+        .bucket(&small)
+        .key("mp")
+        .upload_id(&id)
+        .multipart_upload(completed(&[(1, &e1), (2, &e2)]))
+        .send()
+        .await;
+    assert_eq!(sdk_err(r), (400, "EntityTooLarge".into()));
+    assert_eq!(list_all_keys(&s3, &small).await, vec!["fits".to_string()]);
+    // Within the limit, the same upload completes.
+    ok(
+        s3.complete_multipart_upload()
+            .bucket(&small)
+            .key("mp")
+            .upload_id(&id)
+            .multipart_upload(completed(&[(1, &e1)]))
+            .send()
+            .await,
+        "Complete within the bucket's limit",
+    );
+}

@@ -1,0 +1,406 @@
+//! `S3Bucket` -> a JetStream object-store bucket with the spec's configuration.
+//!
+//! - Created when missing, also when it disappears behind the operator's back (found at the
+//!   next resync, or at once through the stream-deleted advisory).
+//! - Updated where NATS allows; where it does not (storage) or refuses (replicas beyond the
+//!   cluster size), `BucketProvisioned` is False with NATS's reason and the bucket stays as is.
+//! - An existing NATS bucket not made for this S3Bucket (stream metadata `jets3.owner`) is
+//!   adopted only with `spec.adopt`; otherwise Ready=False, reason `BucketExists`.
+//! - A name another S3Bucket claimed first: Ready=False, reason `NameConflict`, NATS untouched.
+//! - Deletion: `Delete` removes the NATS bucket (only if it is this S3Bucket's), `Retain`
+//!   leaves it. While NATS is unreachable the finalizer retries with backoff and the status
+//!   says why; after `--delete-timeout` it gives up, leaves the NATS bucket in place (Warning
+//!   Event `BucketOrphaned`) and lets the S3Bucket go, so a namespace deletion never hangs.
+
+use std::time::Duration;
+
+use async_nats::jetstream::stream;
+use jets3_crds::k8s::Time;
+use jets3_crds::k8s::{conditions, human_size, DeletionPolicy, S3Bucket, S3BucketStatus};
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::Api;
+
+use crate::bucket_config::{owner_id, owner_of, Desired};
+use crate::claims::{bucket_claims, ObjKey};
+use crate::controller::Context;
+use crate::status::{self, condition, newly, REASON_OK};
+use crate::{Error, Result};
+
+/// The finalizer on every S3Bucket.
+pub const FINALIZER: &str = "jets3.io/bucket";
+
+/// Condition reasons of `BucketProvisioned` (and `Ready`).
+pub mod reasons {
+    pub const NATS_UNAVAILABLE: &str = "NatsUnavailable";
+    pub const STORAGE_MISMATCH: &str = "StorageMismatch";
+    pub const CREATE_REFUSED: &str = "CreateRefused";
+    pub const UPDATE_REFUSED: &str = "UpdateRefused";
+    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+}
+
+/// What provisioning found or did.
+enum Provisioned {
+    /// The bucket exists with the spec's configuration.
+    Ok {
+        info: Box<stream::Info>,
+        /// Event reason and note when something was done.
+        did: Option<(&'static str, String)>,
+    },
+    /// The bucket cannot be made to match (reason, message); it is left as it is.
+    Refused {
+        reason: &'static str,
+        message: String,
+        /// Whether the NATS bucket is this S3Bucket's (it exists and is owned).
+        owned: bool,
+    },
+}
+
+/// The reconcile logic of an S3Bucket.
+pub(crate) trait BucketExt {
+    /// Brings the NATS bucket and the status in line with the spec.
+    async fn apply(&self, ctx: &Context) -> Result<Action>;
+    /// Honours the deletion policy before the finalizer is removed.
+    async fn cleanup(&self, ctx: &Context) -> Result<Action>;
+}
+
+impl BucketExt for S3Bucket {
+    async fn apply(&self, ctx: &Context) -> Result<Action> {
+        let key = ObjKey::of(self);
+        let old = self.status.clone().unwrap_or_default();
+        let gen = self.metadata.generation;
+        let mut status = S3BucketStatus {
+            observed_generation: gen,
+            bucket_name: Some(self.s3_bucket_name()),
+            endpoint: Some(ctx.settings.endpoint.clone()),
+            // Kept until the NATS bucket is known to be someone else's.
+            nats_bucket: old.nats_bucket.clone(),
+            size_bytes: old.size_bytes,
+            size: old.size.clone(),
+            object_count: old.object_count,
+            stats_updated_at: old.stats_updated_at.clone(),
+            conditions: Vec::new(),
+        };
+
+        let claims = bucket_claims(ctx.stores.buckets().iter().map(|b| b.as_ref()));
+        let (provisioned, result) = if let Some(conflict) = claims.get(&key).cloned().flatten() {
+            status.nats_bucket = None;
+            let c = condition(
+                conditions::BUCKET_PROVISIONED,
+                false,
+                conditions::REASON_NAME_CONFLICT,
+                format!("{conflict}; the NATS bucket is left untouched"),
+                gen,
+                &old.conditions,
+            );
+            (c, Ok(()))
+        } else {
+            match provision(self, ctx).await {
+                Ok(Provisioned::Ok { info, did }) => {
+                    status.nats_bucket = Some(self.nats_bucket_name());
+                    refresh_stats(self, ctx, &info, &mut status).await;
+                    if let Some((reason, note)) = did {
+                        ctx.event(self, EventType::Normal, reason, note).await;
+                    }
+                    let c = condition(
+                        conditions::BUCKET_PROVISIONED,
+                        true,
+                        REASON_OK,
+                        format!(
+                            "NATS bucket {:?} has the spec's configuration",
+                            self.nats_bucket_name()
+                        ),
+                        gen,
+                        &old.conditions,
+                    );
+                    (c, Ok(()))
+                }
+                Ok(Provisioned::Refused {
+                    reason,
+                    message,
+                    owned,
+                }) => {
+                    if !owned {
+                        status.nats_bucket = None;
+                    }
+                    let c = condition(
+                        conditions::BUCKET_PROVISIONED,
+                        false,
+                        reason,
+                        message,
+                        gen,
+                        &old.conditions,
+                    );
+                    (c, Ok(()))
+                }
+                Err(e) => {
+                    let c = condition(
+                        conditions::BUCKET_PROVISIONED,
+                        false,
+                        reasons::NATS_UNAVAILABLE,
+                        format!("cannot reach NATS, retrying: {e}"),
+                        gen,
+                        &old.conditions,
+                    );
+                    (c, Err(e))
+                }
+            }
+        };
+        if provisioned.status == "False" && newly(&provisioned, &old.conditions) {
+            ctx.event(
+                self,
+                EventType::Warning,
+                &provisioned.reason,
+                provisioned.message.clone(),
+            )
+            .await;
+        }
+        let (_, serving) = ctx.hub.bucket(&key);
+        let served = status::served(&serving, gen, &old.conditions);
+        if served.reason == crate::gateway_config::reasons::INVALID_CONFIG
+            && newly(&served, &old.conditions)
+        {
+            ctx.event(
+                self,
+                EventType::Warning,
+                &served.reason,
+                served.message.clone(),
+            )
+            .await;
+        }
+        let ready = status::ready(
+            &[&provisioned, &served],
+            "the bucket is provisioned and served",
+            gen,
+            &old.conditions,
+        );
+        status.conditions = vec![ready, provisioned, served];
+        if Some(&status) != self.status.as_ref() {
+            let api: Api<S3Bucket> = Api::namespaced(ctx.client.clone(), &key.namespace);
+            status::apply(&api, self, &status).await?;
+        }
+        result?;
+        Ok(Action::requeue(ctx.settings.resync))
+    }
+
+    async fn cleanup(&self, ctx: &Context) -> Result<Action> {
+        let nats = self.nats_bucket_name();
+        let owned = self.status.as_ref().and_then(|s| s.nats_bucket.as_deref()) == Some(&nats);
+        if !owned {
+            // Never provisioned for this S3Bucket (or lost its name): nothing of ours in NATS.
+            return Ok(Action::await_change());
+        }
+        if self.spec.deletion_policy == DeletionPolicy::Retain {
+            ctx.event(
+                self,
+                EventType::Normal,
+                "BucketRetained",
+                format!("deletionPolicy Retain: NATS bucket {nats:?} and its objects are kept"),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+        match delete_nats_bucket(self, ctx).await {
+            Ok(note) => {
+                ctx.event(self, EventType::Normal, "BucketDeleted", note)
+                    .await;
+                Ok(Action::await_change())
+            }
+            Err(e) => {
+                let since = self
+                    .metadata
+                    .deletion_timestamp
+                    .as_ref()
+                    .map(|t| t.0)
+                    .unwrap_or_else(Timestamp::now);
+                let waited =
+                    Duration::try_from(Timestamp::now().duration_since(since)).unwrap_or_default();
+                if waited >= ctx.settings.delete_timeout {
+                    ctx.metrics.orphaned_buckets.inc();
+                    let note = format!(
+                        "NATS stayed unreachable for {}s (--delete-timeout): the S3Bucket is removed and NATS bucket {nats:?} is left in place; delete it with `nats object del {nats}` ({e})",
+                        ctx.settings.delete_timeout.as_secs()
+                    );
+                    tracing::warn!(bucket = %ObjKey::of(self), "{note}");
+                    ctx.event(self, EventType::Warning, "BucketOrphaned", note)
+                        .await;
+                    return Ok(Action::await_change());
+                }
+                let old = self.status.clone().unwrap_or_default();
+                let gen = self.metadata.generation;
+                let blocked = condition(
+                    conditions::READY,
+                    false,
+                    reasons::DELETION_BLOCKED,
+                    format!(
+                        "cannot delete NATS bucket {nats:?} (deletionPolicy Delete), retrying; after {}s of trying the S3Bucket is removed and the NATS bucket left in place: {e}",
+                        ctx.settings.delete_timeout.as_secs()
+                    ),
+                    gen,
+                    &old.conditions,
+                );
+                if newly(&blocked, &old.conditions) {
+                    ctx.event(
+                        self,
+                        EventType::Warning,
+                        reasons::DELETION_BLOCKED,
+                        blocked.message.clone(),
+                    )
+                    .await;
+                    let mut status = old.clone();
+                    status.conditions.retain(|c| c.type_ != conditions::READY);
+                    status.conditions.insert(0, blocked);
+                    let api: Api<S3Bucket> =
+                        Api::namespaced(ctx.client.clone(), &ObjKey::of(self).namespace);
+                    status::apply(&api, self, &status).await?;
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Makes the NATS bucket exist with the spec's configuration, where NATS allows.
+async fn provision(b: &S3Bucket, ctx: &Context) -> Result<Provisioned> {
+    let nats = b.nats_bucket_name();
+    let desired = Desired::of(b);
+    let me = owner_id(b);
+    let Some(info) = ctx.nats.bucket(&nats).await? else {
+        let config = desired.apply(crate::nats::object_store_stream(&nats));
+        return match ctx.nats.create_bucket(config).await {
+            Ok(info) => {
+                let again =
+                    b.status.as_ref().and_then(|s| s.nats_bucket.as_deref()) == Some(nats.as_str());
+                let did = if again {
+                    ("BucketRecreated", format!("NATS bucket {nats:?} was missing (deleted outside the operator?); created it again, empty"))
+                } else {
+                    ("BucketCreated", format!("created NATS bucket {nats:?}"))
+                };
+                Ok(Provisioned::Ok {
+                    info: Box::new(info),
+                    did: Some(did),
+                })
+            }
+            Err(Error::NatsRefused(m)) => Ok(Provisioned::Refused {
+                reason: reasons::CREATE_REFUSED,
+                message: format!("NATS refused to create bucket {nats:?}: {m}"),
+                owned: false,
+            }),
+            Err(e) => Err(e),
+        };
+    };
+    let owner = owner_of(&info.config);
+    let mut did = None;
+    if owner != Some(me.as_str()) {
+        if !b.spec.adopt {
+            let whose = match owner {
+                Some(o) => format!("it belongs to S3Bucket {o}"),
+                None => "it was not created by jets3".to_string(),
+            };
+            return Ok(Provisioned::Refused {
+                reason: conditions::REASON_BUCKET_EXISTS,
+                message: format!(
+                    "NATS bucket {nats:?} already exists and {whose}; it is left untouched. Set spec.adopt: true to take it over"
+                ),
+                owned: false,
+            });
+        }
+        did = Some((
+            "BucketAdopted",
+            format!("adopted existing NATS bucket {nats:?}"),
+        ));
+    }
+    if !desired.storage_matches(&info.config) {
+        return Ok(Provisioned::Refused {
+            reason: reasons::STORAGE_MISMATCH,
+            message: format!(
+                "NATS bucket {nats:?} uses {:?} storage but the spec asks for {:?}; NATS cannot change a bucket's storage (set spec.storage to match, or move the data to a new bucket)",
+                info.config.storage, desired.storage
+            ),
+            owned: owner == Some(me.as_str()),
+        });
+    }
+    let differences = desired.differences(&info.config);
+    if differences.is_empty() {
+        return Ok(Provisioned::Ok {
+            info: Box::new(info),
+            did,
+        });
+    }
+    match ctx.nats.update_bucket(desired.apply(info.config.clone())).await {
+        Ok(info) => {
+            let did = did.or_else(|| {
+                Some((
+                    "BucketUpdated",
+                    format!("updated NATS bucket {nats:?}: {}", differences.join(", ")),
+                ))
+            });
+            Ok(Provisioned::Ok {
+                info: Box::new(info),
+                did,
+            })
+        }
+        Err(Error::NatsRefused(m)) => Ok(Provisioned::Refused {
+            reason: reasons::UPDATE_REFUSED,
+            message: format!(
+                "NATS refused to change {} of bucket {nats:?}, which keeps its current settings: {m}",
+                differences.join(", ")
+            ),
+            owned: owner == Some(me.as_str()),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Size and object count; the count is read again only when the stream changed.
+async fn refresh_stats(
+    b: &S3Bucket,
+    ctx: &Context,
+    info: &stream::Info,
+    status: &mut S3BucketStatus,
+) {
+    let nats = b.nats_bucket_name();
+    let count = match ctx.cached_count(&nats, info.state.last_sequence) {
+        Some(c) => Some(c),
+        None => match ctx.nats.count_objects(&nats).await {
+            Ok(c) => {
+                ctx.cache_count(&nats, info.state.last_sequence, c);
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(bucket = %nats, error = %e, "cannot count objects");
+                None
+            }
+        },
+    };
+    let bytes = i64::try_from(info.state.bytes).unwrap_or(i64::MAX);
+    let count = count.map(|c| i64::try_from(c).unwrap_or(i64::MAX));
+    if status.size_bytes != Some(bytes) || (count.is_some() && status.object_count != count) {
+        status.size_bytes = Some(bytes);
+        status.size = Some(human_size(info.state.bytes));
+        if count.is_some() {
+            status.object_count = count;
+        }
+        status.stats_updated_at = Some(Time(status::now()));
+    }
+}
+
+/// Deletes the NATS bucket if it is this S3Bucket's; the Event note saying what happened.
+async fn delete_nats_bucket(b: &S3Bucket, ctx: &Context) -> Result<String> {
+    let nats = b.nats_bucket_name();
+    let me = owner_id(b);
+    match ctx.nats.bucket(&nats).await? {
+        None => Ok(format!("NATS bucket {nats:?} was already gone")),
+        Some(info) if owner_of(&info.config) != Some(me.as_str()) => Ok(format!(
+            "NATS bucket {nats:?} now belongs to {}; not deleted",
+            owner_of(&info.config).unwrap_or("no S3Bucket")
+        )),
+        Some(_) => {
+            ctx.nats.delete_bucket(&nats).await?;
+            Ok(format!(
+                "deletionPolicy Delete: deleted NATS bucket {nats:?} and its objects"
+            ))
+        }
+    }
+}

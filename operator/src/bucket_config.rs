@@ -1,0 +1,311 @@
+//! How an `S3Bucket` spec maps onto its object-store stream's config, and which differences
+//! NATS can apply to an existing bucket.
+//!
+//! | spec            | stream config                                 |
+//! |-----------------|-----------------------------------------------|
+//! | description     | `description`                                 |
+//! | storage         | `storage` (NATS cannot change it)             |
+//! | replicas        | `num_replicas`                                |
+//! | maxBytes        | `max_bytes` (unset: -1, no limit)             |
+//! | ttl             | `max_age` (unset: 0, kept forever)            |
+//! | compression     | `compression` (`s2` or `none`)                |
+//! | placement       | `placement`                                   |
+//! | metadata        | `metadata`, next to the keys below            |
+//!
+//! `maxObjectBytes` has no stream counterpart (objects are chunked, so the stream's message
+//! size limit does not bound them): the gateway enforces it from the `GatewayConfig`.
+//!
+//! Stream metadata keys starting with `_nats.` (the server's own) and `jets3.` (the
+//! gateway's bucket tagging and CORS, and [`OWNER_KEY`]) are not the spec's: they are kept as
+//! they are, except the owner key, which the operator sets.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::stream::{self, Compression, Placement, StorageType};
+use jets3_crds::k8s::{S3Bucket, StorageType as SpecStorage};
+
+/// Stream metadata key naming the S3Bucket (`<namespace>/<name>`) the bucket belongs to.
+pub const OWNER_KEY: &str = "jets3.owner";
+
+/// Whether a stream metadata key is kept out of the spec's `metadata`.
+fn reserved(key: &str) -> bool {
+    key.starts_with("_nats.") || key.starts_with("jets3.")
+}
+
+/// The `<namespace>/<name>` an owned bucket records in [`OWNER_KEY`].
+pub fn owner_id(bucket: &S3Bucket) -> String {
+    format!(
+        "{}/{}",
+        bucket.metadata.namespace.as_deref().unwrap_or_default(),
+        bucket.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The owner recorded on a stream, if any.
+pub fn owner_of(config: &stream::Config) -> Option<&str> {
+    config.metadata.get(OWNER_KEY).map(String::as_str)
+}
+
+/// The stream settings an `S3Bucket` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub storage: StorageType,
+    pub replicas: usize,
+    pub max_bytes: i64,
+    pub max_age: Duration,
+    pub compression: bool,
+    pub placement: Option<Placement>,
+    pub description: Option<String>,
+    /// The spec's metadata plus [`OWNER_KEY`].
+    pub metadata: HashMap<String, String>,
+}
+
+impl Desired {
+    /// What `bucket`'s spec asks for.
+    pub fn of(bucket: &S3Bucket) -> Desired {
+        let spec = &bucket.spec;
+        let mut metadata: HashMap<String, String> = spec
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        metadata.insert(OWNER_KEY.to_string(), owner_id(bucket));
+        Desired {
+            storage: match spec.storage {
+                SpecStorage::File => StorageType::File,
+                SpecStorage::Memory => StorageType::Memory,
+            },
+            replicas: spec.replicas.clamp(1, 5) as usize,
+            max_bytes: spec.max_bytes.unwrap_or(-1),
+            max_age: spec.ttl.map(Duration::from).unwrap_or_default(),
+            compression: spec.compression,
+            placement: spec.placement.as_ref().map(|p| Placement {
+                cluster: p.cluster.clone(),
+                tags: p.tags.clone(),
+            }),
+            description: spec.description.clone(),
+            metadata,
+        }
+    }
+
+    /// Whether the stream's storage is the one asked for (NATS cannot change it).
+    pub fn storage_matches(&self, actual: &stream::Config) -> bool {
+        actual.storage == self.storage
+    }
+
+    /// The spec fields whose value differs on the stream, by their spec names.
+    pub fn differences(&self, actual: &stream::Config) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if actual.num_replicas.max(1) != self.replicas {
+            out.push("replicas");
+        }
+        if normalize_limit(actual.max_bytes) != self.max_bytes {
+            out.push("maxBytes");
+        }
+        if actual.max_age != self.max_age {
+            out.push("ttl");
+        }
+        if matches!(actual.compression, Some(Compression::S2)) != self.compression {
+            out.push("compression");
+        }
+        if normalize_placement(&actual.placement) != normalize_placement(&self.placement) {
+            out.push("placement");
+        }
+        if actual.description.as_deref().filter(|d| !d.is_empty()) != self.description.as_deref() {
+            out.push("description");
+        }
+        if actual.metadata.get(OWNER_KEY) != self.metadata.get(OWNER_KEY) {
+            out.push("owner");
+        }
+        let theirs: HashMap<&String, &String> = actual
+            .metadata
+            .iter()
+            .filter(|(k, _)| !reserved(k))
+            .collect();
+        let ours: HashMap<&String, &String> =
+            self.metadata.iter().filter(|(k, _)| !reserved(k)).collect();
+        if theirs != ours {
+            out.push("metadata");
+        }
+        out
+    }
+
+    /// `config` with these settings applied; the reserved metadata keys on it stay, except
+    /// the owner key.
+    pub fn apply(&self, mut config: stream::Config) -> stream::Config {
+        config.storage = self.storage;
+        config.num_replicas = self.replicas;
+        config.max_bytes = self.max_bytes;
+        config.max_age = self.max_age;
+        config.compression = Some(if self.compression {
+            Compression::S2
+        } else {
+            Compression::None
+        });
+        config.placement = self.placement.clone();
+        config.description = self.description.clone();
+        config
+            .metadata
+            .retain(|k, _| reserved(k) && k.as_str() != OWNER_KEY);
+        config.metadata.extend(self.metadata.clone());
+        config
+    }
+}
+
+fn normalize_limit(v: i64) -> i64 {
+    if v <= 0 {
+        -1
+    } else {
+        v
+    }
+}
+
+fn normalize_placement(p: &Option<Placement>) -> Option<(Option<&str>, Vec<&str>)> {
+    let p = p.as_ref()?;
+    let cluster = p.cluster.as_deref().filter(|c| !c.is_empty());
+    if cluster.is_none() && p.tags.is_empty() {
+        return None;
+    }
+    let mut tags: Vec<&str> = p.tags.iter().map(String::as_str).collect();
+    tags.sort_unstable();
+    Some((cluster, tags))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nats::object_store_stream;
+    use jets3_crds::k8s::S3BucketSpec;
+
+    fn bucket(spec: serde_json::Value) -> S3Bucket {
+        let spec: S3BucketSpec = serde_json::from_value(spec).unwrap();
+        let mut b = S3Bucket::new("media", spec);
+        b.metadata.namespace = Some("team-a".into());
+        b
+    }
+
+    #[test]
+    fn maps_every_field() {
+        let b = bucket(serde_json::json!({
+            "description": "pics", "storage": "memory", "replicas": 3, "maxBytes": 1000,
+            "ttl": "1h", "compression": true, "placement": {"cluster": "east", "tags": ["ssd"]},
+            "metadata": {"team": "media"}
+        }));
+        let d = Desired::of(&b);
+        assert_eq!(d.storage, StorageType::Memory);
+        assert_eq!(d.replicas, 3);
+        assert_eq!(d.max_bytes, 1000);
+        assert_eq!(d.max_age, Duration::from_secs(3600));
+        assert!(d.compression);
+        assert_eq!(
+            d.placement,
+            Some(Placement {
+                cluster: Some("east".into()),
+                tags: vec!["ssd".into()]
+            })
+        );
+        assert_eq!(d.description.as_deref(), Some("pics"));
+        assert_eq!(d.metadata["team"], "media");
+        assert_eq!(d.metadata[OWNER_KEY], "team-a/media");
+        let config = d.apply(object_store_stream("media"));
+        assert_eq!(config.name, "OBJ_media");
+        assert_eq!(config.compression, Some(Compression::S2));
+        assert!(d.differences(&config).is_empty());
+        assert!(d.storage_matches(&config));
+    }
+
+    #[test]
+    fn defaults_mean_no_limits() {
+        let d = Desired::of(&bucket(serde_json::json!({})));
+        assert_eq!(d.storage, StorageType::File);
+        assert_eq!(d.replicas, 1);
+        assert_eq!(d.max_bytes, -1);
+        assert_eq!(d.max_age, Duration::ZERO);
+        assert!(!d.compression && d.placement.is_none() && d.description.is_none());
+        // What the server answers for a stream created without limits.
+        let mut stored = d.apply(object_store_stream("media"));
+        stored.max_bytes = -1;
+        stored.placement = Some(Placement::default());
+        stored.description = Some(String::new());
+        stored.metadata.insert("_nats.level".into(), "1".into());
+        assert!(
+            d.differences(&stored).is_empty(),
+            "{:?}",
+            d.differences(&stored)
+        );
+    }
+
+    #[test]
+    fn reports_each_difference_by_spec_name() {
+        let d = Desired::of(&bucket(serde_json::json!({"metadata": {"a": "1"}})));
+        let base = d.apply(object_store_stream("media"));
+        type Change = Box<dyn Fn(&mut stream::Config)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("replicas", Box::new(|c| c.num_replicas = 3)),
+            ("maxBytes", Box::new(|c| c.max_bytes = 5)),
+            ("ttl", Box::new(|c| c.max_age = Duration::from_secs(1))),
+            (
+                "compression",
+                Box::new(|c| c.compression = Some(Compression::S2)),
+            ),
+            (
+                "placement",
+                Box::new(|c| {
+                    c.placement = Some(Placement {
+                        cluster: None,
+                        tags: vec!["x".into()],
+                    })
+                }),
+            ),
+            (
+                "description",
+                Box::new(|c| c.description = Some("x".into())),
+            ),
+            (
+                "owner",
+                Box::new(|c| {
+                    c.metadata.insert(OWNER_KEY.into(), "other/b".into());
+                }),
+            ),
+            (
+                "metadata",
+                Box::new(|c| {
+                    c.metadata.insert("a".into(), "2".into());
+                }),
+            ),
+        ];
+        for (field, change) in cases {
+            let mut actual = base.clone();
+            change(&mut actual);
+            assert_eq!(d.differences(&actual), vec![field]);
+            assert!(d.differences(&d.apply(actual)).is_empty(), "{field}");
+        }
+    }
+
+    #[test]
+    fn apply_keeps_the_gateways_and_servers_metadata_and_drops_others() {
+        let d = Desired::of(&bucket(serde_json::json!({"metadata": {"team": "x"}})));
+        let mut actual = object_store_stream("media");
+        actual.metadata = HashMap::from([
+            ("jets3.cors".to_string(), "[...]".to_string()),
+            ("_nats.ver".to_string(), "2.15.1".to_string()),
+            (OWNER_KEY.to_string(), "old/owner".to_string()),
+            ("native".to_string(), "set by a NATS user".to_string()),
+        ]);
+        let applied = d.apply(actual);
+        assert_eq!(applied.metadata["jets3.cors"], "[...]");
+        assert_eq!(applied.metadata["_nats.ver"], "2.15.1");
+        assert_eq!(applied.metadata[OWNER_KEY], "team-a/media");
+        assert_eq!(applied.metadata["team"], "x");
+        assert!(!applied.metadata.contains_key("native"));
+    }
+
+    #[test]
+    fn storage_mismatch_is_detected() {
+        let d = Desired::of(&bucket(serde_json::json!({"storage": "file"})));
+        let mut actual = d.apply(object_store_stream("media"));
+        actual.storage = StorageType::Memory;
+        assert!(!d.storage_matches(&actual));
+    }
+}

@@ -1,0 +1,167 @@
+//! Command-line flags; each also reads an environment variable (`JETS3_*`, or the Downward
+//! API's `POD_NAMESPACE` / `POD_NAME`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::nats::NatsOptions;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// jets3-operator: reconciles S3Bucket and S3Credential resources into NATS JetStream
+/// object-store buckets, Secrets for apps, and the jets3 gateways' config.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// NATS server URLs (comma-separated).
+    #[arg(
+        long,
+        env = "JETS3_NATS_URL",
+        value_delimiter = ',',
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: Vec<String>,
+    #[arg(long, env = "JETS3_NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "JETS3_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    #[arg(long, env = "JETS3_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    #[arg(long, env = "JETS3_NATS_NKEY_SEED", hide_env_values = true)]
+    pub nats_nkey_seed: Option<String>,
+    /// A `.creds` file (JWT + nkey seed).
+    #[arg(long, env = "JETS3_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for NATS TLS.
+    #[arg(long, env = "JETS3_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    #[arg(long, env = "JETS3_NATS_TLS_CERT")]
+    pub nats_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "JETS3_NATS_TLS_KEY")]
+    pub nats_tls_key: Option<PathBuf>,
+    /// Require TLS even for `nats://` URLs.
+    #[arg(long, env = "JETS3_NATS_TLS_REQUIRED")]
+    pub nats_tls_required: bool,
+
+    /// The gateway's S3 Service URL, written to app Secrets (AWS_ENDPOINT_URL) and to
+    /// S3Bucket status.endpoint.
+    #[arg(long, env = "JETS3_GATEWAY_ENDPOINT")]
+    pub gateway_endpoint: String,
+    /// The S3 region (AWS_REGION in app Secrets, and the gateways' region).
+    #[arg(long, env = "JETS3_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Namespaces to watch (comma-separated); default: all.
+    #[arg(long, env = "JETS3_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+    /// Listen address for /metrics, /healthz, /readyz and /config.
+    #[arg(long, env = "JETS3_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    pub metrics_listen: SocketAddr,
+
+    /// Run only while holding the leader Lease (for several replicas).
+    #[arg(long, env = "JETS3_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Name of the leader Lease, in the operator's namespace.
+    #[arg(long, env = "JETS3_LEASE_NAME", default_value = "jets3-operator")]
+    pub lease_name: String,
+    /// How long the Lease is valid without renewal (renewed every third of it).
+    #[arg(long, env = "JETS3_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    pub lease_duration: Duration,
+
+    /// The operator's namespace (Lease, config state); default: the service account's, or
+    /// the kubeconfig context's.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// This replica's name (Lease holder, Events); default: the host name and process id.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// ConfigMap (in the operator's namespace) holding the config generation and hash.
+    #[arg(long, env = "JETS3_CONFIG_STATE", default_value = "jets3-config-state")]
+    pub config_state: String,
+    /// Also write each published gateway config to this file (YAML, mode 0600, with the
+    /// secret keys): the file a standalone `jets3-gateway --config` reloads.
+    #[arg(long, env = "JETS3_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+    /// How often every resource is checked again (NATS drift, bucket size, key rotation).
+    #[arg(long, env = "JETS3_RESYNC_INTERVAL", default_value = "60s", value_parser = duration)]
+    pub resync_interval: Duration,
+    /// How long deleting an S3Bucket with deletionPolicy Delete retries while NATS is
+    /// unreachable; then the S3Bucket goes and the NATS bucket is left in place.
+    #[arg(long, env = "JETS3_DELETE_TIMEOUT", default_value = "10m", value_parser = duration)]
+    pub delete_timeout: Duration,
+
+    #[arg(long, env = "JETS3_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `jets3_operator=debug`.
+    #[arg(long, env = "JETS3_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// A Go-style duration (`90s`, `1h30m`).
+fn duration(s: &str) -> Result<Duration, String> {
+    let d: kube::core::Duration = s.parse().map_err(|e| format!("{e}"))?;
+    if d.is_negative() {
+        return Err("must not be negative".into());
+    }
+    Ok(d.into())
+}
+
+impl Cli {
+    /// The NATS connection settings.
+    pub fn nats_options(&self) -> NatsOptions {
+        NatsOptions {
+            servers: self.nats_url.clone(),
+            user: self.nats_user.clone(),
+            password: self.nats_password.clone(),
+            token: self.nats_token.clone(),
+            nkey_seed: self.nats_nkey_seed.clone(),
+            creds_file: self.nats_creds.clone(),
+            tls_ca_file: self.nats_tls_ca.clone(),
+            tls_cert_file: self.nats_tls_cert.clone(),
+            tls_key_file: self.nats_tls_key.clone(),
+            tls_required: self.nats_tls_required,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_defaults() {
+        let cli = Cli::try_parse_from([
+            "jets3-operator",
+            "--gateway-endpoint",
+            "http://gw:9000",
+            "--watch-namespaces",
+            "a,b",
+            "--resync-interval",
+            "1m30s",
+        ])
+        .unwrap();
+        assert_eq!(cli.watch_namespaces, ["a", "b"]);
+        assert_eq!(cli.resync_interval, Duration::from_secs(90));
+        assert_eq!(cli.delete_timeout, Duration::from_secs(600));
+        assert_eq!(cli.metrics_listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(cli.lease_name, "jets3-operator");
+        assert!(!cli.leader_election);
+        assert_eq!(cli.nats_options().servers, ["nats://127.0.0.1:4222"]);
+        assert!(Cli::try_parse_from([
+            "jets3-operator",
+            "--gateway-endpoint",
+            "x",
+            "--lease-duration",
+            "soon"
+        ])
+        .is_err());
+    }
+}

@@ -1,0 +1,524 @@
+//! The controllers: what they watch, the shared [`Context`], the thin reconcile function per
+//! kind (tracing span, metrics timer, finalizer) and the error policy.
+//!
+//! Per watched namespace (or once for all namespaces) the operator keeps three reflector
+//! stores, S3Buckets, S3Credentials and the Secrets it manages (by label), that both the
+//! controllers and the config publisher read. Every watch event also tells the publisher to
+//! rebuild the config; the publisher re-runs the reconciles of the resources whose view
+//! changed (`reconcile_on`), so their `Served` condition follows the config.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
+use jets3_crds::k8s::{S3Bucket, S3Credential};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::Instrument;
+
+use crate::bucket::{self, BucketExt};
+use crate::claims::ObjKey;
+use crate::credential::CredentialExt;
+use crate::hub::{Hub, Kind};
+use crate::metrics::Metrics;
+use crate::nats::Nats;
+use crate::secrets::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::{Error, Result};
+
+/// Operator-wide settings the reconcilers use.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The gateway S3 Service URL (AWS_ENDPOINT_URL, status.endpoint).
+    pub endpoint: String,
+    /// The S3 region (AWS_REGION, the config's region).
+    pub region: String,
+    /// How often every resource is looked at again (drift, stats, NATS re-creation).
+    pub resync: Duration,
+    /// How long a deletion waits for an unreachable NATS before leaving the bucket.
+    pub delete_timeout: Duration,
+    /// The operator's namespace (Lease, state ConfigMap).
+    pub namespace: String,
+    /// This replica's name (Lease holder, Event reporter).
+    pub instance: String,
+    /// Namespaces to watch; empty: all.
+    pub watch_namespaces: Vec<String>,
+    /// Name of the ConfigMap holding the config generation and hash.
+    pub config_state: String,
+    /// Where to write each published config for a standalone gateway, if anywhere.
+    pub config_file: Option<std::path::PathBuf>,
+}
+
+/// The reflector stores of every watched namespace.
+#[derive(Clone, Default)]
+pub struct Stores {
+    buckets: Vec<Store<S3Bucket>>,
+    credentials: Vec<Store<S3Credential>>,
+    secrets: Vec<Store<Secret>>,
+}
+
+impl Stores {
+    /// Every S3Bucket.
+    pub fn buckets(&self) -> Vec<Arc<S3Bucket>> {
+        self.buckets.iter().flat_map(|s| s.state()).collect()
+    }
+
+    /// Every S3Credential.
+    pub fn credentials(&self) -> Vec<Arc<S3Credential>> {
+        self.credentials.iter().flat_map(|s| s.state()).collect()
+    }
+
+    /// Every Secret the operator manages.
+    pub fn secrets(&self) -> Vec<Arc<Secret>> {
+        self.secrets.iter().flat_map(|s| s.state()).collect()
+    }
+
+    /// Waits until every store has listed its objects once.
+    pub async fn wait_ready(&self) {
+        for s in &self.buckets {
+            let _ = s.wait_until_ready().await;
+        }
+        for s in &self.credentials {
+            let _ = s.wait_until_ready().await;
+        }
+        for s in &self.secrets {
+            let _ = s.wait_until_ready().await;
+        }
+    }
+}
+
+/// Senders that make the controllers reconcile one resource again.
+#[derive(Clone, Default)]
+pub struct Kicks {
+    scopes: Vec<KickScope>,
+}
+
+/// The kick senders of one watched namespace (`None`: all namespaces).
+#[derive(Clone)]
+struct KickScope {
+    namespace: Option<String>,
+    buckets: mpsc::UnboundedSender<ObjectRef<S3Bucket>>,
+    credentials: mpsc::UnboundedSender<ObjectRef<S3Credential>>,
+}
+
+impl Kicks {
+    /// Re-runs the reconcile of each resource.
+    pub fn send(&self, resources: Vec<(Kind, ObjKey)>) {
+        for (kind, key) in resources {
+            let Some(scope) = self
+                .scopes
+                .iter()
+                .find(|s| s.namespace.as_deref().is_none_or(|n| n == key.namespace))
+            else {
+                continue;
+            };
+            // A closed channel means the controller is shutting down: nothing to re-run.
+            let _ = match kind {
+                Kind::Bucket => scope
+                    .buckets
+                    .unbounded_send(ObjectRef::new(&key.name).within(&key.namespace))
+                    .map_err(drop),
+                Kind::Credential => scope
+                    .credentials
+                    .unbounded_send(ObjectRef::new(&key.name).within(&key.namespace))
+                    .map_err(drop),
+            };
+        }
+    }
+}
+
+/// One watched namespace (or all): where its watch events go, and its kick receivers.
+struct Scope {
+    namespace: Option<String>,
+    buckets: Writer<S3Bucket>,
+    credentials: Writer<S3Credential>,
+    secrets: Writer<Secret>,
+    bucket_kicks: mpsc::UnboundedReceiver<ObjectRef<S3Bucket>>,
+    credential_kicks: mpsc::UnboundedReceiver<ObjectRef<S3Credential>>,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub nats: Nats,
+    pub metrics: Metrics,
+    pub settings: Settings,
+    pub hub: Arc<Hub>,
+    pub stores: Stores,
+    /// Re-runs reconciles of resources whose view changed.
+    pub kicks: Kicks,
+    recorder: Recorder,
+    /// Consecutive failures per resource, for the retry backoff.
+    failures: Mutex<HashMap<(Kind, ObjKey), u32>>,
+    /// Object counts per NATS bucket, with the stream sequence they were counted at.
+    counts: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+impl Context {
+    /// Publishes an Event about `obj`; a failure is only logged.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+
+    /// The object count of `bucket` if it was counted at stream sequence `seq`.
+    pub fn cached_count(&self, bucket: &str, seq: u64) -> Option<u64> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts
+            .get(bucket)
+            .and_then(|(s, c)| (*s == seq).then_some(*c))
+    }
+
+    /// Remembers the object count of `bucket` at stream sequence `seq`.
+    pub fn cache_count(&self, bucket: &str, seq: u64, count: u64) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.insert(bucket.to_string(), (seq, count));
+    }
+
+    fn failed(&self, kind: Kind, key: ObjKey) -> u32 {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = f.entry((kind, key)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn succeeded(&self, kind: Kind, key: &ObjKey) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        f.remove(&(kind, key.clone()));
+    }
+}
+
+/// The retry delay after `n` consecutive failures: 1 s doubling up to 2 minutes.
+fn backoff(n: u32) -> Duration {
+    Duration::from_secs(1u64 << n.saturating_sub(1).min(7)).min(Duration::from_secs(120))
+}
+
+async fn reconcile_bucket(b: Arc<S3Bucket>, ctx: Arc<Context>) -> Result<Action> {
+    let key = ObjKey::of(b.as_ref());
+    let span = tracing::info_span!("reconcile", kind = "S3Bucket", object = %key);
+    async {
+        let _timer = ctx.metrics.reconcile_started("S3Bucket");
+        ctx.hub.wait_built().await;
+        let api: Api<S3Bucket> = Api::namespaced(ctx.client.clone(), &key.namespace);
+        let action = finalizer(&api, bucket::FINALIZER, b, |event| async {
+            match event {
+                Finalizer::Apply(b) => b.apply(&ctx).await,
+                Finalizer::Cleanup(b) => b.cleanup(&ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))?;
+        ctx.succeeded(Kind::Bucket, &key);
+        Ok(action)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn reconcile_credential(c: Arc<S3Credential>, ctx: Arc<Context>) -> Result<Action> {
+    let key = ObjKey::of(c.as_ref());
+    let span = tracing::info_span!("reconcile", kind = "S3Credential", object = %key);
+    async {
+        let _timer = ctx.metrics.reconcile_started("S3Credential");
+        ctx.hub.wait_built().await;
+        // No finalizer: the Secrets are owned by the credential, and the config drops it as
+        // soon as it is gone from the store.
+        if c.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        let action = c.apply(&ctx).await?;
+        ctx.succeeded(Kind::Credential, &key);
+        Ok(action)
+    }
+    .instrument(span)
+    .await
+}
+
+fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let (kind, name) = match K::kind(&()).as_ref() {
+        "S3Bucket" => (Kind::Bucket, "S3Bucket"),
+        _ => (Kind::Credential, "S3Credential"),
+    };
+    ctx.metrics.reconcile_failed(name, error);
+    let key = ObjKey::of(obj.as_ref());
+    let n = ctx.failed(kind, key.clone());
+    let delay = backoff(n);
+    tracing::warn!(kind = name, object = %key, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Checks that the CRDs are installed, with a message saying what to do if not.
+pub async fn check_crds(client: &Client) -> Result<()> {
+    let lp = ListParams::default().limit(1);
+    for (what, result) in [
+        (
+            "s3buckets.jets3.io",
+            Api::<S3Bucket>::all(client.clone())
+                .list_metadata(&lp)
+                .await
+                .map(drop),
+        ),
+        (
+            "s3credentials.jets3.io",
+            Api::<S3Credential>::all(client.clone())
+                .list_metadata(&lp)
+                .await
+                .map(drop),
+        ),
+    ] {
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                return Err(Error::Config(format!(
+                    "the CustomResourceDefinition {what} is not installed: apply crds/yaml/jets3.io_crds.yaml (or install the Helm chart) first"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// An `Api` on one namespace, or on all.
+fn scoped_api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(n) => Api::namespaced(client.clone(), n),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A future every controller can hold that resolves when shutdown starts.
+pub type Shutdown = Shared<BoxFuture<'static, ()>>;
+
+/// Runs the controllers and the config publisher until `shutdown` resolves, then lets the
+/// running reconciles finish.
+pub async fn run(
+    client: Client,
+    nats: Nats,
+    metrics: Metrics,
+    settings: Settings,
+    hub: Arc<Hub>,
+    shutdown: Shutdown,
+) -> Result<()> {
+    check_crds(&client).await?;
+    let namespaces: Vec<Option<String>> = if settings.watch_namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings
+            .watch_namespaces
+            .iter()
+            .cloned()
+            .map(Some)
+            .collect()
+    };
+    let reporter = Reporter {
+        controller: crate::FIELD_MANAGER.into(),
+        instance: Some(settings.instance.clone()),
+    };
+    let mut stores = Stores::default();
+    let mut kicks = Kicks::default();
+    let mut scopes = Vec::new();
+    for namespace in namespaces {
+        let (buckets, credentials, secrets) =
+            (Writer::default(), Writer::default(), Writer::default());
+        stores.buckets.push(buckets.as_reader());
+        stores.credentials.push(credentials.as_reader());
+        stores.secrets.push(secrets.as_reader());
+        let (bucket_kick, bucket_kicks) = mpsc::unbounded();
+        let (credential_kick, credential_kicks) = mpsc::unbounded();
+        kicks.scopes.push(KickScope {
+            namespace: namespace.clone(),
+            buckets: bucket_kick,
+            credentials: credential_kick,
+        });
+        scopes.push(Scope {
+            namespace,
+            buckets,
+            credentials,
+            secrets,
+            bucket_kicks,
+            credential_kicks,
+        });
+    }
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        nats,
+        metrics,
+        settings,
+        hub,
+        stores,
+        kicks,
+        recorder: Recorder::new(client.clone(), reporter),
+        failures: Mutex::default(),
+        counts: Mutex::default(),
+    });
+    let mut controllers = Vec::new();
+    for scope in scopes {
+        controllers.push(bucket_controller(
+            &ctx,
+            &client,
+            &scope.namespace,
+            scope.buckets,
+            scope.bucket_kicks,
+            &shutdown,
+        ));
+        controllers.push(credential_controller(
+            &ctx,
+            &client,
+            &scope.namespace,
+            (scope.credentials, scope.secrets),
+            scope.credential_kicks,
+            &shutdown,
+        ));
+    }
+    let publisher = crate::publish::run(ctx.clone());
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => Ok(()),
+        r = publisher => r,
+    }
+}
+
+/// How long a controller waits for more events on an object before reconciling it.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// The S3Bucket controller of one scope.
+fn bucket_controller(
+    ctx: &Arc<Context>,
+    client: &Client,
+    namespace: &Option<String>,
+    writer: Writer<S3Bucket>,
+    kicks: mpsc::UnboundedReceiver<ObjectRef<S3Bucket>>,
+    shutdown: &Shutdown,
+) -> BoxFuture<'static, ()> {
+    let reader = writer.as_reader();
+    let buckets = watcher(
+        scoped_api::<S3Bucket>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .inspect(notify(&ctx.hub))
+    .applied_objects();
+    // After a NATS outage, look at every bucket again at once rather than after its backoff.
+    let reconnects = futures::stream::unfold(ctx.nats.reconnects(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(()) => return Some(((), rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    });
+    Controller::for_stream(buckets, reader)
+        .with_config(ControllerConfig::default().debounce(DEBOUNCE))
+        .reconcile_on(kicks)
+        .reconcile_all_on(reconnects)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile_bucket, error_policy, ctx.clone())
+        .for_each(|_| async {})
+        .boxed()
+}
+
+/// The S3Credential controller of one scope: its credentials, the Secrets they own, and the
+/// keySource Secrets they read.
+fn credential_controller(
+    ctx: &Arc<Context>,
+    client: &Client,
+    namespace: &Option<String>,
+    (writer, secrets): (Writer<S3Credential>, Writer<Secret>),
+    kicks: mpsc::UnboundedReceiver<ObjectRef<S3Credential>>,
+    shutdown: &Shutdown,
+) -> BoxFuture<'static, ()> {
+    let reader = writer.as_reader();
+    let credentials = watcher(
+        scoped_api::<S3Credential>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .inspect(notify(&ctx.hub))
+    .applied_objects();
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let owned = watcher(scoped_api::<Secret>(client, namespace), managed)
+        .default_backoff()
+        .reflect(secrets)
+        .inspect(notify(&ctx.hub))
+        .touched_objects();
+    // keySource Secrets are the user's: watched by metadata only, to notice changes.
+    let sources = watcher(
+        scoped_api::<PartialObjectMeta<Secret>>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let by_source = reader.clone();
+    Controller::for_stream(credentials, reader)
+        .with_config(ControllerConfig::default().debounce(DEBOUNCE))
+        .owns_stream(owned)
+        .watches_stream(sources, move |secret| {
+            let ns = secret.namespace();
+            let name = secret.name_any();
+            by_source
+                .state()
+                .into_iter()
+                .filter(|c| {
+                    c.namespace() == ns
+                        && c.spec
+                            .key_source
+                            .secret_ref
+                            .as_ref()
+                            .is_some_and(|r| r.name == name)
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .reconcile_on(kicks)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile_credential, error_policy, ctx.clone())
+        .for_each(|_| async {})
+        .boxed()
+}
+
+/// A stream inspector that tells the publisher an input changed.
+fn notify<T>(hub: &Arc<Hub>) -> impl Fn(&T) + Send + 'static {
+    let hub = hub.clone();
+    move |_| hub.input_changed()
+}
+
+/// Makes a [`Shutdown`] from any future.
+pub fn shutdown_on(f: impl Future<Output = ()> + Send + 'static) -> Shutdown {
+    f.boxed().shared()
+}

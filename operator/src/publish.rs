@@ -1,0 +1,264 @@
+//! The config publisher: rebuilds the `GatewayConfig` whenever a watched resource or Secret
+//! changes (and when a previous key expires), numbers it and publishes it on the [`Hub`].
+//!
+//! Generation: the same content keeps its generation; new content gets the next one. The
+//! generation and content hash are persisted in a ConfigMap (`--config-state`, in the
+//! operator's namespace; it never holds secrets) before a config is published, so the
+//! generation only grows, across restarts and leader changes.
+//!
+//! With `--config-file`, each published config is also written there (YAML, mode 0600), which
+//! is the file a standalone gateway (`jets3-gateway --config FILE`) reloads; writing it counts
+//! as delivering the config.
+//!
+//! [`Hub`]: crate::hub::Hub
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jets3_crds::GatewayConfig;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
+use kube::Api;
+
+use crate::controller::Context;
+use crate::gateway_config::{build, Inputs, Part};
+use crate::hub::Published;
+use crate::secrets::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::Result;
+
+/// How long the publisher waits after a change for more changes to arrive.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// The persisted generation state.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct State {
+    generation: u64,
+    hash: Option<String>,
+    resource_version: Option<String>,
+}
+
+/// Reads and writes the state ConfigMap.
+struct StateStore {
+    api: Api<ConfigMap>,
+    name: String,
+}
+
+impl StateStore {
+    async fn load(&self) -> Result<State> {
+        let Some(cm) = self.api.get_opt(&self.name).await? else {
+            return Ok(State::default());
+        };
+        let data = cm.data.unwrap_or_default();
+        Ok(State {
+            generation: data
+                .get("generation")
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(0),
+            hash: data.get("hash").cloned(),
+            resource_version: cm.metadata.resource_version,
+        })
+    }
+
+    /// The generation for content `hash`: the stored one when the hash is the stored hash,
+    /// else the next one, persisted. Retries a lost race with another writer.
+    async fn generation_for(&self, state: &mut State, hash: &str) -> Result<u64> {
+        loop {
+            if state.hash.as_deref() == Some(hash) {
+                return Ok(state.generation);
+            }
+            let next = state.generation + 1;
+            let cm = ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    resource_version: state.resource_version.clone(),
+                    labels: Some(BTreeMap::from([(
+                        MANAGED_BY_LABEL.to_string(),
+                        MANAGED_BY.to_string(),
+                    )])),
+                    ..Default::default()
+                },
+                data: Some(BTreeMap::from([
+                    ("generation".to_string(), next.to_string()),
+                    ("hash".to_string(), hash.to_string()),
+                ])),
+                ..Default::default()
+            };
+            let pp = PostParams::default();
+            let written = match &state.resource_version {
+                Some(_) => self.api.replace(&self.name, &pp, &cm).await,
+                None => self.api.create(&pp, &cm).await,
+            };
+            match written {
+                Ok(cm) => {
+                    *state = State {
+                        generation: next,
+                        hash: Some(hash.to_string()),
+                        resource_version: cm.metadata.resource_version,
+                    };
+                    return Ok(next);
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => *state = self.load().await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Builds and publishes configs until the task is dropped.
+pub async fn run(ctx: Arc<Context>) -> Result<()> {
+    ctx.stores.wait_ready().await;
+    let store = StateStore {
+        api: Api::namespaced(ctx.client.clone(), &ctx.settings.namespace),
+        name: ctx.settings.config_state.clone(),
+    };
+    if ctx.settings.config_file.is_some() {
+        ctx.hub.add_delivery();
+    }
+    let mut delay = Backoff::default();
+    let mut state = loop {
+        match store.load().await {
+            Ok(s) => break s,
+            Err(e) => delay.wait(&e).await,
+        }
+    };
+    let mut published_hash: Option<String> = None;
+    loop {
+        let (buckets, credentials, secrets) = (
+            ctx.stores.buckets(),
+            ctx.stores.credentials(),
+            ctx.stores.secrets(),
+        );
+        let built = build(&Inputs {
+            buckets: &buckets,
+            credentials: &credentials,
+            secrets: &secrets,
+            region: &ctx.settings.region,
+            now: Timestamp::now(),
+        });
+        record_metrics(&ctx, &built, buckets.len(), credentials.len());
+        let next_expiry = built.next_expiry;
+        if built.problems.is_empty() {
+            let hash = built.config.content_hash();
+            let generation = loop {
+                match store.generation_for(&mut state, &hash).await {
+                    Ok(g) => break g,
+                    Err(e) => delay.wait(&e).await,
+                }
+            };
+            let published = (published_hash.as_deref() != Some(hash.as_str())).then(|| {
+                let mut config = built.config.clone();
+                config.generation = generation;
+                Published {
+                    generation,
+                    hash: hash.clone(),
+                    config: Arc::new(config),
+                }
+            });
+            let file_copy = published.as_ref().map(|p| p.config.clone());
+            ctx.kicks
+                .send(ctx.hub.install(built, generation, published));
+            if published_hash.as_deref() != Some(hash.as_str()) {
+                tracing::info!(generation, hash = %hash, "gateway config published");
+                ctx.metrics.config_generation.set(generation as i64);
+                published_hash = Some(hash);
+            }
+            if let (Some(path), Some(config)) = (&ctx.settings.config_file, file_copy) {
+                match write_config_file(path, &config).await {
+                    Ok(()) => ctx.kicks.send(ctx.hub.delivered(config.generation)),
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "cannot write the config file")
+                    }
+                }
+            }
+        } else {
+            ctx.metrics.config_invalid.inc();
+            tracing::error!(problems = ?built.problems, "gateway config is invalid as a whole; not published");
+        }
+        wait_for_change(&ctx, next_expiry).await;
+    }
+}
+
+/// Waits for an input change (then a short debounce) or the next previous-key expiry.
+async fn wait_for_change(ctx: &Context, next_expiry: Option<Timestamp>) {
+    let until_expiry = next_expiry
+        .and_then(|t| Duration::try_from(t.duration_since(Timestamp::now())).ok())
+        .map(|d| d + Duration::from_millis(10));
+    tokio::select! {
+        _ = ctx.hub.wait_input_changed() => tokio::time::sleep(DEBOUNCE).await,
+        _ = async {
+            match until_expiry {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+}
+
+fn record_metrics(
+    ctx: &Context,
+    built: &crate::gateway_config::Build,
+    buckets: usize,
+    credentials: usize,
+) {
+    let m = &ctx.metrics;
+    m.managed
+        .with_label_values(&["S3Bucket"])
+        .set(buckets as i64);
+    m.managed
+        .with_label_values(&["S3Credential"])
+        .set(credentials as i64);
+    let excluded = |parts: &mut dyn Iterator<Item = &Part>| {
+        parts.filter(|p| matches!(p, Part::Excluded { .. })).count() as i64
+    };
+    m.config_excluded
+        .with_label_values(&["S3Bucket"])
+        .set(excluded(&mut built.buckets.values().map(|v| &v.part)));
+    m.config_excluded
+        .with_label_values(&["S3Credential"])
+        .set(excluded(&mut built.credentials.values().map(|v| &v.part)));
+}
+
+/// Retry delays for the state ConfigMap: 1 s doubling to 30 s.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_secs(1))
+    }
+}
+
+impl Backoff {
+    async fn wait(&mut self, error: &crate::Error) {
+        tracing::warn!(error = %error, retry_in = ?self.0, "config state: Kubernetes API call failed");
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Writes `config` to `path` as YAML, atomically (a temporary file renamed over it), mode 0600.
+pub async fn write_config_file(path: &Path, config: &GatewayConfig) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = serde_yaml::to_string(config).map_err(|e| crate::Error::Config(e.to_string()))?;
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })
+    .await
+    .map_err(|e| crate::Error::Config(e.to_string()))??;
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! The keys an S3Credential's Secret holds work on a real jets3 gateway that serves the
+//! operator's GatewayConfig (the file `--config-file` writes, as a standalone gateway reads
+//! it): on the granted buckets, with the granted permission only, nowhere else; and across a
+//! rotation, both keys during the overlap, only the new one after it.
+
+#[path = "k8s/common.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client as S3;
+use jets3_gateway::{ConfigFile, GatewayHandle, NatsSettings, ServerSettings};
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use common::*;
+
+fn s3(addr: SocketAddr, id: &str, secret: &str) -> S3 {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-test-1"))
+        .endpoint_url(format!("http://{addr}"))
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(id, secret, None, None, "operator-test"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(RetryConfig::disabled())
+        .build();
+    S3::from_conf(config)
+}
+
+/// The S3 error code of a failed call ("" when it succeeded).
+async fn put(c: &S3, bucket: &str, key: &str, body: &[u8]) -> String {
+    match c
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.to_vec()))
+        .send()
+        .await
+    {
+        Ok(_) => String::new(),
+        Err(e) => e.code().unwrap_or("no code").to_string(),
+    }
+}
+
+async fn get(c: &S3, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+    match c.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => Ok(o.body.collect().await.unwrap().into_bytes().to_vec()),
+        Err(e) => Err(e.code().unwrap_or("no code").to_string()),
+    }
+}
+
+/// Loads the operator's config file into the gateway, as its file reload does.
+fn reload(gw: &GatewayHandle, env: &Env) -> u64 {
+    let text = std::fs::read_to_string(&env.operator().config_file).unwrap();
+    let file =
+        ConfigFile::parse(&text).expect("the operator's file parses as a gateway config file");
+    let generation = file.config.generation;
+    gw.set_config(file.config)
+        .expect("the gateway accepts the operator's config");
+    generation
+}
+
+async fn secret_keys(env: &Env, ns: &str, name: &str) -> (String, String) {
+    let s = env.secrets(ns).get(name).await.unwrap();
+    (
+        secret_value(&s, "AWS_ACCESS_KEY_ID").unwrap(),
+        secret_value(&s, "AWS_SECRET_ACCESS_KEY").unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_keys_work_on_the_gateway_as_granted_and_rotate_with_overlap() {
+    let env = Env::new(1).await;
+    let ns = env.ns(0);
+    for (name, spec) in [
+        ("rw-bucket", json!({})),
+        ("ro-bucket", json!({})),
+        ("other-bucket", json!({})),
+        ("tiny-bucket", json!({"maxObjectBytes": 1000})),
+    ] {
+        env.create_bucket(ns, name, spec).await;
+        env.condition(&env.buckets(ns), name, "Ready", "True", None)
+            .await;
+    }
+    env.create_credential(
+        ns,
+        "app",
+        json!({"grants": [
+            {"bucket": "rw-bucket", "permission": "read-write"},
+            {"bucket": "ro-bucket", "permission": "read"},
+            {"bucket": "tiny-bucket", "permission": "write"}],
+            "rotation": {"overlap": "5s"}}),
+    )
+    .await;
+    let creds = env.credentials(ns);
+    env.condition(&creds, "app", "Ready", "True", None).await;
+    let (id, secret) = secret_keys(&env, ns, "app").await;
+    env.operator()
+        .config_where("the key is in the config", |c| {
+            c.credentials.iter().any(|k| k.access_key_id == id)
+        })
+        .await;
+
+    let settings = ServerSettings {
+        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        admin_listen: None,
+        nats: NatsSettings {
+            servers: vec![env.nats.url()],
+            ..Default::default()
+        },
+        shutdown_grace_seconds: 1,
+        ..Default::default()
+    };
+    let text = std::fs::read_to_string(&env.operator().config_file).unwrap();
+    let gw = jets3_gateway::start(settings, Some(ConfigFile::parse(&text).unwrap().config))
+        .await
+        .expect("gateway starts");
+    let gateway = gw.gateway();
+    eventually("the gateway is ready", || async {
+        gateway.ready().await.then_some(())
+    })
+    .await;
+    let addr = gw.s3_addr();
+    let app = s3(addr, &id, &secret);
+
+    // Seed the read-only bucket through NATS, as a native client would.
+    let js = env.nats.js().await;
+    js.get_object_store("ro-bucket")
+        .await
+        .unwrap()
+        .put("seed.txt", &mut &b"seeded"[..])
+        .await
+        .unwrap();
+
+    assert_eq!(put(&app, "rw-bucket", "a.txt", b"written").await, "");
+    assert_eq!(get(&app, "rw-bucket", "a.txt").await.unwrap(), b"written");
+    assert_eq!(get(&app, "ro-bucket", "seed.txt").await.unwrap(), b"seeded");
+    assert_eq!(put(&app, "ro-bucket", "no.txt", b"x").await, "AccessDenied");
+    assert_eq!(
+        put(&app, "other-bucket", "no.txt", b"x").await,
+        "AccessDenied"
+    );
+    assert_eq!(
+        get(&app, "other-bucket", "x").await.unwrap_err(),
+        "AccessDenied"
+    );
+    assert_eq!(put(&app, "tiny-bucket", "small", &[1; 1000]).await, "");
+    assert_eq!(
+        put(&app, "tiny-bucket", "big", &[1; 1001]).await,
+        "EntityTooLarge"
+    );
+    assert_eq!(
+        get(&app, "tiny-bucket", "small").await.unwrap_err(),
+        "AccessDenied",
+        "write only"
+    );
+    let stranger = s3(addr, "JETS3NOTAKEY00000000", &secret);
+    assert_eq!(
+        put(&stranger, "rw-bucket", "b.txt", b"x").await,
+        "InvalidAccessKeyId"
+    );
+    let wrong = s3(addr, &id, "wrong-secret-wrong-secret-wrong-secret-00");
+    assert_eq!(
+        put(&wrong, "rw-bucket", "b.txt", b"x").await,
+        "SignatureDoesNotMatch"
+    );
+
+    // Rotate: during the overlap both keys work, afterwards only the new one.
+    creds
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"jets3.io/rotate": "now"}}})),
+        )
+        .await
+        .unwrap();
+    let (new_id, new_secret) = eventually("the key is rotated", || async {
+        Some(secret_keys(&env, ns, "app").await).filter(|(i, _)| *i != id)
+    })
+    .await;
+    env.operator()
+        .config_where("both keys are in the config", |c| {
+            c.credentials.iter().any(|k| k.access_key_id == new_id)
+                && c.credentials.iter().any(|k| k.access_key_id == id)
+        })
+        .await;
+    reload(&gw, &env);
+    let fresh = s3(addr, &new_id, &new_secret);
+    assert_eq!(put(&fresh, "rw-bucket", "new.txt", b"new key").await, "");
+    assert_eq!(
+        put(&app, "rw-bucket", "old.txt", b"old key").await,
+        "",
+        "the old key works during the overlap"
+    );
+    assert_eq!(
+        put(&fresh, "other-bucket", "no.txt", b"x").await,
+        "AccessDenied"
+    );
+
+    // Past the overlap the gateway refuses the old key by its notAfter, before any reload...
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        put(&app, "rw-bucket", "late.txt", b"x").await,
+        "InvalidAccessKeyId"
+    );
+    // ...and the operator's next config no longer holds it.
+    env.operator()
+        .config_where("the old key is dropped", |c| {
+            !c.credentials.iter().any(|k| k.access_key_id == id)
+        })
+        .await;
+    reload(&gw, &env);
+    assert_eq!(
+        put(&app, "rw-bucket", "late.txt", b"x").await,
+        "InvalidAccessKeyId"
+    );
+    assert_eq!(
+        get(&fresh, "rw-bucket", "old.txt").await.unwrap(),
+        b"old key"
+    );
+    gw.shutdown().await;
+}

@@ -1,0 +1,478 @@
+//! S3Bucket -> NATS object-store bucket.
+
+use std::time::Duration;
+
+use async_nats::jetstream::stream::{Compression, StorageType};
+use jets3_crds::Access;
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn bucket_is_created_updated_and_deleted_with_the_spec() {
+    let env = Env::new(1).await;
+    let ns = env.ns(0);
+    let api = env.buckets(ns);
+    env.create_bucket(
+        ns,
+        "media",
+        json!({
+            "bucketName": "media.example",
+            "description": "pictures",
+            "maxBytes": 10_000_000,
+            "maxObjectBytes": 1_000_000,
+            "ttl": "24h",
+            "compression": true,
+            "metadata": {"team": "media"},
+            "access": "public-read",
+            "deletionPolicy": "Delete",
+        }),
+    )
+    .await;
+    let b = env.condition(&api, "media", "Ready", "True", None).await;
+    let status = b.status.clone().unwrap();
+    assert_eq!(status.bucket_name.as_deref(), Some("media.example"));
+    assert_eq!(status.nats_bucket.as_deref(), Some("media_example"));
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some("http://jets3-gateway.test:9000")
+    );
+    assert_eq!(status.observed_generation, b.metadata.generation);
+    assert_eq!(condition_of(&b, "BucketProvisioned").status, "True");
+    assert_eq!(condition_of(&b, "Served").status, "True");
+
+    let info = env
+        .nats
+        .bucket("media_example")
+        .await
+        .expect("NATS bucket exists");
+    let c = &info.config;
+    assert_eq!(c.storage, StorageType::File);
+    assert_eq!(c.num_replicas, 1);
+    assert_eq!(c.max_bytes, 10_000_000);
+    assert_eq!(c.max_age, Duration::from_secs(24 * 3600));
+    assert_eq!(c.compression, Some(Compression::S2));
+    assert_eq!(c.description.as_deref(), Some("pictures"));
+    assert_eq!(c.metadata["team"], "media");
+    assert_eq!(c.metadata["jets3.owner"], format!("{ns}/media"));
+    assert!(c.allow_direct && c.allow_rollup);
+    assert_eq!(c.subjects, ["$O.media_example.C.>", "$O.media_example.M.>"]);
+
+    let cfg = env
+        .operator()
+        .config_where("the bucket is in the gateway config", |c| {
+            c.bucket("media.example").is_some()
+        })
+        .await;
+    let entry = cfg.bucket("media.example").unwrap();
+    assert_eq!(entry.access, Access::PublicRead);
+    assert_eq!(entry.nats_name(), "media_example");
+    assert!(!entry.create);
+    assert_eq!(cfg.region, "eu-test-1");
+    assert!(env
+        .event(ns, "media", "BucketCreated")
+        .await
+        .contains("media_example"));
+
+    // Update what NATS can change.
+    env.patch_spec(
+        &api,
+        "media",
+        json!({"maxBytes": 20_000_000, "ttl": "1h", "compression": false, "description": "new",
+               "metadata": {"team": "web"}, "access": "private"}),
+    )
+    .await;
+    eventually("NATS has the new settings", || async {
+        let c = env.nats.bucket("media_example").await?.config;
+        (c.max_bytes == 20_000_000
+            && c.max_age == Duration::from_secs(3600)
+            && c.compression != Some(Compression::S2)
+            && c.description.as_deref() == Some("new")
+            && c.metadata.get("team").map(String::as_str) == Some("web"))
+        .then_some(())
+    })
+    .await;
+    let note = env.event(ns, "media", "BucketUpdated").await;
+    assert!(note.contains("maxBytes") && note.contains("ttl"), "{note}");
+    let newer = env
+        .operator()
+        .config_where("the config has the new access", |c| {
+            c.bucket("media.example")
+                .is_some_and(|b| b.access == Access::Private)
+        })
+        .await;
+    assert!(newer.generation > cfg.generation);
+    let b = env.condition(&api, "media", "Ready", "True", None).await;
+    assert_eq!(b.status.unwrap().observed_generation, b.metadata.generation);
+
+    // deletionPolicy Delete removes the NATS bucket, then the finalizer.
+    env.delete(&api, "media").await;
+    env.gone(&api, "media").await;
+    assert!(env.nats.bucket("media_example").await.is_none());
+    env.operator()
+        .config_where("the bucket left the config", |c| {
+            c.bucket("media.example").is_none()
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn retain_keeps_the_nats_bucket_and_its_objects() {
+    let env = Env::new(1).await;
+    let ns = env.ns(0);
+    let api = env.buckets(ns);
+    env.create_bucket(ns, "kept", json!({})).await;
+    env.condition(&api, "kept", "Ready", "True", None).await;
+    let store = env.nats.js().await.get_object_store("kept").await.unwrap();
+    store.put("hello.txt", &mut &b"hi there"[..]).await.unwrap();
+    env.delete(&api, "kept").await;
+    env.gone(&api, "kept").await;
+    let store = env
+        .nats
+        .js()
+        .await
+        .get_object_store("kept")
+        .await
+        .expect("NATS bucket kept");
+    let mut obj = store.get("hello.txt").await.expect("object kept");
+    let mut data = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut data)
+        .await
+        .unwrap();
+    assert_eq!(data, b"hi there");
+    assert!(env
+        .event(ns, "kept", "BucketRetained")
+        .await
+        .contains("kept"));
+}
+
+#[tokio::test]
+async fn a_bucket_deleted_behind_the_operators_back_is_created_again() {
+    let env = Env::new(1).await;
+    let ns = env.ns(0);
+    let api = env.buckets(ns);
+    env.create_bucket(ns, "phoenix", json!({"maxBytes": 5_000_000}))
+        .await;
+    env.condition(&api, "phoenix", "Ready", "True", None).await;
+    env.nats
+        .js()
+        .await
+        .delete_stream("OBJ_phoenix")
+        .await
+        .unwrap();
+    let info = eventually("the NATS bucket is back", || env.nats.bucket("phoenix")).await;
+    assert_eq!(info.config.max_bytes, 5_000_000);
+    assert_eq!(info.config.metadata["jets3.owner"], format!("{ns}/phoenix"));
+    let note = env.event(ns, "phoenix", "BucketRecreated").await;
+    assert!(note.contains("phoenix"), "{note}");
+    env.condition(&api, "phoenix", "Ready", "True", None).await;
+}
+
+#[tokio::test]
+async fn the_first_claimant_keeps_a_contested_name_and_nothing_is_overwritten() {
+    let env = Env::new(2).await;
+    let (a, b) = (env.ns(0), env.ns(1));
+    env.create_bucket(
+        a,
+        "logs",
+        json!({"bucketName": "shared-logs", "description": "first"}),
+    )
+    .await;
+    env.condition(&env.buckets(a), "logs", "Ready", "True", None)
+        .await;
+    env.create_bucket(
+        b,
+        "logs",
+        json!({"bucketName": "shared-logs", "description": "second", "access": "public-read"}),
+    )
+    .await;
+    let loser = env
+        .condition(
+            &env.buckets(b),
+            "logs",
+            "Ready",
+            "False",
+            Some("NameConflict"),
+        )
+        .await;
+    let c = condition_of(&loser, "BucketProvisioned");
+    assert_eq!(c.reason, "NameConflict");
+    assert!(
+        c.message.contains(&format!("S3Bucket {a}/logs")),
+        "{}",
+        c.message
+    );
+    assert_eq!(condition_of(&loser, "Served").reason, "NameConflict");
+    assert!(loser.status.unwrap().nats_bucket.is_none());
+    let info = env.nats.bucket("shared-logs").await.unwrap();
+    assert_eq!(info.config.description.as_deref(), Some("first"));
+    assert_eq!(info.config.metadata["jets3.owner"], format!("{a}/logs"));
+    let cfg = env
+        .operator()
+        .config_where("the first bucket is served", |c| {
+            c.bucket("shared-logs").is_some()
+        })
+        .await;
+    assert_eq!(cfg.bucket("shared-logs").unwrap().access, Access::Private);
+    let note = env.event(b, "logs", "NameConflict").await;
+    assert!(note.contains(a), "{note}");
+
+    // The holder goes (Retain): the NATS bucket is still the first one's, so the second
+    // S3Bucket may take it over only by adopting it.
+    env.delete(&env.buckets(a), "logs").await;
+    env.gone(&env.buckets(a), "logs").await;
+    let blocked = env
+        .condition(
+            &env.buckets(b),
+            "logs",
+            "Ready",
+            "False",
+            Some("BucketExists"),
+        )
+        .await;
+    assert!(condition_of(&blocked, "BucketProvisioned")
+        .message
+        .contains(&format!("{a}/logs")));
+    assert_eq!(
+        env.nats
+            .bucket("shared-logs")
+            .await
+            .unwrap()
+            .config
+            .description
+            .as_deref(),
+        Some("first")
+    );
+    env.patch_spec(&env.buckets(b), "logs", json!({"adopt": true}))
+        .await;
+    env.condition(&env.buckets(b), "logs", "Ready", "True", None)
+        .await;
+    let info = env.nats.bucket("shared-logs").await.unwrap();
+    assert_eq!(info.config.description.as_deref(), Some("second"));
+    assert_eq!(info.config.metadata["jets3.owner"], format!("{b}/logs"));
+    env.operator()
+        .config_where("the second bucket is served", |c| {
+            c.bucket("shared-logs")
+                .is_some_and(|b| b.access == Access::PublicRead)
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn an_existing_nats_bucket_is_adopted_only_when_the_spec_says_so() {
+    let env = Env::new(1).await;
+    let ns = env.ns(0);
+    let api = env.buckets(ns);
+    let js = env.nats.js().await;
+    let store = js
+        .create_object_store(async_nats::jetstream::object_store::Config {
+            bucket: "native".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store
+        .put("a.txt", &mut &b"from a native client"[..])
+        .await
+        .unwrap();
+    store.put("b.txt", &mut &b"another"[..]).await.unwrap();
+    env.create_bucket(ns, "native", json!({"description": "adopted"}))
+        .await;
+    let b = env
+        .condition(&api, "native", "Ready", "False", Some("BucketExists"))
+        .await;
+    assert!(condition_of(&b, "BucketProvisioned")
+        .message
+        .contains("not created by jets3"));
+    let untouched = env.nats.bucket("native").await.unwrap();
+    assert!(
+        untouched.config.description.is_none()
+            && !untouched.config.metadata.contains_key("jets3.owner")
+    );
+    env.operator()
+        .config_where("the bucket is not served", |c| c.bucket("native").is_none())
+        .await;
+
+    env.patch_spec(&api, "native", json!({"adopt": true})).await;
+    env.condition(&api, "native", "Ready", "True", None).await;
+    let info = env.nats.bucket("native").await.unwrap();
+    assert_eq!(info.config.description.as_deref(), Some("adopted"));
+    assert_eq!(info.config.metadata["jets3.owner"], format!("{ns}/native"));
+    assert!(env
+        .event(ns, "native", "BucketAdopted")
+        .await
+        .contains("native"));
+    let status = eventually("the object count is shown", || async {
+        let s = api.get("native").await.ok()?.status?;
+        (s.object_count == Some(2)).then_some(s)
+    })
+    .await;
+    assert!(status.size_bytes.unwrap() > 0 && status.size.is_some());
+    assert!(env.operator().config().unwrap().bucket("native").is_some());
+}
+
+#[tokio::test]
+async fn what_nats_refuses_is_a_condition_not_a_crash_loop() {
+    let env = Env::new(1).await;
+    let ns = env.ns(0);
+    let api = env.buckets(ns);
+    // A single nats-server cannot hold 3 replicas.
+    env.create_bucket(ns, "triple", json!({"replicas": 3}))
+        .await;
+    let b = env
+        .condition(&api, "triple", "Ready", "False", Some("CreateRefused"))
+        .await;
+    let message = condition_of(&b, "BucketProvisioned").message;
+    assert!(
+        message.contains("triple") && message.contains("NATS refused"),
+        "{message}"
+    );
+    assert!(env.nats.bucket("triple").await.is_none());
+    env.patch_spec(&api, "triple", json!({"replicas": 1})).await;
+    env.condition(&api, "triple", "Ready", "True", None).await;
+
+    // An update NATS refuses leaves the bucket as it is and says why.
+    env.patch_spec(&api, "triple", json!({"replicas": 3})).await;
+    let b = env
+        .condition(
+            &api,
+            "triple",
+            "BucketProvisioned",
+            "False",
+            Some("UpdateRefused"),
+        )
+        .await;
+    assert!(condition_of(&b, "BucketProvisioned")
+        .message
+        .contains("replicas"));
+    // Still served, as it is.
+    env.condition(&api, "triple", "Served", "True", None).await;
+    assert_eq!(
+        env.nats.bucket("triple").await.unwrap().config.num_replicas,
+        1
+    );
+
+    // Storage cannot change: an adopted memory bucket with a file spec.
+    let js = env.nats.js().await;
+    js.create_object_store(async_nats::jetstream::object_store::Config {
+        bucket: "inmem".into(),
+        storage: StorageType::Memory,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    env.create_bucket(ns, "inmem", json!({"adopt": true, "storage": "file"}))
+        .await;
+    let b = env
+        .condition(&api, "inmem", "Ready", "False", Some("StorageMismatch"))
+        .await;
+    assert!(condition_of(&b, "BucketProvisioned")
+        .message
+        .contains("cannot change"));
+    assert_eq!(
+        env.nats.bucket("inmem").await.unwrap().config.storage,
+        StorageType::Memory
+    );
+    // The operator keeps running and keeps answering.
+    let (code, _) = env.operator().get("/healthz").await.unwrap();
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn nats_down_while_reconciling_is_reported_and_resumes() {
+    let mut env = Env::new(1).await;
+    let ns = env.ns(0).to_string();
+    let api = env.buckets(&ns);
+    env.create_bucket(&ns, "first", json!({})).await;
+    env.condition(&api, "first", "Ready", "True", None).await;
+    env.nats.stop();
+    env.create_bucket(&ns, "during", json!({})).await;
+    let b = env
+        .condition(
+            &api,
+            "during",
+            "BucketProvisioned",
+            "False",
+            Some("NatsUnavailable"),
+        )
+        .await;
+    assert_eq!(condition_of(&b, "Ready").reason, "NatsUnavailable");
+    env.nats.restart().await;
+    env.condition(&api, "during", "Ready", "True", None).await;
+    assert!(env.nats.bucket("during").await.is_some());
+    assert!(env.nats.bucket("first").await.is_some());
+    env.condition(&api, "first", "Ready", "True", None).await;
+}
+
+#[tokio::test]
+async fn deleting_while_nats_is_down_retries_then_never_blocks_forever() {
+    let mut env = Env::new(1).await;
+    let ns = env.ns(0).to_string();
+    let api = env.buckets(&ns);
+    for name in ["comes-back", "stays-down"] {
+        env.create_bucket(&ns, name, json!({"deletionPolicy": "Delete"}))
+            .await;
+        env.condition(&api, name, "Ready", "True", None).await;
+    }
+
+    // NATS comes back in time: the bucket is deleted and the S3Bucket goes.
+    env.nats.stop();
+    env.delete(&api, "comes-back").await;
+    let b = env
+        .condition(
+            &api,
+            "comes-back",
+            "Ready",
+            "False",
+            Some("DeletionBlocked"),
+        )
+        .await;
+    assert!(condition_of(&b, "Ready").message.contains("retrying"));
+    assert!(env
+        .event(&ns, "comes-back", "DeletionBlocked")
+        .await
+        .contains("comes-back"));
+    env.nats.restart().await;
+    env.gone(&api, "comes-back").await;
+    assert!(env.nats.bucket("comes-back").await.is_none());
+
+    // NATS stays down past --delete-timeout (6 s): the S3Bucket goes, the NATS bucket stays.
+    env.nats.stop();
+    env.delete(&api, "stays-down").await;
+    env.gone(&api, "stays-down").await;
+    let note = env.event(&ns, "stays-down", "BucketOrphaned").await;
+    assert!(note.contains("nats object del stays-down"), "{note}");
+    env.nats.restart().await;
+    assert!(env.nats.bucket("stays-down").await.is_some());
+    let (_, metrics) = env.operator().get("/metrics").await.unwrap();
+    assert!(
+        metrics.contains("jets3_operator_orphaned_buckets_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn size_and_object_count_are_refreshed() {
+    let env = Env::new(1).await;
+    let ns = env.ns(0);
+    let api = env.buckets(ns);
+    env.create_bucket(ns, "stats", json!({})).await;
+    let b = env.condition(&api, "stats", "Ready", "True", None).await;
+    assert_eq!(b.status.unwrap().object_count, Some(0));
+    let store = env.nats.js().await.get_object_store("stats").await.unwrap();
+    for i in 0..3 {
+        store
+            .put(format!("o{i}").as_str(), &mut &[7u8; 10_000][..])
+            .await
+            .unwrap();
+    }
+    store.delete("o0").await.unwrap();
+    let s = eventually("the status shows 2 objects", || async {
+        let s = api.get("stats").await.ok()?.status?;
+        (s.object_count == Some(2)).then_some(s)
+    })
+    .await;
+    assert!(s.size_bytes.unwrap() >= 20_000, "{s:?}");
+    assert!(s.size.unwrap().ends_with("KiB"));
+    assert!(s.stats_updated_at.is_some());
+}

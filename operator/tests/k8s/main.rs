@@ -1,0 +1,10 @@
+//! The operator against real servers: etcd + kube-apiserver (one pair for the whole binary,
+//! a namespace per test), a nats-server per test, and the `jets3-operator` binary.
+
+mod common;
+
+mod buckets;
+mod config;
+mod credentials;
+mod process;
+mod schema;
