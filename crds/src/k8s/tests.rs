@@ -996,7 +996,7 @@ fn conversions_to_gateway_config_types() {
     assert_eq!(rule.allowed_methods, ["GET", "HEAD"]);
     assert_eq!(rule.max_age_seconds, Some(3600));
     // A config built from the example validates.
-    let entry = b.gateway_bucket();
+    let entry = b.gateway_bucket(vec![]);
     assert_eq!(entry.name, "media.example");
     assert_eq!(entry.nats_name(), "media_example");
     assert_eq!(entry.max_object_size, Some(1 << 30));
