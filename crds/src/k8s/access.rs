@@ -271,10 +271,7 @@ impl BucketJwt {
                 })
                 .collect(),
             permission: self.permission.into(),
-            subject_claim: self
-                .subject_claim
-                .clone()
-                .unwrap_or(defaults.subject_claim),
+            subject_claim: self.subject_claim.clone().unwrap_or(defaults.subject_claim),
         }
     }
 }

@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    default_name_rule, BucketCacheSpec, BucketIpFilter, BucketJwt, BucketRateLimit, s3_name_rule, Condition, Duration, Time, DURATION_PATTERN,
-    S3_BUCKET_NAME_PATTERN,
+    default_name_rule, s3_name_rule, BucketCacheSpec, BucketIpFilter, BucketJwt, BucketRateLimit,
+    Condition, Duration, Time, DURATION_PATTERN, S3_BUCKET_NAME_PATTERN,
 };
 
 /// OpenAPI pattern of a NATS object-store bucket name.
