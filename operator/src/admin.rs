@@ -1,6 +1,6 @@
 //! The operator's HTTP listener (`--metrics-listen`): `/metrics`, `/healthz`, `/readyz`, and
 //! `/config` for debugging (the published config's generation, hash and content, with every
-//! secret access key replaced by `<redacted>`).
+//! secret access key and HMAC JWT key replaced by `<redacted>`).
 //!
 //! `/readyz` is 200 once the leader has built its first config, and always on a standby
 //! replica (it is healthy and ready to take over; a 503 there would stall rolling updates).
@@ -90,6 +90,16 @@ async fn config(State(admin): State<Arc<Admin>>) -> Response {
     let mut config = (*p.config).clone();
     for c in &mut config.credentials {
         c.secret_access_key = "<redacted>".into();
+    }
+    for k in config
+        .buckets
+        .iter_mut()
+        .filter_map(|b| b.jwt.as_mut())
+        .flat_map(|j| &mut j.keys)
+    {
+        for s in [&mut k.secret, &mut k.secret_base64].into_iter().flatten() {
+            *s = "<redacted>".into();
+        }
     }
     let problems: Vec<serde_json::Value> = admin
         .hub

@@ -17,6 +17,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::claims::{bucket_claims, in_claim_order, Conflict, NameClaims, ObjKey};
+use crate::jwt_keys::{self, KeyValues};
 use crate::secrets::{controlled_by, previous_secret_name, CurrentKey, PreviousKey};
 
 /// Reasons a part is left out of the config (the `Served` condition's reason).
@@ -27,6 +28,8 @@ pub mod reasons {
     pub const NOT_PROVISIONED: &str = "NotProvisioned";
     /// `S3Credential`: its Secret with the key is not written yet.
     pub const NO_KEY: &str = "NoKey";
+    /// `S3Bucket`: a Secret (or a key in it) that spec.jwt.keys names is missing.
+    pub const JWT_KEY_NOT_FOUND: &str = "JwtKeyNotFound";
     /// The part breaks a rule of the gateway config's validation.
     pub const INVALID_CONFIG: &str = "InvalidConfig";
     /// `S3Credential`: another credential, created first, uses the same access key id.
@@ -45,6 +48,8 @@ pub struct Inputs<'a> {
     pub credentials: &'a [Arc<S3Credential>],
     /// The Secrets the operator manages (labelled), in every watched namespace.
     pub secrets: &'a [Arc<Secret>],
+    /// What each S3Bucket's JWT keys read from their Secrets.
+    pub jwt_secrets: &'a HashMap<ObjKey, KeyValues>,
     pub region: &'a str,
     pub now: Timestamp,
 }
@@ -128,7 +133,7 @@ pub fn build(inputs: &Inputs) -> Build {
     for b in in_claim_order(inputs.buckets.iter().map(Arc::as_ref)) {
         let key = ObjKey::of(b);
         let conflict = claims.get(&key).cloned().flatten();
-        let part = match bucket_part(b, conflict.as_ref()) {
+        let part = match bucket_part(b, conflict.as_ref(), inputs.jwt_secrets.get(&key)) {
             Ok((entry, hash)) => {
                 bucket_entries.push(entry);
                 Part::Included { hash }
@@ -206,7 +211,11 @@ pub fn build(inputs: &Inputs) -> Build {
 }
 
 /// An S3Bucket's entry and its hash, or why it is left out.
-fn bucket_part(b: &S3Bucket, conflict: Option<&Conflict>) -> Result<(BucketConfig, String), Part> {
+fn bucket_part(
+    b: &S3Bucket,
+    conflict: Option<&Conflict>,
+    jwt_values: Option<&KeyValues>,
+) -> Result<(BucketConfig, String), Part> {
     if b.metadata.deletion_timestamp.is_some() {
         return Err(Part::excluded(
             reasons::DELETING,
@@ -219,14 +228,16 @@ fn bucket_part(b: &S3Bucket, conflict: Option<&Conflict>) -> Result<(BucketConfi
             c.to_string(),
         ));
     }
-    let entry = b.gateway_bucket();
-    let nats = entry.nats_name();
+    let nats = b.nats_bucket_name();
     if b.status.as_ref().and_then(|s| s.nats_bucket.as_deref()) != Some(nats.as_str()) {
         return Err(Part::excluded(
             reasons::NOT_PROVISIONED,
             format!("the NATS bucket {nats:?} is not provisioned yet"),
         ));
     }
+    let keys = jwt_keys::resolve(b, jwt_values)
+        .map_err(|m| Part::excluded(reasons::JWT_KEY_NOT_FOUND, m))?;
+    let entry = b.gateway_bucket(keys);
     let hash = alone(vec![entry.clone()], vec![])
         .map_err(|p| Part::excluded(reasons::INVALID_CONFIG, p))?;
     Ok((entry, hash))
@@ -449,6 +460,7 @@ mod tests {
         buckets: Vec<Arc<S3Bucket>>,
         credentials: Vec<Arc<S3Credential>>,
         secrets: Vec<Arc<Secret>>,
+        jwt_secrets: HashMap<ObjKey, KeyValues>,
         region: String,
     }
 
@@ -458,6 +470,7 @@ mod tests {
                 buckets: vec![],
                 credentials: vec![],
                 secrets: vec![],
+                jwt_secrets: HashMap::new(),
                 region: "us-east-1".into(),
             }
         }
@@ -476,6 +489,7 @@ mod tests {
                 buckets: &self.buckets,
                 credentials: &self.credentials,
                 secrets: &self.secrets,
+                jwt_secrets: &self.jwt_secrets,
                 region: &self.region,
                 now: now(),
             })
@@ -735,6 +749,7 @@ mod tests {
             buckets: &w.buckets,
             credentials: &w.credentials,
             secrets: &w.secrets,
+            jwt_secrets: &w.jwt_secrets,
             region: "us-east-1",
             now: expires,
         });
@@ -779,6 +794,49 @@ mod tests {
         assert_eq!(b.config.credentials.len(), 1);
         assert_eq!(b.config.buckets.len(), 1);
         assert!(b.config.validate().is_ok());
+    }
+
+    #[test]
+    fn access_fields_and_jwt_keys_from_secrets_reach_the_config() {
+        let mut w = World::new();
+        let jwt = serde_json::json!({"jwt": {
+            "keys": [{"kid": "k1", "algorithm": "HS256", "secretRef": {"name": "jwt", "key": "hmac"}}],
+            "audiences": ["media"], "permission": "read-write"},
+            "ipFilter": {"allow": ["10.0.0.0/8"]}, "cache": {"maxObjectBytes": 4096},
+            "rateLimit": {"requestsPerSecond": 5, "burst": 10}});
+        w.buckets.push(bucket("a", "keyed", jwt.clone(), 1));
+        w.buckets.push(bucket("a", "nokey", jwt, 2));
+        w.buckets
+            .push(bucket("a", "plain", serde_json::json!({}), 3));
+        let mut values = KeyValues::new();
+        values.insert(("jwt".into(), "hmac".into()), b"s".repeat(32));
+        w.jwt_secrets.insert(ObjKey::new("a", "keyed"), values);
+        let b = w.build();
+        assert!(b.problems.is_empty(), "{:?}", b.problems);
+        let keyed = b.config.bucket("keyed").unwrap();
+        let j = keyed.jwt.as_ref().unwrap();
+        assert_eq!(j.keys.len(), 1);
+        assert_eq!(j.permission, Permission::ReadWrite);
+        assert_eq!(j.audiences, ["media"]);
+        assert_eq!(keyed.ip_filter.as_ref().unwrap().allow, ["10.0.0.0/8"]);
+        assert_eq!(keyed.cache.unwrap().max_object_bytes, 4096);
+        assert_eq!(keyed.rate_limit.unwrap().burst, Some(10));
+        let (reason, message) = excluded(&b.buckets[&ObjKey::new("a", "nokey")].part);
+        assert_eq!(reason, reasons::JWT_KEY_NOT_FOUND);
+        assert!(message.contains("Secret jwt does not exist"), "{message}");
+        assert!(b.config.bucket("plain").is_some());
+
+        // A secret too short for HS256 is the shared validation's to refuse.
+        let mut w2 = World::new();
+        let spec = serde_json::json!({"jwt": {"keys": [{"algorithm": "HS256", "secretRef": {"name": "jwt", "key": "hmac"}}]}});
+        w2.buckets.push(bucket("a", "short", spec, 1));
+        let mut short = KeyValues::new();
+        short.insert(("jwt".into(), "hmac".into()), b"short".to_vec());
+        w2.jwt_secrets.insert(ObjKey::new("a", "short"), short);
+        let b2 = w2.build();
+        let (reason, message) = excluded(&b2.buckets[&ObjKey::new("a", "short")].part);
+        assert_eq!(reason, reasons::INVALID_CONFIG);
+        assert!(message.contains("jwt.keys[0].secretBase64"), "{message}");
     }
 
     #[test]

@@ -132,10 +132,12 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
             ctx.stores.credentials(),
             ctx.stores.secrets(),
         );
+        let jwt_secrets = ctx.stores.jwt_secrets.snapshot();
         let built = build(&Inputs {
             buckets: &buckets,
             credentials: &credentials,
             secrets: &secrets,
+            jwt_secrets: &jwt_secrets,
             region: &ctx.settings.region,
             now: Timestamp::now(),
         });
