@@ -31,6 +31,7 @@ use tracing::Instrument;
 use crate::bucket::{self, BucketExt};
 use crate::claims::ObjKey;
 use crate::credential::CredentialExt;
+use crate::gateway_config::GatewayWide;
 use crate::hub::{Hub, Kind};
 use crate::jwt_keys::{self, JwtSecrets};
 use crate::metrics::Metrics;
@@ -45,6 +46,8 @@ pub struct Settings {
     pub endpoint: String,
     /// The S3 region (AWS_REGION, the config's region).
     pub region: String,
+    /// The config's gateway-wide limits and audit settings.
+    pub gateway: GatewayWide,
     /// How often every resource is looked at again (drift, stats, NATS re-creation).
     pub resync: Duration,
     /// How long a deletion waits for an unreachable NATS before leaving the bucket.

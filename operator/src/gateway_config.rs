@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use jets3_crds::k8s::{conditions, S3Bucket, S3Credential};
-use jets3_crds::{BucketConfig, Credential, GatewayConfig, Grant};
+use jets3_crds::{AuditSettings, BucketConfig, Credential, GatewayConfig, Grant, Limits};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -42,6 +42,13 @@ pub mod reasons {
     pub const BUCKET_NOT_SERVED: &str = "BucketNotServed";
 }
 
+/// The config's gateway-wide settings, which no resource sets (operator flags).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GatewayWide {
+    pub limits: Limits,
+    pub audit: AuditSettings,
+}
+
 /// What the resources are read from.
 pub struct Inputs<'a> {
     pub buckets: &'a [Arc<S3Bucket>],
@@ -51,6 +58,7 @@ pub struct Inputs<'a> {
     /// What each S3Bucket's JWT keys read from their Secrets.
     pub jwt_secrets: &'a HashMap<ObjKey, KeyValues>,
     pub region: &'a str,
+    pub gateway: &'a GatewayWide,
     pub now: Timestamp,
 }
 
@@ -185,6 +193,8 @@ pub fn build(inputs: &Inputs) -> Build {
         region: inputs.region.to_string(),
         buckets: bucket_entries,
         credentials: credential_list,
+        limits: inputs.gateway.limits.clone(),
+        audit: inputs.gateway.audit,
         ..Default::default()
     };
     config.buckets.sort_by(|a, b| a.name.cmp(&b.name));
@@ -192,7 +202,7 @@ pub fn build(inputs: &Inputs) -> Build {
         .credentials
         .sort_by(|a, b| a.access_key_id.cmp(&b.access_key_id));
     // Each part passed on its own and the claims rule out duplicates across parts, so only
-    // a whole-config setting (the region) can still fail here.
+    // a whole-config setting (the region, the limits) can still fail here.
     let problems = match config.validate() {
         Ok(()) => Vec::new(),
         Err(e) => {
@@ -462,6 +472,7 @@ mod tests {
         secrets: Vec<Arc<Secret>>,
         jwt_secrets: HashMap<ObjKey, KeyValues>,
         region: String,
+        gateway: GatewayWide,
     }
 
     impl World {
@@ -472,6 +483,7 @@ mod tests {
                 secrets: vec![],
                 jwt_secrets: HashMap::new(),
                 region: "us-east-1".into(),
+                gateway: GatewayWide::default(),
             }
         }
 
@@ -491,6 +503,7 @@ mod tests {
                 secrets: &self.secrets,
                 jwt_secrets: &self.jwt_secrets,
                 region: &self.region,
+                gateway: &self.gateway,
                 now: now(),
             })
         }
@@ -751,6 +764,7 @@ mod tests {
             secrets: &w.secrets,
             jwt_secrets: &w.jwt_secrets,
             region: "us-east-1",
+            gateway: &w.gateway,
             now: expires,
         });
         assert_eq!(later.config.credentials.len(), 1);
@@ -894,5 +908,20 @@ mod tests {
         let b = w.build();
         assert_eq!(b.problems.len(), 1);
         assert!(b.problems[0].starts_with("region:"), "{:?}", b.problems);
+    }
+
+    #[test]
+    fn gateway_wide_settings_are_in_the_config() {
+        let mut w = World::new();
+        w.gateway.limits.rate_limits.per_client_ip = Some(jets3_crds::RateLimit {
+            requests_per_second: 20.0,
+            burst: None,
+        });
+        w.gateway.limits.circuit_breaker.failure_threshold = 2;
+        w.gateway.audit.reads = false;
+        let b = w.build();
+        assert!(b.problems.is_empty());
+        assert_eq!(b.config.limits, w.gateway.limits);
+        assert!(!b.config.audit.reads);
     }
 }

@@ -139,6 +139,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
             secrets: &secrets,
             jwt_secrets: &jwt_secrets,
             region: &ctx.settings.region,
+            gateway: &ctx.settings.gateway,
             now: Timestamp::now(),
         });
         record_metrics(&ctx, &built, buckets.len(), credentials.len());
