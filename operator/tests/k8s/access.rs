@@ -133,3 +133,37 @@ async fn access_fields_and_jwt_secret_keys_reach_the_config() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn gateway_wide_limits_from_the_flags_are_in_the_config_and_bad_ones_stop_the_operator() {
+    let mut env = Env::without_operator(1).await;
+    let mut o = env.options();
+    o.extra_args = vec!["--gateway-limits=rateLimits: {global: {requestsPerSecond: 0}}".into()];
+    let mut bad = env.start_operator("bad-limits", &o);
+    assert!(!bad.exited().await.success());
+    let log = bad.log_text();
+    assert!(
+        log.contains("limits.rateLimits.global.requestsPerSecond"),
+        "{log}"
+    );
+
+    o.extra_args = vec![
+        r#"--gateway-limits={"rateLimits": {"perClientIp": {"requestsPerSecond": 20, "burst": 40}}, "timeouts": {"requestSeconds": 120}, "circuitBreaker": {"failureThreshold": 2, "cooldownSeconds": 3}}"#.into(),
+        "--audit-reads=false".into(),
+    ];
+    env.operator = Some(env.start_operator("operator", &o));
+    let ns = env.ns(0).to_string();
+    env.create_bucket(&ns, "limited", json!({})).await;
+    let cfg = env
+        .operator()
+        .config_where("the bucket is in the config", |c| {
+            c.bucket("limited").is_some()
+        })
+        .await;
+    let ip = cfg.limits.rate_limits.per_client_ip.unwrap();
+    assert_eq!((ip.requests_per_second, ip.burst), (20.0, Some(40)));
+    assert_eq!(cfg.limits.timeouts.request_seconds, 120);
+    assert_eq!(cfg.limits.timeouts.header_read_seconds, 30, "default kept");
+    assert_eq!(cfg.limits.circuit_breaker.failure_threshold, 2);
+    assert!(!cfg.audit.reads);
+}

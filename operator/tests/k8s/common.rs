@@ -387,6 +387,8 @@ pub struct OperatorOptions {
     pub leader_election: Option<String>,
     /// `--resync-interval`.
     pub resync: String,
+    /// More flags.
+    pub extra_args: Vec<String>,
 }
 
 /// A running `jets3-operator`; killed on drop, its log printed if the test is failing.
@@ -423,7 +425,8 @@ impl Operator {
             .args(["--resync-interval", &o.resync])
             .args(["--delete-timeout", "6s"])
             .arg("--config-file")
-            .arg(&config_file);
+            .arg(&config_file)
+            .args(&o.extra_args);
         if let Some(lease) = &o.leader_election {
             cmd.args([
                 "--leader-election",
@@ -613,6 +616,7 @@ impl Env {
             namespace: self.namespaces[0].clone(),
             leader_election: None,
             resync: "2s".into(),
+            extra_args: Vec::new(),
         }
     }
 
