@@ -8,7 +8,7 @@
 //!
 //! With `--config-file`, each published config is also written there (YAML, mode 0600), which
 //! is the file a standalone gateway (`jets3-gateway --config FILE`) reloads; writing it counts
-//! as delivering the config.
+//! as delivering the config (unless the config push is on: then only the push delivers).
 //!
 //! [`Hub`]: crate::hub::Hub
 
@@ -115,7 +115,9 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
         api: Api::namespaced(ctx.client.clone(), &ctx.settings.namespace),
         name: ctx.settings.config_state.clone(),
     };
-    if ctx.settings.config_file.is_some() {
+    // With the push on, the file is a copy for debugging and delivers nothing.
+    let file_delivers = ctx.settings.config_file.is_some() && ctx.settings.push.is_none();
+    if file_delivers {
         ctx.hub.add_delivery();
     }
     let mut delay = Backoff::default();
@@ -168,7 +170,8 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
             }
             if let (Some(path), Some(config)) = (&ctx.settings.config_file, file_copy) {
                 match write_config_file(path, &config).await {
-                    Ok(()) => ctx.kicks.send(ctx.hub.delivered(config.generation)),
+                    Ok(()) if file_delivers => ctx.kicks.send(ctx.hub.delivered(config.generation)),
+                    Ok(()) => {}
                     Err(e) => {
                         tracing::error!(path = %path.display(), error = %e, "cannot write the config file")
                     }
