@@ -102,12 +102,23 @@ pub async fn run(
         let current = published.borrow().clone();
         let summary = summarize(&ctx, &pods, current.as_deref());
         if last_summary != Some(summary) {
-            tracing::info!(
-                pods = summary.0,
-                in_sync = summary.1,
-                generation = current.as_ref().map(|p| p.generation),
-                "gateway pods in sync"
-            );
+            let generation = current.as_ref().map(|p| p.generation);
+            // The steps in between (a new config on its way) only at debug level.
+            if last_summary.is_none_or(|(pods, _)| pods != summary.0) || summary.0 == summary.1 {
+                tracing::info!(
+                    pods = summary.0,
+                    in_sync = summary.1,
+                    generation,
+                    "gateway pods in sync"
+                );
+            } else {
+                tracing::debug!(
+                    pods = summary.0,
+                    in_sync = summary.1,
+                    generation,
+                    "gateway pods in sync"
+                );
+            }
             last_summary = Some(summary);
         }
     }

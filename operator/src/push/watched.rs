@@ -9,13 +9,15 @@ use std::time::SystemTime;
 use crate::{Error, Result};
 
 type Loader<T> = fn(&[u8]) -> std::result::Result<T, String>;
+/// A file's modification time and size.
+type Stamp = (SystemTime, u64);
 
 /// See the module docs.
 pub struct Watched<T> {
     what: &'static str,
     path: PathBuf,
     load: Loader<T>,
-    state: Mutex<(Option<(SystemTime, u64)>, Arc<T>)>,
+    state: Mutex<(Option<Stamp>, Arc<T>)>,
 }
 
 impl<T> Watched<T> {
@@ -59,7 +61,7 @@ impl<T> Watched<T> {
     }
 }
 
-fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+fn stamp(path: &std::path::Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
 }

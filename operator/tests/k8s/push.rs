@@ -85,7 +85,11 @@ static NEXT_NET: AtomicU8 = AtomicU8::new(0);
 /// A /24 of loopback addresses for one test (distinct from other tests and processes).
 fn loopback_net() -> [u8; 3] {
     let n = NEXT_NET.fetch_add(1, Ordering::Relaxed);
-    [127, 100 + (std::process::id() % 100) as u8, n.wrapping_add(1)]
+    [
+        127,
+        100 + (std::process::id() % 100) as u8,
+        n.wrapping_add(1),
+    ]
 }
 
 /// A `jets3-gateway` process in Kubernetes mode on `ip` (S3 :9000, admin :9001, push :9443).
@@ -256,8 +260,14 @@ async fn every_gateway_pod_gets_the_config_through_restarts_scale_up_and_a_dead_
 
     // No pod yet: included resources are NoGateways.
     env.create_bucket(&ns, "early", json!({})).await;
-    env.condition(&env.buckets(&ns), "early", "Served", "False", Some("NoGateways"))
-        .await;
+    env.condition(
+        &env.buckets(&ns),
+        "early",
+        "Served",
+        "False",
+        Some("NoGateways"),
+    )
+    .await;
 
     let mut gws = vec![
         Gateway::start(&env, &files, ip(1), &files.verify_key),
@@ -296,8 +306,17 @@ async fn every_gateway_pod_gets_the_config_through_restarts_scale_up_and_a_dead_
     }
     assert_eq!(gateways(&env).await, Some((2, 2)));
     let (_, m) = env.operator().get("/metrics").await.unwrap();
-    assert_eq!(metric(&m, "jets3_operator_gateway_pods_in_sync").as_deref(), Some("2"));
-    assert!(metric(&m, "jets3_operator_push_attempts_total").unwrap().parse::<u64>().unwrap() >= 2);
+    assert_eq!(
+        metric(&m, "jets3_operator_gateway_pods_in_sync").as_deref(),
+        Some("2")
+    );
+    assert!(
+        metric(&m, "jets3_operator_push_attempts_total")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 2
+    );
 
     // A restarted gateway (a new process, no config) gets the config again, no CR change.
     let current = generation_of(&env).await;
@@ -305,7 +324,10 @@ async fn every_gateway_pod_gets_the_config_through_restarts_scale_up_and_a_dead_
     gws[0] = Gateway::start(&env, &files, ip(1), &files.verify_key);
     gws[0].holds("the config after its restart", current).await;
     let s3_restarted = s3(gws[0].s3_addr(), &id, &secret);
-    assert_eq!(get(&s3_restarted, "pushed", "k").await.unwrap(), b"via push");
+    assert_eq!(
+        get(&s3_restarted, "pushed", "k").await.unwrap(),
+        b"via push"
+    );
 
     // Scale up: a new pod gets it.
     gws.push(Gateway::start(&env, &files, ip(3), &files.verify_key));
@@ -320,8 +342,14 @@ async fn every_gateway_pod_gets_the_config_through_restarts_scale_up_and_a_dead_
     // config promptly; what is new in it is Delivering, what was served stays served.
     gws[1].kill();
     env.create_bucket(&ns, "later", json!({})).await;
-    env.condition(&env.buckets(&ns), "later", "Served", "False", Some("Delivering"))
-        .await;
+    env.condition(
+        &env.buckets(&ns),
+        "later",
+        "Served",
+        "False",
+        Some("Delivering"),
+    )
+    .await;
     let newer = generation_of(&env).await;
     assert!(newer > current);
     let started = std::time::Instant::now();
@@ -339,7 +367,10 @@ async fn every_gateway_pod_gets_the_config_through_restarts_scale_up_and_a_dead_
     env.condition(&env.buckets(&ns), "pushed", "Served", "True", None)
         .await;
     let (_, m) = env.operator().get("/metrics").await.unwrap();
-    assert!(m.contains("jets3_operator_push_failures_total{reason=\"connect\"}"), "{m}");
+    assert!(
+        m.contains("jets3_operator_push_failures_total{reason=\"connect\"}"),
+        "{m}"
+    );
 
     // The dead pod goes away: every remaining pod holds it, so it is served.
     delete_pod(&env, "gw-2").await;
@@ -349,10 +380,22 @@ async fn every_gateway_pod_gets_the_config_through_restarts_scale_up_and_a_dead_
     // No pod at all: nothing is served.
     delete_pod(&env, "gw-1").await;
     delete_pod(&env, "gw-3").await;
-    env.condition(&env.buckets(&ns), "later", "Served", "False", Some("NoGateways"))
-        .await;
-    env.condition(&env.credentials(&ns), "app", "Ready", "False", Some("NoGateways"))
-        .await;
+    env.condition(
+        &env.buckets(&ns),
+        "later",
+        "Served",
+        "False",
+        Some("NoGateways"),
+    )
+    .await;
+    env.condition(
+        &env.credentials(&ns),
+        "app",
+        "Ready",
+        "False",
+        Some("NoGateways"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,11 +410,20 @@ async fn a_gateway_with_another_verify_key_refuses_the_push_and_the_operator_say
     let gw = Gateway::start(&env, &files, ip, &other_key);
     add_pod(&env, "gw-1", ip).await;
     env.create_bucket(&ns, "refused", json!({})).await;
-    env.condition(&env.buckets(&ns), "refused", "Served", "False", Some("Delivering"))
-        .await;
+    env.condition(
+        &env.buckets(&ns),
+        "refused",
+        "Served",
+        "False",
+        Some("Delivering"),
+    )
+    .await;
     eventually("the operator counts the 401", || async {
         let (_, m) = env.operator().get("/metrics").await?;
-        metric(&m, "jets3_operator_push_failures_total{reason=\"unauthorized\"}")
+        metric(
+            &m,
+            "jets3_operator_push_failures_total{reason=\"unauthorized\"}",
+        )
     })
     .await;
     assert!(env
