@@ -8,7 +8,7 @@
 //! reconciled again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use jets3_crds::GatewayConfig;
@@ -78,6 +78,7 @@ pub struct Hub {
     published: watch::Sender<Option<Arc<Published>>>,
     built: watch::Sender<bool>,
     has_delivery: AtomicBool,
+    newer_generation: AtomicU64,
 }
 
 impl Default for Hub {
@@ -88,6 +89,7 @@ impl Default for Hub {
             published: watch::channel(None).0,
             built: watch::channel(false).0,
             has_delivery: AtomicBool::new(false),
+            newer_generation: AtomicU64::new(0),
         }
     }
 }
@@ -96,6 +98,23 @@ impl Hub {
     /// Tells the publisher that an input changed (a watch event on a resource or Secret).
     pub fn input_changed(&self) {
         self.changed.notify_one();
+    }
+
+    /// Tells the publisher that a gateway holds config generation `generation`, newer than
+    /// the published one: the next config must be numbered above it.
+    pub fn newer_generation_seen(&self, generation: u64) {
+        if self
+            .newer_generation
+            .fetch_max(generation, Ordering::Relaxed)
+            < generation
+        {
+            self.input_changed();
+        }
+    }
+
+    /// The highest generation reported by [`Hub::newer_generation_seen`] (0: none).
+    pub fn newer_generation_floor(&self) -> u64 {
+        self.newer_generation.load(Ordering::Relaxed)
     }
 
     /// Waits for [`Hub::input_changed`].

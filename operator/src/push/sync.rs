@@ -182,6 +182,9 @@ async fn pod_loop(
                         check
                     }
                     Err(failure) => {
+                        if let Failure::Stale(held) = failure {
+                            ctx.hub.newer_generation_seen(held);
+                        }
                         ctx.metrics
                             .push_failures
                             .with_label_values(&[failure.label()])

@@ -434,3 +434,165 @@ async fn a_gateway_with_another_verify_key_refuses_the_push_and_the_operator_say
     assert_eq!(gw.generation().await, Some(0));
     assert_eq!(gateways(&env).await, Some((1, 0)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_holding_a_newer_generation_makes_the_operator_publish_above_it() {
+    use jets3_operator::hub::Published;
+    use jets3_operator::push::client::PushClient;
+    use jets3_operator::push::signer::Signer;
+
+    let (env, files) = push_env(PushFiles::operator_args).await;
+    let ns = env.ns(0).to_string();
+    let [a, b, c] = loopback_net();
+    let ip = Ipv4Addr::new(a, b, c, 1);
+    // Before the operator knows the pod, someone (a previous leader whose state was lost)
+    // pushed generation 50.
+    let gw = Gateway::start(&env, &files, ip, &files.verify_key);
+    let signer = Signer::new(files.signing_key.clone(), "jets3-operator", "jets3-gateway").unwrap();
+    let client =
+        PushClient::new(signer, Some(files.ca.clone()), Some(SERVER_NAME), PUSH_PORT).unwrap();
+    let config = jets3_crds::GatewayConfig {
+        region: "eu-test-1".into(),
+        generation: 50,
+        ..Default::default()
+    };
+    let body = serde_json::to_vec(&config).unwrap();
+    let published = Published {
+        generation: 50,
+        hash: config.content_hash(),
+        config: std::sync::Arc::new(config),
+    };
+    eventually("the gateway's push listener is up", || async {
+        client.held(ip.into()).await.ok()
+    })
+    .await;
+    client
+        .push(ip.into(), &published, body.into())
+        .await
+        .expect("a first config is accepted");
+    assert_eq!(gw.generation().await, Some(50));
+
+    add_pod(&env, "gw-1", ip).await;
+    env.create_bucket(&ns, "above", json!({})).await;
+    gw.holds("a generation above 50", 51).await;
+    env.condition(&env.buckets(&ns), "above", "Served", "True", None)
+        .await;
+    assert!(generation_of(&env).await > 50);
+    let (_, m) = env.operator().get("/metrics").await.unwrap();
+    assert!(
+        m.contains("jets3_operator_push_failures_total{reason=\"stale\"}"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_reach_three_gateways_quickly_and_an_operator_restart_causes_no_readiness_flap() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let (mut env, files) = push_env(PushFiles::operator_args).await;
+    let ns = env.ns(0).to_string();
+    let [a, b, c] = loopback_net();
+    let ips: Vec<Ipv4Addr> = (1..=3).map(|n| Ipv4Addr::new(a, b, c, n)).collect();
+    let gws: Vec<Gateway> = ips
+        .iter()
+        .map(|ip| Gateway::start(&env, &files, *ip, &files.verify_key))
+        .collect();
+    let started = Instant::now();
+    for (i, ip) in ips.iter().enumerate() {
+        add_pod(&env, &format!("gw-{i}"), *ip).await;
+    }
+    for gw in &gws {
+        eventually("the gateway is ready", || async {
+            gw.ready().await.then_some(())
+        })
+        .await;
+    }
+    eprintln!(
+        "3 gateways ready {:?} after their pods appeared",
+        started.elapsed()
+    );
+    env.create_bucket(&ns, "fast", json!({})).await;
+    env.condition(&env.buckets(&ns), "fast", "Ready", "True", None)
+        .await;
+
+    // Apply of an S3Credential to its key working on all three gateways.
+    let mut took = Vec::new();
+    for i in 0..20 {
+        let name = format!("key-{i}");
+        let t0 = Instant::now();
+        env.create_credential(
+            &ns,
+            &name,
+            json!({"grants": [{"bucket": "fast", "permission": "read-write"}]}),
+        )
+        .await;
+        let secrets = env.secrets(&ns);
+        let (id, secret) = eventually("the Secret is written", || async {
+            let s = secrets.get_opt(&name).await.ok()??;
+            Some((
+                secret_value(&s, "AWS_ACCESS_KEY_ID")?,
+                secret_value(&s, "AWS_SECRET_ACCESS_KEY")?,
+            ))
+        })
+        .await;
+        for gw in &gws {
+            let client = s3(gw.s3_addr(), &id, &secret);
+            eventually("the key works", || async {
+                (put(&client, "fast", "k", b"x").await.is_empty()).then_some(())
+            })
+            .await;
+        }
+        took.push(t0.elapsed());
+    }
+    took.sort();
+    eprintln!(
+        "S3Credential apply -> key works on 3 gateways: median {:?}, min {:?}, max {:?} (20 runs)",
+        took[10], took[0], took[19]
+    );
+    assert!(took[10] < Duration::from_secs(5), "median {:?}", took[10]);
+
+    // The operator restarts while the gateways run: none of them stops being ready, and the new
+    // operator finds them in sync without pushing.
+    let flapped = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn({
+        let (flapped, stop, ips) = (flapped.clone(), stop.clone(), ips.clone());
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                for ip in &ips {
+                    if !matches!(
+                        http_get(&format!("http://{ip}:9001/readyz")).await,
+                        Some((200, _))
+                    ) {
+                        flapped.store(true, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let generation = generation_of(&env).await;
+    env.operator = None;
+    let mut o = env.options();
+    o.extra_args = files.operator_args();
+    env.operator = Some(env.start_operator("operator-2", &o));
+    eventually("the new operator finds 3 pods in sync", || async {
+        (gateways(&env).await? == (3, 3)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    assert!(
+        !flapped.load(Ordering::Relaxed),
+        "a gateway was not ready during the restart"
+    );
+    assert_eq!(generation_of(&env).await, generation);
+    let (_, m) = env.operator().get("/metrics").await.unwrap();
+    assert_eq!(
+        metric(&m, "jets3_operator_push_attempts_total").as_deref(),
+        Some("0")
+    );
+}
