@@ -596,3 +596,64 @@ async fn keys_reach_three_gateways_quickly_and_an_operator_restart_causes_no_rea
         Some("0")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_pushes() {
+    let (mut env, files) = push_env(|_| Vec::new()).await;
+    env.operator = None; // replaced by two replicas with leader election
+    let [a, b, c] = loopback_net();
+    let ip = Ipv4Addr::new(a, b, c, 1);
+    let gw = Gateway::start(&env, &files, ip, &files.verify_key);
+    add_pod(&env, "gw-1", ip).await;
+    let mut o = env.options();
+    o.extra_args = files.operator_args();
+    o.leader_election = Some(unique("lease"));
+    let mut leader = env.start_operator("replica-a", &o);
+    let sample = |op: &Operator, name: &'static str| {
+        let url = format!("{}/metrics", op.metrics);
+        async move {
+            let (_, m) = http_get(&url).await?;
+            metric(&m, name)
+        }
+    };
+    eventually("replica-a leads", || async {
+        (sample(&leader, "jets3_operator_leader").await? == "1").then_some(())
+    })
+    .await;
+    let standby = env.start_operator("replica-b", &o);
+    eventually("replica-b stands by", || async {
+        let (code, body) = standby.get("/readyz").await?;
+        (code == 200 && body == "standby").then_some(())
+    })
+    .await;
+    eventually("the leader pushed", || async {
+        gw.ready().await.then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        sample(&standby, "jets3_operator_gateway_pods")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        sample(&standby, "jets3_operator_push_attempts_total")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        sample(&leader, "jets3_operator_push_attempts_total")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+
+    // The standby takes over and finds the pod in sync.
+    leader.kill();
+    eventually("replica-b leads and sees the pod in sync", || async {
+        (sample(&standby, "jets3_operator_gateway_pods_in_sync").await? == "1").then_some(())
+    })
+    .await;
+}
