@@ -215,7 +215,7 @@ def release(tmp_path_factory):
         )["status"]["token"]
         kube.kubeconfig(work / "operator.kubeconfig", token)
         r.metrics_port = free_port()
-        args = [a for a in local_args(container_args(operator), files, "127.0.0.1")]
+        args = local_args(container_args(operator), files, "127.0.0.1")
         args = [f"--metrics-listen=127.0.0.1:{r.metrics_port}" if a.startswith("--metrics-listen=") else a for a in args]
         r.operator_args = args
         r.operator_log = work / "operator.log"

@@ -22,7 +22,7 @@ def condition(obj: dict, type_: str):
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
 
 
-def aws(release, gateway, *args, keys):
+def aws(gateway, *args, keys):
     env = {**os.environ, **keys, "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
     return run([need_tool("aws"), "--endpoint-url", gateway.endpoint, *args], env=env)
 
@@ -64,10 +64,10 @@ def test_examples_become_ready_and_work_through_every_gateway_and_a_restart(rele
     upload = tmp_path / "upload.bin"
     digest = random_file(upload, 12 * MiB)  # multipart with the CLI's 8 MiB parts
     first, second = release.gateways
-    aws(release, first, "s3", "cp", upload, "s3://jets3-e2e/dir/upload.bin", keys=keys)
-    assert " upload.bin" in aws(release, second, "s3", "ls", "s3://jets3-e2e/dir/", keys=keys).stdout
+    aws(first, "s3", "cp", upload, "s3://jets3-e2e/dir/upload.bin", keys=keys)
+    assert " upload.bin" in aws(second, "s3", "ls", "s3://jets3-e2e/dir/", keys=keys).stdout
     download = tmp_path / "download.bin"
-    aws(release, second, "s3", "cp", "s3://jets3-e2e/dir/upload.bin", download, keys=keys)
+    aws(second, "s3", "cp", "s3://jets3-e2e/dir/upload.bin", download, keys=keys)
     assert sha256_file(download) == digest
 
     # A gateway restarts (the kubelet reports the container's restart): it gets the config
@@ -79,6 +79,6 @@ def test_examples_become_ready_and_work_through_every_gateway_and_a_restart(rele
     eventually("the restarted gateway is ready again", first.ready)
     release.timings["restarted gateway ready"] = time.monotonic() - t0
     again = tmp_path / "again.bin"
-    aws(release, first, "s3", "cp", "s3://jets3-e2e/dir/upload.bin", again, keys=keys)
+    aws(first, "s3", "cp", "s3://jets3-e2e/dir/upload.bin", again, keys=keys)
     assert sha256_file(again) == digest
     print("local e2e timings:", {k: f"{v:.2f}s" for k, v in release.timings.items()})
