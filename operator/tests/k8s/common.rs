@@ -272,6 +272,11 @@ where
 pub struct NatsServer {
     child: Option<Child>,
     pub port: u16,
+    /// The server's name (`-n`): readiness checks that this one, not another test's server
+    /// that took the port while it was free, answers there.
+    name: String,
+    /// Holds the port while the server is stopped, so that no other test's server gets it.
+    placeholder: Option<TcpListener>,
     dir: tempfile::TempDir,
 }
 
@@ -280,6 +285,8 @@ impl NatsServer {
         let mut s = NatsServer {
             child: None,
             port: free_port(),
+            name: unique("nats"),
+            placeholder: None,
             dir: tempfile::tempdir().unwrap(),
         };
         s.spawn().await;
@@ -302,6 +309,8 @@ impl NatsServer {
                     "127.0.0.1",
                     "-p",
                     &self.port.to_string(),
+                    "-n",
+                    &self.name,
                     "-sd",
                 ])
                 .arg(self.dir.path().join("js"))
@@ -332,6 +341,9 @@ impl NatsServer {
             if let Ok(Ok(c)) =
                 tokio::time::timeout(Duration::from_secs(2), async_nats::connect(self.url())).await
             {
+                if c.server_info().server_name != self.name {
+                    return false;
+                }
                 if async_nats::jetstream::new(c).query_account().await.is_ok() {
                     return true;
                 }
@@ -364,12 +376,14 @@ impl NatsServer {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            self.placeholder = TcpListener::bind(("127.0.0.1", self.port)).ok();
         }
     }
 
     /// Starts it again on the same port with the same store.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop it first");
+        self.placeholder = None;
         self.spawn().await;
     }
 }
@@ -377,6 +391,10 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default();
+            eprintln!("---- nats-server log ----\n{log}");
+        }
     }
 }
 
