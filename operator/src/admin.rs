@@ -84,7 +84,7 @@ async fn config(State(admin): State<Arc<Admin>>) -> Response {
     let Some(p) = published else {
         return (
             StatusCode::OK,
-            Json(serde_json::json!({"generation": null, "hash": null, "config": null})),
+            Json(serde_json::json!({"generation": null, "hash": null, "config": null, "gateways": admin.hub.gateway_pods()})),
         )
             .into_response();
     };
