@@ -113,7 +113,23 @@ fn gateway_binary() -> PathBuf {
 }
 
 impl Gateway {
+    /// With TLS (the test CA's serving certificate) and `verify_key`.
     fn start(env: &Env, files: &PushFiles, ip: Ipv4Addr, verify_key: &Path) -> Gateway {
+        let tls = [
+            "--push-tls-cert".as_ref(),
+            files.tls_cert.as_os_str(),
+            "--push-tls-key".as_ref(),
+            files.tls_key.as_os_str(),
+        ];
+        Gateway::start_with(env, ip, verify_key, &tls)
+    }
+
+    fn start_with(
+        env: &Env,
+        ip: Ipv4Addr,
+        verify_key: &Path,
+        push_args: &[&std::ffi::OsStr],
+    ) -> Gateway {
         let log = env.dir.path().join(format!("gateway-{ip}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -126,10 +142,7 @@ impl Gateway {
             .arg(format!("--listen={ip}:9000"))
             .arg(format!("--admin-listen={ip}:9001"))
             .arg(format!("--push-listen={ip}:{PUSH_PORT}"))
-            .arg("--push-tls-cert")
-            .arg(&files.tls_cert)
-            .arg("--push-tls-key")
-            .arg(&files.tls_key)
+            .args(push_args)
             .arg("--push-verify-key")
             .arg(verify_key)
             .arg(format!("--nats-url={}", env.nats.url()))
@@ -656,4 +669,35 @@ async fn only_the_leader_pushes() {
         (sample(&standby, "jets3_operator_gateway_pods_in_sync").await? == "1").then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_only_when_both_sides_say_so() {
+    let (env, files) = push_env(|f| {
+        let mut args = f.operator_args();
+        let ca = args.iter().position(|a| a == "--push-ca").unwrap();
+        args.drain(ca..ca + 2);
+        args.push("--push-plaintext".into());
+        args
+    })
+    .await;
+    let [a, b, c] = loopback_net();
+    let (plain, tls) = (Ipv4Addr::new(a, b, c, 1), Ipv4Addr::new(a, b, c, 2));
+    let insecure = ["--push-insecure".as_ref()];
+    let plain_gw = Gateway::start_with(&env, plain, &files.verify_key, &insecure);
+    let tls_gw = Gateway::start(&env, &files, tls, &files.verify_key);
+    add_pod(&env, "gw-plain", plain).await;
+    add_pod(&env, "gw-tls", tls).await;
+    eventually("the plain HTTP gateway is ready", || async {
+        plain_gw.ready().await.then_some(())
+    })
+    .await;
+    // A TLS listener does not speak plain HTTP: that pod stays without config.
+    eventually("the TLS gateway counts as failing", || async {
+        let (_, m) = env.operator().get("/metrics").await?;
+        metric(&m, "jets3_operator_push_failures_total{reason=\"http\"}")
+    })
+    .await;
+    assert!(!tls_gw.ready().await);
+    assert_eq!(gateways(&env).await, Some((2, 1)));
 }
