@@ -45,7 +45,8 @@ def operator_binary() -> Path:
     return path
 
 
-def eventually(what: str, f, timeout: float = TIMEOUT):
+def eventually(what: str, f, timeout: float = TIMEOUT, detail=lambda: ""):
+    """f()'s first truthy value; fails after `timeout` with `detail()` (log tails)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -53,7 +54,7 @@ def eventually(what: str, f, timeout: float = TIMEOUT):
         if last:
             return last
         time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting until {what}; last: {last!r}", pytrace=False)
+    pytest.fail(f"timed out after {timeout}s waiting until {what}; last: {last!r}\n{detail()}", pytrace=False)
 
 
 class Kube:
@@ -188,7 +189,13 @@ def release(tmp_path_factory):
     cp.mkdir()
     r = Release(work)
     t0 = time.monotonic()
-    run(["bash", REPO / "scripts" / "tools-k8s.sh", "up", cp], timeout=180)
+    k8s = ["bash", REPO / "scripts" / "tools-k8s.sh"]
+    # `up` picks free ports, which someone else may take before etcd binds them: retry.
+    for attempt in range(3):
+        up = run([*k8s, "up", cp], timeout=180, check=attempt == 2)
+        if up.returncode == 0:
+            break
+        run([*k8s, "down", cp], check=False)
     try:
         r.timings["control plane up"] = time.monotonic() - t0
         r.kube = kube = Kube(cp / "env")
@@ -239,4 +246,4 @@ def release(tmp_path_factory):
             stop(p)
         if getattr(r, "operator_log", None) and os.environ.get("JETS3_TEST_SHOW_LOG"):
             print(tail_file(r.operator_log, 200))
-        run(["bash", REPO / "scripts" / "tools-k8s.sh", "down", cp], check=False)
+        run([*k8s, "down", cp], check=False)

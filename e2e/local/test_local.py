@@ -30,7 +30,7 @@ def aws(gateway, *args, keys):
 def test_examples_become_ready_and_work_through_every_gateway_and_a_restart(release, tmp_path):
     kube = release.kube
     for gw in release.gateways:
-        eventually(f"gateway {gw.ip} is ready (config pushed)", gw.ready)
+        eventually(f"gateway {gw.ip} is ready (config pushed)", gw.ready, detail=lambda: f"gateway log:\n{tail_file(gw.log)}\noperator log:\n{tail_file(release.operator_log)}")
 
     # The operator runs exactly the installed Deployment's flags, push included.
     flags = {a.split("=", 1)[0] for a in release.operator_args}
@@ -49,7 +49,7 @@ def test_examples_become_ready_and_work_through_every_gateway_and_a_restart(rele
             c = condition(obj, "Ready")
             return obj if c and c["status"] == "True" else None
 
-        return eventually(f"{plural}/{name} is Ready\n{tail_file(release.operator_log)}", check)
+        return eventually(f"{plural}/{name} is Ready", check, detail=lambda: tail_file(release.operator_log))
 
     ready("s3buckets", "e2e")
     cred = ready("s3credentials", "e2e-app")
@@ -76,7 +76,7 @@ def test_examples_become_ready_and_work_through_every_gateway_and_a_restart(rele
     first.start()
     t0 = time.monotonic()
     release.pod_status(f"{RELEASE}-gateway-local-1", first.ip, restarts=1)
-    eventually("the restarted gateway is ready again", first.ready)
+    eventually("the restarted gateway is ready again", first.ready, detail=lambda: tail_file(first.log))
     release.timings["restarted gateway ready"] = time.monotonic() - t0
     again = tmp_path / "again.bin"
     aws(first, "s3", "cp", "s3://jets3-e2e/dir/upload.bin", again, keys=keys)
