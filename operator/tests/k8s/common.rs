@@ -7,13 +7,18 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client as S3;
 use jets3_crds::k8s::{Condition, CustomResourceDefinition, S3Bucket, S3Credential};
 use jets3_crds::GatewayConfig;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -405,6 +410,8 @@ pub struct OperatorOptions {
     pub leader_election: Option<String>,
     /// `--resync-interval`.
     pub resync: String,
+    /// More flags (the config push's).
+    pub extra_args: Vec<String>,
 }
 
 /// A running `jets3-operator`; killed on drop, its log printed if the test is failing.
@@ -441,7 +448,8 @@ impl Operator {
             .args(["--resync-interval", &o.resync])
             .args(["--delete-timeout", "6s"])
             .arg("--config-file")
-            .arg(&config_file);
+            .arg(&config_file)
+            .args(&o.extra_args);
         if let Some(lease) = &o.leader_election {
             cmd.args([
                 "--leader-election",
@@ -631,6 +639,7 @@ impl Env {
             namespace: self.namespaces[0].clone(),
             leader_election: None,
             resync: "2s".into(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -840,4 +849,53 @@ pub fn secret_value(s: &Secret, key: &str) -> Option<String> {
         .as_ref()?
         .get(key)
         .map(|v| String::from_utf8(v.0.clone()).unwrap())
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3 clients (aws-sdk-s3) with an S3Credential's Secret keys
+
+/// An S3 client of the gateway at `addr`.
+pub fn s3(addr: SocketAddr, id: &str, secret: &str) -> S3 {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-test-1"))
+        .endpoint_url(format!("http://{addr}"))
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(id, secret, None, None, "operator-test"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(RetryConfig::disabled())
+        .build();
+    S3::from_conf(config)
+}
+
+/// The S3 error code of a failed call ("" when it succeeded).
+pub async fn put(c: &S3, bucket: &str, key: &str, body: &[u8]) -> String {
+    match c
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.to_vec()))
+        .send()
+        .await
+    {
+        Ok(_) => String::new(),
+        Err(e) => e.code().unwrap_or("no code").to_string(),
+    }
+}
+
+/// The object, or the S3 error code.
+pub async fn get(c: &S3, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+    match c.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => Ok(o.body.collect().await.unwrap().into_bytes().to_vec()),
+        Err(e) => Err(e.code().unwrap_or("no code").to_string()),
+    }
+}
+
+/// The access key pair in an S3Credential's Secret.
+pub async fn secret_keys(env: &Env, ns: &str, name: &str) -> (String, String) {
+    let s = env.secrets(ns).get(name).await.unwrap();
+    (
+        secret_value(&s, "AWS_ACCESS_KEY_ID").unwrap(),
+        secret_value(&s, "AWS_SECRET_ACCESS_KEY").unwrap(),
+    )
 }

@@ -7,4 +7,5 @@ mod buckets;
 mod config;
 mod credentials;
 mod process;
+mod push;
 mod schema;

@@ -94,6 +94,7 @@ async fn missing_crds_stop_the_start_and_watches_survive_an_apiserver_restart() 
         namespace: ns.clone(),
         leader_election: None,
         resync: "2s".into(),
+        extra_args: Vec::new(),
     };
     let mut op = Operator::start(&cp, &nats, dir.path(), "no-crds", &o);
     let status = op.exited().await;
