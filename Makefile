@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 
-.PHONY: help tools dev test lint build e2e-kind
+.PHONY: help tools dev test lint build e2e-kind e2e-local
 
 help:
 	@echo "make dev     run nats-server + jets3-gateway locally with a demo bucket (Ctrl-C stops)"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make build   cargo build --release -p jets3-gateway"
 	@echo "make e2e-kind  kind cluster + images + helm install + S3 round trip (needs Docker, kind, kubectl)"
+	@echo "make e2e-local the kind e2e's scenarios here: local kube-apiserver, helm install, operator + gateways as processes"
 
 # Test tools, then the benchmark peers (nats-s3, warp). `make test` installs only the former.
 tools:
@@ -33,6 +34,11 @@ build:
 
 e2e-kind:
 	bash e2e/kind/e2e.sh
+
+e2e-local:
+	$(CARGO) build -p jets3-operator
+	$(CARGO) build --release -p jets3-gateway
+	$${JETS3_TOOLS_DIR:-$$HOME/.cache/jets3}/venv/bin/python -m pytest -q e2e/local
 # ---- side-by-side benchmark (BENCHMARKS.md) ------------------------------------------------------
 .PHONY: tools-bench bench bench-quick
 

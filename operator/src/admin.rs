@@ -1,6 +1,7 @@
 //! The operator's HTTP listener (`--metrics-listen`): `/metrics`, `/healthz`, `/readyz`, and
 //! `/config` for debugging (the published config's generation, hash and content, with every
-//! secret access key and HMAC JWT key replaced by `<redacted>`).
+//! secret access key and HMAC JWT key replaced by `<redacted>`, and with the config push on, `gateways`: how
+//! many gateway pods there are and how many hold that config).
 //!
 //! `/readyz` is 200 once the leader has built its first config, and always on a standby
 //! replica (it is healthy and ready to take over; a 503 there would stall rolling updates).
@@ -83,7 +84,7 @@ async fn config(State(admin): State<Arc<Admin>>) -> Response {
     let Some(p) = published else {
         return (
             StatusCode::OK,
-            Json(serde_json::json!({"generation": null, "hash": null, "config": null})),
+            Json(serde_json::json!({"generation": null, "hash": null, "config": null, "gateways": admin.hub.gateway_pods()})),
         )
             .into_response();
     };
@@ -126,6 +127,7 @@ async fn config(State(admin): State<Arc<Admin>>) -> Response {
         "hash": p.hash,
         "config": config,
         "excluded": problems,
+        "gateways": admin.hub.gateway_pods(),
     }))
     .into_response()
 }

@@ -8,7 +8,13 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, ValueEnum};
 use jets3_crds::{GatewayConfig, Limits};
 
+use std::sync::Arc;
+
 use crate::nats::NatsOptions;
+use crate::push::client::PushClient;
+use crate::push::signer::Signer;
+use crate::push::PushSettings;
+use crate::Error;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -108,6 +114,39 @@ pub struct Cli {
     #[arg(long, env = "JETS3_AUDIT_READS", default_value_t = true, action = ArgAction::Set)]
     pub audit_reads: bool,
 
+    /// The config push to gateway pods: the ES256 private key (PEM, `EC PRIVATE KEY` or
+    /// `PRIVATE KEY`) push tokens are signed with. Turns the push on.
+    #[arg(long, env = "JETS3_PUSH_SIGNING_KEY")]
+    pub push_signing_key: Option<PathBuf>,
+    /// The `iss` of push tokens.
+    #[arg(long, env = "JETS3_PUSH_ISSUER", default_value = "jets3-operator")]
+    pub push_issuer: String,
+    /// The `aud` of push tokens.
+    #[arg(long, env = "JETS3_PUSH_AUDIENCE", default_value = "jets3-gateway")]
+    pub push_audience: String,
+    /// CA certificate(s) (PEM) the gateways' push certificate is checked against.
+    #[arg(long, env = "JETS3_PUSH_CA")]
+    pub push_ca: Option<PathBuf>,
+    /// The name the gateways' push certificate carries (default: the pod IP).
+    #[arg(long, env = "JETS3_PUSH_SERVER_NAME")]
+    pub push_server_name: Option<String>,
+    /// Push over plain HTTP instead of TLS (local tests only; the gateways then need
+    /// --push-insecure).
+    #[arg(long, env = "JETS3_PUSH_PLAINTEXT")]
+    pub push_plaintext: bool,
+    /// Label selector of the gateway pods, e.g. `app.kubernetes.io/name=jets3,app.kubernetes.io/component=gateway`.
+    #[arg(long, env = "JETS3_GATEWAY_SELECTOR")]
+    pub gateway_selector: Option<String>,
+    /// Namespace of the gateway pods; default: the operator's.
+    #[arg(long, env = "JETS3_GATEWAY_NAMESPACE")]
+    pub gateway_namespace: Option<String>,
+    /// The gateways' push port.
+    #[arg(long, env = "JETS3_GATEWAY_PUSH_PORT", default_value_t = 9443)]
+    pub gateway_push_port: u16,
+    /// How often each gateway pod is asked again what it holds (notices restarted gateways).
+    #[arg(long, env = "JETS3_PUSH_CHECK_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub push_check_interval: Duration,
+
     #[arg(long, env = "JETS3_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `jets3_operator=debug`.
@@ -136,6 +175,60 @@ fn gateway_limits(s: &str) -> Result<Limits, String> {
 }
 
 impl Cli {
+    /// The config push settings (`None` without `--push-signing-key`); loads the key and the
+    /// CA, so a bad file stops the start with a clear error.
+    pub fn push_settings(&self, namespace: &str) -> Result<Option<PushSettings>, Error> {
+        let Some(key) = &self.push_signing_key else {
+            let given = [
+                ("--push-ca", self.push_ca.is_some()),
+                ("--push-server-name", self.push_server_name.is_some()),
+                ("--push-plaintext", self.push_plaintext),
+                ("--gateway-selector", self.gateway_selector.is_some()),
+                ("--gateway-namespace", self.gateway_namespace.is_some()),
+            ];
+            return match given.iter().find(|(_, g)| *g) {
+                Some((flag, _)) => Err(Error::Config(format!(
+                    "{flag} is a config push flag; the push needs --push-signing-key"
+                ))),
+                None => Ok(None),
+            };
+        };
+        let selector = self
+            .gateway_selector
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| Error::Config("the config push needs --gateway-selector".into()))?;
+        let ca =
+            match (&self.push_ca, self.push_plaintext) {
+                (Some(_), true) => {
+                    return Err(Error::Config(
+                        "--push-ca and --push-plaintext exclude each other".into(),
+                    ))
+                }
+                (None, false) => return Err(Error::Config(
+                    "the config push needs --push-ca (TLS), or --push-plaintext for local tests"
+                        .into(),
+                )),
+                (ca, _) => ca.clone(),
+            };
+        let signer = Signer::new(key.clone(), &self.push_issuer, &self.push_audience)?;
+        let client = PushClient::new(
+            signer,
+            ca,
+            self.push_server_name.as_deref(),
+            self.gateway_push_port,
+        )?;
+        Ok(Some(PushSettings {
+            client: Arc::new(client),
+            selector,
+            namespace: self
+                .gateway_namespace
+                .clone()
+                .unwrap_or_else(|| namespace.to_string()),
+            check_interval: self.push_check_interval,
+        }))
+    }
+
     /// The NATS connection settings.
     pub fn nats_options(&self) -> NatsOptions {
         NatsOptions {
@@ -184,6 +277,7 @@ mod tests {
             "soon"
         ])
         .is_err());
+        assert!(cli.push_settings("ns").unwrap().is_none());
         assert!(cli.gateway_limits.is_none() && cli.audit_reads);
     }
 
@@ -215,5 +309,46 @@ mod tests {
             parse(r#"{"rateLimit": {}}"#).is_err(),
             "unknown fields are refused"
         );
+    }
+
+    #[test]
+    fn push_flags_are_checked_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        std::fs::write(&key, pair.serialize_pem()).unwrap();
+        let key = key.to_str().unwrap();
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["jets3-operator", "--gateway-endpoint", "x"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).unwrap().push_settings("own")
+        };
+        let err = |extra: &[&str]| parse(extra).unwrap_err().to_string();
+        assert!(err(&["--gateway-selector", "a=b"]).contains("--push-signing-key"));
+        assert!(
+            err(&["--push-signing-key", key, "--push-plaintext"]).contains("--gateway-selector")
+        );
+        assert!(
+            err(&["--push-signing-key", key, "--gateway-selector", "a=b"]).contains("--push-ca")
+        );
+        assert!(err(&[
+            "--push-signing-key",
+            "/nonexistent",
+            "--gateway-selector",
+            "a=b",
+            "--push-plaintext"
+        ])
+        .contains("/nonexistent"));
+        let p = parse(&[
+            "--push-signing-key",
+            key,
+            "--gateway-selector",
+            "a=b",
+            "--push-plaintext",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!((p.selector.as_str(), p.namespace.as_str()), ("a=b", "own"));
+        assert_eq!(p.check_interval, Duration::from_secs(30));
     }
 }

@@ -62,6 +62,8 @@ pub struct Settings {
     pub config_state: String,
     /// Where to write each published config for a standalone gateway, if anywhere.
     pub config_file: Option<std::path::PathBuf>,
+    /// The config push to gateway pods, if on.
+    pub push: Option<crate::push::PushSettings>,
 }
 
 /// The reflector stores of every watched namespace.
@@ -410,10 +412,21 @@ pub async fn run(
             &shutdown,
         ));
     }
+    let push = ctx.settings.push.clone();
+    if push.is_some() {
+        ctx.hub.add_delivery();
+    }
+    let push = async {
+        match push {
+            Some(p) => crate::push::run(ctx.clone(), p).await,
+            None => std::future::pending().await,
+        }
+    };
     let publisher = crate::publish::run(ctx.clone());
     tokio::select! {
         _ = futures::future::join_all(controllers) => Ok(()),
         r = publisher => r,
+        _ = push => Err(Error::Config("the config push stopped".into())),
     }
 }
 

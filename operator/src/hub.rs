@@ -8,7 +8,7 @@
 //! reconciled again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use jets3_crds::GatewayConfig;
@@ -43,6 +43,8 @@ pub enum Serving {
     Delivering { generation: u64 },
     /// In config generation `generation`; nothing delivers configs to gateways.
     AwaitingPush { generation: u64 },
+    /// In config generation `generation`; the push finds no gateway pod to deliver it to.
+    NoGateways { generation: u64 },
 }
 
 /// Which kind a resource is.
@@ -58,6 +60,15 @@ struct State {
     /// Per included part: its hash and the first generation that held exactly that part.
     since: HashMap<(Kind, ObjKey), (String, u64)>,
     delivered: Option<u64>,
+    /// Gateway pods found by the push, and how many of them hold the published config.
+    gateways: Option<Gateways>,
+}
+
+/// The gateway pods the push delivers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Gateways {
+    pub pods: usize,
+    pub in_sync: usize,
 }
 
 /// The shared config state. See the module docs.
@@ -67,6 +78,7 @@ pub struct Hub {
     published: watch::Sender<Option<Arc<Published>>>,
     built: watch::Sender<bool>,
     has_delivery: AtomicBool,
+    newer_generation: AtomicU64,
 }
 
 impl Default for Hub {
@@ -77,6 +89,7 @@ impl Default for Hub {
             published: watch::channel(None).0,
             built: watch::channel(false).0,
             has_delivery: AtomicBool::new(false),
+            newer_generation: AtomicU64::new(0),
         }
     }
 }
@@ -85,6 +98,23 @@ impl Hub {
     /// Tells the publisher that an input changed (a watch event on a resource or Secret).
     pub fn input_changed(&self) {
         self.changed.notify_one();
+    }
+
+    /// Tells the publisher that a gateway holds config generation `generation`, newer than
+    /// the published one: the next config must be numbered above it.
+    pub fn newer_generation_seen(&self, generation: u64) {
+        if self
+            .newer_generation
+            .fetch_max(generation, Ordering::Relaxed)
+            < generation
+        {
+            self.input_changed();
+        }
+    }
+
+    /// The highest generation reported by [`Hub::newer_generation_seen`] (0: none).
+    pub fn newer_generation_floor(&self) -> u64 {
+        self.newer_generation.load(Ordering::Relaxed)
     }
 
     /// Waits for [`Hub::input_changed`].
@@ -199,6 +229,18 @@ impl Hub {
         })
     }
 
+    /// Records how many gateway pods there are and how many hold the published config (zero
+    /// pods make every included part [`Serving::NoGateways`]). Returns the resources whose
+    /// serving state changed.
+    pub fn gateways(&self, pods: usize, in_sync: usize) -> Vec<(Kind, ObjKey)> {
+        self.update(|state| state.gateways = Some(Gateways { pods, in_sync }))
+    }
+
+    /// The last [`Hub::gateways`] report (none without a push).
+    pub fn gateway_pods(&self) -> Option<Gateways> {
+        self.read().gateways
+    }
+
     fn delivery(&self) -> bool {
         self.has_delivery.load(Ordering::Relaxed)
     }
@@ -278,6 +320,9 @@ fn serving(
             let generation = *generation;
             match state.delivered {
                 _ if !delivery => Serving::AwaitingPush { generation },
+                _ if state.gateways.is_some_and(|g| g.pods == 0) => {
+                    Serving::NoGateways { generation }
+                }
                 Some(d) if d >= generation => Serving::Served { generation },
                 _ => Serving::Delivering { generation },
             }
@@ -359,6 +404,19 @@ mod tests {
         assert_eq!(hub.bucket(&a).1, Serving::Delivering { generation: 3 });
         assert!(hub.delivered(2).is_empty());
         assert_eq!(hub.bucket(&b).1, Serving::Served { generation: 2 });
+
+        // No gateway pod: nobody serves anything; pods back, what they held is served again.
+        assert_eq!(hub.gateways(0, 0).len(), 2);
+        assert_eq!(hub.bucket(&b).1, Serving::NoGateways { generation: 2 });
+        assert_eq!(hub.gateways(2, 1).len(), 2);
+        assert_eq!(hub.bucket(&b).1, Serving::Served { generation: 2 });
+        assert_eq!(
+            hub.gateway_pods(),
+            Some(Gateways {
+                pods: 2,
+                in_sync: 1
+            })
+        );
 
         // A part left out, and a resource gone, are changes too.
         let out = Part::Excluded {

@@ -22,6 +22,7 @@ pub mod leader;
 pub mod metrics;
 pub mod nats;
 pub mod publish;
+pub mod push;
 pub mod secrets;
 pub mod status;
 

@@ -73,6 +73,7 @@ async fn run(cli: Cli) -> Result<()> {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
+    let push = cli.push_settings(&namespace)?;
     let metrics = Metrics::new();
     let hub = Arc::new(Hub::default());
     let admin = Arc::new(Admin {
@@ -134,6 +135,7 @@ async fn run(cli: Cli) -> Result<()> {
         watch_namespaces: cli.watch_namespaces.clone(),
         config_state: cli.config_state.clone(),
         config_file: cli.config_file.clone(),
+        push,
     };
     let (stop, stopped) = futures::channel::oneshot::channel::<()>();
     let shutdown = controller::shutdown_on(stopped.map(drop));

@@ -1,8 +1,8 @@
 //! Prometheus metrics of the operator, served on `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::Error;
@@ -28,6 +28,16 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// 1 while the NATS connection is up.
     pub nats_connected: IntGauge,
+    /// Gateway pods the config push found.
+    pub gateway_pods: IntGauge,
+    /// Gateway pods holding the published config.
+    pub gateway_pods_in_sync: IntGauge,
+    /// Configs pushed (PUT) to a gateway pod.
+    pub push_attempts: IntCounter,
+    /// Failed requests to gateway pods, by reason.
+    pub push_failures: IntCounterVec,
+    /// Time a successful push (PUT) takes.
+    pub push_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -107,6 +117,39 @@ impl Metrics {
             "Whether the NATS connection is up (1) or not (0)",
         )
         .expect("valid metric");
+        let gateway_pods = IntGauge::new(
+            "jets3_operator_gateway_pods",
+            "Gateway pods the config push found",
+        )
+        .expect("valid metric");
+        let gateway_pods_in_sync = IntGauge::new(
+            "jets3_operator_gateway_pods_in_sync",
+            "Gateway pods holding the published config",
+        )
+        .expect("valid metric");
+        let push_attempts = IntCounter::new(
+            "jets3_operator_push_attempts_total",
+            "Configs pushed (PUT) to a gateway pod",
+        )
+        .expect("valid metric");
+        let push_failures = IntCounterVec::new(
+            Opts::new(
+                "jets3_operator_push_failures_total",
+                "Failed requests to gateway pods, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let push_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "jets3_operator_push_duration_seconds",
+                "Time a successful config push (PUT) to a gateway pod takes",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid metric");
         for c in [
             Box::new(reconciliations.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
@@ -118,6 +161,11 @@ impl Metrics {
             Box::new(orphaned_buckets.clone()),
             Box::new(leader.clone()),
             Box::new(nats_connected.clone()),
+            Box::new(gateway_pods.clone()),
+            Box::new(gateway_pods_in_sync.clone()),
+            Box::new(push_attempts.clone()),
+            Box::new(push_failures.clone()),
+            Box::new(push_duration.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -133,6 +181,11 @@ impl Metrics {
             orphaned_buckets,
             leader,
             nats_connected,
+            gateway_pods,
+            gateway_pods_in_sync,
+            push_attempts,
+            push_failures,
+            push_duration,
         }
     }
 

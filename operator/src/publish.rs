@@ -4,11 +4,13 @@
 //! Generation: the same content keeps its generation; new content gets the next one. The
 //! generation and content hash are persisted in a ConfigMap (`--config-state`, in the
 //! operator's namespace; it never holds secrets) before a config is published, so the
-//! generation only grows, across restarts and leader changes.
+//! generation only grows, across restarts and leader changes. When a gateway holds a higher
+//! generation than that (the ConfigMap was lost, or another leader raced), the push reports
+//! it ([`Hub::newer_generation_seen`]) and the config is published again above it.
 //!
 //! With `--config-file`, each published config is also written there (YAML, mode 0600), which
 //! is the file a standalone gateway (`jets3-gateway --config FILE`) reloads; writing it counts
-//! as delivering the config.
+//! as delivering the config (unless the config push is on: then only the push delivers).
 //!
 //! [`Hub`]: crate::hub::Hub
 
@@ -63,14 +65,15 @@ impl StateStore {
         })
     }
 
-    /// The generation for content `hash`: the stored one when the hash is the stored hash,
-    /// else the next one, persisted. Retries a lost race with another writer.
-    async fn generation_for(&self, state: &mut State, hash: &str) -> Result<u64> {
+    /// The generation for content `hash`: the stored one when the hash is the stored hash
+    /// and it is above `floor`, else the next one above both, persisted. Retries a lost race
+    /// with another writer.
+    async fn generation_for(&self, state: &mut State, hash: &str, floor: u64) -> Result<u64> {
         loop {
-            if state.hash.as_deref() == Some(hash) {
+            if state.hash.as_deref() == Some(hash) && state.generation > floor {
                 return Ok(state.generation);
             }
-            let next = state.generation + 1;
+            let next = state.generation.max(floor) + 1;
             let cm = ConfigMap {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
@@ -115,7 +118,9 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
         api: Api::namespaced(ctx.client.clone(), &ctx.settings.namespace),
         name: ctx.settings.config_state.clone(),
     };
-    if ctx.settings.config_file.is_some() {
+    // With the push on, the file is a copy for debugging and delivers nothing.
+    let file_delivers = ctx.settings.config_file.is_some() && ctx.settings.push.is_none();
+    if file_delivers {
         ctx.hub.add_delivery();
     }
     let mut delay = Backoff::default();
@@ -125,7 +130,7 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
             Err(e) => delay.wait(&e).await,
         }
     };
-    let mut published_hash: Option<String> = None;
+    let mut published_as: Option<(u64, String)> = None;
     loop {
         let (buckets, credentials, secrets) = (
             ctx.stores.buckets(),
@@ -147,12 +152,16 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
         if built.problems.is_empty() {
             let hash = built.config.content_hash();
             let generation = loop {
-                match store.generation_for(&mut state, &hash).await {
+                match store
+                    .generation_for(&mut state, &hash, ctx.hub.newer_generation_floor())
+                    .await
+                {
                     Ok(g) => break g,
                     Err(e) => delay.wait(&e).await,
                 }
             };
-            let published = (published_hash.as_deref() != Some(hash.as_str())).then(|| {
+            let is_new = published_as.as_ref() != Some(&(generation, hash.clone()));
+            let published = is_new.then(|| {
                 let mut config = built.config.clone();
                 config.generation = generation;
                 Published {
@@ -164,14 +173,15 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
             let file_copy = published.as_ref().map(|p| p.config.clone());
             ctx.kicks
                 .send(ctx.hub.install(built, generation, published));
-            if published_hash.as_deref() != Some(hash.as_str()) {
+            if is_new {
                 tracing::info!(generation, hash = %hash, "gateway config published");
                 ctx.metrics.config_generation.set(generation as i64);
-                published_hash = Some(hash);
+                published_as = Some((generation, hash));
             }
             if let (Some(path), Some(config)) = (&ctx.settings.config_file, file_copy) {
                 match write_config_file(path, &config).await {
-                    Ok(()) => ctx.kicks.send(ctx.hub.delivered(config.generation)),
+                    Ok(()) if file_delivers => ctx.kicks.send(ctx.hub.delivered(config.generation)),
+                    Ok(()) => {}
                     Err(e) => {
                         tracing::error!(path = %path.display(), error = %e, "cannot write the config file")
                     }

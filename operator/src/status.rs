@@ -68,6 +68,13 @@ pub fn served(serving: &Serving, generation: Option<i64>, old: &[Condition]) -> 
                 "in gateway config generation {generation}, but nothing delivers the config to gateways (no config push or config file is set up)"
             ),
         ),
+        Serving::NoGateways { generation } => (
+            false,
+            "NoGateways",
+            format!(
+                "in gateway config generation {generation}, but the config push finds no gateway pod (--gateway-selector in --gateway-namespace)"
+            ),
+        ),
         Serving::Excluded { reason, message } => (false, *reason, message.clone()),
         Serving::Unknown => (
             false,

@@ -9,51 +9,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::Client as S3;
 use jets3_gateway::{ConfigFile, GatewayHandle, NatsSettings, ServerSettings};
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use common::*;
-
-fn s3(addr: SocketAddr, id: &str, secret: &str) -> S3 {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("eu-test-1"))
-        .endpoint_url(format!("http://{addr}"))
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(id, secret, None, None, "operator-test"))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .retry_config(RetryConfig::disabled())
-        .build();
-    S3::from_conf(config)
-}
-
-/// The S3 error code of a failed call ("" when it succeeded).
-async fn put(c: &S3, bucket: &str, key: &str, body: &[u8]) -> String {
-    match c
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body.to_vec()))
-        .send()
-        .await
-    {
-        Ok(_) => String::new(),
-        Err(e) => e.code().unwrap_or("no code").to_string(),
-    }
-}
-
-async fn get(c: &S3, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
-    match c.get_object().bucket(bucket).key(key).send().await {
-        Ok(o) => Ok(o.body.collect().await.unwrap().into_bytes().to_vec()),
-        Err(e) => Err(e.code().unwrap_or("no code").to_string()),
-    }
-}
 
 /// Loads the operator's config file into the gateway, as its file reload does.
 fn reload(gw: &GatewayHandle, env: &Env) -> u64 {
@@ -64,14 +24,6 @@ fn reload(gw: &GatewayHandle, env: &Env) -> u64 {
     gw.set_config(file.config)
         .expect("the gateway accepts the operator's config");
     generation
-}
-
-async fn secret_keys(env: &Env, ns: &str, name: &str) -> (String, String) {
-    let s = env.secrets(ns).get(name).await.unwrap();
-    (
-        secret_value(&s, "AWS_ACCESS_KEY_ID").unwrap(),
-        secret_value(&s, "AWS_SECRET_ACCESS_KEY").unwrap(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,13 +7,18 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client as S3;
 use jets3_crds::k8s::{Condition, CustomResourceDefinition, S3Bucket, S3Credential};
 use jets3_crds::GatewayConfig;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -267,6 +272,11 @@ where
 pub struct NatsServer {
     child: Option<Child>,
     pub port: u16,
+    /// The server's name (`-n`): readiness checks that this one, not another test's server
+    /// that took the port while it was free, answers there.
+    name: String,
+    /// Holds the port while the server is stopped, so that no other test's server gets it.
+    placeholder: Option<TcpListener>,
     dir: tempfile::TempDir,
 }
 
@@ -275,6 +285,8 @@ impl NatsServer {
         let mut s = NatsServer {
             child: None,
             port: free_port(),
+            name: unique("nats"),
+            placeholder: None,
             dir: tempfile::tempdir().unwrap(),
         };
         s.spawn().await;
@@ -297,6 +309,8 @@ impl NatsServer {
                     "127.0.0.1",
                     "-p",
                     &self.port.to_string(),
+                    "-n",
+                    &self.name,
                     "-sd",
                 ])
                 .arg(self.dir.path().join("js"))
@@ -327,6 +341,9 @@ impl NatsServer {
             if let Ok(Ok(c)) =
                 tokio::time::timeout(Duration::from_secs(2), async_nats::connect(self.url())).await
             {
+                if c.server_info().server_name != self.name {
+                    return false;
+                }
                 if async_nats::jetstream::new(c).query_account().await.is_ok() {
                     return true;
                 }
@@ -359,12 +376,14 @@ impl NatsServer {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            self.placeholder = TcpListener::bind(("127.0.0.1", self.port)).ok();
         }
     }
 
     /// Starts it again on the same port with the same store.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop it first");
+        self.placeholder = None;
         self.spawn().await;
     }
 }
@@ -372,6 +391,10 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default();
+            eprintln!("---- nats-server log ----\n{log}");
+        }
     }
 }
 
@@ -387,7 +410,7 @@ pub struct OperatorOptions {
     pub leader_election: Option<String>,
     /// `--resync-interval`.
     pub resync: String,
-    /// More flags.
+    /// More flags (the config push's).
     pub extra_args: Vec<String>,
 }
 
@@ -826,4 +849,53 @@ pub fn secret_value(s: &Secret, key: &str) -> Option<String> {
         .as_ref()?
         .get(key)
         .map(|v| String::from_utf8(v.0.clone()).unwrap())
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3 clients (aws-sdk-s3) with an S3Credential's Secret keys
+
+/// An S3 client of the gateway at `addr`.
+pub fn s3(addr: SocketAddr, id: &str, secret: &str) -> S3 {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-test-1"))
+        .endpoint_url(format!("http://{addr}"))
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(id, secret, None, None, "operator-test"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(RetryConfig::disabled())
+        .build();
+    S3::from_conf(config)
+}
+
+/// The S3 error code of a failed call ("" when it succeeded).
+pub async fn put(c: &S3, bucket: &str, key: &str, body: &[u8]) -> String {
+    match c
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.to_vec()))
+        .send()
+        .await
+    {
+        Ok(_) => String::new(),
+        Err(e) => e.code().unwrap_or("no code").to_string(),
+    }
+}
+
+/// The object, or the S3 error code.
+pub async fn get(c: &S3, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+    match c.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => Ok(o.body.collect().await.unwrap().into_bytes().to_vec()),
+        Err(e) => Err(e.code().unwrap_or("no code").to_string()),
+    }
+}
+
+/// The access key pair in an S3Credential's Secret.
+pub async fn secret_keys(env: &Env, ns: &str, name: &str) -> (String, String) {
+    let s = env.secrets(ns).get(name).await.unwrap();
+    (
+        secret_value(&s, "AWS_ACCESS_KEY_ID").unwrap(),
+        secret_value(&s, "AWS_SECRET_ACCESS_KEY").unwrap(),
+    )
 }

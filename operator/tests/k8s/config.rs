@@ -150,10 +150,11 @@ async fn metrics_probes_and_the_redacted_config_endpoint() {
     assert_eq!(v["config"]["buckets"][0]["name"], "debug-me");
     assert_eq!(v["excluded"][0]["object"], format!("{b}/dbg"));
 
-    // The NATS gauge is sampled every second: wait for its first sample after connecting.
-    let metrics = eventually("jets3_operator_nats_connected is 1", || async {
-        let (_, m) = o.get("/metrics").await?;
-        (metric(&m, "jets3_operator_nats_connected").as_deref() == Some("1")).then_some(m)
+    // The NATS gauge is sampled once a second.
+    let metrics = eventually("jets3_operator_nats_connected 1", || async {
+        let (_, metrics) = o.get("/metrics").await?;
+        (metric(&metrics, "jets3_operator_nats_connected").as_deref() == Some("1"))
+            .then_some(metrics)
     })
     .await;
     for (sample, value) in [

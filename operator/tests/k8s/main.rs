@@ -9,4 +9,5 @@ mod buckets;
 mod config;
 mod credentials;
 mod process;
+mod push;
 mod schema;
