@@ -137,3 +137,8 @@ def test_everything_on_is_valid_under_kubeconform(crd_schemas, tmp_path):
     path.write_text(yaml.safe_dump_all(objects))
     proc = kubeconform([path], crd_schemas)
     assert "Invalid: 0, Errors: 0, Skipped: 0" in proc.stdout, proc.stdout
+
+
+def test_cache_memory_reaches_the_gateway():
+    args = _args(_container(render({"gateway.cache.maxBytes": "268435456", "gateway.cache.maxEntries": "50000"}), GATEWAY))
+    assert (args["--cache-max-bytes"], args["--cache-max-entries"]) == ("268435456", "50000")
