@@ -5,6 +5,9 @@
 #   docker build --target gateway  -t jets3-gateway:0.1.0 .
 #   docker build --target operator -t jets3-operator:0.1.0 .
 #
+# GATEWAY_FEATURES adds Cargo features to the gateway, e.g. OpenTelemetry tracing:
+#   docker build --build-arg GATEWAY_FEATURES=otel --target gateway -t jets3-gateway:0.1.0 .
+#
 # The second build reuses the first one's build stage (BuildKit cache).
 
 ARG RUST_IMAGE=rust:1.95-alpine3.22
@@ -21,9 +24,12 @@ COPY . .
 ENV CARGO_PROFILE_RELEASE_DEBUG=0 \
     CARGO_PROFILE_RELEASE_STRIP=symbols \
     CARGO_TERM_COLOR=never
+# A Cargo feature of the gateway to build in (otel), or none.
+ARG GATEWAY_FEATURES=""
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p jets3-gateway --bin jets3-gateway -p jets3-operator --bin jets3-operator \
+        ${GATEWAY_FEATURES:+--features "jets3-gateway/${GATEWAY_FEATURES}"} \
     && mkdir -p /out \
     && cp target/release/jets3-gateway target/release/jets3-operator /out/
 

@@ -102,6 +102,7 @@ pub struct TokenSource {
 }
 
 /// The kinds of [`TokenSource`].
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TokenSourceKind {
@@ -114,6 +115,7 @@ pub enum TokenSourceKind {
 }
 
 /// A signature algorithm.
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum JwtAlgorithm {
     HS256,
@@ -169,6 +171,7 @@ pub struct ClaimRule {
 }
 
 /// How a claim is compared with a rule's value.
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClaimOp {

@@ -39,6 +39,13 @@ ALL_FEATURES = {
     "gateway.topologySpreadConstraints[0].maxSkew": "1",
     "gateway.topologySpreadConstraints[0].topologyKey": "topology.kubernetes.io/zone",
     "gateway.topologySpreadConstraints[0].whenUnsatisfiable": "ScheduleAnyway",
+    "gateway.tls.secretName": "s3-tls",
+    "gateway.tls.clientCaSecretName": "s3-clients-ca",
+    "gateway.audit.enabled": "true",
+    "gateway.audit.target": "file",
+    "gateway.otel.endpoint": "http://otel-collector.observability:4318",
+    "gateway.trustedProxies": "{10.0.0.0/8}",
+    "gateway.limits.rateLimits.perClientIp.requestsPerSecond": "50",
 }
 
 

@@ -105,6 +105,13 @@ pub struct Cli {
     /// overrides `server.otlpEndpoint`.
     #[arg(long, env = "JETS3_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Memory for the object cache, in bytes (0 turns it off); overrides
+    /// `server.cache.maxBytes`.
+    #[arg(long, env = "JETS3_CACHE_MAX_BYTES")]
+    pub cache_max_bytes: Option<u64>,
+    /// Objects the cache holds at most; overrides `server.cache.maxEntries`.
+    #[arg(long, env = "JETS3_CACHE_MAX_ENTRIES")]
+    pub cache_max_entries: Option<usize>,
     #[arg(long, env = "JETS3_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `jets3_gateway=debug`.
@@ -152,6 +159,12 @@ impl Cli {
         }
         if !self.trusted_proxies.is_empty() {
             s.trusted_proxies = self.trusted_proxies.clone();
+        }
+        if let Some(b) = self.cache_max_bytes {
+            s.cache.max_bytes = b;
+        }
+        if let Some(n) = self.cache_max_entries {
+            s.cache.max_entries = n;
         }
         for (dst, src) in [
             (&mut s.audit_log, &self.audit_log),

@@ -255,6 +255,25 @@ mod tests {
     }
 
     #[test]
+    fn cache_flags_override_the_file() {
+        use clap::Parser;
+        let f = ConfigFile::parse("server:\n  cache: {maxBytes: 5, maxEntries: 6}\n").unwrap();
+        let cli = crate::cli::Cli::try_parse_from([
+            "jets3-gateway",
+            "--cache-max-bytes=1048576",
+            "--cache-max-entries=100",
+        ])
+        .unwrap();
+        let s = cli.server_settings(f.server).unwrap();
+        assert_eq!((s.cache.max_bytes, s.cache.max_entries), (1 << 20, 100));
+        let cli = crate::cli::Cli::try_parse_from(["jets3-gateway"]).unwrap();
+        assert_eq!(
+            cli.server_settings(None).unwrap().cache,
+            CacheSettings::default()
+        );
+    }
+
+    #[test]
     fn refuses_unknown_keys() {
         assert!(ConfigFile::parse("server:\n  lisen: []\n").is_err());
         assert!(ConfigFile::parse("bucketz: []\n").is_err());

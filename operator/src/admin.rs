@@ -1,6 +1,6 @@
 //! The operator's HTTP listener (`--metrics-listen`): `/metrics`, `/healthz`, `/readyz`, and
 //! `/config` for debugging (the published config's generation, hash and content, with every
-//! secret access key replaced by `<redacted>`, and with the config push on, `gateways`: how
+//! secret access key and HMAC JWT key replaced by `<redacted>`, and with the config push on, `gateways`: how
 //! many gateway pods there are and how many hold that config).
 //!
 //! `/readyz` is 200 once the leader has built its first config, and always on a standby
@@ -91,6 +91,16 @@ async fn config(State(admin): State<Arc<Admin>>) -> Response {
     let mut config = (*p.config).clone();
     for c in &mut config.credentials {
         c.secret_access_key = "<redacted>".into();
+    }
+    for k in config
+        .buckets
+        .iter_mut()
+        .filter_map(|b| b.jwt.as_mut())
+        .flat_map(|j| &mut j.keys)
+    {
+        for s in [&mut k.secret, &mut k.secret_base64].into_iter().flatten() {
+            *s = "<redacted>".into();
+        }
     }
     let problems: Vec<serde_json::Value> = admin
         .hub

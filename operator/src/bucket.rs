@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_nats::jetstream::stream;
 use jets3_crds::k8s::Time;
 use jets3_crds::k8s::{conditions, human_size, DeletionPolicy, S3Bucket, S3BucketStatus};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -25,6 +26,8 @@ use kube::Api;
 use crate::bucket_config::{owner_id, owner_of, Desired};
 use crate::claims::{bucket_claims, ObjKey};
 use crate::controller::Context;
+use crate::gateway_config::reasons::{INVALID_CONFIG, JWT_KEY_NOT_FOUND};
+use crate::jwt_keys;
 use crate::status::{self, condition, newly, REASON_OK};
 use crate::{Error, Result};
 
@@ -156,9 +159,16 @@ impl BucketExt for S3Bucket {
             )
             .await;
         }
+        // The JWT keys' Secrets, read before the Served view is taken: a change rebuilds the
+        // config, whose new view kicks this bucket again.
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.namespace);
+        let values = jwt_keys::read(&secrets, self).await?;
+        if ctx.stores.jwt_secrets.set(&key, values) {
+            ctx.hub.input_changed();
+        }
         let (_, serving) = ctx.hub.bucket(&key);
         let served = status::served(&serving, gen, &old.conditions);
-        if served.reason == crate::gateway_config::reasons::INVALID_CONFIG
+        if [INVALID_CONFIG, JWT_KEY_NOT_FOUND].contains(&served.reason.as_str())
             && newly(&served, &old.conditions)
         {
             ctx.event(
@@ -185,6 +195,9 @@ impl BucketExt for S3Bucket {
     }
 
     async fn cleanup(&self, ctx: &Context) -> Result<Action> {
+        if ctx.stores.jwt_secrets.set(&ObjKey::of(self), None) {
+            ctx.hub.input_changed();
+        }
         let nats = self.nats_bucket_name();
         let owned = self.status.as_ref().and_then(|s| s.nats_bucket.as_deref()) == Some(&nats);
         if !owned {

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgAction, Parser, ValueEnum};
+use jets3_crds::{GatewayConfig, Limits};
 
 use std::sync::Arc;
 
@@ -104,6 +105,15 @@ pub struct Cli {
     #[arg(long, env = "JETS3_DELETE_TIMEOUT", default_value = "10m", value_parser = duration)]
     pub delete_timeout: Duration,
 
+    /// The gateways' request limits, rate limits (global, per client IP, per access key),
+    /// timeouts and NATS circuit breaker: the `limits` section of a gateway config file, as
+    /// JSON or YAML; fields left out keep the gateway defaults. Pushed with the config.
+    #[arg(long, env = "JETS3_GATEWAY_LIMITS", value_parser = gateway_limits)]
+    pub gateway_limits: Option<Limits>,
+    /// Whether the gateways' audit log records reads too (writes and refusals always are).
+    #[arg(long, env = "JETS3_AUDIT_READS", default_value_t = true, action = ArgAction::Set)]
+    pub audit_reads: bool,
+
     /// The config push to gateway pods: the ES256 private key (PEM, `EC PRIVATE KEY` or
     /// `PRIVATE KEY`) push tokens are signed with. Turns the push on.
     #[arg(long, env = "JETS3_PUSH_SIGNING_KEY")]
@@ -151,6 +161,17 @@ fn duration(s: &str) -> Result<Duration, String> {
         return Err("must not be negative".into());
     }
     Ok(d.into())
+}
+
+/// A `limits` section, checked by the gateway config's validation.
+fn gateway_limits(s: &str) -> Result<Limits, String> {
+    let limits: Limits = serde_yaml::from_str(s).map_err(|e| e.to_string())?;
+    let config = GatewayConfig {
+        limits,
+        ..Default::default()
+    };
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config.limits)
 }
 
 impl Cli {
@@ -257,6 +278,37 @@ mod tests {
         ])
         .is_err());
         assert!(cli.push_settings("ns").unwrap().is_none());
+        assert!(cli.gateway_limits.is_none() && cli.audit_reads);
+    }
+
+    #[test]
+    fn gateway_limits_are_parsed_and_validated() {
+        let parse = |v: &str| {
+            Cli::try_parse_from([
+                "jets3-operator",
+                "--gateway-endpoint=x",
+                "--audit-reads=false",
+                &format!("--gateway-limits={v}"),
+            ])
+        };
+        let cli = parse(r#"{"rateLimits": {"global": {"requestsPerSecond": 100}}, "circuitBreaker": {"failureThreshold": 3}, "timeouts": {"requestSeconds": 60}}"#).unwrap();
+        let l = cli.gateway_limits.unwrap();
+        assert_eq!(l.rate_limits.global.unwrap().requests_per_second, 100.0);
+        assert_eq!(l.circuit_breaker.failure_threshold, 3);
+        assert_eq!(l.circuit_breaker.cooldown_seconds, 5, "default kept");
+        assert_eq!(l.timeouts.request_seconds, 60);
+        assert!(!cli.audit_reads);
+        let err = parse(r#"{"rateLimits": {"global": {"requestsPerSecond": 0}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("limits.rateLimits.global.requestsPerSecond"),
+            "{err}"
+        );
+        assert!(
+            parse(r#"{"rateLimit": {}}"#).is_err(),
+            "unknown fields are refused"
+        );
     }
 
     #[test]

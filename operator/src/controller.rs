@@ -31,7 +31,9 @@ use tracing::Instrument;
 use crate::bucket::{self, BucketExt};
 use crate::claims::ObjKey;
 use crate::credential::CredentialExt;
+use crate::gateway_config::GatewayWide;
 use crate::hub::{Hub, Kind};
+use crate::jwt_keys::{self, JwtSecrets};
 use crate::metrics::Metrics;
 use crate::nats::Nats;
 use crate::secrets::{MANAGED_BY, MANAGED_BY_LABEL};
@@ -44,6 +46,8 @@ pub struct Settings {
     pub endpoint: String,
     /// The S3 region (AWS_REGION, the config's region).
     pub region: String,
+    /// The config's gateway-wide limits and audit settings.
+    pub gateway: GatewayWide,
     /// How often every resource is looked at again (drift, stats, NATS re-creation).
     pub resync: Duration,
     /// How long a deletion waits for an unreachable NATS before leaving the bucket.
@@ -68,6 +72,8 @@ pub struct Stores {
     buckets: Vec<Store<S3Bucket>>,
     credentials: Vec<Store<S3Credential>>,
     secrets: Vec<Store<Secret>>,
+    /// What each S3Bucket's JWT keys read from their Secrets.
+    pub jwt_secrets: JwtSecrets,
 }
 
 impl Stores {
@@ -445,6 +451,14 @@ fn bucket_controller(
     .reflect(writer)
     .inspect(notify(&ctx.hub))
     .applied_objects();
+    // JWT key Secrets are the user's: watched by metadata only, to notice changes.
+    let key_secrets = watcher(
+        scoped_api::<PartialObjectMeta<Secret>>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let by_secret = reader.clone();
     // After a NATS outage, look at every bucket again at once rather than after its backoff.
     let reconnects = futures::stream::unfold(ctx.nats.reconnects(), |mut rx| async move {
         loop {
@@ -457,6 +471,16 @@ fn bucket_controller(
     });
     Controller::for_stream(buckets, reader)
         .with_config(ControllerConfig::default().debounce(DEBOUNCE))
+        .watches_stream(key_secrets, move |secret| {
+            let ns = secret.namespace();
+            let name = secret.name_any();
+            by_secret
+                .state()
+                .into_iter()
+                .filter(|b| b.namespace() == ns && jwt_keys::secret_names(b).contains(&name))
+                .map(|b| ObjectRef::from_obj(b.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .reconcile_on(kicks)
         .reconcile_all_on(reconnects)
         .graceful_shutdown_on(shutdown.clone())

@@ -11,12 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use jets3_crds::k8s::{conditions, S3Bucket, S3Credential};
-use jets3_crds::{BucketConfig, Credential, GatewayConfig, Grant};
+use jets3_crds::{AuditSettings, BucketConfig, Credential, GatewayConfig, Grant, Limits};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use crate::claims::{bucket_claims, in_claim_order, Conflict, NameClaims, ObjKey};
+use crate::jwt_keys::{self, KeyValues};
 use crate::secrets::{controlled_by, previous_secret_name, CurrentKey, PreviousKey};
 
 /// Reasons a part is left out of the config (the `Served` condition's reason).
@@ -27,6 +28,8 @@ pub mod reasons {
     pub const NOT_PROVISIONED: &str = "NotProvisioned";
     /// `S3Credential`: its Secret with the key is not written yet.
     pub const NO_KEY: &str = "NoKey";
+    /// `S3Bucket`: a Secret (or a key in it) that spec.jwt.keys names is missing.
+    pub const JWT_KEY_NOT_FOUND: &str = "JwtKeyNotFound";
     /// The part breaks a rule of the gateway config's validation.
     pub const INVALID_CONFIG: &str = "InvalidConfig";
     /// `S3Credential`: another credential, created first, uses the same access key id.
@@ -39,13 +42,23 @@ pub mod reasons {
     pub const BUCKET_NOT_SERVED: &str = "BucketNotServed";
 }
 
+/// The config's gateway-wide settings, which no resource sets (operator flags).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GatewayWide {
+    pub limits: Limits,
+    pub audit: AuditSettings,
+}
+
 /// What the resources are read from.
 pub struct Inputs<'a> {
     pub buckets: &'a [Arc<S3Bucket>],
     pub credentials: &'a [Arc<S3Credential>],
     /// The Secrets the operator manages (labelled), in every watched namespace.
     pub secrets: &'a [Arc<Secret>],
+    /// What each S3Bucket's JWT keys read from their Secrets.
+    pub jwt_secrets: &'a HashMap<ObjKey, KeyValues>,
     pub region: &'a str,
+    pub gateway: &'a GatewayWide,
     pub now: Timestamp,
 }
 
@@ -128,7 +141,7 @@ pub fn build(inputs: &Inputs) -> Build {
     for b in in_claim_order(inputs.buckets.iter().map(Arc::as_ref)) {
         let key = ObjKey::of(b);
         let conflict = claims.get(&key).cloned().flatten();
-        let part = match bucket_part(b, conflict.as_ref()) {
+        let part = match bucket_part(b, conflict.as_ref(), inputs.jwt_secrets.get(&key)) {
             Ok((entry, hash)) => {
                 bucket_entries.push(entry);
                 Part::Included { hash }
@@ -180,6 +193,8 @@ pub fn build(inputs: &Inputs) -> Build {
         region: inputs.region.to_string(),
         buckets: bucket_entries,
         credentials: credential_list,
+        limits: inputs.gateway.limits.clone(),
+        audit: inputs.gateway.audit,
         ..Default::default()
     };
     config.buckets.sort_by(|a, b| a.name.cmp(&b.name));
@@ -187,7 +202,7 @@ pub fn build(inputs: &Inputs) -> Build {
         .credentials
         .sort_by(|a, b| a.access_key_id.cmp(&b.access_key_id));
     // Each part passed on its own and the claims rule out duplicates across parts, so only
-    // a whole-config setting (the region) can still fail here.
+    // a whole-config setting (the region, the limits) can still fail here.
     let problems = match config.validate() {
         Ok(()) => Vec::new(),
         Err(e) => {
@@ -206,7 +221,11 @@ pub fn build(inputs: &Inputs) -> Build {
 }
 
 /// An S3Bucket's entry and its hash, or why it is left out.
-fn bucket_part(b: &S3Bucket, conflict: Option<&Conflict>) -> Result<(BucketConfig, String), Part> {
+fn bucket_part(
+    b: &S3Bucket,
+    conflict: Option<&Conflict>,
+    jwt_values: Option<&KeyValues>,
+) -> Result<(BucketConfig, String), Part> {
     if b.metadata.deletion_timestamp.is_some() {
         return Err(Part::excluded(
             reasons::DELETING,
@@ -219,14 +238,16 @@ fn bucket_part(b: &S3Bucket, conflict: Option<&Conflict>) -> Result<(BucketConfi
             c.to_string(),
         ));
     }
-    let entry = b.gateway_bucket();
-    let nats = entry.nats_name();
+    let nats = b.nats_bucket_name();
     if b.status.as_ref().and_then(|s| s.nats_bucket.as_deref()) != Some(nats.as_str()) {
         return Err(Part::excluded(
             reasons::NOT_PROVISIONED,
             format!("the NATS bucket {nats:?} is not provisioned yet"),
         ));
     }
+    let keys = jwt_keys::resolve(b, jwt_values)
+        .map_err(|m| Part::excluded(reasons::JWT_KEY_NOT_FOUND, m))?;
+    let entry = b.gateway_bucket(keys);
     let hash = alone(vec![entry.clone()], vec![])
         .map_err(|p| Part::excluded(reasons::INVALID_CONFIG, p))?;
     Ok((entry, hash))
@@ -449,7 +470,9 @@ mod tests {
         buckets: Vec<Arc<S3Bucket>>,
         credentials: Vec<Arc<S3Credential>>,
         secrets: Vec<Arc<Secret>>,
+        jwt_secrets: HashMap<ObjKey, KeyValues>,
         region: String,
+        gateway: GatewayWide,
     }
 
     impl World {
@@ -458,7 +481,9 @@ mod tests {
                 buckets: vec![],
                 credentials: vec![],
                 secrets: vec![],
+                jwt_secrets: HashMap::new(),
                 region: "us-east-1".into(),
+                gateway: GatewayWide::default(),
             }
         }
 
@@ -476,7 +501,9 @@ mod tests {
                 buckets: &self.buckets,
                 credentials: &self.credentials,
                 secrets: &self.secrets,
+                jwt_secrets: &self.jwt_secrets,
                 region: &self.region,
+                gateway: &self.gateway,
                 now: now(),
             })
         }
@@ -735,7 +762,9 @@ mod tests {
             buckets: &w.buckets,
             credentials: &w.credentials,
             secrets: &w.secrets,
+            jwt_secrets: &w.jwt_secrets,
             region: "us-east-1",
+            gateway: &w.gateway,
             now: expires,
         });
         assert_eq!(later.config.credentials.len(), 1);
@@ -779,6 +808,49 @@ mod tests {
         assert_eq!(b.config.credentials.len(), 1);
         assert_eq!(b.config.buckets.len(), 1);
         assert!(b.config.validate().is_ok());
+    }
+
+    #[test]
+    fn access_fields_and_jwt_keys_from_secrets_reach_the_config() {
+        let mut w = World::new();
+        let jwt = serde_json::json!({"jwt": {
+            "keys": [{"kid": "k1", "algorithm": "HS256", "secretRef": {"name": "jwt", "key": "hmac"}}],
+            "audiences": ["media"], "permission": "read-write"},
+            "ipFilter": {"allow": ["10.0.0.0/8"]}, "cache": {"maxObjectBytes": 4096},
+            "rateLimit": {"requestsPerSecond": 5, "burst": 10}});
+        w.buckets.push(bucket("a", "keyed", jwt.clone(), 1));
+        w.buckets.push(bucket("a", "nokey", jwt, 2));
+        w.buckets
+            .push(bucket("a", "plain", serde_json::json!({}), 3));
+        let mut values = KeyValues::new();
+        values.insert(("jwt".into(), "hmac".into()), b"s".repeat(32));
+        w.jwt_secrets.insert(ObjKey::new("a", "keyed"), values);
+        let b = w.build();
+        assert!(b.problems.is_empty(), "{:?}", b.problems);
+        let keyed = b.config.bucket("keyed").unwrap();
+        let j = keyed.jwt.as_ref().unwrap();
+        assert_eq!(j.keys.len(), 1);
+        assert_eq!(j.permission, Permission::ReadWrite);
+        assert_eq!(j.audiences, ["media"]);
+        assert_eq!(keyed.ip_filter.as_ref().unwrap().allow, ["10.0.0.0/8"]);
+        assert_eq!(keyed.cache.unwrap().max_object_bytes, 4096);
+        assert_eq!(keyed.rate_limit.unwrap().burst, Some(10));
+        let (reason, message) = excluded(&b.buckets[&ObjKey::new("a", "nokey")].part);
+        assert_eq!(reason, reasons::JWT_KEY_NOT_FOUND);
+        assert!(message.contains("Secret jwt does not exist"), "{message}");
+        assert!(b.config.bucket("plain").is_some());
+
+        // A secret too short for HS256 is the shared validation's to refuse.
+        let mut w2 = World::new();
+        let spec = serde_json::json!({"jwt": {"keys": [{"algorithm": "HS256", "secretRef": {"name": "jwt", "key": "hmac"}}]}});
+        w2.buckets.push(bucket("a", "short", spec, 1));
+        let mut short = KeyValues::new();
+        short.insert(("jwt".into(), "hmac".into()), b"short".to_vec());
+        w2.jwt_secrets.insert(ObjKey::new("a", "short"), short);
+        let b2 = w2.build();
+        let (reason, message) = excluded(&b2.buckets[&ObjKey::new("a", "short")].part);
+        assert_eq!(reason, reasons::INVALID_CONFIG);
+        assert!(message.contains("jwt.keys[0].secretBase64"), "{message}");
     }
 
     #[test]
@@ -836,5 +908,20 @@ mod tests {
         let b = w.build();
         assert_eq!(b.problems.len(), 1);
         assert!(b.problems[0].starts_with("region:"), "{:?}", b.problems);
+    }
+
+    #[test]
+    fn gateway_wide_settings_are_in_the_config() {
+        let mut w = World::new();
+        w.gateway.limits.rate_limits.per_client_ip = Some(jets3_crds::RateLimit {
+            requests_per_second: 20.0,
+            burst: None,
+        });
+        w.gateway.limits.circuit_breaker.failure_threshold = 2;
+        w.gateway.audit.reads = false;
+        let b = w.build();
+        assert!(b.problems.is_empty());
+        assert_eq!(b.config.limits, w.gateway.limits);
+        assert!(!b.config.audit.reads);
     }
 }

@@ -17,6 +17,7 @@ pub mod controller;
 pub mod credential;
 pub mod gateway_config;
 pub mod hub;
+pub mod jwt_keys;
 pub mod leader;
 pub mod metrics;
 pub mod nats;

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use futures::FutureExt;
+use jets3_crds::AuditSettings;
 use jets3_operator::admin::{self, Admin};
 use jets3_operator::cli::{Cli, LogFormat};
 use jets3_operator::controller::{self, Settings};
+use jets3_operator::gateway_config::GatewayWide;
 use jets3_operator::hub::Hub;
 use jets3_operator::leader::{Elector, LeaseSettings};
 use jets3_operator::metrics::Metrics;
@@ -120,6 +122,12 @@ async fn run(cli: Cli) -> Result<()> {
     let settings = Settings {
         endpoint: cli.gateway_endpoint.clone(),
         region: cli.region.clone(),
+        gateway: GatewayWide {
+            limits: cli.gateway_limits.clone().unwrap_or_default(),
+            audit: AuditSettings {
+                reads: cli.audit_reads,
+            },
+        },
         resync: cli.resync_interval,
         delete_timeout: cli.delete_timeout,
         namespace,

@@ -137,11 +137,14 @@ pub async fn run(ctx: Arc<Context>) -> Result<()> {
             ctx.stores.credentials(),
             ctx.stores.secrets(),
         );
+        let jwt_secrets = ctx.stores.jwt_secrets.snapshot();
         let built = build(&Inputs {
             buckets: &buckets,
             credentials: &credentials,
             secrets: &secrets,
+            jwt_secrets: &jwt_secrets,
             region: &ctx.settings.region,
+            gateway: &ctx.settings.gateway,
             now: Timestamp::now(),
         });
         record_metrics(&ctx, &built, buckets.len(), credentials.len());

@@ -178,3 +178,112 @@ async fn secret_keys_work_on_the_gateway_as_granted_and_rotate_with_overlap() {
     );
     gw.shutdown().await;
 }
+
+fn b64u(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// An HS256 token with `claims`, signed with `secret`.
+fn hs256(secret: &[u8], claims: &serde_json::Value) -> String {
+    let header = json!({"alg": "HS256", "typ": "JWT", "kid": "k1"});
+    let msg = format!(
+        "{}.{}",
+        b64u(header.to_string().as_bytes()),
+        b64u(claims.to_string().as_bytes())
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    format!(
+        "{msg}.{}",
+        b64u(ring::hmac::sign(&key, msg.as_bytes()).as_ref())
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_signed_with_the_secrets_key_reads_the_bucket_on_the_gateway() {
+    use base64::Engine;
+    let env = Env::new(1).await;
+    let ns = env.ns(0);
+    let secret = [b'z'; 32];
+    let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "jwt-keys"},
+        "data": {"hmac": base64::engine::general_purpose::STANDARD.encode(secret)}
+    }))
+    .unwrap();
+    env.secrets(ns)
+        .create(&Default::default(), &s)
+        .await
+        .unwrap();
+    env.create_bucket(
+        ns,
+        "jwt-bucket",
+        json!({"jwt": {
+            "keys": [{"kid": "k1", "algorithm": "HS256", "secretRef": {"name": "jwt-keys", "key": "hmac"}}],
+            "audiences": ["media"], "sources": [{"kind": "query", "name": "access_token"}]},
+            "ipFilter": {"allow": ["127.0.0.0/8"]}, "cache": {}}),
+    )
+    .await;
+    env.condition(&env.buckets(ns), "jwt-bucket", "Ready", "True", None)
+        .await;
+    env.operator()
+        .config_where("the bucket is in the config", |c| {
+            c.bucket("jwt-bucket").is_some()
+        })
+        .await;
+    let settings = ServerSettings {
+        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        admin_listen: None,
+        nats: NatsSettings {
+            servers: vec![env.nats.url()],
+            ..Default::default()
+        },
+        shutdown_grace_seconds: 1,
+        ..Default::default()
+    };
+    let text = std::fs::read_to_string(&env.operator().config_file).unwrap();
+    let gw = jets3_gateway::start(settings, Some(ConfigFile::parse(&text).unwrap().config))
+        .await
+        .expect("gateway starts");
+    let gateway = gw.gateway();
+    eventually("the gateway is ready", || async {
+        gateway.ready().await.then_some(())
+    })
+    .await;
+    env.nats
+        .js()
+        .await
+        .get_object_store("jwt-bucket")
+        .await
+        .unwrap()
+        .put("seed.txt", &mut &b"seeded"[..])
+        .await
+        .unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let url = |token: &str| {
+        format!(
+            "http://{}/jwt-bucket/seed.txt?access_token={token}",
+            gw.s3_addr()
+        )
+    };
+    let good = hs256(&secret, &json!({"sub": "app", "aud": "media", "exp": exp}));
+    let (code, body) = http_get(&url(&good)).await.unwrap();
+    assert_eq!((code, body.as_str()), (200, "seeded"));
+    let forged = hs256(
+        &[b'x'; 32],
+        &json!({"sub": "app", "aud": "media", "exp": exp}),
+    );
+    let (code, body) = http_get(&url(&forged)).await.unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("AccessDenied"), "{body}");
+    let other_aud = hs256(&secret, &json!({"sub": "app", "aud": "other", "exp": exp}));
+    assert_eq!(http_get(&url(&other_aud)).await.unwrap().0, 403);
+    let (code, _) = http_get(&format!("http://{}/jwt-bucket/seed.txt", gw.s3_addr()))
+        .await
+        .unwrap();
+    assert_eq!(code, 403, "no token, private bucket");
+    gw.shutdown().await;
+}

@@ -44,7 +44,7 @@ nats://{{ include "jets3.fullname" . }}-nats.{{ .Release.Namespace }}.svc:4222
 {{- if .Values.endpoint -}}
 {{ .Values.endpoint }}
 {{- else -}}
-http://{{ include "jets3.fullname" . }}-gateway.{{ .Release.Namespace }}.svc:{{ .Values.gateway.service.port }}
+http{{ if .Values.gateway.tls.secretName }}s{{ end }}://{{ include "jets3.fullname" . }}-gateway.{{ .Release.Namespace }}.svc:{{ .Values.gateway.service.port }}
 {{- end -}}
 {{- end -}}
 
@@ -107,3 +107,8 @@ http://{{ include "jets3.fullname" . }}-gateway.{{ .Release.Namespace }}.svc:{{ 
   secret: {secretName: {{ .Values.nats.tls.existingSecret }}}
 {{- end }}
 {{- end -}}
+
+{{/* The Secret holding the gateway admin token, and its key. */}}
+{{- define "jets3.adminTokenSecret" -}}
+{{- .Values.gateway.adminToken.existingSecret | default (printf "%s-gateway-admin-token" (include "jets3.fullname" .)) -}}
+{{- end }}

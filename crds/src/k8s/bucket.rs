@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    default_name_rule, s3_name_rule, Condition, Duration, Time, DURATION_PATTERN,
-    S3_BUCKET_NAME_PATTERN,
+    default_name_rule, s3_name_rule, BucketCacheSpec, BucketIpFilter, BucketJwt, BucketRateLimit,
+    Condition, Duration, Time, DURATION_PATTERN, S3_BUCKET_NAME_PATTERN,
 };
 
 /// OpenAPI pattern of a NATS object-store bucket name.
@@ -193,6 +193,24 @@ pub struct S3BucketSpec {
     #[schemars(length(max = 100))]
     pub cors: Vec<CorsRule>,
 
+    /// JWT bearer authentication: tokens signed by keys from Secrets or a JWKS URL, checked
+    /// for issuer, audience, expiry and claim rules, give read (or write) access. Combines
+    /// with S3Credentials and public-read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<BucketJwt>,
+
+    /// Client addresses (CIDRs) the bucket accepts or refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_filter: Option<BucketIpFilter>,
+
+    /// Cache the bucket's small hot objects in the gateways' memory (opt-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<BucketCacheSpec>,
+
+    /// A rate limit on all requests to the bucket, per gateway replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<BucketRateLimit>,
+
     /// Namespaces whose S3Credentials may be granted this bucket, besides the bucket's own;
     /// '*' allows every namespace. Empty (default): only S3Credentials in the same namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -371,8 +389,8 @@ impl S3Bucket {
             .unwrap_or_default()
     }
 
-    /// This bucket's entry in the gateway config.
-    pub fn gateway_bucket(&self) -> crate::BucketConfig {
+    /// This bucket's entry in the gateway config, with `jwt_keys` its resolved JWT keys.
+    pub fn gateway_bucket(&self, jwt_keys: Vec<crate::JwtKey>) -> crate::BucketConfig {
         let spec = &self.spec;
         crate::BucketConfig {
             name: self.s3_bucket_name(),
@@ -384,7 +402,10 @@ impl S3Bucket {
             replicas: spec.replicas.clamp(1, 5) as u8,
             cors: spec.cors.iter().map(Into::into).collect(),
             max_object_size: spec.max_object_bytes.and_then(|m| u64::try_from(m).ok()),
-            ..Default::default()
+            jwt: spec.jwt.as_ref().map(|j| j.to_gateway(jwt_keys)),
+            ip_filter: spec.ip_filter.as_ref().map(Into::into),
+            rate_limit: spec.rate_limit.as_ref().map(Into::into),
+            cache: spec.cache.as_ref().map(Into::into),
         }
     }
 

@@ -6,11 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     secret_keys, Condition, Duration, Time, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN,
-    DURATION_PATTERN,
+    DURATION_PATTERN, SECRET_DATA_KEY_PATTERN,
 };
-
-/// OpenAPI pattern of a key in a Secret's data.
-const SECRET_DATA_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
 
 /// The desired state of an S3 credential.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -9,11 +9,16 @@
 //! below build the S3 bucket naming rules that `bucket_name::validate_s3_bucket_name` checks
 //! in Rust, so the apiserver refuses exactly the names the gateway would refuse.
 
+mod access;
 mod bucket;
 mod credential;
 
 use std::fmt::Write as _;
 
+pub use access::{
+    BucketCacheSpec, BucketIpFilter, BucketJwt, BucketRateLimit, JwtClaimRule, JwtKeyRef,
+    JwtSecretKeyRef, JwtTokenSource,
+};
 pub use bucket::{
     BucketAccess, CorsMethod, CorsRule, DeletionPolicy, Placement, S3Bucket, S3BucketSpec,
     S3BucketStatus, StorageType, NATS_BUCKET_PATTERN,
@@ -83,6 +88,9 @@ pub const DNS_SUBDOMAIN_PATTERN: &str = S3_BUCKET_NAME_PATTERN;
 
 /// OpenAPI pattern of a namespace name (RFC 1123 label).
 pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$";
+
+/// OpenAPI pattern of a key in a Secret's data.
+pub const SECRET_DATA_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
 
 /// OpenAPI pattern of a non-negative Go duration (`90s`, `1h30m`, `1.5h`).
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";

@@ -996,8 +996,30 @@ fn conversions_to_gateway_config_types() {
     assert_eq!(rule.allowed_methods, ["GET", "HEAD"]);
     assert_eq!(rule.max_age_seconds, Some(3600));
     // A config built from the example validates.
-    let entry = b.gateway_bucket();
+    let jwt = b.spec.jwt.as_ref().unwrap();
+    let key = jwt.keys[0].resolve(&[7u8; 32]).unwrap();
+    assert_eq!(
+        key.secret_base64.as_deref(),
+        Some("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=")
+    );
+    assert_eq!(jwt.keys[0].source().unwrap().name, "media-jwt");
+    let entry = b.gateway_bucket(vec![key]);
     assert_eq!(entry.name, "media.example");
+    let gw = entry.jwt.as_ref().unwrap();
+    assert_eq!(gw.sources.len(), 2);
+    assert_eq!(gw.permission, crate::Permission::ReadWrite);
+    assert_eq!(gw.keys.len(), 1);
+    assert_eq!(gw.jwks_refresh_seconds, 300, "the gateway default");
+    assert_eq!(gw.claims[0].value, serde_json::json!("uploader"));
+    assert_eq!(entry.ip_filter.as_ref().unwrap().deny, ["10.66.0.0/16"]);
+    assert_eq!(
+        entry.cache,
+        Some(crate::BucketCache {
+            enabled: true,
+            max_object_bytes: 262144
+        })
+    );
+    assert_eq!(entry.rate_limit.unwrap().capacity(), 400.0);
     assert_eq!(entry.nats_name(), "media_example");
     assert_eq!(entry.max_object_size, Some(1 << 30));
     assert_eq!(entry.access, crate::Access::PublicRead);
@@ -1017,4 +1039,62 @@ fn human_sizes() {
     assert_eq!(human_size(1536), "1.5 KiB");
     assert_eq!(human_size(10 << 30), "10.0 GiB");
     assert_eq!(human_size(u64::MAX), "16.0 EiB");
+}
+
+#[test]
+fn bucket_jwt_rules() {
+    let cel = Cel::new(&bucket_crd());
+    let hs = json!({"algorithm": "HS256", "secretRef": {"name": "k", "key": "hmac"}});
+    let rs = json!({"algorithm": "RS256", "publicKeyRef": {"name": "k", "key": "pem"}});
+    let ok = |jwt: serde_json::Value| bucket("media", json!({ "jwt": jwt }));
+    cel.assert_ok(&ok(json!({"keys": [hs, rs]})), None);
+    cel.assert_ok(&ok(json!({"jwksUrl": "https://idp/certs"})), None);
+    cel.assert_refused(
+        &ok(json!({})),
+        None,
+        "needs keys (from Secrets) or a jwksUrl",
+    );
+    cel.assert_refused(
+        &ok(json!({"keys": [{"algorithm": "HS256", "publicKeyRef": {"name": "k", "key": "pem"}}]})),
+        None,
+        "keys need secretRef",
+    );
+    cel.assert_refused(
+        &ok(json!({"keys": [{"algorithm": "ES256", "secretRef": {"name": "k", "key": "x"}}]})),
+        None,
+        "keys need publicKeyRef",
+    );
+    cel.assert_refused(
+        &ok(json!({"keys": [
+            {"kid": "a", "algorithm": "HS256", "secretRef": {"name": "k", "key": "x"}},
+            {"kid": "a", "algorithm": "HS512", "secretRef": {"name": "k", "key": "y"}}
+        ]})),
+        None,
+        "kid must be unique",
+    );
+    cel.assert_refused(
+        &ok(json!({"jwksUrl": "https://idp/certs", "sources": [{"kind": "bearer", "name": "x"}]})),
+        None,
+        "a bearer source takes no name",
+    );
+    cel.assert_refused(
+        &ok(json!({"jwksUrl": "https://idp/certs", "sources": [{"kind": "header"}]})),
+        None,
+        "needs one",
+    );
+    cel.assert_refused(
+        &ok(json!({"jwksUrl": "https://idp/certs", "sources": [{"kind": "header", "name": "Authorization"}]})),
+        None,
+        "use a bearer source",
+    );
+    cel.assert_refused(
+        &ok(json!({"jwksUrl": "https://idp/certs", "jwksRefreshSeconds": 60, "jwksMinRefreshSeconds": 61})),
+        None,
+        "must not exceed jwksRefreshSeconds",
+    );
+    cel.assert_refused(
+        &bucket("media", json!({"rateLimit": {"requestsPerSecond": 0.0}})),
+        None,
+        "requestsPerSecond must be above 0",
+    );
 }

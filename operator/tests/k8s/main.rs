@@ -3,6 +3,8 @@
 
 mod common;
 
+mod access;
+
 mod buckets;
 mod config;
 mod credentials;

@@ -227,3 +227,80 @@ async fn invalid_credentials_are_refused_with_a_clear_message() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn invalid_access_fields_are_refused_with_a_clear_message() {
+    let n = ns().await;
+    let b = |name: &'static str, spec: Value| n.create("S3Bucket", name, spec);
+    let hs = json!({"algorithm": "HS256", "secretRef": {"name": "jwt", "key": "hmac"}});
+    refused(
+        b("cidr", json!({"ipFilter": {"allow": ["10.0.0.0/33"]}})).await,
+        "each entry must be a CIDR or an IP address",
+    );
+    refused(
+        b("nokeys", json!({"jwt": {"issuer": "x"}})).await,
+        "jwt needs keys (from Secrets) or a jwksUrl",
+    );
+    refused(
+        b(
+            "wrongref",
+            json!({"jwt": {"keys": [{"algorithm": "RS256", "secretRef": {"name": "jwt", "key": "pem"}}]}}),
+        )
+        .await,
+        "keys need publicKeyRef",
+    );
+    refused(
+        b("badalg", json!({"jwt": {"keys": [{"algorithm": "none", "secretRef": {"name": "jwt", "key": "x"}}]}})).await,
+        "spec.jwt.keys[0].algorithm",
+    );
+    refused(
+        b("badurl", json!({"jwt": {"jwksUrl": "ftp://idp/certs"}})).await,
+        "spec.jwt.jwksUrl",
+    );
+    refused(
+        b(
+            "source",
+            json!({"jwt": {"keys": [hs], "sources": [{"kind": "query"}]}}),
+        )
+        .await,
+        "a query or header source needs one",
+    );
+    refused(
+        b("rate", json!({"rateLimit": {"requestsPerSecond": 0}})).await,
+        "requestsPerSecond must be above 0",
+    );
+    refused(
+        b("cache", json!({"cache": {"maxObjectBytes": 0}})).await,
+        "spec.cache.maxObjectBytes",
+    );
+    refused(
+        b(
+            "leeway",
+            json!({"jwt": {"keys": [hs], "leewaySeconds": 301}}),
+        )
+        .await,
+        "spec.jwt.leewaySeconds",
+    );
+    b(
+        "fine",
+        json!({
+            "jwt": {"keys": [hs], "jwksUrl": "https://idp.test/certs", "algorithms": ["HS256", "RS256"],
+                "claims": [{"claim": "tier", "op": "in", "value": ["gold", "silver"]},
+                           {"claim": "level", "op": "gt", "value": 2}],
+                "permission": "read-write"},
+            "ipFilter": {"allow": ["10.0.0.0/8", "fd00::/8", "192.168.1.7"], "deny": ["10.9.0.0/16"]},
+            "cache": {}, "rateLimit": {"requestsPerSecond": 0.5, "burst": 3}
+        }),
+    )
+    .await
+    .unwrap();
+    // The claim values come back as written.
+    let fine = n.api::<S3Bucket>().get("fine").await.unwrap();
+    let jwt = fine.spec.jwt.unwrap();
+    assert_eq!(jwt.claims[0].value, json!(["gold", "silver"]));
+    assert_eq!(
+        fine.spec.cache.unwrap().max_object_bytes,
+        1 << 20,
+        "defaulted"
+    );
+}
