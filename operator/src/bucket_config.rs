@@ -173,12 +173,13 @@ fn normalize_placement(p: &Option<Placement>) -> Option<(Option<&str>, Vec<&str>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::nats::object_store_stream;
     use jets3_crds::k8s::S3BucketSpec;
 
-    fn bucket(spec: serde_json::Value) -> S3Bucket {
+    /// An S3Bucket `team-a/media` with this spec.
+    pub(crate) fn bucket(spec: serde_json::Value) -> S3Bucket {
         let spec: S3BucketSpec = serde_json::from_value(spec).unwrap();
         let mut b = S3Bucket::new("media", spec);
         b.metadata.namespace = Some("team-a".into());

@@ -115,14 +115,7 @@ pub fn resolve(b: &S3Bucket, values: Option<&KeyValues>) -> Result<Vec<JwtKey>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jets3_crds::k8s::S3BucketSpec;
-
-    fn bucket(spec: serde_json::Value) -> S3Bucket {
-        let spec: S3BucketSpec = serde_json::from_value(spec).unwrap();
-        let mut b = S3Bucket::new("media", spec);
-        b.metadata.namespace = Some("team-a".into());
-        b
-    }
+    use crate::bucket_config::tests::bucket;
 
     #[test]
     fn resolves_each_key_or_names_the_missing_one() {

@@ -26,6 +26,30 @@ fn reload(gw: &GatewayHandle, env: &Env) -> u64 {
     generation
 }
 
+/// A standalone gateway on the operator's `--config-file` and the test's NATS, once ready.
+async fn start_gateway(env: &Env) -> GatewayHandle {
+    let settings = ServerSettings {
+        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        admin_listen: None,
+        nats: NatsSettings {
+            servers: vec![env.nats.url()],
+            ..Default::default()
+        },
+        shutdown_grace_seconds: 1,
+        ..Default::default()
+    };
+    let text = std::fs::read_to_string(&env.operator().config_file).unwrap();
+    let gw = jets3_gateway::start(settings, Some(ConfigFile::parse(&text).unwrap().config))
+        .await
+        .expect("gateway starts");
+    let gateway = gw.gateway();
+    eventually("the gateway is ready", || async {
+        gateway.ready().await.then_some(())
+    })
+    .await;
+    gw
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_keys_work_on_the_gateway_as_granted_and_rotate_with_overlap() {
     let env = Env::new(1).await;
@@ -59,25 +83,7 @@ async fn secret_keys_work_on_the_gateway_as_granted_and_rotate_with_overlap() {
         })
         .await;
 
-    let settings = ServerSettings {
-        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-        admin_listen: None,
-        nats: NatsSettings {
-            servers: vec![env.nats.url()],
-            ..Default::default()
-        },
-        shutdown_grace_seconds: 1,
-        ..Default::default()
-    };
-    let text = std::fs::read_to_string(&env.operator().config_file).unwrap();
-    let gw = jets3_gateway::start(settings, Some(ConfigFile::parse(&text).unwrap().config))
-        .await
-        .expect("gateway starts");
-    let gateway = gw.gateway();
-    eventually("the gateway is ready", || async {
-        gateway.ready().await.then_some(())
-    })
-    .await;
+    let gw = start_gateway(&env).await;
     let addr = gw.s3_addr();
     let app = s3(addr, &id, &secret);
 
@@ -230,25 +236,7 @@ async fn a_jwt_signed_with_the_secrets_key_reads_the_bucket_on_the_gateway() {
             c.bucket("jwt-bucket").is_some()
         })
         .await;
-    let settings = ServerSettings {
-        listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-        admin_listen: None,
-        nats: NatsSettings {
-            servers: vec![env.nats.url()],
-            ..Default::default()
-        },
-        shutdown_grace_seconds: 1,
-        ..Default::default()
-    };
-    let text = std::fs::read_to_string(&env.operator().config_file).unwrap();
-    let gw = jets3_gateway::start(settings, Some(ConfigFile::parse(&text).unwrap().config))
-        .await
-        .expect("gateway starts");
-    let gateway = gw.gateway();
-    eventually("the gateway is ready", || async {
-        gateway.ready().await.then_some(())
-    })
-    .await;
+    let gw = start_gateway(&env).await;
     env.nats
         .js()
         .await
