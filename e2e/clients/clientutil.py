@@ -176,22 +176,24 @@ def stop(proc: subprocess.Popen, grace: float = 10.0):
         proc.wait(5)
 
 
-def gateway_binary() -> Path:
-    env_bin = os.environ.get("JETS3_GATEWAY_BIN")
+def cargo_binary(name: str, profile: str, env_var: str, build: str) -> Path:
+    """The binary `name` from $env_var, else from the cargo target dir's `profile` folder;
+    fails the test saying how to build it."""
+    env_bin = os.environ.get(env_var)
     if env_bin:
         path = Path(env_bin)
     else:
         target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
         if not target.is_absolute():
             target = REPO / target
-        path = target / "release" / "jets3-gateway"
+        path = target / profile / name
     if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(
-            f"jets3-gateway binary not found at {path}: run `make build` "
-            f"(cargo build --release -p jets3-gateway) or set JETS3_GATEWAY_BIN",
-            pytrace=False,
-        )
+        pytest.fail(f"{name} binary not found at {path}: run `{build}` or set {env_var}", pytrace=False)
     return path
+
+
+def gateway_binary() -> Path:
+    return cargo_binary("jets3-gateway", "release", "JETS3_GATEWAY_BIN", "make build")
 
 
 def start_nats(workdir: Path) -> tuple[subprocess.Popen, str, Path]:

@@ -25,7 +25,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "clients"))
 
-from clientutil import REPO, free_port, gateway_binary, need_tool, readyz, run, start_nats, stop, tail_file  # noqa: E402
+from clientutil import REPO, cargo_binary, free_port, gateway_binary, need_tool, readyz, run, start_nats, stop, tail_file  # noqa: E402
 
 RELEASE = "jets3"
 NAMESPACE = "jets3"
@@ -34,15 +34,7 @@ TIMEOUT = 60.0
 
 
 def operator_binary() -> Path:
-    env_bin = os.environ.get("JETS3_OPERATOR_BIN")
-    if env_bin:
-        path = Path(env_bin)
-    else:
-        target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
-        path = (target if target.is_absolute() else REPO / target) / "debug" / "jets3-operator"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(f"jets3-operator not found at {path}: cargo build -p jets3-operator, or set JETS3_OPERATOR_BIN", pytrace=False)
-    return path
+    return cargo_binary("jets3-operator", "debug", "JETS3_OPERATOR_BIN", "cargo build -p jets3-operator")
 
 
 def eventually(what: str, f, timeout: float = TIMEOUT, detail=lambda: ""):
