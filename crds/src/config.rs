@@ -116,6 +116,20 @@ pub struct BucketConfig {
     /// multipart upload); unset: `limits.maxObjectSize`. The smaller of the two applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_object_size: Option<u64>,
+    /// S3 Versioning, set by the config (S3 clients may then not change it); unset: the
+    /// bucket's own setting, changed with PutBucketVersioning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<VersioningStatus>,
+}
+
+/// S3 Versioning of a bucket, spelled as S3 spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
+pub enum VersioningStatus {
+    /// Every write keeps the version it replaces; a DELETE adds a delete marker.
+    Enabled,
+    /// New writes replace the null version; versions made before are kept.
+    Suspended,
 }
 
 fn one() -> u8 {
@@ -139,6 +153,7 @@ impl Default for BucketConfig {
             rate_limit: None,
             cache: None,
             max_object_size: None,
+            versioning: None,
         }
     }
 }

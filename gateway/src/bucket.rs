@@ -1,4 +1,4 @@
-//! Bucket operations: list, create, head, delete, location, versioning, ACLs.
+//! Bucket operations: list, create, head, delete, location, ACLs.
 
 use axum::response::Response;
 use http::StatusCode;
@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::request::Ctx;
 use crate::respond::{self, OWNER_ID, OWNER_NAME};
-use crate::store::BucketOptions;
+use crate::store::{BucketOptions, DeleteBucketError};
 use crate::xml::{self, XmlWriter};
 
 /// ListBuckets: the buckets the caller holds a grant on, with their creation dates.
@@ -117,21 +117,23 @@ pub async fn head_bucket(ctx: &Ctx) -> S3Result<Response> {
     Ok(r)
 }
 
-/// DeleteBucket: only when no object is left; open multipart uploads are aborted.
+/// DeleteBucket: only when no object version (nor delete marker) is left, atomically
+/// against writes through any gateway; open multipart uploads go with the bucket.
 pub async fn delete_bucket(ctx: &Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?;
     require_bucket(ctx).await?;
-    let index = ctx.store_bucket()?.index().await?;
-    if !index.read().is_empty() {
-        return Err(S3Error::new(
+    match ctx.gw.store.delete_bucket_if_empty(&b.nats).await {
+        Ok(()) => Ok(respond::empty(StatusCode::NO_CONTENT)),
+        Err(DeleteBucketError::NotEmpty) => Err(S3Error::new(
             S3Code::BucketNotEmpty,
             "The bucket you tried to delete is not empty",
         )
-        .with("BucketName", &b.s3));
+        .with("BucketName", &b.s3)),
+        Err(DeleteBucketError::S3(e)) => Err(match e.code {
+            S3Code::NoSuchBucket => S3Error::no_such_bucket(&b.s3),
+            _ => e,
+        }),
     }
-    crate::multipart::forget_bucket(ctx, &b.nats).await?;
-    ctx.gw.store.delete_bucket(&b.nats).await?;
-    Ok(respond::empty(StatusCode::NO_CONTENT))
 }
 
 /// GetBucketLocation: empty for us-east-1, as S3 answers.
@@ -143,13 +145,6 @@ pub async fn get_location(ctx: &Ctx) -> S3Result<Response> {
         w.raw(&xml::escape(region));
     }
     Ok(respond::xml(w.finish("LocationConstraint")))
-}
-
-/// GetBucketVersioning: versioning is never enabled.
-pub async fn get_versioning(ctx: &Ctx) -> S3Result<Response> {
-    require_bucket(ctx).await?;
-    let w = XmlWriter::new("VersioningConfiguration");
-    Ok(respond::xml(w.finish("VersioningConfiguration")))
 }
 
 /// Get(Bucket|Object)Acl: the owner with FULL_CONTROL.

@@ -8,7 +8,7 @@ use crate::checksum::{Algo, Running};
 use crate::error::{S3Error, S3Result};
 use crate::request::{BodyStream, Ctx};
 use crate::respond;
-use crate::store::{etag_matches, Bucket, Finished, NewObject, ObjectMeta};
+use crate::store::{etag_matches, Bucket, Finished, NewObject, ObjectMeta, Record};
 use crate::xml::XmlWriter;
 
 /// The object named by `x-amz-copy-source`, after access and condition checks.
@@ -27,13 +27,18 @@ pub async fn source(ctx: &Ctx) -> S3Result<Source> {
         Some((p, q)) => (p, Some(q)),
         None => (raw, None),
     };
-    if let Some(v) = version {
-        if v != "versionId=null" {
-            return Err(S3Error::not_implemented(
-                "Copying a specific object version",
-            ));
-        }
-    }
+    let version: Option<Option<String>> = match version {
+        None => None,
+        Some(q) => match q.strip_prefix("versionId=") {
+            Some("null") => Some(None),
+            Some(v) if crate::store::meta::valid_version_id(v) => Some(Some(v.to_string())),
+            _ => {
+                return Err(S3Error::invalid_argument("Invalid version id specified")
+                    .with("ArgumentName", "x-amz-copy-source")
+                    .with("ArgumentValue", raw))
+            }
+        },
+    };
     let decoded = percent_encoding::percent_decode_str(path)
         .decode_utf8()
         .map_err(|_| S3Error::invalid_argument("Invalid copy source encoding"))?;
@@ -63,11 +68,34 @@ pub async fn source(ctx: &Ctx) -> S3Result<Source> {
     if !readable {
         return Err(S3Error::access_denied());
     }
-    let bucket = ctx.gw.store.bucket(&bref.nats);
-    let meta = bucket
-        .head(src_key)
-        .await?
-        .ok_or_else(|| S3Error::no_such_key(src_key))?;
+    let bucket = ctx
+        .gw
+        .store
+        .bucket(&bref.nats)
+        .with_versioning(bref.declared_versioning());
+    let record = match &version {
+        None => bucket.current(src_key).await?,
+        Some(v) => bucket
+            .version(src_key, v.as_deref())
+            .await?
+            .ok_or_else(|| {
+                S3Error::new(
+                    crate::error::S3Code::NoSuchVersion,
+                    "The specified version does not exist.",
+                )
+                .with("Key", src_key)
+                .with("VersionId", v.as_deref().unwrap_or("null"))
+            })?,
+    };
+    let meta = match record {
+        Record::Object(m) if !m.is_link => *m,
+        Record::Marker(_) if version.is_some() => {
+            return Err(S3Error::invalid_request(
+                "The source of a copy request may not specifically refer to a delete marker by version id.",
+            ))
+        }
+        _ => return Err(S3Error::no_such_key(src_key)),
+    };
     check_source_conditions(ctx, &meta)?;
     let same_as_target = ctx.bucket.as_ref().map(|b| b.s3.as_str()) == Some(src_bucket)
         && ctx.key.as_deref() == Some(src_key);
@@ -216,11 +244,15 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
     }
     let mut resp = respond::xml(w.finish("CopyObjectResult"));
     crate::put::checksum_headers(&mut resp, &meta);
-    if ctx
-        .header("x-amz-copy-source")
-        .is_some_and(|s| s.contains("versionId="))
-    {
-        respond::set(&mut resp, "x-amz-copy-source-version-id", "null");
+    let src_mode = src.bucket.versioning().await?;
+    if src.meta.version.is_some() || src_mode.has_history() {
+        respond::set(
+            &mut resp,
+            "x-amz-copy-source-version-id",
+            src.meta.version.as_deref().unwrap_or("null"),
+        );
     }
+    let mode = ctx.store_bucket()?.versioning().await?;
+    crate::versioning::version_header(&mut resp, meta.version.as_deref(), mode);
     Ok(resp)
 }

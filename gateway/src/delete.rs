@@ -8,28 +8,43 @@ use serde::Deserialize;
 use crate::error::{S3Error, S3Result};
 use crate::request::Ctx;
 use crate::respond;
+use crate::store::{DeleteOutcome, Expect};
 use crate::xml::{self, XmlWriter};
 
-/// DeleteObject: 204 whether or not the key existed.
+/// DeleteObject: 204 whether or not the key (or version) existed. With `If-Match`, the
+/// condition is checked on the version the delete replaces, atomically.
 pub async fn delete_object(ctx: &Ctx) -> S3Result<Response> {
     let key = ctx.key()?;
-    if let Some(v) = ctx.query("versionId") {
-        if v != "null" {
-            return Err(S3Error::not_implemented(
-                "Deleting a specific object version",
-            ));
-        }
-    }
+    let version = ctx.version_id()?;
     let bucket = ctx.store_bucket()?;
-    if ctx.header("if-match").is_some() {
-        let meta = bucket
-            .head(key)
-            .await?
-            .ok_or_else(|| S3Error::no_such_key(key))?;
-        crate::get::check_conditions(ctx, &meta)?;
+    let expect = match ctx.header("if-match") {
+        Some(v) => Expect::Etag(v.trim().to_string()),
+        None => Expect::Any,
+    };
+    let outcome = match version {
+        Some(v) => {
+            if expect != Expect::Any {
+                return Err(S3Error::not_implemented(
+                    "If-Match on a delete of a specific version",
+                ));
+            }
+            bucket.delete_version(key, v.as_deref()).await?
+        }
+        None => bucket.delete(key, &expect).await?,
+    };
+    let mut resp = respond::empty(StatusCode::NO_CONTENT);
+    outcome_headers(&mut resp, &outcome);
+    Ok(resp)
+}
+
+/// `x-amz-delete-marker` and `x-amz-version-id` of a delete.
+fn outcome_headers(resp: &mut Response, outcome: &DeleteOutcome) {
+    if outcome.marker {
+        respond::set(resp, "x-amz-delete-marker", "true");
     }
-    bucket.delete(key).await?;
-    Ok(respond::empty(StatusCode::NO_CONTENT))
+    if let Some(v) = &outcome.version {
+        respond::set(resp, "x-amz-version-id", v.as_deref().unwrap_or("null"));
+    }
 }
 
 #[derive(Deserialize)]
@@ -75,22 +90,24 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
         .iter()
         .map(|e| (e.key.clone(), e.version_id.clone()))
         .collect();
-    let results: Vec<S3Result<()>> = futures::stream::iter(jobs)
+    let results: Vec<S3Result<DeleteOutcome>> = futures::stream::iter(jobs)
         .map(|(key, version)| {
             let bucket = bucket.clone();
             let cache = &ctx.gw.cache;
             async move {
                 if key.is_empty() || key.len() > max_key {
-                    Err(S3Error::invalid_argument("Invalid key"))
-                } else if version.is_some_and(|v| v != "null") {
-                    Err(S3Error::not_implemented(
-                        "Deleting a specific object version",
-                    ))
-                } else {
-                    let r = bucket.delete(&key).await;
-                    cache.invalidate(bucket.nats_name(), &key);
-                    r
+                    return Err(S3Error::invalid_argument("Invalid key"));
                 }
+                let r = match version.as_deref() {
+                    None => bucket.delete(&key, &Expect::Any).await,
+                    Some("null") => bucket.delete_version(&key, None).await,
+                    Some(v) if crate::store::meta::valid_version_id(v) => {
+                        bucket.delete_version(&key, Some(v)).await
+                    }
+                    Some(_) => Err(S3Error::invalid_argument("Invalid version id specified")),
+                };
+                cache.invalidate(bucket.nats_name(), &key);
+                r
             }
         })
         .buffered(16)
@@ -99,10 +116,22 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
     let mut w = XmlWriter::new("DeleteResult");
     for (entry, result) in req.objects.iter().zip(results) {
         match result {
-            Ok(()) => {
+            Ok(outcome) => {
                 if !quiet {
                     w.open("Deleted").elem("Key", &entry.key);
                     w.opt("VersionId", entry.version_id.as_deref());
+                    if outcome.marker {
+                        w.elem("DeleteMarker", "true");
+                        if entry.version_id.is_none() {
+                            w.opt(
+                                "DeleteMarkerVersionId",
+                                outcome
+                                    .version
+                                    .as_ref()
+                                    .map(|v| v.as_deref().unwrap_or("null")),
+                            );
+                        }
+                    }
                     w.close("Deleted");
                 }
             }

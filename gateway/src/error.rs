@@ -46,6 +46,7 @@ pub enum S3Code {
     NoSuchKey,
     NoSuchTagSet,
     NoSuchUpload,
+    NoSuchVersion,
     NotImplemented,
     NotModified,
     PreconditionFailed,
@@ -105,6 +106,7 @@ impl S3Code {
             NoSuchKey => "NoSuchKey",
             NoSuchTagSet => "NoSuchTagSet",
             NoSuchUpload => "NoSuchUpload",
+            NoSuchVersion => "NoSuchVersion",
             NotImplemented => "NotImplemented",
             NotModified => "NotModified",
             PreconditionFailed => "PreconditionFailed",
@@ -134,6 +136,7 @@ impl S3Code {
             NoSuchBucket
             | NoSuchKey
             | NoSuchUpload
+            | NoSuchVersion
             | NoSuchTagSet
             | NoSuchBucketPolicy
             | NoSuchCORSConfiguration => StatusCode::NOT_FOUND,

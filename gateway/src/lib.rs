@@ -39,6 +39,7 @@ mod tagging;
 mod tail;
 pub mod telemetry;
 pub mod tls;
+mod versioning;
 pub mod xml;
 
 pub use server::{start, Gateway, GatewayHandle};

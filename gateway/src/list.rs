@@ -10,7 +10,7 @@ use base64::Engine;
 use crate::error::{S3Error, S3Result};
 use crate::request::Ctx;
 use crate::respond::{self, OWNER_ID, OWNER_NAME};
-use crate::store::Entry;
+use crate::store::{Entry, Maps, VersionEntry};
 use crate::xml::XmlWriter;
 
 /// Which listing the request asked for.
@@ -111,6 +111,110 @@ pub fn page(
     out
 }
 
+/// One page of ListObjectVersions.
+#[derive(Debug, Default)]
+pub struct VersionsPage {
+    /// Key, version, and whether it is the key's latest.
+    pub versions: Vec<(String, VersionEntry, bool)>,
+    pub prefixes: Vec<String>,
+    pub truncated: bool,
+    /// Where the next page starts: key and version id (`null` for the null version), or
+    /// a common prefix and no version.
+    pub next: Option<(String, Option<String>)>,
+}
+
+fn version_label(v: &VersionEntry) -> String {
+    v.version.as_deref().unwrap_or("null").to_string()
+}
+
+/// Walks every version from the markers, keys in order and each key's versions newest
+/// first, rolling up keys under `delimiter` like [`page`].
+pub fn versions_page(
+    maps: &Maps,
+    prefix: &str,
+    delimiter: &str,
+    key_marker: &str,
+    version_marker: Option<&str>,
+    max: usize,
+) -> VersionsPage {
+    let mut out = VersionsPage::default();
+    let mut lower: Bound<String> = if key_marker < prefix || key_marker.is_empty() {
+        Bound::Included(prefix.to_string())
+    } else if version_marker.is_some() {
+        Bound::Included(key_marker.to_string())
+    } else {
+        Bound::Excluded(key_marker.to_string())
+    };
+    let mut taken = 0usize;
+    'outer: loop {
+        let keys: Vec<String> = maps
+            .version_keys(match &lower {
+                Bound::Included(k) => Bound::Included(k.as_str()),
+                Bound::Excluded(k) => Bound::Excluded(k.as_str()),
+                Bound::Unbounded => Bound::Unbounded,
+            })
+            .take(max + 2)
+            .map(str::to_string)
+            .collect();
+        if keys.is_empty() {
+            break;
+        }
+        for key in keys {
+            if !key.starts_with(prefix) {
+                if key.as_str() > prefix {
+                    break 'outer;
+                }
+                lower = Bound::Excluded(key);
+                continue 'outer;
+            }
+            let rest = &key[prefix.len()..];
+            let group = if delimiter.is_empty() {
+                None
+            } else {
+                rest.find(delimiter)
+                    .map(|i| key[..prefix.len() + i + delimiter.len()].to_string())
+            };
+            if let Some(cp) = group {
+                let seen = (!key_marker.is_empty() && cp.as_str() <= key_marker)
+                    || out.prefixes.last() == Some(&cp);
+                if !seen {
+                    if taken == max {
+                        out.truncated = true;
+                        break 'outer;
+                    }
+                    out.prefixes.push(cp.clone());
+                    out.next = Some((cp.clone(), None));
+                    taken += 1;
+                }
+                lower = Bound::Excluded(after_prefix(&cp).max(key));
+                continue 'outer;
+            }
+            let mut versions = maps.versions_of(&key);
+            if key == key_marker {
+                if let Some(vm) = version_marker {
+                    match versions.iter().position(|(v, _)| version_label(v) == vm) {
+                        Some(i) => {
+                            versions.drain(..=i);
+                        }
+                        None => versions.clear(),
+                    }
+                }
+            }
+            for (v, latest) in versions {
+                if taken == max {
+                    out.truncated = true;
+                    break 'outer;
+                }
+                out.next = Some((key.clone(), Some(version_label(&v))));
+                out.versions.push((key.clone(), v, latest));
+                taken += 1;
+            }
+            lower = Bound::Excluded(key);
+        }
+    }
+    out
+}
+
 fn url_encode(s: &str) -> String {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
@@ -177,15 +281,28 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
         },
     };
     let index = ctx.store_bucket()?.index().await?;
+    if flavor == Flavor::Versions {
+        let version_marker = ctx.query("version-id-marker").filter(|v| !v.is_empty());
+        if version_marker.is_some() && after.is_empty() {
+            return Err(S3Error::invalid_argument(
+                "A version-id marker cannot be specified without a key marker.",
+            )
+            .with("ArgumentName", "version-id-marker"));
+        }
+        let page = {
+            let maps = index.read();
+            versions_page(&maps, &prefix, &delimiter, &after, version_marker, max)
+        };
+        return Ok(respond::xml(versions_xml(
+            ctx, &b.s3, &prefix, &delimiter, &after, max, encode, &page,
+        )));
+    }
     let page = {
-        let map = index.read();
-        page(&map, &prefix, &delimiter, &after, max)
+        let maps = index.read();
+        page(&maps.current, &prefix, &delimiter, &after, max)
     };
     let enc = |s: &str| if encode { url_encode(s) } else { s.to_string() };
-    let root = match flavor {
-        Flavor::V1 | Flavor::V2 => "ListBucketResult",
-        Flavor::Versions => "ListVersionsResult",
-    };
+    let root = "ListBucketResult";
     let mut w = XmlWriter::new(root);
     w.elem("Name", &b.s3).elem("Prefix", enc(&prefix));
     match flavor {
@@ -211,17 +328,7 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
                 (page.objects.len() + page.prefixes.len()).to_string(),
             );
         }
-        Flavor::Versions => {
-            w.elem("KeyMarker", enc(&after));
-            w.elem(
-                "VersionIdMarker",
-                ctx.query("version-id-marker").unwrap_or_default(),
-            );
-            if page.truncated {
-                w.opt("NextKeyMarker", page.last.as_deref().map(enc));
-                w.elem("NextVersionIdMarker", "null");
-            }
-        }
+        Flavor::Versions => {}
     }
     w.elem("MaxKeys", max.to_string());
     if !delimiter.is_empty() {
@@ -232,16 +339,9 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
     }
     w.elem("IsTruncated", page.truncated.to_string());
     let owner = flavor != Flavor::V2 || ctx.query("fetch-owner") == Some("true");
-    let item = if flavor == Flavor::Versions {
-        "Version"
-    } else {
-        "Contents"
-    };
+    let item = "Contents";
     for (key, e) in &page.objects {
         w.open(item).elem("Key", enc(key));
-        if flavor == Flavor::Versions {
-            w.elem("VersionId", "null").elem("IsLatest", "true");
-        }
         w.elem("LastModified", respond::iso8601(e.modified))
             .elem("ETag", respond::quote(&e.etag))
             .elem("Size", e.size.to_string());
@@ -261,6 +361,68 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
     Ok(respond::xml(w.finish(root)))
 }
 
+/// The ListVersionsResult document.
+#[allow(clippy::too_many_arguments)]
+fn versions_xml(
+    ctx: &Ctx,
+    bucket: &str,
+    prefix: &str,
+    delimiter: &str,
+    key_marker: &str,
+    max: usize,
+    encode: bool,
+    page: &VersionsPage,
+) -> String {
+    let enc = |s: &str| if encode { url_encode(s) } else { s.to_string() };
+    let root = "ListVersionsResult";
+    let mut w = XmlWriter::new(root);
+    w.elem("Name", bucket)
+        .elem("Prefix", enc(prefix))
+        .elem("KeyMarker", enc(key_marker))
+        .elem(
+            "VersionIdMarker",
+            ctx.query("version-id-marker").unwrap_or_default(),
+        );
+    if page.truncated {
+        if let Some((k, v)) = &page.next {
+            w.elem("NextKeyMarker", enc(k));
+            w.opt("NextVersionIdMarker", v.as_deref());
+        }
+    }
+    w.elem("MaxKeys", max.to_string());
+    if !delimiter.is_empty() {
+        w.elem("Delimiter", enc(delimiter));
+    }
+    if encode {
+        w.elem("EncodingType", "url");
+    }
+    w.elem("IsTruncated", page.truncated.to_string());
+    for (key, v, latest) in &page.versions {
+        let item = if v.marker { "DeleteMarker" } else { "Version" };
+        w.open(item)
+            .elem("Key", enc(key))
+            .elem("VersionId", version_label(v))
+            .elem("IsLatest", latest.to_string())
+            .elem("LastModified", respond::iso8601(v.modified));
+        if !v.marker {
+            w.elem("ETag", respond::quote(&v.etag))
+                .elem("Size", v.size.to_string())
+                .elem("StorageClass", "STANDARD");
+        }
+        w.open("Owner")
+            .elem("ID", OWNER_ID)
+            .elem("DisplayName", OWNER_NAME)
+            .close("Owner")
+            .close(item);
+    }
+    for p in &page.prefixes {
+        w.open("CommonPrefixes")
+            .elem("Prefix", enc(p))
+            .close("CommonPrefixes");
+    }
+    w.finish(root)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +437,8 @@ mod tests {
                         size: 1,
                         etag: "e".into(),
                         modified: OffsetDateTime::UNIX_EPOCH,
+                        version: None,
+                        stamp: 0,
                     },
                 )
             })

@@ -1,9 +1,13 @@
 //! Prometheus metrics of the gateway.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
+
+use crate::store::{CollectorStats, StoreStats};
 
 /// The `result` labels of `jets3_config_pushes_total`: `malformed` counts bodies that are not
 /// a config or do not match their hash header.
@@ -40,7 +44,101 @@ pub struct Metrics {
     pub cache_bytes: IntGauge,
     pub cache_entries: IntGauge,
     pub audit_dropped: IntCounter,
+    /// Mirrors of the store's and collector's counters, synced at render time.
+    store_gauges: Vec<(IntGauge, StatFn)>,
+    store_counters: Vec<(IntCounter, StatFn)>,
 }
+
+/// Reads one number from the store's or collector's statistics.
+type StatFn = fn(&StoreStats, &CollectorStats) -> u64;
+
+/// Gauges mirrored from the store and the collector: name, help, value.
+const STORE_GAUGES: [(&str, &str, StatFn); 6] = [
+    (
+        "collector_leader",
+        "1 while this gateway runs the collector",
+        |_, c| c.leader.load(Relaxed) as u64,
+    ),
+    (
+        "collector_pending_versions",
+        "Retired versions waiting for the collector (grace period running or over)",
+        |_, c| c.pending.load(Relaxed),
+    ),
+    (
+        "collector_pending_bytes",
+        "Bytes of retired versions not yet purged: what lingers after overwrites and deletes",
+        |_, c| c.pending_bytes.load(Relaxed),
+    ),
+    (
+        "collector_oldest_pending_seconds",
+        "Age of the oldest retired version not yet purged (grows when the collector falls behind)",
+        |_, c| c.oldest_pending_seconds.load(Relaxed),
+    ),
+    (
+        "collector_last_pass_milliseconds",
+        "Duration of the collector's last pass",
+        |_, c| c.last_pass_millis.load(Relaxed),
+    ),
+    (
+        "collector_last_scan_milliseconds",
+        "Duration of the collector's last scan for orphans",
+        |_, c| c.last_scan_millis.load(Relaxed),
+    ),
+];
+
+/// Counters mirrored from the store and the collector: name, help, value.
+const STORE_COUNTERS: [(&str, &str, StatFn); 10] = [
+    (
+        "collector_passes_total",
+        "Collector passes run here",
+        |_, c| c.passes.load(Relaxed),
+    ),
+    (
+        "collector_pass_errors_total",
+        "Collector passes that failed",
+        |_, c| c.pass_errors.load(Relaxed),
+    ),
+    (
+        "collector_purged_versions_total",
+        "Retired versions (and orphans) whose chunks the collector purged",
+        |_, c| c.purged_versions.load(Relaxed),
+    ),
+    (
+        "collector_purged_bytes_total",
+        "Object bytes of the versions the collector purged",
+        |_, c| c.purged_bytes.load(Relaxed),
+    ),
+    (
+        "collector_held_by_reads_total",
+        "Purges put off because a registered read still held the version",
+        |_, c| c.held_by_reads.load(Relaxed),
+    ),
+    (
+        "collector_orphans_found_total",
+        "Chunk sets that nothing referenced, found and retired by the collector",
+        |_, c| c.orphans_found.load(Relaxed),
+    ),
+    (
+        "collector_uploads_expired_total",
+        "Multipart uploads removed for being older than the expiry",
+        |_, c| c.uploads_expired.load(Relaxed),
+    ),
+    (
+        "collector_tombstones_removed_total",
+        "Tombstones of deleted versions removed after the orphan horizon",
+        |_, c| c.tombstones_removed.load(Relaxed),
+    ),
+    (
+        "collector_fences_lifted_total",
+        "Fences of unfinished DeleteBucket calls lifted",
+        |_, c| c.fences_lifted.load(Relaxed),
+    ),
+    (
+        "metadata_malformed_total",
+        "Object metadata messages from NATS refused as malformed (logged, skipped)",
+        |s, _| s.malformed.load(Relaxed),
+    ),
+];
 
 impl Metrics {
     /// Creates and registers every metric.
@@ -165,6 +263,22 @@ impl Metrics {
         ] {
             let _ = registry.register(c);
         }
+        let store_gauges: Vec<(IntGauge, StatFn)> = STORE_GAUGES
+            .iter()
+            .map(|(name, help, f)| {
+                let g = IntGauge::new(*name, *help).expect("valid metric");
+                let _ = registry.register(Box::new(g.clone()));
+                (g, *f)
+            })
+            .collect();
+        let store_counters: Vec<(IntCounter, StatFn)> = STORE_COUNTERS
+            .iter()
+            .map(|(name, help, f)| {
+                let c = IntCounter::new(*name, *help).expect("valid metric");
+                let _ = registry.register(Box::new(c.clone()));
+                (c, *f)
+            })
+            .collect();
         Metrics {
             registry,
             requests,
@@ -188,6 +302,21 @@ impl Metrics {
             cache_bytes,
             cache_entries,
             audit_dropped,
+            store_gauges,
+            store_counters,
+        }
+    }
+
+    /// Copies the store's and collector's numbers into their metrics.
+    pub fn sync_store(&self, store: &StoreStats, collector: &CollectorStats) {
+        for (g, f) in &self.store_gauges {
+            g.set(i64::try_from(f(store, collector)).unwrap_or(i64::MAX));
+        }
+        for (c, f) in &self.store_counters {
+            let (now, shown) = (f(store, collector), c.get());
+            if now > shown {
+                c.inc_by(now - shown);
+            }
         }
     }
 

@@ -1,6 +1,5 @@
 //! Multipart uploads: create, upload part (and part copy), complete, abort, list.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -10,13 +9,11 @@ use http::StatusCode;
 use md5::{Digest, Md5};
 use serde::Deserialize;
 use time::OffsetDateTime;
-use tokio::sync::watch;
 
 use crate::checksum::Algo;
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::request::Ctx;
 use crate::respond::{self, OWNER_ID, OWNER_NAME};
-use crate::server::Gateway;
 use crate::store::{Finished, NewObject, PartInfo, UploadInfo};
 use crate::xml::{self, XmlWriter};
 
@@ -253,14 +250,14 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
     let gw = ctx.gw.clone();
     let bucket_name = ctx.bucket_ref()?.s3.clone();
     let started = Instant::now();
+    // Detached: a client that goes away does not cut the assembly short.
     let task = tokio::spawn(async move {
-        let mut hasher = algo.map(|a| a.hasher());
+        let hasher = std::sync::Mutex::new(algo.map(|a| a.hasher()));
         let mut observe = |b: &[u8]| {
-            if let Some(h) = hasher.as_mut() {
+            if let Some(h) = hasher.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
                 h.update(b);
             }
         };
-        let etag_final = etag.clone();
         let result = bucket
             .complete_upload(
                 &id,
@@ -268,29 +265,31 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
                 &chosen,
                 expect,
                 |_| {
+                    let h = hasher.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    let checksums: Vec<(String, String)> = match (algo, h) {
+                        (Some(a), Some(h)) => vec![(a.name().to_string(), h.finish())],
+                        _ => Vec::new(),
+                    };
+                    let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".into());
                     Ok(Finished {
-                        checksums: Vec::new(),
-                        checksum_type: None,
-                        etag: Some(etag_final),
+                        checksums,
+                        checksum_type,
+                        etag: Some(etag),
                     })
                 },
                 &mut observe,
             )
             .await;
-        let result = match (result, algo, hasher) {
-            (Ok(mut meta), Some(a), Some(h)) => {
-                meta.checksums = vec![(a.name().to_string(), h.finish())];
-                meta.checksum_type = Some("FULL_OBJECT".into());
-                bucket.update_meta(&meta).await
-            }
-            (r, _, _) => r,
+        let result = match result {
+            Ok(meta) => bucket.versioning().await.map(|mode| (meta, mode)),
+            Err(e) => Err(e),
         };
         gw.metrics
             .complete_seconds
             .observe(started.elapsed().as_secs_f64());
         result
     });
-    let render = move |meta: &crate::store::ObjectMeta| {
+    let render = move |(meta, _): &(crate::store::ObjectMeta, crate::store::Versioning)| {
         let mut w = XmlWriter::new("CompleteMultipartUploadResult");
         w.elem("Location", format!("/{bucket_name}/{}", meta.key))
             .elem("Bucket", &bucket_name)
@@ -307,8 +306,10 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
     let mut task = task;
     match tokio::time::timeout(COMPLETE_WAIT, &mut task).await {
         Ok(joined) => {
-            let meta = joined.map_err(S3Error::internal)??;
-            Ok(respond::xml(render(&meta)))
+            let done = joined.map_err(S3Error::internal)??;
+            let mut resp = respond::xml(render(&done));
+            crate::versioning::version_header(&mut resp, done.0.version.as_deref(), done.1);
+            Ok(resp)
         }
         Err(_) => {
             let request_id = ctx.request_id.clone();
@@ -326,7 +327,7 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
                         Err(_) => Some((Ok(Bytes::from_static(b" ")), (Some(task), false))),
                         Ok(joined) => {
                             let text = match joined {
-                                Ok(Ok(meta)) => render(&meta),
+                                Ok(Ok(done)) => render(&done),
                                 Ok(Err(e)) => e.to_xml(&request_id),
                                 Err(e) => S3Error::internal(e).to_xml(&request_id),
                             };
@@ -500,45 +501,4 @@ pub async fn list_uploads(ctx: &Ctx) -> S3Result<Response> {
             .close("CommonPrefixes");
     }
     Ok(respond::xml(w.finish("ListMultipartUploadsResult")))
-}
-
-/// Aborts every upload of a bucket that is being deleted.
-pub async fn forget_bucket(ctx: &Ctx, nats: &str) -> S3Result<()> {
-    let bucket = ctx.gw.store.bucket(nats);
-    for (id, _) in bucket.uploads().await? {
-        bucket.abort_upload(&id).await?;
-    }
-    Ok(())
-}
-
-/// Removes uploads older than the configured expiry, every few minutes.
-pub async fn janitor(gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(300));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        let Some(rt) = gw.runtime() else { continue };
-        if !gw.store.connected() {
-            continue;
-        }
-        if let Err(e) = expire_uploads(&gw, rt.config.limits.multipart_expiry_seconds).await {
-            tracing::warn!(error = %e, "expiring multipart uploads failed");
-        }
-    }
-}
-
-/// Aborts uploads initiated more than `max_age_seconds` ago; returns how many.
-pub async fn expire_uploads(gw: &Gateway, max_age_seconds: u64) -> S3Result<usize> {
-    let cutoff = OffsetDateTime::now_utc() - time::Duration::seconds(max_age_seconds as i64);
-    let mut n = 0;
-    for (bucket, id, info) in gw.store.all_uploads().await? {
-        if info.initiated_at() < cutoff {
-            gw.store.bucket(&bucket).abort_upload(&id).await?;
-            tracing::info!(bucket, upload_id = %id, key = %info.key, "expired multipart upload");
-            n += 1;
-        }
-    }
-    Ok(n)
 }

@@ -569,7 +569,11 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
     // Stream the file part; stop as soon as it outgrows the policy's size range.
     let algos: Vec<Algo> = wanted.iter().map(|(a, _)| *a).collect();
     let hashers = Running::new(&algos);
-    let store = ctx.gw.store.bucket(&bucket.nats);
+    let store = ctx
+        .gw
+        .store
+        .bucket(&bucket.nats)
+        .with_versioning(bucket.declared_versioning());
     let (policy_ref, fields_ref, bucket_name) = (&policy, &fields, bucket.s3.as_str());
     let h = hashers.clone();
     let mut size = 0u64;
@@ -650,6 +654,8 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
     };
     respond::set(&mut resp, "etag", respond::quote(&meta.etag));
     crate::put::checksum_headers(&mut resp, &meta);
+    let mode = store.versioning().await?;
+    crate::versioning::version_header(&mut resp, meta.version.as_deref(), mode);
     if let Some(origin) = ctx.header("origin") {
         crate::cors::decorate(&ctx.gw, &bucket, origin, &ctx.method, &mut resp).await;
     }

@@ -176,5 +176,7 @@ pub async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     let mut resp = respond::empty(StatusCode::OK);
     respond::set(&mut resp, "etag", respond::quote(&meta.etag));
     checksum_headers(&mut resp, &meta);
+    let mode = bucket.versioning().await?;
+    crate::versioning::version_header(&mut resp, meta.version.as_deref(), mode);
     Ok(resp)
 }

@@ -114,9 +114,27 @@ impl Ctx {
         }
     }
 
-    /// The store handle of the addressed bucket.
+    /// The store handle of the addressed bucket (with the versioning its config declares).
     pub fn store_bucket(&self) -> S3Result<Bucket> {
-        Ok(self.gw.store.bucket(&self.bucket_ref()?.nats))
+        let b = self.bucket_ref()?;
+        Ok(self
+            .gw
+            .store
+            .bucket(&b.nats)
+            .with_versioning(b.declared_versioning()))
+    }
+
+    /// The `versionId` query parameter: `None` when absent, `Some(None)` for `null`;
+    /// InvalidArgument when it cannot be a version id.
+    pub fn version_id(&self) -> S3Result<Option<Option<String>>> {
+        match self.query("versionId") {
+            None => Ok(None),
+            Some("null") => Ok(Some(None)),
+            Some(v) if crate::store::meta::valid_version_id(v) => Ok(Some(Some(v.to_string()))),
+            Some(v) => Err(S3Error::invalid_argument("Invalid version id specified")
+                .with("ArgumentName", "versionId")
+                .with("ArgumentValue", v)),
+        }
     }
 
     /// The declared payload length: `x-amz-decoded-content-length` for aws-chunked

@@ -14,6 +14,7 @@ pub enum Endpoint {
     HeadBucket,
     GetBucketLocation,
     GetBucketVersioning,
+    PutBucketVersioning,
     ListObjects,
     ListObjectsV2,
     ListObjectVersions,
@@ -74,6 +75,7 @@ impl Endpoint {
             HeadBucket => "HeadBucket",
             GetBucketLocation => "GetBucketLocation",
             GetBucketVersioning => "GetBucketVersioning",
+            PutBucketVersioning => "PutBucketVersioning",
             ListObjects => "ListObjects",
             ListObjectsV2 => "ListObjectsV2",
             ListObjectVersions => "ListObjectVersions",
@@ -117,7 +119,7 @@ impl Endpoint {
             ListBuckets => Need::Authenticated,
             Preflight | NotImplemented(_) | PostObject => Need::Nothing,
             CreateBucket | DeleteBucket | PutBucketTagging | DeleteBucketTagging
-            | PutBucketCors | DeleteBucketCors | PutBucketAcl => Need::Admin,
+            | PutBucketCors | DeleteBucketCors | PutBucketAcl | PutBucketVersioning => Need::Admin,
             HeadBucket | GetBucketLocation | GetBucketVersioning | ListObjects | ListObjectsV2
             | ListObjectVersions | GetBucketTagging | GetBucketCors | GetBucketAcl | GetObject
             | HeadObject | GetObjectTagging | GetObjectAcl | GetObjectAttributes => Need::Read,
@@ -277,7 +279,7 @@ pub fn parse(
             } else if has(q, "acl") {
                 PutBucketAcl
             } else if has(q, "versioning") {
-                NotImplemented("PutBucketVersioning")
+                PutBucketVersioning
             } else {
                 CreateBucket
             }),

@@ -47,6 +47,17 @@ impl BucketRef {
     pub fn read_only(&self) -> bool {
         self.config.as_ref().is_some_and(|c| c.read_only)
     }
+
+    /// The versioning the config sets for the bucket, if it sets one.
+    pub fn declared_versioning(&self) -> Option<crate::store::Versioning> {
+        self.config
+            .as_ref()
+            .and_then(|c| c.versioning)
+            .map(|v| match v {
+                jets3_crds::VersioningStatus::Enabled => crate::store::Versioning::Enabled,
+                jets3_crds::VersioningStatus::Suspended => crate::store::Versioning::Suspended,
+            })
+    }
 }
 
 impl Runtime {

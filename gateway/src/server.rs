@@ -34,6 +34,8 @@ pub struct Gateway {
     pub cache: crate::cache::ObjectCache,
     /// The audit log, when one is configured.
     pub audit: Option<crate::audit::Audit>,
+    /// What the collector of retired versions has done (for metrics).
+    pub collector: Arc<crate::store::CollectorStats>,
     admin_token: Option<String>,
     runtime: ArcSwapOption<Runtime>,
     /// Serializes config changes (readers never wait: they load `runtime`).
@@ -203,7 +205,12 @@ pub async fn start(
     }
     let trusted = crate::limits::TrustedProxies::parse(&settings.trusted_proxies)
         .map_err(|e| Error::Config(format!("trustedProxies: {e}")))?;
-    let store = Store::connect(&settings.nats).await?;
+    let problems = settings.collector.problems();
+    if !problems.is_empty() {
+        return Err(Error::Config(problems.join("; ")));
+    }
+    let store = Store::connect(&settings.nats, &settings.collector).await?;
+    let collector = crate::store::Collector::new(store.clone(), settings.collector.clone());
     let metrics = Metrics::new();
     let audit = settings
         .audit_log
@@ -220,6 +227,7 @@ pub async fn start(
         ),
         admin_token: settings.admin_token.clone(),
         audit,
+        collector: collector.stats(),
         store,
         metrics,
         limits: crate::limits::Limiter::new(trusted),
@@ -283,10 +291,14 @@ pub async fn start(
         None => None,
     };
     tasks.push(tokio::spawn(watch_nats(gateway.clone(), stop_rx.clone())));
-    tasks.push(tokio::spawn(crate::multipart::janitor(
-        gateway.clone(),
-        stop_rx.clone(),
-    )));
+    if settings.collector.enabled {
+        let gw = gateway.clone();
+        let expiry = move || {
+            gw.runtime()
+                .map(|rt| rt.config.limits.multipart_expiry_seconds)
+        };
+        tasks.push(tokio::spawn(collector.run(expiry, stop_rx.clone())));
+    }
     tracing::info!(s3 = ?s3_addrs, admin = ?admin_addr, push = ?push_addr, "jets3-gateway listening");
     Ok(GatewayHandle {
         gateway,
@@ -397,6 +409,7 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    gw.metrics.sync_store(gw.store.stats(), &gw.collector);
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         gw.metrics.render(),

@@ -57,6 +57,64 @@ pub struct ServerSettings {
     pub push: Option<PushSettings>,
     /// HTTPS on the S3 listeners (and optionally client certificates); plain HTTP without.
     pub tls: Option<ListenerTls>,
+    /// The collector of retired versions and orphan chunks.
+    pub collector: CollectorSettings,
+}
+
+/// When retired versions and orphan chunks are removed (see the store's module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CollectorSettings {
+    /// Run collector passes (one gateway at a time does); off only for debugging.
+    pub enabled: bool,
+    /// Time between passes.
+    pub interval_seconds: u64,
+    /// How long a replaced or deleted version stays readable (reads that take longer hold
+    /// it through a read registration).
+    pub grace_seconds: u64,
+    /// Chunks that no version, part or upload references are retired once their last
+    /// write is this old; a write never pauses half this long.
+    pub orphan_after_seconds: u64,
+    /// Time between scans for orphan chunks (each reads every bucket's metadata).
+    pub scan_interval_seconds: u64,
+    /// Versions purged at most per pass.
+    pub max_purges_per_pass: usize,
+}
+
+impl Default for CollectorSettings {
+    fn default() -> Self {
+        CollectorSettings {
+            enabled: true,
+            interval_seconds: 15,
+            grace_seconds: 60,
+            orphan_after_seconds: 3600,
+            scan_interval_seconds: 600,
+            max_purges_per_pass: 1000,
+        }
+    }
+}
+
+impl CollectorSettings {
+    /// Every problem with these settings.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.interval_seconds == 0 {
+            out.push("collector.intervalSeconds must be at least 1".to_string());
+        }
+        if self.grace_seconds == 0 {
+            out.push("collector.graceSeconds must be at least 1".to_string());
+        }
+        if self.orphan_after_seconds < 2 {
+            out.push("collector.orphanAfterSeconds must be at least 2".to_string());
+        }
+        if self.scan_interval_seconds == 0 {
+            out.push("collector.scanIntervalSeconds must be at least 1".to_string());
+        }
+        if self.max_purges_per_pass == 0 {
+            out.push("collector.maxPurgesPerPass must be at least 1".to_string());
+        }
+        out
+    }
 }
 
 /// TLS of the S3 listeners: certificate and key re-read when they change, and optional
@@ -176,6 +234,7 @@ impl Default for ServerSettings {
             otlp_endpoint: None,
             push: None,
             tls: None,
+            collector: CollectorSettings::default(),
         }
     }
 }

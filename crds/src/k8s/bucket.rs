@@ -151,6 +151,16 @@ pub struct S3BucketSpec {
     #[schemars(range(min = 1))]
     pub max_object_bytes: Option<i64>,
 
+    /// S3 Versioning: 'Enabled' keeps every version of every object (a DELETE adds a delete
+    /// marker; versions are read, listed and deleted by version id), 'Suspended' makes no new
+    /// versions but keeps the ones made before. Once set here, S3 clients cannot change it
+    /// (PutBucketVersioning is AccessDenied). Unset: S3 clients decide. As on S3, a bucket
+    /// that had versioning never becomes unversioned again: removing this field leaves it in
+    /// its last state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "versioning_schema")]
+    pub versioning: Option<crate::VersioningStatus>,
+
     /// Objects older than this are removed by JetStream, as a Go duration ('24h', '720h',
     /// '90m'). Unset: objects are kept until deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -406,6 +416,7 @@ impl S3Bucket {
             ip_filter: spec.ip_filter.as_ref().map(Into::into),
             rate_limit: spec.rate_limit.as_ref().map(Into::into),
             cache: spec.cache.as_ref().map(Into::into),
+            versioning: spec.versioning,
         }
     }
 
@@ -451,4 +462,14 @@ impl From<&CorsRule> for crate::CorsRule {
             max_age_seconds: r.max_age_seconds.and_then(|s| u32::try_from(s).ok()),
         }
     }
+}
+
+/// `spec.versioning` as a plain string enum (the generated schema of an optional enum
+/// would carry the type's description instead of the field's).
+fn versioning_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "nullable": true,
+        "enum": ["Enabled", "Suspended"]
+    })
 }

@@ -2,6 +2,12 @@
 //!
 //! S3 system headers and `x-amz-meta-*` go into `headers` (visible to native clients);
 //! jets3's own fields go into `metadata` under `jets3.` keys.
+//!
+//! Everything read from NATS is untrusted: a native client (or anyone with write access to
+//! the stream) may have written it. [`Record::decode`] validates every field that reaches a
+//! subject, a response header or a slice bound, and refuses or drops what does not fit, so a
+//! malformed message never crashes a task, never widens a purge and never sets an arbitrary
+//! response header.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +26,30 @@ const TAGS: &str = "jets3.tags";
 const PARTS: &str = "jets3.parts";
 const CHECKSUM_PREFIX: &str = "jets3.checksum.";
 const CHECKSUM_TYPE: &str = "jets3.checksum-type";
+/// The S3 version id; absent on the `null` version.
+const VERSION: &str = "jets3.vid";
+/// Where the version sorts among the key's versions (nanoseconds, increasing per key).
+const STAMP: &str = "jets3.stamp";
+/// Set on a delete marker (a `deleted` message that is an S3 version).
+const MARKER: &str = "jets3.marker";
+/// Set on a tombstone: a noncurrent version that was deleted by id.
+const GONE: &str = "jets3.gone";
+
+/// Longest NUID accepted from NATS (native NUIDs have 22 characters).
+const MAX_NUID: usize = 64;
+/// Most parts a multipart object may list.
+const MAX_PARTS: usize = 10_000;
+
+/// System headers stored with an object and returned on GET and HEAD; with
+/// `x-amz-meta-*` the only headers an object may carry.
+pub const STORED_HEADERS: [&str; 6] = [
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+];
 
 /// The JSON document stored on `$O.<bucket>.M.<name>`, field for field as NATS clients write it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -85,6 +115,261 @@ pub struct ObjectMeta {
     pub meta_seq: u64,
     /// A link to another object (native feature); served as NotImplemented.
     pub is_link: bool,
+    /// The S3 version id; `None` for the `null` version.
+    pub version: Option<String>,
+    /// Order among the key's versions (larger is newer).
+    pub stamp: u64,
+}
+
+/// A delete marker: an S3 version without content, current or not.
+#[derive(Debug, Clone)]
+pub struct Marker {
+    pub key: String,
+    /// `None` for the `null` version.
+    pub version: Option<String>,
+    pub stamp: u64,
+    pub modified: OffsetDateTime,
+    /// Stream sequence of the message.
+    pub meta_seq: u64,
+}
+
+/// What one metadata message says about a key (or one of its versions).
+#[derive(Debug, Clone)]
+pub enum Record {
+    Object(Box<ObjectMeta>),
+    Marker(Marker),
+    /// Deleted without a marker (a native delete, an unversioned delete), or never written.
+    Absent,
+    /// A version deleted by id (on a V subject), with the stamp it had.
+    Gone {
+        stamp: u64,
+    },
+}
+
+/// Why a metadata message was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub String);
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Record {
+    /// Decodes and validates a metadata message read from NATS; `key` is the key its
+    /// subject names, when known (the message must name the same key).
+    pub fn decode(payload: &[u8], key: Option<&str>, meta_seq: u64) -> Result<Record, Malformed> {
+        let info: ObjectInfoJson = serde_json::from_slice(payload)
+            .map_err(|e| Malformed(format!("not object info JSON: {e}")))?;
+        if let Some(k) = key {
+            if info.name != k {
+                return Err(Malformed(format!(
+                    "names {:?} on the subject of {k:?}",
+                    info.name
+                )));
+            }
+        }
+        Record::from_info(info, meta_seq)
+    }
+
+    /// Validates decoded object info.
+    pub fn from_info(info: ObjectInfoJson, meta_seq: u64) -> Result<Record, Malformed> {
+        let version = info.metadata.get(VERSION).cloned();
+        if let Some(v) = &version {
+            if !valid_version_id(v) {
+                return Err(Malformed(format!("bad version id {v:?}")));
+            }
+        }
+        let modified = info
+            .mtime
+            .as_deref()
+            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let stamp = match info.metadata.get(STAMP) {
+            Some(s) => s
+                .parse()
+                .map_err(|_| Malformed(format!("bad stamp {s:?}")))?,
+            None => u64::try_from(modified.unix_timestamp_nanos()).unwrap_or(0),
+        };
+        if info.deleted {
+            if info.metadata.contains_key(GONE) {
+                return Ok(Record::Gone { stamp });
+            }
+            if info.metadata.contains_key(MARKER) {
+                return Ok(Record::Marker(Marker {
+                    key: info.name,
+                    version,
+                    stamp,
+                    modified,
+                    meta_seq,
+                }));
+            }
+            return Ok(Record::Absent);
+        }
+        ObjectMeta::from_valid_info(info, meta_seq, version, stamp, modified)
+            .map(|m| Record::Object(Box::new(m)))
+    }
+
+    /// The object, if this is one.
+    pub fn object(self) -> Option<ObjectMeta> {
+        match self {
+            Record::Object(m) => Some(*m),
+            _ => None,
+        }
+    }
+
+    /// The version id (`None`: the null version) of an object or marker.
+    pub fn version(&self) -> Option<Option<&str>> {
+        match self {
+            Record::Object(m) => Some(m.version.as_deref()),
+            Record::Marker(m) => Some(m.version.as_deref()),
+            Record::Absent | Record::Gone { .. } => None,
+        }
+    }
+
+    /// The order stamp of an object, marker or tombstone.
+    pub fn stamp(&self) -> Option<u64> {
+        match self {
+            Record::Object(m) => Some(m.stamp),
+            Record::Marker(m) => Some(m.stamp),
+            Record::Gone { stamp } => Some(*stamp),
+            Record::Absent => None,
+        }
+    }
+
+    /// The chunks an object holds: (nuid, size).
+    pub fn chunks(&self) -> Option<(&str, u64)> {
+        match self {
+            Record::Object(m) if !m.is_link => Some((m.nuid.as_str(), m.size)),
+            _ => None,
+        }
+    }
+
+    /// Whether this is an object or a delete marker (an S3 version).
+    pub fn is_version(&self) -> bool {
+        matches!(self, Record::Object(_) | Record::Marker(_))
+    }
+
+    /// Encodes an object or marker for a metadata message.
+    pub fn to_info(&self, bucket: &str) -> Option<ObjectInfoJson> {
+        match self {
+            Record::Object(m) => Some(m.to_info(bucket)),
+            Record::Marker(m) => Some(m.to_info(bucket)),
+            Record::Absent | Record::Gone { .. } => None,
+        }
+    }
+}
+
+/// The message of a key deleted without a marker, as native clients write it.
+pub fn absent_info(bucket: &str, key: &str, nuid: &str) -> ObjectInfoJson {
+    ObjectInfoJson {
+        name: key.to_string(),
+        bucket: bucket.to_string(),
+        nuid: nuid.to_string(),
+        mtime: OffsetDateTime::now_utc().format(&Rfc3339).ok(),
+        deleted: true,
+        ..Default::default()
+    }
+}
+
+/// The tombstone of a version deleted by id.
+pub fn tombstone_info(
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+    stamp: u64,
+) -> ObjectInfoJson {
+    let mut metadata = BTreeMap::new();
+    metadata.insert(GONE.to_string(), "1".to_string());
+    metadata.insert(STAMP.to_string(), stamp.to_string());
+    if let Some(v) = version {
+        metadata.insert(VERSION.to_string(), v.to_string());
+    }
+    ObjectInfoJson {
+        name: key.to_string(),
+        bucket: bucket.to_string(),
+        metadata,
+        mtime: OffsetDateTime::now_utc().format(&Rfc3339).ok(),
+        deleted: true,
+        ..Default::default()
+    }
+}
+
+impl Marker {
+    /// Encodes the marker for its metadata message.
+    pub fn to_info(&self, bucket: &str) -> ObjectInfoJson {
+        let mut metadata = BTreeMap::new();
+        metadata.insert(MARKER.to_string(), "1".to_string());
+        metadata.insert(STAMP.to_string(), self.stamp.to_string());
+        if let Some(v) = &self.version {
+            metadata.insert(VERSION.to_string(), v.clone());
+        }
+        ObjectInfoJson {
+            name: self.key.clone(),
+            bucket: bucket.to_string(),
+            metadata,
+            mtime: self.modified.format(&Rfc3339).ok(),
+            deleted: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// A NUID from NATS that is safe as a subject token: `[A-Za-z0-9_-]`, 1 to 64 characters.
+pub fn valid_nuid(nuid: &str) -> bool {
+    !nuid.is_empty()
+        && nuid.len() <= MAX_NUID
+        && nuid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A version id jets3 could have made: 16 hex digits of stamp then a few letters or digits.
+pub fn valid_version_id(v: &str) -> bool {
+    v.len() >= 17 && v.len() <= 40 && v.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The stored header names an object may carry: the S3 system headers and
+/// `x-amz-meta-*` names that are valid HTTP tokens.
+pub fn allowed_header(name: &str) -> bool {
+    if STORED_HEADERS.contains(&name) {
+        return true;
+    }
+    name.strip_prefix("x-amz-meta-").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    })
+}
+
+/// A header value that is safe to send: visible ASCII, spaces and tabs, no line breaks.
+fn allowed_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
+/// The SHA-256 in a `digest` field, when it is well formed.
+fn digest_bytes(digest: &str) -> Option<[u8; 32]> {
+    let b64 = digest.strip_prefix("SHA-256=")?;
+    let raw = URL_SAFE
+        .decode(b64)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64))
+        .ok()?;
+    raw.try_into().ok()
+}
+
+/// An ETag jets3 stores: 32 hex digits, optionally `-<parts>`.
+fn valid_etag(etag: &str) -> bool {
+    let (md5, parts) = match etag.split_once('-') {
+        Some((m, n)) => (m, Some(n)),
+        None => (etag, None),
+    };
+    md5.len() == 32
+        && md5.bytes().all(|b| b.is_ascii_hexdigit())
+        && parts.is_none_or(|n| n.parse::<u32>().is_ok_and(|n| n >= 1))
 }
 
 impl ObjectMeta {
@@ -102,65 +387,93 @@ impl ObjectMeta {
             .unwrap_or("application/octet-stream")
     }
 
-    /// Decodes a metadata message; `None` for deleted objects.
+    /// Decodes a metadata message; `None` for deleted objects and malformed ones.
     pub fn from_info(info: ObjectInfoJson, meta_seq: u64) -> Option<ObjectMeta> {
-        if info.deleted {
-            return None;
+        Record::from_info(info, meta_seq).ok()?.object()
+    }
+
+    fn from_valid_info(
+        info: ObjectInfoJson,
+        meta_seq: u64,
+        version: Option<String>,
+        stamp: u64,
+        modified: OffsetDateTime,
+    ) -> Result<ObjectMeta, Malformed> {
+        let is_link = info.options.as_ref().is_some_and(|o| o.link.is_some());
+        if !is_link && !valid_nuid(&info.nuid) {
+            return Err(Malformed(format!("bad nuid {:?}", info.nuid)));
         }
-        let modified = info
-            .mtime
-            .as_deref()
-            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let etag = match info.metadata.get(ETAG) {
+        // A digest that does not decode is dropped (the ETag then comes from the nuid).
+        let digest = info.digest.clone().filter(|d| digest_bytes(d).is_some());
+        let etag = match info.metadata.get(ETAG).filter(|e| valid_etag(e)) {
             Some(e) => e.clone(),
-            None => fallback_etag(&info),
+            None => fallback_etag(digest.as_deref(), &info.nuid),
         };
         let seq = info.metadata.get(SEQ).and_then(|s| {
             let (a, b) = s.split_once(',')?;
-            Some((a.parse().ok()?, b.parse().ok()?))
+            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+            (a >= 1 && a <= b).then_some((a, b))
         });
         let tags = info
             .metadata
             .get(TAGS)
             .map(|t| decode_tags(t))
             .unwrap_or_default();
-        let parts = info
-            .metadata
-            .get(PARTS)
-            .map(|p| p.split(',').filter_map(|n| n.parse().ok()).collect())
-            .unwrap_or_default();
+        let parts: Vec<u64> = match info.metadata.get(PARTS) {
+            Some(p) => {
+                let parts: Vec<u64> = p.split(',').filter_map(|n| n.parse().ok()).collect();
+                let sum = parts.iter().try_fold(0u64, |a, b| a.checked_add(*b));
+                if parts.len() > MAX_PARTS || sum != Some(info.size) {
+                    Vec::new()
+                } else {
+                    parts
+                }
+            }
+            None => Vec::new(),
+        };
         let checksums = info
             .metadata
             .iter()
             .filter_map(|(k, v)| {
-                k.strip_prefix(CHECKSUM_PREFIX)
-                    .map(|a| (a.to_ascii_uppercase(), v.clone()))
+                let algo = k.strip_prefix(CHECKSUM_PREFIX)?;
+                let ok = algo.bytes().all(|b| b.is_ascii_alphanumeric())
+                    && base64::engine::general_purpose::STANDARD.decode(v).is_ok();
+                ok.then(|| (algo.to_ascii_uppercase(), v.clone()))
             })
             .collect();
         let mut headers = Vec::new();
         for (name, values) in info.headers.iter().flatten() {
-            if let Some(v) = values.first() {
-                headers.push((name.to_ascii_lowercase(), v.clone()));
+            let name = name.to_ascii_lowercase();
+            match values.first() {
+                Some(v) if allowed_header(&name) && allowed_value(v) => {
+                    headers.push((name, v.clone()))
+                }
+                _ => {}
             }
         }
-        let is_link = info.options.as_ref().is_some_and(|o| o.link.is_some());
-        Some(ObjectMeta {
+        let checksum_type = info
+            .metadata
+            .get(CHECKSUM_TYPE)
+            .filter(|t| matches!(t.as_str(), "FULL_OBJECT" | "COMPOSITE"))
+            .cloned();
+        Ok(ObjectMeta {
             key: info.name,
             size: info.size,
             etag,
             modified,
             nuid: info.nuid,
             chunks: info.chunks,
-            digest: info.digest,
+            digest,
             headers,
             tags,
             checksums,
-            checksum_type: info.metadata.get(CHECKSUM_TYPE).cloned(),
+            checksum_type,
             parts,
             seq,
             meta_seq,
             is_link,
+            version,
+            stamp,
         })
     }
 
@@ -186,6 +499,10 @@ impl ObjectMeta {
         }
         if let Some(t) = &self.checksum_type {
             metadata.insert(CHECKSUM_TYPE.to_string(), t.clone());
+        }
+        metadata.insert(STAMP.to_string(), self.stamp.to_string());
+        if let Some(v) = &self.version {
+            metadata.insert(VERSION.to_string(), v.clone());
         }
         let headers = if self.headers.is_empty() {
             None
@@ -217,17 +534,15 @@ impl ObjectMeta {
     }
 }
 
-/// Native objects carry no MD5: derive a stable ETag from their SHA-256 digest.
-fn fallback_etag(info: &ObjectInfoJson) -> String {
-    let hex_digest = info
-        .digest
-        .as_deref()
-        .and_then(|d| d.strip_prefix("SHA-256="))
-        .and_then(|b| URL_SAFE.decode(b).ok())
-        .map(hex::encode);
-    match hex_digest {
-        Some(h) => h[..32].to_string(),
-        None => format!("{:0>32}", info.nuid.to_ascii_lowercase()),
+/// Native objects carry no MD5: derive a stable ETag from their SHA-256 digest (or, without
+/// a valid one, from the nuid).
+fn fallback_etag(digest: Option<&str>, nuid: &str) -> String {
+    match digest.and_then(digest_bytes) {
+        Some(d) => hex::encode(&d[..16]),
+        None => {
+            use md5::Digest;
+            hex::encode(md5::Md5::digest(nuid.as_bytes()))
+        }
     }
 }
 
@@ -278,9 +593,23 @@ fn form_decode(s: &str) -> String {
         .into_owned()
 }
 
+/// A key as a subject token (base64url, as native clients encode names).
+pub fn key_token(key: &str) -> String {
+    URL_SAFE.encode(key)
+}
+
+/// The key a subject token names; `None` if it is not one.
+pub fn token_key(token: &str) -> Option<String> {
+    let raw = URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token))
+        .ok()?;
+    String::from_utf8(raw).ok()
+}
+
 /// The metadata subject of an object.
 pub fn meta_subject(bucket: &str, key: &str) -> String {
-    format!("$O.{bucket}.M.{}", URL_SAFE.encode(key))
+    format!("$O.{bucket}.M.{}", key_token(key))
 }
 
 /// The chunk subject of an object version.
@@ -317,7 +646,107 @@ mod tests {
             seq: Some((4, 4)),
             meta_seq: 5,
             is_link: false,
+            version: Some("00000001234567890abcdef".into()),
+            stamp: 42,
         }
+    }
+
+    fn decode(json: &str) -> Result<Record, Malformed> {
+        Record::decode(json.as_bytes(), Some("x"), 1)
+    }
+
+    #[test]
+    fn refuses_nuids_that_are_not_one_subject_token() {
+        for nuid in [">", "*", "a.b", "a b", "", "a\\u0000", &"n".repeat(65)] {
+            let json =
+                format!(r#"{{"name":"x","bucket":"b","nuid":"{nuid}","size":1,"chunks":1}}"#);
+            assert!(decode(&json).is_err(), "nuid {nuid:?} accepted");
+        }
+        let ok = decode(r#"{"name":"x","bucket":"b","nuid":"ABC_def-123","size":1,"chunks":1}"#);
+        assert!(matches!(ok, Ok(Record::Object(_))));
+    }
+
+    #[test]
+    fn short_or_odd_digests_do_not_panic_and_give_a_stable_etag() {
+        for digest in [
+            "SHA-256=",
+            "SHA-256=AAAA",
+            "SHA-256=!!",
+            "MD5=abc",
+            "SHA-256=ungWv48",
+        ] {
+            let json = format!(
+                r#"{{"name":"x","bucket":"b","nuid":"N1","size":3,"chunks":1,"digest":"{digest}"}}"#
+            );
+            let m = decode(&json).expect("kept").object().expect("object");
+            assert_eq!(m.digest, None, "{digest}");
+            assert_eq!(m.etag.len(), 32);
+            assert!(m.etag.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+    }
+
+    #[test]
+    fn only_object_headers_reach_responses() {
+        let m = decode(
+            r#"{"name":"x","bucket":"b","nuid":"N1","size":1,"chunks":1,"headers":{
+                "Content-Type":["text/plain"],"Set-Cookie":["a=b"],"Location":["http://evil"],
+                "Content-Length":["9"],"X-Amz-Meta-Ok":["v"],"X-Amz-Meta-Bad":["a\r\nb"],
+                "X-Amz-Meta-":["e"],"Transfer-Encoding":["chunked"]}}"#,
+        )
+        .expect("kept")
+        .object()
+        .expect("object");
+        let names: Vec<&str> = m.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["content-type", "x-amz-meta-ok"]);
+    }
+
+    #[test]
+    fn a_message_naming_another_key_is_refused() {
+        let r = Record::decode(br#"{"name":"y","bucket":"b","nuid":"N1"}"#, Some("x"), 1);
+        assert!(r.is_err());
+        assert!(Record::decode(b"not json", Some("x"), 1).is_err());
+    }
+
+    #[test]
+    fn bad_etags_parts_and_seqs_are_dropped() {
+        let m = decode(
+            r#"{"name":"x","bucket":"b","nuid":"N1","size":10,"chunks":1,"metadata":{
+                "jets3.etag":"<script>","jets3.parts":"3,3","jets3.seq":"9,2",
+                "jets3.checksum-type":"EVIL"}}"#,
+        )
+        .expect("kept")
+        .object()
+        .expect("object");
+        assert_eq!(m.etag.len(), 32);
+        assert!(m.parts.is_empty(), "parts that do not add up to the size");
+        assert_eq!(m.seq, None);
+        assert_eq!(m.checksum_type, None);
+    }
+
+    #[test]
+    fn markers_and_tombstones_decode() {
+        let mk = Marker {
+            key: "x".into(),
+            version: Some("0000000000000001abcdef".into()),
+            stamp: 1,
+            modified: OffsetDateTime::UNIX_EPOCH,
+            meta_seq: 0,
+        };
+        let json = serde_json::to_vec(&mk.to_info("b")).expect("json");
+        assert!(matches!(
+            Record::decode(&json, Some("x"), 1),
+            Ok(Record::Marker(m)) if m.stamp == 1
+        ));
+        let t = serde_json::to_vec(&tombstone_info("b", "x", None, 7)).expect("json");
+        assert!(matches!(
+            Record::decode(&t, Some("x"), 1),
+            Ok(Record::Gone { stamp: 7 })
+        ));
+        let a = serde_json::to_vec(&absent_info("b", "x", "N")).expect("json");
+        assert!(matches!(
+            Record::decode(&a, Some("x"), 1),
+            Ok(Record::Absent)
+        ));
     }
 
     #[test]
@@ -340,6 +769,8 @@ mod tests {
         assert_eq!(back.seq, Some((4, 4)));
         assert_eq!(back.modified, m.modified);
         assert_eq!(back.content_type(), "text/plain");
+        assert_eq!(back.version, m.version);
+        assert_eq!(back.stamp, 42);
     }
 
     #[test]

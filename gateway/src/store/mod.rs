@@ -1,15 +1,56 @@
 //! Everything that touches NATS: buckets as object-store streams, objects as chunk and
-//! metadata messages, the listing index and multipart upload state.
+//! metadata messages, versions, the listing index, multipart upload state and the
+//! collector that keeps each stream holding exactly its live data.
 //!
 //! Objects are stored exactly as the NATS object store lays them out, so native clients
 //! read what the gateway writes and the other way round.
+//!
+//! # Version lifecycle
+//!
+//! Many gateways share one NATS cluster; any of them may be killed between two NATS calls,
+//! and any request future may be dropped at any await. The rules that keep every
+//! acknowledged byte and every started read whole:
+//!
+//! 1. **One commit point.** A new version's chunks (`$O.<b>.C.<nuid>`) are written and
+//!    acknowledged first. Publishing its metadata on `$O.<b>.M.<key>`, as a compare-and-set
+//!    on the key's last metadata sequence, is the one step that makes it current. Before
+//!    that publish is sent, a failed write purges its own chunks; once it may have been
+//!    sent, nothing on a request path purges them: an unacknowledged version left behind
+//!    (dropped future, crash) is an orphan the collector removes.
+//! 2. **Retire, never purge inline.** A version that a commit replaces or a delete hides
+//!    (without versioning) is *retired*: a record in `jets3_gc` notes when
+//!    ([`lifecycle`]). The collector purges its chunks once the grace period
+//!    (`collector.graceSeconds`) has passed and no read registered in `jets3_reads` holds
+//!    it. A read that still has chunks to fetch after a quarter of the grace period
+//!    registers there and keeps refreshing, so a GET that started returns the version it
+//!    started on, whole, on any gateway, however long it takes. What lingers after an
+//!    overwrite is bounded by the grace period plus one collector interval (metric
+//!    `jets3_collector_pending_bytes`).
+//! 3. **Orphans.** Chunks that no current version, noncurrent version, upload part or
+//!    retire record references, and whose last chunk is older than
+//!    `collector.orphanAfterSeconds`, are retired by the collector's scan (and purged after
+//!    the grace period like any retired version). A writer never pauses half that long
+//!    between two chunks, or between its last chunk and its commit, so live writes are
+//!    never taken for orphans.
+//! 4. **Atomic conditions.** Conditional writes and deletes check their condition on the
+//!    version a compare-and-set then proves current. DeleteBucket first *fences* the stream
+//!    (`max_msg_size` 1: every publish is refused, on every gateway, atomically on the
+//!    server), then checks that the bucket is empty and deletes it, or lifts the fence.
+//! 5. **Untrusted metadata.** Everything read from NATS is validated ([`meta::Record`]).
+//!
+//! Versioning ([`versions`]) keeps replaced versions on `$O.<b>.V.<key>.<versionId>`
+//! instead of retiring them.
 
 mod changes;
+mod collector;
 mod direct;
 mod index;
-mod meta;
+pub mod lifecycle;
+pub mod meta;
+mod objects;
 mod reader;
 mod uploads;
+pub mod versions;
 mod writer;
 
 use std::collections::HashMap;
@@ -18,18 +59,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream::StorageType, Context};
-use async_nats::{Client, ConnectOptions, HeaderMap};
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use async_nats::{Client, ConnectOptions};
+use futures::StreamExt;
 use time::OffsetDateTime;
 
-use crate::error::{S3Error, S3Result};
-use crate::settings::NatsSettings;
+use crate::error::{S3Code, S3Error, S3Result};
+use crate::settings::{CollectorSettings, NatsSettings};
 
 pub use changes::{Change, Changes};
-pub use index::{Entry, Index};
-pub use meta::{decode_tags, encode_tags, ObjectMeta, CHUNK_SIZE};
+pub use collector::{Collector, CollectorStats};
+pub use index::{Entry, Index, Maps, VersionEntry};
+pub use meta::{decode_tags, encode_tags, Marker, ObjectMeta, Record, CHUNK_SIZE};
+pub use objects::{etag_matches, Bucket, DeleteOutcome, Expect, Finished, NewObject};
 pub use uploads::{PartInfo, UploadInfo};
+pub use versions::Versioning;
 pub use writer::Written;
 
 /// Body bytes one object read holds at most (a Direct Get batch of chunks).
@@ -37,9 +80,10 @@ pub const READ_BUFFER_BYTES: usize = reader::CLIENT_BATCH * CHUNK_SIZE;
 /// Body bytes one object write holds at most (the unacknowledged chunks and one filling).
 pub const WRITE_BUFFER_BYTES: usize = (writer::ACK_WINDOW + 1) * CHUNK_SIZE;
 
-use direct::last_for_subject;
-use meta::{chunk_subject, digest_string, meta_subject, ObjectInfoJson};
-use writer::ChunkWriter;
+use lifecycle::{Lifecycle, Timing};
+
+/// Stream metadata key of a fence: `<unix ms>,<max_msg_size before>`.
+const CLOSING_KEY: &str = "jets3.closing";
 
 /// A NATS failure, before it is turned into an S3 error.
 #[derive(Debug)]
@@ -48,9 +92,14 @@ pub enum NatsError {
     NoStream,
     /// A conditional write lost: the object changed in between.
     WrongLastSequence,
+    /// The bucket is fenced: it is being deleted.
+    Closing,
     /// Anything else: unreachable, timed out, refused.
     Other(String),
 }
+
+/// JetStream's "message size exceeds maximum allowed": what a fenced stream answers.
+const MSG_TOO_BIG: u64 = 10054;
 
 impl NatsError {
     fn publish(e: async_nats::jetstream::context::PublishError) -> Self {
@@ -62,6 +111,10 @@ impl NatsError {
                 let text = e.to_string();
                 if text.contains("no responders") {
                     NatsError::NoStream
+                } else if text.contains(&MSG_TOO_BIG.to_string())
+                    || text.contains("message size exceeds maximum allowed")
+                {
+                    NatsError::Closing
                 } else {
                     NatsError::Other(text)
                 }
@@ -78,14 +131,23 @@ impl NatsError {
         }
     }
 
+    fn other(e: impl std::fmt::Display) -> Self {
+        NatsError::Other(e.to_string())
+    }
+
     /// The S3 error for this failure in bucket `bucket`.
     pub fn into_s3(self, bucket: &str) -> S3Error {
         match self {
             NatsError::NoStream => S3Error::no_such_bucket(bucket),
             NatsError::WrongLastSequence => S3Error::new(
-                crate::error::S3Code::ConditionalRequestConflict,
+                S3Code::ConditionalRequestConflict,
                 "The conditional request cannot succeed due to a conflicting operation against this resource.",
             ),
+            NatsError::Closing => S3Error::new(
+                S3Code::ServiceUnavailable,
+                "The bucket is being deleted; retry to learn the outcome.",
+            )
+            .header("Retry-After", "1"),
             NatsError::Other(text) => {
                 tracing::warn!(error = %text, bucket, "nats operation failed");
                 S3Error::unavailable()
@@ -110,37 +172,24 @@ pub struct BucketOptions {
     pub replicas: usize,
 }
 
-/// What a conditional write expects to find.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Expect {
-    Any,
-    /// `If-None-Match: *`.
-    Absent,
-    /// `If-Match: "<etag>"`.
-    Etag(String),
+/// Why DeleteBucket did not delete.
+#[derive(Debug)]
+pub enum DeleteBucketError {
+    NotEmpty,
+    S3(S3Error),
 }
 
-/// What a key's metadata subject holds now.
-#[derive(Debug, Default)]
-struct Lookup {
-    /// The current version; `None` when there is none (never written, or deleted).
-    current: Option<ObjectMeta>,
-    /// Sequence of the last metadata message (a delete marker too), 0 if none.
-    last_seq: u64,
-}
-
-impl Lookup {
-    /// Checks a conditional write's expectation against the current version.
-    fn check(&self, key: &str, expect: &Expect) -> S3Result<()> {
-        match (expect, &self.current) {
-            (Expect::Absent, Some(_)) => Err(S3Error::precondition_failed("If-None-Match")),
-            (Expect::Etag(_), None) => Err(S3Error::no_such_key(key)),
-            (Expect::Etag(e), Some(m)) if !etag_matches(e, &m.etag) => {
-                Err(S3Error::precondition_failed("If-Match"))
-            }
-            _ => Ok(()),
-        }
+impl From<S3Error> for DeleteBucketError {
+    fn from(e: S3Error) -> Self {
+        DeleteBucketError::S3(e)
     }
+}
+
+/// Counters of what the store met, for metrics.
+#[derive(Default)]
+pub struct StoreStats {
+    /// Metadata messages refused as malformed.
+    pub malformed: AtomicU64,
 }
 
 /// The connection to NATS and the cache of open buckets.
@@ -157,46 +206,14 @@ struct Inner {
     /// Disconnects and dropped messages (slow consumer): gaps in subscriptions.
     interruptions: Arc<AtomicU64>,
     uploads: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
-    /// Versions being read here: their chunks outlive an overwrite or delete until the
-    /// last reader is done, so a GET that started never comes back cut short.
-    readers: Mutex<HashMap<String, Readers>>,
+    lifecycle: Arc<Lifecycle>,
+    versioning: versions::StateCache,
+    stats: StoreStats,
 }
 
-#[derive(Default)]
-struct Readers {
-    count: usize,
-    /// Replaced or deleted meanwhile: purge when the last reader finishes.
-    retired: bool,
-}
-
-/// Held by a reading stream; on drop, releases its version (and purges it if retired).
-struct ReadLease {
-    inner: Arc<Inner>,
-    stream: String,
-    subject: String,
-}
-
-impl Drop for ReadLease {
-    fn drop(&mut self) {
-        let mut readers = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(r) = readers.get_mut(&self.subject) else {
-            return;
-        };
-        r.count -= 1;
-        if r.count > 0 {
-            return;
-        }
-        let retired = r.retired;
-        readers.remove(&self.subject);
-        if retired {
-            let (js, stream, subject) = (
-                self.inner.js.clone(),
-                self.stream.clone(),
-                self.subject.clone(),
-            );
-            tokio::spawn(async move { purge_subject(&js, &stream, subject).await });
-        }
-    }
+/// Object-store streams are named `OBJ_<bucket>`.
+fn stream_name(bucket: &str) -> String {
+    format!("OBJ_{bucket}")
 }
 
 fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
@@ -207,14 +224,12 @@ fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
     )
 }
 
-/// Object-store streams are named `OBJ_<bucket>`.
-fn stream_name(bucket: &str) -> String {
-    format!("OBJ_{bucket}")
-}
-
 impl Store {
     /// Connects (retrying forever in the background if NATS is not up yet).
-    pub async fn connect(settings: &NatsSettings) -> Result<Store, crate::Error> {
+    pub async fn connect(
+        settings: &NatsSettings,
+        collector: &CollectorSettings,
+    ) -> Result<Store, crate::Error> {
         let connects = Arc::new(AtomicU64::new(0));
         let interruptions = Arc::new(AtomicU64::new(0));
         let counter = connects.clone();
@@ -287,14 +302,20 @@ impl Store {
             .await
             .map_err(|e| crate::Error::Nats(e.to_string()))?;
         let js = jetstream::new(client.clone());
+        let timing = Timing {
+            grace: Duration::from_secs(collector.grace_seconds),
+            orphan_after: Duration::from_secs(collector.orphan_after_seconds),
+        };
         let inner = Inner {
+            lifecycle: Lifecycle::new(js.clone(), client.clone(), timing, 1),
             client,
             js,
             indexes: Mutex::new(HashMap::new()),
             connects,
             interruptions,
             uploads: tokio::sync::OnceCell::new(),
-            readers: Mutex::new(HashMap::new()),
+            versioning: versions::StateCache::default(),
+            stats: StoreStats::default(),
         };
         let store = Store {
             inner: Arc::new(inner),
@@ -396,24 +417,6 @@ impl Store {
         }
     }
 
-    /// Deletes a bucket's stream.
-    pub async fn delete_bucket(&self, nats: &str) -> S3Result<()> {
-        self.check_connected()?;
-        self.forget_index(nats);
-        self.inner
-            .js
-            .delete_stream(stream_name(nats))
-            .await
-            .map_err(|e| {
-                if e.to_string().contains("not found") {
-                    S3Error::no_such_bucket(nats)
-                } else {
-                    NatsError::Other(e.to_string()).into_s3(nats)
-                }
-            })?;
-        Ok(())
-    }
-
     /// Sets (or with `None` removes) one entry of the bucket stream's metadata.
     pub async fn set_bucket_metadata(
         &self,
@@ -445,13 +448,174 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a bucket if it holds no version: fences the stream so that no write can
+    /// land meanwhile, checks, then deletes it (uploads in progress go with it) or lifts
+    /// the fence.
+    pub async fn delete_bucket_if_empty(&self, nats: &str) -> Result<(), DeleteBucketError> {
+        self.check_connected()?;
+        let bucket = self.bucket(nats);
+        // Cheap refusal first: most non-empty buckets never need the fence.
+        if !bucket.is_empty().await? {
+            return Err(DeleteBucketError::NotEmpty);
+        }
+        self.fence(nats).await.map_err(|e| e.into_s3(nats))?;
+        let empty = bucket.is_empty().await;
+        match empty {
+            Ok(true) => {}
+            Ok(false) => {
+                self.unfence(nats).await.map_err(|e| e.into_s3(nats))?;
+                return Err(DeleteBucketError::NotEmpty);
+            }
+            Err(e) => {
+                let _ = self.unfence(nats).await;
+                return Err(e.into());
+            }
+        }
+        self.forget_uploads(nats).await?;
+        self.forget_index(nats);
+        self.inner.versioning.forget(nats);
+        self.inner
+            .js
+            .delete_stream(stream_name(nats))
+            .await
+            .map_err(|e| {
+                if e.to_string().contains("not found") {
+                    S3Error::no_such_bucket(nats)
+                } else {
+                    NatsError::other(e).into_s3(nats)
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Refuses every publish to the bucket's stream from now on (see the module docs).
+    async fn fence(&self, nats: &str) -> Result<(), NatsError> {
+        self.update_stream(nats, |config| {
+            if !config.metadata.contains_key(CLOSING_KEY) {
+                let now = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+                let before = config.max_message_size;
+                config
+                    .metadata
+                    .insert(CLOSING_KEY.into(), format!("{now},{before}"));
+                config.max_message_size = 1;
+            }
+        })
+        .await
+    }
+
+    /// Lifts a fence: the stream takes writes again.
+    async fn unfence(&self, nats: &str) -> Result<(), NatsError> {
+        self.update_stream(nats, |config| {
+            if let Some(v) = config.metadata.remove(CLOSING_KEY) {
+                config.max_message_size = v
+                    .split_once(',')
+                    .and_then(|(_, b)| b.parse().ok())
+                    .unwrap_or(-1);
+            }
+        })
+        .await
+    }
+
+    /// When the bucket's fence went up, if it is fenced.
+    fn fenced_since(metadata: &HashMap<String, String>) -> Option<OffsetDateTime> {
+        let v = metadata.get(CLOSING_KEY)?;
+        let ms: i128 = v
+            .split_once(',')
+            .map_or(v.as_str(), |(t, _)| t)
+            .parse()
+            .ok()?;
+        OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok()
+    }
+
+    /// Reads the bucket's stream config, changes it with `change` and writes it back.
+    async fn update_stream(
+        &self,
+        nats: &str,
+        change: impl FnOnce(&mut jetstream::stream::Config),
+    ) -> Result<(), NatsError> {
+        let mut stream = match self.inner.js.get_stream(stream_name(nats)).await {
+            Ok(s) => s,
+            Err(e) if is_stream_not_found(&e) => return Err(NatsError::NoStream),
+            Err(e) => return Err(NatsError::other(e)),
+        };
+        let info = stream.info().await.map_err(NatsError::other)?;
+        let mut config = info.config.clone();
+        change(&mut config);
+        if config != info.config {
+            self.inner
+                .js
+                .update_stream(config)
+                .await
+                .map_err(NatsError::other)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every upload of a bucket that is being deleted (its parts go with the stream).
+    async fn forget_uploads(&self, nats: &str) -> S3Result<()> {
+        let kv = self.uploads().await?;
+        for (key, _) in self.kv_scan(&format!("{nats}.>")).await? {
+            kv.purge(key)
+                .await
+                .map_err(|e| NatsError::other(e).into_s3(nats))?;
+        }
+        Ok(())
+    }
+
+    /// The versioning state of a bucket (read at most [`versions::STATE_TTL`] ago).
+    pub async fn versioning(&self, nats: &str) -> S3Result<Versioning> {
+        if let Some(v) = self.inner.versioning.get(nats) {
+            return Ok(v);
+        }
+        self.check_connected()?;
+        let mut stream = match self.inner.js.get_stream(stream_name(nats)).await {
+            Ok(s) => s,
+            Err(e) if is_stream_not_found(&e) => return Err(S3Error::no_such_bucket(nats)),
+            Err(e) => return Err(NatsError::other(e).into_s3(nats)),
+        };
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| NatsError::other(e).into_s3(nats))?;
+        let has_v = info
+            .config
+            .subjects
+            .contains(&versions::versions_filter(nats));
+        let v = match info.config.metadata.get(versions::VERSIONING_KEY) {
+            Some(s) => Versioning::parse(s).unwrap_or(Versioning::Suspended),
+            None if has_v => Versioning::Suspended,
+            None => Versioning::Off,
+        };
+        self.inner.versioning.set(nats, v);
+        Ok(v)
+    }
+
+    /// Sets a bucket's versioning state (adding the noncurrent-version subjects to its
+    /// stream the first time).
+    pub async fn set_versioning(&self, nats: &str, v: Versioning) -> S3Result<()> {
+        self.check_connected()?;
+        let subject = versions::versions_filter(nats);
+        self.update_stream(nats, |config| {
+            if !config.subjects.contains(&subject) {
+                config.subjects.push(subject.clone());
+            }
+            if let Some(status) = v.status() {
+                config
+                    .metadata
+                    .insert(versions::VERSIONING_KEY.into(), status.into());
+            }
+        })
+        .await
+        .map_err(|e| e.into_s3(nats))?;
+        self.inner.versioning.set(nats, v);
+        // A listing index started before the subjects existed does not follow them.
+        self.forget_index(nats);
+        Ok(())
+    }
+
     /// A handle on one bucket's objects (no NATS round trip).
     pub fn bucket(&self, nats: &str) -> Bucket {
-        Bucket {
-            store: self.clone(),
-            nats: nats.to_string(),
-            stream: stream_name(nats),
-        }
+        Bucket::new(self.clone(), nats)
     }
 
     fn forget_index(&self, nats: &str) {
@@ -461,442 +625,25 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .remove(nats);
     }
-}
 
-/// Removes chunks unless disarmed: a cut-off or failed upload leaves nothing behind,
-/// even when the request future is dropped mid-way.
-struct PurgeGuard {
-    js: Context,
-    stream: String,
-    subject: Option<String>,
-    pending: writer::Pending,
-}
+    /// What the store has met, for metrics.
+    pub fn stats(&self) -> &StoreStats {
+        &self.inner.stats
+    }
 
-impl PurgeGuard {
-    fn disarm(mut self) {
-        self.subject = None;
+    /// Counts a malformed metadata message.
+    fn malformed(&self, subject: &str, why: &meta::Malformed) {
+        self.inner.stats.malformed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(subject, reason = %why, "skipping malformed object metadata");
     }
 }
 
-impl Drop for PurgeGuard {
-    fn drop(&mut self) {
-        if let Some(subject) = self.subject.take() {
-            let js = self.js.clone();
-            let stream = self.stream.clone();
-            let pending: Vec<_> = self
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .drain(..)
-                .collect();
-            tokio::spawn(async move {
-                for ack in pending {
-                    let _ = ack.await;
-                }
-                purge_subject(&js, &stream, subject).await
-            });
-        }
-    }
-}
-
-async fn purge_subject(js: &Context, stream: &str, subject: String) {
-    let result = async {
-        let s = js.get_stream_no_info(stream).await?;
-        s.purge().filter(subject.clone()).await?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, subject, "could not purge chunks");
-    }
-}
-
-/// A new object's attributes, chosen by the caller.
-#[derive(Debug, Clone, Default)]
-pub struct NewObject {
-    pub key: String,
-    pub headers: Vec<(String, String)>,
-    pub tags: Vec<(String, String)>,
-    pub parts: Vec<u64>,
-}
-
-/// Checks a finished body before it becomes visible; returns the checksums to store
-/// and their type, and the ETag (when it is not the MD5 of the content).
-pub struct Finished {
-    pub checksums: Vec<(String, String)>,
-    pub checksum_type: Option<String>,
-    pub etag: Option<String>,
-}
-
-/// The metadata of a freshly written version.
-fn new_version_meta(
-    obj: NewObject,
-    nuid: String,
-    written: &Written,
-    finished: Finished,
-) -> ObjectMeta {
-    ObjectMeta {
-        key: obj.key,
-        size: written.size,
-        etag: finished.etag.unwrap_or_else(|| hex::encode(written.md5)),
-        modified: OffsetDateTime::now_utc(),
-        nuid,
-        chunks: written.chunks,
-        digest: Some(digest_string(&written.sha256)),
-        headers: obj.headers,
-        tags: obj.tags,
-        checksums: finished.checksums,
-        checksum_type: finished.checksum_type,
-        parts: obj.parts,
-        seq: written.seq,
-        meta_seq: 0,
-        is_link: false,
-    }
-}
-
-/// One bucket's objects.
-#[derive(Clone)]
-pub struct Bucket {
-    store: Store,
-    nats: String,
-    stream: String,
-}
-
-impl Bucket {
-    /// The NATS bucket name.
-    pub fn nats_name(&self) -> &str {
-        &self.nats
-    }
-
-    fn err(&self, e: NatsError) -> S3Error {
-        e.into_s3(&self.nats.replace('_', "."))
-    }
-
-    /// The object's metadata, or `None` if there is no such key.
-    pub async fn head(&self, key: &str) -> S3Result<Option<ObjectMeta>> {
-        Ok(self.lookup(key).await?.current)
-    }
-
-    /// Checks a conditional write's expectation against the key's current version.
-    pub async fn check_write(&self, key: &str, expect: &Expect) -> S3Result<()> {
-        self.lookup(key).await?.check(key, expect)
-    }
-
-    /// The key's current version and the sequence of its last metadata message, in one
-    /// Direct Get.
-    async fn lookup(&self, key: &str) -> S3Result<Lookup> {
-        self.store.check_connected()?;
-        let msg = last_for_subject(
-            &self.store.inner.client,
-            &self.stream,
-            &meta_subject(&self.nats, key),
-        )
+/// Purges the messages of one subject.
+async fn purge_subject(js: &Context, stream: &str, subject: String) -> Result<(), NatsError> {
+    let s = js
+        .get_stream_no_info(stream)
         .await
-        .map_err(|e| self.err(e))?;
-        Ok(match msg {
-            None => Lookup::default(),
-            Some(m) => Lookup {
-                last_seq: m.seq,
-                current: serde_json::from_slice::<ObjectInfoJson>(&m.payload)
-                    .ok()
-                    .and_then(|info| ObjectMeta::from_info(info, m.seq)),
-            },
-        })
-    }
-
-    /// Streams bytes `[start, end)` of an object.
-    pub fn read(
-        &self,
-        meta: &ObjectMeta,
-        start: u64,
-        end: u64,
-    ) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
-        self.read_batched(meta, start, end, reader::CLIENT_BATCH)
-    }
-
-    fn read_batched(
-        &self,
-        meta: &ObjectMeta,
-        start: u64,
-        end: u64,
-        batch: usize,
-    ) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
-        let bucket = self.nats.replace('_', ".");
-        let lease = self.lease(&meta.nuid);
-        reader::read_range(
-            self.store.inner.client.clone(),
-            self.stream.clone(),
-            &self.nats,
-            meta,
-            (start, end),
-            batch,
-        )
-        .map(move |r| {
-            let _held = &lease;
-            r.map_err(|e| e.into_s3(&bucket))
-        })
-    }
-
-    /// Writes an object from a body stream. Nothing becomes visible unless the whole body
-    /// arrives, `finish` accepts it, and `expect` holds; otherwise its chunks are purged.
-    #[tracing::instrument(level = "debug", name = "nats.put", skip_all, fields(bucket = %self.nats))]
-    pub async fn put<S>(
-        &self,
-        obj: NewObject,
-        body: S,
-        max_size: u64,
-        expect: Expect,
-        finish: impl FnOnce(&Written) -> S3Result<Finished>,
-    ) -> S3Result<ObjectMeta>
-    where
-        S: Stream<Item = S3Result<Bytes>> + Send + Unpin,
-    {
-        self.store.check_connected()?;
-        // The version this one replaces: looked up first when the write is conditional
-        // (refused before any upload), else while the chunks are written (the compare-and-set
-        // in `commit` catches a change in between).
-        let ((nuid, written, guard), found) = if expect == Expect::Any {
-            futures::try_join!(self.write_chunks(body, max_size), self.lookup(&obj.key))?
-        } else {
-            let found = self.lookup(&obj.key).await?;
-            found.check(&obj.key, &expect)?;
-            (self.write_chunks(body, max_size).await?, found)
-        };
-        let finished = finish(&written)?;
-        let meta = new_version_meta(obj, nuid, &written, finished);
-        let stored = self.commit(meta, &expect, found).await?;
-        guard.disarm();
-        Ok(stored)
-    }
-
-    /// A chunk writer for a new version and the guard that purges it unless disarmed.
-    fn new_version(&self, subject: String) -> (PurgeGuard, ChunkWriter) {
-        let pending = writer::Pending::default();
-        let guard = PurgeGuard {
-            js: self.store.inner.js.clone(),
-            stream: self.stream.clone(),
-            subject: Some(subject.clone()),
-            pending: pending.clone(),
-        };
-        let writer = ChunkWriter::new(self.store.inner.js.clone(), subject, pending);
-        (guard, writer)
-    }
-
-    /// Writes a body as chunks of a new version id; the guard purges them unless disarmed.
-    async fn write_chunks<S>(
-        &self,
-        mut body: S,
-        max_size: u64,
-    ) -> S3Result<(String, Written, PurgeGuard)>
-    where
-        S: Stream<Item = S3Result<Bytes>> + Send + Unpin,
-    {
-        let nuid = nuid::next().to_string();
-        let subject = chunk_subject(&self.nats, &nuid);
-        let (guard, mut writer) = self.new_version(subject);
-        while let Some(piece) = body.next().await {
-            let piece = piece?;
-            if writer.len() + piece.len() as u64 > max_size {
-                return Err(S3Error::new(
-                    crate::error::S3Code::EntityTooLarge,
-                    "Your proposed upload exceeds the maximum allowed size",
-                )
-                .with("MaxSizeAllowed", max_size.to_string()));
-            }
-            writer.write(piece).await.map_err(|e| self.err(e))?;
-        }
-        let written = writer.finish().await.map_err(|e| self.err(e))?;
-        Ok((nuid, written, guard))
-    }
-
-    /// Publishes the metadata of a new version (compare-and-set against `found`, the version
-    /// it replaces, looked up again if that changed meanwhile) and purges the replaced
-    /// version's chunks.
-    async fn commit(
-        &self,
-        mut meta: ObjectMeta,
-        expect: &Expect,
-        mut found: Lookup,
-    ) -> S3Result<ObjectMeta> {
-        for _ in 0..16 {
-            found.check(&meta.key, expect)?;
-            match self.publish_meta(&meta, Some(found.last_seq)).await {
-                Ok(seq) => {
-                    meta.meta_seq = seq;
-                    if let Some(old) = found.current {
-                        if old.nuid != meta.nuid && !old.nuid.is_empty() {
-                            self.retire(&old.nuid).await;
-                        }
-                    }
-                    return Ok(meta);
-                }
-                Err(NatsError::WrongLastSequence) => found = self.lookup(&meta.key).await?,
-                Err(e) => return Err(self.err(e)),
-            }
-        }
-        Err(self.err(NatsError::WrongLastSequence))
-    }
-
-    async fn publish_meta(
-        &self,
-        meta: &ObjectMeta,
-        expected: Option<u64>,
-    ) -> Result<u64, NatsError> {
-        let info = meta.to_info(&self.nats);
-        self.publish_info(&info, expected).await
-    }
-
-    #[tracing::instrument(level = "debug", name = "nats.publish_meta", skip_all, fields(bucket = %self.nats))]
-    async fn publish_info(
-        &self,
-        info: &ObjectInfoJson,
-        expected: Option<u64>,
-    ) -> Result<u64, NatsError> {
-        let payload = serde_json::to_vec(info).map_err(|e| NatsError::Other(e.to_string()))?;
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Rollup", "sub");
-        if let Some(seq) = expected {
-            headers.insert(
-                "Nats-Expected-Last-Subject-Sequence",
-                seq.to_string().as_str(),
-            );
-        }
-        let ack = self
-            .store
-            .inner
-            .js
-            .publish_with_headers(
-                meta_subject(&self.nats, &info.name),
-                headers,
-                payload.into(),
-            )
-            .await
-            .map_err(NatsError::publish)?
-            .await
-            .map_err(NatsError::publish)?;
-        Ok(ack.sequence)
-    }
-
-    /// Rewrites an object's metadata (tags, headers) without touching its chunks,
-    /// failing if the object changed since `meta` was read.
-    #[tracing::instrument(level = "debug", name = "nats.update_meta", skip_all, fields(bucket = %self.nats))]
-    pub async fn update_meta(&self, meta: &ObjectMeta) -> S3Result<ObjectMeta> {
-        self.store.check_connected()?;
-        let seq = self
-            .publish_meta(meta, Some(meta.meta_seq))
-            .await
-            .map_err(|e| self.err(e))?;
-        let mut m = meta.clone();
-        m.meta_seq = seq;
-        Ok(m)
-    }
-
-    /// Deletes an object (a delete marker as native clients write it, then a purge).
-    #[tracing::instrument(level = "debug", name = "nats.delete", skip_all, fields(bucket = %self.nats))]
-    pub async fn delete(&self, key: &str) -> S3Result<()> {
-        self.store.check_connected()?;
-        for _ in 0..16 {
-            let Some(current) = self.head(key).await? else {
-                return Ok(());
-            };
-            let info = ObjectInfoJson {
-                name: key.to_string(),
-                bucket: self.nats.clone(),
-                nuid: current.nuid.clone(),
-                mtime: OffsetDateTime::now_utc()
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .ok(),
-                deleted: true,
-                ..Default::default()
-            };
-            match self.publish_info(&info, Some(current.meta_seq)).await {
-                Ok(_) => {
-                    self.retire(&current.nuid).await;
-                    return Ok(());
-                }
-                Err(NatsError::WrongLastSequence) => continue,
-                Err(e) => return Err(self.err(e)),
-            }
-        }
-        Err(self.err(NatsError::WrongLastSequence))
-    }
-
-    /// Marks a version as being read until the returned lease drops.
-    fn lease(&self, nuid: &str) -> ReadLease {
-        let subject = chunk_subject(&self.nats, nuid);
-        let inner = &self.store.inner;
-        inner
-            .readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(subject.clone())
-            .or_default()
-            .count += 1;
-        ReadLease {
-            inner: inner.clone(),
-            stream: self.stream.clone(),
-            subject,
-        }
-    }
-
-    /// Purges a replaced or deleted version now, or when its last reader here finishes.
-    async fn retire(&self, nuid: &str) {
-        let subject = chunk_subject(&self.nats, nuid);
-        {
-            let mut readers = self
-                .store
-                .inner
-                .readers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some(r) = readers.get_mut(&subject) {
-                r.retired = true;
-                return;
-            }
-        }
-        purge_subject(&self.store.inner.js, &self.stream, subject).await;
-    }
-
-    /// The bucket's listing index, caught up with every write made before this call.
-    #[tracing::instrument(level = "debug", name = "nats.index", skip_all, fields(bucket = %self.nats))]
-    pub async fn index(&self) -> S3Result<Arc<Index>> {
-        self.store.check_connected()?;
-        let existing = {
-            let map = self
-                .store
-                .inner
-                .indexes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            map.get(&self.nats).filter(|i| i.is_alive()).cloned()
-        };
-        let index = match existing {
-            Some(i) => i,
-            None => {
-                let i = Index::start(&self.store.inner.js, &self.stream, &self.nats)
-                    .await
-                    .map_err(|e| self.err(e))?;
-                self.store
-                    .inner
-                    .indexes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(self.nats.clone(), i.clone());
-                i
-            }
-        };
-        index
-            .catch_up(&self.store.inner.client, &self.stream, &self.nats)
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(index)
-    }
-}
-
-/// Compares an `If-Match`-style ETag (quoted or not, or `*`) with a stored one.
-pub fn etag_matches(given: &str, stored: &str) -> bool {
-    given
-        .split(',')
-        .map(|e| e.trim().trim_start_matches("W/").trim_matches('"'))
-        .any(|e| e == "*" || e == stored)
+        .map_err(NatsError::other)?;
+    s.purge().filter(subject).await.map_err(NatsError::other)?;
+    Ok(())
 }

@@ -13,9 +13,11 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use super::direct::Batch;
+use super::lifecycle::Retired;
 use super::meta::{chunk_subject, ObjectMeta};
-use super::{purge_subject, Bucket, Expect, Finished, NatsError, Store, Written};
-use crate::error::{S3Error, S3Result};
+use super::objects::new_version_meta;
+use super::{Bucket, Expect, Finished, NatsError, Store, Written};
+use crate::error::{S3Code, S3Error, S3Result};
 
 /// Chunks per Direct Get batch, and chunks read ahead, when assembling an upload.
 const COPY_BATCH: usize = 32;
@@ -85,6 +87,8 @@ impl PartInfo {
             seq: self.seq,
             meta_seq: 0,
             is_link: false,
+            version: None,
+            stamp: 0,
         }
     }
 }
@@ -95,7 +99,7 @@ fn kv_err(e: impl std::fmt::Display) -> S3Error {
 
 impl Store {
     /// The upload-state KV bucket, created on first use.
-    async fn uploads(&self) -> S3Result<kv::Store> {
+    pub(super) async fn uploads(&self) -> S3Result<kv::Store> {
         self.check_connected()?;
         if let Some(s) = self.inner.uploads.get() {
             return Ok(s.clone());
@@ -124,7 +128,7 @@ impl Store {
     }
 
     /// Latest values of KV keys matching `filter` (below the bucket's prefix), skipping deletes.
-    async fn kv_scan(&self, filter: &str) -> S3Result<Vec<(String, Bytes)>> {
+    pub(super) async fn kv_scan(&self, filter: &str) -> S3Result<Vec<(String, Bytes)>> {
         self.uploads().await?;
         let stream = format!("KV_{UPLOADS_KV}");
         let subject = format!("$KV.{UPLOADS_KV}.{filter}");
@@ -241,32 +245,44 @@ impl Bucket {
             seq: written.seq,
             checksums,
         };
+        if written.last_write.elapsed() > self.lifecycle().timing.write_pause() {
+            return Err(S3Error::new(
+                S3Code::RequestTimeout,
+                "The upload took too long to complete.",
+            ));
+        }
         let kv = self.store.uploads().await?;
         let key = format!("{}.{id}.{n}", self.nats);
         let previous = kv.get(key.clone()).await.map_err(kv_err)?;
         let value = serde_json::to_vec(&part).map_err(S3Error::internal)?;
-        kv.put(key, value.into()).await.map_err(kv_err)?;
+        // The part record is the commit point: from here on only the collector removes
+        // the chunks.
         guard.disarm();
+        kv.put(key.clone(), value.into()).await.map_err(kv_err)?;
         // The upload may have been aborted or completed meanwhile: then drop this part.
         if self.upload(id).await.is_err() {
-            self.purge_part(&part).await;
+            let _ = kv.purge(key).await;
+            self.retire_part(&part).await;
             return Err(S3Error::no_such_upload(id));
         }
         if let Some(prev) = previous.and_then(|v| serde_json::from_slice::<PartInfo>(&v).ok()) {
             if prev.nuid != part.nuid {
-                self.purge_part(&prev).await;
+                self.retire_part(&prev).await;
             }
         }
         Ok(part)
     }
 
-    async fn purge_part(&self, part: &PartInfo) {
-        purge_subject(
-            &self.store.inner.js,
-            &self.stream,
-            chunk_subject(&self.nats, &part.nuid),
-        )
-        .await;
+    /// Retires a part's chunks (a Complete may still be reading them).
+    async fn retire_part(&self, part: &PartInfo) {
+        let record = Retired {
+            key: String::new(),
+            size: part.size,
+            why: "part".into(),
+        };
+        self.lifecycle()
+            .retire(&self.nats, &part.nuid, record)
+            .await;
     }
 
     /// Reads bytes `[start, end)` of a stored part.
@@ -323,24 +339,25 @@ impl Bucket {
         }
         let written = writer.finish().await.map_err(|e| self.err(e))?;
         let finished = finish(&written)?;
-        let meta = super::new_version_meta(obj, nuid, &written, finished);
-        let found = self.lookup(&meta.key).await?;
-        let stored = self.commit(meta, &expect, found).await?;
-        guard.disarm();
+        let key = obj.key.clone();
+        let meta = new_version_meta(obj, nuid, &written, finished);
+        let found = self.lookup(&key).await?;
+        let stored = self
+            .commit_written(&key, meta, &expect, found, guard, &written)
+            .await?;
         self.abort_upload(id).await?;
         Ok(stored)
     }
 
-    /// Removes an upload and every stored part.
+    /// Removes an upload and every stored part (their chunks are retired).
     pub async fn abort_upload(&self, id: &str) -> S3Result<()> {
         let kv = self.store.uploads().await?;
-        let parts = self.parts(id).await?;
         kv.purge(format!("{}.{id}", self.nats))
             .await
             .map_err(kv_err)?;
-        for (n, part) in parts {
-            self.purge_part(&part).await;
+        for (n, part) in self.parts(id).await? {
             let _ = kv.purge(format!("{}.{id}.{n}", self.nats)).await;
+            self.retire_part(&part).await;
         }
         Ok(())
     }

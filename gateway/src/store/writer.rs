@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
@@ -28,6 +29,8 @@ pub struct Written {
     pub seq: Option<(u64, u64)>,
     pub md5: [u8; 16],
     pub sha256: [u8; 32],
+    /// When the last chunk was sent.
+    pub last_write: Instant,
 }
 
 /// Publishes sent but not yet acknowledged, shared with the purge guard so that an
@@ -48,11 +51,15 @@ pub struct ChunkWriter {
     last_seq: u64,
     md5: Option<Md5>,
     sha256: Sha256,
+    last_write: Instant,
+    /// The longest pause allowed between two chunks.
+    max_pause: Duration,
 }
 
 impl ChunkWriter {
-    /// A writer for the chunk subject `subject`.
-    pub fn new(js: Context, subject: String, pending: Pending) -> Self {
+    /// A writer for the chunk subject `subject` that refuses to go on after a pause longer
+    /// than `max_pause` (its chunks might then be taken for an orphan's).
+    pub fn new(js: Context, subject: String, pending: Pending, max_pause: Duration) -> Self {
         ChunkWriter {
             js,
             subject,
@@ -65,7 +72,20 @@ impl ChunkWriter {
             last_seq: 0,
             md5: Some(Md5::new()),
             sha256: Sha256::new(),
+            last_write: Instant::now(),
+            max_pause,
         }
+    }
+
+    /// Refuses to go on after too long a pause since the last chunk.
+    pub fn check_pause(&self) -> Result<(), crate::error::S3Error> {
+        if self.last_write.elapsed() > self.max_pause {
+            return Err(crate::error::S3Error::new(
+                crate::error::S3Code::RequestTimeout,
+                "The upload paused for too long.",
+            ));
+        }
+        Ok(())
     }
 
     /// Skips the MD5 (when the ETag comes from elsewhere, as for multipart objects).
@@ -124,6 +144,7 @@ impl ChunkWriter {
             .await
             .map_err(NatsError::publish)?;
         self.lock().push_back(ack);
+        self.last_write = Instant::now();
         self.offset += len;
         self.chunks += 1;
         Ok(())
@@ -164,6 +185,7 @@ impl ChunkWriter {
             seq: self.first_seq.map(|f| (f, self.last_seq)),
             md5: self.md5.map(|m| m.finalize().into()).unwrap_or_default(),
             sha256: self.sha256.finalize().into(),
+            last_write: self.last_write,
         })
     }
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::types::{
-    BucketCannedAcl, BucketLocationConstraint, BucketVersioningStatus, CorsConfiguration, CorsRule,
-    CreateBucketConfiguration, Permission as AclPermission, Tag, Tagging, VersioningConfiguration,
+    BucketCannedAcl, BucketLocationConstraint, CorsConfiguration, CorsRule,
+    CreateBucketConfiguration, Permission as AclPermission, Tag, Tagging,
 };
 use jets3_crds::{CorsRule as CfgCorsRule, GatewayConfig, Permission};
 
@@ -256,42 +256,6 @@ async fn get_bucket_location_other_region() {
         out.location_constraint(),
         Some(&BucketLocationConstraint::EuCentral1)
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bucket_versioning_is_never_enabled() {
-    let b = unique_bucket("ver");
-    let env = Env::with_buckets(&[&b]).await;
-    let s3 = env.client();
-    let out = ok(
-        s3.get_bucket_versioning().bucket(&b).send().await,
-        "GetBucketVersioning",
-    );
-    assert_eq!(out.status(), None, "versioning status");
-    assert_eq!(out.mfa_delete(), None);
-    let r = env
-        .send_signed(RawRequest::new("GET", &format!("/{b}?versioning")))
-        .await;
-    r.assert_status(200);
-    assert!(r.text().contains("VersioningConfiguration"), "{}", r.text());
-    // Enabling versioning is not supported: an S3 error, never a silent success.
-    let enable = s3
-        .put_bucket_versioning()
-        .bucket(&b)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await;
-    let (status, code) = sdk_err(enable);
-    assert_eq!((status, code.as_str()), (501, "NotImplemented"));
-    let out = ok(
-        s3.get_bucket_versioning().bucket(&b).send().await,
-        "GetBucketVersioning",
-    );
-    assert_eq!(out.status(), None, "still not enabled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

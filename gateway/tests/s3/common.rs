@@ -22,6 +22,7 @@ use aws_sdk_s3::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, Sdk
 use aws_sdk_s3::Client;
 use futures::StreamExt;
 use jets3_crds::{Access, BucketConfig, Credential, GatewayConfig, Grant, Permission, StorageKind};
+use jets3_gateway::settings::CollectorSettings;
 use jets3_gateway::{GatewayHandle, NatsSettings, ServerSettings};
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
@@ -336,6 +337,14 @@ pub fn settings_for(nats_url: &str) -> ServerSettings {
             ..Default::default()
         },
         shutdown_grace_seconds: 1,
+        // Retired versions go fast; orphans only in the tests that ask for them.
+        collector: CollectorSettings {
+            interval_seconds: 1,
+            grace_seconds: 2,
+            scan_interval_seconds: 1,
+            orphan_after_seconds: 600,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
@@ -560,10 +569,143 @@ impl Env {
         send_raw(admin, &req.to_bytes(&admin.to_string())).await
     }
 
+    /// Another gateway on the same nats-server and config (as a second pod would be),
+    /// with `settings` changed by `change`.
+    pub async fn peer_with(&self, change: impl FnOnce(&mut ServerSettings)) -> Peer {
+        let mut s = settings_for(&self.nats.url());
+        change(&mut s);
+        let gw = jets3_gateway::start(s, Some(self.config.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("second gateway start failed: {e:?}"));
+        let admin = gw.admin_addr().expect("admin listener");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = send_raw(
+                admin,
+                &RawRequest::new("GET", "/readyz").to_bytes(&admin.to_string()),
+            )
+            .await;
+            if r.status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "second gateway not ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Peer {
+            addr: gw.s3_addr(),
+            gw,
+        }
+    }
+
+    /// Another gateway on the same nats-server and config.
+    pub async fn peer(&self) -> Peer {
+        self.peer_with(|_| {}).await
+    }
+
+    /// Every chunk subject of NATS bucket `nats` with its message count.
+    pub async fn chunk_subjects(&self, nats: &str) -> BTreeMap<String, u64> {
+        use futures::TryStreamExt;
+        let js = self.js().await;
+        let stream = js.get_stream(format!("OBJ_{nats}")).await.expect("stream");
+        let prefix = format!("$O.{nats}.C.");
+        let mut subjects = stream
+            .info_with_subjects(format!("{prefix}>"))
+            .await
+            .expect("subjects");
+        let mut out = BTreeMap::new();
+        while let Some((subject, count)) = subjects.try_next().await.expect("subject") {
+            out.insert(subject[prefix.len()..].to_string(), count as u64);
+        }
+        out
+    }
+
+    /// The nuid and chunk count of every version that metadata references in NATS bucket
+    /// `nats` (current versions, and noncurrent ones with versioning).
+    pub async fn live_versions(&self, nats: &str) -> BTreeMap<String, u64> {
+        use futures::TryStreamExt;
+        let js = self.js().await;
+        let stream = js.get_stream(format!("OBJ_{nats}")).await.expect("stream");
+        let mut out = BTreeMap::new();
+        for tree in ["M", "V"] {
+            let mut subjects = match stream
+                .info_with_subjects(format!("$O.{nats}.{tree}.>"))
+                .await
+            {
+                Ok(s) => s,
+                Err(_) => continue,
+            };
+            let mut names = Vec::new();
+            while let Some((subject, _)) = subjects.try_next().await.expect("subject") {
+                names.push(subject);
+            }
+            for subject in names {
+                let msg = stream
+                    .direct_get_last_for_subject(&subject)
+                    .await
+                    .expect("metadata message");
+                let v: serde_json::Value =
+                    serde_json::from_slice(&msg.payload).expect("metadata JSON");
+                if v["deleted"].as_bool() == Some(true) {
+                    continue;
+                }
+                if let Some(nuid) = v["nuid"].as_str() {
+                    out.insert(nuid.to_string(), v["chunks"].as_u64().unwrap_or(0));
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits (up to `secs`) until the bucket's stream holds exactly the chunks of its live
+    /// versions, no more (retired and orphan chunks purged) and no less.
+    pub async fn wait_holds_only_live(&self, nats: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let chunks = self.chunk_subjects(nats).await;
+            let live = self.live_versions(nats).await;
+            let missing: Vec<&String> = live
+                .iter()
+                .filter(|(n, c)| **c > 0 && chunks.get(*n) != Some(c))
+                .map(|(n, _)| n)
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "live versions without (all their) chunks: {missing:?}"
+            );
+            let extra: Vec<&String> = chunks.keys().filter(|n| !live.contains_key(*n)).collect();
+            if extra.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chunks no version references are still in OBJ_{nats} after {secs} s: {} subjects",
+                extra.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(gw) = self.gw.take() {
             gw.shutdown().await;
         }
+    }
+}
+
+/// A second gateway on an [`Env`]'s NATS.
+pub struct Peer {
+    pub gw: GatewayHandle,
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    /// S3 client for the admin credential, path style.
+    pub fn client(&self) -> Client {
+        s3_client(ClientOpts {
+            endpoint: format!("http://{}", self.addr),
+            creds: Some((ADMIN_AK.to_string(), ADMIN_SK.to_string())),
+            ..Default::default()
+        })
     }
 }
 
@@ -1059,6 +1201,21 @@ pub async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
     .await
     .expect("response within 60 s")
     .expect("read response")
+}
+
+/// Like [`send_raw`], but `None` when the response breaks off (a transfer a fault cut).
+pub async fn try_send_raw(addr: SocketAddr, bytes: &[u8]) -> Option<RawResponse> {
+    let head = bytes.starts_with(b"HEAD ");
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    stream.write_all(bytes).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        read_response(&mut stream, &mut buf, head, true),
+    )
+    .await
+    .ok()?
+    .ok()
 }
 
 /// Reads one HTTP/1.1 response. `buf` holds bytes already read (and keeps the rest).

@@ -777,11 +777,11 @@ async fn multipart_create_on_missing_bucket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_uploads_expire() {
-    // The janitor runs `expire_uploads` every few minutes; call it directly here.
+    // The collector expires uploads on its scans; this test runs one pass by hand.
     let b = unique_bucket("expire");
     let mut cfg = config_with(&[&b]);
     cfg.limits.multipart_expiry_seconds = 2;
-    let env = Env::start(cfg).await;
+    let env = Env::start_with(cfg, |s| s.collector.enabled = false).await;
     let s3 = env.client();
     let bytes_before = obj_bytes(&env).await;
     let old1 = create_upload(&s3, &b, "old1").await;
@@ -792,9 +792,17 @@ async fn abandoned_uploads_expire() {
     upload_part(&s3, &b, "fresh", &fresh, 1, b"fresh part").await;
 
     let gw = env.gw().gateway();
-    let n = jets3_gateway::multipart::expire_uploads(&gw, 2)
-        .await
-        .unwrap_or_else(|e| panic!("expire_uploads: {e:?}"));
+    let settings = jets3_gateway::settings::CollectorSettings {
+        grace_seconds: 1,
+        ..Default::default()
+    };
+    let collector = jets3_gateway::store::Collector::new(gw.store.clone(), settings);
+    let led = collector.pass(Some(2), true).await;
+    assert!(matches!(led, Ok(true)), "the only collector leads: {led:?}");
+    let stats = collector.stats();
+    let n = stats
+        .uploads_expired
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(n, 2, "the two uploads older than 2 s expire");
     for (k, id) in [("old1", &old1), ("old2", &old2)] {
         assert_eq!(
@@ -809,10 +817,16 @@ async fn abandoned_uploads_expire() {
     );
     let keys: Vec<&str> = ups.uploads().iter().filter_map(|u| u.key()).collect();
     assert_eq!(keys, vec!["fresh"], "the fresh upload stays");
+    // Their parts are retired: purged by a pass after the grace period (2 s here).
     let limit = bytes_before + 64 * 1024;
-    let now = bytes_settle_at_most(&env, limit).await;
+    let purged = eventually(15, || async {
+        let _ = collector.pass(Some(2), false).await;
+        obj_bytes(&env).await <= limit
+    })
+    .await;
+    let now = obj_bytes(&env).await;
     assert!(
-        now <= limit,
+        purged,
         "expired part data is purged: {bytes_before} before, {now} after"
     );
     ok(

@@ -1,0 +1,628 @@
+//! The collector: makes every bucket's stream hold exactly its live data.
+//!
+//! One gateway at a time runs it (a lock in `jets3_locks` that the leader refreshes every
+//! pass and that expires when it dies); everything it does is idempotent, so two passes
+//! that overlap while leadership moves do no harm. Each pass:
+//! 1. purges the chunks of retired versions whose grace period is over and that no
+//!    registered read holds (at most `maxPurgesPerPass`, oldest first), after checking
+//!    that nothing references them again;
+//! 2. every `scanIntervalSeconds`, scans each bucket: chunk subjects that no current or
+//!    noncurrent version, upload part or retire record references and whose last chunk is
+//!    older than the orphan horizon are retired (and purged by a later pass), tombstones of
+//!    deleted versions older than the horizon are removed, part records of vanished
+//!    uploads and uploads older than the multipart expiry are removed, and a fence left by
+//!    a DeleteBucket that died half way is lifted.
+//!
+//! A gateway killed at any point leaves only retire records, orphans or stale records,
+//! which the next passes clean.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use super::direct::{last_for_subject, next_for_subject, Batch, RawMsg};
+use super::lifecycle::{Retired, GC_KV};
+use super::meta::{chunk_subject, meta_subject, valid_nuid, Record};
+use super::uploads::{PartInfo, UploadInfo};
+use super::versions::{key_versions_filter, versions_filter};
+use super::{purge_subject, stream_name, NatsError, Store};
+use crate::settings::CollectorSettings;
+
+/// How long the collector's lock lives without a refresh.
+const LOCK_TTL: Duration = Duration::from_secs(30);
+/// The lock's key.
+const LOCK_KEY: &str = "collector";
+/// A fence older than this was left by a DeleteBucket that died.
+const STALE_FENCE: Duration = Duration::from_secs(60);
+/// Retire records read per pass at most.
+const MAX_RECORDS: usize = 100_000;
+
+/// What the collector did, for metrics.
+#[derive(Default)]
+pub struct CollectorStats {
+    pub leader: AtomicBool,
+    pub passes: AtomicU64,
+    pub pass_errors: AtomicU64,
+    /// Retire records waiting (their grace period running or over).
+    pub pending: AtomicU64,
+    pub pending_bytes: AtomicU64,
+    /// Age of the oldest retire record, in seconds (a collector that falls behind shows).
+    pub oldest_pending_seconds: AtomicU64,
+    pub purged_versions: AtomicU64,
+    pub purged_bytes: AtomicU64,
+    /// Retired versions kept past their grace period by a registered read.
+    pub held_by_reads: AtomicU64,
+    pub orphans_found: AtomicU64,
+    pub uploads_expired: AtomicU64,
+    pub tombstones_removed: AtomicU64,
+    pub fences_lifted: AtomicU64,
+    /// Duration of the last pass, in milliseconds.
+    pub last_pass_millis: AtomicU64,
+    /// Duration of the last scan, in milliseconds.
+    pub last_scan_millis: AtomicU64,
+}
+
+/// The collector of one gateway (it works only while it holds the lock).
+pub struct Collector {
+    store: Store,
+    settings: CollectorSettings,
+    id: String,
+    revision: std::sync::Mutex<Option<u64>>,
+    stats: Arc<CollectorStats>,
+}
+
+/// A retire record as read from `jets3_gc`.
+struct RetireRecord {
+    bucket: String,
+    nuid: String,
+    record: Retired,
+    age: Duration,
+}
+
+impl Collector {
+    pub fn new(store: Store, settings: CollectorSettings) -> Collector {
+        Collector {
+            store,
+            settings,
+            id: nuid::next().to_string(),
+            revision: std::sync::Mutex::new(None),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Arc<CollectorStats> {
+        self.stats.clone()
+    }
+
+    /// Runs passes until `stop`; `expiry` gives the multipart expiry in force (seconds).
+    pub async fn run(
+        self,
+        expiry: impl Fn() -> Option<u64> + Send,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(self.settings.interval_seconds));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let scan_every = Duration::from_secs(self.settings.scan_interval_seconds);
+        let mut last_scan: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            if !self.store.connected() {
+                continue;
+            }
+            let scan = last_scan.is_none_or(|t| t.elapsed() >= scan_every);
+            match self.pass(expiry(), scan).await {
+                Ok(true) if scan => last_scan = Some(Instant::now()),
+                Ok(_) => {}
+                Err(e) => {
+                    self.stats.pass_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = ?e, "collector pass failed");
+                }
+            }
+        }
+    }
+
+    /// One pass; `Ok(false)` when another gateway leads.
+    pub async fn pass(&self, expiry: Option<u64>, scan: bool) -> Result<bool, NatsError> {
+        if !self.lead().await? {
+            self.stats.leader.store(false, Ordering::Relaxed);
+            return Ok(false);
+        }
+        self.stats.leader.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        let records = self.retire_records().await?;
+        self.purge_retired(&records).await?;
+        if scan {
+            let scan_started = Instant::now();
+            let pending: HashSet<(String, String)> = records
+                .iter()
+                .map(|r| (r.bucket.clone(), r.nuid.clone()))
+                .collect();
+            self.scan(&pending, expiry).await?;
+            self.stats
+                .last_scan_millis
+                .store(scan_started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
+        self.stats.passes.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .last_pass_millis
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Takes or keeps the lock.
+    async fn lead(&self) -> Result<bool, NatsError> {
+        let kv = self.store.inner.lifecycle.locks(LOCK_TTL).await?;
+        let held = *self.revision.lock().unwrap_or_else(|p| p.into_inner());
+        let value = Bytes::from(self.id.clone());
+        let create = |value| async {
+            match kv.create(LOCK_KEY, value).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::debug!(error = %e, "collector lock held elsewhere");
+                    None
+                }
+            }
+        };
+        let result = match held {
+            Some(rev) => match kv.update(LOCK_KEY, value.clone(), rev).await {
+                Ok(r) => Some(r),
+                Err(_) => create(value).await,
+            },
+            None => create(value).await,
+        };
+        *self.revision.lock().unwrap_or_else(|p| p.into_inner()) = result;
+        Ok(result.is_some())
+    }
+
+    /// Every retire record, oldest first, with the waiting-work gauges updated.
+    async fn retire_records(&self) -> Result<Vec<RetireRecord>, NatsError> {
+        self.store.inner.lifecycle.gc().await?;
+        let client = &self.store.inner.client;
+        let prefix = format!("$KV.{GC_KV}.");
+        let stream = format!("KV_{GC_KV}");
+        let mut out = Vec::new();
+        if next_for_subject(client, &stream, &format!("{prefix}>"), 1)
+            .await?
+            .is_some()
+        {
+            let mut batch =
+                Batch::multi_last(client, &stream, &format!("{prefix}>"), MAX_RECORDS).await?;
+            while let Some(m) = batch.next().await? {
+                if matches!(m.header("KV-Operation"), Some("DEL") | Some("PURGE")) {
+                    continue;
+                }
+                let Some((bucket, nuid)) = m
+                    .subject
+                    .strip_prefix(&prefix)
+                    .and_then(|r| r.split_once('.'))
+                else {
+                    continue;
+                };
+                out.push(RetireRecord {
+                    bucket: bucket.to_string(),
+                    nuid: nuid.to_string(),
+                    record: serde_json::from_slice(&m.payload).unwrap_or_default(),
+                    age: age(&m),
+                });
+            }
+        }
+        let bytes: u64 = out.iter().map(|r| r.record.size).sum();
+        let oldest = out.iter().map(|r| r.age).max().unwrap_or_default();
+        self.stats
+            .pending
+            .store(out.len() as u64, Ordering::Relaxed);
+        self.stats.pending_bytes.store(bytes, Ordering::Relaxed);
+        self.stats
+            .oldest_pending_seconds
+            .store(oldest.as_secs(), Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Purges retired versions whose grace period is over.
+    async fn purge_retired(&self, records: &[RetireRecord]) -> Result<(), NatsError> {
+        let grace = self.store.inner.lifecycle.timing.grace;
+        let mut purged = 0;
+        for r in records.iter().filter(|r| r.age >= grace) {
+            if purged >= self.settings.max_purges_per_pass {
+                break;
+            }
+            if self.purge_one(r).await? {
+                purged += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Purges one retired version unless it is referenced or read; `true` if purged.
+    async fn purge_one(&self, r: &RetireRecord) -> Result<bool, NatsError> {
+        let gc = self.store.inner.lifecycle.gc().await?;
+        let forget = || async {
+            gc.purge(format!("{}.{}", r.bucket, r.nuid))
+                .await
+                .map_err(NatsError::other)
+        };
+        if !valid_nuid(&r.nuid) {
+            forget().await?;
+            return Ok(false);
+        }
+        let stream = stream_name(&r.bucket);
+        // A bucket deleted since: its chunks went with it.
+        match self.store.inner.js.get_stream(&stream).await {
+            Ok(_) => {}
+            Err(e) if super::is_stream_not_found(&e) => {
+                forget().await?;
+                return Ok(false);
+            }
+            Err(e) => return Err(NatsError::other(e)),
+        }
+        if !r.record.key.is_empty() && self.referenced(&r.bucket, &r.record.key, &r.nuid).await? {
+            tracing::debug!(bucket = %r.bucket, nuid = %r.nuid, "retired version is referenced again");
+            forget().await?;
+            return Ok(false);
+        }
+        if self
+            .store
+            .inner
+            .lifecycle
+            .is_read(&r.bucket, &r.nuid)
+            .await?
+        {
+            self.stats.held_by_reads.fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        purge_subject(
+            &self.store.inner.js,
+            &stream,
+            chunk_subject(&r.bucket, &r.nuid),
+        )
+        .await?;
+        forget().await?;
+        self.stats.purged_versions.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .purged_bytes
+            .fetch_add(r.record.size, Ordering::Relaxed);
+        tracing::info!(bucket = %r.bucket, key = %r.record.key, nuid = %r.nuid, bytes = r.record.size, why = %r.record.why, "collector purged a retired version");
+        Ok(true)
+    }
+
+    /// Whether key `key`'s current or a noncurrent version uses chunks `nuid`.
+    async fn referenced(&self, bucket: &str, key: &str, nuid: &str) -> Result<bool, NatsError> {
+        let client = &self.store.inner.client;
+        let stream = stream_name(bucket);
+        let uses = |m: &RawMsg| {
+            Record::decode(&m.payload, Some(key), m.seq)
+                .ok()
+                .and_then(|r| r.chunks().map(|(n, _)| n == nuid))
+                .unwrap_or(false)
+        };
+        if let Some(m) = last_for_subject(client, &stream, &meta_subject(bucket, key)).await? {
+            if uses(&m) {
+                return Ok(true);
+            }
+        }
+        let filter = key_versions_filter(bucket, key);
+        if next_for_subject(client, &stream, &filter, 1)
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        let mut batch = Batch::multi_last(client, &stream, &filter, 100_000).await?;
+        while let Some(m) = batch.next().await? {
+            if uses(&m) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Scans every bucket for orphans, old tombstones, stale uploads and stale fences.
+    async fn scan(
+        &self,
+        pending: &HashSet<(String, String)>,
+        expiry: Option<u64>,
+    ) -> Result<(), NatsError> {
+        let buckets = self
+            .store
+            .list_buckets()
+            .await
+            .map_err(|e| NatsError::Other(e.message))?;
+        let uploads = self.uploads().await?;
+        for b in buckets {
+            if let Some(since) = Store::fenced_since(&b.metadata) {
+                if OffsetDateTime::now_utc() - since > STALE_FENCE {
+                    self.store.unfence(&b.nats).await?;
+                    self.stats.fences_lifted.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(bucket = %b.nats, "lifted the fence of a DeleteBucket that did not finish");
+                }
+                continue;
+            }
+            match self.scan_bucket(&b.nats, pending, &uploads).await {
+                Ok(()) | Err(NatsError::NoStream) => {}
+                Err(e) => {
+                    tracing::warn!(bucket = %b.nats, error = ?e, "collector scan of a bucket failed")
+                }
+            }
+        }
+        self.clean_uploads(&uploads, expiry).await
+    }
+
+    /// Upload records and part records of every bucket: (KV key, value).
+    async fn uploads(&self) -> Result<Vec<(String, Bytes)>, NatsError> {
+        self.store
+            .kv_scan(">")
+            .await
+            .map_err(|e| NatsError::Other(e.message))
+    }
+
+    /// Retires one bucket's orphan chunks and removes its old tombstones.
+    async fn scan_bucket(
+        &self,
+        nats: &str,
+        pending: &HashSet<(String, String)>,
+        uploads: &[(String, Bytes)],
+    ) -> Result<(), NatsError> {
+        let started = Instant::now();
+        let timing = self.store.inner.lifecycle.timing;
+        let stream = stream_name(nats);
+        let history = self
+            .store
+            .versioning(nats)
+            .await
+            .map_err(|e| NatsError::Other(e.message))?
+            .has_history();
+        let mut referenced: HashSet<String> = HashSet::new();
+        let mut old_tombstones = Vec::new();
+        let mut filters = vec![format!("$O.{nats}.M.>")];
+        if history {
+            filters.push(versions_filter(nats));
+        }
+        self.replay(
+            &stream,
+            filters,
+            |subject, payload, seq, published| match Record::decode(payload, None, seq) {
+                Ok(Record::Gone { .. })
+                    if OffsetDateTime::now_utc() - published > timing.orphan_after =>
+                {
+                    old_tombstones.push(subject.to_string())
+                }
+                Ok(r) => {
+                    if let Some((nuid, _)) = r.chunks() {
+                        referenced.insert(nuid.to_string());
+                    }
+                }
+                Err(_) => {}
+            },
+        )
+        .await?;
+        for (key, value) in uploads {
+            if key.split('.').next() == Some(nats) {
+                if let Ok(p) = serde_json::from_slice::<PartInfo>(value) {
+                    referenced.insert(p.nuid);
+                }
+            }
+        }
+        let js_stream = self
+            .store
+            .inner
+            .js
+            .get_stream_no_info(&stream)
+            .await
+            .map_err(NatsError::other)?;
+        let prefix = format!("$O.{nats}.C.");
+        let mut subjects = js_stream
+            .info_with_subjects(format!("{prefix}>"))
+            .await
+            .map_err(NatsError::other)?;
+        let mut candidates = Vec::new();
+        while let Some((subject, _count)) = subjects.try_next().await.map_err(NatsError::other)? {
+            let Some(nuid) = subject.strip_prefix(&prefix) else {
+                continue;
+            };
+            if valid_nuid(nuid)
+                && !referenced.contains(nuid)
+                && !pending.contains(&(nats.to_string(), nuid.to_string()))
+            {
+                candidates.push(nuid.to_string());
+            }
+        }
+        for nuid in candidates {
+            // Taking longer than this would let a version committed after the replay look
+            // like an orphan: leave the rest to the next scan.
+            if started.elapsed() > timing.orphan_after / 4 {
+                break;
+            }
+            let subject = chunk_subject(nats, &nuid);
+            let Some(last) = last_for_subject(&self.store.inner.client, &stream, &subject).await?
+            else {
+                continue;
+            };
+            if age(&last) < timing.orphan_after {
+                continue;
+            }
+            let record = Retired {
+                key: String::new(),
+                size: 0,
+                why: "orphan".into(),
+            };
+            self.store
+                .inner
+                .lifecycle
+                .retire_acked(nats, &nuid, record)
+                .await?;
+            self.stats.orphans_found.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(bucket = nats, nuid = %nuid, "collector found orphan chunks");
+        }
+        for subject in old_tombstones {
+            purge_subject(&self.store.inner.js, &stream, subject).await?;
+            self.stats
+                .tombstones_removed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Feeds the last message of every subject matching `filters` to `f`.
+    async fn replay(
+        &self,
+        stream: &str,
+        filters: Vec<String>,
+        mut f: impl FnMut(&str, &[u8], u64, OffsetDateTime),
+    ) -> Result<(), NatsError> {
+        let client = &self.store.inner.client;
+        let mut any = false;
+        for filter in &filters {
+            any |= next_for_subject(client, stream, filter, 1).await?.is_some();
+        }
+        if !any {
+            return Ok(());
+        }
+        let s = self
+            .store
+            .inner
+            .js
+            .get_stream_no_info(stream)
+            .await
+            .map_err(NatsError::other)?;
+        let consumer = s
+            .create_consumer(OrderedConfig {
+                filter_subjects: filters,
+                deliver_policy: DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(NatsError::consumer)?;
+        let mut messages = consumer.messages().await.map_err(NatsError::other)?;
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), messages.next()).await;
+            let msg = match next {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return Err(NatsError::other(e)),
+                Ok(None) => return Ok(()),
+                Err(_) => return Err(NatsError::Other("replay stalled".into())),
+            };
+            let info = msg.info().map_err(NatsError::other)?;
+            let (seq, pending, published) = (info.stream_sequence, info.pending, info.published);
+            f(&msg.subject, &msg.payload, seq, published);
+            if pending == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Removes expired uploads and the part records of uploads that are gone.
+    async fn clean_uploads(
+        &self,
+        records: &[(String, Bytes)],
+        expiry: Option<u64>,
+    ) -> Result<(), NatsError> {
+        let now = OffsetDateTime::now_utc();
+        let mut live: HashSet<(String, String)> = HashSet::new();
+        for (key, value) in records {
+            let mut parts = key.split('.');
+            let (Some(bucket), Some(id), None) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let Ok(info) = serde_json::from_slice::<UploadInfo>(value) else {
+                continue;
+            };
+            let expired = expiry
+                .is_some_and(|s| now - info.initiated_at() > time::Duration::seconds(s as i64));
+            if expired {
+                self.store
+                    .bucket(bucket)
+                    .abort_upload(id)
+                    .await
+                    .map_err(|e| NatsError::Other(e.message))?;
+                self.stats.uploads_expired.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(bucket, upload_id = id, key = %info.key, "expired multipart upload");
+            } else {
+                live.insert((bucket.to_string(), id.to_string()));
+            }
+        }
+        let orphan_after = self.store.inner.lifecycle.timing.orphan_after;
+        let kv = self
+            .store
+            .uploads()
+            .await
+            .map_err(|e| NatsError::Other(e.message))?;
+        for (key, value) in records {
+            let mut parts = key.split('.');
+            let (Some(bucket), Some(id), Some(_n)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if live.contains(&(bucket.to_string(), id.to_string())) {
+                continue;
+            }
+            let Ok(part) = serde_json::from_slice::<PartInfo>(value) else {
+                continue;
+            };
+            // Only parts old enough that their UploadPart has surely ended.
+            if now - part.modified_at() < orphan_after {
+                continue;
+            }
+            kv.purge(key).await.map_err(NatsError::other)?;
+            let record = Retired {
+                key: String::new(),
+                size: part.size,
+                why: "part".into(),
+            };
+            self.store
+                .inner
+                .lifecycle
+                .retire(bucket, &part.nuid, record)
+                .await;
+        }
+        Ok(())
+    }
+}
+
+/// How long ago NATS stored a message read by Direct Get.
+fn age(m: &RawMsg) -> Duration {
+    let stored = m.header("Nats-Time-Stamp").and_then(|t| {
+        OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    });
+    match stored {
+        Some(t) => (OffsetDateTime::now_utc() - t)
+            .try_into()
+            .unwrap_or_default(),
+        None => Duration::ZERO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_age_comes_from_the_server_timestamp() {
+        let mut headers = async_nats::HeaderMap::new();
+        let t = OffsetDateTime::now_utc() - time::Duration::seconds(90);
+        headers.insert(
+            "Nats-Time-Stamp",
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+                .as_str(),
+        );
+        let m = RawMsg {
+            seq: 1,
+            subject: "s".into(),
+            headers: Some(headers),
+            payload: Bytes::new(),
+        };
+        let a = age(&m).as_secs();
+        assert!((89..=91).contains(&a), "{a}");
+    }
+}

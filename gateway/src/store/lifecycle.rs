@@ -1,0 +1,250 @@
+//! Retire records and the cluster-wide read registry: what lets a replaced version outlive
+//! every read of it, on any gateway, without a request ever purging chunks.
+//!
+//! - `jets3_gc` (KV): `<bucket>.<nuid>` → [`Retired`]. Written when a version stops being
+//!   referenced; the entry's server timestamp is the retirement time. The collector purges
+//!   the chunks once the grace period has passed and no registered read holds them.
+//! - `jets3_reads` (KV, max age = the grace period): `<bucket>.<nuid>.<reader>`. A read
+//!   that still has chunks to fetch a quarter of the grace period after it started registers
+//!   here and refreshes the entry every quarter period until it ends; an ended or dead
+//!   reader's entry expires by itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{kv, Context};
+use async_nats::Client;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use super::direct::last_for_subject;
+use super::meta::valid_nuid;
+use super::NatsError;
+
+/// KV bucket of retire records.
+pub const GC_KV: &str = "jets3_gc";
+/// KV bucket of read registrations.
+pub const READS_KV: &str = "jets3_reads";
+/// KV bucket of locks (the collector's leadership).
+pub const LOCKS_KV: &str = "jets3_locks";
+
+/// A retire record: what the chunks held, for logs and metrics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Retired {
+    /// The key the version belonged to (empty for upload parts and orphans).
+    #[serde(default)]
+    pub key: String,
+    /// Object bytes of the version.
+    #[serde(default)]
+    pub size: u64,
+    /// Why: `replaced`, `deleted`, `part`, `orphan`.
+    #[serde(default)]
+    pub why: String,
+}
+
+/// Timing of the lifecycle, from the collector settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a retired version stays readable without a registration.
+    pub grace: Duration,
+    /// Age after which unreferenced chunks count as orphans.
+    pub orphan_after: Duration,
+}
+
+impl Timing {
+    /// When a long read registers, and how often it refreshes.
+    pub fn register_every(&self) -> Duration {
+        (self.grace / 4).max(Duration::from_millis(100))
+    }
+
+    /// The longest a write may pause between two chunks, or between its last chunk (or its
+    /// lookup) and its commit: half the orphan horizon.
+    pub fn write_pause(&self) -> Duration {
+        self.orphan_after / 2
+    }
+}
+
+/// The lifecycle KV buckets of one connection.
+pub struct Lifecycle {
+    js: Context,
+    client: Client,
+    pub timing: Timing,
+    gc: OnceCell<kv::Store>,
+    reads: OnceCell<kv::Store>,
+    locks: OnceCell<kv::Store>,
+    /// Replicas of the KV buckets jets3 creates.
+    replicas: usize,
+}
+
+/// Opens a KV bucket, creating it with `config` if it does not exist.
+pub async fn open_kv(js: &Context, config: kv::Config) -> Result<kv::Store, NatsError> {
+    let name = config.bucket.clone();
+    if let Ok(s) = js.get_key_value(&name).await {
+        return Ok(s);
+    }
+    match js.create_key_value(config).await {
+        Ok(s) => Ok(s),
+        // Another gateway created it first.
+        Err(_) => js
+            .get_key_value(&name)
+            .await
+            .map_err(|e| NatsError::Other(e.to_string())),
+    }
+}
+
+impl Lifecycle {
+    pub fn new(js: Context, client: Client, timing: Timing, replicas: usize) -> Arc<Lifecycle> {
+        Arc::new(Lifecycle {
+            js,
+            client,
+            timing,
+            gc: OnceCell::new(),
+            reads: OnceCell::new(),
+            locks: OnceCell::new(),
+            replicas,
+        })
+    }
+
+    /// The retire records.
+    pub async fn gc(&self) -> Result<&kv::Store, NatsError> {
+        self.gc
+            .get_or_try_init(|| {
+                open_kv(
+                    &self.js,
+                    kv::Config {
+                        bucket: GC_KV.into(),
+                        description: "jets3: retired versions waiting for the collector".into(),
+                        history: 1,
+                        num_replicas: self.replicas,
+                        ..Default::default()
+                    },
+                )
+            })
+            .await
+    }
+
+    /// The read registry.
+    pub async fn reads(&self) -> Result<&kv::Store, NatsError> {
+        self.reads
+            .get_or_try_init(|| {
+                open_kv(
+                    &self.js,
+                    kv::Config {
+                        bucket: READS_KV.into(),
+                        description: "jets3: reads that hold retired versions".into(),
+                        history: 1,
+                        max_age: self.timing.grace,
+                        num_replicas: self.replicas,
+                        ..Default::default()
+                    },
+                )
+            })
+            .await
+    }
+
+    /// The locks.
+    pub async fn locks(&self, ttl: Duration) -> Result<&kv::Store, NatsError> {
+        self.locks
+            .get_or_try_init(|| {
+                open_kv(
+                    &self.js,
+                    kv::Config {
+                        bucket: LOCKS_KV.into(),
+                        description: "jets3: leadership of background work".into(),
+                        history: 1,
+                        max_age: ttl,
+                        num_replicas: self.replicas,
+                        ..Default::default()
+                    },
+                )
+            })
+            .await
+    }
+
+    /// Records that version `nuid` of `bucket` is no longer referenced. Fire and forget: a
+    /// record lost here (NATS gone) is found again by the collector's orphan scan.
+    pub async fn retire(&self, bucket: &str, nuid: &str, record: Retired) {
+        if !valid_nuid(nuid) {
+            return;
+        }
+        if self.gc().await.is_err() {
+            return;
+        }
+        let payload = match serde_json::to_vec(&record) {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let subject = format!("$KV.{GC_KV}.{bucket}.{nuid}");
+        if let Err(e) = self.client.publish(subject, payload.into()).await {
+            tracing::debug!(bucket, nuid, error = %e, "retire record not sent");
+        }
+    }
+
+    /// Records that version `nuid` is retired and waits for NATS to store the record.
+    pub async fn retire_acked(
+        &self,
+        bucket: &str,
+        nuid: &str,
+        record: Retired,
+    ) -> Result<(), NatsError> {
+        if !valid_nuid(nuid) {
+            return Ok(());
+        }
+        let payload = serde_json::to_vec(&record).map_err(|e| NatsError::Other(e.to_string()))?;
+        self.gc()
+            .await?
+            .put(format!("{bucket}.{nuid}"), payload.into())
+            .await
+            .map_err(|e| NatsError::Other(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Whether any live reader holds version `nuid` of `bucket`.
+    pub async fn is_read(&self, bucket: &str, nuid: &str) -> Result<bool, NatsError> {
+        self.reads().await?;
+        let msg = last_for_subject(
+            &self.client,
+            &format!("KV_{READS_KV}"),
+            &format!("$KV.{READS_KV}.{bucket}.{nuid}.*"),
+        )
+        .await?;
+        Ok(msg.is_some_and(|m| !matches!(m.header("KV-Operation"), Some("DEL") | Some("PURGE"))))
+    }
+
+    /// Holds version `nuid` of `bucket` for a read until the returned guard drops: after a
+    /// quarter of the grace period, and every quarter period after, a task registers it.
+    pub fn hold(self: &Arc<Self>, bucket: &str, nuid: &str) -> ReadHold {
+        let me = self.clone();
+        let key = format!("{bucket}.{nuid}.{}", nuid::next());
+        let every = self.timing.register_every();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                let result = match me.reads().await {
+                    Ok(kv) => kv
+                        .put(key.clone(), bytes::Bytes::new())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("{e:?}")),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(read = %key, error = %e, "could not register a long read");
+                }
+            }
+        });
+        ReadHold { task }
+    }
+}
+
+/// A running read's registration; dropping it stops the refreshes.
+pub struct ReadHold {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ReadHold {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

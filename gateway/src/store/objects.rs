@@ -1,0 +1,889 @@
+//! One bucket's objects: lookups, reads, and the write paths with their single commit
+//! point (see the lifecycle rules in the module docs of `store`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use time::OffsetDateTime;
+
+use super::direct::{last_for_subject, Batch};
+use super::lifecycle::{Lifecycle, Retired};
+use super::meta::{
+    absent_info, chunk_subject, digest_string, meta_subject, tombstone_info, ObjectInfoJson, Record,
+};
+use super::versions::{self, version_subject, Versioning};
+use super::writer::{self, ChunkWriter, Written};
+use super::{purge_subject, reader, Index, Marker, NatsError, ObjectMeta, Store};
+use crate::error::{S3Code, S3Error, S3Result};
+
+/// Compare-and-set attempts before a write gives up with a conflict.
+const COMMIT_TRIES: usize = 16;
+
+/// What a conditional write expects to find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    Any,
+    /// `If-None-Match: *`.
+    Absent,
+    /// `If-Match: "<etag>"`.
+    Etag(String),
+}
+
+/// A new object's attributes, chosen by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct NewObject {
+    pub key: String,
+    pub headers: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+    pub parts: Vec<u64>,
+}
+
+/// Checks a finished body before it becomes visible; returns the checksums to store
+/// and their type, and the ETag (when it is not the MD5 of the content).
+pub struct Finished {
+    pub checksums: Vec<(String, String)>,
+    pub checksum_type: Option<String>,
+    pub etag: Option<String>,
+}
+
+/// What a delete did, for the response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// A delete marker was created or removed.
+    pub marker: bool,
+    /// The version created or removed (`Some(None)`: the null version), when versioned.
+    pub version: Option<Option<String>>,
+}
+
+/// What a key's metadata subject holds now.
+#[derive(Debug)]
+pub(super) struct Lookup {
+    current: Record,
+    /// Sequence of the last metadata message (0 if none).
+    last_seq: u64,
+    at: Instant,
+}
+
+impl Lookup {
+    fn object(&self) -> Option<&ObjectMeta> {
+        match &self.current {
+            Record::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Checks a conditional write's expectation against the current version.
+    fn check(&self, key: &str, expect: &Expect) -> S3Result<()> {
+        match (expect, self.object()) {
+            (Expect::Absent, Some(_)) => Err(S3Error::precondition_failed("If-None-Match")),
+            (Expect::Etag(_), None) => Err(S3Error::no_such_key(key)),
+            (Expect::Etag(e), Some(m)) if !etag_matches(e, &m.etag) => {
+                Err(S3Error::precondition_failed("If-Match"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Compares an `If-Match`-style ETag (quoted or not, or `*`) with a stored one.
+pub fn etag_matches(given: &str, stored: &str) -> bool {
+    given
+        .split(',')
+        .map(|e| e.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|e| e == "*" || e == stored)
+}
+
+/// Removes an uncommitted version's chunks unless disarmed (a failed write cleans up at
+/// once). It is disarmed before the commit is sent: from there on only the collector may
+/// remove the chunks, so a dropped request never purges a version that may be current.
+pub(super) struct PurgeGuard {
+    store: Store,
+    stream: String,
+    subject: Option<String>,
+    pending: writer::Pending,
+}
+
+impl PurgeGuard {
+    pub(super) fn disarm(mut self) {
+        self.subject = None;
+    }
+}
+
+impl Drop for PurgeGuard {
+    fn drop(&mut self) {
+        if let Some(subject) = self.subject.take() {
+            let js = self.store.inner.js.clone();
+            let stream = self.stream.clone();
+            let pending: Vec<_> = self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain(..)
+                .collect();
+            tokio::spawn(async move {
+                for ack in pending {
+                    let _ = ack.await;
+                }
+                if let Err(e) = purge_subject(&js, &stream, subject.clone()).await {
+                    // The collector finds these chunks as orphans.
+                    tracing::debug!(error = ?e, subject, "could not purge an unfinished upload");
+                }
+            });
+        }
+    }
+}
+
+/// The metadata of a freshly written version (its version id and stamp are set when it
+/// is committed).
+pub(super) fn new_version_meta(
+    obj: NewObject,
+    nuid: String,
+    written: &Written,
+    finished: Finished,
+) -> ObjectMeta {
+    ObjectMeta {
+        key: obj.key,
+        size: written.size,
+        etag: finished.etag.unwrap_or_else(|| hex::encode(written.md5)),
+        modified: OffsetDateTime::now_utc(),
+        nuid,
+        chunks: written.chunks,
+        digest: Some(digest_string(&written.sha256)),
+        headers: obj.headers,
+        tags: obj.tags,
+        checksums: finished.checksums,
+        checksum_type: finished.checksum_type,
+        parts: obj.parts,
+        seq: written.seq,
+        meta_seq: 0,
+        is_link: false,
+        version: None,
+        stamp: 0,
+    }
+}
+
+/// One bucket's objects.
+#[derive(Clone)]
+pub struct Bucket {
+    pub(super) store: Store,
+    pub(super) nats: String,
+    pub(super) stream: String,
+    /// Versioning set by the gateway config (it then wins over the bucket's own state).
+    declared: Option<Versioning>,
+}
+
+impl Bucket {
+    pub(super) fn new(store: Store, nats: &str) -> Bucket {
+        Bucket {
+            store,
+            nats: nats.to_string(),
+            stream: super::stream_name(nats),
+            declared: None,
+        }
+    }
+
+    /// This handle with the versioning the config declares for the bucket, if any.
+    pub fn with_versioning(mut self, declared: Option<Versioning>) -> Bucket {
+        self.declared = declared;
+        self
+    }
+
+    /// The NATS bucket name.
+    pub fn nats_name(&self) -> &str {
+        &self.nats
+    }
+
+    pub(super) fn err(&self, e: NatsError) -> S3Error {
+        e.into_s3(&self.nats.replace('_', "."))
+    }
+
+    pub(super) fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.store.inner.lifecycle
+    }
+
+    /// The bucket's versioning state (the config's, when it declares one).
+    pub async fn versioning(&self) -> S3Result<Versioning> {
+        let stored = self.store.versioning(&self.nats).await?;
+        match self.declared {
+            Some(d) if d != stored => {
+                self.store.set_versioning(&self.nats, d).await?;
+                Ok(d)
+            }
+            _ => Ok(stored),
+        }
+    }
+
+    /// The message last published on `subject`, decoded; malformed messages are counted
+    /// and read as absent.
+    async fn read_record(&self, subject: &str, key: &str) -> S3Result<Option<(Record, u64)>> {
+        let msg = last_for_subject(&self.store.inner.client, &self.stream, subject)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(
+            msg.map(|m| match Record::decode(&m.payload, Some(key), m.seq) {
+                Ok(r) => (r, m.seq),
+                Err(why) => {
+                    self.store.malformed(subject, &why);
+                    (Record::Absent, m.seq)
+                }
+            }),
+        )
+    }
+
+    /// The key's current version and the sequence of its last metadata message, in one
+    /// Direct Get.
+    pub(super) async fn lookup(&self, key: &str) -> S3Result<Lookup> {
+        self.store.check_connected()?;
+        let at = Instant::now();
+        Ok(
+            match self
+                .read_record(&meta_subject(&self.nats, key), key)
+                .await?
+            {
+                None => Lookup {
+                    current: Record::Absent,
+                    last_seq: 0,
+                    at,
+                },
+                Some((current, last_seq)) => Lookup {
+                    current,
+                    last_seq,
+                    at,
+                },
+            },
+        )
+    }
+
+    /// What the key's metadata subject holds: its current version (object or marker).
+    pub async fn current(&self, key: &str) -> S3Result<Record> {
+        Ok(self.lookup(key).await?.current)
+    }
+
+    /// The object's metadata, or `None` if there is no such key.
+    pub async fn head(&self, key: &str) -> S3Result<Option<ObjectMeta>> {
+        Ok(self.lookup(key).await?.current.object())
+    }
+
+    /// Checks a conditional write's expectation against the key's current version.
+    pub async fn check_write(&self, key: &str, expect: &Expect) -> S3Result<()> {
+        self.lookup(key).await?.check(key, expect)
+    }
+
+    /// One version of a key (`None`: the null version): the current one or a noncurrent
+    /// one; `None` when there is no such version.
+    pub async fn version(&self, key: &str, version: Option<&str>) -> S3Result<Option<Record>> {
+        let current = self.lookup(key).await?.current;
+        if current.version() == Some(version) {
+            return Ok(Some(current));
+        }
+        if self.versioning().await? == Versioning::Off {
+            return Ok(None);
+        }
+        Ok(self
+            .noncurrent(key, version)
+            .await?
+            .map(|(r, _)| r)
+            .filter(|r| r.version() == Some(version)))
+    }
+
+    /// A noncurrent version's record and sequence.
+    async fn noncurrent(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> S3Result<Option<(Record, u64)>> {
+        self.read_record(&version_subject(&self.nats, key, version), key)
+            .await
+    }
+
+    /// Every noncurrent version of a key (objects and markers), with their sequences.
+    async fn noncurrent_all(&self, key: &str) -> S3Result<Vec<(Record, u64)>> {
+        let filter = versions::key_versions_filter(&self.nats, key);
+        let mut batch = Batch::multi_last(&self.store.inner.client, &self.stream, &filter, 100_000)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        while let Some(m) = batch.next().await.map_err(|e| self.err(e))? {
+            match Record::decode(&m.payload, Some(key), m.seq) {
+                Ok(r) if r.is_version() => out.push((r, m.seq)),
+                Ok(_) => {}
+                Err(why) => self.store.malformed(&m.subject, &why),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Streams bytes `[start, end)` of an object.
+    pub fn read(
+        &self,
+        meta: &ObjectMeta,
+        start: u64,
+        end: u64,
+    ) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
+        self.read_batched(meta, start, end, reader::CLIENT_BATCH)
+    }
+
+    pub(super) fn read_batched(
+        &self,
+        meta: &ObjectMeta,
+        start: u64,
+        end: u64,
+        batch: usize,
+    ) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
+        let bucket = self.nats.replace('_', ".");
+        // A read that fits one batch fetches everything at once; a longer one holds its
+        // version through the read registry while it runs.
+        let span = end.saturating_sub(start);
+        let hold = (span > (batch * super::CHUNK_SIZE) as u64)
+            .then(|| self.lifecycle().hold(&self.nats, &meta.nuid));
+        reader::read_range(
+            self.store.inner.client.clone(),
+            self.stream.clone(),
+            &self.nats,
+            meta,
+            (start, end),
+            batch,
+        )
+        .map(move |r| {
+            let _held = &hold;
+            r.map_err(|e| e.into_s3(&bucket))
+        })
+    }
+
+    /// Writes an object from a body stream. Nothing becomes visible unless the whole body
+    /// arrives, `finish` accepts it, and `expect` holds.
+    #[tracing::instrument(level = "debug", name = "nats.put", skip_all, fields(bucket = %self.nats))]
+    pub async fn put<S>(
+        &self,
+        obj: NewObject,
+        body: S,
+        max_size: u64,
+        expect: Expect,
+        finish: impl FnOnce(&Written) -> S3Result<Finished>,
+    ) -> S3Result<ObjectMeta>
+    where
+        S: Stream<Item = S3Result<Bytes>> + Send + Unpin,
+    {
+        self.store.check_connected()?;
+        // The version this one replaces: looked up first when the write is conditional
+        // (refused before any upload), else while the chunks are written (the compare-and-set
+        // in `commit` catches a change in between).
+        let ((nuid, written, guard), found) = if expect == Expect::Any {
+            futures::try_join!(self.write_chunks(body, max_size), self.lookup(&obj.key))?
+        } else {
+            let found = self.lookup(&obj.key).await?;
+            found.check(&obj.key, &expect)?;
+            (self.write_chunks(body, max_size).await?, found)
+        };
+        let finished = finish(&written)?;
+        let key = obj.key.clone();
+        let meta = new_version_meta(obj, nuid, &written, finished);
+        self.commit_written(&key, meta, &expect, found, guard, &written)
+            .await
+    }
+
+    /// Commits a version whose chunks `guard` covers (see [`Bucket::commit`]).
+    pub(super) async fn commit_written(
+        &self,
+        key: &str,
+        meta: ObjectMeta,
+        expect: &Expect,
+        found: Lookup,
+        guard: PurgeGuard,
+        written: &Written,
+    ) -> S3Result<ObjectMeta> {
+        if written.last_write.elapsed() > self.lifecycle().timing.write_pause() {
+            // Too late: the collector may take these chunks for an orphan.
+            return Err(S3Error::new(
+                S3Code::RequestTimeout,
+                "The upload took too long to complete.",
+            ));
+        }
+        let nuid = meta.nuid.clone();
+        guard.disarm();
+        match self
+            .commit(key, Record::Object(Box::new(meta)), expect, found)
+            .await
+        {
+            Ok(Record::Object(m)) => Ok(*m),
+            Ok(_) => Err(S3Error::internal("commit returned no object")),
+            Err(Committed::No(e)) => {
+                // Never published: nothing can reference these chunks.
+                let subject = chunk_subject(&self.nats, &nuid);
+                if let Err(p) = purge_subject(&self.store.inner.js, &self.stream, subject).await {
+                    tracing::debug!(error = ?p, "could not purge a refused version");
+                }
+                Err(e)
+            }
+            Err(Committed::Unknown(e)) => Err(e),
+        }
+    }
+
+    /// A chunk writer for a new version and the guard that purges it unless disarmed.
+    pub(super) fn new_version(&self, subject: String) -> (PurgeGuard, ChunkWriter) {
+        let pending = writer::Pending::default();
+        let guard = PurgeGuard {
+            store: self.store.clone(),
+            stream: self.stream.clone(),
+            subject: Some(subject.clone()),
+            pending: pending.clone(),
+        };
+        let writer = ChunkWriter::new(
+            self.store.inner.js.clone(),
+            subject,
+            pending,
+            self.lifecycle().timing.write_pause(),
+        );
+        (guard, writer)
+    }
+
+    /// Writes a body as chunks of a new version id; the guard purges them unless disarmed.
+    pub(super) async fn write_chunks<S>(
+        &self,
+        mut body: S,
+        max_size: u64,
+    ) -> S3Result<(String, Written, PurgeGuard)>
+    where
+        S: Stream<Item = S3Result<Bytes>> + Send + Unpin,
+    {
+        let nuid = nuid::next().to_string();
+        let subject = chunk_subject(&self.nats, &nuid);
+        let (guard, mut writer) = self.new_version(subject);
+        while let Some(piece) = body.next().await {
+            let piece = piece?;
+            writer.check_pause()?;
+            if writer.len() + piece.len() as u64 > max_size {
+                return Err(S3Error::new(
+                    S3Code::EntityTooLarge,
+                    "Your proposed upload exceeds the maximum allowed size",
+                )
+                .with("MaxSizeAllowed", max_size.to_string()));
+            }
+            writer.write(piece).await.map_err(|e| self.err(e))?;
+        }
+        let written = writer.finish().await.map_err(|e| self.err(e))?;
+        Ok((nuid, written, guard))
+    }
+
+    /// Makes `new` (an object, a delete marker, or `Absent` for an unversioned delete) the
+    /// key's current version: a compare-and-set on the key's metadata subject against
+    /// `found` (looked up again whenever it changed). The version it replaces is preserved
+    /// as noncurrent (versioning) or retired. Errors say whether `new` may have been
+    /// published.
+    async fn commit(
+        &self,
+        key: &str,
+        mut new: Record,
+        expect: &Expect,
+        mut found: Lookup,
+    ) -> Result<Record, Committed> {
+        let mode = self.versioning().await.map_err(Committed::No)?;
+        let pause = self.lifecycle().timing.write_pause();
+        for _ in 0..COMMIT_TRIES {
+            if found.at.elapsed() > pause / 2 {
+                found = self.lookup(key).await.map_err(Committed::No)?;
+            }
+            found.check(key, expect).map_err(Committed::No)?;
+            if matches!(new, Record::Absent) && found.object().is_none() {
+                return Ok(Record::Absent);
+            }
+            let stamp = versions::next_stamp(found.current.stamp());
+            let version = (mode == Versioning::Enabled).then(|| versions::new_version_id(stamp));
+            match &mut new {
+                Record::Object(m) => (m.stamp, m.version) = (stamp, version),
+                Record::Marker(m) => (m.stamp, m.version) = (stamp, version),
+                _ => {}
+            }
+            // What becomes of the version being replaced.
+            let keep = match mode {
+                Versioning::Off => false,
+                Versioning::Enabled => true,
+                Versioning::Suspended => matches!(found.current.version(), Some(Some(_))),
+            };
+            let mut retire = None;
+            if found.current.is_version() {
+                let preserved = keep
+                    && self
+                        .preserve(key, &found.current)
+                        .await
+                        .map_err(Committed::No)?;
+                if !preserved {
+                    retire = found.current.chunks().map(|(n, s)| (n.to_string(), s));
+                }
+            }
+            // A new null version also replaces a noncurrent null version.
+            let stale_null = match mode {
+                Versioning::Suspended => self
+                    .noncurrent(key, None)
+                    .await
+                    .map_err(Committed::No)?
+                    .filter(|(r, _)| r.is_version()),
+                _ => None,
+            };
+            let info = match &new {
+                Record::Absent => {
+                    absent_info(&self.nats, key, found.object().map_or("", |m| &m.nuid))
+                }
+                other => match other.to_info(&self.nats) {
+                    Some(i) => i,
+                    None => return Err(Committed::No(S3Error::internal("nothing to commit"))),
+                },
+            };
+            match self
+                .publish_info(&meta_subject(&self.nats, key), &info, Some(found.last_seq))
+                .await
+            {
+                Ok(seq) => {
+                    match &mut new {
+                        Record::Object(m) => m.meta_seq = seq,
+                        Record::Marker(m) => m.meta_seq = seq,
+                        _ => {}
+                    }
+                    let new_nuid = new.chunks().map(|(n, _)| n.to_string());
+                    if let Some((nuid, size)) = retire {
+                        if Some(&nuid) != new_nuid.as_ref() {
+                            self.retire(&nuid, size, key, "replaced").await;
+                        }
+                    }
+                    if let Some((old, seq)) = stale_null {
+                        self.bury(key, &old, seq).await;
+                    }
+                    return Ok(new);
+                }
+                Err(NatsError::WrongLastSequence) => {
+                    found = self.lookup(key).await.map_err(Committed::Unknown)?;
+                }
+                Err(e @ (NatsError::Closing | NatsError::NoStream)) => {
+                    return Err(Committed::No(self.err(e)))
+                }
+                Err(e) => return Err(Committed::Unknown(self.err(e))),
+            }
+        }
+        Err(Committed::Unknown(self.err(NatsError::WrongLastSequence)))
+    }
+
+    /// Keeps the current version `cur` as a noncurrent one before a commit replaces it;
+    /// `false` when it was deleted by id meanwhile (it is then not kept).
+    async fn preserve(&self, key: &str, cur: &Record) -> S3Result<bool> {
+        let Some(info) = cur.to_info(&self.nats) else {
+            return Ok(true);
+        };
+        let version = cur.version().flatten();
+        let subject = version_subject(&self.nats, key, version);
+        let payload = serde_json::to_vec(&info).map_err(S3Error::internal)?;
+        for _ in 0..COMMIT_TRIES {
+            let existing = last_for_subject(&self.store.inner.client, &self.stream, &subject)
+                .await
+                .map_err(|e| self.err(e))?;
+            let (expected, replaced) = match &existing {
+                None => (0, None),
+                Some(m) if m.payload == payload => return Ok(true),
+                Some(m) => match Record::decode(&m.payload, Some(key), m.seq) {
+                    Ok(Record::Gone { stamp }) if Some(stamp) == cur.stamp() => return Ok(false),
+                    // A stale copy of this version, an older null version, or junk.
+                    Ok(r) => (m.seq, r.chunks().map(|(n, s)| (n.to_string(), s))),
+                    Err(_) => (m.seq, None),
+                },
+            };
+            match self
+                .publish_raw(&subject, payload.clone().into(), Some(expected))
+                .await
+            {
+                Ok(_) => {
+                    if let Some((nuid, size)) = replaced {
+                        if Some(nuid.as_str()) != cur.chunks().map(|(n, _)| n) {
+                            self.retire(&nuid, size, key, "replaced").await;
+                        }
+                    }
+                    return Ok(true);
+                }
+                Err(NatsError::WrongLastSequence) => continue,
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Err(self.err(NatsError::WrongLastSequence))
+    }
+
+    /// Replaces noncurrent version `old` (at sequence `seq`) by a tombstone and retires it.
+    async fn bury(&self, key: &str, old: &Record, seq: u64) {
+        let version = old.version().flatten();
+        let info = tombstone_info(&self.nats, key, version, old.stamp().unwrap_or(0));
+        let subject = version_subject(&self.nats, key, version);
+        match self.publish_info(&subject, &info, Some(seq)).await {
+            Ok(_) => {
+                if let Some((nuid, size)) = old.chunks() {
+                    self.retire(nuid, size, key, "replaced").await;
+                }
+            }
+            Err(e) => tracing::debug!(error = ?e, key, "noncurrent version not buried"),
+        }
+    }
+
+    async fn retire(&self, nuid: &str, size: u64, key: &str, why: &str) {
+        let record = Retired {
+            key: key.to_string(),
+            size,
+            why: why.to_string(),
+        };
+        self.lifecycle().retire(&self.nats, nuid, record).await;
+    }
+
+    #[tracing::instrument(level = "debug", name = "nats.publish_meta", skip_all, fields(bucket = %self.nats))]
+    async fn publish_info(
+        &self,
+        subject: &str,
+        info: &ObjectInfoJson,
+        expected: Option<u64>,
+    ) -> Result<u64, NatsError> {
+        let payload = serde_json::to_vec(info).map_err(NatsError::other)?;
+        self.publish_raw(subject, payload.into(), expected).await
+    }
+
+    async fn publish_raw(
+        &self,
+        subject: &str,
+        payload: Bytes,
+        expected: Option<u64>,
+    ) -> Result<u64, NatsError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Rollup", "sub");
+        if let Some(seq) = expected {
+            headers.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                seq.to_string().as_str(),
+            );
+        }
+        let ack = self
+            .store
+            .inner
+            .js
+            .publish_with_headers(subject.to_string(), headers, payload)
+            .await
+            .map_err(NatsError::publish)?
+            .await
+            .map_err(NatsError::publish)?;
+        Ok(ack.sequence)
+    }
+
+    /// Rewrites a version's metadata (tags, checksums) without touching its chunks,
+    /// failing if the version changed since `meta` was read.
+    #[tracing::instrument(level = "debug", name = "nats.update_meta", skip_all, fields(bucket = %self.nats))]
+    pub async fn update_meta(&self, meta: &ObjectMeta) -> S3Result<ObjectMeta> {
+        self.store.check_connected()?;
+        let found = self.lookup(&meta.key).await?;
+        let subject = if found.current.version() == Some(meta.version.as_deref()) {
+            meta_subject(&self.nats, &meta.key)
+        } else {
+            version_subject(&self.nats, &meta.key, meta.version.as_deref())
+        };
+        let seq = self
+            .publish_info(&subject, &meta.to_info(&self.nats), Some(meta.meta_seq))
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut m = meta.clone();
+        m.meta_seq = seq;
+        Ok(m)
+    }
+
+    /// DeleteObject without a version id: removes the current version (retired), or with
+    /// versioning adds a delete marker. Checks `expect` on the version the delete replaces.
+    #[tracing::instrument(level = "debug", name = "nats.delete", skip_all, fields(bucket = %self.nats))]
+    pub async fn delete(&self, key: &str, expect: &Expect) -> S3Result<DeleteOutcome> {
+        self.store.check_connected()?;
+        let mode = self.versioning().await?;
+        let found = self.lookup(key).await?;
+        let new = match mode {
+            Versioning::Off => Record::Absent,
+            _ => Record::Marker(Marker {
+                key: key.to_string(),
+                version: None,
+                stamp: 0,
+                modified: OffsetDateTime::now_utc(),
+                meta_seq: 0,
+            }),
+        };
+        match self.commit(key, new, expect, found).await {
+            Ok(Record::Marker(m)) => Ok(DeleteOutcome {
+                marker: true,
+                version: Some(m.version),
+            }),
+            Ok(_) => Ok(DeleteOutcome {
+                marker: false,
+                version: None,
+            }),
+            Err(Committed::No(e) | Committed::Unknown(e)) => Err(e),
+        }
+    }
+
+    /// DeleteObject with a version id (`None`: the null version): removes that version for
+    /// good; when it was current, the newest noncurrent version becomes current.
+    #[tracing::instrument(level = "debug", name = "nats.delete_version", skip_all, fields(bucket = %self.nats))]
+    pub async fn delete_version(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> S3Result<DeleteOutcome> {
+        self.store.check_connected()?;
+        let gone = DeleteOutcome {
+            marker: false,
+            version: Some(version.map(str::to_string)),
+        };
+        if self.versioning().await? == Versioning::Off {
+            if version.is_some() {
+                return Ok(gone);
+            }
+            return self.delete(key, &Expect::Any).await;
+        }
+        for _ in 0..COMMIT_TRIES {
+            let found = self.lookup(key).await?;
+            let outcome = DeleteOutcome {
+                marker: matches!(found.current, Record::Marker(_)),
+                ..gone.clone()
+            };
+            if found.current.version() == Some(version) {
+                if self.delete_current(key, version, &found).await? {
+                    if let Some((nuid, size)) = found.current.chunks() {
+                        self.retire(nuid, size, key, "deleted").await;
+                    }
+                    return Ok(outcome);
+                }
+                continue;
+            }
+            let Some((old, seq)) = self.noncurrent(key, version).await? else {
+                return Ok(gone);
+            };
+            if old.version() != Some(version) {
+                return Ok(gone);
+            }
+            let info = tombstone_info(&self.nats, key, version, old.stamp().unwrap_or(0));
+            match self
+                .publish_info(&version_subject(&self.nats, key, version), &info, Some(seq))
+                .await
+            {
+                Ok(_) => {
+                    if let Some((nuid, size)) = old.chunks() {
+                        self.retire(nuid, size, key, "deleted").await;
+                    }
+                    return Ok(DeleteOutcome {
+                        marker: matches!(old, Record::Marker(_)),
+                        ..gone
+                    });
+                }
+                Err(NatsError::WrongLastSequence) => continue,
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        Err(self.err(NatsError::WrongLastSequence))
+    }
+
+    /// Deletes the current version by id: a tombstone on its version subject (so no writer
+    /// preserves it any more), then the newest noncurrent version becomes current. `false`
+    /// when the key changed meanwhile (the caller looks again).
+    async fn delete_current(
+        &self,
+        key: &str,
+        version: Option<&str>,
+        found: &Lookup,
+    ) -> S3Result<bool> {
+        let stamp = found.current.stamp().unwrap_or(0);
+        let subject = version_subject(&self.nats, key, version);
+        self.publish_info(
+            &subject,
+            &tombstone_info(&self.nats, key, version, stamp),
+            None,
+        )
+        .await
+        .map_err(|e| self.err(e))?;
+        let newest = self
+            .noncurrent_all(key)
+            .await?
+            .into_iter()
+            .filter(|(r, _)| r.version() != Some(version) && r.stamp() < Some(stamp))
+            .max_by_key(|(r, _)| r.stamp());
+        let info = match newest {
+            Some((p, seq)) => {
+                // Touch it first, so that a delete of it by id that read it before fails
+                // its compare-and-set and finds it current instead.
+                let subject = version_subject(&self.nats, key, p.version().flatten());
+                let info = p
+                    .to_info(&self.nats)
+                    .ok_or_else(|| S3Error::internal("noncurrent version without info"))?;
+                match self.publish_info(&subject, &info, Some(seq)).await {
+                    Ok(_) => {}
+                    Err(NatsError::WrongLastSequence) => return Ok(false),
+                    Err(e) => return Err(self.err(e)),
+                }
+                info
+            }
+            None => absent_info(&self.nats, key, found.object().map_or("", |m| &m.nuid)),
+        };
+        match self
+            .publish_info(&meta_subject(&self.nats, key), &info, Some(found.last_seq))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(NatsError::WrongLastSequence) => Ok(false),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// The bucket's listing index, caught up with every write made before this call.
+    #[tracing::instrument(level = "debug", name = "nats.index", skip_all, fields(bucket = %self.nats))]
+    pub async fn index(&self) -> S3Result<Arc<Index>> {
+        self.store.check_connected()?;
+        let history = self.versioning().await?.has_history();
+        let existing = {
+            let map = self
+                .store
+                .inner
+                .indexes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            map.get(&self.nats)
+                .filter(|i| i.is_alive() && i.has_history() == history)
+                .cloned()
+        };
+        let index = match existing {
+            Some(i) => i,
+            None => {
+                let i = Index::start(
+                    &self.store.inner.js,
+                    &self.stream,
+                    &self.nats,
+                    history,
+                    self.store.clone(),
+                )
+                .await
+                .map_err(|e| self.err(e))?;
+                self.store
+                    .inner
+                    .indexes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(self.nats.clone(), i.clone());
+                i
+            }
+        };
+        index
+            .catch_up(&self.store.inner.client, &self.stream, &self.nats)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(index)
+    }
+
+    /// Whether the bucket holds no version at all (nor a delete marker).
+    pub async fn is_empty(&self) -> S3Result<bool> {
+        Ok(self.index().await?.is_empty())
+    }
+}
+
+/// Why a commit failed, and whether its version may have been published.
+enum Committed {
+    /// Not published: its chunks may be purged at once.
+    No(S3Error),
+    /// Maybe published: only the collector may remove its chunks.
+    Unknown(S3Error),
+}

@@ -1,0 +1,504 @@
+//! Object versions that never cut a read or lose a write: several gateways on one NATS,
+//! requests dropped at any point, hostile metadata written by native clients, and the
+//! collector that leaves each stream holding exactly its live data.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use base64::Engine;
+use tokio::io::AsyncWriteExt;
+
+use crate::common::*;
+
+/// Reads the rest of a GET body.
+async fn drain(mut body: aws_sdk_s3::primitives::ByteStream, into: &mut Vec<u8>) {
+    while let Some(piece) = body.next().await {
+        into.extend_from_slice(&piece.expect("body piece"));
+    }
+}
+
+/// A GET through one gateway returns the version it started on, whole, while another
+/// gateway overwrites or deletes the key, even when the read outlasts the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_read_through_one_gateway_outlives_overwrite_and_delete_through_another() {
+    let b = unique_bucket("slowread");
+    let env = Env::with_buckets(&[&b]).await;
+    let peer = env.peer().await;
+    let (via_a, via_b) = (env.client(), peer.client());
+    let old = data(64 << 20, 7);
+    let new = data(1 << 20, 8);
+    for replace in [true, false] {
+        put(&via_a, &b, "k", &old).await;
+        let got = ok(via_b.get_object().bucket(&b).key("k").send().await, "GET B");
+        let mut body = got.body;
+        let mut all = body
+            .next()
+            .await
+            .expect("first piece")
+            .expect("first piece ok")
+            .to_vec();
+        if replace {
+            put(&via_a, &b, "k", &new).await;
+        } else {
+            ok(
+                via_a.delete_object().bucket(&b).key("k").send().await,
+                "DELETE A",
+            );
+        }
+        // Three grace periods (2 s each here) and several collector passes on both
+        // gateways: only the read's registration keeps the old chunks.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        drain(body, &mut all).await;
+        assert_eq!(all.len(), old.len(), "replace={replace}: whole length");
+        assert!(all == old, "replace={replace}: the old bytes");
+    }
+    let held = env
+        .metric("jets3_collector_held_by_reads_total")
+        .await
+        .unwrap_or(0.0)
+        + peer_metric(&peer, "jets3_collector_held_by_reads_total").await;
+    assert!(held >= 1.0, "a registered read held a retired version");
+    // Once the reads are over, the old versions go.
+    env.wait_holds_only_live(&b, 20).await;
+    peer.gw.shutdown().await;
+}
+
+async fn peer_metric(peer: &Peer, line: &str) -> f64 {
+    let admin = peer.gw.admin_addr().expect("admin");
+    let r = send_raw(
+        admin,
+        &RawRequest::new("GET", "/metrics").to_bytes(&admin.to_string()),
+    )
+    .await;
+    r.text()
+        .lines()
+        .find(|l| l.starts_with(line) && l[line.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Sends `bytes` and closes the connection after `delay`, whatever the gateway is doing.
+async fn send_and_hang_up(env: &Env, bytes: Vec<u8>, delay: Duration) {
+    let mut s = tokio::net::TcpStream::connect(env.addr)
+        .await
+        .expect("connect");
+    s.write_all(&bytes).await.expect("send");
+    tokio::time::sleep(delay).await;
+    drop(s);
+}
+
+/// A signed request's bytes.
+fn signed(env: &Env, mut req: RawRequest) -> Vec<u8> {
+    sign_request(&mut req, &env.host(), &Signer::admin(), Payload::Signed);
+    req.to_bytes(&env.host())
+}
+
+/// Every key either answers 404 or its whole body, with the ETag its bytes give.
+async fn assert_every_key_whole(client: &aws_sdk_s3::Client, b: &str, keys: &[String]) {
+    for k in keys {
+        let r = client.get_object().bucket(b).key(k).send().await;
+        let got = match r {
+            Ok(got) => got,
+            Err(e) => {
+                let (status, code) = sdk_err::<(), _>(Err(e));
+                assert_eq!((status, code.as_str()), (404, "NoSuchKey"), "{k}");
+                continue;
+            }
+        };
+        let etag = got.e_tag().unwrap_or_default().to_string();
+        let len = got.content_length().unwrap_or(-1);
+        let mut bytes = Vec::new();
+        let mut body = got.body;
+        while let Some(piece) = body.next().await {
+            match piece {
+                Ok(p) => bytes.extend_from_slice(&p),
+                Err(e) => panic!("{k}: metadata is live but the body broke: {e}"),
+            }
+        }
+        assert_eq!(bytes.len() as i64, len, "{k}: whole body");
+        if !etag.contains('-') {
+            assert_eq!(etag, etag_of(&bytes), "{k}: the body the ETag names");
+        }
+    }
+}
+
+/// Requests dropped at every point (the client hangs up after 0 to 89 ms) never leave a
+/// key whose metadata has no chunks, and the collector then leaves only live data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_dropped_anywhere_never_leave_metadata_without_chunks() {
+    let b = unique_bucket("drops");
+    let env = Env::start_with(config_with(&[&b]), |s| {
+        s.collector.orphan_after_seconds = 3;
+    })
+    .await;
+    let s3 = env.client();
+    let src = data(3 << 20, 1);
+    put(&s3, &b, "src", &src).await;
+    let mut keys = vec!["src".to_string()];
+    let delays = [0u64, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89];
+    for (i, d) in delays.iter().enumerate() {
+        let delay = Duration::from_millis(*d);
+        // PutObject over an existing key.
+        let key = format!("put-{}", i % 3);
+        let body = data(((i % 4) + 1) << 19, i as u64);
+        let req = RawRequest::new("PUT", &format!("/{b}/{key}")).body(body);
+        send_and_hang_up(&env, signed(&env, req), delay).await;
+        keys.push(key);
+        // CopyObject over an existing key.
+        let key = format!("copy-{}", i % 3);
+        let req = RawRequest::new("PUT", &format!("/{b}/{key}"))
+            .header("x-amz-copy-source", &format!("/{b}/src"));
+        send_and_hang_up(&env, signed(&env, req), delay).await;
+        keys.push(key);
+        // CompleteMultipartUpload over an existing key.
+        let key = format!("mpu-{}", i % 3);
+        let up = ok(
+            s3.create_multipart_upload()
+                .bucket(&b)
+                .key(&key)
+                .send()
+                .await,
+            "create",
+        );
+        let id = up.upload_id().unwrap_or_default().to_string();
+        let part = ok(
+            s3.upload_part()
+                .bucket(&b)
+                .key(&key)
+                .upload_id(&id)
+                .part_number(1)
+                .body(data(1 << 20, 100 + i as u64).into())
+                .send()
+                .await,
+            "part",
+        );
+        let xml = format!(
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{}</ETag></Part></CompleteMultipartUpload>",
+            part.e_tag().unwrap_or_default()
+        );
+        let req = RawRequest::new("POST", &format!("/{b}/{key}?uploadId={id}")).body(xml);
+        send_and_hang_up(&env, signed(&env, req), delay).await;
+        keys.push(key);
+    }
+    keys.sort();
+    keys.dedup();
+    // Let dropped work settle, then every key is whole or absent.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_every_key_whole(&s3, &b, &keys).await;
+    // Abandoned uploads (Completes that never ran) hold parts; abort them as a client
+    // would, then the collector leaves exactly the live versions.
+    let ups = ok(
+        s3.list_multipart_uploads().bucket(&b).send().await,
+        "uploads",
+    );
+    for u in ups.uploads() {
+        ok(
+            s3.abort_multipart_upload()
+                .bucket(&b)
+                .key(u.key().unwrap_or_default())
+                .upload_id(u.upload_id().unwrap_or_default())
+                .send()
+                .await,
+            "abort",
+        );
+    }
+    env.wait_holds_only_live(&b, 30).await;
+    assert_every_key_whole(&s3, &b, &keys).await;
+}
+
+/// Overwrites cut off by the request timeout while NATS stalls (the gateway drops the
+/// request future wherever it is waiting) never leave metadata without chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeouts_during_nats_stalls_never_lose_a_version() {
+    let b = unique_bucket("stall");
+    let mut cfg = config_with(&[&b]);
+    cfg.limits.timeouts.request_seconds = 1;
+    let env = Env::start_with(cfg, |s| s.collector.orphan_after_seconds = 3).await;
+    let keys: Vec<String> = (0..6).map(|i| format!("k{i}")).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let mut writers = Vec::new();
+    for (w, key) in keys.iter().enumerate() {
+        let (s3, b, key, stop, acked) = (
+            env.client(),
+            b.clone(),
+            key.clone(),
+            stop.clone(),
+            acked.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let body = data((64 << 10) * (1 + (n as usize % 24)), (w as u64) << 32 | n);
+                let r = s3
+                    .put_object()
+                    .bucket(&b)
+                    .key(&key)
+                    .body(body.clone().into())
+                    .send()
+                    .await;
+                if let Ok(out) = r {
+                    acked
+                        .lock()
+                        .unwrap()
+                        .insert(key.clone(), out.e_tag().unwrap_or_default().to_string());
+                }
+            }
+        }));
+    }
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        env.nats.pause();
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        env.nats.resume();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let s3 = env.client();
+    assert_every_key_whole(&s3, &b, &keys).await;
+    let timeouts = env
+        .metric("jets3_request_timeouts_total{timeout=\"request\"}")
+        .await
+        .unwrap_or(0.0);
+    assert!(timeouts >= 1.0, "some requests were cut off by the timeout");
+    env.wait_holds_only_live(&b, 30).await;
+    assert_every_key_whole(&s3, &b, &keys).await;
+}
+
+/// Metadata written by someone else (a native client, or anyone with stream access) is
+/// validated: a wildcard nuid never reaches a purge, a short digest never panics, odd
+/// headers never reach a response, and listings keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_native_metadata_is_skipped_never_obeyed() {
+    let b = unique_bucket("hostile");
+    let env = Env::with_buckets(&[&b]).await;
+    let s3 = env.client();
+    let keep = data(300 << 10, 3);
+    put(&s3, &b, "keep", &keep).await;
+    let js = env.js().await;
+    let meta = |key: &str, json: String| {
+        let subject = format!(
+            "$O.{b}.M.{}",
+            base64::engine::general_purpose::URL_SAFE.encode(key)
+        );
+        (subject, json)
+    };
+    let docs = [
+        meta(
+            "wild",
+            format!(r#"{{"name":"wild","bucket":"{b}","nuid":">","size":5,"chunks":1}}"#),
+        ),
+        meta(
+            "star",
+            format!(r#"{{"name":"star","bucket":"{b}","nuid":"*","size":5,"chunks":1}}"#),
+        ),
+        meta(
+            "short",
+            format!(
+                r#"{{"name":"short","bucket":"{b}","nuid":"SHORT1","size":0,"chunks":0,"digest":"SHA-256=AAAA"}}"#
+            ),
+        ),
+        meta(
+            "headers",
+            format!(
+                r#"{{"name":"headers","bucket":"{b}","nuid":"HDRS1","size":0,"chunks":0,"headers":{{"Set-Cookie":["session=stolen"],"Location":["http://evil.example"],"Content-Type":["text/plain"]}}}}"#
+            ),
+        ),
+        meta(
+            "liar",
+            format!(r#"{{"name":"someone-else","bucket":"{b}","nuid":"LIAR1","size":0}}"#),
+        ),
+    ];
+    for (subject, json) in &docs {
+        js.publish(subject.clone(), json.clone().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    // Listing works and shows what is well formed.
+    let keys = list_all_keys(&s3, &b).await;
+    assert_eq!(
+        keys,
+        ["headers", "keep", "short"],
+        "malformed entries are skipped"
+    );
+    // An odd header is not sent back.
+    let head = ok(
+        s3.head_object().bucket(&b).key("headers").send().await,
+        "HEAD",
+    );
+    assert_eq!(head.content_type(), Some("text/plain"));
+    let raw = env
+        .send_signed(RawRequest::new("GET", &format!("/{b}/headers")))
+        .await;
+    raw.assert_status(200);
+    assert!(raw.header("set-cookie").is_none() && raw.header("location").is_none());
+    // Overwriting and deleting the hostile keys purges nothing of anyone else.
+    for k in ["wild", "star", "short", "headers", "liar"] {
+        put(&s3, &b, k, b"fresh").await;
+    }
+    for k in ["wild", "star"] {
+        ok(s3.delete_object().bucket(&b).key(k).send().await, "DELETE");
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        get_bytes(&s3, &b, "keep").await,
+        keep,
+        "other objects survive"
+    );
+    let keys = list_all_keys(&s3, &b).await;
+    assert_eq!(keys, ["headers", "keep", "liar", "short"]);
+    let malformed = env
+        .metric("jets3_metadata_malformed_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        malformed >= 3.0,
+        "malformed metadata is counted: {malformed}"
+    );
+}
+
+/// DeleteBucket never loses a write acknowledged while it runs on another gateway: the
+/// bucket is deleted and the PUT failed, or the PUT succeeded and the bucket stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_bucket_never_loses_a_concurrent_acknowledged_put() {
+    let env = Env::with_buckets(&[]).await;
+    let peer = env.peer().await;
+    let (a, p) = (env.client(), peer.client());
+    let mut outcomes = HashMap::new();
+    for round in 0..30u64 {
+        let b = unique_bucket("race");
+        ok(a.create_bucket().bucket(&b).send().await, "create");
+        // From "the PUT starts 15 ms late" to "the DELETE starts 14 ms late", in 1 ms steps.
+        let offset = round as i64 - 15;
+        let later = |ms: i64| Duration::from_millis(ms.max(0) as u64);
+        let put = async {
+            tokio::time::sleep(later(-offset)).await;
+            p.put_object()
+                .bucket(&b)
+                .key("k")
+                .body(data(4096, round).into())
+                .send()
+                .await
+        };
+        let del = async {
+            tokio::time::sleep(later(offset)).await;
+            a.delete_bucket().bucket(&b).send().await
+        };
+        let (put, del) = tokio::join!(put, del);
+        let exists = a.head_bucket().bucket(&b).send().await.is_ok();
+        match (&put, &del) {
+            (Ok(_), Ok(_)) => panic!("round {round}: PUT acknowledged and bucket deleted"),
+            (Ok(_), Err(_)) => {
+                assert!(exists, "round {round}");
+                assert_eq!(get_bytes(&a, &b, "k").await, data(4096, round));
+            }
+            (Err(_), Ok(_)) => assert!(!exists, "round {round}"),
+            (Err(_), Err(_)) => {}
+        }
+        *outcomes.entry((put.is_ok(), del.is_ok())).or_insert(0u32) += 1;
+    }
+    assert!(outcomes.len() >= 2, "both orders happened: {outcomes:?}");
+    peer.gw.shutdown().await;
+}
+
+/// DeleteObject with If-Match deletes only the version it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_delete_checks_the_version_it_deletes() {
+    let b = unique_bucket("ifmatch");
+    let env = Env::with_buckets(&[&b]).await;
+    let s3 = env.client();
+    let e1 = put(&s3, &b, "k", b"one").await;
+    let e2 = put(&s3, &b, "k", b"two").await;
+    let r = s3
+        .delete_object()
+        .bucket(&b)
+        .key("k")
+        .if_match(&e1)
+        .send()
+        .await;
+    assert_eq!(sdk_err(r), (412, "PreconditionFailed".into()));
+    assert_eq!(get_bytes(&s3, &b, "k").await, b"two", "nothing changed");
+    ok(
+        s3.delete_object()
+            .bucket(&b)
+            .key("k")
+            .if_match(&e2)
+            .send()
+            .await,
+        "DELETE If-Match current",
+    );
+    let r = s3
+        .delete_object()
+        .bucket(&b)
+        .key("k")
+        .if_match(&e2)
+        .send()
+        .await;
+    assert_eq!(sdk_err(r), (404, "NoSuchKey".into()));
+}
+
+/// The multipart part list is the one completed, even when Complete runs while a part is
+/// uploaded again through another gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_upload_racing_a_part_leaves_nothing() {
+    let b = unique_bucket("abortrace");
+    let env = Env::with_buckets(&[&b]).await;
+    let peer = env.peer().await;
+    let (a, p) = (env.client(), peer.client());
+    for round in 0..6u64 {
+        let up = ok(
+            a.create_multipart_upload().bucket(&b).key("k").send().await,
+            "create",
+        );
+        let id = up.upload_id().unwrap_or_default().to_string();
+        let part = p
+            .upload_part()
+            .bucket(&b)
+            .key("k")
+            .upload_id(&id)
+            .part_number(1)
+            .body(data(2 << 20, round).into())
+            .send();
+        let abort = async {
+            tokio::time::sleep(Duration::from_millis(round * 20)).await;
+            a.abort_multipart_upload()
+                .bucket(&b)
+                .key("k")
+                .upload_id(&id)
+                .send()
+                .await
+        };
+        let _ = tokio::join!(part, abort);
+        let done = a
+            .complete_multipart_upload()
+            .bucket(&b)
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .parts(
+                        CompletedPart::builder()
+                            .part_number(1)
+                            .e_tag("\"x\"")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await;
+        assert!(
+            done.is_err(),
+            "round {round}: the aborted upload stays aborted"
+        );
+    }
+    env.wait_holds_only_live(&b, 20).await;
+    peer.gw.shutdown().await;
+}
