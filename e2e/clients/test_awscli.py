@@ -270,3 +270,27 @@ def test_aws_s3_tree_keys_with_prefix_listing(aws, bucket_name, tmp_path):
     assert sorted(ls_keys(top)) == top_files, top
     aws("s3", "rm", "--recursive", "--quiet", f"s3://{b}")
     aws("s3", "rb", f"s3://{b}")
+
+
+def test_aws_s3api_versioning(aws, bucket_name, tmp_path):
+    b = bucket_name
+    aws.api("create-bucket", "--bucket", b)
+    aws.api("put-bucket-versioning", "--bucket", b, "--versioning-configuration", "Status=Enabled")
+    assert aws.api("get-bucket-versioning", "--bucket", b)["Status"] == "Enabled"
+    src = tmp_path / "f"
+    ids = []
+    for i in range(3):
+        src.write_bytes(f"v{i}".encode())
+        ids.append(aws.api("put-object", "--bucket", b, "--key", "k", "--body", str(src))["VersionId"])
+    listed = aws.api("list-object-versions", "--bucket", b)
+    assert [v["VersionId"] for v in listed["Versions"]] == list(reversed(ids))
+    assert [v["IsLatest"] for v in listed["Versions"]] == [True, False, False]
+    out = tmp_path / "out"
+    aws("s3api", "get-object", "--bucket", b, "--key", "k", "--version-id", ids[0], str(out))
+    assert out.read_bytes() == b"v0"
+    marker = aws.api("delete-object", "--bucket", b, "--key", "k")
+    assert marker["DeleteMarker"] is True
+    aws.api("delete-object", "--bucket", b, "--key", "k", "--version-id", marker["VersionId"])
+    aws("s3", "cp", "--no-progress", f"s3://{b}/k", str(out))
+    assert out.read_bytes() == b"v2"
+

@@ -112,6 +112,23 @@ pub struct Cli {
     /// Objects the cache holds at most; overrides `server.cache.maxEntries`.
     #[arg(long, env = "JETS3_CACHE_MAX_ENTRIES")]
     pub cache_max_entries: Option<usize>,
+    /// How long a replaced or deleted version stays readable before the collector purges
+    /// it (longer reads hold it while they run); overrides `server.collector.graceSeconds`.
+    #[arg(long, env = "JETS3_COLLECTOR_GRACE_SECONDS")]
+    pub collector_grace_seconds: Option<u64>,
+    /// Time between collector passes; overrides `server.collector.intervalSeconds`.
+    #[arg(long, env = "JETS3_COLLECTOR_INTERVAL_SECONDS")]
+    pub collector_interval_seconds: Option<u64>,
+    /// Age after which chunks nothing references are orphans; overrides
+    /// `server.collector.orphanAfterSeconds`.
+    #[arg(long, env = "JETS3_COLLECTOR_ORPHAN_AFTER_SECONDS")]
+    pub collector_orphan_after_seconds: Option<u64>,
+    /// Time between scans for orphans; overrides `server.collector.scanIntervalSeconds`.
+    #[arg(long, env = "JETS3_COLLECTOR_SCAN_INTERVAL_SECONDS")]
+    pub collector_scan_interval_seconds: Option<u64>,
+    /// Versions purged per pass at most; overrides `server.collector.maxPurgesPerPass`.
+    #[arg(long, env = "JETS3_COLLECTOR_MAX_PURGES_PER_PASS")]
+    pub collector_max_purges_per_pass: Option<usize>,
     #[arg(long, env = "JETS3_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `jets3_gateway=debug`.
@@ -165,6 +182,26 @@ impl Cli {
         }
         if let Some(n) = self.cache_max_entries {
             s.cache.max_entries = n;
+        }
+        let c = &mut s.collector;
+        for (dst, src) in [
+            (&mut c.grace_seconds, self.collector_grace_seconds),
+            (&mut c.interval_seconds, self.collector_interval_seconds),
+            (
+                &mut c.orphan_after_seconds,
+                self.collector_orphan_after_seconds,
+            ),
+            (
+                &mut c.scan_interval_seconds,
+                self.collector_scan_interval_seconds,
+            ),
+        ] {
+            if let Some(v) = src {
+                *dst = v;
+            }
+        }
+        if let Some(n) = self.collector_max_purges_per_pass {
+            c.max_purges_per_pass = n;
         }
         for (dst, src) in [
             (&mut s.audit_log, &self.audit_log),

@@ -85,8 +85,8 @@ impl Default for CollectorSettings {
     fn default() -> Self {
         CollectorSettings {
             enabled: true,
-            interval_seconds: 15,
-            grace_seconds: 60,
+            interval_seconds: 5,
+            grace_seconds: 30,
             orphan_after_seconds: 3600,
             scan_interval_seconds: 600,
             max_purges_per_pass: 1000,

@@ -43,6 +43,8 @@ const LOCK_KEY: &str = "collector";
 const STALE_FENCE: Duration = Duration::from_secs(60);
 /// Retire records read per pass at most.
 const MAX_RECORDS: usize = 100_000;
+/// The key of the clock probe in the retire records' bucket (no `.`: never a record).
+const CLOCK_KEY: &str = "clock";
 
 /// What the collector did, for metrics.
 #[derive(Default)]
@@ -185,9 +187,25 @@ impl Collector {
         Ok(result.is_some())
     }
 
+    /// The time on the clock that stamps retire records: a probe written to their KV bucket.
+    /// Ages compare two stamps of that clock, so a gateway whose own clock is off never
+    /// purges early.
+    async fn gc_clock(&self) -> Result<OffsetDateTime, NatsError> {
+        let gc = self.store.inner.lifecycle.gc().await?;
+        gc.put(CLOCK_KEY, Bytes::new())
+            .await
+            .map_err(NatsError::other)?;
+        let entry = gc
+            .entry(CLOCK_KEY)
+            .await
+            .map_err(NatsError::other)?
+            .ok_or_else(|| NatsError::Other("the clock probe vanished".into()))?;
+        Ok(entry.created)
+    }
+
     /// Every retire record, oldest first, with the waiting-work gauges updated.
     async fn retire_records(&self) -> Result<Vec<RetireRecord>, NatsError> {
-        self.store.inner.lifecycle.gc().await?;
+        let now = self.gc_clock().await?;
         let client = &self.store.inner.client;
         let prefix = format!("$KV.{GC_KV}.");
         let stream = format!("KV_{GC_KV}");
@@ -213,7 +231,7 @@ impl Collector {
                     bucket: bucket.to_string(),
                     nuid: nuid.to_string(),
                     record: serde_json::from_slice(&m.payload).unwrap_or_default(),
-                    age: age(&m),
+                    age: age(&m, now),
                 });
             }
         }
@@ -448,7 +466,7 @@ impl Collector {
             else {
                 continue;
             };
-            if age(&last) < timing.orphan_after {
+            if age(&last, OffsetDateTime::now_utc()) < timing.orphan_after {
                 continue;
             }
             let record = Retired {
@@ -589,15 +607,13 @@ impl Collector {
     }
 }
 
-/// How long ago NATS stored a message read by Direct Get.
-fn age(m: &RawMsg) -> Duration {
+/// How long before `now` NATS stored a message read by Direct Get (zero when unknown).
+fn age(m: &RawMsg, now: OffsetDateTime) -> Duration {
     let stored = m.header("Nats-Time-Stamp").and_then(|t| {
         OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
     });
     match stored {
-        Some(t) => (OffsetDateTime::now_utc() - t)
-            .try_into()
-            .unwrap_or_default(),
+        Some(t) => (now - t).try_into().unwrap_or_default(),
         None => Duration::ZERO,
     }
 }
@@ -622,7 +638,7 @@ mod tests {
             headers: Some(headers),
             payload: Bytes::new(),
         };
-        let a = age(&m).as_secs();
+        let a = age(&m, OffsetDateTime::now_utc()).as_secs();
         assert!((89..=91).contains(&a), "{a}");
     }
 }

@@ -20,8 +20,9 @@
 //! 2. **Retire, never purge inline.** A version that a commit replaces or a delete hides
 //!    (without versioning) is *retired*: a record in `jets3_gc` notes when
 //!    ([`lifecycle`]). The collector purges its chunks once the grace period
-//!    (`collector.graceSeconds`) has passed and no read registered in `jets3_reads` holds
-//!    it. A read that still has chunks to fetch after a quarter of the grace period
+//!    (`collector.graceSeconds`, measured on the clock that stamps the records, so a
+//!    gateway whose clock is off never purges early) has passed and no read registered in
+//!    `jets3_reads` holds it. A read that still has chunks to fetch after a quarter of the grace period
 //!    registers there and keeps refreshing, so a GET that started returns the version it
 //!    started on, whole, on any gateway, however long it takes. What lingers after an
 //!    overwrite is bounded by the grace period plus one collector interval (metric
