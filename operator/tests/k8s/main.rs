@@ -11,3 +11,4 @@ mod credentials;
 mod process;
 mod push;
 mod schema;
+mod versioning;

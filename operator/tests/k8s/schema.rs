@@ -122,6 +122,10 @@ async fn invalid_buckets_are_refused_with_a_clear_message() {
         "spec.access",
     );
     refused(
+        b("versioning", json!({"versioning": "enabled"})).await,
+        "spec.versioning",
+    );
+    refused(
         b(
             "thirteen",
             json!({"cors": [{"allowedOrigins": ["*"], "allowedMethods": ["PATCH"]}]}),
