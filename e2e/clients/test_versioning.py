@@ -9,19 +9,25 @@ import pytest
 
 
 def versions_of(s3, bucket, page_size=1000):
-    """Every (key, version id, latest, delete marker) through boto3's paginator, in S3 order."""
-    out = []
+    """Every (key, version id, latest, delete marker) through boto3's paginator. boto3 hands
+    versions and delete markers back in two lists, so the result lists every version in the
+    server's order, then every marker in the server's order."""
+    versions, markers = [], []
     pages = s3.get_paginator("list_object_versions").paginate(
         Bucket=bucket, PaginationConfig={"PageSize": page_size}
     )
     for page in pages:
-        items = [(v["Key"], v["VersionId"], v["IsLatest"], False) for v in page.get("Versions", [])]
-        items += [(m["Key"], m["VersionId"], m["IsLatest"], True) for m in page.get("DeleteMarkers", [])]
-        assert len(items) <= page_size
-        # boto3 splits versions from markers; S3's order is key, then newest first.
-        items.sort(key=lambda i: (i[0], not i[2], "".join(chr(0x10FFFF - ord(c)) for c in i[1])))
-        out += items
-    return out
+        vs = [(v["Key"], v["VersionId"], v["IsLatest"], False) for v in page.get("Versions", [])]
+        ms = [(m["Key"], m["VersionId"], m["IsLatest"], True) for m in page.get("DeleteMarkers", [])]
+        assert len(vs) + len(ms) <= page_size
+        versions += vs
+        markers += ms
+    return versions + markers
+
+
+def in_listing_order(items):
+    """`items` (S3 order) as `versions_of` returns them: versions first, then markers."""
+    return [i for i in items if not i[3]] + [i for i in items if i[3]]
 
 
 def test_boto3_versions_markers_and_null_version(s3, bucket_name):
@@ -50,12 +56,12 @@ def test_boto3_versions_markers_and_null_version(s3, bucket_name):
         s3.head_object(Bucket=b, Key="k", VersionId=marker["VersionId"])
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 405
 
-    assert versions_of(s3, b) == [
+    assert versions_of(s3, b) == in_listing_order([
         ("k", marker["VersionId"], True, True),
         ("k", v2, False, False),
         ("k", v1, False, False),
         ("k", "null", False, False),
-    ]
+    ])
     with pytest.raises(s3.exceptions.ClientError) as e:
         s3.get_object(Bucket=b, Key="k", VersionId="0" * 16 + "ZZZZZZ")
     assert e.value.response["Error"]["Code"] == "NoSuchVersion"
@@ -67,7 +73,7 @@ def test_boto3_versions_markers_and_null_version(s3, bucket_name):
     s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"})
     assert s3.put_object(Bucket=b, Key="k", Body=b"null two")["VersionId"] == "null"
     assert s3.get_object(Bucket=b, Key="k", VersionId="null")["Body"].read() == b"null two"
-    assert [v[1] for v in versions_of(s3, b)] == ["null", marker["VersionId"], v2, v1]
+    assert [v[1] for v in versions_of(s3, b)] == ["null", v2, v1, marker["VersionId"]]
 
     # Remove everything by version id; then the bucket can go.
     everything = [{"Key": k, "VersionId": v} for k, v, _, _ in versions_of(s3, b)]
@@ -95,5 +101,5 @@ def test_boto3_list_object_versions_pages_over_1000_versions(s3, bucket_name):
         ids = written[key]
         want += [(key, v, i == len(ids) - 1, i == len(ids) - 1) for i, v in reversed(list(enumerate(ids)))]
     assert len(want) == 1113
-    assert versions_of(s3, b) == want
-    assert versions_of(s3, b, page_size=250) == want
+    assert versions_of(s3, b) == in_listing_order(want)
+    assert versions_of(s3, b, page_size=250) == in_listing_order(want)
