@@ -190,6 +190,14 @@ def test_watch_namespaces_give_roles_instead_of_a_cluster_role():
     assert _args(c)["--watch-namespaces"] == "team-a,team-b"
 
 
+def test_adoption_across_namespaces_is_opt_in(default_objects):
+    (c,) = _pod(default_objects, "Deployment", f"{RELEASE}-operator")["containers"]
+    assert "--adopt-across-namespaces" not in _args(c), "off by default"
+    objects = render({"operator.adoptAcrossNamespaces": "{platform,data-moves}"})
+    (c,) = _pod(objects, "Deployment", f"{RELEASE}-operator")["containers"]
+    assert _args(c)["--adopt-across-namespaces"] == "platform,data-moves"
+
+
 def _rules(role):
     return {
         (g, r, tuple(sorted(role_rule.get("resourceNames", []))), v)

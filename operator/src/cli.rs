@@ -69,6 +69,12 @@ pub struct Cli {
     /// Namespaces to watch (comma-separated); default: all.
     #[arg(long, env = "JETS3_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
+    /// Namespaces (comma-separated, `*` for all) whose S3Buckets may adopt, with
+    /// `spec.adopt`, a NATS bucket owned by another namespace's S3Bucket (one retained after
+    /// its S3Bucket was deleted). Default: none; a bucket without a jets3 owner, or owned in
+    /// the same namespace, is adoptable without it.
+    #[arg(long, env = "JETS3_ADOPT_ACROSS_NAMESPACES", value_delimiter = ',')]
+    pub adopt_across_namespaces: Vec<String>,
     /// Listen address for /metrics, /healthz, /readyz and /config.
     #[arg(long, env = "JETS3_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
@@ -279,6 +285,7 @@ mod tests {
         .is_err());
         assert!(cli.push_settings("ns").unwrap().is_none());
         assert!(cli.gateway_limits.is_none() && cli.audit_reads);
+        assert!(cli.adopt_across_namespaces.is_empty());
     }
 
     #[test]

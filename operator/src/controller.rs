@@ -58,6 +58,8 @@ pub struct Settings {
     pub instance: String,
     /// Namespaces to watch; empty: all.
     pub watch_namespaces: Vec<String>,
+    /// Namespaces whose S3Buckets may adopt NATS buckets another namespace owns (`*`: all).
+    pub adopt_across_namespaces: Vec<String>,
     /// Name of the ConfigMap holding the config generation and hash.
     pub config_state: String,
     /// Where to write each published config for a standalone gateway, if anywhere.

@@ -133,6 +133,7 @@ async fn run(cli: Cli) -> Result<()> {
         namespace,
         instance,
         watch_namespaces: cli.watch_namespaces.clone(),
+        adopt_across_namespaces: cli.adopt_across_namespaces.clone(),
         config_state: cli.config_state.clone(),
         config_file: cli.config_file.clone(),
         push,
