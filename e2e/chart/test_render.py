@@ -230,7 +230,7 @@ def test_rbac_is_least_privilege(default_objects):
     crs = {("jets3.io", r, (), v) for r in ("s3buckets", "s3credentials") for v in ("get", "list", "watch", "patch", "update")}
     status = {("jets3.io", f"{r}/status", (), v) for r in ("s3buckets", "s3credentials") for v in ("get", "patch", "update")}
     fin = {("jets3.io", f"{r}/finalizers", (), "update") for r in ("s3buckets", "s3credentials")}
-    secrets = {("", "secrets", (), v) for v in ("get", "list", "watch", "create", "update", "patch", "delete")}
+    secrets = {("", "secrets", (), v) for v in ("get", "list", "watch", "create", "patch", "delete")}
     events = {(g, "events", (), v) for g in ("", "events.k8s.io") for v in ("create", "patch")}
     assert cluster == crs | status | fin | secrets | events
     assert not any("*" in str(r) for r in own | cluster)

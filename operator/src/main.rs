@@ -85,7 +85,7 @@ async fn run(cli: Cli) -> Result<()> {
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", cli.metrics_listen)))?;
     tokio::spawn(server);
-    controller::check_crds(&client).await?;
+    controller::check_crds(&client, &cli.watch_namespaces).await?;
 
     let nats = Nats::connect(&cli.nats_options()).await?;
     tokio::spawn({

@@ -206,7 +206,8 @@ while kill -0 "$2" 2>/dev/null; do sleep 1; done
     }
 }
 
-async fn client_for(kubeconfig: &Path) -> Client {
+/// A client with the credentials of `kubeconfig`.
+pub async fn client_for(kubeconfig: &Path) -> Client {
     let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
@@ -412,6 +413,8 @@ pub struct OperatorOptions {
     pub resync: String,
     /// More flags (the config push's).
     pub extra_args: Vec<String>,
+    /// Another kubeconfig than the control plane admin's (a ServiceAccount's token).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// A running `jets3-operator`; killed on drop, its log printed if the test is failing.
@@ -435,21 +438,24 @@ impl Operator {
         let log = dir.join(format!("{name}.log"));
         let config_file = dir.join("gateway.yaml");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jets3-operator"));
-        cmd.env("KUBECONFIG", &cp.kubeconfig)
-            .env("JETS3_LOG", "info,kube=warn")
-            .env_remove("JETS3_WATCH_NAMESPACES")
-            .args(["--nats-url", &nats.url()])
-            .args(["--gateway-endpoint", "http://jets3-gateway.test:9000"])
-            .args(["--region", "eu-test-1"])
-            .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
-            .args(["--watch-namespaces", &o.namespaces.join(",")])
-            .args(["--namespace", &o.namespace])
-            .args(["--pod-name", name])
-            .args(["--resync-interval", &o.resync])
-            .args(["--delete-timeout", "6s"])
-            .arg("--config-file")
-            .arg(&config_file)
-            .args(&o.extra_args);
+        cmd.env(
+            "KUBECONFIG",
+            o.kubeconfig.as_ref().unwrap_or(&cp.kubeconfig),
+        )
+        .env("JETS3_LOG", "info,kube=warn")
+        .env_remove("JETS3_WATCH_NAMESPACES")
+        .args(["--nats-url", &nats.url()])
+        .args(["--gateway-endpoint", "http://jets3-gateway.test:9000"])
+        .args(["--region", "eu-test-1"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+        .args(["--watch-namespaces", &o.namespaces.join(",")])
+        .args(["--namespace", &o.namespace])
+        .args(["--pod-name", name])
+        .args(["--resync-interval", &o.resync])
+        .args(["--delete-timeout", "6s"])
+        .arg("--config-file")
+        .arg(&config_file)
+        .args(&o.extra_args);
         if let Some(lease) = &o.leader_election {
             cmd.args([
                 "--leader-election",
@@ -640,6 +646,7 @@ impl Env {
             leader_election: None,
             resync: "2s".into(),
             extra_args: Vec::new(),
+            kubeconfig: None,
         }
     }
 

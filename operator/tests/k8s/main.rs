@@ -10,4 +10,5 @@ mod config;
 mod credentials;
 mod process;
 mod push;
+mod rbac;
 mod schema;
