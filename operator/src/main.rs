@@ -85,6 +85,10 @@ async fn run(cli: Cli) -> Result<()> {
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", cli.metrics_listen)))?;
     tokio::spawn(server);
+    let debug = admin::serve_debug(cli.debug_listen, admin.clone())
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", cli.debug_listen)))?;
+    tokio::spawn(debug);
     controller::check_crds(&client, &cli.watch_namespaces).await?;
 
     let nats = Nats::connect(&cli.nats_options()).await?;

@@ -421,6 +421,8 @@ pub struct OperatorOptions {
 pub struct Operator {
     child: Option<Child>,
     pub metrics: String,
+    /// The loopback debug listener (`/config`).
+    pub debug: String,
     pub log: PathBuf,
     pub config_file: PathBuf,
     name: String,
@@ -435,6 +437,7 @@ impl Operator {
         o: &OperatorOptions,
     ) -> Operator {
         let port = free_port();
+        let debug_port = free_port();
         let log = dir.join(format!("{name}.log"));
         let config_file = dir.join("gateway.yaml");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jets3-operator"));
@@ -448,6 +451,7 @@ impl Operator {
         .args(["--gateway-endpoint", "http://jets3-gateway.test:9000"])
         .args(["--region", "eu-test-1"])
         .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+        .args(["--debug-listen", &format!("127.0.0.1:{debug_port}")])
         .args(["--watch-namespaces", &o.namespaces.join(",")])
         .args(["--namespace", &o.namespace])
         .args(["--pod-name", name])
@@ -475,6 +479,7 @@ impl Operator {
         Operator {
             child: Some(child),
             metrics: format!("http://127.0.0.1:{port}"),
+            debug: format!("http://127.0.0.1:{debug_port}"),
             log,
             config_file,
             name: name.to_string(),
@@ -525,6 +530,12 @@ impl Operator {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// `GET /config` on the debug listener: status and body, or `None` when it does not
+    /// answer.
+    pub async fn debug_config(&self) -> Option<(u16, String)> {
+        http_get(&format!("{}/config", self.debug)).await
     }
 
     /// GET on the metrics listener: status and body, or `None` when it does not answer.

@@ -252,14 +252,14 @@ async fn push_env(files_for_operator: impl FnOnce(&PushFiles) -> Vec<String>) ->
 
 /// The operator's `gateways` report on `GET /config`: (pods, in sync).
 async fn gateways(env: &Env) -> Option<(u64, u64)> {
-    let (_, body) = env.operator().get("/config").await?;
+    let (_, body) = env.operator().debug_config().await?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     let g = &v["gateways"];
     Some((g["pods"].as_u64()?, g["in_sync"].as_u64()?))
 }
 
 async fn generation_of(env: &Env) -> u64 {
-    let (_, body) = env.operator().get("/config").await.unwrap();
+    let (_, body) = env.operator().debug_config().await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["generation"].as_u64().unwrap()
 }
