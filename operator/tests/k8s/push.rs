@@ -479,6 +479,24 @@ async fn a_gateway_holding_a_newer_generation_makes_the_operator_publish_above_i
         client.held(ip.into()).await.ok()
     })
     .await;
+    // A generation no later one could follow is refused, even by a gateway without a config.
+    let mut stuck = (*published.config).clone();
+    stuck.generation = u64::MAX;
+    let refused = client
+        .push(
+            ip.into(),
+            &Published {
+                generation: u64::MAX,
+                hash: stuck.content_hash(),
+                config: std::sync::Arc::new(stuck.clone()),
+            },
+            serde_json::to_vec(&stuck).unwrap().into(),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(jets3_operator::push::client::Failure::Invalid(m)) if m.contains("generation out of range")),
+        "{refused:?}"
+    );
     client
         .push(ip.into(), &published, body.into())
         .await
