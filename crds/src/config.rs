@@ -8,6 +8,13 @@ use crate::protection::{
     AuditSettings, BucketCache, CircuitBreaker, IpFilter, RateLimit, RateLimits, Timeouts,
 };
 
+/// How far a pushed config's `generation` may be ahead of the one a gateway holds (of 0, for
+/// a gateway without a config). Generations grow by one per new content, and an operator
+/// that lost its state publishes one above what a gateway reports holding, so a legitimate
+/// push never jumps this far; a bigger jump is refused, so that no push (u64::MAX, say) can
+/// put a gateway where later generations could not follow.
+pub const MAX_GENERATION_STEP: u64 = 1 << 32;
+
 /// Everything a gateway needs to serve S3: buckets, credentials and limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -1,6 +1,7 @@
 //! Per-bucket JWT bearer authentication: where tokens come from, which keys sign them,
 //! the standard claims checked, and claim rules.
 
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::validate::Collector;
@@ -140,6 +141,65 @@ impl JwtAlgorithm {
             JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512
         )
     }
+
+    /// The jsonwebtoken algorithm.
+    pub fn jsonwebtoken(self) -> Algorithm {
+        match self {
+            JwtAlgorithm::HS256 => Algorithm::HS256,
+            JwtAlgorithm::HS384 => Algorithm::HS384,
+            JwtAlgorithm::HS512 => Algorithm::HS512,
+            JwtAlgorithm::RS256 => Algorithm::RS256,
+            JwtAlgorithm::RS384 => Algorithm::RS384,
+            JwtAlgorithm::RS512 => Algorithm::RS512,
+            JwtAlgorithm::PS256 => Algorithm::PS256,
+            JwtAlgorithm::PS384 => Algorithm::PS384,
+            JwtAlgorithm::PS512 => Algorithm::PS512,
+            JwtAlgorithm::ES256 => Algorithm::ES256,
+            JwtAlgorithm::ES384 => Algorithm::ES384,
+            JwtAlgorithm::EdDSA => Algorithm::EdDSA,
+        }
+    }
+}
+
+impl JwtKey {
+    /// The key as the gateway verifies tokens with it; the error says why it is unusable
+    /// (never quoting the key). `validate()` refuses a config holding a key this refuses, so
+    /// the operator, which validates what it pushes, never sends one a gateway cannot use.
+    pub fn decoding_key(&self) -> Result<DecodingKey, String> {
+        use base64::Engine;
+        let a = self.algorithm.jsonwebtoken();
+        if self.algorithm.is_hmac() {
+            let raw = match (&self.secret, &self.secret_base64) {
+                (Some(s), _) => s.as_bytes().to_vec(),
+                (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                    .decode(b.trim())
+                    .map_err(|_| "is not base64".to_string())?,
+                (None, None) => return Err("an HMAC key needs a secret".into()),
+            };
+            return DecodingKey::from_secret(&raw)
+                .map_err(|e| format!("is not a usable {a:?} secret: {e}"));
+        }
+        let pem = self
+            .public_key_pem
+            .as_deref()
+            .ok_or("a public key PEM is required")?
+            .as_bytes();
+        let (key, point_len) = match a {
+            Algorithm::ES256 => (DecodingKey::from_ec_pem(pem), Some(65)),
+            Algorithm::ES384 => (DecodingKey::from_ec_pem(pem), Some(97)),
+            Algorithm::EdDSA => (DecodingKey::from_ed_pem(pem), Some(32)),
+            _ => (DecodingKey::from_rsa_pem(pem), None),
+        };
+        let unusable = |e: &dyn std::fmt::Display| format!("is not a usable {a:?} public key: {e}");
+        let key = key.map_err(|e| unusable(&e))?;
+        if let Some(n) = point_len {
+            let len = key.try_get_as_bytes().map_or(0, <[u8]>::len);
+            if len != n {
+                return Err(unusable(&format!("a {len}-byte key, {a:?} takes {n}")));
+            }
+        }
+        Ok(key)
+    }
 }
 
 /// A static verification key: a shared secret (HS*) or a public key PEM (the others).
@@ -263,10 +323,8 @@ pub(crate) fn validate_jwt(c: &mut Collector, path: &str, j: &JwtAuth) {
             if secret {
                 c.err(format!("{p}.secret"), "only HMAC keys take a secret");
             }
-            match &k.public_key_pem {
-                Some(pem) if pem.trim_start().starts_with("-----BEGIN ") => {}
-                Some(_) => c.err(format!("{p}.publicKeyPem"), "is not a PEM document"),
-                None => c.err(format!("{p}.publicKeyPem"), "a public key PEM is required"),
+            if let Err(e) = k.decoding_key() {
+                c.err(format!("{p}.publicKeyPem"), e);
             }
         }
     }
@@ -331,5 +389,105 @@ pub(crate) fn validate_jwt(c: &mut Collector, path: &str, j: &JwtAuth) {
     }
     if j.subject_claim.is_empty() {
         c.err(format!("{path}.subjectClaim"), "must not be empty");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P256: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEieNzD13m8T7M91XyaJQfbMo5DoXm
+szg03GY8pruQZuwfJsdIvxXCEnHRUULDb49t85OW4ROIDEeRDPl077Bpfw==
+-----END PUBLIC KEY-----
+";
+    const P384: &str = "-----BEGIN PUBLIC KEY-----
+MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEDTJM1BOYlUDtir7oanBQwHeCjmNGBpG5
+BXr14sgE0g8bDOWSfm62IRejPX07Z0OlRA9QreE5GqRomICZ1kXzuEbCoPB0AemY
+0Px1C2pPDdijZ2CpoYDX+77UCOzpiWZT
+-----END PUBLIC KEY-----
+";
+    const ED25519: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAvpjMn2aROfsSPJkfvZTaZfPa29wwA5FeS47gIT9iiNM=
+-----END PUBLIC KEY-----
+";
+    const RSA: &str = "-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA472UF5kjBaO1Ag1wACfg
+vavE9FrVNlg8N09NrIbY10dfGXP8WwELzVHXYwvp+MWz+J4BlsSbi6huZ/FcDjiA
+RT9AtffXbS5TMfzsSK48k+RvxOzSD0QOP6k+HKBpL0JzwAIpw5MnaLxVI967S0ce
+wVtlLv58q3c+SWHqY07oM3+gdHOpGOrgIneaVDaw6eWyw0GyxGGetIJRana257pc
+bOrECZbZ9BSE0UksoJ7JMQk9xt/XVafKBCo/frf8cSqUlyP91BPGBrZj13d40u8e
+dPsnW5wVxhwTO53AjKq1uXR6duYgfrth2ndODevKpxgW3BTzY2T/DNurL93dnpbh
+ZwIDAQAB
+-----END PUBLIC KEY-----
+";
+    /// A throwaway key made for this test: a private key where a public one belongs.
+    const P256_PRIVATE: &str = "-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEIH90DuZz4UUL1FPdrEMUWfO5dfI0kcyKpbFuI2c/4PE9oAoGCCqGSM49
+AwEHoUQDQgAEieNzD13m8T7M91XyaJQfbMo5DoXmszg03GY8pruQZuwfJsdIvxXC
+EnHRUULDb49t85OW4ROIDEeRDPl077Bpfw==
+-----END EC PRIVATE KEY-----
+";
+
+    fn key(algorithm: JwtAlgorithm, pem: &str) -> Result<DecodingKey, String> {
+        JwtKey {
+            kid: None,
+            algorithm,
+            secret: None,
+            secret_base64: None,
+            public_key_pem: Some(pem.into()),
+        }
+        .decoding_key()
+    }
+
+    #[test]
+    fn public_keys_parse_as_the_gateway_uses_them() {
+        use JwtAlgorithm::*;
+        for (alg, pem) in [
+            (ES256, P256),
+            (ES384, P384),
+            (EdDSA, ED25519),
+            (RS256, RSA),
+            (PS512, RSA),
+        ] {
+            assert!(key(alg, pem).is_ok(), "{alg:?}");
+        }
+        for (alg, pem, why) in [
+            (
+                ES256,
+                "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+                "no key in it",
+            ),
+            (ES256, "-----BEGIN PUBLIC KEY-----", "cut off"),
+            (ES256, "not a pem", "no PEM"),
+            (ES256, P384, "another curve"),
+            (ES384, P256, "another curve"),
+            (ES256, RSA, "another family"),
+            (RS256, P256, "another family"),
+            (EdDSA, P256, "another family"),
+            (ES256, P256_PRIVATE, "a private key"),
+        ] {
+            let e = key(alg, pem)
+                .err()
+                .unwrap_or_else(|| panic!("{alg:?} {why}"));
+            assert!(e.starts_with("is not a usable"), "{why}: {e}");
+            assert!(!e.contains("MHcCAQEE"), "never quotes the key: {e}");
+        }
+    }
+
+    #[test]
+    fn validation_refuses_what_the_gateway_cannot_use() {
+        let mut keys = serde_json::json!([{"algorithm": "ES256", "publicKeyPem": P256}]);
+        let config = |keys: &serde_json::Value| {
+            serde_json::from_value::<crate::GatewayConfig>(serde_json::json!({
+                "buckets": [{"name": "bkt", "jwt": {"keys": keys}}]
+            }))
+            .unwrap()
+        };
+        assert_eq!(config(&keys).validate(), Ok(()));
+        keys[0]["publicKeyPem"] = P384.into();
+        let errors = config(&keys).validate().unwrap_err().0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "buckets[0].jwt.keys[0].publicKeyPem");
     }
 }

@@ -17,7 +17,7 @@ mod validate;
 pub use bucket_name::{nats_to_s3_bucket, s3_to_nats_bucket, validate_s3_bucket_name};
 pub use config::{
     Access, BucketConfig, CorsRule, Credential, GatewayConfig, Grant, Limits, Permission,
-    StorageKind, VersioningStatus,
+    StorageKind, VersioningStatus, MAX_GENERATION_STEP,
 };
 pub use jwt::{
     ClaimOp, ClaimRule, JwtAlgorithm, JwtAuth, JwtKey, TokenSource, TokenSourceKind, MAX_LEEWAY,

@@ -206,7 +206,7 @@ buckets:
       jwksUrl: https://idp.example.com/realms/apps/certs
       keys:
         - {kid: shared, algorithm: HS256, secret: "0123456789abcdef0123456789abcdef"}
-        - {kid: pem, algorithm: ES256, publicKeyPem: "-----BEGIN PUBLIC KEY-----\nMFk=\n-----END PUBLIC KEY-----\n"}
+        - {kid: pem, algorithm: ES256, publicKeyPem: "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEieNzD13m8T7M91XyaJQfbMo5DoXm\nszg03GY8pruQZuwfJsdIvxXCEnHRUULDb49t85OW4ROIDEeRDPl077Bpfw==\n-----END PUBLIC KEY-----\n"}
       claims:
         - {claim: realm.roles, op: contains, value: s3-writer}
         - {claim: tier, op: in, value: [gold, silver]}
@@ -254,7 +254,7 @@ buckets:
             .replace("name: X-Token", "name: 'bad header'")
             .replace("https://idp.example.com/realms/apps/certs", "ftp://x")
             .replace("0123456789abcdef0123456789abcdef", "short")
-            .replace("-----BEGIN PUBLIC KEY-----\\nMFk=", "MFk=")
+            .replace("-----BEGIN PUBLIC KEY-----\\nMFkw", "MFkw")
             .replace("value: [gold, silver]", "value: gold")
             .replace("value: 2}", "value: two}")
             .replace("claim: realm.roles", "claim: realm..roles")

@@ -1,12 +1,14 @@
 """The push keys and certificates the chart generates work with a real jets3-gateway started
 with the chart's own flags: TLS verified with the chart's CA against the push Service name,
-ES256 tokens signed with the chart's SEC1 key (here by openssl), checked against the chart's
-verify certificate."""
+ES256 tokens signed with the chart's SEC1 key (here by openssl) for one request to this pod
+(127.0.0.1 here), checked against the chart's verify certificate."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import secrets
 import socket
 import ssl
 import subprocess
@@ -45,9 +47,19 @@ def es256_token(key_pem, claims: dict) -> str:
     return f"{message}.{b64url(b''.join(v.to_bytes(32, 'big') for v in ints))}"
 
 
-def claims() -> dict:
+def claims(method: str = "GET", body: bytes = b"") -> dict:
+    """What the operator signs for `method /v1/config` with `body` to the pod at 127.0.0.1."""
     now = int(time.time())
-    return {"iss": "jets3-operator", "aud": "jets3-gateway", "iat": now, "exp": now + 60}
+    return {
+        "iss": "jets3-operator",
+        "aud": "jets3-gateway",
+        "iat": now,
+        "exp": now + 30,
+        "jti": secrets.token_urlsafe(16),
+        "pod": "127.0.0.1",
+        "req": f"{method} /v1/config",
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+    }
 
 
 def https(port: int, ca, server_name: str, method: str, path: str, token: str, body: bytes = b"", headers=()):
@@ -125,7 +137,7 @@ def test_generated_push_keys_work_with_the_gateway(chart_gateway, tmp_path):
         server_name,
         "PUT",
         "/v1/config",
-        es256_token(files["key.pem"], claims()),
+        es256_token(files["key.pem"], claims("PUT", pushed)),
         pushed,
         [("Content-Type", "application/json"), ("X-Jets3-Config-Hash", held["hash"])],
     )
@@ -136,6 +148,9 @@ def test_generated_push_keys_work_with_the_gateway(chart_gateway, tmp_path):
     subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(other)], check=True)
     status, body = https(port, files["ca.crt"], server_name, "GET", "/v1/config", es256_token(other, claims()))
     assert (status, json.loads(body)) == (401, {"error": "unauthorized"})
+    # A token is good once.
+    status, body = https(port, files["ca.crt"], server_name, "GET", "/v1/config", token)
+    assert (status, json.loads(body)) == (401, {"error": "unauthorized"})
     # The serving certificate is not valid for another name.
     with pytest.raises(ssl.SSLCertVerificationError):
-        https(port, files["ca.crt"], "jets3-gateway.storage.svc", "GET", "/v1/config", token)
+        https(port, files["ca.crt"], "jets3-gateway.storage.svc", "GET", "/v1/config", es256_token(files["key.pem"], claims()))

@@ -195,6 +195,14 @@ def test_watch_namespaces_give_roles_instead_of_a_cluster_role():
     assert _args(c)["--watch-namespaces"] == "team-a,team-b"
 
 
+def test_adoption_across_namespaces_is_opt_in(default_objects):
+    (c,) = _pod(default_objects, "Deployment", f"{RELEASE}-operator")["containers"]
+    assert "--adopt-across-namespaces" not in _args(c), "off by default"
+    objects = render({"operator.adoptAcrossNamespaces": "{platform,data-moves}"})
+    (c,) = _pod(objects, "Deployment", f"{RELEASE}-operator")["containers"]
+    assert _args(c)["--adopt-across-namespaces"] == "platform,data-moves"
+
+
 def _rules(role):
     return {
         (g, r, tuple(sorted(role_rule.get("resourceNames", []))), v)
@@ -227,7 +235,7 @@ def test_rbac_is_least_privilege(default_objects):
     crs = {("jets3.io", r, (), v) for r in ("s3buckets", "s3credentials") for v in ("get", "list", "watch", "patch", "update")}
     status = {("jets3.io", f"{r}/status", (), v) for r in ("s3buckets", "s3credentials") for v in ("get", "patch", "update")}
     fin = {("jets3.io", f"{r}/finalizers", (), "update") for r in ("s3buckets", "s3credentials")}
-    secrets = {("", "secrets", (), v) for v in ("get", "list", "watch", "create", "update", "patch", "delete")}
+    secrets = {("", "secrets", (), v) for v in ("get", "list", "watch", "create", "patch", "delete")}
     events = {(g, "events", (), v) for g in ("", "events.k8s.io") for v in ("create", "patch")}
     assert cluster == crs | status | fin | secrets | events
     assert not any("*" in str(r) for r in own | cluster)
@@ -358,3 +366,39 @@ def test_embedded_nats_config_is_accepted_by_nats_server(full_objects, tmp_path)
 def test_more_operator_replicas_need_leader_election():
     proc = helm("template", RELEASE, str(CHART), "--set", "operator.leaderElection=false", check=False)
     assert proc.returncode != 0 and "leaderElection" in proc.stderr
+
+
+def test_admin_listener_is_on_the_pod_ip_as_the_readmes_say():
+    """The kubelet probes (and Prometheus scrapes) the pod IP, so the admin listener cannot be on
+    loopback; in the pod's network namespace 0.0.0.0 is the pod IP (and loopback). What keeps it
+    safe: it is on no Service clients use, it serves nothing secret, /cache/purge needs a token
+    from a Secret, and networkPolicy.adminFrom narrows who connects. Both READMEs say so."""
+    for service_type in ("ClusterIP", "NodePort", "LoadBalancer"):
+        objects = render({"gateway.ports.admin": "9101", "gateway.service.type": service_type})
+        pod = _pod(objects, "Deployment", f"{RELEASE}-gateway")
+        (c,) = pod["containers"]
+        assert _args(c)["--admin-listen"] == "0.0.0.0:9101"
+        assert {p["name"]: p["containerPort"] for p in c["ports"]}["admin"] == 9101
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert c[probe]["httpGet"]["port"] == "admin", probe
+        s3 = one(objects, "Service", f"{RELEASE}-gateway")
+        assert [p["targetPort"] for p in s3["spec"]["ports"]] == ["s3"], f"{service_type}: only S3 on the client Service"
+        headless = one(objects, "Service", f"{RELEASE}-gateway-push")["spec"]
+        assert headless["clusterIP"] == "None" and "type" not in headless
+    # The purge token never appears in the pod spec: it comes from a Secret.
+    objects = render({"gateway.adminToken.enabled": "true"})
+    (c,) = _pod(objects, "Deployment", f"{RELEASE}-gateway")["containers"]
+    assert not any("token" in a.lower() for a in c["args"])
+    (env,) = [e for e in c["env"] if e["name"] == "JETS3_ADMIN_TOKEN"]
+    assert set(env) == {"name", "valueFrom"} and "secretKeyRef" in env["valueFrom"]
+    # networkPolicy.adminFrom narrows the admin port to the peers given.
+    peers = {"networkPolicy.enabled": "true", "networkPolicy.adminFrom[0].namespaceSelector.matchLabels.team": "monitoring"}
+    pol = one(render(peers), "NetworkPolicy", f"{RELEASE}-gateway")
+    rules = {r["ports"][0]["port"]: r.get("from") for r in pol["spec"]["ingress"]}
+    assert rules[9001] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+    # What the READMEs say agrees.
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "private address (the chart's default)" not in readme
+    assert "In the chart the admin listener listens on `0.0.0.0`" in readme
+    row = next(line for line in (CHART / "README.md").read_text().splitlines() if line.startswith("| `gateway.ports.admin`"))
+    assert "0.0.0.0" in row and "adminFrom" in row, row

@@ -150,8 +150,9 @@ class Release:
         self.gateways: list[Gateway] = []
         self.timings: dict[str, float] = {}
 
-    def operator_get(self, path: str):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5) as r:
+    def operator_get(self, path: str, port: int | None = None):
+        """GET on the operator's metrics listener (or on `port`: its loopback debug listener)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port or self.metrics_port}{path}", timeout=5) as r:
             return r.read().decode()
 
     def add_pod(self, name: str, ip: str):
@@ -216,6 +217,9 @@ def release(tmp_path_factory):
         r.metrics_port = free_port()
         args = local_args(container_args(operator), files, "127.0.0.1")
         args = [f"--metrics-listen=127.0.0.1:{r.metrics_port}" if a.startswith("--metrics-listen=") else a for a in args]
+        # The debug listener (/config) stays on loopback as in the pod, on a port of its own here.
+        r.debug_port = free_port()
+        args.append(f"--debug-listen=127.0.0.1:{r.debug_port}")
         r.operator_args = args
         r.operator_log = work / "operator.log"
         op_env = {"KUBECONFIG": str(work / "operator.kubeconfig"), "POD_NAMESPACE": NAMESPACE, "POD_NAME": f"{RELEASE}-operator-local", "PATH": os.environ["PATH"]}

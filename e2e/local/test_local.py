@@ -55,7 +55,7 @@ def test_examples_become_ready_and_work_through_every_gateway_and_a_restart(rele
     cred = ready("s3credentials", "e2e-app")
     release.timings["apply to Ready"] = time.monotonic() - t0
     assert condition(cred, "Served")["status"] == "True"
-    config = json.loads(release.operator_get("/config"))
+    config = json.loads(release.operator_get("/config", release.debug_port))
     assert config["gateways"] == {"pods": 2, "in_sync": 2}, config["gateways"]
 
     secret = kube.secret(APP_NS, "e2e-app-s3")

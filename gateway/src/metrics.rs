@@ -10,14 +10,16 @@ use prometheus::{
 use crate::store::{CollectorStats, StoreStats};
 
 /// The `result` labels of `jets3_config_pushes_total`: `malformed` counts bodies that are not
-/// a config or do not match their hash header.
-pub const PUSH_RESULTS: [&str; 6] = [
+/// a config or do not match their hash header; `invalid` also counts generations out of range;
+/// `busy` pushes turned away while too many tokens were in flight.
+pub const PUSH_RESULTS: [&str; 7] = [
     "applied",
     "unchanged",
     "stale",
     "invalid",
     "unauthorized",
     "malformed",
+    "busy",
 ];
 
 /// All metrics, registered in their own registry.

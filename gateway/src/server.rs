@@ -59,6 +59,11 @@ pub enum PushRefused {
         generation: u64,
         hash: String,
     },
+    /// More than [`jets3_crds::MAX_GENERATION_STEP`] ahead of the generation held (none: 0).
+    OutOfRange {
+        held: Option<u64>,
+        max: u64,
+    },
     Invalid(jets3_crds::ValidationErrors),
 }
 
@@ -99,6 +104,14 @@ impl Gateway {
         hash: &str,
     ) -> Result<Pushed, PushRefused> {
         let _writer = self.write_lock();
+        let held = self.runtime().map(|r| r.config.generation);
+        let max = held
+            .unwrap_or(0)
+            .saturating_add(jets3_crds::MAX_GENERATION_STEP);
+        if config.generation > max {
+            self.metrics.config_rejected.inc();
+            return Err(PushRefused::OutOfRange { held, max });
+        }
         if let Some(held) = self.runtime() {
             let generation = held.config.generation;
             if config.generation == generation && hash == held.hash {

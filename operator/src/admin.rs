@@ -1,10 +1,14 @@
-//! The operator's HTTP listener (`--metrics-listen`): `/metrics`, `/healthz`, `/readyz`, and
-//! `/config` for debugging (the published config's generation, hash and content, with every
-//! secret access key and HMAC JWT key replaced by `<redacted>`, and with the config push on, `gateways`: how
-//! many gateway pods there are and how many hold that config).
+//! The operator's HTTP listeners.
 //!
-//! `/readyz` is 200 once the leader has built its first config, and always on a standby
-//! replica (it is healthy and ready to take over; a 503 there would stall rolling updates).
+//! - `--metrics-listen` (the chart's Service and probes): `/metrics`, `/healthz`, `/readyz`.
+//!   `/readyz` is 200 once the leader has built its first config, and always on a standby
+//!   replica (it is healthy and ready to take over; a 503 there would stall rolling updates).
+//! - `--debug-listen` (loopback by default; reach it with `kubectl port-forward`, which the
+//!   apiserver authorizes): `/config`, the published config's generation, hash and content with
+//!   every piece of key material (secret access keys, HMAC secrets, public key PEMs) replaced
+//!   by `<redacted>`, the parts left out, and with the config push on, `gateways`: how many
+//!   gateway pods there are and how many hold that config. It is a separate listener because
+//!   it lists every access key id and grant, which the metrics port must not.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +19,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use jets3_crds::GatewayConfig;
 use tokio::net::TcpListener;
 
 use crate::hub::Hub;
@@ -36,24 +41,70 @@ impl Admin {
     }
 }
 
-/// Binds `addr` (fails at once if it cannot) and serves until the task is dropped.
+/// Binds the metrics listener at `addr` (fails at once if it cannot) and serves until the
+/// task is dropped.
 pub async fn serve(
     addr: SocketAddr,
     admin: Arc<Admin>,
 ) -> std::io::Result<impl std::future::Future<Output = ()>> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "metrics and probes listening");
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .with_state(admin);
+    listen(addr, app, "metrics and probes").await
+}
+
+/// Binds the debug listener at `addr` (`/config`); warns when it is not a loopback address.
+pub async fn serve_debug(
+    addr: SocketAddr,
+    admin: Arc<Admin>,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the debug listener (/config: access key ids and grants) is not on a loopback address; it has no authentication of its own");
+    }
+    let app = Router::new()
         .route("/config", get(config))
         .with_state(admin);
+    listen(addr, app, "debug").await
+}
+
+async fn listen(
+    addr: SocketAddr,
+    app: Router,
+    what: &'static str,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "{what} listening");
     Ok(async move {
         if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "metrics listener failed");
+            tracing::error!(error = %e, "{what} listener failed");
         }
     })
+}
+
+/// `config` without key material: secret access keys, HMAC secrets and public key PEMs
+/// become `<redacted>`.
+pub fn redacted(config: &GatewayConfig) -> GatewayConfig {
+    const R: &str = "<redacted>";
+    let mut config = config.clone();
+    for c in &mut config.credentials {
+        c.secret_access_key = R.into();
+    }
+    for k in config
+        .buckets
+        .iter_mut()
+        .filter_map(|b| b.jwt.as_mut())
+        .flat_map(|j| &mut j.keys)
+    {
+        for s in [&mut k.secret, &mut k.secret_base64, &mut k.public_key_pem]
+            .into_iter()
+            .flatten()
+        {
+            *s = R.into();
+        }
+    }
+    config
 }
 
 async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
@@ -88,20 +139,7 @@ async fn config(State(admin): State<Arc<Admin>>) -> Response {
         )
             .into_response();
     };
-    let mut config = (*p.config).clone();
-    for c in &mut config.credentials {
-        c.secret_access_key = "<redacted>".into();
-    }
-    for k in config
-        .buckets
-        .iter_mut()
-        .filter_map(|b| b.jwt.as_mut())
-        .flat_map(|j| &mut j.keys)
-    {
-        for s in [&mut k.secret, &mut k.secret_base64].into_iter().flatten() {
-            *s = "<redacted>".into();
-        }
-    }
+    let config = redacted(&p.config);
     let problems: Vec<serde_json::Value> = admin
         .hub
         .build()
@@ -130,4 +168,35 @@ async fn config(State(admin): State<Arc<Admin>>) -> Response {
         "gateways": admin.hub.gateway_pods(),
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_piece_of_key_material_is_redacted() {
+        let config: GatewayConfig = serde_json::from_value(serde_json::json!({
+            "buckets": [{"name": "bkt", "jwt": {"keys": [
+                {"kid": "a", "algorithm": "HS256", "secret": "plain-hmac-secret-plain-hmac-secret"},
+                {"kid": "b", "algorithm": "HS256", "secretBase64": "YmFzZTY0LWhtYWMtc2VjcmV0LWJhc2U2NC1obWFj"},
+                {"kid": "c", "algorithm": "ES256", "publicKeyPem": "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n"}
+            ]}}],
+            "credentials": [{"accessKeyId": "AKIAVISIBLE", "secretAccessKey": "secret-access-key",
+                "grants": [{"bucket": "bkt", "permission": "read"}]}]
+        }))
+        .unwrap();
+        let text = serde_json::to_string(&redacted(&config)).unwrap();
+        for hidden in [
+            "plain-hmac",
+            "YmFzZTY0",
+            "MHcCAQEE",
+            "PRIVATE",
+            "secret-access-key",
+        ] {
+            assert!(!text.contains(hidden), "{hidden} in {text}");
+        }
+        assert_eq!(text.matches("<redacted>").count(), 4, "{text}");
+        assert!(text.contains("AKIAVISIBLE") && text.contains("\"kid\":\"c\""));
+    }
 }

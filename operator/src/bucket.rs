@@ -5,7 +5,10 @@
 //! - Updated where NATS allows; where it does not (storage) or refuses (replicas beyond the
 //!   cluster size), `BucketProvisioned` is False with NATS's reason and the bucket stays as is.
 //! - An existing NATS bucket not made for this S3Bucket (stream metadata `jets3.owner`) is
-//!   adopted only with `spec.adopt`; otherwise Ready=False, reason `BucketExists`.
+//!   adopted only with `spec.adopt`; otherwise Ready=False, reason `BucketExists`. Adoption
+//!   takes a bucket without an owner record, or one owned in the S3Bucket's own namespace;
+//!   another namespace's bucket (say one retained after its S3Bucket was deleted) only when
+//!   `--adopt-across-namespaces` names the adopting namespace (else `AdoptionRefused`).
 //! - A name another S3Bucket claimed first: Ready=False, reason `NameConflict`, NATS untouched.
 //! - Deletion: `Delete` removes the NATS bucket (only if it is this S3Bucket's), `Retain`
 //!   leaves it. While NATS is unreachable the finalizer retries with backoff and the status
@@ -41,6 +44,17 @@ pub mod reasons {
     pub const CREATE_REFUSED: &str = "CreateRefused";
     pub const UPDATE_REFUSED: &str = "UpdateRefused";
     pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+    /// `spec.adopt` names a NATS bucket another namespace's S3Bucket owns.
+    pub const ADOPTION_REFUSED: &str = "AdoptionRefused";
+}
+
+/// Whether `b` may adopt a NATS bucket whose owner record is `owner` (`<namespace>/<name>`):
+/// one owned in its own namespace, or any when `across` (the operator's
+/// `--adopt-across-namespaces`) names its namespace or is `*`.
+fn may_adopt(b: &S3Bucket, owner: &str, across: &[String]) -> bool {
+    let own = b.metadata.namespace.as_deref().unwrap_or_default();
+    owner.split_once('/').is_some_and(|(ns, _)| ns == own)
+        || across.iter().any(|n| n == "*" || n == own)
 }
 
 /// What provisioning found or did.
@@ -319,6 +333,15 @@ async fn provision(b: &S3Bucket, ctx: &Context) -> Result<Provisioned> {
                 owned: false,
             });
         }
+        if let Some(o) = owner.filter(|o| !may_adopt(b, o, &ctx.settings.adopt_across_namespaces)) {
+            return Ok(Provisioned::Refused {
+                reason: reasons::ADOPTION_REFUSED,
+                message: format!(
+                    "NATS bucket {nats:?} belongs to S3Bucket {o}, which is in another namespace; it is left untouched. An S3Bucket adopts only a NATS bucket without a jets3 owner or one owned in its own namespace, unless the operator's --adopt-across-namespaces names this namespace"
+                ),
+                owned: false,
+            });
+        }
         did = Some((
             "BucketAdopted",
             format!("adopted existing NATS bucket {nats:?}"),
@@ -415,5 +438,24 @@ async fn delete_nats_bucket(b: &S3Bucket, ctx: &Context) -> Result<String> {
                 "deletionPolicy Delete: deleted NATS bucket {nats:?} and its objects"
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bucket_config::tests::bucket;
+
+    #[test]
+    fn adoption_stays_in_the_namespace_unless_the_operator_allows_more() {
+        let b = bucket(serde_json::json!({"adopt": true})); // team-a/media
+        let none: Vec<String> = Vec::new();
+        assert!(may_adopt(&b, "team-a/old", &none));
+        assert!(!may_adopt(&b, "team-b/media", &none));
+        assert!(!may_adopt(&b, "team-a", &none), "a record without a name");
+        assert!(!may_adopt(&b, "team-ab/x", &none));
+        assert!(may_adopt(&b, "team-b/media", &["team-a".to_string()]));
+        assert!(!may_adopt(&b, "team-b/media", &["team-b".to_string()]));
+        assert!(may_adopt(&b, "team-b/media", &["*".to_string()]));
     }
 }

@@ -69,9 +69,20 @@ pub struct Cli {
     /// Namespaces to watch (comma-separated); default: all.
     #[arg(long, env = "JETS3_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
-    /// Listen address for /metrics, /healthz, /readyz and /config.
+    /// Namespaces (comma-separated, `*` for all) whose S3Buckets may adopt, with
+    /// `spec.adopt`, a NATS bucket owned by another namespace's S3Bucket (one retained after
+    /// its S3Bucket was deleted). Default: none; a bucket without a jets3 owner, or owned in
+    /// the same namespace, is adoptable without it.
+    #[arg(long, env = "JETS3_ADOPT_ACROSS_NAMESPACES", value_delimiter = ',')]
+    pub adopt_across_namespaces: Vec<String>,
+    /// Listen address for /metrics, /healthz and /readyz.
     #[arg(long, env = "JETS3_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
+    /// Listen address for /config (the config with key material redacted, access key ids and
+    /// grants); no authentication of its own, so keep it on loopback (`kubectl
+    /// port-forward` reaches it, as the apiserver authorizes).
+    #[arg(long, env = "JETS3_DEBUG_LISTEN", default_value = "127.0.0.1:8081")]
+    pub debug_listen: SocketAddr,
 
     /// Run only while holding the leader Lease (for several replicas).
     #[arg(long, env = "JETS3_LEADER_ELECTION")]
@@ -266,6 +277,7 @@ mod tests {
         assert_eq!(cli.resync_interval, Duration::from_secs(90));
         assert_eq!(cli.delete_timeout, Duration::from_secs(600));
         assert_eq!(cli.metrics_listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(cli.debug_listen.to_string(), "127.0.0.1:8081");
         assert_eq!(cli.lease_name, "jets3-operator");
         assert!(!cli.leader_election);
         assert_eq!(cli.nats_options().servers, ["nats://127.0.0.1:4222"]);
@@ -279,6 +291,7 @@ mod tests {
         .is_err());
         assert!(cli.push_settings("ns").unwrap().is_none());
         assert!(cli.gateway_limits.is_none() && cli.audit_reads);
+        assert!(cli.adopt_across_namespaces.is_empty());
     }
 
     #[test]

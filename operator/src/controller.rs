@@ -58,6 +58,8 @@ pub struct Settings {
     pub instance: String,
     /// Namespaces to watch; empty: all.
     pub watch_namespaces: Vec<String>,
+    /// Namespaces whose S3Buckets may adopt NATS buckets another namespace owns (`*`: all).
+    pub adopt_across_namespaces: Vec<String>,
     /// Name of the ConfigMap holding the config generation and hash.
     pub config_state: String,
     /// Where to write each published config for a standalone gateway, if anywhere.
@@ -284,20 +286,23 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(delay)
 }
 
-/// Checks that the CRDs are installed, with a message saying what to do if not.
-pub async fn check_crds(client: &Client) -> Result<()> {
+/// Checks that the CRDs are installed, with a message saying what to do if not. Asks in
+/// the first of `watch_namespaces` (all namespaces when empty): with watched namespaces the
+/// operator may hold Roles there only.
+pub async fn check_crds(client: &Client, watch_namespaces: &[String]) -> Result<()> {
     let lp = ListParams::default().limit(1);
+    let scope = watch_namespaces.first().cloned();
     for (what, result) in [
         (
             "s3buckets.jets3.io",
-            Api::<S3Bucket>::all(client.clone())
+            scoped_api::<S3Bucket>(client, &scope)
                 .list_metadata(&lp)
                 .await
                 .map(drop),
         ),
         (
             "s3credentials.jets3.io",
-            Api::<S3Credential>::all(client.clone())
+            scoped_api::<S3Credential>(client, &scope)
                 .list_metadata(&lp)
                 .await
                 .map(drop),
@@ -341,7 +346,7 @@ pub async fn run(
     hub: Arc<Hub>,
     shutdown: Shutdown,
 ) -> Result<()> {
-    check_crds(&client).await?;
+    check_crds(&client, &settings.watch_namespaces).await?;
     let namespaces: Vec<Option<String>> = if settings.watch_namespaces.is_empty() {
         vec![None]
     } else {

@@ -85,7 +85,11 @@ async fn run(cli: Cli) -> Result<()> {
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", cli.metrics_listen)))?;
     tokio::spawn(server);
-    controller::check_crds(&client).await?;
+    let debug = admin::serve_debug(cli.debug_listen, admin.clone())
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", cli.debug_listen)))?;
+    tokio::spawn(debug);
+    controller::check_crds(&client, &cli.watch_namespaces).await?;
 
     let nats = Nats::connect(&cli.nats_options()).await?;
     tokio::spawn({
@@ -133,6 +137,7 @@ async fn run(cli: Cli) -> Result<()> {
         namespace,
         instance,
         watch_namespaces: cli.watch_namespaces.clone(),
+        adopt_across_namespaces: cli.adopt_across_namespaces.clone(),
         config_state: cli.config_state.clone(),
         config_file: cli.config_file.clone(),
         push,

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jets3_crds::GatewayConfig;
+use jets3_crds::{GatewayConfig, MAX_GENERATION_STEP};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -69,6 +69,7 @@ impl StateStore {
     /// and it is above `floor`, else the next one above both, persisted. Retries a lost race
     /// with another writer.
     async fn generation_for(&self, state: &mut State, hash: &str, floor: u64) -> Result<u64> {
+        let floor = followable(state.generation, floor);
         loop {
             if state.hash.as_deref() == Some(hash) && state.generation > floor {
                 return Ok(state.generation);
@@ -108,6 +109,25 @@ impl StateStore {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// `reported`, the highest generation a gateway said it holds, if the operator can follow it
+/// (publish above it): at most [`MAX_GENERATION_STEP`] above its own `generation`, else 0.
+/// Gateways refuse a config more than that step ahead of theirs, so a gateway can only be
+/// further ahead through pushes the operator did not make; following it would move the
+/// config where every other gateway refuses it. That gateway is left on what it holds (its
+/// resources stay `Delivering`) until its pod restarts.
+fn followable(generation: u64, reported: u64) -> u64 {
+    if reported > generation.saturating_add(MAX_GENERATION_STEP) {
+        tracing::warn!(
+            reported,
+            ours = generation,
+            "a gateway holds a generation too far above ours to follow; restart that gateway pod"
+        );
+        0
+    } else {
+        reported
     }
 }
 
@@ -274,4 +294,22 @@ pub async fn write_config_file(path: &Path, config: &GatewayConfig) -> Result<()
     .await
     .map_err(|e| crate::Error::Config(e.to_string()))??;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reported_generation_is_followed_within_the_step() {
+        // A lost state ConfigMap: gateways hold 5000, the operator starts over.
+        assert_eq!(followable(0, 5000), 5000);
+        assert_eq!(
+            followable(9, MAX_GENERATION_STEP + 9),
+            MAX_GENERATION_STEP + 9
+        );
+        assert_eq!(followable(9, MAX_GENERATION_STEP + 10), 0);
+        assert_eq!(followable(9, u64::MAX), 0);
+        assert_eq!(followable(u64::MAX - 1, u64::MAX), u64::MAX);
+    }
 }

@@ -115,9 +115,12 @@ pub struct S3BucketSpec {
 
     /// Take over the NATS bucket if it already exists and was not created for this S3Bucket
     /// (for example one filled by native NATS clients). Without it, such a bucket is left
-    /// untouched and the S3Bucket is not Ready (reason BucketExists). An adopted bucket is then
-    /// managed like one the operator created: this spec is applied where NATS allows it, and
-    /// deletionPolicy Delete deletes it with the S3Bucket.
+    /// untouched and the S3Bucket is not Ready (reason BucketExists). Only a bucket without a
+    /// jets3 owner, or owned by an S3Bucket of this namespace, is adopted; one owned in another
+    /// namespace (say retained after its S3Bucket was deleted) is refused (reason
+    /// AdoptionRefused) unless the operator's --adopt-across-namespaces names this namespace.
+    /// An adopted bucket is then managed like one the operator created: this spec is applied
+    /// where NATS allows it, and deletionPolicy Delete deletes it with the S3Bucket.
     #[serde(default)]
     pub adopt: bool,
 

@@ -1,27 +1,33 @@
 //! The config push API (Kubernetes mode), on a listener of its own so that a NetworkPolicy
-//! can open it to the operator alone: TLS unless `insecure`, a push token on every request.
+//! can open it to the operator alone: TLS unless `insecure`, a push token on every request,
+//! made for this pod, this request and its body, good once ([`token`]).
 //!
 //! - `PUT /v1/config`: body = the `GatewayConfig` JSON, header [`HASH_HEADER`] = its
-//!   `content_hash()`. 200 applied or unchanged, 409 stale, 422 invalid, 400 malformed,
-//!   413 over [`MAX_BODY_BYTES`].
+//!   `content_hash()`. 200 applied or unchanged, 409 stale, 422 invalid or a generation more
+//!   than [`jets3_crds::MAX_GENERATION_STEP`] ahead, 400 malformed, 401 a token that is not
+//!   for this pod, request or body (or spent, expired ...), 413 over [`MAX_BODY_BYTES`], 503
+//!   while too many tokens are in flight to remember another.
 //! - `GET /v1/config`: the generation and hash held (`null` before the first config).
 
 mod token;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::{IncomingStream, Listener};
 use axum::Router;
 use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use jets3_crds::GatewayConfig;
 use serde::Serialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -30,7 +36,7 @@ use crate::server::{Gateway, PushRefused, Pushed};
 use crate::settings::PushSettings;
 use crate::tls::{self, TlsListener};
 use crate::Error;
-use token::TokenVerifier;
+use token::{Refusal, TokenVerifier};
 
 /// The header carrying the pushed config's `content_hash()`.
 pub const HASH_HEADER: &str = "x-jets3-config-hash";
@@ -65,19 +71,63 @@ pub async fn listen(
             let (cert, cert_watch) = tls::serving_cert(cert, key, stop.clone())?;
             tasks.push(cert_watch);
             let listener = TlsListener::new(listener, tls::server_config(cert, None)?)?;
-            tasks.push(crate::server::serve(listener, app, stop));
+            tasks.push(serve(listener, app, stop));
         }
         None => {
             tracing::warn!(%addr, "config push listener without TLS (--push-insecure)");
-            tasks.push(crate::server::serve(
-                crate::server::tcp(listener),
-                app,
-                stop,
-            ));
+            tasks.push(serve(listener, app, stop));
         }
     }
     Ok((addr, tasks))
 }
+
+/// The address a connection came in on: the pod IP the operator dialled.
+#[derive(Clone, Copy)]
+struct LocalIp(IpAddr);
+
+impl LocalIp {
+    /// An address that cannot be read matches no token.
+    fn of(local: std::io::Result<SocketAddr>) -> LocalIp {
+        LocalIp(local.map_or(Ipv4Addr::UNSPECIFIED.into(), |a| a.ip().to_canonical()))
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for LocalIp {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        LocalIp::of(stream.io().get_ref().0.local_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for LocalIp {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        LocalIp::of(stream.io().local_addr())
+    }
+}
+
+/// Serves `app` on `listener` until `stop`, each request knowing its connection's [`LocalIp`].
+fn serve<L>(listener: L, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+    for<'a> LocalIp: Connected<IncomingStream<'a, L>>,
+{
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let app = app.into_make_service_with_connect_info::<LocalIp>();
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "push listener failed");
+        }
+    })
+}
+
+/// The body's SHA-256 the request's token was signed for (set by [`authenticate`]).
+#[derive(Clone)]
+struct SignedBody(String);
 
 fn router(push: Arc<Push>) -> Router {
     Router::new()
@@ -96,18 +146,55 @@ fn reply(status: StatusCode, body: impl Serialize) -> Response {
         .into_response()
 }
 
-/// Every request, whatever its path or method, needs a valid push token first.
-async fn authenticate(State(push): State<Arc<Push>>, req: Request, next: Next) -> Response {
+/// Every request, whatever its path or method, needs a valid push token first, made for
+/// this pod and this request; it is spent here. A request without a body (GET) must have been
+/// signed for the empty body; a PUT's body is checked once read ([`put_config`]).
+async fn authenticate(
+    State(push): State<Arc<Push>>,
+    ConnectInfo(LocalIp(pod)): ConnectInfo<LocalIp>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let auth = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    if let Err(why) = push.tokens.check(auth) {
-        push.gw.metrics.count_push("unauthorized");
-        tracing::warn!(reason = %why, "config push refused: unauthorized");
-        return reply(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}));
+    let request = token::Request {
+        pod,
+        method: req.method().as_str(),
+        path: req.uri().path(),
+    };
+    let checked = push.tokens.check(auth, &request).and_then(|body| {
+        if req.method() == http::Method::PUT || body == hex::encode(Sha256::digest(b"")) {
+            Ok(body)
+        } else {
+            Err(Refusal::Unauthorized("signed for a body, sent none".into()))
+        }
+    });
+    match checked {
+        Ok(body) => {
+            req.extensions_mut().insert(SignedBody(body));
+            next.run(req).await
+        }
+        Err(Refusal::Unauthorized(why)) => unauthorized(&push, &why),
+        Err(Refusal::Busy) => {
+            push.gw.metrics.count_push("busy");
+            tracing::warn!("config push refused: too many push tokens in flight");
+            let mut r = reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "busy"}));
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("5"),
+            );
+            r
+        }
     }
-    next.run(req).await
+}
+
+/// 401, counted and logged with why (never the token).
+fn unauthorized(push: &Push, why: &str) -> Response {
+    push.gw.metrics.count_push("unauthorized");
+    tracing::warn!(reason = %why, "config push refused: unauthorized");
+    reply(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}))
 }
 
 /// The generation and hash of a config (both `null` when none is held).
@@ -128,7 +215,12 @@ async fn held(State(push): State<Arc<Push>>) -> Response {
     )
 }
 
-async fn put_config(State(push): State<Arc<Push>>, headers: HeaderMap, body: Body) -> Response {
+async fn put_config(
+    State(push): State<Arc<Push>>,
+    axum::Extension(SignedBody(signed)): axum::Extension<SignedBody>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let gw = &push.gw;
     let malformed = |status: StatusCode, error: String| {
         gw.metrics.count_push("malformed");
@@ -152,6 +244,9 @@ async fn put_config(State(push): State<Arc<Push>>, headers: HeaderMap, body: Bod
         }
         Err(e) => return malformed(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
     };
+    if hex::encode(Sha256::digest(&bytes)) != signed {
+        return unauthorized(&push, "the body is not the one the token was signed for");
+    }
     let config: GatewayConfig = match serde_json::from_slice(&bytes) {
         Ok(c) => c,
         Err(e) => {
@@ -185,6 +280,19 @@ async fn put_config(State(push): State<Arc<Push>>, headers: HeaderMap, body: Bod
             reply(
                 StatusCode::CONFLICT,
                 json!({"error": "stale", "generation": generation, "hash": hash}),
+            )
+        }
+        Err(PushRefused::OutOfRange { held, max }) => {
+            gw.metrics.count_push("invalid");
+            tracing::warn!(
+                pushed = generation,
+                held,
+                max,
+                "config push refused: generation out of range"
+            );
+            reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": "generation out of range", "generation": held, "max": max}),
             )
         }
         Err(PushRefused::Invalid(errors)) => {

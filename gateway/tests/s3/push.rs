@@ -1,5 +1,6 @@
 //! The config push channel (Kubernetes mode): a gateway started without a config, pushes
-//! over TLS with ES256 tokens, and every way a push is refused without changing anything.
+//! over TLS with ES256 tokens bound to the pod, the request and its body, used once, and
+//! every way a push is refused without changing anything.
 //! Keys and certificates are made here the way the chart makes them: an ES256 key whose
 //! public half reaches the gateway as a PEM file, a CA and a serving certificate for the
 //! push Service's DNS name.
@@ -27,6 +28,8 @@ const SERVER_NAME: &str = "jets3-gateway-push.test.svc";
 const ISS: &str = "jets3-operator";
 const AUD: &str = "jets3-gateway";
 const HASH: &str = "x-jets3-config-hash";
+/// The address the push listener is on: the pod IP the operator signs tokens for.
+const POD: &str = "127.0.0.1";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -35,9 +38,27 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// Standard claims issued at `iat`, valid for `lifetime` seconds.
-fn claims(iat: u64, lifetime: u64) -> Value {
-    json!({"iss": ISS, "aud": AUD, "iat": iat, "exp": iat + lifetime})
+/// The claims of a token for `method path` with `body` on [`POD`], issued at `iat`, valid for
+/// `lifetime` seconds, with a fresh `jti`.
+fn claims_for(method: &str, path: &str, body: &[u8], iat: u64, lifetime: u64) -> Value {
+    use sha2::Digest as _;
+    json!({
+        "iss": ISS, "aud": AUD, "iat": iat, "exp": iat + lifetime,
+        "jti": format!("{:032x}", rand::random::<u128>()),
+        "pod": POD,
+        "req": format!("{method} {path}"),
+        "body_sha256": hex::encode(sha2::Sha256::digest(body)),
+    })
+}
+
+/// A `PUT /v1/config` token for `cfg`'s body, issued at `iat`, valid for `lifetime` seconds.
+fn put_claims(cfg: &GatewayConfig, iat: u64, lifetime: u64) -> Value {
+    claims_for("PUT", "/v1/config", &body_of(cfg), iat, lifetime)
+}
+
+/// The body a config is pushed as.
+fn body_of(cfg: &GatewayConfig) -> Vec<u8> {
+    serde_json::to_vec(cfg).unwrap()
 }
 
 /// A compact JWS: `header.claims.signature`, each base64url without padding.
@@ -98,9 +119,19 @@ impl SigningKey {
         self.token_with(&json!({"alg": "ES256", "typ": "JWT"}), claims)
     }
 
-    /// What the operator sends: 60 s lifetime, issued now.
-    fn valid_token(&self) -> String {
-        self.token(&claims(now(), 60))
+    /// What the operator sends for `method path` with `body`: 30 s lifetime, issued now.
+    fn token_for(&self, method: &str, path: &str, body: &[u8]) -> String {
+        self.token(&claims_for(method, path, body, now(), 30))
+    }
+
+    /// A token for pushing `cfg`.
+    fn put_token(&self, cfg: &GatewayConfig) -> String {
+        self.token(&put_claims(cfg, now(), 30))
+    }
+
+    /// A token for `GET /v1/config`.
+    fn get_token(&self) -> String {
+        self.token_for("GET", "/v1/config", b"")
     }
 }
 
@@ -190,13 +221,13 @@ impl Push {
                 .header("authorization", &format!("Bearer {token}"))
                 .header("content-type", "application/json")
                 .header(HASH, &cfg.content_hash())
-                .body(serde_json::to_vec(cfg).unwrap()),
+                .body(body_of(cfg)),
         )
         .await
     }
 
     async fn push(&self, cfg: &GatewayConfig) -> RawResponse {
-        self.put_with(&self.key.valid_token(), cfg).await
+        self.put_with(&self.key.put_token(cfg), cfg).await
     }
 
     /// Pushes `cfg`, expects it applied, and waits for its declared buckets.
@@ -213,10 +244,10 @@ impl Push {
     /// `GET /v1/config`.
     async fn held(&self) -> Value {
         let r = self
-            .send(RawRequest::new("GET", "/v1/config").header(
-                "authorization",
-                &format!("Bearer {}", self.key.valid_token()),
-            ))
+            .send(
+                RawRequest::new("GET", "/v1/config")
+                    .header("authorization", &format!("Bearer {}", self.key.get_token())),
+            )
             .await;
         assert_eq!(r.status, 200, "GET /v1/config: {}", r.text());
         assert_eq!(r.header("content-type"), Some("application/json"));
@@ -310,7 +341,7 @@ async fn bad_tokens_get_401_and_change_nothing() {
     let public_pem = p.key.public_key_pem();
     let hs256 = jwt(
         &json!({"alg": "HS256", "typ": "JWT"}),
-        &claims(t, 60),
+        &put_claims(&next, t, 30),
         |m| {
             use hmac::Mac as _;
             let mut mac =
@@ -319,9 +350,11 @@ async fn bad_tokens_get_401_and_change_nothing() {
             mac.finalize().into_bytes().to_vec()
         },
     );
-    let unsigned = jwt(&json!({"alg": "none"}), &claims(t, 60), |_| Vec::new());
+    let unsigned = jwt(&json!({"alg": "none"}), &put_claims(&next, t, 30), |_| {
+        Vec::new()
+    });
     let with = |patch: Value| {
-        let mut c = claims(t, 60);
+        let mut c = put_claims(&next, t, 30);
         for (k, v) in patch.as_object().unwrap() {
             match v {
                 Value::Null => c.as_object_mut().unwrap().remove(k),
@@ -335,33 +368,50 @@ async fn bad_tokens_get_401_and_change_nothing() {
         ("not a Bearer token", Some("Basic dXNlcjpwYXNz".into())),
         ("garbage", Some("Bearer not.a.jwt".into())),
         (
-            "expired beyond the leeway",
-            Some(p.key.token(&claims(t - 400, 300))),
+            "expired beyond the 10 s leeway",
+            Some(p.key.token(&put_claims(&next, t - 75, 60))),
         ),
         ("wrong audience", Some(with(json!({"aud": "someone-else"})))),
         ("wrong issuer", Some(with(json!({"iss": "mallory"})))),
-        ("lifetime over 300 s", Some(p.key.token(&claims(t, 301)))),
+        (
+            "lifetime over 60 s",
+            Some(p.key.token(&put_claims(&next, t, 61))),
+        ),
         (
             "issued in the future",
-            Some(p.key.token(&claims(t + 120, 60))),
+            Some(p.key.token(&put_claims(&next, t + 120, 30))),
         ),
         ("not yet valid (nbf)", Some(with(json!({"nbf": t + 120})))),
         (
             "exp as a string",
-            Some(with(json!({"exp": (t + 60).to_string()}))),
+            Some(with(json!({"exp": (t + 30).to_string()}))),
         ),
         ("no exp", Some(with(json!({"exp": null})))),
         ("no iat", Some(with(json!({"iat": null})))),
         ("no aud", Some(with(json!({"aud": null})))),
         ("no iss", Some(with(json!({"iss": null})))),
-        ("signed by another key", Some(other.valid_token())),
+        ("no jti", Some(with(json!({"jti": null})))),
+        ("a jti too short", Some(with(json!({"jti": "abc"})))),
+        ("no pod", Some(with(json!({"pod": null})))),
+        ("for another pod", Some(with(json!({"pod": "127.0.0.2"})))),
+        ("no req", Some(with(json!({"req": null})))),
+        ("for a GET", Some(with(json!({"req": "GET /v1/config"})))),
+        ("no body hash", Some(with(json!({"body_sha256": null})))),
+        (
+            "for another body",
+            Some(p.key.token(&put_claims(&config(&b, 3), t, 30))),
+        ),
+        (
+            "signed by another key",
+            Some(other.token(&put_claims(&next, t, 30))),
+        ),
         ("HS256 with the public key as secret", Some(hs256)),
         ("alg none", Some(unsigned)),
     ];
     for (what, token) in &cases {
         let mut req = RawRequest::new("PUT", "/v1/config")
             .header(HASH, &next.content_hash())
-            .body(serde_json::to_vec(&next).unwrap());
+            .body(body_of(&next));
         if let Some(token) = token {
             let value = match token.starts_with("Basic ") || token.starts_with("Bearer ") {
                 true => token.clone(),
@@ -382,15 +432,82 @@ async fn bad_tokens_get_401_and_change_nothing() {
     assert_eq!(p.pushes("unauthorized").await, cases.len() as u64 + 2);
     assert_eq!(p.pushes("applied").await, 1);
 
-    // Within the 30 s leeway a just-expired token still counts.
-    let r = p.put_with(&p.key.token(&claims(t - 70, 60)), &next).await;
+    // Within the 10 s leeway a just-expired token still counts.
+    let r = p
+        .put_with(&p.key.token(&put_claims(&next, t - 65, 60)), &next)
+        .await;
     assert_eq!(
         r.status,
         200,
-        "expired 10 s ago, inside the leeway: {}",
+        "expired 5 s ago, inside the leeway: {}",
         r.text()
     );
     assert_eq!(p.held_generation().await, json!(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_good_once_for_one_pod_one_request_and_one_body() {
+    let p = Push::start().await;
+    let b = unique_bucket("bound");
+    p.push_ok(&config(&b, 1)).await;
+    let next = config(&b, 2);
+
+    // A token the operator signed for another pod (a pod that logged it, say) is refused here.
+    let mut for_a = put_claims(&next, now(), 30);
+    for_a["pod"] = json!("10.1.2.3");
+    let r = p.put_with(&p.key.token(&for_a), &next).await;
+    assert_eq!(r.status, 401, "a token for pod A on pod B: {}", r.text());
+
+    // A valid token with another body under it (same hash header as that body).
+    let token = p.key.put_token(&next);
+    let mut swapped = next.clone();
+    swapped.credentials.clear();
+    let r = p.put_with(&token, &swapped).await;
+    assert_eq!(
+        r.status,
+        401,
+        "a body swapped under the token: {}",
+        r.text()
+    );
+    assert_eq!(p.held_generation().await, json!(1));
+
+    // Replayed: the same token and body a second time. (The swapped attempt above already used
+    // this token up: a token is spent by its first request.)
+    let token = p.key.put_token(&next);
+    assert_eq!(p.put_with(&token, &next).await.status, 200);
+    let r = p.put_with(&token, &next).await;
+    assert_eq!(r.status, 401, "a replayed push: {}", r.text());
+    let get = p.key.get_token();
+    let read =
+        || RawRequest::new("GET", "/v1/config").header("authorization", &format!("Bearer {get}"));
+    assert_eq!(p.send(read()).await.status, 200);
+    assert_eq!(p.send(read()).await.status, 401, "a replayed GET");
+    assert_eq!(p.held_generation().await, json!(2));
+    assert_eq!(p.pushes("applied").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_far_ahead_is_refused_and_blocks_nothing() {
+    let p = Push::start().await;
+    let b = unique_bucket("far");
+    // Even a gateway without a config takes no generation beyond the step.
+    let r = p.push(&config(&b, u64::MAX)).await;
+    assert_eq!(r.status, 422, "u64::MAX on a fresh gateway: {}", r.text());
+    assert_eq!(json_of(&r)["error"], json!("generation out of range"));
+    p.push_ok(&config(&b, 7)).await;
+    for far in [u64::MAX, 7 + (1 << 32) + 1] {
+        let r = p.push(&config(&b, far)).await;
+        assert_eq!(r.status, 422, "generation {far}: {}", r.text());
+        assert_eq!(
+            json_of(&r),
+            json!({"error": "generation out of range", "generation": 7, "max": 7 + (1u64 << 32)})
+        );
+        assert_eq!(p.held_generation().await, json!(7), "nothing changed");
+    }
+    // Later pushes go through, up to the step ahead.
+    p.push_ok(&config(&b, 8)).await;
+    p.push_ok(&config(&b, 8 + (1 << 32))).await;
+    assert_eq!(p.pushes("invalid").await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,10 +611,11 @@ async fn damaged_and_malformed_bodies_get_4xx() {
     let p = Push::start().await;
     let b = unique_bucket("malformed");
     let cfg = config(&b, 1);
-    let token = format!("Bearer {}", p.key.valid_token());
+    // Each request carries a token for its own body: what is malformed is the body.
     let put = |hash: Option<&str>, body: Vec<u8>| {
+        let token = p.key.token_for("PUT", "/v1/config", &body);
         let mut req = RawRequest::new("PUT", "/v1/config")
-            .header("authorization", &token)
+            .header("authorization", &format!("Bearer {token}"))
             .body(body);
         if let Some(h) = hash {
             req = req.header(HASH, h);
@@ -541,6 +659,7 @@ async fn damaged_and_malformed_bodies_get_4xx() {
     assert_eq!(r.status, 400, "{}", r.text());
 
     // Over 64 MiB: 413 (the client may not get to send it all).
+    let token = format!("Bearer {}", p.key.token_for("PUT", "/v1/config", b""));
     let mut stream = p.tls_stream().await;
     let head = format!(
         "PUT /v1/config HTTP/1.1\r\nhost: {SERVER_NAME}\r\nauthorization: {token}\r\n{HASH}: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -568,13 +687,21 @@ async fn damaged_and_malformed_bodies_get_4xx() {
     writer.abort();
     assert_eq!(r.status, 413, "{}", r.text());
 
-    // Other methods and paths, with a valid token.
+    // Other methods and paths, with a valid token for them.
+    let bearer =
+        |method: &str, path: &str| format!("Bearer {}", p.key.token_for(method, path, b""));
     let r = p
-        .send(RawRequest::new("POST", "/v1/config").header("authorization", &token))
+        .send(
+            RawRequest::new("POST", "/v1/config")
+                .header("authorization", &bearer("POST", "/v1/config")),
+        )
         .await;
     assert_eq!(r.status, 405);
     let r = p
-        .send(RawRequest::new("GET", "/v1/other").header("authorization", &token))
+        .send(
+            RawRequest::new("GET", "/v1/other")
+                .header("authorization", &bearer("GET", "/v1/other")),
+        )
         .await;
     assert_eq!(r.status, 404);
     assert_eq!(p.pushes("malformed").await, 6);
@@ -591,7 +718,7 @@ async fn tls_is_required_and_certificates_are_checked() {
     tcp.write_all(
         format!(
             "GET /v1/config HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\r\n",
-            p.key.valid_token()
+            p.key.get_token()
         )
         .as_bytes(),
     )
@@ -727,7 +854,7 @@ async fn insecure_mode_serves_plain_http() {
     let r = p
         .send(
             RawRequest::new("GET", "/v1/config")
-                .header("authorization", &format!("bearer {}", p.key.valid_token())),
+                .header("authorization", &format!("bearer {}", p.key.get_token())),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -758,7 +885,7 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     let expected = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
     assert_eq!(served(&p.tls_stream().await), expected);
     let req = RawRequest::new("GET", "/v1/config")
-        .header("authorization", &format!("Bearer {}", p.key.valid_token()))
+        .header("authorization", &format!("Bearer {}", p.key.get_token()))
         .to_bytes(SERVER_NAME);
     open.write_all(&req).await.unwrap();
     let mut buf = Vec::new();
@@ -777,16 +904,23 @@ async fn a_rotated_verify_key_is_used_without_a_restart() {
     // The chart hands the key over as a certificate that carries it.
     replace_file(&p.path("verify.pem"), &next.certificate_pem());
     let rotated = eventually(10, || async {
-        p.put_with(&next.valid_token(), &config(&b, 2)).await.status == 200
+        p.put_with(&next.put_token(&config(&b, 2)), &config(&b, 2))
+            .await
+            .status
+            == 200
     })
     .await;
     assert!(rotated, "tokens of the new key are accepted");
-    let r = p.put_with(&p.key.valid_token(), &config(&b, 3)).await;
+    let r = p
+        .put_with(&p.key.put_token(&config(&b, 3)), &config(&b, 3))
+        .await;
     assert_eq!(r.status, 401, "tokens of the old key are not");
     // A broken file leaves the key in force.
     replace_file(&p.path("verify.pem"), "-----BEGIN PUBLIC KEY-----\nAAAA\n");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let r = p.put_with(&next.valid_token(), &config(&b, 3)).await;
+    let r = p
+        .put_with(&next.put_token(&config(&b, 3)), &config(&b, 3))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 

@@ -1,6 +1,7 @@
 //! The gateway's push API, as a client: `GET /v1/config` and `PUT /v1/config` to one pod,
 //! over TLS (the CA of `--push-ca`, the name of `--push-server-name`) or, with
-//! `--push-plaintext`, plain HTTP. One connection per request; a token on every request.
+//! `--push-plaintext`, plain HTTP. One connection per request; on every request a token made
+//! for it (this pod, this method and path, this body).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
-use super::signer::Signer;
+use super::signer::{Signer, Target};
 use super::watched::Watched;
 use crate::hub::Published;
 use crate::Result;
@@ -50,7 +51,7 @@ pub enum Failure {
     Tls(String),
     #[error("HTTP: {0}")]
     Http(String),
-    #[error("the gateway refused the push token (401): wrong signing key, issuer or audience?")]
+    #[error("the gateway refused the push token (401): wrong signing key, issuer or audience, or clocks apart?")]
     Unauthorized,
     #[error("the gateway holds a newer config, generation {0} (409)")]
     Stale(u64),
@@ -141,9 +142,14 @@ impl PushClient {
         method: Method,
         body: Option<(Bytes, &str)>,
     ) -> Result<(StatusCode, Bytes), Failure> {
+        let req_line = format!("{method} /v1/config");
         let token = self
             .signer
-            .token()
+            .token(&Target {
+                pod: ip,
+                req: &req_line,
+                body: body.as_ref().map_or(&[][..], |(b, _)| b.as_ref()),
+            })
             .map_err(|e| Failure::Token(e.to_string()))?;
         let addr = SocketAddr::new(ip, self.port);
         let host = match &self.server_name {

@@ -1,18 +1,21 @@
-//! Push tokens: ES256 JWTs (`iss`, `aud`, `iat`, `exp`), signed with ring.
+//! Push tokens: ES256 JWTs signed with ring, one per request: `iss`, `aud`, `iat`, `exp`
+//! ([`LIFETIME`]), a random `jti` (a gateway takes a token once), the pod it is for (`pod`: the
+//! IP dialled), the request (`req`: `"PUT /v1/config"`) and the SHA-256 of the body
+//! (`body_sha256`, hex). So a token seen anywhere is good for nothing but that one request to
+//! that one pod, for a few seconds.
 //!
 //! The key is a P-256 private key PEM: `EC PRIVATE KEY` (SEC1, what the chart's Helm
 //! `genPrivateKey "ecdsa"` makes) or `PRIVATE KEY` (PKCS#8). ring reads PKCS#8 only, so a
-//! SEC1 key is wrapped into a PKCS#8 `PrivateKeyInfo` first. A token lives [`LIFETIME`] and is
-//! reused until half of it has passed; the key file is read again when it changes (a rotated
-//! Secret), and a broken new file keeps the last good key.
+//! SEC1 key is wrapped into a PKCS#8 `PrivateKeyInfo` first. The key file is read again when
+//! it changes (a rotated Secret), and a broken new file keeps the last good key.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ring::rand::SystemRandom;
+use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::PrivateKeyDer;
@@ -20,15 +23,24 @@ use tokio_rustls::rustls::pki_types::PrivateKeyDer;
 use super::watched::Watched;
 use crate::{Error, Result};
 
-/// How long a token is valid (`exp - iat`; the gateway accepts at most 300 s).
-pub const LIFETIME: Duration = Duration::from_secs(60);
+/// How long a token is valid (`exp - iat`; the gateway accepts at most 60 s). A request
+/// (connection included) takes at most `client::REQUEST_TIMEOUT`, 10 s.
+pub const LIFETIME: Duration = Duration::from_secs(30);
 
 /// Signs push tokens.
 pub struct Signer {
     key: Watched<EcdsaKeyPair>,
     issuer: String,
     audience: String,
-    cached: Mutex<Option<(u64, String)>>,
+}
+
+/// What a token is for: one request to one pod.
+pub struct Target<'a> {
+    /// The pod IP the request goes to.
+    pub pod: IpAddr,
+    /// `"<METHOD> <path>"`.
+    pub req: &'a str,
+    pub body: &'a [u8],
 }
 
 impl Signer {
@@ -38,38 +50,36 @@ impl Signer {
             key: Watched::new("push signing key", key_file, key_pair)?,
             issuer: issuer.to_string(),
             audience: audience.to_string(),
-            cached: Mutex::new(None),
         })
     }
 
-    /// A valid token: the cached one while it is younger than half its lifetime.
-    pub fn token(&self) -> Result<String> {
+    /// A fresh token for `target`.
+    pub fn token(&self, target: &Target) -> Result<String> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|e| Error::Config(e.to_string()))?
             .as_secs();
-        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        let (key, reloaded) = self.key.get();
-        if let Some((iat, token)) = cached.as_ref() {
-            if !reloaded && now < iat + LIFETIME.as_secs() / 2 {
-                return Ok(token.clone());
-            }
-        }
-        let token = sign(&key, &self.issuer, &self.audience, now)?;
-        *cached = Some((now, token.clone()));
-        Ok(token)
+        let mut jti = [0u8; 16];
+        SystemRandom::new()
+            .fill(&mut jti)
+            .map_err(|_| Error::Config("no random bytes for a token id".into()))?;
+        let claims = serde_json::json!({
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + LIFETIME.as_secs(),
+            "jti": URL_SAFE_NO_PAD.encode(jti),
+            "pod": target.pod.to_string(),
+            "req": target.req,
+            "body_sha256": hex::encode(ring::digest::digest(&ring::digest::SHA256, target.body)),
+        });
+        sign(&self.key.get().0, &claims)
     }
 }
 
-/// The compact JWS of the claims, signed with `key`.
-fn sign(key: &EcdsaKeyPair, issuer: &str, audience: &str, now: u64) -> Result<String> {
+/// The compact JWS of `claims`, signed with `key`.
+fn sign(key: &EcdsaKeyPair, claims: &serde_json::Value) -> Result<String> {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","typ":"JWT"}"#);
-    let claims = serde_json::json!({
-        "iss": issuer,
-        "aud": audience,
-        "iat": now,
-        "exp": now + LIFETIME.as_secs(),
-    });
     let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
     let input = format!("{header}.{claims}");
     let signature = key
@@ -157,17 +167,54 @@ Wt85akv+Cgzk+IgEON5xSkslXyOgNuVcGQ==
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap()
     }
 
+    fn signer(dir: &tempfile::TempDir, pem: &str) -> (Signer, PathBuf) {
+        let path = dir.path().join("key.pem");
+        std::fs::write(&path, pem).unwrap();
+        (Signer::new(path.clone(), "iss-x", "aud-y").unwrap(), path)
+    }
+
+    const TARGET: Target = Target {
+        pod: IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 7)),
+        req: "PUT /v1/config",
+        body: b"{}",
+    };
+
     #[test]
-    fn sec1_and_pkcs8_keys_sign_verifiable_tokens() {
-        let sec1 = key_pair(SEC1.as_bytes()).unwrap();
-        let claims = verify(&sec1, &sign(&sec1, "iss-x", "aud-y", 1000).unwrap());
-        assert_eq!(
-            claims,
-            serde_json::json!({"iss": "iss-x", "aud": "aud-y", "iat": 1000, "exp": 1060})
+    fn sec1_and_pkcs8_keys_sign_tokens_for_one_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sec1, _) = signer(&dir, SEC1);
+        let claims = verify(
+            &key_pair(SEC1.as_bytes()).unwrap(),
+            &sec1.token(&TARGET).unwrap(),
         );
+        let iat = claims["iat"].as_u64().unwrap();
+        assert_eq!(claims["exp"].as_u64().unwrap(), iat + 30);
+        assert_eq!(
+            (
+                &claims["iss"],
+                &claims["aud"],
+                &claims["pod"],
+                &claims["req"]
+            ),
+            (
+                &serde_json::json!("iss-x"),
+                &serde_json::json!("aud-y"),
+                &serde_json::json!("10.0.0.7"),
+                &serde_json::json!("PUT /v1/config")
+            )
+        );
+        // sha256("{}")
+        assert_eq!(
+            claims["body_sha256"],
+            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        assert_eq!(claims["jti"].as_str().unwrap().len(), 22);
         let generated = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let pkcs8 = key_pair(generated.serialize_pem().as_bytes()).unwrap();
-        verify(&pkcs8, &sign(&pkcs8, "a", "b", 5).unwrap());
+        let (pkcs8, _) = signer(&dir, &generated.serialize_pem());
+        verify(
+            &key_pair(generated.serialize_pem().as_bytes()).unwrap(),
+            &pkcs8.token(&TARGET).unwrap(),
+        );
     }
 
     #[test]
@@ -183,22 +230,20 @@ Wt85akv+Cgzk+IgEON5xSkslXyOgNuVcGQ==
     }
 
     #[test]
-    fn tokens_are_cached_and_a_rotated_key_is_used_at_once() {
+    fn every_token_is_new_and_a_rotated_key_is_used_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("key.pem");
-        std::fs::write(&path, SEC1).unwrap();
-        let signer = Signer::new(path.clone(), "i", "a").unwrap();
-        let first = signer.token().unwrap();
-        assert_eq!(signer.token().unwrap(), first);
+        let (signer, path) = signer(&dir, SEC1);
+        let first = signer.token(&TARGET).unwrap();
+        let again = signer.token(&TARGET).unwrap();
+        let sec1 = key_pair(SEC1.as_bytes()).unwrap();
+        assert_ne!(verify(&sec1, &first)["jti"], verify(&sec1, &again)["jti"]);
         let next = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(&path, next.serialize_pem()).unwrap();
-        let rotated = signer.token().unwrap();
-        assert_ne!(rotated, first);
         let next = key_pair(next.serialize_pem().as_bytes()).unwrap();
-        verify(&next, &rotated);
+        verify(&next, &signer.token(&TARGET).unwrap());
         // A broken file keeps the last good key.
         std::fs::write(&path, "garbage").unwrap();
-        verify(&next, &signer.token().unwrap());
+        verify(&next, &signer.token(&TARGET).unwrap());
     }
 }

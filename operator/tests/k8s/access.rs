@@ -101,10 +101,53 @@ async fn access_fields_and_jwt_secret_keys_reach_the_config() {
     let r = g.rate_limit.unwrap();
     assert_eq!((r.requests_per_second, r.burst), (50.0, Some(100)));
 
-    // The debug endpoint shows the key redacted.
-    let (code, body) = env.operator().get("/config").await.unwrap();
-    assert_eq!(code, 200);
-    assert!(!body.contains(&want), "the HMAC key is redacted: {body}");
+    // The debug endpoint is on its own loopback listener, not next to the metrics, and
+    // shows no key material: HMAC keys, public key PEMs (a publicKeyRef could name any key
+    // of a Secret, a tls.key too) and secret access keys are redacted.
+    let pem = rcgen::KeyPair::generate().unwrap().public_key_pem();
+    put_secret(&env, &ns, "jwt-pem", "key.pem", pem.as_bytes()).await;
+    env.create_bucket(
+        &ns,
+        "pem",
+        json!({"jwt": {"keys": [{"algorithm": "ES256",
+            "publicKeyRef": {"name": "jwt-pem", "key": "key.pem"}}]}}),
+    )
+    .await;
+    env.create_credential(
+        &ns,
+        "reader",
+        json!({"grants": [{"bucket": "plain", "permission": "read"}]}),
+    )
+    .await;
+    env.condition(&buckets, "pem", "Ready", "True", None).await;
+    env.condition(
+        &env.credentials(&ns),
+        "reader",
+        "SecretWritten",
+        "True",
+        None,
+    )
+    .await;
+    let (_, secret) = secret_keys(&env, &ns, "reader").await;
+    let (code, _) = env.operator().get("/config").await.unwrap();
+    assert_eq!(code, 404, "no /config on the metrics listener");
+    let body = eventually(
+        "the debug /config has the PEM bucket and the key",
+        || async {
+            let (code, body) = env.operator().debug_config().await?;
+            (code == 200 && body.contains("\"pem\"") && body.contains("\"secretAccessKey\""))
+                .then_some(body)
+        },
+    )
+    .await;
+    let pem_body = pem.lines().nth(1).unwrap();
+    for (what, value) in [
+        ("HMAC key", want.as_str()),
+        ("public key PEM", pem_body),
+        ("secret key", &secret),
+    ] {
+        assert!(!body.contains(value), "the {what} is redacted: {body}");
+    }
     assert!(body.contains("<redacted>"));
 
     // A new key in the Secret reaches the config.

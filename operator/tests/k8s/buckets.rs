@@ -217,8 +217,8 @@ async fn the_first_claimant_keeps_a_contested_name_and_nothing_is_overwritten() 
     let note = env.event(b, "logs", "NameConflict").await;
     assert!(note.contains(a), "{note}");
 
-    // The holder goes (Retain): the NATS bucket is still the first one's, so the second
-    // S3Bucket may take it over only by adopting it.
+    // The holder goes (Retain): the NATS bucket is still the first one's, which another
+    // namespace may not take over (see `adoption_stays_in_the_owners_namespace`).
     env.delete(&env.buckets(a), "logs").await;
     env.gone(&env.buckets(a), "logs").await;
     let blocked = env
@@ -243,19 +243,92 @@ async fn the_first_claimant_keeps_a_contested_name_and_nothing_is_overwritten() 
             .as_deref(),
         Some("first")
     );
-    env.patch_spec(&env.buckets(b), "logs", json!({"adopt": true}))
+}
+
+#[tokio::test]
+async fn adoption_stays_in_the_owners_namespace() {
+    let mut env = Env::new(2).await;
+    let (a, b) = (env.ns(0).to_string(), env.ns(1).to_string());
+    let (a, b) = (a.as_str(), b.as_str());
+    let spec = |description: &str| json!({"natsBucket": "tenant-data", "description": description, "deletionPolicy": "Retain"});
+    env.create_bucket(a, "data", spec("tenant a")).await;
+    env.condition(&env.buckets(a), "data", "Ready", "True", None)
         .await;
-    env.condition(&env.buckets(b), "logs", "Ready", "True", None)
+    let js = env.nats.js().await;
+    let store = js.get_object_store("tenant-data").await.unwrap();
+    store
+        .put("secret.txt", &mut &b"tenant a's data"[..])
+        .await
+        .unwrap();
+    env.delete(&env.buckets(a), "data").await;
+    env.gone(&env.buckets(a), "data").await;
+
+    // Another namespace asks to adopt the retained bucket: refused, nothing touched.
+    let mut thief = spec("tenant b");
+    thief["adopt"] = json!(true);
+    thief["bucketName"] = json!("thief");
+    env.create_bucket(b, "steal", thief.clone()).await;
+    let refused = env
+        .condition(
+            &env.buckets(b),
+            "steal",
+            "Ready",
+            "False",
+            Some("AdoptionRefused"),
+        )
         .await;
-    let info = env.nats.bucket("shared-logs").await.unwrap();
-    assert_eq!(info.config.description.as_deref(), Some("second"));
-    assert_eq!(info.config.metadata["jets3.owner"], format!("{b}/logs"));
+    let message = condition_of(&refused, "BucketProvisioned").message;
+    assert!(
+        message.contains(&format!("{a}/data")) && message.contains("--adopt-across-namespaces"),
+        "{message}"
+    );
+    assert!(refused.status.unwrap().nats_bucket.is_none());
+    let note = env.event(b, "steal", "AdoptionRefused").await;
+    assert!(note.contains(a), "{note}");
+    let info = env.nats.bucket("tenant-data").await.unwrap();
+    assert_eq!(info.config.description.as_deref(), Some("tenant a"));
+    assert_eq!(info.config.metadata["jets3.owner"], format!("{a}/data"));
     env.operator()
-        .config_where("the second bucket is served", |c| {
-            c.bucket("shared-logs")
-                .is_some_and(|b| b.access == Access::PublicRead)
-        })
+        .config_where("the thief is not served", |c| c.bucket("thief").is_none())
         .await;
+    // Deleting the refused S3Bucket (even with Delete) leaves the NATS bucket alone.
+    env.patch_spec(
+        &env.buckets(b),
+        "steal",
+        json!({"deletionPolicy": "Delete"}),
+    )
+    .await;
+    env.delete(&env.buckets(b), "steal").await;
+    env.gone(&env.buckets(b), "steal").await;
+    let mut kept = store.get("secret.txt").await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut kept, &mut bytes)
+        .await
+        .unwrap();
+    assert_eq!(bytes, b"tenant a's data");
+
+    // The owner's namespace may adopt it under another S3Bucket.
+    let mut again = spec("tenant a again");
+    again["adopt"] = json!(true);
+    env.create_bucket(a, "again", again).await;
+    env.condition(&env.buckets(a), "again", "Ready", "True", None)
+        .await;
+    let info = env.nats.bucket("tenant-data").await.unwrap();
+    assert_eq!(info.config.metadata["jets3.owner"], format!("{a}/again"));
+    env.delete(&env.buckets(a), "again").await;
+    env.gone(&env.buckets(a), "again").await;
+
+    // An operator started with --adopt-across-namespaces naming b lets b adopt it.
+    drop(env.operator.take());
+    let mut opts = env.options();
+    opts.extra_args = vec![format!("--adopt-across-namespaces={b}")];
+    env.operator = Some(env.start_operator("operator-allowing", &opts));
+    env.create_bucket(b, "steal", thief).await;
+    env.condition(&env.buckets(b), "steal", "Ready", "True", None)
+        .await;
+    let info = env.nats.bucket("tenant-data").await.unwrap();
+    assert_eq!(info.config.description.as_deref(), Some("tenant b"));
+    assert_eq!(info.config.metadata["jets3.owner"], format!("{b}/steal"));
 }
 
 #[tokio::test]

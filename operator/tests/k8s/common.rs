@@ -206,7 +206,8 @@ while kill -0 "$2" 2>/dev/null; do sleep 1; done
     }
 }
 
-async fn client_for(kubeconfig: &Path) -> Client {
+/// A client with the credentials of `kubeconfig`.
+pub async fn client_for(kubeconfig: &Path) -> Client {
     let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
@@ -412,12 +413,16 @@ pub struct OperatorOptions {
     pub resync: String,
     /// More flags (the config push's).
     pub extra_args: Vec<String>,
+    /// Another kubeconfig than the control plane admin's (a ServiceAccount's token).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// A running `jets3-operator`; killed on drop, its log printed if the test is failing.
 pub struct Operator {
     child: Option<Child>,
     pub metrics: String,
+    /// The loopback debug listener (`/config`).
+    pub debug: String,
     pub log: PathBuf,
     pub config_file: PathBuf,
     name: String,
@@ -432,24 +437,29 @@ impl Operator {
         o: &OperatorOptions,
     ) -> Operator {
         let port = free_port();
+        let debug_port = free_port();
         let log = dir.join(format!("{name}.log"));
         let config_file = dir.join("gateway.yaml");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jets3-operator"));
-        cmd.env("KUBECONFIG", &cp.kubeconfig)
-            .env("JETS3_LOG", "info,kube=warn")
-            .env_remove("JETS3_WATCH_NAMESPACES")
-            .args(["--nats-url", &nats.url()])
-            .args(["--gateway-endpoint", "http://jets3-gateway.test:9000"])
-            .args(["--region", "eu-test-1"])
-            .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
-            .args(["--watch-namespaces", &o.namespaces.join(",")])
-            .args(["--namespace", &o.namespace])
-            .args(["--pod-name", name])
-            .args(["--resync-interval", &o.resync])
-            .args(["--delete-timeout", "6s"])
-            .arg("--config-file")
-            .arg(&config_file)
-            .args(&o.extra_args);
+        cmd.env(
+            "KUBECONFIG",
+            o.kubeconfig.as_ref().unwrap_or(&cp.kubeconfig),
+        )
+        .env("JETS3_LOG", "info,kube=warn")
+        .env_remove("JETS3_WATCH_NAMESPACES")
+        .args(["--nats-url", &nats.url()])
+        .args(["--gateway-endpoint", "http://jets3-gateway.test:9000"])
+        .args(["--region", "eu-test-1"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+        .args(["--debug-listen", &format!("127.0.0.1:{debug_port}")])
+        .args(["--watch-namespaces", &o.namespaces.join(",")])
+        .args(["--namespace", &o.namespace])
+        .args(["--pod-name", name])
+        .args(["--resync-interval", &o.resync])
+        .args(["--delete-timeout", "6s"])
+        .arg("--config-file")
+        .arg(&config_file)
+        .args(&o.extra_args);
         if let Some(lease) = &o.leader_election {
             cmd.args([
                 "--leader-election",
@@ -469,6 +479,7 @@ impl Operator {
         Operator {
             child: Some(child),
             metrics: format!("http://127.0.0.1:{port}"),
+            debug: format!("http://127.0.0.1:{debug_port}"),
             log,
             config_file,
             name: name.to_string(),
@@ -519,6 +530,12 @@ impl Operator {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// `GET /config` on the debug listener: status and body, or `None` when it does not
+    /// answer.
+    pub async fn debug_config(&self) -> Option<(u16, String)> {
+        http_get(&format!("{}/config", self.debug)).await
     }
 
     /// GET on the metrics listener: status and body, or `None` when it does not answer.
@@ -640,6 +657,7 @@ impl Env {
             leader_election: None,
             resync: "2s".into(),
             extra_args: Vec::new(),
+            kubeconfig: None,
         }
     }
 

@@ -133,7 +133,7 @@ async fn metrics_probes_and_the_redacted_config_endpoint() {
     assert_eq!(o.get("/healthz").await.unwrap(), (200, "ok".to_string()));
     assert_eq!(o.get("/readyz").await.unwrap(), (200, "ok".to_string()));
     let (code, body) = eventually("/config lists the conflict", || async {
-        let (code, body) = o.get("/config").await?;
+        let (code, body) = o.debug_config().await?;
         body.contains("NameConflict").then_some((code, body))
     })
     .await;

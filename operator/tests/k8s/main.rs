@@ -10,5 +10,6 @@ mod config;
 mod credentials;
 mod process;
 mod push;
+mod rbac;
 mod schema;
 mod versioning;

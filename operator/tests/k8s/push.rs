@@ -252,14 +252,14 @@ async fn push_env(files_for_operator: impl FnOnce(&PushFiles) -> Vec<String>) ->
 
 /// The operator's `gateways` report on `GET /config`: (pods, in sync).
 async fn gateways(env: &Env) -> Option<(u64, u64)> {
-    let (_, body) = env.operator().get("/config").await?;
+    let (_, body) = env.operator().debug_config().await?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     let g = &v["gateways"];
     Some((g["pods"].as_u64()?, g["in_sync"].as_u64()?))
 }
 
 async fn generation_of(env: &Env) -> u64 {
-    let (_, body) = env.operator().get("/config").await.unwrap();
+    let (_, body) = env.operator().debug_config().await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["generation"].as_u64().unwrap()
 }
@@ -479,6 +479,24 @@ async fn a_gateway_holding_a_newer_generation_makes_the_operator_publish_above_i
         client.held(ip.into()).await.ok()
     })
     .await;
+    // A generation no later one could follow is refused, even by a gateway without a config.
+    let mut stuck = (*published.config).clone();
+    stuck.generation = u64::MAX;
+    let refused = client
+        .push(
+            ip.into(),
+            &Published {
+                generation: u64::MAX,
+                hash: stuck.content_hash(),
+                config: std::sync::Arc::new(stuck.clone()),
+            },
+            serde_json::to_vec(&stuck).unwrap().into(),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(jets3_operator::push::client::Failure::Invalid(m)) if m.contains("generation out of range")),
+        "{refused:?}"
+    );
     client
         .push(ip.into(), &published, body.into())
         .await
@@ -700,4 +718,80 @@ async fn plain_http_only_when_both_sides_say_so() {
     .await;
     assert!(!tls_gw.ready().await);
     assert_eq!(gateways(&env).await, Some((2, 1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_key_the_gateway_cannot_parse_leaves_out_only_its_bucket() {
+    let (env, files) = push_env(PushFiles::operator_args).await;
+    let ns = env.ns(0).to_string();
+    let [a, b, c] = loopback_net();
+    let ip = Ipv4Addr::new(a, b, c, 1);
+    let gw = Gateway::start(&env, &files, ip, &files.verify_key);
+    add_pod(&env, "gw-1", ip).await;
+    env.create_bucket(&ns, "data", json!({})).await;
+    let grant = json!({"grants": [{"bucket": "data", "permission": "read-write"}]});
+    env.create_credential(&ns, "old", grant.clone()).await;
+    env.condition(&env.credentials(&ns), "old", "Ready", "True", None)
+        .await;
+    let (old_id, old_secret) = secret_keys(&env, &ns, "old").await;
+    let old = s3(gw.s3_addr(), &old_id, &old_secret);
+    assert_eq!(put(&old, "data", "k", b"before").await, "");
+
+    // A PEM that starts right but holds no key: the old check let it through.
+    crate::access::put_secret(
+        &env,
+        &ns,
+        "bad-pem",
+        "key.pem",
+        b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+    )
+    .await;
+    env.create_bucket(
+        &ns,
+        "badjwt",
+        json!({"jwt": {"keys": [{"algorithm": "ES256",
+            "publicKeyRef": {"name": "bad-pem", "key": "key.pem"}}]}}),
+    )
+    .await;
+    env.condition(
+        &env.buckets(&ns),
+        "badjwt",
+        "BucketProvisioned",
+        "True",
+        None,
+    )
+    .await;
+
+    // Later changes still reach the gateway: a new key works, a deleted one stops working.
+    env.create_credential(&ns, "new", grant).await;
+    env.condition(&env.credentials(&ns), "new", "Ready", "True", None)
+        .await;
+    let (new_id, new_secret) = secret_keys(&env, &ns, "new").await;
+    let new = s3(gw.s3_addr(), &new_id, &new_secret);
+    assert_eq!(get(&new, "data", "k").await.unwrap(), b"before");
+    env.delete(&env.credentials(&ns), "old").await;
+    eventually("the deleted credential's key is refused", || async {
+        (get(&old, "data", "k").await == Err("InvalidAccessKeyId".into())).then_some(())
+    })
+    .await;
+
+    let bad = env
+        .condition(
+            &env.buckets(&ns),
+            "badjwt",
+            "Served",
+            "False",
+            Some("InvalidConfig"),
+        )
+        .await;
+    let message = condition_of(&bad, "Served").message;
+    assert!(
+        message.contains("jwt.keys[0].publicKeyPem") && !message.contains("AAAA"),
+        "{message}"
+    );
+    let (_, m) = env.operator().get("/metrics").await.unwrap();
+    assert!(
+        !m.contains("jets3_operator_push_failures_total{reason=\"invalid\"}"),
+        "no gateway refused a config: {m}"
+    );
 }

@@ -10,7 +10,6 @@ mod jwks;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use http::{HeaderMap, HeaderName};
 use jets3_crds::{FieldError, JwtAlgorithm, JwtAuth, Permission, TokenSourceKind};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -55,41 +54,7 @@ pub struct TokenClaims {
 }
 
 fn alg(a: JwtAlgorithm) -> Algorithm {
-    match a {
-        JwtAlgorithm::HS256 => Algorithm::HS256,
-        JwtAlgorithm::HS384 => Algorithm::HS384,
-        JwtAlgorithm::HS512 => Algorithm::HS512,
-        JwtAlgorithm::RS256 => Algorithm::RS256,
-        JwtAlgorithm::RS384 => Algorithm::RS384,
-        JwtAlgorithm::RS512 => Algorithm::RS512,
-        JwtAlgorithm::PS256 => Algorithm::PS256,
-        JwtAlgorithm::PS384 => Algorithm::PS384,
-        JwtAlgorithm::PS512 => Algorithm::PS512,
-        JwtAlgorithm::ES256 => Algorithm::ES256,
-        JwtAlgorithm::ES384 => Algorithm::ES384,
-        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
-    }
-}
-
-fn static_key(k: &jets3_crds::JwtKey) -> Result<DecodingKey, String> {
-    let a = alg(k.algorithm);
-    let pem = k.public_key_pem.as_deref().unwrap_or_default().as_bytes();
-    let key = match a {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-            let raw = match (&k.secret, &k.secret_base64) {
-                (Some(s), _) => s.as_bytes().to_vec(),
-                (None, Some(b)) => base64::engine::general_purpose::STANDARD
-                    .decode(b.trim())
-                    .map_err(|e| format!("not base64: {e}"))?,
-                (None, None) => return Err("no secret".into()),
-            };
-            DecodingKey::from_secret(&raw)
-        }
-        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem),
-        Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
-        _ => DecodingKey::from_rsa_pem(pem),
-    };
-    key.map_err(|e| format!("not a usable {a:?} key: {e}"))
+    a.jsonwebtoken()
 }
 
 impl JwtVerifier {
@@ -100,7 +65,7 @@ impl JwtVerifier {
         let mut errors = Vec::new();
         let mut keys = Vec::new();
         for (i, k) in cfg.keys.iter().enumerate() {
-            match static_key(k) {
+            match k.decoding_key() {
                 Ok(key) => keys.push(Key {
                     kid: k.kid.clone(),
                     alg: Some(alg(k.algorithm)),
