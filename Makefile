@@ -9,6 +9,7 @@ help:
 	@echo "make test    install test tools, then fmt, clippy, cargo test, release build, client suite"
 	@echo "make tools   install the pinned third-party tools (tests and benchmarks) into \$${JETS3_TOOLS_DIR:-~/.cache/jets3}"
 	@echo "make bench-quick / make bench   jets3 side by side with nats-s3 and raw NATS (BENCHMARKS.md)"
+	@echo "make bench-lifecycle   bytes that linger after overwrites, collector pass time (BENCHMARKS.md)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make build   cargo build --release -p jets3-gateway"
 	@echo "make e2e-kind  kind cluster + images + helm install + S3 round trip (needs Docker, kind, kubectl)"
@@ -40,7 +41,7 @@ e2e-local:
 	$(CARGO) build --release -p jets3-gateway
 	$${JETS3_TOOLS_DIR:-$$HOME/.cache/jets3}/venv/bin/python -m pytest -q e2e/local
 # ---- side-by-side benchmark (BENCHMARKS.md) ------------------------------------------------------
-.PHONY: tools-bench bench bench-quick
+.PHONY: tools-bench bench bench-quick bench-lifecycle
 
 tools-bench:
 	bash scripts/tools-bench.sh
@@ -50,3 +51,8 @@ bench:
 
 bench-quick:
 	bash scripts/bench.sh quick
+
+# Lingering bytes after overwrites and the collector's pass time (BENCHMARKS.md).
+bench-lifecycle:
+	bash scripts/tools.sh nats
+	$(CARGO) run --release -p jets3-gateway --example lifecycle_bench

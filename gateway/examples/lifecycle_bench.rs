@@ -173,6 +173,7 @@ async fn main() {
             .region(Region::new("us-east-1"))
             .endpoint_url(format!("http://{}", gw.s3_addr()))
             .force_path_style(true)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
             .credentials_provider(Credentials::new(ak, sk, None, None, "bench"))
             .build(),
     );
