@@ -241,6 +241,194 @@ fn read_ports_file(dir: &Path) -> Option<u16> {
     None
 }
 
+/// Three nats-servers clustered on 127.0.0.1 with routes, JetStream on each and file storage
+/// in a temp dir; nodes can be killed (SIGKILL), frozen (SIGSTOP) and restarted.
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+struct ClusterNode {
+    name: String,
+    port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl NatsCluster {
+    /// Starts `n` clustered servers and waits until JetStream has a meta leader.
+    pub async fn start(n: usize) -> NatsCluster {
+        let bin = nats_server_bin();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, c)| format!("nats://127.0.0.1:{c}"))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (port, cport)) in ports.iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let conf = dir.path().join(format!("{name}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "server_name: {name}\nlisten: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\ncluster {{ name: jets3, listen: 127.0.0.1:{cport}, routes: [{}] }}\n",
+                    dir.path().join(&name).display(),
+                    routes.join(", ")
+                ),
+            )
+            .expect("node config");
+            nodes.push(ClusterNode {
+                name,
+                port: *port,
+                child: None,
+            });
+        }
+        let mut cluster = NatsCluster { nodes, dir, bin };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.log", node.name)))
+            .expect("node log");
+        let child = Command::new(&self.bin)
+            .arg("-c")
+            .arg(self.dir.path().join(format!("{}.conf", node.name)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start a nats-server node");
+        self.nodes[i].child = Some(child);
+    }
+
+    /// Every node's URL, for a client given the whole cluster.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// The node names, in order (`n1`, `n2`, ...).
+    pub fn names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// Waits until JetStream answers through every running node.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let url = format!("nats://127.0.0.1:{}", n.port);
+            loop {
+                let ok = async {
+                    let c = async_nats::connect(&url).await.ok()?;
+                    async_nats::jetstream::new(c).query_account().await.ok()
+                };
+                if tokio::time::timeout(Duration::from_secs(3), ok)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some()
+                {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the NATS cluster is not ready");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// The index of the node leading `stream`.
+    pub async fn leader_of(&self, stream: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for url in self.live_urls() {
+                let leader = async {
+                    let c = async_nats::connect(&url).await.ok()?;
+                    let js = async_nats::jetstream::new(c);
+                    let mut s = js.get_stream(stream).await.ok()?;
+                    let info = s.info().await.ok()?;
+                    info.cluster.as_ref().and_then(|c| c.leader.clone())
+                };
+                if let Ok(Some(name)) = tokio::time::timeout(Duration::from_secs(3), leader).await {
+                    if let Some(i) = self.nodes.iter().position(|n| n.name == name) {
+                        return i;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "{stream} has no leader");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn live_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// SIGKILL: the node dies at once, mid-write.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP / SIGCONT: the node freezes with its connections open (like a partition).
+    pub fn freeze(&self, i: usize, frozen: bool) {
+        let child = self.nodes[i].child.as_ref().expect("node running");
+        let sig = if frozen { "-STOP" } else { "-CONT" };
+        let ok = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig}");
+    }
+
+    /// Starts a killed node again with its store.
+    pub async fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].child.is_none(), "kill the node first");
+        self.spawn(i);
+        self.wait_ready().await;
+    }
+
+    /// A node's log.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.nodes[i].name)))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // config helpers
 // ---------------------------------------------------------------------------------------
