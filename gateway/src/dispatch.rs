@@ -331,6 +331,15 @@ async fn serve(
                 );
             }
         }
+        if let (Endpoint::CreateBucket, Some(b)) = (ep, bucket.as_deref()) {
+            if rt.alias_of(b).is_some() {
+                return Err(S3Error::new(
+                    S3Code::BucketAlreadyExists,
+                    "The requested bucket name is not available.",
+                )
+                .with("BucketName", b));
+            }
+        }
         let bucket_ref = bucket.as_deref().map(|b| rt.bucket(b)).transpose()?;
         if let Some(b) = &bucket_ref {
             if let Some(limit) = b.config.as_ref().and_then(|c| c.rate_limit.as_ref()) {

@@ -1,0 +1,236 @@
+//! Adversarial requests that once crossed a security boundary: every refusal is the exact
+//! S3 error, and nothing it touched changed (object bytes, listings, stream contents).
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use jets3_crds::GatewayConfig;
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::common::*;
+
+/// A browser-style PostObject form for `key` in `bucket`, signed by the admin key.
+fn post_form(bucket: &str, key: &str, file: &[u8]) -> RawRequest {
+    let signer = Signer::admin();
+    let credential = format!("{}/{}", signer.ak, signer.scope());
+    let expiration = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    let doc = json!({
+        "expiration": expiration,
+        "conditions": [
+            {"bucket": bucket},
+            ["starts-with", "$key", ""],
+            {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
+            {"x-amz-credential": credential},
+            {"x-amz-date": signer.amz_date()},
+        ],
+    });
+    let policy = base64::engine::general_purpose::STANDARD.encode(doc.to_string());
+    let mut mac = Hmac::<Sha256>::new_from_slice(&signer.signing_key()).expect("key");
+    mac.update(policy.as_bytes());
+    let signature = hex::encode(mac.finalize().into_bytes());
+    let boundary = "adversarialFormBoundary";
+    let mut body = Vec::new();
+    for (name, value) in [
+        ("key", key.to_string()),
+        ("x-amz-algorithm", "AWS4-HMAC-SHA256".into()),
+        ("x-amz-credential", credential),
+        ("x-amz-date", signer.amz_date()),
+        ("policy", policy),
+        ("x-amz-signature", signature),
+    ] {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    RawRequest::new("POST", &format!("/{bucket}"))
+        .header(
+            "content-type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+}
+
+/// `{name: vault, natsBucket: vault_store, readOnly: true}`: `vault.store` maps to the same
+/// NATS bucket and must never reach it (NoSuchBucket; CreateBucket: BucketAlreadyExists),
+/// whatever the operation or addressing style.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_names_never_reach_a_configured_bucket() {
+    let vault = unique_bucket("vault");
+    let plain = unique_bucket("plain");
+    let alias = format!("{vault}.store");
+    let mut cfg = config_with(&[&vault, &plain]);
+    cfg.buckets[0].nats_bucket = Some(format!("{vault}_store"));
+    cfg.virtual_host_domains = vec!["s3.localhost".into()];
+    let env = Env::start(cfg.clone()).await;
+    let s3 = env.client();
+    put(&s3, &vault, "secret", b"top secret").await;
+    put(&s3, &plain, "k", b"plain").await;
+    let upload = ok(
+        s3.create_multipart_upload()
+            .bucket(&vault)
+            .key("mp")
+            .send()
+            .await,
+        "create upload",
+    )
+    .upload_id
+    .expect("upload id");
+    let mut cfg: GatewayConfig = cfg;
+    cfg.generation = 2;
+    cfg.buckets[0].read_only = true;
+    env.gw().set_config(cfg).expect("valid");
+    let before = env.obj_streams().await;
+
+    let (denied, missing) = (
+        (403, "AccessDenied".to_string()),
+        (404, "NoSuchBucket".into()),
+    );
+    let put_to = |b: &str| {
+        s3.put_object()
+            .bucket(b.to_string())
+            .key("x")
+            .body(b"intruder".to_vec().into())
+            .send()
+    };
+    assert_eq!(
+        sdk_err(put_to(&vault).await),
+        denied,
+        "the bucket is read-only"
+    );
+    assert_eq!(
+        sdk_err(put_to(&alias).await),
+        missing,
+        "PUT through the alias"
+    );
+    let vh = env.vhost_client("s3.localhost");
+    assert_eq!(
+        sdk_err(
+            vh.put_object()
+                .bucket(&alias)
+                .key("x")
+                .body(b"intruder".to_vec().into())
+                .send()
+                .await
+        ),
+        missing,
+        "PUT through the alias, virtual-hosted"
+    );
+    assert_eq!(
+        sdk_err(s3.get_object().bucket(&alias).key("secret").send().await),
+        missing,
+        "GET through the alias"
+    );
+    assert_eq!(
+        sdk_err(s3.list_objects_v2().bucket(&alias).send().await),
+        missing,
+        "LIST through the alias"
+    );
+    assert_eq!(
+        sdk_err(s3.head_bucket().bucket(&alias).send().await).0,
+        404,
+        "HeadBucket of the alias"
+    );
+    assert_eq!(
+        sdk_err(s3.delete_object().bucket(&alias).key("secret").send().await),
+        missing,
+        "DELETE through the alias"
+    );
+    assert_eq!(
+        sdk_err(s3.create_bucket().bucket(&alias).send().await),
+        (409, "BucketAlreadyExists".into()),
+        "CreateBucket of the alias"
+    );
+    assert_eq!(
+        sdk_err(
+            s3.copy_object()
+                .bucket(&plain)
+                .key("stolen")
+                .copy_source(format!("{alias}/secret"))
+                .send()
+                .await
+        ),
+        missing,
+        "copy out through the alias"
+    );
+    assert_eq!(
+        sdk_err(
+            s3.copy_object()
+                .bucket(&alias)
+                .key("x")
+                .copy_source(format!("{plain}/k"))
+                .send()
+                .await
+        ),
+        missing,
+        "copy in through the alias"
+    );
+    assert_eq!(
+        sdk_err(
+            s3.create_multipart_upload()
+                .bucket(&alias)
+                .key("x")
+                .send()
+                .await
+        ),
+        missing,
+        "CreateMultipartUpload through the alias"
+    );
+    assert_eq!(
+        sdk_err(
+            s3.upload_part()
+                .bucket(&alias)
+                .key("mp")
+                .upload_id(&upload)
+                .part_number(1)
+                .body(vec![b'p'; 10].into())
+                .send()
+                .await
+        ),
+        missing,
+        "UploadPart with the bucket's upload id through the alias"
+    );
+    assert_eq!(
+        sdk_err(
+            s3.list_parts()
+                .bucket(&alias)
+                .key("mp")
+                .upload_id(&upload)
+                .send()
+                .await
+        ),
+        missing,
+        "ListParts through the alias"
+    );
+    env.send(post_form(&alias, "posted", b"intruder"))
+        .await
+        .assert_error(404, "NoSuchBucket");
+    let listed: Vec<String> = ok(s3.list_buckets().send().await, "list buckets")
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_string))
+        .collect();
+    assert!(listed.contains(&vault), "{listed:?}");
+    assert!(
+        !listed.contains(&alias),
+        "the alias is not listed: {listed:?}"
+    );
+
+    env.wait_streams_equal(&before, "refused alias requests")
+        .await;
+    assert_eq!(list_all_keys(&s3, &vault).await, vec!["secret"]);
+    assert_eq!(get_bytes(&s3, &vault, "secret").await, b"top secret");
+    assert_eq!(list_all_keys(&s3, &plain).await, vec!["k"]);
+}
