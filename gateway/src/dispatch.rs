@@ -405,6 +405,7 @@ async fn serve(
             rt.clone(),
             ep,
             request_id.to_string(),
+            client_ip,
             parts.method.clone(),
             parts.headers.clone(),
             query,
@@ -462,6 +463,29 @@ async fn serve(
             }
         }),
     )
+}
+
+/// The checks a GET of `src` passes, for a request that reads it besides the bucket it
+/// addresses (a copy source): the address filter, the caller's right to read it (a token
+/// counts only for the bucket it was checked for) and the bucket's rate limit.
+pub fn admit_copy_source(ctx: &Ctx, src: &crate::runtime::BucketRef) -> S3Result<()> {
+    if let Some(f) = src.guards.as_ref().and_then(|g| g.addresses.as_ref()) {
+        if !f.admits(ctx.client_ip) {
+            tracing::debug!(request_id = %ctx.request_id, client_ip = %ctx.client_ip, "address not admitted by the copy source's bucket");
+            return Err(S3Error::access_denied());
+        }
+    }
+    let own = ctx.bucket.as_ref().is_some_and(|b| b.s3 == src.s3);
+    let principal = match &ctx.principal {
+        Some(Principal::Token(_)) if !own => None,
+        p => p.as_ref(),
+    };
+    authorize(&ctx.rt, Endpoint::GetObject, Some(src), principal)?;
+    match src.config.as_ref().and_then(|c| c.rate_limit.as_ref()) {
+        // The request's own bucket was charged already.
+        Some(limit) if !own => ctx.gw.limits.bucket(&src.s3, limit, &ctx.gw.metrics),
+        _ => Ok(()),
+    }
 }
 
 /// Checks the caller's grant (or the bucket's public access) for the operation.

@@ -1,5 +1,6 @@
 //! The per-request context handed to every operation, and request body helpers.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -21,6 +22,8 @@ pub struct Ctx {
     pub rt: Arc<Runtime>,
     pub ep: Endpoint,
     pub request_id: String,
+    /// The client's address (see `TrustedProxies`).
+    pub client_ip: IpAddr,
     pub method: Method,
     pub headers: HeaderMap,
     pub query: Query,
@@ -44,6 +47,7 @@ impl Ctx {
         rt: Arc<Runtime>,
         ep: Endpoint,
         request_id: String,
+        client_ip: IpAddr,
         method: Method,
         headers: HeaderMap,
         query: Query,
@@ -58,6 +62,7 @@ impl Ctx {
             rt,
             ep,
             request_id,
+            client_ip,
             method,
             headers,
             query,

@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use jets3_crds::GatewayConfig;
+use jets3_crds::{GatewayConfig, IpFilter, Permission, RateLimit};
 use serde_json::json;
 use sha2::Sha256;
 
@@ -233,4 +233,126 @@ async fn alias_names_never_reach_a_configured_bucket() {
     assert_eq!(list_all_keys(&s3, &vault).await, vec!["secret"]);
     assert_eq!(get_bytes(&s3, &vault, "secret").await, b"top secret");
     assert_eq!(list_all_keys(&s3, &plain).await, vec!["k"]);
+}
+
+/// A copy source passes every read check of its bucket, as a GET of it would: the address
+/// filter, the caller's grant (or public-read) and the bucket's rate limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_sources_keep_their_bucket_protections() {
+    let (secret, limited, dst) = (
+        unique_bucket("secret"),
+        unique_bucket("limited"),
+        unique_bucket("dst"),
+    );
+    let mut cfg = config_with(&[&secret, &limited, &dst]);
+    cfg.credentials.push(credential(
+        "AKIACOPIER0000001",
+        "copier-secret-0001",
+        &[(&dst, Permission::ReadWrite)],
+    ));
+    let env = Env::start(cfg.clone()).await;
+    let s3 = env.client();
+    put(&s3, &secret, "k", b"secret bytes").await;
+    put(&s3, &limited, "k", b"limited bytes").await;
+    put(&s3, &dst, "k", b"dst bytes").await;
+    let upload = ok(
+        s3.create_multipart_upload()
+            .bucket(&dst)
+            .key("mp")
+            .send()
+            .await,
+        "create upload",
+    )
+    .upload_id
+    .expect("upload id");
+    cfg.generation = 2;
+    cfg.buckets[0].ip_filter = Some(IpFilter {
+        allow: vec![],
+        deny: vec!["127.0.0.0/8".into()],
+    });
+    cfg.buckets[1].rate_limit = Some(RateLimit {
+        requests_per_second: 0.01,
+        burst: Some(1),
+    });
+    env.gw().set_config(cfg).expect("valid");
+    let before = env.obj_streams().await;
+    let denied = (403, "AccessDenied".to_string());
+
+    let copy = |src: String, key: &'static str| {
+        s3.copy_object()
+            .bucket(&dst)
+            .key(key)
+            .copy_source(src)
+            .send()
+    };
+    let part_copy = |src: String| {
+        s3.upload_part_copy()
+            .bucket(&dst)
+            .key("mp")
+            .upload_id(&upload)
+            .part_number(1)
+            .copy_source(src)
+            .send()
+    };
+    // The address filter.
+    assert_eq!(
+        sdk_err(s3.get_object().bucket(&secret).key("k").send().await),
+        denied,
+        "GET from a denied address"
+    );
+    assert_eq!(
+        sdk_err(copy(format!("{secret}/k"), "stolen").await),
+        denied,
+        "CopyObject from a denied address"
+    );
+    assert_eq!(
+        sdk_err(part_copy(format!("{secret}/k")).await),
+        denied,
+        "UploadPartCopy from a denied address"
+    );
+    // The grant: a key that may write the target but not read the source.
+    let copier = env.client_for("AKIACOPIER0000001", "copier-secret-0001");
+    assert_eq!(
+        sdk_err(
+            copier
+                .copy_object()
+                .bucket(&dst)
+                .key("stolen")
+                .copy_source(format!("{limited}/k"))
+                .send()
+                .await
+        ),
+        denied,
+        "CopyObject without a grant on the source"
+    );
+    // The rate limit: one request, then SlowDown, for a GET and a copy alike.
+    get_bytes(&s3, &limited, "k").await;
+    assert_eq!(
+        sdk_err(s3.get_object().bucket(&limited).key("k").send().await),
+        (503, "SlowDown".to_string()),
+        "second GET of a bucket limited to one"
+    );
+    assert_eq!(
+        sdk_err(copy(format!("{limited}/k"), "stolen").await),
+        (503, "SlowDown".to_string()),
+        "CopyObject from a bucket over its rate"
+    );
+    assert_eq!(
+        sdk_err(part_copy(format!("{limited}/k")).await),
+        (503, "SlowDown".to_string()),
+        "UploadPartCopy from a bucket over its rate"
+    );
+
+    env.wait_streams_equal(&before, "refused copies").await;
+    assert_eq!(list_all_keys(&s3, &dst).await, vec!["k"]);
+    let parts = ok(
+        s3.list_parts()
+            .bucket(&dst)
+            .key("mp")
+            .upload_id(&upload)
+            .send()
+            .await,
+        "list parts",
+    );
+    assert!(parts.parts().is_empty(), "no part was copied");
 }
