@@ -1,6 +1,7 @@
 //! Adversarial requests that once crossed a security boundary: every refusal is the exact
 //! S3 error, and nothing it touched changed (object bytes, listings, stream contents).
 
+use aws_sdk_s3::types::{Delete, ObjectIdentifier, Tag, Tagging};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use jets3_crds::{GatewayConfig, IpFilter, Permission, RateLimit};
@@ -355,4 +356,99 @@ async fn copy_sources_keep_their_bucket_protections() {
         "list parts",
     );
     assert!(parts.parts().is_empty(), "no part was copied");
+}
+
+/// Text in XML request bodies is taken exactly: no trimming, entities and CDATA decoded.
+/// DeleteObjects deletes exactly the keys named; tag keys and values keep their spaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xml_text_keeps_its_whitespace_and_entities() {
+    let b = unique_bucket("xmltext");
+    let env = Env::with_buckets(&[&b]).await;
+    let s3 = env.client();
+    let keys = [
+        "_", "_ ", " ", " a", "a", "a\t", "a&b", "x<y>", "z]]>z", " sp ", "keep",
+    ];
+    for k in keys {
+        // Raw: the SDK refuses a key of blanks.
+        env.send_signed(RawRequest::new("PUT", &format!("/{b}/{}", enc_path(k))).body(k))
+            .await
+            .assert_status(200);
+    }
+    let doomed = ["_ ", " ", " a", "a\t"];
+    let out = ok(
+        s3.delete_objects()
+            .bucket(&b)
+            .delete(
+                Delete::builder()
+                    .set_objects(Some(
+                        doomed
+                            .iter()
+                            .map(|k| ObjectIdentifier::builder().key(*k).build().unwrap())
+                            .collect(),
+                    ))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await,
+        "delete objects",
+    );
+    assert!(out.errors().is_empty(), "{:?}", out.errors());
+    let mut deleted: Vec<&str> = out.deleted().iter().filter_map(|d| d.key()).collect();
+    deleted.sort();
+    let mut want = doomed.to_vec();
+    want.sort();
+    assert_eq!(deleted, want, "the answer names the keys exactly");
+    let mut left = list_all_keys(&s3, &b).await;
+    left.sort();
+    let mut expect: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| !doomed.contains(k))
+        .collect();
+    expect.sort();
+    assert_eq!(left, expect, "exactly the named keys are gone");
+
+    // Entities, character references and CDATA, written by hand.
+    let doc = "<Delete><Quiet>false</Quiet>\n  <Object><Key>a&amp;b</Key></Object>\n  <Object><Key><![CDATA[x<y>]]></Key></Object>\n  <Object><Key><![CDATA[z]]]]><![CDATA[>z]]></Key></Object>\n  <Object><Key>&#32;sp&#x20;</Key></Object>\n</Delete>";
+    let r = env
+        .send_signed(
+            RawRequest::new("POST", &format!("/{b}?delete"))
+                .header("content-md5", &md5_b64(doc.as_bytes()))
+                .body(doc),
+        )
+        .await;
+    r.assert_status(200);
+    let mut gone = xml_tags(&r.text(), "Key");
+    gone.sort();
+    assert_eq!(gone, vec![" sp ", "a&b", "x<y>", "z]]>z"], "{}", r.text());
+    let mut left = list_all_keys(&s3, &b).await;
+    left.sort();
+    assert_eq!(left, vec!["_", "a", "keep"]);
+    for k in ["_", "a", "keep"] {
+        assert_eq!(get_bytes(&s3, &b, k).await, k.as_bytes(), "{k:?} untouched");
+    }
+
+    // Tagging keeps spaces in keys and values.
+    let tags = Tagging::builder()
+        .tag_set(Tag::builder().key("k ").value(" v ").build().unwrap())
+        .tag_set(Tag::builder().key("e").value("a&b <c>").build().unwrap())
+        .build()
+        .unwrap();
+    ok(
+        s3.put_object_tagging()
+            .bucket(&b)
+            .key("keep")
+            .tagging(tags)
+            .send()
+            .await,
+        "put tagging",
+    );
+    let got = ok(
+        s3.get_object_tagging().bucket(&b).key("keep").send().await,
+        "get tagging",
+    );
+    let mut pairs: Vec<(&str, &str)> = got.tag_set().iter().map(|t| (t.key(), t.value())).collect();
+    pairs.sort();
+    assert_eq!(pairs, vec![("e", "a&b <c>"), ("k ", " v ")]);
 }
