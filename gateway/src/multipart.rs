@@ -372,8 +372,12 @@ pub async fn list_parts(ctx: &Ctx) -> S3Result<Response> {
             .map_err(|_| S3Error::invalid_argument("part-number-marker must be an integer"))?,
     };
     let parts = ctx.store_bucket()?.parts(&id).await?;
-    let shown: Vec<(&u32, &PartInfo)> = parts.range(marker + 1..).take(max).collect();
-    let truncated = parts.range(marker + 1..).nth(max).is_some();
+    let after = (
+        std::ops::Bound::Excluded(marker),
+        std::ops::Bound::Unbounded,
+    );
+    let shown: Vec<(&u32, &PartInfo)> = parts.range(after).take(max).collect();
+    let truncated = parts.range(after).nth(max).is_some();
     let mut w = XmlWriter::new("ListPartsResult");
     w.elem("Bucket", &ctx.bucket_ref()?.s3)
         .elem("Key", &info.key)

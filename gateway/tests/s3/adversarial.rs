@@ -452,3 +452,78 @@ async fn xml_text_keeps_its_whitespace_and_entities() {
     pairs.sort();
     assert_eq!(pairs, vec![("e", "a&b <c>"), ("k ", " v ")]);
 }
+
+/// Ranges and markers at the edge of u64/u32 are clipped or refused, never wrapped: a
+/// Range ending at 2^64-1 serves the rest of the object, from NATS and from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_ranges_and_markers_do_not_overflow() {
+    let (plain, cached) = (unique_bucket("range"), unique_bucket("rangecache"));
+    let mut cfg = config_with(&[&plain, &cached]);
+    cfg.buckets[1].cache = Some(jets3_crds::BucketCache {
+        enabled: true,
+        max_object_bytes: 1 << 20,
+    });
+    let env = Env::start(cfg).await;
+    let s3 = env.client();
+    let body = data(1000, 7);
+    for b in [&plain, &cached] {
+        put(&s3, b, "k", &body).await;
+        // A whole GET fills the cache of the cached bucket.
+        assert_eq!(get_bytes(&s3, b, "k").await, body);
+        let r = env
+            .send_signed(
+                RawRequest::new("GET", &format!("/{b}/k"))
+                    .header("range", "bytes=1-18446744073709551615"),
+            )
+            .await;
+        r.assert_status(206);
+        assert_eq!(r.header("content-range"), Some("bytes 1-999/1000"), "{b}");
+        assert_eq!(r.header("content-length"), Some("999"), "{b}");
+        assert_eq!(r.body, body[1..], "{b}");
+        let r = env
+            .send_signed(
+                RawRequest::new("GET", &format!("/{b}/k"))
+                    .header("range", "bytes=18446744073709551615-18446744073709551615"),
+            )
+            .await;
+        r.assert_error(416, "InvalidRange");
+        let r = env
+            .send_signed(
+                RawRequest::new("GET", &format!("/{b}/k"))
+                    .header("range", "bytes=-18446744073709551615"),
+            )
+            .await;
+        r.assert_status(206);
+        assert_eq!(r.body, body, "{b}: a suffix longer than the object");
+    }
+    let upload = ok(
+        s3.create_multipart_upload()
+            .bucket(&plain)
+            .key("mp")
+            .send()
+            .await,
+        "create upload",
+    )
+    .upload_id
+    .expect("upload id");
+    let r = env
+        .send_signed(
+            RawRequest::new(
+                "PUT",
+                &format!("/{plain}/mp?partNumber=1&uploadId={upload}"),
+            )
+            .header("x-amz-copy-source", &format!("/{plain}/k"))
+            .header("x-amz-copy-source-range", "bytes=0-18446744073709551615"),
+        )
+        .await;
+    r.assert_error(400, "InvalidArgument");
+    let r = env
+        .send_signed(RawRequest::new(
+            "GET",
+            &format!("/{plain}/mp?uploadId={upload}&part-number-marker=4294967295"),
+        ))
+        .await;
+    r.assert_status(200);
+    assert!(xml_tags(&r.text(), "Part").is_empty(), "{}", r.text());
+    assert_eq!(list_all_keys(&s3, &plain).await, vec!["k"]);
+}
