@@ -19,6 +19,7 @@ use crate::auth::{
 };
 use crate::breaker::Admit;
 use crate::error::{S3Code, S3Error, S3Result};
+use crate::limits::ClientAddr;
 use crate::listener::Peer;
 use crate::request::Ctx;
 use crate::router::{self, Endpoint, Need};
@@ -49,12 +50,12 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         .get::<Peer>()
         .map(|p| p.0.ip())
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let client_ip = gw.limits.client_ip(peer, req.headers());
+    let client = gw.limits.client(peer, req.headers());
     let rt = gw.runtime();
     let mut tail = Tail::default();
     if gw.audit.is_some() {
         let bytes_in = declared_length(req.headers()).unwrap_or(0);
-        tail.facts = Some(Facts::new(client_ip, req.method().clone(), bytes_in));
+        tail.facts = Some(Facts::new(client.ip, req.method().clone(), bytes_in));
     }
     let audit_reads = rt.as_ref().is_none_or(|rt| rt.config.audit.reads);
     let request_timeout = rt
@@ -78,7 +79,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             .is_some_and(|v| v.as_bytes() == b"0");
     let deadline = tail.deadline;
     let span = crate::telemetry::request_span(&request_id, &method);
-    let serving = serve(&gw, rt, req, &request_id, client_ip, &mut tail).instrument(span.clone());
+    let serving = serve(&gw, rt, req, &request_id, client, &mut tail).instrument(span.clone());
     let (op, result) = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, serving).await {
             Ok(r) => r,
@@ -251,7 +252,7 @@ async fn serve(
     rt: Option<Arc<Runtime>>,
     req: Request,
     request_id: &str,
-    client_ip: IpAddr,
+    client: ClientAddr,
     tail: &mut Tail,
 ) -> (&'static str, S3Result<Response>) {
     let Some(rt) = rt else {
@@ -265,7 +266,7 @@ async fn serve(
         );
     };
     let limits = &rt.config.limits;
-    match gw.limits.admit(limits, client_ip, &gw.metrics) {
+    match gw.limits.admit(limits, client.ip, &gw.metrics) {
         Ok(permit) => tail.permit = permit,
         Err(e) => return ("Unknown", Err(e)),
     }
@@ -348,8 +349,8 @@ async fn serve(
         }
         let guards = bucket_ref.as_ref().and_then(|b| b.guards.as_ref());
         if let Some(f) = guards.and_then(|g| g.addresses.as_ref()) {
-            if !f.admits(client_ip) {
-                tracing::debug!(request_id, %client_ip, "address not admitted by the bucket");
+            if !f.admits(&client) {
+                tracing::debug!(request_id, client_ip = %client.ip, "address not admitted by the bucket");
                 return Err(S3Error::access_denied());
             }
         }
@@ -405,7 +406,7 @@ async fn serve(
             rt.clone(),
             ep,
             request_id.to_string(),
-            client_ip,
+            client,
             parts.method.clone(),
             parts.headers.clone(),
             query,
@@ -470,8 +471,8 @@ async fn serve(
 /// counts only for the bucket it was checked for) and the bucket's rate limit.
 pub fn admit_copy_source(ctx: &Ctx, src: &crate::runtime::BucketRef) -> S3Result<()> {
     if let Some(f) = src.guards.as_ref().and_then(|g| g.addresses.as_ref()) {
-        if !f.admits(ctx.client_ip) {
-            tracing::debug!(request_id = %ctx.request_id, client_ip = %ctx.client_ip, "address not admitted by the copy source's bucket");
+        if !f.admits(&ctx.client) {
+            tracing::debug!(request_id = %ctx.request_id, client_ip = %ctx.client.ip, "address not admitted by the copy source's bucket");
             return Err(S3Error::access_denied());
         }
     }

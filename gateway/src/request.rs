@@ -1,6 +1,5 @@
 //! The per-request context handed to every operation, and request body helpers.
 
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -11,6 +10,7 @@ use http::{HeaderMap, Method};
 use crate::auth::{self, Payload, Principal, TrailerSlot};
 use crate::checksum::{self, Algo, Running};
 use crate::error::{S3Code, S3Error, S3Result};
+use crate::limits::ClientAddr;
 use crate::router::{query_get, Endpoint, Query};
 use crate::runtime::{BucketRef, Runtime};
 use crate::server::Gateway;
@@ -22,8 +22,8 @@ pub struct Ctx {
     pub rt: Arc<Runtime>,
     pub ep: Endpoint,
     pub request_id: String,
-    /// The client's address (see `TrustedProxies`).
-    pub client_ip: IpAddr,
+    /// Where the request comes from (see `TrustedProxies`).
+    pub client: ClientAddr,
     pub method: Method,
     pub headers: HeaderMap,
     pub query: Query,
@@ -47,7 +47,7 @@ impl Ctx {
         rt: Arc<Runtime>,
         ep: Endpoint,
         request_id: String,
-        client_ip: IpAddr,
+        client: ClientAddr,
         method: Method,
         headers: HeaderMap,
         query: Query,
@@ -62,7 +62,7 @@ impl Ctx {
             rt,
             ep,
             request_id,
-            client_ip,
+            client,
             method,
             headers,
             query,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use jets3_crds::{Limits, RateLimit};
 
-pub use client_ip::TrustedProxies;
+pub use client_ip::{ClientAddr, TrustedProxies};
 
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::metrics::Metrics;
@@ -86,9 +86,9 @@ impl Limiter {
         }
     }
 
-    /// The client address of a request from `peer` (see [`TrustedProxies`]).
-    pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
-        self.trusted.client_ip(peer, headers)
+    /// The client of a request from `peer` (see [`TrustedProxies`]).
+    pub fn client(&self, peer: IpAddr, headers: &http::HeaderMap) -> ClientAddr {
+        self.trusted.client(peer, headers)
     }
 
     fn throttled(m: &Metrics, scope: &str, wait: Duration) -> S3Error {

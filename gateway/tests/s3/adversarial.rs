@@ -527,3 +527,52 @@ async fn huge_ranges_and_markers_do_not_overflow() {
     assert!(xml_tags(&r.text(), "Part").is_empty(), "{}", r.text());
     assert_eq!(list_all_keys(&s3, &plain).await, vec!["k"]);
 }
+
+/// Behind trusted proxies the client is the first untrusted address of X-Forwarded-For
+/// from the right; a deny rule applies to every address on that path, so a client whose
+/// own address is inside the trusted range cannot name another one to escape it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_cannot_escape_a_deny_rule() {
+    let (b, other) = (unique_bucket("xff"), unique_bucket("xff-other"));
+    let mut cfg = config_with(&[&b, &other]);
+    let env = Env::start_with(cfg.clone(), |s| {
+        s.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    put(&env.client(), &b, "k", b"v").await;
+    cfg.generation = 2;
+    cfg.buckets[0].ip_filter = Some(IpFilter {
+        allow: vec![],
+        deny: vec!["127.0.0.1/32".into(), "198.51.100.0/24".into()],
+    });
+    cfg.buckets[1].ip_filter = Some(IpFilter {
+        allow: vec!["203.0.113.0/24".into()],
+        deny: vec![],
+    });
+    env.gw().set_config(cfg).expect("valid");
+    let get = |bucket: &str, xff: Option<&str>| {
+        let mut r = RawRequest::new("GET", &format!("/{bucket}?list-type=2"));
+        if let Some(v) = xff {
+            r = r.header("x-forwarded-for", v);
+        }
+        env.send_signed(r)
+    };
+    // 127.0.0.1 (the peer, a trusted proxy by configuration) is denied itself.
+    get(&b, None).await.assert_error(403, "AccessDenied");
+    for forged in ["203.0.113.9", "127.0.0.2", "10.1.1.1, 127.0.0.3"] {
+        get(&b, Some(forged))
+            .await
+            .assert_error(403, "AccessDenied");
+    }
+    // The client named by the proxy chain is checked as before.
+    get(&other, Some("203.0.113.9")).await.assert_status(200);
+    get(&other, Some("198.51.100.1, 203.0.113.9"))
+        .await
+        .assert_status(200);
+    get(&other, Some("203.0.113.9, 198.51.100.1"))
+        .await
+        .assert_error(403, "AccessDenied");
+    get(&other, Some("127.0.0.9"))
+        .await
+        .assert_error(403, "AccessDenied");
+}
