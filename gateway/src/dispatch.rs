@@ -342,11 +342,6 @@ async fn serve(
             }
         }
         let bucket_ref = bucket.as_deref().map(|b| rt.bucket(b)).transpose()?;
-        if let Some(b) = &bucket_ref {
-            if let Some(limit) = b.config.as_ref().and_then(|c| c.rate_limit.as_ref()) {
-                gw.limits.bucket(&b.s3, limit, &gw.metrics)?;
-            }
-        }
         let guards = bucket_ref.as_ref().and_then(|b| b.guards.as_ref());
         if let Some(f) = guards.and_then(|g| g.addresses.as_ref()) {
             if !f.admits(&client) {
@@ -358,14 +353,14 @@ async fn serve(
         let token = jwt.and_then(|j| j.token(&parts.headers, &query).map(str::to_string));
         // Preflight and PostObject carry no SigV4 header or query: they are handled
         // (and, for PostObject, authenticated by its policy) by their own code.
-        let (principal, payload) = if matches!(ep, Endpoint::Preflight | Endpoint::PostObject) {
-            (None, Payload::Unsigned)
+        let authenticated = if matches!(ep, Endpoint::Preflight | Endpoint::PostObject) {
+            Ok((None, Payload::Unsigned))
         } else if let (Some(jwt), Some(token)) = (jwt, token) {
             match jwt.verify(&token).await {
-                Ok(claims) => (Some(Principal::Token(claims)), Payload::Unsigned),
+                Ok(claims) => Ok((Some(Principal::Token(claims)), Payload::Unsigned)),
                 Err(why) => {
                     tracing::debug!(request_id, reason = %why, "JWT refused");
-                    return Err(S3Error::access_denied());
+                    Err(S3Error::access_denied())
                 }
             }
         } else {
@@ -381,13 +376,18 @@ async fn serve(
                 raw_query: raw_query.as_deref(),
                 headers: &parts.headers,
             };
-            match auth::authenticate(&request, &Lookup(&rt, now), &settings)? {
+            auth::authenticate(&request, &Lookup(&rt, now), &settings).map(|a| match a {
                 Authenticated::Anonymous => (None, Payload::Unsigned),
                 Authenticated::Signed(s) => {
                     (Some(Principal::AccessKey(s.access_key_id)), s.payload)
                 }
-            }
+            })
         };
+        // PostObject is counted by its handler, once its policy is checked.
+        if let (Some(b), false) = (&bucket_ref, ep == Endpoint::PostObject) {
+            charge_bucket(gw, b, matches!(authenticated, Ok((Some(_), _))))?;
+        }
+        let (principal, payload) = authenticated?;
         if let Some(Principal::AccessKey(key)) = &principal {
             gw.limits.access_key(key, limits, &gw.metrics)?;
         }
@@ -482,10 +482,26 @@ pub fn admit_copy_source(ctx: &Ctx, src: &crate::runtime::BucketRef) -> S3Result
         p => p.as_ref(),
     };
     authorize(&ctx.rt, Endpoint::GetObject, Some(src), principal)?;
-    match src.config.as_ref().and_then(|c| c.rate_limit.as_ref()) {
-        // The request's own bucket was charged already.
-        Some(limit) if !own => ctx.gw.limits.bucket(&src.s3, limit, &ctx.gw.metrics),
-        _ => Ok(()),
+    match own {
+        // The request's own bucket was counted already.
+        true => Ok(()),
+        false => charge_bucket(&ctx.gw, src, principal.is_some()),
+    }
+}
+
+/// Counts a request against its bucket's rate limit, after authentication: authenticated
+/// requests have one budget, anonymous and failed-auth ones another, so that neither
+/// kind can use up the other's.
+pub fn charge_bucket(
+    gw: &Gateway,
+    bucket: &crate::runtime::BucketRef,
+    authenticated: bool,
+) -> S3Result<()> {
+    match bucket.config.as_ref().and_then(|c| c.rate_limit.as_ref()) {
+        Some(limit) => gw
+            .limits
+            .bucket(&bucket.s3, authenticated, limit, &gw.metrics),
+        None => Ok(()),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Limiter {
     per_ip: rate::Keyed<IpAddr>,
     per_key: rate::Keyed<String>,
     per_bucket: rate::Keyed<String>,
+    /// Anonymous and failed-auth requests, per bucket.
+    per_bucket_unauthenticated: rate::Keyed<String>,
     counters: Arc<Counters>,
 }
 
@@ -82,6 +84,7 @@ impl Limiter {
             per_ip: rate::Keyed::new(MAX_TRACKED),
             per_key: rate::Keyed::new(MAX_TRACKED),
             per_bucket: rate::Keyed::new(MAX_TRACKED),
+            per_bucket_unauthenticated: rate::Keyed::new(MAX_TRACKED),
             counters: Arc::default(),
         }
     }
@@ -127,11 +130,22 @@ impl Limiter {
         }))
     }
 
-    /// The bucket's own rate limit.
-    pub fn bucket(&self, name: &str, limit: &RateLimit, m: &Metrics) -> S3Result<()> {
-        self.per_bucket
+    /// The bucket's own rate limit, with a budget of its own for requests that are not
+    /// authenticated (anonymous, or whose authentication failed).
+    pub fn bucket(
+        &self,
+        name: &str,
+        authenticated: bool,
+        limit: &RateLimit,
+        m: &Metrics,
+    ) -> S3Result<()> {
+        let (budget, scope) = match authenticated {
+            true => (&self.per_bucket, "bucket"),
+            false => (&self.per_bucket_unauthenticated, "bucket_unauthenticated"),
+        };
+        budget
             .take(name, limit)
-            .map_err(|w| Self::throttled(m, "bucket", w))
+            .map_err(|w| Self::throttled(m, scope, w))
     }
 
     /// The per-access-key rate limit, for a request whose signature was checked.

@@ -576,3 +576,46 @@ async fn forwarded_for_cannot_escape_a_deny_rule() {
         .await
         .assert_error(403, "AccessDenied");
 }
+
+/// A bucket's rate limit counts authenticated requests apart from anonymous and
+/// failed-auth ones: a flood of either kind cannot use up a valid client's budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_floods_do_not_starve_a_bucket_budget() {
+    let b = unique_bucket("flood");
+    let mut cfg = config_with(&[&b]);
+    let env = Env::start(cfg.clone()).await;
+    put(&env.client(), &b, "k", b"v").await;
+    cfg.generation = 2;
+    cfg.buckets[0].rate_limit = Some(RateLimit {
+        requests_per_second: 0.01,
+        burst: Some(2),
+    });
+    env.gw().set_config(cfg).expect("valid");
+    let path = format!("/{b}/k");
+    for _ in 0..2 {
+        env.send(RawRequest::new("GET", &path))
+            .await
+            .assert_error(403, "AccessDenied");
+    }
+    env.send(RawRequest::new("GET", &path))
+        .await
+        .assert_error(503, "SlowDown");
+    // Bad signatures count with the anonymous ones.
+    let mut forged = RawRequest::new("GET", &path);
+    sign_request(
+        &mut forged,
+        &env.host(),
+        &Signer::new(ADMIN_AK, "not-the-secret"),
+        Payload::Signed,
+    );
+    env.send(forged).await.assert_error(503, "SlowDown");
+    // The valid client still has its whole budget.
+    for _ in 0..2 {
+        env.send_signed(RawRequest::new("GET", &path))
+            .await
+            .assert_status(200);
+    }
+    env.send_signed(RawRequest::new("GET", &path))
+        .await
+        .assert_error(503, "SlowDown");
+}
