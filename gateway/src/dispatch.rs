@@ -163,18 +163,23 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
         .find_map(|h| headers.get(*h)?.to_str().ok()?.trim().parse().ok())
 }
 
-/// Upper bound of the body bytes a request holds in memory while it is served.
+/// Upper bound of the body bytes a request holds in memory while it is served. Only
+/// `Content-Length` bounds a body (HTTP enforces it); `x-amz-decoded-content-length` is the
+/// client's word, so a chunked body without a length reserves the whole write window.
 fn buffered_estimate(ep: Endpoint, headers: &http::HeaderMap) -> u64 {
     use Endpoint::*;
     let read = crate::store::READ_BUFFER_BYTES as u64;
     let write = crate::store::WRITE_BUFFER_BYTES as u64;
-    let declared = declared_length(headers);
-    let body = declared.map_or(write, |n| n.min(write));
+    let wire = match headers.get(http::header::CONTENT_LENGTH) {
+        Some(v) => v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()),
+        None if headers.contains_key(http::header::TRANSFER_ENCODING) => None,
+        None => Some(0),
+    };
+    let body = wire.map_or(write, |n| n.min(write));
     match ep {
         GetObject => read,
         CopyObject | UploadPartCopy | CompleteMultipartUpload => read + write,
-        PutObject | UploadPart | PostObject => body,
-        _ => declared.unwrap_or(0).min(write),
+        _ => body,
     }
 }
 

@@ -179,6 +179,23 @@ impl Ctx {
                 TrailerSlot::default(),
             ),
         };
+        // The declared length is the client's word: more bytes are refused as they come.
+        let stream: BodyStream = match self.declared_length() {
+            Ok(Some(declared)) => {
+                let mut seen = 0u64;
+                Box::pin(stream.map(move |piece| {
+                    let piece = piece?;
+                    seen += piece.len() as u64;
+                    if seen > declared {
+                        return Err(S3Error::invalid_request(
+                            "The request body is longer than its declared length.",
+                        ));
+                    }
+                    Ok(piece)
+                }))
+            }
+            _ => stream,
+        };
         let gw = self.gw.clone();
         let stream = stream.map_err(move |e| {
             if timed_out.load(std::sync::atomic::Ordering::Relaxed) {

@@ -7,6 +7,7 @@ use hmac::{Hmac, Mac};
 use jets3_crds::{GatewayConfig, IpFilter, Permission, RateLimit};
 use serde_json::json;
 use sha2::Sha256;
+use tokio::io::AsyncWriteExt;
 
 use crate::common::*;
 
@@ -618,4 +619,51 @@ async fn anonymous_floods_do_not_starve_a_bucket_budget() {
     env.send_signed(RawRequest::new("GET", &path))
         .await
         .assert_error(503, "SlowDown");
+}
+
+/// `maxBufferedBytes` admission does not believe `x-amz-decoded-content-length` (the
+/// client picks it): an aws-chunked upload reserves the write window unless its
+/// Content-Length is smaller, and a body longer than its declared decoded length is cut
+/// off as it streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_decoded_length_is_not_trusted() {
+    let b = unique_bucket("declared");
+    let mut cfg = config_with(&[&b]);
+    cfg.limits.max_buffered_bytes = 5 * MIB as u64;
+    let env = Env::start(cfg).await;
+    let before = env.obj_streams().await;
+    let mut req = RawRequest::new("PUT", &format!("/{b}/liar"))
+        .header("content-encoding", "aws-chunked")
+        .header("x-amz-decoded-content-length", "1")
+        .header("content-length", &(10 * MIB).to_string())
+        .header("connection", "keep-alive");
+    sign_request(
+        &mut req,
+        &env.host(),
+        &Signer::admin(),
+        Payload::Precomputed("STREAMING-UNSIGNED-PAYLOAD-TRAILER".into()),
+    );
+    let mut liar = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    liar.write_all(&req.to_bytes(&env.host())).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The liar holds the write window: a 1 MiB upload no longer fits in 5 MiB.
+    let r = env
+        .send_signed(RawRequest::new("PUT", &format!("/{b}/honest")).body(vec![b'h'; MIB]))
+        .await;
+    r.assert_error(503, "SlowDown");
+    // Decoded bytes past the declared one are refused at once.
+    liar.write_all(b"64\r\n").await.unwrap();
+    liar.write_all(&[b'x'; 100]).await.unwrap();
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        read_response(&mut liar, &mut buf, false, true),
+    )
+    .await
+    .expect("an answer before the body ends")
+    .expect("a response");
+    r.assert_error(400, "InvalidRequest");
+    drop(liar);
+    env.wait_streams_equal(&before, "refused uploads").await;
+    assert!(list_all_keys(&env.client(), &b).await.is_empty());
 }
