@@ -58,6 +58,7 @@ pub enum S3Code {
     XAmzContentSHA256Mismatch,
     InvalidChecksum,
     ConditionalRequestConflict,
+    MalformedTrailerError,
 }
 
 impl S3Code {
@@ -117,6 +118,7 @@ impl S3Code {
             XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
             InvalidChecksum => "InvalidChecksum",
             ConditionalRequestConflict => "ConditionalRequestConflict",
+            MalformedTrailerError => "MalformedTrailerError",
         }
     }
 

@@ -281,11 +281,15 @@ impl Ctx {
                 "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
             ));
         }
+        let mut announced = Vec::new();
         for name in self.header_list("x-amz-trailer") {
             let name = name.as_str();
             {
                 match Algo::from_header(name) {
-                    Some(a) if wanted.iter().all(|(w, _)| *w != a) => wanted.push((a, None)),
+                    Some(a) if wanted.iter().all(|(w, _)| *w != a) => {
+                        wanted.push((a, None));
+                        announced.push(a);
+                    }
                     Some(_) => {}
                     None => {
                         return Err(S3Error::invalid_argument(format!(
@@ -322,6 +326,7 @@ impl Ctx {
                 _ => None,
             },
             declared: self.declared_length()?,
+            announced,
             wanted,
             hashers,
             trailers,
@@ -335,6 +340,8 @@ pub struct UploadChecks {
     md5: Option<[u8; 16]>,
     sha256: Option<[u8; 32]>,
     declared: Option<u64>,
+    /// Checksums `x-amz-trailer` announced: their trailers must arrive.
+    announced: Vec<Algo>,
     wanted: Vec<(Algo, Option<String>)>,
     hashers: Running,
     trailers: TrailerSlot,
@@ -381,6 +388,18 @@ impl UploadChecks {
                 return Err(sha_mismatch());
             }
         }
-        checksum::verify(&self.wanted, self.hashers.finish(), &self.trailers.get())
+        let trailers = self.trailers.get();
+        let arrived = |a: &Algo| trailers.iter().any(|(n, _)| n == a.header());
+        let unannounced = trailers.iter().any(|(n, _)| {
+            n.starts_with("x-amz-checksum-")
+                && !self.announced.iter().any(|a| a.header() == n.as_str())
+        });
+        if unannounced || !self.announced.iter().all(arrived) {
+            return Err(S3Error::new(
+                S3Code::MalformedTrailerError,
+                "The request contained trailing data that was not well-formed or did not conform to our published schema.",
+            ));
+        }
+        checksum::verify(&self.wanted, self.hashers.finish(), &trailers)
     }
 }

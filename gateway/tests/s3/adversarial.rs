@@ -667,3 +667,91 @@ async fn declared_decoded_length_is_not_trusted() {
     env.wait_streams_equal(&before, "refused uploads").await;
     assert!(list_all_keys(&env.client(), &b).await.is_empty());
 }
+
+/// A checksum announced in `x-amz-trailer` must arrive: a body that ends without it (or
+/// with another checksum trailer) is `400 MalformedTrailerError` and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_trailers_must_arrive() {
+    let b = unique_bucket("notrailer");
+    let env = Env::with_buckets(&[&b]).await;
+    let s3 = env.client();
+    let upload = ok(
+        s3.create_multipart_upload()
+            .bucket(&b)
+            .key("mp")
+            .send()
+            .await,
+        "create upload",
+    )
+    .upload_id
+    .expect("upload id");
+    let before = env.obj_streams().await;
+    let body = data(70_000, 3);
+    let mut unsigned = Vec::new();
+    for piece in body.chunks(32 * 1024) {
+        unsigned.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        unsigned.extend_from_slice(piece);
+        unsigned.extend_from_slice(b"\r\n");
+    }
+    let mut other_trailer = unsigned.clone();
+    unsigned.extend_from_slice(b"0\r\n\r\n");
+    other_trailer.extend_from_slice(
+        format!("0\r\nx-amz-checksum-crc32c:{}\r\n\r\n", crc32c_b64(&body)).as_bytes(),
+    );
+    let unsigned_put = |path: String, encoded: Vec<u8>| {
+        let mut req = RawRequest::new("PUT", &path)
+            .header("content-encoding", "aws-chunked")
+            .header("x-amz-decoded-content-length", &body.len().to_string())
+            .header("x-amz-trailer", "x-amz-checksum-crc32")
+            .header("content-length", &encoded.len().to_string());
+        sign_request(
+            &mut req,
+            &env.host(),
+            &Signer::admin(),
+            Payload::Precomputed("STREAMING-UNSIGNED-PAYLOAD-TRAILER".into()),
+        );
+        req.body = encoded;
+        env.send(req)
+    };
+    unsigned_put(format!("/{b}/k"), unsigned.clone())
+        .await
+        .assert_error(400, "MalformedTrailerError");
+    unsigned_put(format!("/{b}/k"), other_trailer)
+        .await
+        .assert_error(400, "MalformedTrailerError");
+    unsigned_put(format!("/{b}/mp?partNumber=1&uploadId={upload}"), unsigned)
+        .await
+        .assert_error(400, "MalformedTrailerError");
+    // Signed chunks with a trailer announced, ending without one.
+    let signer = Signer::admin();
+    let len = signed_chunked_body(&body, 64 * 1024, &"0".repeat(64), &signer, None).len();
+    let mut req = RawRequest::new("PUT", &format!("/{b}/signed"))
+        .header("content-encoding", "aws-chunked")
+        .header("x-amz-decoded-content-length", &body.len().to_string())
+        .header("x-amz-trailer", "x-amz-checksum-crc32")
+        .header("content-length", &len.to_string());
+    let seed = sign_request(
+        &mut req,
+        &env.host(),
+        &signer,
+        Payload::Precomputed("STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER".into()),
+    );
+    req.body = signed_chunked_body(&body, 64 * 1024, &seed, &signer, None);
+    env.send(req)
+        .await
+        .assert_error(400, "MalformedTrailerError");
+
+    env.wait_streams_equal(&before, "uploads without their trailer")
+        .await;
+    assert!(list_all_keys(&s3, &b).await.is_empty());
+    let parts = ok(
+        s3.list_parts()
+            .bucket(&b)
+            .key("mp")
+            .upload_id(&upload)
+            .send()
+            .await,
+        "list parts",
+    );
+    assert!(parts.parts().is_empty());
+}
