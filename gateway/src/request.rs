@@ -209,7 +209,7 @@ impl Ctx {
     }
 
     /// Reads a small body (XML documents) whole, up to `limit` bytes, verifying
-    /// Content-MD5 and the signed payload hash.
+    /// Content-MD5, the signed payload hash and any `x-amz-checksum-*` header.
     pub async fn read_small_body(&mut self, limit: usize) -> S3Result<Bytes> {
         let (mut stream, _) = self.take_body();
         let mut buf = BytesMut::new();
@@ -236,6 +236,24 @@ impl Ctx {
             let got: [u8; 16] = md5::Md5::digest(&body).into();
             if got != md5 {
                 return Err(bad_digest());
+            }
+        }
+        for algo in checksum::ALL {
+            if let Some(v) = self.header(algo.header()) {
+                let v = v.trim();
+                if !checksum::well_formed(algo, v) {
+                    return Err(S3Error::invalid_request(format!(
+                        "Value for {} header is invalid.",
+                        algo.header()
+                    )));
+                }
+                let mut h = algo.hasher();
+                h.update(&body);
+                checksum::verify(
+                    &[(algo, Some(v.to_string()))],
+                    vec![(algo, h.finish())],
+                    &[],
+                )?;
             }
         }
         Ok(body)

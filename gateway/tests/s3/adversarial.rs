@@ -755,3 +755,50 @@ async fn declared_trailers_must_arrive() {
     );
     assert!(parts.parts().is_empty());
 }
+
+/// DeleteObjects (and every XML body) is checked against the `x-amz-checksum-*` header
+/// it carries: a mismatch is `400 BadDigest`, a malformed value `400 InvalidRequest`, and
+/// nothing is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xml_bodies_are_checked_against_their_checksum_headers() {
+    let b = unique_bucket("delsum");
+    let env = Env::with_buckets(&[&b]).await;
+    let s3 = env.client();
+    put(&s3, &b, "k", b"v").await;
+    let doc = "<Delete><Object><Key>k</Key></Object></Delete>";
+    let delete = |name: &str, value: &str| {
+        env.send_signed(
+            RawRequest::new("POST", &format!("/{b}?delete"))
+                .header(name, value)
+                .body(doc),
+        )
+    };
+    let wrong = crc32_b64(b"another body");
+    delete("x-amz-checksum-crc32", &wrong)
+        .await
+        .assert_error(400, "BadDigest");
+    delete("x-amz-checksum-sha256", &sha256_b64(b"another body"))
+        .await
+        .assert_error(400, "BadDigest");
+    delete("x-amz-checksum-crc32", "not-base64!")
+        .await
+        .assert_error(400, "InvalidRequest");
+    assert_eq!(list_all_keys(&s3, &b).await, vec!["k"], "nothing deleted");
+    let tagging = "<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>";
+    env.send_signed(
+        RawRequest::new("PUT", &format!("/{b}/k?tagging"))
+            .header("x-amz-checksum-crc32", &wrong)
+            .body(tagging),
+    )
+    .await
+    .assert_error(400, "BadDigest");
+    let tags = ok(
+        s3.get_object_tagging().bucket(&b).key("k").send().await,
+        "get tagging",
+    );
+    assert!(tags.tag_set().is_empty(), "no tag set");
+    delete("x-amz-checksum-crc32", &crc32_b64(doc.as_bytes()))
+        .await
+        .assert_status(200);
+    assert!(list_all_keys(&s3, &b).await.is_empty());
+}
