@@ -167,6 +167,16 @@ struct CompletePart {
     etag: String,
 }
 
+/// Whether a part ETag in a Complete request names the stored part: exactly, quotes
+/// optional (no `*`, no list, no weak tag: those are for conditional requests).
+fn part_etag_matches(given: &str, stored: &str) -> bool {
+    let bare = given
+        .strip_prefix('"')
+        .and_then(|g| g.strip_suffix('"'))
+        .unwrap_or(given);
+    bare == stored
+}
+
 /// How long Complete answers normally before it switches to a 200 with keep-alive spaces.
 const COMPLETE_WAIT: Duration = Duration::from_secs(2);
 
@@ -198,7 +208,7 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         last = p.number;
         let part = stored
             .get(&p.number)
-            .filter(|s| crate::store::etag_matches(&p.etag, &s.etag))
+            .filter(|s| part_etag_matches(&p.etag, &s.etag))
             .ok_or_else(|| {
                 S3Error::new(
                     S3Code::InvalidPart,

@@ -802,3 +802,75 @@ async fn xml_bodies_are_checked_against_their_checksum_headers() {
         .assert_status(200);
     assert!(list_all_keys(&s3, &b).await.is_empty());
 }
+
+/// CompleteMultipartUpload needs each part's exact ETag (quotes optional): `*` or a list
+/// is `400 InvalidPart`, and the upload stays as it was. `If-Match: *` keeps its meaning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_needs_exact_part_etags() {
+    let b = unique_bucket("etagstar");
+    let env = Env::with_buckets(&[&b]).await;
+    let s3 = env.client();
+    let upload = ok(
+        s3.create_multipart_upload()
+            .bucket(&b)
+            .key("mp")
+            .send()
+            .await,
+        "create upload",
+    )
+    .upload_id
+    .expect("upload id");
+    let body = data(1000, 5);
+    let etag = ok(
+        s3.upload_part()
+            .bucket(&b)
+            .key("mp")
+            .upload_id(&upload)
+            .part_number(1)
+            .body(body.clone().into())
+            .send()
+            .await,
+        "upload part",
+    )
+    .e_tag
+    .expect("etag");
+    let bare = etag.trim_matches('"').to_string();
+    let complete = |tag: &str| {
+        let doc = format!(
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{}</ETag></Part></CompleteMultipartUpload>",
+            tag.replace('"', "&quot;")
+        );
+        env.send_signed(RawRequest::new("POST", &format!("/{b}/mp?uploadId={upload}")).body(doc))
+    };
+    for wrong in [
+        "*".to_string(),
+        "\"*\"".into(),
+        format!("W/{etag}"),
+        format!("\"{bare}\", \"0123\""),
+        format!("0123, {bare}"),
+    ] {
+        complete(&wrong).await.assert_error(400, "InvalidPart");
+    }
+    assert!(list_all_keys(&s3, &b).await.is_empty(), "nothing completed");
+    let parts = ok(
+        s3.list_parts()
+            .bucket(&b)
+            .key("mp")
+            .upload_id(&upload)
+            .send()
+            .await,
+        "list parts",
+    );
+    assert_eq!(parts.parts().len(), 1, "the upload is untouched");
+    complete(&bare).await.assert_status(200);
+    assert_eq!(get_bytes(&s3, &b, "mp").await, body);
+    ok(
+        s3.get_object()
+            .bucket(&b)
+            .key("mp")
+            .if_match("*")
+            .send()
+            .await,
+        "If-Match: * still matches any object",
+    );
+}
