@@ -214,11 +214,16 @@ impl SecretLookup for Lookup<'_> {
     }
 }
 
-/// Splits bucket and key from the Host header (virtual-hosted style) or the path.
-fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> (Option<String>, Option<String>) {
+/// Bucket and key of a request.
+type Address = (Option<String>, Option<String>);
+
+/// Splits bucket and key from the Host header (virtual-hosted style) or the path. A path
+/// that does not decode to UTF-8 is `InvalidURI` (never decoded lossily: two raw keys
+/// must not name one stored key).
+fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> S3Result<Address> {
     let path = percent_encoding::percent_decode_str(raw_path)
-        .decode_utf8_lossy()
-        .into_owned();
+        .decode_utf8()
+        .map_err(|_| S3Error::new(S3Code::InvalidURI, "Couldn't parse the specified URI."))?;
     let path = path.strip_prefix('/').unwrap_or(&path);
     let host = host.map(|h| {
         let h = h.trim();
@@ -237,19 +242,19 @@ fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> (Option<String>,
             {
                 if !bucket.is_empty() {
                     let key = (!path.is_empty()).then(|| path.to_string());
-                    return (Some(bucket.to_string()), key);
+                    return Ok((Some(bucket.to_string()), key));
                 }
             }
         }
     }
     if path.is_empty() {
-        return (None, None);
+        return Ok((None, None));
     }
-    match path.split_once('/') {
+    Ok(match path.split_once('/') {
         Some((b, k)) if !k.is_empty() => (Some(b.to_string()), Some(k.to_string())),
         Some((b, _)) => (Some(b.to_string()), None),
         None => (Some(path.to_string()), None),
-    }
+    })
 }
 
 async fn serve(
@@ -305,7 +310,10 @@ async fn serve(
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
         .or_else(|| parts.uri.host().map(str::to_string));
-    let (bucket, key) = address(&rt, host.as_deref(), &raw_path);
+    let (bucket, key) = match address(&rt, host.as_deref(), &raw_path) {
+        Ok(a) => a,
+        Err(e) => return ("Unknown", Err(e.resource(raw_path))),
+    };
     let query = router::parse_query(raw_query.as_deref());
     let ep = match router::parse(
         &parts.method,
@@ -577,17 +585,20 @@ mod tests {
     #[test]
     fn path_style_addressing() {
         let rt = rt();
-        assert_eq!(address(&rt, Some("localhost:9000"), "/"), (None, None));
         assert_eq!(
-            address(&rt, Some("localhost"), "/b"),
+            address(&rt, Some("localhost:9000"), "/").ok(),
+            Some((None, None))
+        );
+        assert_eq!(
+            address(&rt, Some("localhost"), "/b").expect("utf-8"),
             (Some("b".into()), None)
         );
         assert_eq!(
-            address(&rt, Some("localhost"), "/b/"),
+            address(&rt, Some("localhost"), "/b/").expect("utf-8"),
             (Some("b".into()), None)
         );
         assert_eq!(
-            address(&rt, Some("127.0.0.1:9000"), "/b/a%2Fb/..//c%20d"),
+            address(&rt, Some("127.0.0.1:9000"), "/b/a%2Fb/..//c%20d").expect("utf-8"),
             (Some("b".into()), Some("a/b/..//c d".into()))
         );
     }
@@ -596,16 +607,31 @@ mod tests {
     fn virtual_hosted_addressing() {
         let rt = rt();
         assert_eq!(
-            address(&rt, Some("my.bucket.s3.example.com:443"), "/k/x"),
+            address(&rt, Some("my.bucket.s3.example.com:443"), "/k/x").expect("utf-8"),
             (Some("my.bucket".into()), Some("k/x".into()))
         );
         assert_eq!(
-            address(&rt, Some("s3.example.com"), "/b/k"),
+            address(&rt, Some("s3.example.com"), "/b/k").expect("utf-8"),
             (Some("b".into()), Some("k".into()))
         );
         assert_eq!(
-            address(&rt, Some("b.s3.example.com"), "/"),
+            address(&rt, Some("b.s3.example.com"), "/").expect("utf-8"),
             (Some("b".into()), None)
+        );
+    }
+
+    #[test]
+    fn paths_must_decode_to_utf8() {
+        let rt = rt();
+        for host in ["localhost", "b.s3.example.com"] {
+            for path in ["/b/%FF", "/b/a%C3%28", "/%ED%A0%80"] {
+                let e = address(&rt, Some(host), path).expect_err(path);
+                assert_eq!(e.code, S3Code::InvalidURI);
+            }
+        }
+        assert_eq!(
+            address(&rt, Some("localhost"), "/b/%C3%A9").expect("utf-8"),
+            (Some("b".into()), Some("é".into()))
         );
     }
 }

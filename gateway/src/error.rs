@@ -59,6 +59,7 @@ pub enum S3Code {
     InvalidChecksum,
     ConditionalRequestConflict,
     MalformedTrailerError,
+    InvalidURI,
 }
 
 impl S3Code {
@@ -119,6 +120,7 @@ impl S3Code {
             InvalidChecksum => "InvalidChecksum",
             ConditionalRequestConflict => "ConditionalRequestConflict",
             MalformedTrailerError => "MalformedTrailerError",
+            InvalidURI => "InvalidURI",
         }
     }
 

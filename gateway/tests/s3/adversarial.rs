@@ -874,3 +874,47 @@ async fn complete_needs_exact_part_etags() {
         "If-Match: * still matches any object",
     );
 }
+
+/// A path whose percent-decoding is not UTF-8 is `400 InvalidURI` (it was decoded lossily,
+/// so two raw keys named one stored key), path-style and virtual-hosted; in a copy source
+/// it is `400 InvalidArgument`. Nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_that_are_not_utf8_are_refused() {
+    let b = unique_bucket("utf8");
+    let mut cfg = config_with(&[&b]);
+    cfg.virtual_host_domains = vec!["s3.localhost".into()];
+    let env = Env::start(cfg).await;
+    let s3 = env.client();
+    put(&s3, &b, "ok", b"v").await;
+    let before = env.obj_streams().await;
+    for raw in ["%FF", "a%C3%28", "%ED%A0%80", "x/%C0%AF"] {
+        env.send_signed(RawRequest::new("PUT", &format!("/{b}/{raw}")).body("x"))
+            .await
+            .assert_error(400, "InvalidURI");
+        env.send_signed(RawRequest::new("GET", &format!("/{b}/{raw}")))
+            .await
+            .assert_error(400, "InvalidURI");
+        env.send_signed(
+            RawRequest::new("PUT", &format!("/{raw}"))
+                .header("host", &format!("{b}.s3.localhost"))
+                .body("x"),
+        )
+        .await
+        .assert_error(400, "InvalidURI");
+        env.send_signed(
+            RawRequest::new("PUT", &format!("/{b}/copy"))
+                .header("x-amz-copy-source", &format!("/{b}/{raw}")),
+        )
+        .await
+        .assert_error(400, "InvalidArgument");
+    }
+    env.send_signed(RawRequest::new("GET", "/%FF%FE?list-type=2"))
+        .await
+        .assert_error(400, "InvalidURI");
+    env.wait_streams_equal(&before, "refused paths").await;
+    assert_eq!(list_all_keys(&s3, &b).await, vec!["ok"]);
+    env.send_signed(RawRequest::new("PUT", &format!("/{b}/%C3%A9")).body("e"))
+        .await
+        .assert_status(200);
+    assert_eq!(get_bytes(&s3, &b, "é").await, b"e");
+}
