@@ -22,7 +22,7 @@ use crate::error::{S3Code, S3Error, S3Result};
 use crate::limits::ClientAddr;
 use crate::listener::Peer;
 use crate::request::Ctx;
-use crate::router::{self, Endpoint, Need};
+use crate::router::{self, Changes, Endpoint, Need};
 use crate::runtime::Runtime;
 use crate::server::Gateway;
 use crate::tail::{IdleBody, Tail};
@@ -429,18 +429,9 @@ async fn serve(
             payload,
             body,
         );
-        let changes = match (ep, &ctx.bucket, &ctx.key) {
-            (
-                Endpoint::PutObject
-                | Endpoint::CopyObject
-                | Endpoint::DeleteObject
-                | Endpoint::CompleteMultipartUpload
-                | Endpoint::PutObjectTagging
-                | Endpoint::DeleteObjectTagging,
-                Some(b),
-                Some(k),
-            ) => Some((b.nats.clone(), Some(k.clone()))),
-            (Endpoint::DeleteBucket, Some(b), _) => Some((b.nats.clone(), None)),
+        let changes = match (ep.changes(), &ctx.bucket, &ctx.key) {
+            (Changes::Key, Some(b), Some(k)) => Some((b.nats.clone(), Some(k.clone()))),
+            (Changes::Bucket, Some(b), _) => Some((b.nats.clone(), None)),
             _ => None,
         };
         let origin = ctx.header("origin").map(str::to_string);
