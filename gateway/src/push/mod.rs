@@ -16,6 +16,7 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::Listener as _;
 use axum::Router;
 use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -26,8 +27,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::listener::CappedTcp;
 use crate::server::{Gateway, PushRefused, Pushed};
-use crate::settings::PushSettings;
+use crate::settings::{ConnectionLimits, PushSettings};
 use crate::tls::{self, TlsListener};
 use crate::Error;
 use token::TokenVerifier;
@@ -46,6 +48,7 @@ struct Push {
 /// until `stop`. Returns its address and the tasks to wait for at shutdown.
 pub async fn listen(
     settings: &PushSettings,
+    conns: &ConnectionLimits,
     gw: Arc<Gateway>,
     stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, Vec<JoinHandle<()>>), Error> {
@@ -58,22 +61,19 @@ pub async fn listen(
     )?;
     let mut tasks = vec![key_watch];
     let app = router(Arc::new(Push { gw, tokens }));
-    let listener = TcpListener::bind(settings.listen).await?;
+    let listener = CappedTcp::new(TcpListener::bind(settings.listen).await?, conns.push);
     let addr = listener.local_addr()?;
+    let timeout = crate::listener::seconds(conns.header_read_seconds);
     match tls_files {
         Some((cert, key)) => {
             let (cert, cert_watch) = tls::serving_cert(cert, key, stop.clone())?;
             tasks.push(cert_watch);
             let listener = TlsListener::new(listener, tls::server_config(cert, None)?)?;
-            tasks.push(crate::server::serve(listener, app, stop));
+            tasks.push(crate::listener::serve(listener, app, move || timeout, stop));
         }
         None => {
             tracing::warn!(%addr, "config push listener without TLS (--push-insecure)");
-            tasks.push(crate::server::serve(
-                crate::server::tcp(listener),
-                app,
-                stop,
-            ));
+            tasks.push(crate::listener::serve(listener, app, move || timeout, stop));
         }
     }
     Ok((addr, tasks))

@@ -952,3 +952,95 @@ async fn post_object_invalidates_the_cache() {
         "GETs right after a PostObject that saw the old object"
     );
 }
+
+/// Opens `n` connections to `addr`, each sending half a request head and then nothing.
+async fn slow_clients(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .expect("write");
+        out.push(s);
+    }
+    out
+}
+
+/// File descriptors this process holds.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("/proc").count()
+}
+
+/// Every listener (S3, admin, push) caps its open connections and cuts off a client that
+/// does not finish its request head: slow clients cannot exhaust the file descriptors the
+/// listeners share, and a real request gets through once their time is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_exhaust_any_listener() {
+    let b = unique_bucket("slowloris");
+    let mut cfg = config_with(&[&b]);
+    cfg.limits.timeouts.header_read_seconds = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let verify = dir.path().join("verify.pem");
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(&verify, key.public_key_pem()).unwrap();
+    let cap = 8;
+    let env = Env::start_with(cfg, |s| {
+        s.connections = jets3_gateway::ConnectionLimits {
+            s3: cap,
+            admin: cap,
+            push: cap,
+            header_read_seconds: 1,
+        };
+        s.push = Some(jets3_gateway::PushSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            insecure: true,
+            verify_key_file: verify,
+            audience: "jets3-gateway".into(),
+            issuer: "jets3-operator".into(),
+        });
+    })
+    .await;
+    let listeners = [
+        ("s3", env.addr),
+        ("admin", env.admin.expect("admin")),
+        ("push", env.gw().push_addr().expect("push")),
+    ];
+    let clients = 4 * cap;
+    for (name, addr) in listeners {
+        let fds = open_fds();
+        let mut slow = slow_clients(addr, clients).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let held = open_fds() - fds;
+        // The test's own client sockets, plus at most `cap` accepted by the gateway.
+        assert!(
+            held <= clients + cap + 4,
+            "{name}: {held} descriptors for {clients} slow clients (cap {cap})"
+        );
+        // The first ones are cut off after the header read timeout.
+        let mut rest = Vec::new();
+        let t = std::time::Instant::now();
+        let closed = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_end(&mut slow[0], &mut rest),
+        )
+        .await;
+        assert!(closed.is_ok(), "{name}: a stalled head is cut off");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{name}");
+        drop(slow);
+        // A client that connects and says nothing is cut off too.
+        let mut mute = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let closed = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_end(&mut mute, &mut rest),
+        )
+        .await;
+        assert!(closed.is_ok(), "{name}: a silent connection is cut off");
+    }
+    // With the slow clients gone, each listener serves again.
+    env.admin_get("/healthz").await.assert_status(200);
+    env.send_signed(RawRequest::new("GET", &format!("/{b}?list-type=2")))
+        .await
+        .assert_status(200);
+}
