@@ -1,5 +1,10 @@
-//! Adversarial requests that once crossed a security boundary: every refusal is the exact
-//! S3 error, and nothing it touched changed (object bytes, listings, stream contents).
+//! Adversarial requests that once crossed a security boundary, kept here so that none does
+//! again: alias bucket names, copy sources across protections, upload ids across buckets,
+//! XML text with whitespace and entities, forged X-Forwarded-For, floods against a bucket's
+//! rate limit, lying lengths and missing trailers, exact part ETags, huge and malformed
+//! headers, ranges and paths, slow clients on every listener. Every refusal is the exact S3
+//! error (or HTTP status before S3 processing), and nothing it touched changed (object
+//! bytes, listings, stream contents).
 
 use aws_sdk_s3::types::{Delete, ObjectIdentifier, Tag, Tagging};
 use base64::Engine as _;
@@ -1043,4 +1048,242 @@ async fn slow_clients_cannot_exhaust_any_listener() {
     env.send_signed(RawRequest::new("GET", &format!("/{b}?list-type=2")))
         .await
         .assert_status(200);
+}
+
+/// An upload id names one upload of one bucket and key: used anywhere else it is
+/// `404 NoSuchUpload`, as is an id that is not one, and the upload is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_ids_do_not_cross_buckets_or_keys() {
+    let (a, b) = (unique_bucket("upl-a"), unique_bucket("upl-b"));
+    let env = Env::with_buckets(&[&a, &b]).await;
+    let s3 = env.client();
+    put(&s3, &a, "src", b"source bytes").await;
+    let upload = ok(
+        s3.create_multipart_upload()
+            .bucket(&a)
+            .key("mp")
+            .send()
+            .await,
+        "create upload",
+    )
+    .upload_id
+    .expect("upload id");
+    ok(
+        s3.upload_part()
+            .bucket(&a)
+            .key("mp")
+            .upload_id(&upload)
+            .part_number(1)
+            .body(b"part one".to_vec().into())
+            .send()
+            .await,
+        "upload part",
+    );
+    let before = env.obj_streams().await;
+    let no_upload = (404, "NoSuchUpload".to_string());
+    for (bucket, key, id) in [
+        (&b, "mp", upload.as_str()),
+        (&a, "other", upload.as_str()),
+        (&a, "mp", "../x"),
+        (&a, "mp", "*"),
+        (&a, "mp", ">"),
+        (&a, "mp", &format!("{upload}.1")),
+    ] {
+        let what = format!("{bucket}/{key} with upload id {id:?}");
+        assert_eq!(
+            sdk_err(
+                s3.upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .part_number(2)
+                    .body(b"intruder".to_vec().into())
+                    .send()
+                    .await
+            ),
+            no_upload,
+            "UploadPart to {what}"
+        );
+        assert_eq!(
+            sdk_err(
+                s3.upload_part_copy()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .part_number(2)
+                    .copy_source(format!("{a}/src"))
+                    .send()
+                    .await
+            ),
+            no_upload,
+            "UploadPartCopy to {what}"
+        );
+        assert_eq!(
+            sdk_err(
+                s3.list_parts()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+            ),
+            no_upload,
+            "ListParts of {what}"
+        );
+        let doc = "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>";
+        env.send_signed(
+            RawRequest::new(
+                "POST",
+                &format!("/{bucket}/{key}?uploadId={}", enc_query(id)),
+            )
+            .body(doc),
+        )
+        .await
+        .assert_error(404, "NoSuchUpload");
+        assert_eq!(
+            sdk_err(
+                s3.abort_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+            ),
+            no_upload,
+            "Abort of {what}"
+        );
+    }
+    env.wait_streams_equal(&before, "refused upload ids").await;
+    let parts = ok(
+        s3.list_parts()
+            .bucket(&a)
+            .key("mp")
+            .upload_id(&upload)
+            .send()
+            .await,
+        "list parts",
+    );
+    assert_eq!(parts.parts().len(), 1, "the upload keeps its one part");
+    assert!(list_all_keys(&s3, &b).await.is_empty());
+    assert_eq!(list_all_keys(&s3, &a).await, vec!["src"]);
+}
+
+/// Huge or malformed headers, ranges and numbers get their exact answer (an S3 error, or
+/// HTTP 431 before any S3 processing) and change nothing; the gateway keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_and_malformed_headers_and_ranges() {
+    let b = unique_bucket("malformed");
+    let env = Env::with_buckets(&[&b]).await;
+    let s3 = env.client();
+    let body = data(1000, 11);
+    put(&s3, &b, "k", &body).await;
+    let before = env.obj_streams().await;
+    let path = format!("/{b}/k");
+
+    // A header section over 16 KiB: S3's error; far over or too many headers: HTTP 431.
+    env.send_signed(
+        RawRequest::new("PUT", &format!("/{b}/big-meta"))
+            .header("x-amz-meta-big", &"m".repeat(20 * 1024))
+            .body("x"),
+    )
+    .await
+    .assert_error(400, "RequestHeaderSectionTooLarge");
+    let huge = RawRequest::new("GET", &path).header("x-huge", &"h".repeat(1 << 20));
+    let mut many = RawRequest::new("GET", &path);
+    for i in 0..200 {
+        many = many.header(&format!("x-many-{i}"), "v");
+    }
+    for (what, req) in [("a 1 MiB header", huge), ("200 headers", many)] {
+        let mut s = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+        // The gateway may answer and close before it has read everything.
+        let _ = s.write_all(&req.to_bytes(&env.host())).await;
+        let mut buf = Vec::new();
+        let r = read_response(&mut s, &mut buf, false, true)
+            .await
+            .expect(what);
+        assert_eq!(r.status, 431, "{what}");
+    }
+
+    // Ranges S3 ignores serve the whole object; unsatisfiable ones are InvalidRange.
+    for ignored in [
+        "bytes=abc-def",
+        "bytes=5-1",
+        "bytes=--1",
+        "bytes=0-0,1-1",
+        "items=0-1",
+        "bytes=0-99999999999999999999999",
+    ] {
+        let r = env
+            .send_signed(RawRequest::new("GET", &path).header("range", ignored))
+            .await;
+        r.assert_status(200);
+        assert_eq!(r.body, body, "{ignored}");
+    }
+    for unsatisfiable in ["bytes=1000-", "bytes=-0", "bytes=4000-5000"] {
+        env.send_signed(RawRequest::new("GET", &path).header("range", unsatisfiable))
+            .await
+            .assert_error(416, "InvalidRange");
+    }
+    env.send_signed(RawRequest::new(
+        "GET",
+        &format!("{path}?partNumber=99999999999999999999"),
+    ))
+    .await
+    .assert_error(400, "InvalidArgument");
+    env.send_signed(RawRequest::new(
+        "GET",
+        &format!("/{b}?list-type=2&max-keys=-1"),
+    ))
+    .await
+    .assert_error(400, "InvalidArgument");
+    let r = env
+        .send_signed(RawRequest::new(
+            "GET",
+            &format!("/{b}?list-type=2&max-keys=99999999999999999999"),
+        ))
+        .await;
+    r.assert_error(400, "InvalidArgument");
+
+    // Copy-source ranges that are not byte ranges of the source.
+    let upload = ok(
+        s3.create_multipart_upload()
+            .bucket(&b)
+            .key("mp")
+            .send()
+            .await,
+        "create upload",
+    )
+    .upload_id
+    .expect("upload id");
+    let before = {
+        // Creating the upload wrote no object data.
+        let now = env.obj_streams().await;
+        assert_eq!(now, before);
+        now
+    };
+    for bad in ["bytes=a-b", "bytes=5-1", "bytes=0-1000", "0-10", "bytes=-5"] {
+        env.send_signed(
+            RawRequest::new("PUT", &format!("/{b}/mp?partNumber=1&uploadId={upload}"))
+                .header("x-amz-copy-source", &format!("/{b}/k"))
+                .header("x-amz-copy-source-range", bad),
+        )
+        .await
+        .assert_error(400, "InvalidArgument");
+    }
+    // A declared length that is not a number.
+    let mut req = RawRequest::new("PUT", &format!("/{b}/chunked"))
+        .header("content-encoding", "aws-chunked")
+        .header("x-amz-decoded-content-length", "lots")
+        .body("0\r\n\r\n");
+    sign_request(
+        &mut req,
+        &env.host(),
+        &Signer::admin(),
+        Payload::Precomputed("STREAMING-UNSIGNED-PAYLOAD-TRAILER".into()),
+    );
+    env.send(req).await.assert_error(400, "InvalidArgument");
+
+    env.wait_streams_equal(&before, "refused requests").await;
+    assert_eq!(list_all_keys(&s3, &b).await, vec!["k"]);
+    assert_eq!(get_bytes(&s3, &b, "k").await, body);
 }
