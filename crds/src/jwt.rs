@@ -24,9 +24,15 @@ pub struct JwtAuth {
     /// Static verification keys (the operator fills them from Secrets).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<JwtKey>,
-    /// A JWKS document (`https://.../jwks.json`), fetched, cached and refreshed.
+    /// A JWKS document (`https://.../jwks.json`), fetched, cached and refreshed. Plain
+    /// http only to a loopback address; never a link-local or metadata address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
+    /// Lifts the `jwksUrl` rules: plain http to any host, link-local and metadata
+    /// addresses. For config files whose author controls the network; Kubernetes
+    /// `S3Bucket`s cannot set it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub jwks_allow_insecure: bool,
     /// Seconds a fetched JWKS is used before it is fetched again.
     #[serde(default = "default_jwks_refresh")]
     pub jwks_refresh_seconds: u64,
@@ -81,6 +87,7 @@ impl Default for JwtAuth {
             audiences: Vec::new(),
             keys: Vec::new(),
             jwks_url: None,
+            jwks_allow_insecure: false,
             jwks_refresh_seconds: default_jwks_refresh(),
             jwks_min_refresh_seconds: default_jwks_min_refresh(),
             algorithms: Vec::new(),
@@ -329,20 +336,18 @@ pub(crate) fn validate_jwt(c: &mut Collector, path: &str, j: &JwtAuth) {
         }
     }
     if let Some(url) = &j.jwks_url {
-        let rest = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"));
-        if rest
-            .is_none_or(|r| r.is_empty() || r.starts_with('/') || r.contains(char::is_whitespace))
-        {
-            c.err(
-                format!("{path}.jwksUrl"),
-                format!("{url:?} is not an http(s) URL"),
-            );
+        if let Err(why) = crate::check_jwks_url(url, j.jwks_allow_insecure) {
+            c.err(format!("{path}.jwksUrl"), why);
         }
     }
     if j.jwks_refresh_seconds == 0 {
         c.err(format!("{path}.jwksRefreshSeconds"), "must be at least 1");
+    }
+    if j.jwks_min_refresh_seconds == 0 {
+        c.err(
+            format!("{path}.jwksMinRefreshSeconds"),
+            "must be at least 1",
+        );
     }
     if j.jwks_min_refresh_seconds > j.jwks_refresh_seconds {
         c.err(

@@ -8,6 +8,7 @@
 
 mod bucket_name;
 mod config;
+mod jwks_url;
 mod jwt;
 #[cfg(feature = "kube")]
 pub mod k8s;
@@ -19,6 +20,7 @@ pub use config::{
     Access, BucketConfig, CorsRule, Credential, GatewayConfig, Grant, Limits, Permission,
     StorageKind, VersioningStatus, MAX_GENERATION_STEP,
 };
+pub use jwks_url::{check_jwks_url, jwks_address_refused, metadata_address};
 pub use jwt::{
     ClaimOp, ClaimRule, JwtAlgorithm, JwtAuth, JwtKey, TokenSource, TokenSourceKind, MAX_LEEWAY,
     MIN_HMAC_SECRET,

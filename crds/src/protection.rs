@@ -311,4 +311,38 @@ buckets:
             GatewayConfig::from_yaml("buckets:\n  - name: bkt\n    jwt: {}\n").expect("parses");
         assert_eq!(paths(&none), vec!["buckets[0].jwt".to_string()]);
     }
+
+    #[test]
+    fn jwks_urls_need_https_and_never_reach_metadata_addresses() {
+        let cfg = |url: &str, min: u64, extra: &str| {
+            GatewayConfig::from_yaml(&format!(
+                "buckets:\n  - name: bkt\n    jwt: {{jwksUrl: '{url}', jwksMinRefreshSeconds: {min}{extra}}}\n"
+            ))
+            .expect("parses")
+        };
+        let j = "buckets[0].jwt";
+        for bad in [
+            "http://idp.example.com/certs",
+            "http://10.1.2.3/certs",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://[fe80::1%25eth0]/certs",
+            "https://[fe80::1]/certs",
+        ] {
+            assert_eq!(
+                paths(&cfg(bad, 10, "")),
+                vec![format!("{j}.jwksUrl")],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            paths(&cfg("https://idp.example.com/certs", 0, "")),
+            vec![format!("{j}.jwksMinRefreshSeconds")]
+        );
+        assert!(paths(&cfg("http://127.0.0.1:8080/certs", 1, "")).is_empty());
+        assert!(paths(&cfg("https://idp.example.com/certs", 10, "")).is_empty());
+        // The opt-in of a config file's author.
+        let insecure = ", jwksAllowInsecure: true";
+        assert!(paths(&cfg("http://10.1.2.3/certs", 10, insecure)).is_empty());
+        assert!(paths(&cfg("http://169.254.169.254/x", 10, insecure)).is_empty());
+    }
 }

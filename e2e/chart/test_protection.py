@@ -139,6 +139,12 @@ def test_everything_on_is_valid_under_kubeconform(crd_schemas, tmp_path):
     assert "Invalid: 0, Errors: 0, Skipped: 0" in proc.stdout, proc.stdout
 
 
+def test_connection_cap_reaches_the_gateway():
+    assert _args(_container(render(), GATEWAY))["--s3-max-connections"] == "4096"
+    args = _args(_container(render({"gateway.maxConnections": "20000"}), GATEWAY))
+    assert args["--s3-max-connections"] == "20000"
+
+
 def test_cache_memory_reaches_the_gateway():
     args = _args(_container(render({"gateway.cache.maxBytes": "268435456", "gateway.cache.maxEntries": "50000"}), GATEWAY))
     assert (args["--cache-max-bytes"], args["--cache-max-entries"]) == ("268435456", "50000")

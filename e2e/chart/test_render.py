@@ -120,6 +120,7 @@ def test_gateway_flags_follow_the_push_contract(default_objects):
         "--push-issuer": "jets3-operator",
         "--push-audience": "jets3-gateway",
         "--nats-url": "nats://nats:4222",
+        "--s3-max-connections": "4096",
         "--cache-max-bytes": "67108864",
         "--cache-max-entries": "10000",
         "--collector-grace-seconds": "30",

@@ -129,6 +129,22 @@ pub struct Cli {
     /// Versions purged per pass at most; overrides `server.collector.maxPurgesPerPass`.
     #[arg(long, env = "JETS3_COLLECTOR_MAX_PURGES_PER_PASS")]
     pub collector_max_purges_per_pass: Option<usize>,
+    /// Open connections per S3 listener, 0 for no cap [default: 4096]; overrides
+    /// `server.connections.s3`.
+    #[arg(long, env = "JETS3_S3_MAX_CONNECTIONS")]
+    pub s3_max_connections: Option<usize>,
+    /// Open connections on the admin listener, 0 for no cap [default: 64]; overrides
+    /// `server.connections.admin`.
+    #[arg(long, env = "JETS3_ADMIN_MAX_CONNECTIONS")]
+    pub admin_max_connections: Option<usize>,
+    /// Open connections on the push listener, 0 for no cap [default: 64]; overrides
+    /// `server.connections.push`.
+    #[arg(long, env = "JETS3_PUSH_MAX_CONNECTIONS")]
+    pub push_max_connections: Option<usize>,
+    /// Seconds the admin and push listeners wait for request headers, 0 for no limit
+    /// [default: 10]; overrides `server.connections.headerReadSeconds`.
+    #[arg(long, env = "JETS3_HEADER_READ_SECONDS")]
+    pub header_read_seconds: Option<u64>,
     #[arg(long, env = "JETS3_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter, e.g. `info` or `jets3_gateway=debug`.
@@ -202,6 +218,19 @@ impl Cli {
         }
         if let Some(n) = self.collector_max_purges_per_pass {
             c.max_purges_per_pass = n;
+        }
+        let c = &mut s.connections;
+        for (dst, src) in [
+            (&mut c.s3, self.s3_max_connections),
+            (&mut c.admin, self.admin_max_connections),
+            (&mut c.push, self.push_max_connections),
+        ] {
+            if let Some(n) = src {
+                *dst = n;
+            }
+        }
+        if let Some(secs) = self.header_read_seconds {
+            c.header_read_seconds = secs;
         }
         for (dst, src) in [
             (&mut s.audit_log, &self.audit_log),

@@ -3,7 +3,6 @@
 use axum::response::Response;
 use futures::StreamExt;
 
-use crate::auth::Principal;
 use crate::checksum::{Algo, Running};
 use crate::error::{S3Error, S3Result};
 use crate::request::{BodyStream, Ctx};
@@ -54,20 +53,7 @@ pub async fn source(ctx: &Ctx) -> S3Result<Source> {
             .with("ArgumentValue", raw)
         })?;
     let bref = ctx.rt.bucket(src_bucket)?;
-    let readable = match &ctx.principal {
-        Some(Principal::AccessKey(p)) => ctx
-            .rt
-            .permission(p, src_bucket)
-            .is_some_and(|p| p.can_read()),
-        // A token grants nothing beyond the bucket it was checked for.
-        Some(Principal::Token(t)) => {
-            t.permission.can_read() && ctx.bucket.as_ref().is_some_and(|b| b.s3 == src_bucket)
-        }
-        None => false,
-    } || bref.public_read();
-    if !readable {
-        return Err(S3Error::access_denied());
-    }
+    crate::dispatch::admit_copy_source(ctx, &bref)?;
     let bucket = ctx
         .gw
         .store

@@ -19,9 +19,10 @@ use crate::auth::{
 };
 use crate::breaker::Admit;
 use crate::error::{S3Code, S3Error, S3Result};
+use crate::limits::ClientAddr;
 use crate::listener::Peer;
 use crate::request::Ctx;
-use crate::router::{self, Endpoint, Need};
+use crate::router::{self, Changes, Endpoint, Need};
 use crate::runtime::Runtime;
 use crate::server::Gateway;
 use crate::tail::{IdleBody, Tail};
@@ -49,12 +50,12 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         .get::<Peer>()
         .map(|p| p.0.ip())
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let client_ip = gw.limits.client_ip(peer, req.headers());
+    let client = gw.limits.client(peer, req.headers());
     let rt = gw.runtime();
     let mut tail = Tail::default();
     if gw.audit.is_some() {
         let bytes_in = declared_length(req.headers()).unwrap_or(0);
-        tail.facts = Some(Facts::new(client_ip, req.method().clone(), bytes_in));
+        tail.facts = Some(Facts::new(client.ip, req.method().clone(), bytes_in));
     }
     let audit_reads = rt.as_ref().is_none_or(|rt| rt.config.audit.reads);
     let request_timeout = rt
@@ -78,7 +79,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             .is_some_and(|v| v.as_bytes() == b"0");
     let deadline = tail.deadline;
     let span = crate::telemetry::request_span(&request_id, &method);
-    let serving = serve(&gw, rt, req, &request_id, client_ip, &mut tail).instrument(span.clone());
+    let serving = serve(&gw, rt, req, &request_id, client, &mut tail).instrument(span.clone());
     let (op, result) = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, serving).await {
             Ok(r) => r,
@@ -162,18 +163,23 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
         .find_map(|h| headers.get(*h)?.to_str().ok()?.trim().parse().ok())
 }
 
-/// Upper bound of the body bytes a request holds in memory while it is served.
+/// Upper bound of the body bytes a request holds in memory while it is served. Only
+/// `Content-Length` bounds a body (HTTP enforces it); `x-amz-decoded-content-length` is the
+/// client's word, so a chunked body without a length reserves the whole write window.
 fn buffered_estimate(ep: Endpoint, headers: &http::HeaderMap) -> u64 {
     use Endpoint::*;
     let read = crate::store::READ_BUFFER_BYTES as u64;
     let write = crate::store::WRITE_BUFFER_BYTES as u64;
-    let declared = declared_length(headers);
-    let body = declared.map_or(write, |n| n.min(write));
+    let wire = match headers.get(http::header::CONTENT_LENGTH) {
+        Some(v) => v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()),
+        None if headers.contains_key(http::header::TRANSFER_ENCODING) => None,
+        None => Some(0),
+    };
+    let body = wire.map_or(write, |n| n.min(write));
     match ep {
         GetObject => read,
         CopyObject | UploadPartCopy | CompleteMultipartUpload => read + write,
-        PutObject | UploadPart | PostObject => body,
-        _ => declared.unwrap_or(0).min(write),
+        _ => body,
     }
 }
 
@@ -208,11 +214,16 @@ impl SecretLookup for Lookup<'_> {
     }
 }
 
-/// Splits bucket and key from the Host header (virtual-hosted style) or the path.
-fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> (Option<String>, Option<String>) {
+/// Bucket and key of a request.
+type Address = (Option<String>, Option<String>);
+
+/// Splits bucket and key from the Host header (virtual-hosted style) or the path. A path
+/// that does not decode to UTF-8 is `InvalidURI` (never decoded lossily: two raw keys
+/// must not name one stored key).
+fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> S3Result<Address> {
     let path = percent_encoding::percent_decode_str(raw_path)
-        .decode_utf8_lossy()
-        .into_owned();
+        .decode_utf8()
+        .map_err(|_| S3Error::new(S3Code::InvalidURI, "Couldn't parse the specified URI."))?;
     let path = path.strip_prefix('/').unwrap_or(&path);
     let host = host.map(|h| {
         let h = h.trim();
@@ -231,19 +242,19 @@ fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> (Option<String>,
             {
                 if !bucket.is_empty() {
                     let key = (!path.is_empty()).then(|| path.to_string());
-                    return (Some(bucket.to_string()), key);
+                    return Ok((Some(bucket.to_string()), key));
                 }
             }
         }
     }
     if path.is_empty() {
-        return (None, None);
+        return Ok((None, None));
     }
-    match path.split_once('/') {
+    Ok(match path.split_once('/') {
         Some((b, k)) if !k.is_empty() => (Some(b.to_string()), Some(k.to_string())),
         Some((b, _)) => (Some(b.to_string()), None),
         None => (Some(path.to_string()), None),
-    }
+    })
 }
 
 async fn serve(
@@ -251,7 +262,7 @@ async fn serve(
     rt: Option<Arc<Runtime>>,
     req: Request,
     request_id: &str,
-    client_ip: IpAddr,
+    client: ClientAddr,
     tail: &mut Tail,
 ) -> (&'static str, S3Result<Response>) {
     let Some(rt) = rt else {
@@ -265,7 +276,7 @@ async fn serve(
         );
     };
     let limits = &rt.config.limits;
-    match gw.limits.admit(limits, client_ip, &gw.metrics) {
+    match gw.limits.admit(limits, client.ip, &gw.metrics) {
         Ok(permit) => tail.permit = permit,
         Err(e) => return ("Unknown", Err(e)),
     }
@@ -299,7 +310,10 @@ async fn serve(
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
         .or_else(|| parts.uri.host().map(str::to_string));
-    let (bucket, key) = address(&rt, host.as_deref(), &raw_path);
+    let (bucket, key) = match address(&rt, host.as_deref(), &raw_path) {
+        Ok(a) => a,
+        Err(e) => return ("Unknown", Err(e.resource(raw_path))),
+    };
     let query = router::parse_query(raw_query.as_deref());
     let ep = match router::parse(
         &parts.method,
@@ -331,16 +345,20 @@ async fn serve(
                 );
             }
         }
-        let bucket_ref = bucket.as_deref().map(|b| rt.bucket(b)).transpose()?;
-        if let Some(b) = &bucket_ref {
-            if let Some(limit) = b.config.as_ref().and_then(|c| c.rate_limit.as_ref()) {
-                gw.limits.bucket(&b.s3, limit, &gw.metrics)?;
+        if let (Endpoint::CreateBucket, Some(b)) = (ep, bucket.as_deref()) {
+            if rt.alias_of(b).is_some() {
+                return Err(S3Error::new(
+                    S3Code::BucketAlreadyExists,
+                    "The requested bucket name is not available.",
+                )
+                .with("BucketName", b));
             }
         }
+        let bucket_ref = bucket.as_deref().map(|b| rt.bucket(b)).transpose()?;
         let guards = bucket_ref.as_ref().and_then(|b| b.guards.as_ref());
         if let Some(f) = guards.and_then(|g| g.addresses.as_ref()) {
-            if !f.admits(client_ip) {
-                tracing::debug!(request_id, %client_ip, "address not admitted by the bucket");
+            if !f.admits(&client) {
+                tracing::debug!(request_id, client_ip = %client.ip, "address not admitted by the bucket");
                 return Err(S3Error::access_denied());
             }
         }
@@ -348,14 +366,14 @@ async fn serve(
         let token = jwt.and_then(|j| j.token(&parts.headers, &query).map(str::to_string));
         // Preflight and PostObject carry no SigV4 header or query: they are handled
         // (and, for PostObject, authenticated by its policy) by their own code.
-        let (principal, payload) = if matches!(ep, Endpoint::Preflight | Endpoint::PostObject) {
-            (None, Payload::Unsigned)
+        let authenticated = if matches!(ep, Endpoint::Preflight | Endpoint::PostObject) {
+            Ok((None, Payload::Unsigned))
         } else if let (Some(jwt), Some(token)) = (jwt, token) {
             match jwt.verify(&token).await {
-                Ok(claims) => (Some(Principal::Token(claims)), Payload::Unsigned),
+                Ok(claims) => Ok((Some(Principal::Token(claims)), Payload::Unsigned)),
                 Err(why) => {
                     tracing::debug!(request_id, reason = %why, "JWT refused");
-                    return Err(S3Error::access_denied());
+                    Err(S3Error::access_denied())
                 }
             }
         } else {
@@ -371,13 +389,18 @@ async fn serve(
                 raw_query: raw_query.as_deref(),
                 headers: &parts.headers,
             };
-            match auth::authenticate(&request, &Lookup(&rt, now), &settings)? {
+            auth::authenticate(&request, &Lookup(&rt, now), &settings).map(|a| match a {
                 Authenticated::Anonymous => (None, Payload::Unsigned),
                 Authenticated::Signed(s) => {
                     (Some(Principal::AccessKey(s.access_key_id)), s.payload)
                 }
-            }
+            })
         };
+        // PostObject is counted by its handler, once its policy is checked.
+        if let (Some(b), false) = (&bucket_ref, ep == Endpoint::PostObject) {
+            charge_bucket(gw, b, matches!(authenticated, Ok((Some(_), _))))?;
+        }
+        let (principal, payload) = authenticated?;
         if let Some(Principal::AccessKey(key)) = &principal {
             gw.limits.access_key(key, limits, &gw.metrics)?;
         }
@@ -396,6 +419,7 @@ async fn serve(
             rt.clone(),
             ep,
             request_id.to_string(),
+            client,
             parts.method.clone(),
             parts.headers.clone(),
             query,
@@ -405,18 +429,9 @@ async fn serve(
             payload,
             body,
         );
-        let changes = match (ep, &ctx.bucket, &ctx.key) {
-            (
-                Endpoint::PutObject
-                | Endpoint::CopyObject
-                | Endpoint::DeleteObject
-                | Endpoint::CompleteMultipartUpload
-                | Endpoint::PutObjectTagging
-                | Endpoint::DeleteObjectTagging,
-                Some(b),
-                Some(k),
-            ) => Some((b.nats.clone(), Some(k.clone()))),
-            (Endpoint::DeleteBucket, Some(b), _) => Some((b.nats.clone(), None)),
+        let changes = match (ep.changes(), &ctx.bucket, &ctx.key) {
+            (Changes::Key, Some(b), Some(k)) => Some((b.nats.clone(), Some(k.clone()))),
+            (Changes::Bucket, Some(b), _) => Some((b.nats.clone(), None)),
             _ => None,
         };
         let origin = ctx.header("origin").map(str::to_string);
@@ -453,6 +468,45 @@ async fn serve(
             }
         }),
     )
+}
+
+/// The checks a GET of `src` passes, for a request that reads it besides the bucket it
+/// addresses (a copy source): the address filter, the caller's right to read it (a token
+/// counts only for the bucket it was checked for) and the bucket's rate limit.
+pub fn admit_copy_source(ctx: &Ctx, src: &crate::runtime::BucketRef) -> S3Result<()> {
+    if let Some(f) = src.guards.as_ref().and_then(|g| g.addresses.as_ref()) {
+        if !f.admits(&ctx.client) {
+            tracing::debug!(request_id = %ctx.request_id, client_ip = %ctx.client.ip, "address not admitted by the copy source's bucket");
+            return Err(S3Error::access_denied());
+        }
+    }
+    let own = ctx.bucket.as_ref().is_some_and(|b| b.s3 == src.s3);
+    let principal = match &ctx.principal {
+        Some(Principal::Token(_)) if !own => None,
+        p => p.as_ref(),
+    };
+    authorize(&ctx.rt, Endpoint::GetObject, Some(src), principal)?;
+    match own {
+        // The request's own bucket was counted already.
+        true => Ok(()),
+        false => charge_bucket(&ctx.gw, src, principal.is_some()),
+    }
+}
+
+/// Counts a request against its bucket's rate limit, after authentication: authenticated
+/// requests have one budget, anonymous and failed-auth ones another, so that neither
+/// kind can use up the other's.
+pub fn charge_bucket(
+    gw: &Gateway,
+    bucket: &crate::runtime::BucketRef,
+    authenticated: bool,
+) -> S3Result<()> {
+    match bucket.config.as_ref().and_then(|c| c.rate_limit.as_ref()) {
+        Some(limit) => gw
+            .limits
+            .bucket(&bucket.s3, authenticated, limit, &gw.metrics),
+        None => Ok(()),
+    }
 }
 
 /// Checks the caller's grant (or the bucket's public access) for the operation.
@@ -522,17 +576,20 @@ mod tests {
     #[test]
     fn path_style_addressing() {
         let rt = rt();
-        assert_eq!(address(&rt, Some("localhost:9000"), "/"), (None, None));
         assert_eq!(
-            address(&rt, Some("localhost"), "/b"),
+            address(&rt, Some("localhost:9000"), "/").ok(),
+            Some((None, None))
+        );
+        assert_eq!(
+            address(&rt, Some("localhost"), "/b").expect("utf-8"),
             (Some("b".into()), None)
         );
         assert_eq!(
-            address(&rt, Some("localhost"), "/b/"),
+            address(&rt, Some("localhost"), "/b/").expect("utf-8"),
             (Some("b".into()), None)
         );
         assert_eq!(
-            address(&rt, Some("127.0.0.1:9000"), "/b/a%2Fb/..//c%20d"),
+            address(&rt, Some("127.0.0.1:9000"), "/b/a%2Fb/..//c%20d").expect("utf-8"),
             (Some("b".into()), Some("a/b/..//c d".into()))
         );
     }
@@ -541,16 +598,31 @@ mod tests {
     fn virtual_hosted_addressing() {
         let rt = rt();
         assert_eq!(
-            address(&rt, Some("my.bucket.s3.example.com:443"), "/k/x"),
+            address(&rt, Some("my.bucket.s3.example.com:443"), "/k/x").expect("utf-8"),
             (Some("my.bucket".into()), Some("k/x".into()))
         );
         assert_eq!(
-            address(&rt, Some("s3.example.com"), "/b/k"),
+            address(&rt, Some("s3.example.com"), "/b/k").expect("utf-8"),
             (Some("b".into()), Some("k".into()))
         );
         assert_eq!(
-            address(&rt, Some("b.s3.example.com"), "/"),
+            address(&rt, Some("b.s3.example.com"), "/").expect("utf-8"),
             (Some("b".into()), None)
+        );
+    }
+
+    #[test]
+    fn paths_must_decode_to_utf8() {
+        let rt = rt();
+        for host in ["localhost", "b.s3.example.com"] {
+            for path in ["/b/%FF", "/b/a%C3%28", "/%ED%A0%80"] {
+                let e = address(&rt, Some(host), path).expect_err(path);
+                assert_eq!(e.code, S3Code::InvalidURI);
+            }
+        }
+        assert_eq!(
+            address(&rt, Some("localhost"), "/b/%C3%A9").expect("utf-8"),
+            (Some("b".into()), Some("é".into()))
         );
     }
 }

@@ -59,6 +59,8 @@ pub enum S3Code {
     XAmzContentSHA256Mismatch,
     InvalidChecksum,
     ConditionalRequestConflict,
+    MalformedTrailerError,
+    InvalidURI,
 }
 
 impl S3Code {
@@ -119,6 +121,8 @@ impl S3Code {
             XAmzContentSHA256Mismatch => "XAmzContentSHA256Mismatch",
             InvalidChecksum => "InvalidChecksum",
             ConditionalRequestConflict => "ConditionalRequestConflict",
+            MalformedTrailerError => "MalformedTrailerError",
+            InvalidURI => "InvalidURI",
         }
     }
 

@@ -60,7 +60,7 @@ pub fn parse_range(header: &str, size: u64) -> S3Result<Option<Span>> {
         size
     } else {
         match b.parse::<u64>() {
-            Ok(e) if e >= start => (e + 1).min(size),
+            Ok(e) if e >= start => e.saturating_add(1).min(size),
             _ => return Ok(None),
         }
     };
@@ -447,5 +447,15 @@ mod tests {
         assert!(parse_range("bytes=100-", 100).is_err());
         assert!(parse_range("bytes=-0", 100).is_err());
         assert!(parse_range("bytes=0-", 0).is_err());
+        let max = u64::MAX;
+        assert_eq!(
+            parse_range(&format!("bytes=1-{max}"), 100).ok().flatten(),
+            span(1, 100)
+        );
+        assert!(parse_range(&format!("bytes={max}-{max}"), 100).is_err());
+        assert_eq!(
+            parse_range(&format!("bytes=-{max}"), 100).ok().flatten(),
+            span(0, 100)
+        );
     }
 }

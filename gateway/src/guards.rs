@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use jets3_crds::{FieldError, GatewayConfig, IpFilter, ValidationErrors};
 
 use crate::auth::jwt::JwtVerifier;
+use crate::limits::ClientAddr;
 
 /// One bucket's compiled protection settings.
 pub struct BucketGuards {
@@ -36,10 +37,13 @@ impl AddressFilter {
         }
     }
 
-    /// Whether a request from `ip` may use the bucket.
-    pub fn admits(&self, ip: IpAddr) -> bool {
-        !self.deny.iter().any(|n| n.contains(&ip))
-            && (self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip)))
+    /// Whether a request from `client` may use the bucket: no address on its path is
+    /// denied (the proxies too: a client inside a trusted range must not escape a deny
+    /// rule by naming another address), and the client is allowed.
+    pub fn admits(&self, client: &ClientAddr) -> bool {
+        let denied = |ip: IpAddr| self.deny.iter().any(|n| n.contains(&ip));
+        !client.path().any(denied)
+            && (self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&client.ip)))
     }
 }
 
@@ -95,17 +99,33 @@ mod tests {
             ],
             deny: vec!["10.66.0.0/16".into()],
         });
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(f.admits(ip("10.1.2.3")));
-        assert!(f.admits(ip("192.0.2.7")));
-        assert!(f.admits(ip("2001:db8::1")));
-        assert!(!f.admits(ip("10.66.1.1")), "deny wins");
-        assert!(!f.admits(ip("192.0.2.8")), "not allowed");
+        let ip = |s: &str| ClientAddr {
+            ip: s.parse().unwrap(),
+            proxies: vec![],
+        };
+        assert!(f.admits(&ip("10.1.2.3")));
+        assert!(f.admits(&ip("192.0.2.7")));
+        assert!(f.admits(&ip("2001:db8::1")));
+        assert!(!f.admits(&ip("10.66.1.1")), "deny wins");
+        assert!(!f.admits(&ip("192.0.2.8")), "not allowed");
         let deny_only = AddressFilter::compile(&IpFilter {
             allow: vec![],
             deny: vec!["203.0.113.0/24".into()],
         });
-        assert!(deny_only.admits(ip("198.51.100.1")));
-        assert!(!deny_only.admits(ip("203.0.113.9")));
+        assert!(deny_only.admits(&ip("198.51.100.1")));
+        assert!(!deny_only.admits(&ip("203.0.113.9")));
+        let via = |client: &str, proxy: &str| ClientAddr {
+            ip: client.parse().unwrap(),
+            proxies: vec![proxy.parse().unwrap()],
+        };
+        assert!(
+            !deny_only.admits(&via("198.51.100.1", "203.0.113.9")),
+            "a denied proxy"
+        );
+        assert!(!f.admits(&via("10.1.2.3", "10.66.0.1")));
+        assert!(
+            f.admits(&via("10.1.2.3", "192.0.2.99")),
+            "allow looks at the client"
+        );
     }
 }

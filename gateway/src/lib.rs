@@ -43,7 +43,7 @@ mod versioning;
 pub mod xml;
 
 pub use server::{start, Gateway, GatewayHandle};
-pub use settings::{ConfigFile, NatsSettings, PushSettings, ServerSettings};
+pub use settings::{ConfigFile, ConnectionLimits, NatsSettings, PushSettings, ServerSettings};
 
 /// Errors of the gateway process (start-up, config, NATS connection).
 #[derive(Debug, thiserror::Error)]

@@ -164,6 +164,16 @@ struct CompletePart {
     etag: String,
 }
 
+/// Whether a part ETag in a Complete request names the stored part: exactly, quotes
+/// optional (no `*`, no list, no weak tag: those are for conditional requests).
+fn part_etag_matches(given: &str, stored: &str) -> bool {
+    let bare = given
+        .strip_prefix('"')
+        .and_then(|g| g.strip_suffix('"'))
+        .unwrap_or(given);
+    bare == stored
+}
+
 /// How long Complete answers normally before it switches to a 200 with keep-alive spaces.
 const COMPLETE_WAIT: Duration = Duration::from_secs(2);
 
@@ -195,7 +205,7 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         last = p.number;
         let part = stored
             .get(&p.number)
-            .filter(|s| crate::store::etag_matches(&p.etag, &s.etag))
+            .filter(|s| part_etag_matches(&p.etag, &s.etag))
             .ok_or_else(|| {
                 S3Error::new(
                     S3Code::InvalidPart,
@@ -373,8 +383,12 @@ pub async fn list_parts(ctx: &Ctx) -> S3Result<Response> {
             .map_err(|_| S3Error::invalid_argument("part-number-marker must be an integer"))?,
     };
     let parts = ctx.store_bucket()?.parts(&id).await?;
-    let shown: Vec<(&u32, &PartInfo)> = parts.range(marker + 1..).take(max).collect();
-    let truncated = parts.range(marker + 1..).nth(max).is_some();
+    let after = (
+        std::ops::Bound::Excluded(marker),
+        std::ops::Bound::Unbounded,
+    );
+    let shown: Vec<(&u32, &PartInfo)> = parts.range(after).take(max).collect();
+    let truncated = parts.range(after).nth(max).is_some();
     let mut w = XmlWriter::new("ListPartsResult");
     w.elem("Bucket", &ctx.bucket_ref()?.s3)
         .elem("Key", &info.key)

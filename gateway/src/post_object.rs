@@ -509,6 +509,7 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
     .iter()
     .any(|n| field(&fields, n).is_some());
     if !signed {
+        crate::dispatch::charge_bucket(&ctx.gw, &bucket, false)?;
         return Err(S3Error::access_denied());
     }
     let now = OffsetDateTime::now_utc();
@@ -517,7 +518,9 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
         now,
         max_skew: Duration::from_secs(limits.max_clock_skew_seconds),
     };
-    let policy: PostPolicy = auth::verify_post_policy(&fields, &Lookup(&rt, now), &settings)?;
+    let policy = auth::verify_post_policy(&fields, &Lookup(&rt, now), &settings);
+    crate::dispatch::charge_bucket(&ctx.gw, &bucket, policy.is_ok())?;
+    let policy: PostPolicy = policy?;
     if bucket.read_only() {
         return Err(S3Error::new(
             S3Code::AccessDenied,
@@ -609,6 +612,8 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
             })
         })
         .await?;
+    // Written here: the cache must not serve the old version (see `Endpoint::changes`).
+    ctx.gw.cache.invalidate(&bucket.nats, &key);
     guard.allow(TRAILING_BYTES);
     drain(&mut mp).await;
 

@@ -10,6 +10,7 @@ use http::{HeaderMap, Method};
 use crate::auth::{self, Payload, Principal, TrailerSlot};
 use crate::checksum::{self, Algo, Running};
 use crate::error::{S3Code, S3Error, S3Result};
+use crate::limits::ClientAddr;
 use crate::router::{query_get, Endpoint, Query};
 use crate::runtime::{BucketRef, Runtime};
 use crate::server::Gateway;
@@ -21,6 +22,8 @@ pub struct Ctx {
     pub rt: Arc<Runtime>,
     pub ep: Endpoint,
     pub request_id: String,
+    /// Where the request comes from (see `TrustedProxies`).
+    pub client: ClientAddr,
     pub method: Method,
     pub headers: HeaderMap,
     pub query: Query,
@@ -44,6 +47,7 @@ impl Ctx {
         rt: Arc<Runtime>,
         ep: Endpoint,
         request_id: String,
+        client: ClientAddr,
         method: Method,
         headers: HeaderMap,
         query: Query,
@@ -58,6 +62,7 @@ impl Ctx {
             rt,
             ep,
             request_id,
+            client,
             method,
             headers,
             query,
@@ -192,6 +197,23 @@ impl Ctx {
                 TrailerSlot::default(),
             ),
         };
+        // The declared length is the client's word: more bytes are refused as they come.
+        let stream: BodyStream = match self.declared_length() {
+            Ok(Some(declared)) => {
+                let mut seen = 0u64;
+                Box::pin(stream.map(move |piece| {
+                    let piece = piece?;
+                    seen += piece.len() as u64;
+                    if seen > declared {
+                        return Err(S3Error::invalid_request(
+                            "The request body is longer than its declared length.",
+                        ));
+                    }
+                    Ok(piece)
+                }))
+            }
+            _ => stream,
+        };
         let gw = self.gw.clone();
         let stream = stream.map_err(move |e| {
             if timed_out.load(std::sync::atomic::Ordering::Relaxed) {
@@ -205,7 +227,7 @@ impl Ctx {
     }
 
     /// Reads a small body (XML documents) whole, up to `limit` bytes, verifying
-    /// Content-MD5 and the signed payload hash.
+    /// Content-MD5, the signed payload hash and any `x-amz-checksum-*` header.
     pub async fn read_small_body(&mut self, limit: usize) -> S3Result<Bytes> {
         let (mut stream, _) = self.take_body();
         let mut buf = BytesMut::new();
@@ -232,6 +254,24 @@ impl Ctx {
             let got: [u8; 16] = md5::Md5::digest(&body).into();
             if got != md5 {
                 return Err(bad_digest());
+            }
+        }
+        for algo in checksum::ALL {
+            if let Some(v) = self.header(algo.header()) {
+                let v = v.trim();
+                if !checksum::well_formed(algo, v) {
+                    return Err(S3Error::invalid_request(format!(
+                        "Value for {} header is invalid.",
+                        algo.header()
+                    )));
+                }
+                let mut h = algo.hasher();
+                h.update(&body);
+                checksum::verify(
+                    &[(algo, Some(v.to_string()))],
+                    vec![(algo, h.finish())],
+                    &[],
+                )?;
             }
         }
         Ok(body)
@@ -277,11 +317,15 @@ impl Ctx {
                 "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
             ));
         }
+        let mut announced = Vec::new();
         for name in self.header_list("x-amz-trailer") {
             let name = name.as_str();
             {
                 match Algo::from_header(name) {
-                    Some(a) if wanted.iter().all(|(w, _)| *w != a) => wanted.push((a, None)),
+                    Some(a) if wanted.iter().all(|(w, _)| *w != a) => {
+                        wanted.push((a, None));
+                        announced.push(a);
+                    }
                     Some(_) => {}
                     None => {
                         return Err(S3Error::invalid_argument(format!(
@@ -318,6 +362,7 @@ impl Ctx {
                 _ => None,
             },
             declared: self.declared_length()?,
+            announced,
             wanted,
             hashers,
             trailers,
@@ -331,6 +376,8 @@ pub struct UploadChecks {
     md5: Option<[u8; 16]>,
     sha256: Option<[u8; 32]>,
     declared: Option<u64>,
+    /// Checksums `x-amz-trailer` announced: their trailers must arrive.
+    announced: Vec<Algo>,
     wanted: Vec<(Algo, Option<String>)>,
     hashers: Running,
     trailers: TrailerSlot,
@@ -377,6 +424,18 @@ impl UploadChecks {
                 return Err(sha_mismatch());
             }
         }
-        checksum::verify(&self.wanted, self.hashers.finish(), &self.trailers.get())
+        let trailers = self.trailers.get();
+        let arrived = |a: &Algo| trailers.iter().any(|(n, _)| n == a.header());
+        let unannounced = trailers.iter().any(|(n, _)| {
+            n.starts_with("x-amz-checksum-")
+                && !self.announced.iter().any(|a| a.header() == n.as_str())
+        });
+        if unannounced || !self.announced.iter().all(arrived) {
+            return Err(S3Error::new(
+                S3Code::MalformedTrailerError,
+                "The request contained trailing data that was not well-formed or did not conform to our published schema.",
+            ));
+        }
+        checksum::verify(&self.wanted, self.hashers.finish(), &trailers)
     }
 }

@@ -123,6 +123,10 @@ impl Runtime {
     }
 
     /// Resolves an S3 bucket name, refusing names that cannot map to NATS.
+    ///
+    /// A NATS bucket a configured bucket uses is reachable by that bucket's name only: any
+    /// other name mapping to it (`vault.store` for `{name: vault, natsBucket: vault_store}`)
+    /// is `NoSuchBucket`, so no second name can bypass the bucket's settings.
     pub fn bucket(&self, s3: &str) -> S3Result<BucketRef> {
         if let Some(b) = self.buckets.get(s3) {
             return Ok(BucketRef {
@@ -139,6 +143,9 @@ impl Runtime {
             )
             .with("BucketName", s3)
         })?;
+        if self.alias_of(s3).is_some() {
+            return Err(S3Error::no_such_bucket(s3));
+        }
         Ok(BucketRef {
             s3: s3.to_string(),
             nats: jets3_crds::s3_to_nats_bucket(s3),
@@ -147,12 +154,62 @@ impl Runtime {
         })
     }
 
-    /// The S3 name of a NATS bucket, if it has one.
+    /// The configured bucket whose NATS bucket the unconfigured name `s3` maps to.
+    pub fn alias_of(&self, s3: &str) -> Option<&str> {
+        if self.buckets.contains_key(s3) {
+            return None;
+        }
+        let nats = jets3_crds::s3_to_nats_bucket(s3);
+        self.buckets
+            .values()
+            .find(|b| b.nats_name() == nats)
+            .map(|b| b.name.as_str())
+    }
+
+    /// The S3 name of a NATS bucket, if it has one (a NATS bucket whose own name belongs
+    /// to a configured bucket stored elsewhere has none).
     pub fn s3_name(&self, nats: &str) -> Option<String> {
         self.buckets
             .values()
             .find(|b| b.nats_name() == nats)
             .map(|b| b.name.clone())
-            .or_else(|| jets3_crds::nats_to_s3_bucket(nats))
+            .or_else(|| {
+                jets3_crds::nats_to_s3_bucket(nats).filter(|s3| !self.buckets.contains_key(s3))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jets3_crds::BucketConfig;
+
+    fn rt() -> Runtime {
+        let b = |name: &str, nats: Option<&str>| BucketConfig {
+            name: name.into(),
+            nats_bucket: nats.map(str::to_string),
+            ..Default::default()
+        };
+        Runtime::new(GatewayConfig {
+            buckets: vec![b("vault", Some("vault_store")), b("a.b", Some("custom"))],
+            ..Default::default()
+        })
+        .expect("valid")
+    }
+
+    #[test]
+    fn a_configured_nats_bucket_has_one_s3_name() {
+        let rt = rt();
+        assert_eq!(rt.bucket("vault").expect("configured").nats, "vault_store");
+        let alias = rt.bucket("vault.store").expect_err("alias");
+        assert_eq!(alias.code, S3Code::NoSuchBucket);
+        assert_eq!(rt.alias_of("vault.store"), Some("vault"));
+        assert_eq!(rt.alias_of("vault"), None);
+        assert_eq!(rt.bucket("other.name").expect("plain").nats, "other_name");
+        assert_eq!(rt.s3_name("vault_store").as_deref(), Some("vault"));
+        assert_eq!(rt.s3_name("custom").as_deref(), Some("a.b"));
+        // The NATS bucket named like a configured bucket stored elsewhere has no S3 name.
+        assert_eq!(rt.s3_name("a_b"), None);
+        assert_eq!(rt.s3_name("free_one").as_deref(), Some("free.one"));
     }
 }

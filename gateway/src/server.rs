@@ -8,14 +8,15 @@ use arc_swap::ArcSwapOption;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::{Listener, ListenerExt};
+use axum::serve::Listener;
 use axum::Router;
 use http::StatusCode;
 use jets3_crds::GatewayConfig;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::listener::CappedTcp;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
 use crate::settings::ServerSettings;
@@ -252,10 +253,11 @@ pub async fn start(
         gateway.install(runtime);
     }
     let mut tasks = Vec::new();
+    let conns = &settings.connections;
     let push_addr = match &settings.push {
         Some(push) => {
             let (addr, push_tasks) =
-                crate::push::listen(push, gateway.clone(), stop_rx.clone()).await?;
+                crate::push::listen(push, conns, gateway.clone(), stop_rx.clone()).await?;
             tasks.extend(push_tasks);
             Some(addr)
         }
@@ -277,26 +279,35 @@ pub async fn start(
         None => None,
     };
     for addr in &settings.listen {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = CappedTcp::new(TcpListener::bind(addr).await?, conns.s3);
         s3_addrs.push(listener.local_addr()?);
         let (app, gw, stop) = (app.clone(), gateway.clone(), stop_rx.clone());
+        // The config in force sets the S3 header timeout of each new connection.
+        let header_timeout = move || {
+            let secs = gw
+                .runtime()
+                .map(|rt| rt.config.limits.timeouts.header_read_seconds);
+            crate::listener::seconds(secs.unwrap_or(30))
+        };
         tasks.push(match &tls {
             Some(config) => crate::listener::serve(
                 crate::tls::TlsListener::new(listener, config.clone())?,
                 app,
-                gw,
+                header_timeout,
                 stop,
             ),
-            None => crate::listener::serve(tcp(listener), app, gw, stop),
+            None => crate::listener::serve(listener, app, header_timeout, stop),
         });
     }
     let admin_addr = match settings.admin_listen {
         Some(addr) => {
-            let listener = TcpListener::bind(addr).await?;
+            let listener = CappedTcp::new(TcpListener::bind(addr).await?, conns.admin);
             let local = listener.local_addr()?;
-            tasks.push(serve(
-                tcp(listener),
+            let timeout = crate::listener::seconds(conns.header_read_seconds);
+            tasks.push(crate::listener::serve(
+                listener,
                 admin_router(gateway.clone()),
+                move || timeout,
                 stop_rx.clone(),
             ));
             Some(local)
@@ -321,34 +332,6 @@ pub async fn start(
         stop,
         tasks,
         grace: Duration::from_secs(settings.shutdown_grace_seconds),
-    })
-}
-
-/// A TCP listener whose connections send small writes at once.
-pub(crate) fn tcp(listener: TcpListener) -> impl Listener<Io = TcpStream, Addr = SocketAddr> {
-    // Bodies stream after their headers: without TCP_NODELAY, Nagle and delayed ACKs
-    // add ~40 ms to every small GET.
-    listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    })
-}
-
-/// Serves `app` on `listener` until `stop`, then lets open requests finish.
-pub(crate) fn serve<L>(listener: L, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
-where
-    L: Listener,
-    L::Addr: std::fmt::Debug,
-{
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "listener failed");
-        }
     })
 }
 

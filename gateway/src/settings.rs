@@ -59,6 +59,8 @@ pub struct ServerSettings {
     pub tls: Option<ListenerTls>,
     /// The collector of retired versions and orphan chunks.
     pub collector: CollectorSettings,
+    /// Open connections per listener, and the admin and push listeners' header timeout.
+    pub connections: ConnectionLimits,
 }
 
 /// When retired versions and orphan chunks are removed (see the store's module docs).
@@ -114,6 +116,34 @@ impl CollectorSettings {
             out.push("collector.maxPurgesPerPass must be at least 1".to_string());
         }
         out
+    }
+}
+
+/// What slow or idle clients may hold: open connections per listener (past the cap new
+/// ones wait in the kernel's backlog) and, on the admin and push listeners, the time to
+/// send a request's headers (also the idle keep-alive limit). The S3 listeners' header
+/// timeout is `limits.timeouts.headerReadSeconds` of the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ConnectionLimits {
+    /// Open connections per S3 listener; 0 for no cap.
+    pub s3: usize,
+    /// Open connections on the admin listener; 0 for no cap.
+    pub admin: usize,
+    /// Open connections on the push listener; 0 for no cap.
+    pub push: usize,
+    /// Seconds the admin and push listeners wait for a request's headers; 0 turns it off.
+    pub header_read_seconds: u64,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            s3: 4096,
+            admin: 64,
+            push: 64,
+            header_read_seconds: 10,
+        }
     }
 }
 
@@ -235,6 +265,7 @@ impl Default for ServerSettings {
             push: None,
             tls: None,
             collector: CollectorSettings::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -330,6 +361,38 @@ mod tests {
             cli.server_settings(None).unwrap().cache,
             CacheSettings::default()
         );
+    }
+
+    #[test]
+    fn connection_limits_from_the_file_and_flags() {
+        use clap::Parser;
+        let f =
+            ConfigFile::parse("server:\n  connections: {s3: 100, headerReadSeconds: 3}\n").unwrap();
+        let none = crate::cli::Cli::try_parse_from(["jets3-gateway"]).unwrap();
+        let s = none.server_settings(f.server.clone()).unwrap();
+        assert_eq!(
+            s.connections,
+            ConnectionLimits {
+                s3: 100,
+                admin: 64,
+                push: 64,
+                header_read_seconds: 3
+            }
+        );
+        let cli = crate::cli::Cli::try_parse_from([
+            "jets3-gateway",
+            "--s3-max-connections=7",
+            "--admin-max-connections=8",
+            "--push-max-connections=9",
+            "--header-read-seconds=0",
+        ])
+        .unwrap();
+        let s = cli.server_settings(f.server).unwrap();
+        assert_eq!(
+            (s.connections.s3, s.connections.admin, s.connections.push),
+            (7, 8, 9)
+        );
+        assert_eq!(s.connections.header_read_seconds, 0);
     }
 
     #[test]

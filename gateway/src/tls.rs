@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::Listener;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::crypto::CryptoProvider;
@@ -21,6 +21,7 @@ use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::listener::{CappedTcp, Slot};
 use crate::reload::Reloading;
 use crate::Error;
 
@@ -113,22 +114,22 @@ pub fn server_config(
 
 /// A listener that yields connections after their TLS handshake. Handshakes run in their
 /// own tasks with a timeout; a failed one (plain HTTP, an untrusted client) is dropped.
+/// Connections count under the TCP listener's cap from their accept on.
 pub struct TlsListener {
     local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<Slot<TcpStream>>, SocketAddr)>,
     accept: JoinHandle<()>,
 }
 
 impl TlsListener {
     /// Starts accepting on `tcp` with `config`.
-    pub fn new(mut tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<TlsListener> {
+    pub fn new(mut tcp: CappedTcp, config: Arc<ServerConfig>) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (tx, ready) = mpsc::channel(64);
         let accept = tokio::spawn(async move {
             loop {
                 let (stream, peer) = Listener::accept(&mut tcp).await;
-                let _ = stream.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
@@ -156,8 +157,14 @@ impl Drop for TlsListener {
     }
 }
 
+impl crate::listener::LocalAddr for TlsStream<Slot<TcpStream>> {
+    fn local(&self) -> Option<std::net::SocketAddr> {
+        self.get_ref().0.local()
+    }
+}
+
 impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<Slot<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -90,13 +90,64 @@ impl XmlWriter {
     }
 }
 
-/// Parses a request body document; anything malformed is `MalformedXML`.
+/// Parses a request body document; anything malformed (or with a DTD) is `MalformedXML`.
+/// The text of leaf elements is taken exactly as sent (entities and CDATA decoded, nothing
+/// trimmed): keys and tag values may begin or end with blanks.
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> crate::error::S3Result<T> {
-    let text = std::str::from_utf8(body).map_err(|_| crate::error::S3Error::malformed_xml())?;
-    quick_xml::de::from_str(text).map_err(|e| {
+    let malformed = |e: &dyn std::fmt::Display| {
         tracing::debug!(error = %e, "malformed XML body");
         crate::error::S3Error::malformed_xml()
-    })
+    };
+    let text = std::str::from_utf8(body).map_err(|e| malformed(&e))?;
+    let exact = exact_leaf_text(text).map_err(|e| malformed(&e))?;
+    quick_xml::de::from_str(&exact).map_err(|e| malformed(&e))
+}
+
+/// Rewrites `doc` with the text of every leaf element as CDATA, which the serde
+/// deserializer passes on untrimmed (it trims text events, and skips blank ones).
+fn exact_leaf_text(doc: &str) -> Result<String, quick_xml::Error> {
+    use quick_xml::events::{BytesCData, Event};
+    let mut reader = quick_xml::Reader::from_str(doc);
+    let mut writer = quick_xml::Writer::new(Vec::with_capacity(doc.len() + 64));
+    // Events since the last start tag, held until it is known whether the element is a leaf.
+    let mut held: Vec<Event> = Vec::new();
+    let mut in_leaf = false;
+    loop {
+        let event = reader.read_event()?;
+        match event {
+            Event::Eof => break,
+            Event::DocType(_) => {
+                return Err(quick_xml::Error::Syntax(
+                    quick_xml::errors::SyntaxError::InvalidBangMarkup,
+                ))
+            }
+            Event::Text(_) | Event::CData(_) if in_leaf => held.push(event),
+            Event::End(_) if in_leaf => {
+                let mut exact = String::new();
+                for e in held.drain(..) {
+                    match e {
+                        Event::Text(t) => exact.push_str(&t.unescape()?),
+                        Event::CData(c) => exact.push_str(&c.decode()?),
+                        _ => {}
+                    }
+                }
+                for piece in BytesCData::escaped(&exact) {
+                    writer.write_event(Event::CData(piece))?;
+                }
+                writer.write_event(event)?;
+                in_leaf = false;
+            }
+            e => {
+                for h in held.drain(..) {
+                    writer.write_event(h)?;
+                }
+                in_leaf = matches!(e, Event::Start(_));
+                writer.write_event(e)?;
+            }
+        }
+    }
+    String::from_utf8(writer.into_inner())
+        .map_err(|e| quick_xml::Error::Encoding(e.utf8_error().into()))
 }
 
 #[cfg(test)]
@@ -109,6 +160,40 @@ mod tests {
             escape("a<b>&\"'\r\u{1}"),
             "a&lt;b&gt;&amp;&quot;&apos;&#13;&#1;"
         );
+    }
+
+    #[test]
+    fn leaf_text_is_kept_exactly() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Doc {
+            #[serde(rename = "K", default)]
+            keys: Vec<String>,
+            #[serde(rename = "N", default)]
+            n: Option<u32>,
+        }
+        let doc: Doc = parse(
+            b"<?xml version=\"1.0\"?>\n<Doc>\n  <K> </K>\n  <K>_ </K><K>\ta\n</K>\n  <K>a&amp;&#32;b</K><K><![CDATA[ <c> ]]></K><K></K>\n  <N>7</N></Doc>",
+        )
+        .expect("parses");
+        assert_eq!(doc.keys, vec![" ", "_ ", "\ta\n", "a& b", " <c> ", ""]);
+        assert_eq!(doc.n, Some(7));
+        let blank: Doc = parse(b"<Doc>\n  </Doc>").expect("an element of blanks");
+        assert_eq!(
+            blank,
+            Doc {
+                keys: vec![],
+                n: None
+            }
+        );
+        #[derive(serde::Deserialize, Debug)]
+        struct Outer {
+            #[serde(rename = "Doc")]
+            doc: Doc,
+        }
+        let nested: Outer = parse(b"<Outer><Doc> </Doc></Outer>").expect("nested blanks");
+        assert!(nested.doc.keys.is_empty());
+        assert!(parse::<Doc>(b"<!DOCTYPE d [<!ENTITY x \"y\">]><Doc><K>&x;</K></Doc>").is_err());
+        assert!(parse::<Doc>(b"<Doc><K>&bad;</K></Doc>").is_err());
     }
 
     #[test]

@@ -50,9 +50,10 @@ pub struct BucketJwt {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub keys: Vec<JwtKeyRef>,
-    /// A JWKS document URL (http or https) the gateways fetch, cache and refresh; a token
-    /// naming an unknown 'kid' triggers a refetch (at most every jwksMinRefreshSeconds).
-    /// May be combined with keys.
+    /// A JWKS document URL the gateways fetch, cache and refresh: https (plain http only to
+    /// a loopback address; never a link-local or metadata address); a token naming an
+    /// unknown 'kid' triggers a refetch (at most every jwksMinRefreshSeconds). May be
+    /// combined with keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048), pattern(JWKS_URL_PATTERN))]
     pub jwks_url: Option<String>,
@@ -62,7 +63,7 @@ pub struct BucketJwt {
     pub jwks_refresh_seconds: Option<u32>,
     /// Fewest seconds between two fetches caused by unknown 'kid's (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 86400))]
+    #[schemars(range(min = 1, max = 86400))]
     pub jwks_min_refresh_seconds: Option<u32>,
     /// Clock skew allowed on 'exp' and 'nbf', in seconds: 0 to 300 (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,7 +84,8 @@ pub struct BucketJwt {
 }
 
 /// An http(s) URL with a host.
-const JWKS_URL_PATTERN: &str = r"^https?://[^/\s]+\S*$";
+const JWKS_URL_PATTERN: &str =
+    r"^(https://[^/\s@]+|http://(localhost|127\.[0-9]+\.[0-9]+\.[0-9]+|\[::1\])(:[0-9]+)?)(/\S*)?$";
 
 fn default_permission() -> GrantPermission {
     GrantPermission::Read
@@ -251,6 +253,8 @@ impl BucketJwt {
             audiences: self.audiences.clone(),
             keys,
             jwks_url: self.jwks_url.clone(),
+            // Never from an S3Bucket: its author does not own the gateways' network.
+            jwks_allow_insecure: false,
             jwks_refresh_seconds: self
                 .jwks_refresh_seconds
                 .map_or(defaults.jwks_refresh_seconds, u64::from),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use jets3_crds::{Limits, RateLimit};
 
-pub use client_ip::TrustedProxies;
+pub use client_ip::{ClientAddr, TrustedProxies};
 
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::metrics::Metrics;
@@ -28,6 +28,8 @@ pub struct Limiter {
     per_ip: rate::Keyed<IpAddr>,
     per_key: rate::Keyed<String>,
     per_bucket: rate::Keyed<String>,
+    /// Anonymous and failed-auth requests, per bucket.
+    per_bucket_unauthenticated: rate::Keyed<String>,
     counters: Arc<Counters>,
 }
 
@@ -82,13 +84,14 @@ impl Limiter {
             per_ip: rate::Keyed::new(MAX_TRACKED),
             per_key: rate::Keyed::new(MAX_TRACKED),
             per_bucket: rate::Keyed::new(MAX_TRACKED),
+            per_bucket_unauthenticated: rate::Keyed::new(MAX_TRACKED),
             counters: Arc::default(),
         }
     }
 
-    /// The client address of a request from `peer` (see [`TrustedProxies`]).
-    pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
-        self.trusted.client_ip(peer, headers)
+    /// The client of a request from `peer` (see [`TrustedProxies`]).
+    pub fn client(&self, peer: IpAddr, headers: &http::HeaderMap) -> ClientAddr {
+        self.trusted.client(peer, headers)
     }
 
     fn throttled(m: &Metrics, scope: &str, wait: Duration) -> S3Error {
@@ -127,11 +130,22 @@ impl Limiter {
         }))
     }
 
-    /// The bucket's own rate limit.
-    pub fn bucket(&self, name: &str, limit: &RateLimit, m: &Metrics) -> S3Result<()> {
-        self.per_bucket
+    /// The bucket's own rate limit, with a budget of its own for requests that are not
+    /// authenticated (anonymous, or whose authentication failed).
+    pub fn bucket(
+        &self,
+        name: &str,
+        authenticated: bool,
+        limit: &RateLimit,
+        m: &Metrics,
+    ) -> S3Result<()> {
+        let (budget, scope) = match authenticated {
+            true => (&self.per_bucket, "bucket"),
+            false => (&self.per_bucket_unauthenticated, "bucket_unauthenticated"),
+        };
+        budget
             .take(name, limit)
-            .map_err(|w| Self::throttled(m, "bucket", w))
+            .map_err(|w| Self::throttled(m, scope, w))
     }
 
     /// The per-access-key rate limit, for a request whose signature was checked.

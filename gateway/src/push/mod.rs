@@ -11,16 +11,15 @@
 
 mod token;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener as _;
 use axum::Router;
 use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -32,8 +31,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::listener::{CappedTcp, Local};
 use crate::server::{Gateway, PushRefused, Pushed};
-use crate::settings::PushSettings;
+use crate::settings::{ConnectionLimits, PushSettings};
 use crate::tls::{self, TlsListener};
 use crate::Error;
 use token::{Refusal, TokenVerifier};
@@ -52,6 +52,7 @@ struct Push {
 /// until `stop`. Returns its address and the tasks to wait for at shutdown.
 pub async fn listen(
     settings: &PushSettings,
+    conns: &ConnectionLimits,
     gw: Arc<Gateway>,
     stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, Vec<JoinHandle<()>>), Error> {
@@ -64,65 +65,22 @@ pub async fn listen(
     )?;
     let mut tasks = vec![key_watch];
     let app = router(Arc::new(Push { gw, tokens }));
-    let listener = TcpListener::bind(settings.listen).await?;
+    let listener = CappedTcp::new(TcpListener::bind(settings.listen).await?, conns.push);
     let addr = listener.local_addr()?;
+    let timeout = crate::listener::seconds(conns.header_read_seconds);
     match tls_files {
         Some((cert, key)) => {
             let (cert, cert_watch) = tls::serving_cert(cert, key, stop.clone())?;
             tasks.push(cert_watch);
             let listener = TlsListener::new(listener, tls::server_config(cert, None)?)?;
-            tasks.push(serve(listener, app, stop));
+            tasks.push(crate::listener::serve(listener, app, move || timeout, stop));
         }
         None => {
             tracing::warn!(%addr, "config push listener without TLS (--push-insecure)");
-            tasks.push(serve(listener, app, stop));
+            tasks.push(crate::listener::serve(listener, app, move || timeout, stop));
         }
     }
     Ok((addr, tasks))
-}
-
-/// The address a connection came in on: the pod IP the operator dialled.
-#[derive(Clone, Copy)]
-struct LocalIp(IpAddr);
-
-impl LocalIp {
-    /// An address that cannot be read matches no token.
-    fn of(local: std::io::Result<SocketAddr>) -> LocalIp {
-        LocalIp(local.map_or(Ipv4Addr::UNSPECIFIED.into(), |a| a.ip().to_canonical()))
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for LocalIp {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        LocalIp::of(stream.io().get_ref().0.local_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, TcpListener>> for LocalIp {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        LocalIp::of(stream.io().local_addr())
-    }
-}
-
-/// Serves `app` on `listener` until `stop`, each request knowing its connection's [`LocalIp`].
-fn serve<L>(listener: L, app: Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()>
-where
-    L: Listener,
-    L::Addr: std::fmt::Debug,
-    for<'a> LocalIp: Connected<IncomingStream<'a, L>>,
-{
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let app = app.into_make_service_with_connect_info::<LocalIp>();
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "push listener failed");
-        }
-    })
 }
 
 /// The body's SHA-256 the request's token was signed for (set by [`authenticate`]).
@@ -149,12 +107,13 @@ fn reply(status: StatusCode, body: impl Serialize) -> Response {
 /// Every request, whatever its path or method, needs a valid push token first, made for
 /// this pod and this request; it is spent here. A request without a body (GET) must have been
 /// signed for the empty body; a PUT's body is checked once read ([`put_config`]).
-async fn authenticate(
-    State(push): State<Arc<Push>>,
-    ConnectInfo(LocalIp(pod)): ConnectInfo<LocalIp>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+async fn authenticate(State(push): State<Arc<Push>>, mut req: Request, next: Next) -> Response {
+    // The address the connection came in on: the pod IP the operator dialled. One that
+    // cannot be read matches no token.
+    let pod = req
+        .extensions()
+        .get::<Local>()
+        .map_or(Ipv4Addr::UNSPECIFIED.into(), |l| l.0.ip().to_canonical());
     let auth = req
         .headers()
         .get(http::header::AUTHORIZATION)

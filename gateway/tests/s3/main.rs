@@ -7,6 +7,7 @@ mod common;
 
 mod access;
 mod addresses;
+mod adversarial;
 mod audit;
 mod auth;
 mod bad_input;

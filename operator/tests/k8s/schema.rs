@@ -263,6 +263,22 @@ async fn invalid_access_fields_are_refused_with_a_clear_message() {
     );
     refused(
         b(
+            "plainurl",
+            json!({"jwt": {"jwksUrl": "http://idp.test/certs"}}),
+        )
+        .await,
+        "spec.jwt.jwksUrl",
+    );
+    refused(
+        b(
+            "minrefresh",
+            json!({"jwt": {"jwksUrl": "https://idp.test/certs", "jwksMinRefreshSeconds": 0}}),
+        )
+        .await,
+        "spec.jwt.jwksMinRefreshSeconds",
+    );
+    refused(
+        b(
             "source",
             json!({"jwt": {"keys": [hs], "sources": [{"kind": "query"}]}}),
         )

@@ -1,6 +1,9 @@
 //! A small HTTP(S) GET for JWKS documents: one request per connection, a size limit and a
-//! timeout; HTTPS trusts the system's root certificates.
+//! timeout; HTTPS trusts the system's root certificates. The host's addresses are checked
+//! after resolution (see `jets3_crds::jwks_address_refused`): a name that resolves to a
+//! link-local or metadata address, or plain http to one that is not loopback, is refused.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -32,13 +35,44 @@ fn tls() -> Result<Arc<ClientConfig>, String> {
 }
 
 /// GETs `url` (http or https) and returns the body of a 200 answer of at most `limit` bytes.
-pub async fn get(url: &str, limit: usize, timeout: Duration) -> Result<Bytes, String> {
-    tokio::time::timeout(timeout, get_inner(url, limit))
+/// `allow_insecure` (the bucket's `jwksAllowInsecure`) lifts the address rules.
+pub async fn get(
+    url: &str,
+    limit: usize,
+    timeout: Duration,
+    allow_insecure: bool,
+) -> Result<Bytes, String> {
+    tokio::time::timeout(timeout, get_inner(url, limit, allow_insecure))
         .await
         .map_err(|_| format!("no answer within {timeout:?}"))?
 }
 
-async fn get_inner(url: &str, limit: usize) -> Result<Bytes, String> {
+/// The addresses of `host` a fetch may connect to.
+async fn addresses(
+    host: &str,
+    port: u16,
+    https: bool,
+    allow_insecure: bool,
+) -> Result<Vec<SocketAddr>, String> {
+    let resolved = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("resolve {host}: {e}"))?;
+    let mut refused = None;
+    let allowed: Vec<SocketAddr> = resolved
+        .filter(|a| {
+            let why = jets3_crds::jwks_address_refused(a.ip(), https, allow_insecure);
+            refused = refused.or(why);
+            why.is_none()
+        })
+        .collect();
+    match (allowed.is_empty(), refused) {
+        (true, Some(why)) => Err(format!("{host} resolves to {why}: refused")),
+        (true, None) => Err(format!("{host} resolves to no address")),
+        (false, _) => Ok(allowed),
+    }
+}
+
+async fn get_inner(url: &str, limit: usize, allow_insecure: bool) -> Result<Bytes, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
     let https = match uri.scheme_str() {
         Some("https") => true,
@@ -47,7 +81,8 @@ async fn get_inner(url: &str, limit: usize) -> Result<Bytes, String> {
     };
     let host = uri.host().ok_or("the URL has no host")?.to_string();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
+    let addrs = addresses(host.trim_matches(['[', ']']), port, https, allow_insecure).await?;
+    let tcp = TcpStream::connect(&addrs[..])
         .await
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
     let _ = tcp.set_nodelay(true);
@@ -102,4 +137,37 @@ where
         let _ = conn.await;
     });
     sender.send_request(req).await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn resolved_addresses_are_checked() {
+        let get = |url: &'static str, insecure: bool| async move {
+            get(url, 1024, Duration::from_secs(2), insecure).await
+        };
+        // 2852039166 is 169.254.169.254 to the resolver, though no IP literal to the config
+        // validation: the check after resolution is what stops it.
+        for url in [
+            "https://2852039166/latest/meta-data",
+            "https://169.254.169.254/latest/meta-data",
+            "http://[::ffff:169.254.169.254]/",
+            "https://[fe80::1]/certs",
+            "http://192.0.2.1/certs",
+        ] {
+            let e = get(url, false).await.expect_err(url);
+            assert!(e.contains("refused"), "{url}: {e}");
+        }
+        // Loopback http is allowed (nothing listens on port 1: a connect error, no refusal).
+        let e = get("http://127.0.0.1:1/certs", false)
+            .await
+            .expect_err("no server");
+        assert!(e.starts_with("connect"), "{e}");
+        let e = get("http://localhost:1/certs", false)
+            .await
+            .expect_err("no server");
+        assert!(e.starts_with("connect"), "{e}");
+    }
 }

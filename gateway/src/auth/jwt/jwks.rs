@@ -19,6 +19,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The keys of one JWKS URL.
 pub struct Jwks {
     url: String,
+    /// The bucket's `jwksAllowInsecure`.
+    allow_insecure: bool,
     refresh: Duration,
     min_refresh: Duration,
     state: RwLock<State>,
@@ -33,23 +35,34 @@ struct State {
     attempted: Option<Instant>,
 }
 
-type Registry = Mutex<HashMap<(String, u64, u64), Weak<Jwks>>>;
+type Registry = Mutex<HashMap<(String, u64, u64, bool), Weak<Jwks>>>;
 
 impl Jwks {
-    /// The shared key set of `url` (one per URL and refresh settings in the process).
-    pub fn shared(url: &str, refresh: Duration, min_refresh: Duration) -> Arc<Jwks> {
+    /// The shared key set of `url` (one per URL and settings in the process).
+    pub fn shared(
+        url: &str,
+        refresh: Duration,
+        min_refresh: Duration,
+        allow_insecure: bool,
+    ) -> Arc<Jwks> {
         static REGISTRY: OnceLock<Registry> = OnceLock::new();
         let mut reg = REGISTRY
             .get_or_init(Default::default)
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         reg.retain(|_, w| w.strong_count() > 0);
-        let id = (url.to_string(), refresh.as_secs(), min_refresh.as_secs());
+        let id = (
+            url.to_string(),
+            refresh.as_secs(),
+            min_refresh.as_secs(),
+            allow_insecure,
+        );
         if let Some(j) = reg.get(&id).and_then(Weak::upgrade) {
             return j;
         }
         let j = Arc::new(Jwks {
             url: url.to_string(),
+            allow_insecure,
             refresh,
             min_refresh,
             state: RwLock::new(State::default()),
@@ -90,7 +103,7 @@ impl Jwks {
         if self.snapshot().2 != seen {
             return;
         }
-        let result = super::fetch::get(&self.url, MAX_DOCUMENT, FETCH_TIMEOUT)
+        let result = super::fetch::get(&self.url, MAX_DOCUMENT, FETCH_TIMEOUT, self.allow_insecure)
             .await
             .and_then(|body| parse(&body));
         let now = Instant::now();

@@ -110,6 +110,7 @@ impl JwtVerifier {
                 url,
                 Duration::from_secs(cfg.jwks_refresh_seconds),
                 Duration::from_secs(cfg.jwks_min_refresh_seconds),
+                cfg.jwks_allow_insecure,
             );
             // Warm the cache so that the first token does not wait for the fetch.
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
