@@ -74,7 +74,7 @@ fn decode(msg: async_nats::Message) -> Result<Option<RawMsg>, NatsError> {
 
 fn request_error(e: async_nats::RequestError) -> NatsError {
     match e.kind() {
-        async_nats::RequestErrorKind::NoResponders => NatsError::NoStream,
+        async_nats::RequestErrorKind::NoResponders => NatsError::NoResponders,
         _ => NatsError::Other(e.to_string()),
     }
 }
@@ -193,7 +193,7 @@ impl Batch {
         };
         if msg.status == Some(StatusCode::NO_RESPONDERS) {
             self.done = true;
-            return Err(NatsError::NoStream);
+            return Err(NatsError::NoResponders);
         }
         let decoded = decode(msg)?;
         if decoded.is_none() {

@@ -89,8 +89,11 @@ const CLOSING_KEY: &str = "jets3.closing";
 /// A NATS failure, before it is turned into an S3 error.
 #[derive(Debug)]
 pub enum NatsError {
-    /// The bucket's stream does not exist.
+    /// The bucket's stream does not exist (NATS said so).
     NoStream,
+    /// Nothing answered a request to the bucket's stream: it does not exist, or it is
+    /// between leaders (a cluster election). [`Store::settle`] tells which.
+    NoResponders,
     /// A conditional write lost: the object changed in between.
     WrongLastSequence,
     /// The bucket is fenced: it is being deleted.
@@ -106,12 +109,14 @@ impl NatsError {
     fn publish(e: async_nats::jetstream::context::PublishError) -> Self {
         use async_nats::jetstream::context::PublishErrorKind as K;
         match e.kind() {
-            K::StreamNotFound => NatsError::NoStream,
+            // async-nats reports a publish nothing answered as "stream not found": a stream
+            // that is missing, or between leaders.
+            K::StreamNotFound => NatsError::NoResponders,
             K::WrongLastSequence => NatsError::WrongLastSequence,
             _ => {
                 let text = e.to_string();
                 if text.contains("no responders") {
-                    NatsError::NoStream
+                    NatsError::NoResponders
                 } else if text.contains(&MSG_TOO_BIG.to_string())
                     || text.contains("message size exceeds maximum allowed")
                 {
@@ -140,6 +145,14 @@ impl NatsError {
     pub fn into_s3(self, bucket: &str) -> S3Error {
         match self {
             NatsError::NoStream => S3Error::no_such_bucket(bucket),
+            NatsError::NoResponders => {
+                tracing::warn!(bucket, "no stream leader answered");
+                S3Error::new(
+                    S3Code::ServiceUnavailable,
+                    "The bucket's storage is electing a leader; retry.",
+                )
+                .header("Retry-After", "1")
+            }
             NatsError::WrongLastSequence => S3Error::new(
                 S3Code::ConditionalRequestConflict,
                 "The conditional request cannot succeed due to a conflicting operation against this resource.",
@@ -565,6 +578,15 @@ impl Store {
 
     /// The versioning state of a bucket (read at most [`versions::STATE_TTL`] ago).
     pub async fn versioning(&self, nats: &str) -> S3Result<Versioning> {
+        Ok(self.bucket_state(nats).await?.versioning)
+    }
+
+    /// The replicas of a bucket's stream (read at most [`versions::STATE_TTL`] ago).
+    pub async fn replicas(&self, nats: &str) -> S3Result<usize> {
+        Ok(self.bucket_state(nats).await?.replicas)
+    }
+
+    async fn bucket_state(&self, nats: &str) -> S3Result<versions::BucketState> {
         if let Some(v) = self.inner.versioning.get(nats) {
             return Ok(v);
         }
@@ -582,13 +604,17 @@ impl Store {
             .config
             .subjects
             .contains(&versions::versions_filter(nats));
-        let v = match info.config.metadata.get(versions::VERSIONING_KEY) {
+        let versioning = match info.config.metadata.get(versions::VERSIONING_KEY) {
             Some(s) => Versioning::parse(s).unwrap_or(Versioning::Suspended),
             None if has_v => Versioning::Suspended,
             None => Versioning::Off,
         };
-        self.inner.versioning.set(nats, v);
-        Ok(v)
+        let state = versions::BucketState {
+            versioning,
+            replicas: info.config.num_replicas.max(1),
+        };
+        self.inner.versioning.set(nats, state);
+        Ok(state)
     }
 
     /// Sets a bucket's versioning state (adding the noncurrent-version subjects to its
@@ -608,10 +634,28 @@ impl Store {
         })
         .await
         .map_err(|e| e.into_s3(nats))?;
-        self.inner.versioning.set(nats, v);
+        // Read again on next use (with the replicas).
+        self.inner.versioning.forget(nats);
         // A listing index started before the subjects existed does not follow them.
         self.forget_index(nats);
         Ok(())
+    }
+
+    /// Turns an ambiguous failure into an authoritative one: after "no responders", asks
+    /// the JetStream API whether the bucket's stream exists. Only a "not found" answer is
+    /// `NoStream` (NoSuchBucket); a stream between leaders stays a retryable failure.
+    pub(crate) async fn settle(&self, nats: &str, e: NatsError) -> NatsError {
+        if !matches!(e, NatsError::NoResponders) {
+            return e;
+        }
+        let asked = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.inner.js.get_stream(stream_name(nats)),
+        );
+        match asked.await {
+            Ok(Err(e)) if is_stream_not_found(&e) => NatsError::NoStream,
+            _ => NatsError::NoResponders,
+        }
     }
 
     /// A handle on one bucket's objects (no NATS round trip).

@@ -200,6 +200,12 @@ impl Bucket {
         e.into_s3(&self.nats.replace('_', "."))
     }
 
+    /// Like [`Bucket::err`], after asking NATS whether "no responders" means the bucket is
+    /// gone or only between leaders.
+    pub(super) async fn fail(&self, e: NatsError) -> S3Error {
+        self.err(self.store.settle(&self.nats, e).await)
+    }
+
     pub(super) fn lifecycle(&self) -> &Arc<Lifecycle> {
         &self.store.inner.lifecycle
     }
@@ -219,9 +225,10 @@ impl Bucket {
     /// The message last published on `subject`, decoded; malformed messages are counted
     /// and read as absent.
     async fn read_record(&self, subject: &str, key: &str) -> S3Result<Option<(Record, u64)>> {
-        let msg = last_for_subject(&self.store.inner.client, &self.stream, subject)
-            .await
-            .map_err(|e| self.err(e))?;
+        let msg = match last_for_subject(&self.store.inner.client, &self.stream, subject).await {
+            Ok(m) => m,
+            Err(e) => return Err(self.fail(e).await),
+        };
         Ok(
             msg.map(|m| match Record::decode(&m.payload, Some(key), m.seq) {
                 Ok(r) => (r, m.seq),
@@ -257,14 +264,52 @@ impl Bucket {
         )
     }
 
+    /// The key's current version for a read that answers NoSuchKey when there is none. On
+    /// a replicated stream a Direct Get may be answered by a replica that is behind (during
+    /// a failover, say), so a miss is confirmed by the stream's leader; without a leader
+    /// the answer is a retryable error, never a NoSuchKey for a key that exists.
+    async fn lookup_for_read(&self, key: &str) -> S3Result<Lookup> {
+        let found = self.lookup(key).await?;
+        if found.last_seq != 0 || self.store.replicas(&self.nats).await? <= 1 {
+            return Ok(found);
+        }
+        let subject = meta_subject(&self.nats, key);
+        let stream = self
+            .store
+            .inner
+            .js
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(|e| self.err(NatsError::other(e)))?;
+        let asked = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.get_last_raw_message_by_subject(&subject),
+        )
+        .await;
+        use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
+        match asked {
+            Ok(Ok(m)) => Ok(Lookup {
+                current: Record::decode(&m.payload, Some(key), m.sequence).unwrap_or_else(|why| {
+                    self.store.malformed(&subject, &why);
+                    Record::Absent
+                }),
+                last_seq: m.sequence,
+                at: found.at,
+            }),
+            Ok(Err(e)) if e.kind() == K::NoMessageFound => Ok(found),
+            Ok(Err(e)) => Err(self.err(NatsError::other(e))),
+            Err(_) => Err(self.err(NatsError::Other("the stream leader did not answer".into()))),
+        }
+    }
+
     /// What the key's metadata subject holds: its current version (object or marker).
     pub async fn current(&self, key: &str) -> S3Result<Record> {
-        Ok(self.lookup(key).await?.current)
+        Ok(self.lookup_for_read(key).await?.current)
     }
 
     /// The object's metadata, or `None` if there is no such key.
     pub async fn head(&self, key: &str) -> S3Result<Option<ObjectMeta>> {
-        Ok(self.lookup(key).await?.current.object())
+        Ok(self.lookup_for_read(key).await?.current.object())
     }
 
     /// Checks a conditional write's expectation against the key's current version.
@@ -462,9 +507,14 @@ impl Bucket {
                 )
                 .with("MaxSizeAllowed", max_size.to_string()));
             }
-            writer.write(piece).await.map_err(|e| self.err(e))?;
+            if let Err(e) = writer.write(piece).await {
+                return Err(self.fail(e).await);
+            }
         }
-        let written = writer.finish().await.map_err(|e| self.err(e))?;
+        let written = match writer.finish().await {
+            Ok(w) => w,
+            Err(e) => return Err(self.fail(e).await),
+        };
         Ok((nuid, written, guard))
     }
 

@@ -95,15 +95,23 @@ pub fn new_version_id(stamp: u64) -> String {
     format!("{stamp:016x}{}", &nuid[nuid.len().saturating_sub(6)..])
 }
 
-/// Versioning states read from the streams, kept for [`STATE_TTL`].
+/// What a gateway keeps of a bucket's stream settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketState {
+    pub versioning: Versioning,
+    /// Stream replicas: above 1, a Direct Get may be answered by a replica that is behind.
+    pub replicas: usize,
+}
+
+/// Bucket states read from the streams, kept for [`STATE_TTL`].
 #[derive(Default)]
 pub struct StateCache {
-    states: Mutex<HashMap<String, (Instant, Versioning)>>,
+    states: Mutex<HashMap<String, (Instant, BucketState)>>,
 }
 
 impl StateCache {
     /// A state read less than [`STATE_TTL`] ago.
-    pub fn get(&self, nats: &str) -> Option<Versioning> {
+    pub fn get(&self, nats: &str) -> Option<BucketState> {
         let map = self.states.lock().unwrap_or_else(|p| p.into_inner());
         map.get(nats)
             .filter(|(at, _)| at.elapsed() < STATE_TTL)
@@ -111,7 +119,7 @@ impl StateCache {
     }
 
     /// Remembers a state just read or set.
-    pub fn set(&self, nats: &str, v: Versioning) {
+    pub fn set(&self, nats: &str, v: BucketState) {
         let mut map = self.states.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(nats.to_string(), (Instant::now(), v));
     }

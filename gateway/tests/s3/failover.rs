@@ -1,0 +1,260 @@
+//! Faults of a three-node NATS cluster under load from two gateways: nothing acknowledged
+//! is lost, and every error a client sees during a fault is one it retries (503), never a
+//! NoSuchBucket, a NoSuchKey for a key that exists, a 500, or a short body.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::Client;
+use jets3_gateway::{GatewayHandle, NatsSettings};
+
+use crate::common::*;
+
+/// What a key must hold: the bytes of its last acknowledged write (`None`: deleted), or
+/// any of several when a write's outcome is unknown (it failed: it may or may not have
+/// landed).
+#[derive(Clone, Debug)]
+struct Expected(Vec<Option<Vec<u8>>>);
+
+/// One client's view of its keys and what it saw.
+#[derive(Default)]
+struct Ledger {
+    keys: HashMap<String, Expected>,
+    acked: u64,
+    errors: Vec<(Instant, String)>,
+    bad: Vec<String>,
+}
+
+impl Ledger {
+    fn write(&mut self, key: &str, value: Option<Vec<u8>>, ok: bool) {
+        let e = self
+            .keys
+            .entry(key.to_string())
+            .or_insert(Expected(vec![None]));
+        if ok {
+            self.acked += 1;
+            *e = Expected(vec![value]);
+        } else {
+            e.0.push(value);
+        }
+    }
+}
+
+/// The error a call ended with: `<status> <code>`, or the transport failure.
+fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: &aws_sdk_s3::error::SdkError<E, HttpResponse>,
+) -> String {
+    match e.raw_response() {
+        Some(r) => format!("{} {}", r.status().as_u16(), e.code().unwrap_or("-")),
+        None => format!("transport {}", aws_sdk_s3::error::DisplayErrorContext(e)),
+    }
+}
+
+/// An error a client may see during a fault: 503 (ServiceUnavailable, SlowDown), or a
+/// connection cut (a body that could not be finished).
+fn retryable(e: &str) -> bool {
+    e.starts_with("503 ") || e.starts_with("transport ")
+}
+
+async fn gateway_on(cluster: &NatsCluster, config: &jets3_crds::GatewayConfig) -> GatewayHandle {
+    init_logging();
+    let mut s = settings_for(&cluster.urls()[0]);
+    s.nats = NatsSettings {
+        servers: cluster.urls(),
+        ..Default::default()
+    };
+    let gw = jets3_gateway::start(s, Some(config.clone()))
+        .await
+        .expect("gateway start");
+    let admin = gw.admin_addr().expect("admin");
+    let ready = eventually(60, || async {
+        try_send_raw(
+            admin,
+            &RawRequest::new("GET", "/readyz").to_bytes(&admin.to_string()),
+        )
+        .await
+        .is_some_and(|r| r.status == 200)
+    })
+    .await;
+    assert!(ready, "gateway ready on the cluster");
+    gw
+}
+
+fn client_of(gw: &GatewayHandle) -> Client {
+    s3_client(ClientOpts {
+        endpoint: format!("http://{}", gw.s3_addr()),
+        creds: Some((ADMIN_AK.into(), ADMIN_SK.into())),
+        ..Default::default()
+    })
+}
+
+/// One client's loop of PUT, GET, LIST and DELETE over its own keys until `stop`.
+async fn client_loop(id: usize, s3: Client, bucket: String, stop: Arc<AtomicBool>) -> Ledger {
+    let mut l = Ledger::default();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let key = format!("c{id}/k{}", n % 6);
+        match n % 5 {
+            0 | 1 => {
+                let body = data(1024 * (1 + (n as usize % 96)), (id as u64) << 40 | n);
+                let r = s3
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .body(body.clone().into())
+                    .send()
+                    .await;
+                if let Err(e) = &r {
+                    l.errors
+                        .push((Instant::now(), format!("PUT {}", describe(e))));
+                }
+                l.write(&key, Some(body), r.is_ok());
+            }
+            2 | 3 => {
+                let want = l.keys.get(&key).cloned();
+                let r = s3.get_object().bucket(&bucket).key(&key).send().await;
+                match r {
+                    Ok(out) => match out.body.collect().await {
+                        Ok(b) => {
+                            let got = Some(b.to_vec());
+                            if let Some(w) = want {
+                                if !w.0.contains(&got) {
+                                    l.bad.push(format!("GET {key}: bytes no write put there"));
+                                }
+                            }
+                        }
+                        Err(e) => l
+                            .errors
+                            .push((Instant::now(), format!("GET transport body {e}"))),
+                    },
+                    Err(e) => {
+                        let d = describe(&e);
+                        let absent_ok = want.as_ref().is_none_or(|w| w.0.contains(&None));
+                        if d == "404 NoSuchKey" && absent_ok {
+                            continue;
+                        }
+                        l.errors.push((Instant::now(), format!("GET {d}")));
+                    }
+                }
+            }
+            _ => {
+                if n % 10 == 4 {
+                    let r = s3.delete_object().bucket(&bucket).key(&key).send().await;
+                    if let Err(e) = &r {
+                        l.errors
+                            .push((Instant::now(), format!("DELETE {}", describe(e))));
+                    }
+                    l.write(&key, None, r.is_ok());
+                } else {
+                    let r = s3
+                        .list_objects_v2()
+                        .bucket(&bucket)
+                        .prefix(format!("c{id}/"))
+                        .send()
+                        .await;
+                    if let Err(e) = &r {
+                        l.errors
+                            .push((Instant::now(), format!("LIST {}", describe(e))));
+                    }
+                }
+            }
+        }
+    }
+    l
+}
+
+/// Checks every client's keys against its ledger, through `s3`.
+async fn check_ledgers(s3: &Client, bucket: &str, ledgers: &[Ledger]) -> u64 {
+    let mut checked = 0;
+    for l in ledgers {
+        for (key, want) in &l.keys {
+            let got = match s3.get_object().bucket(bucket).key(key).send().await {
+                Ok(out) => Some(out.body.collect().await.expect("body").to_vec()),
+                Err(e) => {
+                    assert_eq!(describe(&e), "404 NoSuchKey", "{key}");
+                    None
+                }
+            };
+            assert!(
+                want.0.contains(&got),
+                "{key}: holds {:?} bytes, which no acknowledged (or pending) write put there",
+                got.as_ref().map(Vec::len)
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+/// Kills the stream leader's node (SIGKILL) under load, restarts it later: nothing
+/// acknowledged is lost, and clients see only retryable errors, within a short window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_stream_leader_loses_nothing_and_fails_only_retryably() {
+    let mut cluster = NatsCluster::start(3).await;
+    let b = unique_bucket("failover");
+    let mut cfg = config_with(&[]);
+    let mut bc = bucket_cfg(&b);
+    bc.replicas = 3;
+    cfg.buckets.push(bc);
+    let gw1 = gateway_on(&cluster, &cfg).await;
+    let gw2 = gateway_on(&cluster, &cfg).await;
+    let leader = cluster.leader_of(&format!("OBJ_{b}")).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for id in 0..8 {
+        let s3 = client_of(if id % 2 == 0 { &gw1 } else { &gw2 });
+        clients.push(tokio::spawn(client_loop(id, s3, b.clone(), stop.clone())));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let killed_at = Instant::now();
+    cluster.kill(leader);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    cluster.restart(leader).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut ledgers = Vec::new();
+    for c in clients {
+        ledgers.push(c.await.expect("client"));
+    }
+    let errors: Vec<(Instant, String)> = ledgers.iter().flat_map(|l| l.errors.clone()).collect();
+    let bad: Vec<String> = ledgers.iter().flat_map(|l| l.bad.clone()).collect();
+    let acked: u64 = ledgers.iter().map(|l| l.acked).sum();
+    let window = errors
+        .iter()
+        .map(|(t, _)| t.saturating_duration_since(killed_at))
+        .max()
+        .unwrap_or_default();
+    let mut kinds: HashMap<&str, usize> = HashMap::new();
+    for (_, e) in &errors {
+        *kinds.entry(e.as_str()).or_default() += 1;
+    }
+    let mut per_second = std::collections::BTreeMap::new();
+    for (t, _) in &errors {
+        let s = t.saturating_duration_since(killed_at).as_secs();
+        *per_second.entry(s).or_insert(0u32) += 1;
+    }
+    eprintln!("failover: errors per second after the kill: {per_second:?}");
+    eprintln!(
+        "failover: {acked} acknowledged writes, {} errors, last error {window:?} after the kill: {kinds:?}",
+        errors.len()
+    );
+    assert!(bad.is_empty(), "reads returned wrong bytes: {bad:?}");
+    let wrong: Vec<&String> = errors
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| !retryable(e.split_once(' ').map_or("", |(_, d)| d)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "errors a client would not retry: {wrong:?}"
+    );
+    let checked = check_ledgers(&client_of(&gw1), &b, &ledgers).await;
+    eprintln!("failover: {checked} keys checked by content, 0 lost");
+    assert!(acked > 100, "the load ran: {acked}");
+    gw1.shutdown().await;
+    gw2.shutdown().await;
+}
