@@ -1,6 +1,9 @@
 //! The circuit breaker around NATS: after `failureThreshold` requests in a row fail on
-//! NATS (errors or timeouts), requests fail at once with 503 for `cooldownSeconds`; then
-//! one request probes JetStream (half-open) and closes the circuit if it answers.
+//! NATS (errors or timeouts) and JetStream itself does not answer a ping, requests fail at
+//! once with 503 for `cooldownSeconds`; then one request probes JetStream (half-open) and
+//! closes the circuit if it answers. While JetStream answers (one bucket's stream is
+//! electing a leader, say), the circuit stays closed: requests wait for the election
+//! instead of failing fast past it.
 
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -29,6 +32,8 @@ pub struct Breaker {
     state: AtomicU8,
     failures: AtomicU32,
     opened: Mutex<Option<Instant>>,
+    /// A request is pinging JetStream to confirm the failures (one at a time).
+    confirming: std::sync::atomic::AtomicBool,
 }
 
 fn circuit_open(retry: Duration) -> S3Error {
@@ -80,30 +85,43 @@ impl Breaker {
     }
 
     /// Counts a request's outcome: a NATS failure, or anything else (NATS answered).
-    pub fn record(&self, nats_failed: bool, cfg: &CircuitBreaker, m: &Metrics) {
+    /// `true`: the threshold is reached; ping JetStream, then [`Breaker::confirm`].
+    pub fn record(&self, nats_failed: bool, cfg: &CircuitBreaker) -> bool {
         if cfg.failure_threshold == 0 {
-            return;
+            return false;
         }
         if !nats_failed {
             if self.failures.load(Ordering::Relaxed) != 0 {
                 self.failures.store(0, Ordering::Relaxed);
             }
-            return;
+            return false;
         }
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= cfg.failure_threshold
-            && self
-                .state
-                .compare_exchange(CLOSED, OPEN, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+        n >= cfg.failure_threshold
+            && self.state.load(Ordering::Relaxed) == CLOSED
+            && !self.confirming.swap(true, Ordering::Relaxed)
+    }
+
+    /// The ping after the threshold: opens the circuit when JetStream did not answer,
+    /// else starts counting again.
+    pub fn confirm(&self, answered: bool, cfg: &CircuitBreaker, m: &Metrics) {
+        self.confirming.store(false, Ordering::Relaxed);
+        if answered {
+            tracing::info!("requests fail on NATS but JetStream answers (a stream failing over?): circuit stays closed");
+            self.failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        if self
+            .state
+            .compare_exchange(CLOSED, OPEN, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
         {
             *self.opened.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             m.circuit_state.set(OPEN as i64);
             m.circuit_opened.inc();
             tracing::warn!(
-                failures = n,
                 cooldown_seconds = cfg.cooldown_seconds,
-                "NATS keeps failing: circuit open"
+                "NATS keeps failing and JetStream does not answer: circuit open"
             );
         }
     }
@@ -121,13 +139,19 @@ mod tests {
             cooldown_seconds: 1,
         };
         let b = Breaker::default();
-        b.record(true, &cfg, &m);
-        b.record(true, &cfg, &m);
-        b.record(false, &cfg, &m);
-        b.record(true, &cfg, &m);
-        b.record(true, &cfg, &m);
+        assert!(!b.record(true, &cfg));
+        assert!(!b.record(true, &cfg));
+        assert!(!b.record(false, &cfg));
+        assert!(!b.record(true, &cfg));
+        assert!(!b.record(true, &cfg));
         assert!(!b.is_open(), "a success in between resets the count");
-        b.record(true, &cfg, &m);
+        assert!(b.record(true, &cfg), "the threshold: confirm with a ping");
+        assert!(!b.record(true, &cfg), "one ping at a time");
+        b.confirm(true, &cfg, &m);
+        assert!(!b.is_open(), "JetStream answered: still closed");
+        assert!(!b.record(true, &cfg) && !b.record(true, &cfg));
+        assert!(b.record(true, &cfg));
+        b.confirm(false, &cfg, &m);
         assert!(b.is_open());
         let e = b.admit(&cfg, &m).err().expect("fails fast while open");
         assert_eq!(e.code.as_str(), "ServiceUnavailable");

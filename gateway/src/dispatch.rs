@@ -443,7 +443,10 @@ async fn serve(
         }
         let result = crate::ops::call(ctx).await;
         let nats_failed = result.as_ref().err().is_some_and(|e| e.nats_failure);
-        gw.breaker.record(nats_failed, breaker, &gw.metrics);
+        if gw.breaker.record(nats_failed, breaker) {
+            let answered = gw.store.ping_after_reconnect().await;
+            gw.breaker.confirm(answered, breaker, &gw.metrics);
+        }
         // Written here: the cache must not serve the old version, not even until the
         // bucket's watch sees the change.
         match changes {

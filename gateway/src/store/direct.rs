@@ -75,6 +75,7 @@ fn decode(msg: async_nats::Message) -> Result<Option<RawMsg>, NatsError> {
 fn request_error(e: async_nats::RequestError) -> NatsError {
     match e.kind() {
         async_nats::RequestErrorKind::NoResponders => NatsError::NoResponders,
+        async_nats::RequestErrorKind::TimedOut => NatsError::TimedOut,
         _ => NatsError::Other(e.to_string()),
     }
 }
@@ -189,7 +190,7 @@ impl Batch {
         let msg = match tokio::time::timeout(TIMEOUT, self.sub.next()).await {
             Ok(Some(m)) => m,
             Ok(None) => return Err(NatsError::Other("batch subscription closed".into())),
-            Err(_) => return Err(NatsError::Other("direct get batch timed out".into())),
+            Err(_) => return Err(NatsError::TimedOut),
         };
         if msg.status == Some(StatusCode::NO_RESPONDERS) {
             self.done = true;

@@ -83,6 +83,16 @@ pub const WRITE_BUFFER_BYTES: usize = (writer::ACK_WINDOW + 1) * CHUNK_SIZE;
 
 use lifecycle::{Lifecycle, Timing};
 
+/// How long one request waits for a bucket's stream to have a leader again (a NATS cluster
+/// election takes a few seconds) before it fails with 503.
+const FAILOVER_BUDGET: Duration = Duration::from_secs(10);
+/// One attempt of a metadata read or write during that time.
+const ATTEMPT: Duration = Duration::from_secs(2);
+/// The pause between attempts.
+const ATTEMPT_PAUSE: Duration = Duration::from_millis(200);
+/// How long a request waits for the client to reconnect (to another server of a cluster).
+const RECONNECT_WAIT: Duration = Duration::from_secs(2);
+
 /// Stream metadata key of a fence: `<unix ms>,<max_msg_size before>`.
 const CLOSING_KEY: &str = "jets3.closing";
 
@@ -98,6 +108,8 @@ pub enum NatsError {
     WrongLastSequence,
     /// The bucket is fenced: it is being deleted.
     Closing,
+    /// NATS did not answer in time (a leader election, a slow or frozen server).
+    TimedOut,
     /// Anything else: unreachable, timed out, refused.
     Other(String),
 }
@@ -113,6 +125,7 @@ impl NatsError {
             // that is missing, or between leaders.
             K::StreamNotFound => NatsError::NoResponders,
             K::WrongLastSequence => NatsError::WrongLastSequence,
+            K::TimedOut => NatsError::TimedOut,
             _ => {
                 let text = e.to_string();
                 if text.contains("no responders") {
@@ -141,6 +154,11 @@ impl NatsError {
         NatsError::Other(e.to_string())
     }
 
+    /// A failure that a stream getting a leader again can end.
+    fn transient(&self) -> bool {
+        matches!(self, NatsError::NoResponders | NatsError::TimedOut)
+    }
+
     /// The S3 error for this failure in bucket `bucket`.
     pub fn into_s3(self, bucket: &str) -> S3Error {
         match self {
@@ -162,6 +180,10 @@ impl NatsError {
                 "The bucket is being deleted; retry to learn the outcome.",
             )
             .header("Retry-After", "1"),
+            NatsError::TimedOut => {
+                tracing::warn!(bucket, "NATS did not answer in time");
+                S3Error::unavailable()
+            }
             NatsError::Other(text) => {
                 tracing::warn!(error = %text, bucket, "nats operation failed");
                 S3Error::unavailable()
@@ -347,27 +369,49 @@ impl Store {
         self.inner.connects.load(Ordering::Relaxed)
     }
 
-    /// Fails fast while NATS is unreachable, instead of queueing behind a reconnect.
-    pub fn check_connected(&self) -> S3Result<()> {
-        if self.connected() {
+    /// Fails while NATS is unreachable, instead of queueing behind a reconnect; a
+    /// reconnect to another server of a cluster (a node lost) is waited for a moment.
+    pub async fn check_connected(&self) -> S3Result<()> {
+        if self.connected() || self.reconnected(RECONNECT_WAIT).await {
             Ok(())
         } else {
             Err(S3Error::unavailable())
         }
     }
 
-    /// Checks that JetStream answers (for readiness).
+    /// Whether the connection is up again within `wait`.
+    async fn reconnected(&self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            if self.connected() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Checks that JetStream answers now (for readiness).
     pub async fn ping(&self) -> bool {
-        self.connected()
-            && tokio::time::timeout(Duration::from_secs(2), self.inner.js.query_account())
-                .await
-                .map(|r| r.is_ok())
-                .unwrap_or(false)
+        self.connected() && self.account_answers().await
+    }
+
+    /// Checks that JetStream answers, after a moment for a reconnect (for the circuit
+    /// breaker: a client moving to another server of a cluster is not NATS failing).
+    pub async fn ping_after_reconnect(&self) -> bool {
+        (self.connected() || self.reconnected(RECONNECT_WAIT).await) && self.account_answers().await
+    }
+
+    async fn account_answers(&self) -> bool {
+        tokio::time::timeout(Duration::from_secs(2), self.inner.js.query_account())
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false)
     }
 
     /// Every object-store bucket, with its creation time.
     pub async fn list_buckets(&self) -> S3Result<Vec<BucketInfo>> {
-        self.check_connected()?;
+        self.check_connected().await?;
         let mut streams = self.inner.js.streams();
         let mut out = Vec::new();
         while let Some(info) = streams.next().await {
@@ -385,7 +429,7 @@ impl Store {
 
     /// One bucket's info, or `None` if it does not exist.
     pub async fn bucket_info(&self, nats: &str) -> S3Result<Option<BucketInfo>> {
-        self.check_connected()?;
+        self.check_connected().await?;
         match self.inner.js.get_stream(stream_name(nats)).await {
             Ok(mut s) => {
                 let info = s
@@ -405,7 +449,7 @@ impl Store {
 
     /// Creates an object-store bucket; `false` if it already existed.
     pub async fn create_bucket(&self, nats: &str, opts: &BucketOptions) -> S3Result<bool> {
-        self.check_connected()?;
+        self.check_connected().await?;
         if self.bucket_info(nats).await?.is_some() {
             return Ok(false);
         }
@@ -438,7 +482,7 @@ impl Store {
         key: &str,
         value: Option<String>,
     ) -> S3Result<()> {
-        self.check_connected()?;
+        self.check_connected().await?;
         let mut stream = self
             .inner
             .js
@@ -466,7 +510,7 @@ impl Store {
     /// land meanwhile, checks, then deletes it (uploads in progress go with it) or lifts
     /// the fence.
     pub async fn delete_bucket_if_empty(&self, nats: &str) -> Result<(), DeleteBucketError> {
-        self.check_connected()?;
+        self.check_connected().await?;
         let bucket = self.bucket(nats);
         // Cheap refusal first: most non-empty buckets never need the fence.
         if !bucket.is_empty().await? {
@@ -590,7 +634,7 @@ impl Store {
         if let Some(v) = self.inner.versioning.get(nats) {
             return Ok(v);
         }
-        self.check_connected()?;
+        self.check_connected().await?;
         let mut stream = match self.inner.js.get_stream(stream_name(nats)).await {
             Ok(s) => s,
             Err(e) if is_stream_not_found(&e) => return Err(S3Error::no_such_bucket(nats)),
@@ -620,7 +664,7 @@ impl Store {
     /// Sets a bucket's versioning state (adding the noncurrent-version subjects to its
     /// stream the first time).
     pub async fn set_versioning(&self, nats: &str, v: Versioning) -> S3Result<()> {
-        self.check_connected()?;
+        self.check_connected().await?;
         let subject = versions::versions_filter(nats);
         self.update_stream(nats, |config| {
             if !config.subjects.contains(&subject) {
@@ -655,6 +699,35 @@ impl Store {
         match asked.await {
             Ok(Err(e)) if is_stream_not_found(&e) => NatsError::NoStream,
             _ => NatsError::NoResponders,
+        }
+    }
+
+    /// Runs an idempotent metadata operation of bucket `nats` through a leader election:
+    /// each attempt gets [`ATTEMPT`], and transient failures are tried again until
+    /// [`FAILOVER_BUDGET`] is spent. A bucket that does not exist fails at once.
+    pub(crate) async fn through_failover<T, F, Fut>(
+        &self,
+        nats: &str,
+        mut op: F,
+    ) -> Result<T, NatsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, NatsError>>,
+    {
+        let started = std::time::Instant::now();
+        loop {
+            let result = match tokio::time::timeout(ATTEMPT, op()).await {
+                Ok(r) => r,
+                Err(_) => Err(NatsError::TimedOut),
+            };
+            let e = match result {
+                Err(e) if e.transient() => self.settle(nats, e).await,
+                other => return other,
+            };
+            if !e.transient() || started.elapsed() + ATTEMPT_PAUSE >= FAILOVER_BUDGET {
+                return Err(e);
+            }
+            tokio::time::sleep(ATTEMPT_PAUSE).await;
         }
     }
 

@@ -225,10 +225,14 @@ impl Bucket {
     /// The message last published on `subject`, decoded; malformed messages are counted
     /// and read as absent.
     async fn read_record(&self, subject: &str, key: &str) -> S3Result<Option<(Record, u64)>> {
-        let msg = match last_for_subject(&self.store.inner.client, &self.stream, subject).await {
-            Ok(m) => m,
-            Err(e) => return Err(self.fail(e).await),
-        };
+        let client = &self.store.inner.client;
+        let msg = self
+            .store
+            .through_failover(&self.nats, || {
+                last_for_subject(client, &self.stream, subject)
+            })
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(
             msg.map(|m| match Record::decode(&m.payload, Some(key), m.seq) {
                 Ok(r) => (r, m.seq),
@@ -243,7 +247,7 @@ impl Bucket {
     /// The key's current version and the sequence of its last metadata message, in one
     /// Direct Get.
     pub(super) async fn lookup(&self, key: &str) -> S3Result<Lookup> {
-        self.store.check_connected()?;
+        self.store.check_connected().await?;
         let at = Instant::now();
         Ok(
             match self
@@ -412,7 +416,7 @@ impl Bucket {
     where
         S: Stream<Item = S3Result<Bytes>> + Send + Unpin,
     {
-        self.store.check_connected()?;
+        self.store.check_connected().await?;
         // The version this one replaces: looked up first when the write is conditional
         // (refused before any upload), else while the chunks are written (the compare-and-set
         // in `commit` catches a change in between).
@@ -535,6 +539,12 @@ impl Bucket {
         for _ in 0..COMMIT_TRIES {
             if found.at.elapsed() > pause / 2 {
                 found = self.lookup(key).await.map_err(Committed::No)?;
+            }
+            if let (Some((ours, _)), Some((theirs, _))) = (new.chunks(), found.current.chunks()) {
+                if ours == theirs {
+                    // An attempt whose answer was lost did land: that is the commit.
+                    return Ok(found.current);
+                }
             }
             found.check(key, expect).map_err(Committed::No)?;
             if matches!(new, Record::Absent) && found.object().is_none() {
@@ -706,15 +716,20 @@ impl Bucket {
                 seq.to_string().as_str(),
             );
         }
+        // Tried again through a leader election: the message id makes NATS store it once
+        // even when an attempt whose ack was lost did land.
+        headers.insert("Nats-Msg-Id", nuid::next().to_string().as_str());
+        let js = &self.store.inner.js;
         let ack = self
             .store
-            .inner
-            .js
-            .publish_with_headers(subject.to_string(), headers, payload)
-            .await
-            .map_err(NatsError::publish)?
-            .await
-            .map_err(NatsError::publish)?;
+            .through_failover(&self.nats, || async {
+                js.publish_with_headers(subject.to_string(), headers.clone(), payload.clone())
+                    .await
+                    .map_err(NatsError::publish)?
+                    .await
+                    .map_err(NatsError::publish)
+            })
+            .await?;
         Ok(ack.sequence)
     }
 
@@ -722,7 +737,7 @@ impl Bucket {
     /// failing if the version changed since `meta` was read.
     #[tracing::instrument(level = "debug", name = "nats.update_meta", skip_all, fields(bucket = %self.nats))]
     pub async fn update_meta(&self, meta: &ObjectMeta) -> S3Result<ObjectMeta> {
-        self.store.check_connected()?;
+        self.store.check_connected().await?;
         let found = self.lookup(&meta.key).await?;
         let subject = if found.current.version() == Some(meta.version.as_deref()) {
             meta_subject(&self.nats, &meta.key)
@@ -742,7 +757,7 @@ impl Bucket {
     /// versioning adds a delete marker. Checks `expect` on the version the delete replaces.
     #[tracing::instrument(level = "debug", name = "nats.delete", skip_all, fields(bucket = %self.nats))]
     pub async fn delete(&self, key: &str, expect: &Expect) -> S3Result<DeleteOutcome> {
-        self.store.check_connected()?;
+        self.store.check_connected().await?;
         let mode = self.versioning().await?;
         let found = self.lookup(key).await?;
         let new = match mode {
@@ -776,7 +791,7 @@ impl Bucket {
         key: &str,
         version: Option<&str>,
     ) -> S3Result<DeleteOutcome> {
-        self.store.check_connected()?;
+        self.store.check_connected().await?;
         let gone = DeleteOutcome {
             marker: false,
             version: Some(version.map(str::to_string)),
@@ -883,7 +898,7 @@ impl Bucket {
     /// The bucket's listing index, caught up with every write made before this call.
     #[tracing::instrument(level = "debug", name = "nats.index", skip_all, fields(bucket = %self.nats))]
     pub async fn index(&self) -> S3Result<Arc<Index>> {
-        self.store.check_connected()?;
+        self.store.check_connected().await?;
         let history = self.versioning().await?.has_history();
         let existing = {
             let map = self

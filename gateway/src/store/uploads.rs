@@ -100,7 +100,7 @@ fn kv_err(e: impl std::fmt::Display) -> S3Error {
 impl Store {
     /// The upload-state KV bucket, created on first use.
     pub(super) async fn uploads(&self) -> S3Result<kv::Store> {
-        self.check_connected()?;
+        self.check_connected().await?;
         if let Some(s) = self.inner.uploads.get() {
             return Ok(s.clone());
         }

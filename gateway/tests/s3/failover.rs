@@ -167,6 +167,52 @@ async fn client_loop(id: usize, s3: Client, bucket: String, stop: Arc<AtomicBool
     l
 }
 
+/// Raw NATS for comparison: a client of the surviving nodes publishing to the bucket's
+/// own stream every 10 ms (1 s ack timeout, a chunk subject the collector removes later);
+/// returns when each publish failed.
+async fn raw_probe(
+    cluster: &NatsCluster,
+    bucket: &str,
+    leader: usize,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Instant>> {
+    let urls = cluster.urls();
+    let client = async_nats::ConnectOptions::new()
+        .connect(
+            urls.iter()
+                .enumerate()
+                .filter(|(i, _)| *i != leader)
+                .map(|(_, u)| u.parse::<async_nats::ServerAddr>().expect("url"))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .expect("probe client");
+    let js = async_nats::jetstream::new(client);
+    let subject = format!("$O.{bucket}.C.rawprobe");
+    tokio::spawn(async move {
+        let mut failures = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let sent = async {
+                js.publish(subject.clone(), "x".into())
+                    .await
+                    .ok()?
+                    .await
+                    .ok()
+            };
+            if tokio::time::timeout(Duration::from_secs(1), sent)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                failures.push(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        failures
+    })
+}
+
 /// Checks every client's keys against its ledger, through `s3`.
 async fn check_ledgers(s3: &Client, bucket: &str, ledgers: &[Ledger]) -> u64 {
     let mut checked = 0;
@@ -209,6 +255,7 @@ async fn killing_the_stream_leader_loses_nothing_and_fails_only_retryably() {
         let s3 = client_of(if id % 2 == 0 { &gw1 } else { &gw2 });
         clients.push(tokio::spawn(client_loop(id, s3, b.clone(), stop.clone())));
     }
+    let probe = raw_probe(&cluster, &b, leader, stop.clone()).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let killed_at = Instant::now();
     cluster.kill(leader);
@@ -220,6 +267,16 @@ async fn killing_the_stream_leader_loses_nothing_and_fails_only_retryably() {
     for c in clients {
         ledgers.push(c.await.expect("client"));
     }
+    let raw_failures = probe.await.expect("probe");
+    let raw_window = raw_failures
+        .iter()
+        .map(|t| t.saturating_duration_since(killed_at))
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "failover: raw NATS publishes failed {} times, the last {raw_window:?} after the kill",
+        raw_failures.len()
+    );
     let errors: Vec<(Instant, String)> = ledgers.iter().flat_map(|l| l.errors.clone()).collect();
     let bad: Vec<String> = ledgers.iter().flat_map(|l| l.bad.clone()).collect();
     let acked: u64 = ledgers.iter().map(|l| l.acked).sum();
@@ -238,6 +295,12 @@ async fn killing_the_stream_leader_loses_nothing_and_fails_only_retryably() {
         *per_second.entry(s).or_insert(0u32) += 1;
     }
     eprintln!("failover: errors per second after the kill: {per_second:?}");
+    for (t, e) in &errors {
+        let after = t.saturating_duration_since(killed_at);
+        if after > Duration::from_secs(3) {
+            eprintln!("failover: late error {after:?}: {e}");
+        }
+    }
     eprintln!(
         "failover: {acked} acknowledged writes, {} errors, last error {window:?} after the kill: {kinds:?}",
         errors.len()
