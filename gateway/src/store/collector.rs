@@ -592,15 +592,9 @@ impl Collector {
                 continue;
             }
             kv.purge(key).await.map_err(NatsError::other)?;
-            let record = Retired {
-                key: String::new(),
-                size: part.size,
-                why: "part".into(),
-            };
             self.store
-                .inner
-                .lifecycle
-                .retire(bucket, &part.nuid, record)
+                .bucket(bucket)
+                .retire(&part.nuid, part.size, "", "part")
                 .await;
         }
         Ok(())

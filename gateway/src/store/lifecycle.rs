@@ -161,22 +161,32 @@ impl Lifecycle {
             .await
     }
 
-    /// Records that version `nuid` of `bucket` is no longer referenced. Fire and forget: a
-    /// record lost here (NATS gone) is found again by the collector's orphan scan.
-    pub async fn retire(&self, bucket: &str, nuid: &str, record: Retired) {
+    /// Records that version `nuid` of `bucket` is no longer referenced. A record lost here
+    /// (NATS gone) is found again by the collector's orphan scan; a record NATS has no
+    /// room for is `Err(StorageFull)`: the caller then frees the chunks itself.
+    pub async fn retire(&self, bucket: &str, nuid: &str, record: Retired) -> Result<(), NatsError> {
         if !valid_nuid(nuid) {
-            return;
+            return Ok(());
         }
-        if self.gc().await.is_err() {
-            return;
-        }
-        let payload = match serde_json::to_vec(&record) {
-            Ok(p) => p,
-            Err(_) => return,
-        };
+        self.gc().await?;
+        let payload = serde_json::to_vec(&record).map_err(|e| NatsError::Other(e.to_string()))?;
         let subject = format!("$KV.{GC_KV}.{bucket}.{nuid}");
-        if let Err(e) = self.client.publish(subject, payload.into()).await {
-            tracing::debug!(bucket, nuid, error = %e, "retire record not sent");
+        let result = async {
+            self.js
+                .publish(subject, payload.into())
+                .await
+                .map_err(NatsError::publish)?
+                .await
+                .map_err(NatsError::publish)
+        }
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e @ NatsError::StorageFull(_)) => Err(e),
+            Err(e) => {
+                tracing::debug!(bucket, nuid, error = ?e, "retire record not stored: the orphan scan will find it");
+                Ok(())
+            }
         }
     }
 

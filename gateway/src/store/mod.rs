@@ -110,6 +110,8 @@ pub enum NatsError {
     Closing,
     /// NATS did not answer in time (a leader election, a slow or frozen server).
     TimedOut,
+    /// The bucket's `max_bytes`, or the server's JetStream storage, is full.
+    StorageFull(String),
     /// Anything else: unreachable, timed out, refused.
     Other(String),
 }
@@ -134,6 +136,11 @@ impl NatsError {
                     || text.contains("message size exceeds maximum allowed")
                 {
                     NatsError::Closing
+                } else if text.contains("maximum bytes exceeded")
+                    || text.contains("insufficient resources")
+                    || text.contains("insufficient storage")
+                {
+                    NatsError::StorageFull(text)
                 } else {
                     NatsError::Other(text)
                 }
@@ -183,6 +190,15 @@ impl NatsError {
             NatsError::TimedOut => {
                 tracing::warn!(bucket, "NATS did not answer in time");
                 S3Error::unavailable()
+            }
+            NatsError::StorageFull(text) => {
+                let (message, what) = if text.contains("maximum bytes") {
+                    ("The bucket is full: it holds its maxBytes.", "bucket")
+                } else {
+                    ("The NATS server is out of storage.", "server")
+                };
+                tracing::warn!(bucket, full = what, error = %text, "a write found no room");
+                S3Error::new(S3Code::InsufficientStorage, message)
             }
             NatsError::Other(text) => {
                 tracing::warn!(error = %text, bucket, "nats operation failed");

@@ -616,7 +616,7 @@ impl Bucket {
                 Err(NatsError::WrongLastSequence) => {
                     found = self.lookup(key).await.map_err(Committed::Unknown)?;
                 }
-                Err(e @ (NatsError::Closing | NatsError::NoStream)) => {
+                Err(e @ (NatsError::Closing | NatsError::NoStream | NatsError::StorageFull(_))) => {
                     return Err(Committed::No(self.err(e)))
                 }
                 Err(e) => return Err(Committed::Unknown(self.err(e))),
@@ -682,13 +682,22 @@ impl Bucket {
         }
     }
 
-    async fn retire(&self, nuid: &str, size: u64, key: &str, why: &str) {
+    /// Retires a version's chunks; on a NATS with no room left even for the record, frees
+    /// them at once (the one case a request purges: a full bucket or server needs the room
+    /// more than a read of a version nobody can see any more).
+    pub(super) async fn retire(&self, nuid: &str, size: u64, key: &str, why: &str) {
         let record = Retired {
             key: key.to_string(),
             size,
             why: why.to_string(),
         };
-        self.lifecycle().retire(&self.nats, nuid, record).await;
+        if let Err(e) = self.lifecycle().retire(&self.nats, nuid, record).await {
+            tracing::warn!(bucket = %self.nats, key, error = ?e, "no room for a retire record: purging the replaced version now");
+            let subject = chunk_subject(&self.nats, nuid);
+            if let Err(e) = purge_subject(&self.store.inner.js, &self.stream, subject).await {
+                tracing::warn!(bucket = %self.nats, error = ?e, "could not purge the replaced version");
+            }
+        }
     }
 
     #[tracing::instrument(level = "debug", name = "nats.publish_meta", skip_all, fields(bucket = %self.nats))]

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use super::direct::Batch;
-use super::lifecycle::Retired;
 use super::meta::{chunk_subject, ObjectMeta};
 use super::objects::new_version_meta;
 use super::{Bucket, Expect, Finished, NatsError, Store, Written};
@@ -275,14 +274,7 @@ impl Bucket {
 
     /// Retires a part's chunks (a Complete may still be reading them).
     async fn retire_part(&self, part: &PartInfo) {
-        let record = Retired {
-            key: String::new(),
-            size: part.size,
-            why: "part".into(),
-        };
-        self.lifecycle()
-            .retire(&self.nats, &part.nuid, record)
-            .await;
+        self.retire(&part.nuid, part.size, "", "part").await;
     }
 
     /// Reads bytes `[start, end)` of a stored part.

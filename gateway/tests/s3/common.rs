@@ -73,10 +73,25 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub async fn start() -> NatsServer {
+        NatsServer::start_with_conf(None).await
+    }
+
+    /// A server whose JetStream may store at most `max_file_store` (a NATS size: `4MB`).
+    pub async fn start_limited(max_file_store: &str) -> NatsServer {
+        NatsServer::start_with_conf(Some(format!(
+            "jetstream {{ max_file_store: {max_file_store} }}\n"
+        )))
+        .await
+    }
+
+    async fn start_with_conf(conf: Option<String>) -> NatsServer {
         let bin = nats_server_bin();
         let store = tempfile::tempdir().expect("tempdir");
         let ports_dir = store.path().join("ports");
         std::fs::create_dir_all(&ports_dir).unwrap();
+        if let Some(c) = &conf {
+            std::fs::write(store.path().join("nats.conf"), c).expect("nats.conf");
+        }
         let child = spawn_nats(&bin, -1, store.path(), Some(&ports_dir));
         let mut server = NatsServer {
             child: Some(child),
@@ -215,6 +230,10 @@ fn spawn_nats(bin: &Path, port: i32, store: &Path, ports_dir: Option<&Path>) -> 
         .open(store.join("nats.log"))
         .unwrap();
     let mut cmd = Command::new(bin);
+    let conf = store.join("nats.conf");
+    if conf.is_file() {
+        cmd.arg("-c").arg(conf);
+    }
     cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(store.join("js"));
     if let Some(d) = ports_dir {

@@ -321,3 +321,167 @@ async fn killing_the_stream_leader_loses_nothing_and_fails_only_retryably() {
     gw1.shutdown().await;
     gw2.shutdown().await;
 }
+
+/// A bucket that holds its `max_bytes` refuses writes with 507 InsufficientStorage and keeps
+/// nothing of them; a DELETE still works and makes room, and writes work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_bucket_refuses_writes_cleanly_and_takes_them_again_once_there_is_room() {
+    let b = unique_bucket("full");
+    let mut cfg = config_with(&[]);
+    cfg.buckets.push(jets3_crds::BucketConfig {
+        name: b.clone(),
+        ..Default::default()
+    });
+    cfg.limits.min_part_size = 1;
+    let env = Env::start(cfg).await;
+    env.js()
+        .await
+        .create_object_store(async_nats::jetstream::object_store::Config {
+            bucket: b.clone(),
+            max_bytes: 3 << 20,
+            ..Default::default()
+        })
+        .await
+        .expect("bucket with maxBytes");
+    let s3 = env.client();
+    put(&s3, &b, "a", &data(1 << 20, 1)).await;
+    put(&s3, &b, "b", &data(1 << 20, 2)).await;
+    let chunks = env.chunk_subjects(&b).await;
+    let r = s3
+        .put_object()
+        .bucket(&b)
+        .key("c")
+        .body(data(1536 << 10, 3).into())
+        .send()
+        .await;
+    assert_eq!(sdk_err(r), (507, "InsufficientStorage".into()));
+    let up = ok(
+        s3.create_multipart_upload()
+            .bucket(&b)
+            .key("m")
+            .send()
+            .await,
+        "create",
+    );
+    let id = up.upload_id().unwrap_or_default().to_string();
+    let r = s3
+        .upload_part()
+        .bucket(&b)
+        .key("m")
+        .upload_id(&id)
+        .part_number(1)
+        .body(data(1536 << 10, 4).into())
+        .send()
+        .await;
+    assert_eq!(sdk_err(r), (507, "InsufficientStorage".into()));
+    assert_eq!(
+        sdk_err(s3.head_object().bucket(&b).key("c").send().await).0,
+        404
+    );
+    let cleaned = eventually(10, || async { env.chunk_subjects(&b).await == chunks }).await;
+    assert!(cleaned, "the refused writes left no chunks");
+    // Deleting makes room once the collector has purged the deleted version (after the
+    // grace period: 2 s here).
+    ok(
+        s3.delete_object().bucket(&b).key("a").send().await,
+        "DELETE on a full bucket",
+    );
+    let room = eventually(15, || async {
+        s3.put_object()
+            .bucket(&b)
+            .key("c")
+            .body(data(1536 << 10, 3).into())
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(
+        room,
+        "the write goes through once the deleted version is purged"
+    );
+    assert_eq!(get_bytes(&s3, &b, "c").await, data(1536 << 10, 3));
+    assert_eq!(get_bytes(&s3, &b, "b").await, data(1 << 20, 2));
+}
+
+/// A NATS server whose JetStream storage is full: the same, for every bucket on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_refuses_writes_cleanly_and_takes_them_again_once_there_is_room() {
+    let b = unique_bucket("srvfull");
+    let cfg = config_with(&[&b]);
+    let nats = NatsServer::start_limited("6MB").await;
+    let settings = settings_for(&nats.url());
+    let env = Env::launch(nats, settings, Some(cfg.clone())).await;
+    env.wait_ready().await;
+    env.wait_declared_buckets(&cfg).await;
+    let s3 = env.client();
+    let mut stored = Vec::new();
+    let mut refused = None;
+    for i in 0..20 {
+        let body = data(512 << 10, i);
+        let r = s3
+            .put_object()
+            .bucket(&b)
+            .key(format!("k{i}"))
+            .body(body.into())
+            .send()
+            .await;
+        match r {
+            Ok(_) => stored.push(i),
+            Err(e) => {
+                refused = Some(sdk_err::<(), _>(Err(e)));
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        refused,
+        Some((507, "InsufficientStorage".to_string())),
+        "the full server refuses a write with 507 after {} objects",
+        stored.len()
+    );
+    let last = stored.len() as u64;
+    assert_eq!(
+        sdk_err(
+            s3.head_object()
+                .bucket(&b)
+                .key(format!("k{last}"))
+                .send()
+                .await
+        )
+        .0,
+        404
+    );
+    for i in &stored[..3] {
+        ok(
+            s3.delete_object()
+                .bucket(&b)
+                .key(format!("k{i}"))
+                .send()
+                .await,
+            "DELETE on a full server",
+        );
+    }
+    // The deleted versions are purged after the grace period (2 s here); then there is
+    // room again.
+    let room = eventually(15, || async {
+        s3.put_object()
+            .bucket(&b)
+            .key("after")
+            .body(data(512 << 10, 99).into())
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(
+        room,
+        "the write goes through once the deleted versions are purged"
+    );
+    for i in &stored[3..] {
+        assert_eq!(
+            get_bytes(&s3, &b, &format!("k{i}")).await,
+            data(512 << 10, *i)
+        );
+    }
+}
