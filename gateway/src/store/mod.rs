@@ -291,6 +291,9 @@ impl Store {
             .retry_on_initial_connect()
             .max_reconnects(None)
             .request_timeout(Some(Duration::from_secs(5)))
+            // A frozen or partitioned server keeps its socket open: PINGs find it in
+            // seconds (two missed), and the client moves to another server of the cluster.
+            .ping_interval(Duration::from_secs(2))
             .connection_timeout(Duration::from_secs(2))
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((100 * 2u64.pow(attempts.min(5) as u32)).min(2000))

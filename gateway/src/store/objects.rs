@@ -268,42 +268,55 @@ impl Bucket {
         )
     }
 
-    /// The key's current version for a read that answers NoSuchKey when there is none. On
-    /// a replicated stream a Direct Get may be answered by a replica that is behind (during
-    /// a failover, say), so a miss is confirmed by the stream's leader; without a leader
-    /// the answer is a retryable error, never a NoSuchKey for a key that exists.
+    /// The key's current version, for a read. On a replicated stream a Direct Get may be
+    /// answered by a replica that is behind (one that was partitioned or frozen), which would
+    /// show an older version or none at all; so there the stream's leader answers (the
+    /// JetStream API), through a leader election if one is under way. Chunks need no such
+    /// care: a version's chunks never change, a replica that lacks them says so.
     async fn lookup_for_read(&self, key: &str) -> S3Result<Lookup> {
-        let found = self.lookup(key).await?;
-        if found.last_seq != 0 || self.store.replicas(&self.nats).await? <= 1 {
-            return Ok(found);
+        if self.store.replicas(&self.nats).await? <= 1 {
+            return self.lookup(key).await;
         }
+        self.store.check_connected().await?;
+        let at = Instant::now();
         let subject = meta_subject(&self.nats, key);
-        let stream = self
-            .store
-            .inner
-            .js
+        let js = &self.store.inner.js;
+        let stream = js
             .get_stream_no_info(&self.stream)
             .await
             .map_err(|e| self.err(NatsError::other(e)))?;
-        let asked = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            stream.get_last_raw_message_by_subject(&subject),
-        )
-        .await;
         use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
-        match asked {
-            Ok(Ok(m)) => Ok(Lookup {
+        let got = self
+            .store
+            .through_failover(&self.nats, || async {
+                match stream.get_last_raw_message_by_subject(&subject).await {
+                    Ok(m) => Ok(Some(m)),
+                    Err(e) if e.kind() == K::NoMessageFound => Ok(None),
+                    // A leader between terms answers with errors of its own: all of them are
+                    // tried again within the failover budget ("not found" is settled).
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the stream leader did not answer a read");
+                        Err(NatsError::NoResponders)
+                    }
+                }
+            })
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(match got {
+            None => Lookup {
+                current: Record::Absent,
+                last_seq: 0,
+                at,
+            },
+            Some(m) => Lookup {
                 current: Record::decode(&m.payload, Some(key), m.sequence).unwrap_or_else(|why| {
                     self.store.malformed(&subject, &why);
                     Record::Absent
                 }),
                 last_seq: m.sequence,
-                at: found.at,
-            }),
-            Ok(Err(e)) if e.kind() == K::NoMessageFound => Ok(found),
-            Ok(Err(e)) => Err(self.err(NatsError::other(e))),
-            Err(_) => Err(self.err(NatsError::Other("the stream leader did not answer".into()))),
-        }
+                at,
+            },
+        })
     }
 
     /// What the key's metadata subject holds: its current version (object or marker).

@@ -30,6 +30,20 @@ struct Cursor {
     batch_size: usize,
     /// Messages received from the current batch.
     in_batch: usize,
+    /// Misses in a row: chunks that must exist and were not found.
+    misses: u32,
+}
+
+/// How long one chunk request may take before it counts as a miss.
+const CHUNK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Misses in a row a read tries again before it fails. A Direct Get of a replicated stream
+/// may reach a replica that is still catching up (after a partition or a restart); the
+/// next request usually reaches another one.
+const MAX_MISSES: u32 = 6;
+
+fn missing() -> NatsError {
+    NatsError::Other("object chunks are missing".into())
 }
 
 /// Reads `[start, end)` of the object, `batch` chunks per Direct Get.
@@ -57,6 +71,7 @@ pub fn read_range(
             batch: None,
             batch_size,
             in_batch: 0,
+            misses: 0,
         };
         if start > 0 {
             if let Some((f, l)) = seq {
@@ -135,6 +150,36 @@ impl Cursor {
         }
     }
 
+    /// The outcome of one chunk request: `None` after a miss that is worth another try (a
+    /// replica that is behind, frozen or between leaders), the error after too many.
+    async fn answered<T>(
+        &mut self,
+        asked: Result<Result<Option<T>, NatsError>, tokio::time::error::Elapsed>,
+    ) -> Result<Option<Option<T>>, NatsError> {
+        match asked {
+            Ok(Ok(Some(v))) => Ok(Some(Some(v))),
+            Ok(Ok(None)) => Ok(Some(None)),
+            Ok(Err(NatsError::NoResponders | NatsError::TimedOut)) | Err(_) => {
+                self.missed().await?;
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// Counts a miss; fails once there were too many in a row, else waits a moment.
+    async fn missed(&mut self) -> Result<(), NatsError> {
+        self.misses += 1;
+        if self.misses > MAX_MISSES {
+            return Err(missing());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(
+            50 * u64::from(self.misses),
+        ))
+        .await;
+        Ok(())
+    }
+
     /// The next piece of the range, trimmed to it.
     async fn next_piece(&mut self) -> Result<Option<Bytes>, NatsError> {
         loop {
@@ -150,10 +195,20 @@ impl Cursor {
             }
             if self.batch.is_none() && self.end - self.offset <= CHUNK_SIZE as u64 {
                 // One chunk left: a plain request, no reply subscription.
-                let msg =
-                    next_for_subject(&self.client, &self.stream, &self.subject, self.next_seq)
-                        .await?
-                        .ok_or_else(|| NatsError::Other("object chunks are missing".into()))?;
+                let asked = tokio::time::timeout(
+                    CHUNK_WAIT,
+                    next_for_subject(&self.client, &self.stream, &self.subject, self.next_seq),
+                )
+                .await;
+                let msg = match self.answered(asked).await? {
+                    Some(Some(msg)) => msg,
+                    Some(None) => {
+                        self.missed().await?;
+                        continue;
+                    }
+                    None => continue,
+                };
+                self.misses = 0;
                 self.next_seq = msg.seq + 1;
                 let off = self.offset;
                 self.offset += msg.payload.len() as u64;
@@ -176,9 +231,16 @@ impl Cursor {
             let Some(batch) = self.batch.as_mut() else {
                 continue;
             };
-            match batch.next().await? {
+            let next = tokio::time::timeout(CHUNK_WAIT, batch.next()).await;
+            let Some(next) = self.answered(next).await? else {
+                self.batch = None;
+                self.in_batch = 0;
+                continue;
+            };
+            match next {
                 Some(msg) => {
                     self.in_batch += 1;
+                    self.misses = 0;
                     self.next_seq = msg.seq + 1;
                     let off = self.offset;
                     self.offset += msg.payload.len() as u64;
@@ -189,7 +251,7 @@ impl Cursor {
                 None => {
                     self.batch = None;
                     if std::mem::take(&mut self.in_batch) == 0 {
-                        return Err(NatsError::Other("object chunks are missing".into()));
+                        self.missed().await?;
                     }
                 }
             }

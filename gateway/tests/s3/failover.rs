@@ -236,12 +236,31 @@ async fn check_ledgers(s3: &Client, bucket: &str, ledgers: &[Ledger]) -> u64 {
     checked
 }
 
-/// Kills the stream leader's node (SIGKILL) under load, restarts it later: nothing
-/// acknowledged is lost, and clients see only retryable errors, within a short window.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn killing_the_stream_leader_loses_nothing_and_fails_only_retryably() {
+/// A fault of the cluster, applied under load; the node index is the stream leader's.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// SIGKILL the leader's node, restart it 12 s later.
+    KillLeader,
+    /// SIGSTOP the leader's node for 30 s (a partition that keeps connections open).
+    FreezeLeader,
+    /// SIGKILL two of three nodes (the leader's among them), restart them 10 s later.
+    LoseQuorum,
+}
+
+/// What a run under a fault saw.
+struct Run {
+    fault_at: Instant,
+    ledgers: Vec<Ledger>,
+    raw_failures: Vec<Instant>,
+    readiness_lost: bool,
+}
+
+/// Two gateways on a three-node cluster, a bucket with three replicas, eight clients, and
+/// `fault`; checks that nothing acknowledged is lost and every error is retryable, and
+/// prints the figures (failover window against raw NATS).
+async fn under_fault(fault: Fault) -> Run {
     let mut cluster = NatsCluster::start(3).await;
-    let b = unique_bucket("failover");
+    let b = unique_bucket("fault");
     let mut cfg = config_with(&[]);
     let mut bc = bucket_cfg(&b);
     bc.replicas = 3;
@@ -257,10 +276,40 @@ async fn killing_the_stream_leader_loses_nothing_and_fails_only_retryably() {
     }
     let probe = raw_probe(&cluster, &b, leader, stop.clone()).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let killed_at = Instant::now();
-    cluster.kill(leader);
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    cluster.restart(leader).await;
+    let fault_at = Instant::now();
+    let admin = gw1.admin_addr().expect("admin");
+    let not_ready = || async {
+        try_send_raw(
+            admin,
+            &RawRequest::new("GET", "/readyz").to_bytes(&admin.to_string()),
+        )
+        .await
+        .is_none_or(|r| r.status != 200)
+    };
+    let mut readiness_lost = false;
+    match fault {
+        Fault::KillLeader => {
+            cluster.kill(leader);
+            tokio::time::sleep(Duration::from_secs(12)).await;
+            cluster.restart(leader).await;
+        }
+        Fault::FreezeLeader => {
+            cluster.freeze(leader, true);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            cluster.freeze(leader, false);
+        }
+        Fault::LoseQuorum => {
+            let other = (leader + 1) % 3;
+            cluster.kill(leader);
+            cluster.kill(other);
+            readiness_lost = eventually(10, not_ready).await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            cluster.restart(leader).await;
+            cluster.restart(other).await;
+            let back = eventually(60, || async { !not_ready().await }).await;
+            assert!(back, "the gateway is ready again once quorum is back");
+        }
+    }
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
     let mut ledgers = Vec::new();
@@ -268,58 +317,87 @@ async fn killing_the_stream_leader_loses_nothing_and_fails_only_retryably() {
         ledgers.push(c.await.expect("client"));
     }
     let raw_failures = probe.await.expect("probe");
-    let raw_window = raw_failures
-        .iter()
-        .map(|t| t.saturating_duration_since(killed_at))
-        .max()
-        .unwrap_or_default();
-    eprintln!(
-        "failover: raw NATS publishes failed {} times, the last {raw_window:?} after the kill",
-        raw_failures.len()
-    );
-    let errors: Vec<(Instant, String)> = ledgers.iter().flat_map(|l| l.errors.clone()).collect();
-    let bad: Vec<String> = ledgers.iter().flat_map(|l| l.bad.clone()).collect();
-    let acked: u64 = ledgers.iter().map(|l| l.acked).sum();
-    let window = errors
-        .iter()
-        .map(|(t, _)| t.saturating_duration_since(killed_at))
-        .max()
-        .unwrap_or_default();
-    let mut kinds: HashMap<&str, usize> = HashMap::new();
-    for (_, e) in &errors {
-        *kinds.entry(e.as_str()).or_default() += 1;
-    }
-    let mut per_second = std::collections::BTreeMap::new();
-    for (t, _) in &errors {
-        let s = t.saturating_duration_since(killed_at).as_secs();
-        *per_second.entry(s).or_insert(0u32) += 1;
-    }
-    eprintln!("failover: errors per second after the kill: {per_second:?}");
-    for (t, e) in &errors {
-        let after = t.saturating_duration_since(killed_at);
-        if after > Duration::from_secs(3) {
-            eprintln!("failover: late error {after:?}: {e}");
-        }
-    }
-    eprintln!(
-        "failover: {acked} acknowledged writes, {} errors, last error {window:?} after the kill: {kinds:?}",
-        errors.len()
-    );
-    assert!(bad.is_empty(), "reads returned wrong bytes: {bad:?}");
-    let wrong: Vec<&String> = errors
-        .iter()
-        .map(|(_, e)| e)
-        .filter(|e| !retryable(e.split_once(' ').map_or("", |(_, d)| d)))
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "errors a client would not retry: {wrong:?}"
-    );
-    let checked = check_ledgers(&client_of(&gw1), &b, &ledgers).await;
-    eprintln!("failover: {checked} keys checked by content, 0 lost");
-    assert!(acked > 100, "the load ran: {acked}");
+    let run = Run {
+        fault_at,
+        ledgers,
+        raw_failures,
+        readiness_lost,
+    };
+    run.check(fault, &client_of(&gw1), &b).await;
     gw1.shutdown().await;
     gw2.shutdown().await;
+    run
+}
+
+impl Run {
+    /// The time from the fault to the last failure in `times`.
+    fn window(&self, times: impl Iterator<Item = Instant>) -> Duration {
+        times
+            .map(|t| t.saturating_duration_since(self.fault_at))
+            .max()
+            .unwrap_or_default()
+    }
+
+    async fn check(&self, fault: Fault, s3: &Client, b: &str) {
+        let errors: Vec<(Instant, String)> =
+            self.ledgers.iter().flat_map(|l| l.errors.clone()).collect();
+        let bad: Vec<String> = self.ledgers.iter().flat_map(|l| l.bad.clone()).collect();
+        let acked: u64 = self.ledgers.iter().map(|l| l.acked).sum();
+        let mut kinds: HashMap<&str, usize> = HashMap::new();
+        for (_, e) in &errors {
+            *kinds.entry(e.as_str()).or_default() += 1;
+        }
+        let mut per_second = std::collections::BTreeMap::new();
+        for (t, _) in &errors {
+            let s = t.saturating_duration_since(self.fault_at).as_secs();
+            *per_second.entry(s).or_insert(0u32) += 1;
+        }
+        eprintln!(
+            "fault {fault:?}: raw NATS publishes to the stream failed {} times, the last {:?} after the fault",
+            self.raw_failures.len(),
+            self.window(self.raw_failures.iter().copied())
+        );
+        eprintln!(
+            "fault {fault:?}: {acked} acknowledged writes, {} client errors, the last {:?} after the fault; per second: {per_second:?}; {kinds:?}",
+            errors.len(),
+            self.window(errors.iter().map(|(t, _)| *t)),
+        );
+        assert!(bad.is_empty(), "reads returned wrong bytes: {bad:?}");
+        let wrong: Vec<&String> = errors
+            .iter()
+            .map(|(_, e)| e)
+            .filter(|e| !retryable(e.split_once(' ').map_or("", |(_, d)| d)))
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "errors a client would not retry: {wrong:?}"
+        );
+        let checked = check_ledgers(s3, b, &self.ledgers).await;
+        eprintln!("fault {fault:?}: {checked} keys checked by content, 0 lost");
+        assert!(acked > 50, "the load ran: {acked}");
+    }
+}
+
+/// Kills the stream leader's node (SIGKILL) under load, restarts it later: nothing
+/// acknowledged is lost, and clients see only retryable errors, within a short window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_stream_leader_loses_nothing_and_fails_only_retryably() {
+    under_fault(Fault::KillLeader).await;
+}
+
+/// Freezes the stream leader's node for 30 s (SIGSTOP: its connections stay open, nothing
+/// answers), then lets it go on: the same promises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn freezing_the_stream_leader_loses_nothing_and_fails_only_retryably() {
+    under_fault(Fault::FreezeLeader).await;
+}
+
+/// Two of three nodes gone: writes fail with 503 and readiness says so; when the nodes come
+/// back, everything works again by itself, and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn losing_quorum_fails_retryably_reports_unready_and_recovers_by_itself() {
+    let run = under_fault(Fault::LoseQuorum).await;
+    assert!(run.readiness_lost, "readiness reported the lost quorum");
 }
 
 /// A bucket that holds its `max_bytes` refuses writes with 507 InsufficientStorage and keeps
