@@ -21,15 +21,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::direct::{last_for_subject, next_for_subject, Batch, RawMsg};
+use super::direct::{last_for_subject, RawMsg};
 use super::lifecycle::{Retired, GC_KV};
 use super::meta::{chunk_subject, meta_subject, valid_nuid, Record};
+use super::scan;
 use super::uploads::{PartInfo, UploadInfo};
 use super::versions::{key_versions_filter, versions_filter};
 use super::{purge_subject, stream_name, NatsError, Store};
@@ -206,34 +206,31 @@ impl Collector {
     /// Every retire record, oldest first, with the waiting-work gauges updated.
     async fn retire_records(&self) -> Result<Vec<RetireRecord>, NatsError> {
         let now = self.gc_clock().await?;
-        let client = &self.store.inner.client;
+        let (js, client) = (&self.store.inner.js, &self.store.inner.client);
         let prefix = format!("$KV.{GC_KV}.");
         let stream = format!("KV_{GC_KV}");
         let mut out = Vec::new();
-        if next_for_subject(client, &stream, &format!("{prefix}>"), 1)
-            .await?
-            .is_some()
-        {
-            let mut batch =
-                Batch::multi_last(client, &stream, &format!("{prefix}>"), MAX_RECORDS).await?;
-            while let Some(m) = batch.next().await? {
-                if matches!(m.header("KV-Operation"), Some("DEL") | Some("PURGE")) {
-                    continue;
-                }
-                let Some((bucket, nuid)) = m
-                    .subject
-                    .strip_prefix(&prefix)
-                    .and_then(|r| r.split_once('.'))
-                else {
-                    continue;
-                };
-                out.push(RetireRecord {
-                    bucket: bucket.to_string(),
-                    nuid: nuid.to_string(),
-                    record: serde_json::from_slice(&m.payload).unwrap_or_default(),
-                    age: age(&m, now),
-                });
+        let msgs = scan::last_messages(js, client, &stream, &format!("{prefix}>")).await?;
+        for m in msgs {
+            if matches!(m.header("KV-Operation"), Some("DEL") | Some("PURGE")) {
+                continue;
             }
+            let Some((bucket, nuid)) = m
+                .subject
+                .strip_prefix(&prefix)
+                .and_then(|r| r.split_once('.'))
+            else {
+                continue;
+            };
+            if out.len() >= MAX_RECORDS {
+                break;
+            }
+            out.push(RetireRecord {
+                bucket: bucket.to_string(),
+                nuid: nuid.to_string(),
+                record: serde_json::from_slice(&m.payload).unwrap_or_default(),
+                age: age(&m, now),
+            });
         }
         let bytes: u64 = out.iter().map(|r| r.record.size).sum();
         let oldest = out.iter().map(|r| r.age).max().unwrap_or_default();
@@ -264,12 +261,9 @@ impl Collector {
 
     /// Purges one retired version unless it is referenced or read; `true` if purged.
     async fn purge_one(&self, r: &RetireRecord) -> Result<bool, NatsError> {
-        let gc = self.store.inner.lifecycle.gc().await?;
-        let forget = || async {
-            gc.purge(format!("{}.{}", r.bucket, r.nuid))
-                .await
-                .map_err(NatsError::other)
-        };
+        let js = &self.store.inner.js;
+        let record_key = format!("{}.{}", r.bucket, r.nuid);
+        let forget = || super::forget_key(js, GC_KV, &record_key);
         if !valid_nuid(&r.nuid) {
             forget().await?;
             return Ok(false);
@@ -330,19 +324,11 @@ impl Collector {
             }
         }
         let filter = key_versions_filter(bucket, key);
-        if next_for_subject(client, &stream, &filter, 1)
+        let js = &self.store.inner.js;
+        Ok(scan::last_messages(js, client, &stream, &filter)
             .await?
-            .is_none()
-        {
-            return Ok(false);
-        }
-        let mut batch = Batch::multi_last(client, &stream, &filter, 100_000).await?;
-        while let Some(m) = batch.next().await? {
-            if uses(&m) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+            .iter()
+            .any(uses))
     }
 
     /// Scans every bucket for orphans, old tombstones, stale uploads and stale fences.
@@ -406,14 +392,13 @@ impl Collector {
         if history {
             filters.push(versions_filter(nats));
         }
-        self.replay(
-            &stream,
-            filters,
-            |subject, payload, seq, published| match Record::decode(payload, None, seq) {
+        let (js, client) = (&self.store.inner.js, &self.store.inner.client);
+        scan::replay(js, client, &stream, filters, |m| {
+            match Record::decode(m.payload, None, m.seq) {
                 Ok(Record::Gone { .. })
-                    if OffsetDateTime::now_utc() - published > timing.orphan_after =>
+                    if OffsetDateTime::now_utc() - m.stored > timing.orphan_after =>
                 {
-                    old_tombstones.push(subject.to_string())
+                    old_tombstones.push(m.subject.to_string())
                 }
                 Ok(r) => {
                     if let Some((nuid, _)) = r.chunks() {
@@ -421,8 +406,8 @@ impl Collector {
                     }
                 }
                 Err(_) => {}
-            },
-        )
+            }
+        })
         .await?;
         for (key, value) in uploads {
             if key.split('.').next() == Some(nats) {
@@ -491,54 +476,6 @@ impl Collector {
         Ok(())
     }
 
-    /// Feeds the last message of every subject matching `filters` to `f`.
-    async fn replay(
-        &self,
-        stream: &str,
-        filters: Vec<String>,
-        mut f: impl FnMut(&str, &[u8], u64, OffsetDateTime),
-    ) -> Result<(), NatsError> {
-        let client = &self.store.inner.client;
-        let mut any = false;
-        for filter in &filters {
-            any |= next_for_subject(client, stream, filter, 1).await?.is_some();
-        }
-        if !any {
-            return Ok(());
-        }
-        let s = self
-            .store
-            .inner
-            .js
-            .get_stream_no_info(stream)
-            .await
-            .map_err(NatsError::other)?;
-        let consumer = s
-            .create_consumer(OrderedConfig {
-                filter_subjects: filters,
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
-            .await
-            .map_err(NatsError::consumer)?;
-        let mut messages = consumer.messages().await.map_err(NatsError::other)?;
-        loop {
-            let next = tokio::time::timeout(Duration::from_secs(10), messages.next()).await;
-            let msg = match next {
-                Ok(Some(Ok(m))) => m,
-                Ok(Some(Err(e))) => return Err(NatsError::other(e)),
-                Ok(None) => return Ok(()),
-                Err(_) => return Err(NatsError::Other("replay stalled".into())),
-            };
-            let info = msg.info().map_err(NatsError::other)?;
-            let (seq, pending, published) = (info.stream_sequence, info.pending, info.published);
-            f(&msg.subject, &msg.payload, seq, published);
-            if pending == 0 {
-                return Ok(());
-            }
-        }
-    }
-
     /// Removes expired uploads and the part records of uploads that are gone.
     async fn clean_uploads(
         &self,
@@ -570,11 +507,6 @@ impl Collector {
             }
         }
         let orphan_after = self.store.inner.lifecycle.timing.orphan_after;
-        let kv = self
-            .store
-            .uploads()
-            .await
-            .map_err(|e| NatsError::Other(e.message))?;
         for (key, value) in records {
             let mut parts = key.split('.');
             let (Some(bucket), Some(id), Some(_n)) = (parts.next(), parts.next(), parts.next())
@@ -591,7 +523,7 @@ impl Collector {
             if now - part.modified_at() < orphan_after {
                 continue;
             }
-            kv.purge(key).await.map_err(NatsError::other)?;
+            super::forget_key(&self.store.inner.js, super::uploads::UPLOADS_KV, key).await?;
             self.store
                 .bucket(bucket)
                 .retire(&part.nuid, part.size, "", "part")

@@ -50,6 +50,7 @@ pub mod lifecycle;
 pub mod meta;
 mod objects;
 mod reader;
+mod scan;
 mod uploads;
 pub mod versions;
 mod writer;
@@ -630,13 +631,14 @@ impl Store {
 
     /// Removes every upload of a bucket that is being deleted (its parts go with the stream).
     async fn forget_uploads(&self, nats: &str) -> S3Result<()> {
-        let kv = self.uploads().await?;
-        for (key, _) in self.kv_scan(&format!("{nats}.>")).await? {
-            kv.purge(key)
-                .await
-                .map_err(|e| NatsError::other(e).into_s3(nats))?;
-        }
-        Ok(())
+        self.uploads().await?;
+        purge_subject(
+            &self.inner.js,
+            &format!("KV_{}", uploads::UPLOADS_KV),
+            format!("$KV.{}.{nats}.>", uploads::UPLOADS_KV),
+        )
+        .await
+        .map_err(|e| e.into_s3(nats))
     }
 
     /// The versioning state of a bucket (read at most [`versions::STATE_TTL`] ago).
@@ -773,6 +775,12 @@ impl Store {
         self.inner.stats.malformed.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(subject, reason = %why, "skipping malformed object metadata");
     }
+}
+
+/// Removes one key of a KV bucket jets3 uses internally, leaving no purge marker behind
+/// (those would pile up: one per retired version, one per finished upload).
+async fn forget_key(js: &Context, kv: &str, key: &str) -> Result<(), NatsError> {
+    purge_subject(js, &format!("KV_{kv}"), format!("$KV.{kv}.{key}")).await
 }
 
 /// Purges the messages of one subject.

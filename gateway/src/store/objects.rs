@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
-use super::direct::{last_for_subject, Batch};
+use super::direct::last_for_subject;
 use super::lifecycle::{Lifecycle, Retired};
 use super::meta::{
     absent_info, chunk_subject, digest_string, meta_subject, tombstone_info, ObjectInfoJson, Record,
@@ -364,11 +364,12 @@ impl Bucket {
     /// Every noncurrent version of a key (objects and markers), with their sequences.
     async fn noncurrent_all(&self, key: &str) -> S3Result<Vec<(Record, u64)>> {
         let filter = versions::key_versions_filter(&self.nats, key);
-        let mut batch = Batch::multi_last(&self.store.inner.client, &self.stream, &filter, 100_000)
+        let (js, client) = (&self.store.inner.js, &self.store.inner.client);
+        let msgs = super::scan::last_messages(js, client, &self.stream, &filter)
             .await
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        while let Some(m) = batch.next().await.map_err(|e| self.err(e))? {
+        for m in msgs {
             match Record::decode(&m.payload, Some(key), m.seq) {
                 Ok(r) if r.is_version() => out.push((r, m.seq)),
                 Ok(_) => {}

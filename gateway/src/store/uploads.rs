@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
-use super::direct::Batch;
 use super::meta::{chunk_subject, ObjectMeta};
 use super::objects::new_version_meta;
 use super::{Bucket, Expect, Finished, NatsError, Store, Written};
@@ -131,11 +130,12 @@ impl Store {
         self.uploads().await?;
         let stream = format!("KV_{UPLOADS_KV}");
         let subject = format!("$KV.{UPLOADS_KV}.{filter}");
-        let mut batch = Batch::multi_last(&self.inner.client, &stream, &subject, 100_000)
-            .await
-            .map_err(|e| e.into_s3(""))?;
+        let msgs =
+            super::scan::last_messages(&self.inner.js, &self.inner.client, &stream, &subject)
+                .await
+                .map_err(|e| e.into_s3(""))?;
         let mut out = Vec::new();
-        while let Some(msg) = batch.next().await.map_err(|e| e.into_s3(""))? {
+        for msg in msgs {
             if matches!(msg.header("KV-Operation"), Some("DEL") | Some("PURGE")) {
                 continue;
             }
@@ -260,7 +260,7 @@ impl Bucket {
         kv.put(key.clone(), value.into()).await.map_err(kv_err)?;
         // The upload may have been aborted or completed meanwhile: then drop this part.
         if self.upload(id).await.is_err() {
-            let _ = kv.purge(key).await;
+            let _ = super::forget_key(&self.store.inner.js, UPLOADS_KV, &key).await;
             self.retire_part(&part).await;
             return Err(S3Error::no_such_upload(id));
         }
@@ -343,12 +343,21 @@ impl Bucket {
 
     /// Removes an upload and every stored part (their chunks are retired).
     pub async fn abort_upload(&self, id: &str) -> S3Result<()> {
-        let kv = self.store.uploads().await?;
-        kv.purge(format!("{}.{id}", self.nats))
-            .await
-            .map_err(kv_err)?;
+        self.store.uploads().await?;
+        super::forget_key(
+            &self.store.inner.js,
+            UPLOADS_KV,
+            &format!("{}.{id}", self.nats),
+        )
+        .await
+        .map_err(|e| e.into_s3(&self.nats))?;
         for (n, part) in self.parts(id).await? {
-            let _ = kv.purge(format!("{}.{id}.{n}", self.nats)).await;
+            let _ = super::forget_key(
+                &self.store.inner.js,
+                UPLOADS_KV,
+                &format!("{}.{id}.{n}", self.nats),
+            )
+            .await;
             self.retire_part(&part).await;
         }
         Ok(())

@@ -448,6 +448,120 @@ impl Drop for NatsCluster {
     }
 }
 
+/// The gateway binary as a separate process (killable with SIGKILL, its RSS and descriptors
+/// readable), on the NATS servers `urls`, serving bucket `bucket` (created with `replicas`).
+pub struct GatewayProcess {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    pub async fn start(urls: &[String], bucket: &str, replicas: u8) -> GatewayProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port()
+        };
+        let (s3, admin) = (port(), port());
+        let file = dir.path().join("gateway.yaml");
+        let servers: Vec<String> = urls.iter().map(|u| format!("'{u}'")).collect();
+        std::fs::write(
+            &file,
+            format!(
+                "server:\n  listen: ['127.0.0.1:{s3}']\n  adminListen: '127.0.0.1:{admin}'\n  nats: {{servers: [{}]}}\n  collector: {{orphanAfterSeconds: 3, graceSeconds: 2, intervalSeconds: 1, scanIntervalSeconds: 1}}\nbuckets: [{{name: {bucket}, create: true, replicas: {replicas}}}]\ncredentials:\n  - {{accessKeyId: {ADMIN_AK}, secretAccessKey: '{ADMIN_SK}', grants: [{{bucket: '*', permission: admin}}]}}\n",
+                servers.join(", ")
+            ),
+        )
+        .expect("config file");
+        let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_jets3-gateway"))
+            .arg("--config")
+            .arg(&file)
+            .env("NO_COLOR", "1")
+            .env("JETS3_LOG", "warn")
+            .stdout(log)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the gateway binary");
+        let admin: SocketAddr = ([127, 0, 0, 1], admin).into();
+        let ready = eventually(30, || async {
+            try_send_raw(
+                admin,
+                &RawRequest::new("GET", "/readyz").to_bytes(&admin.to_string()),
+            )
+            .await
+            .is_some_and(|r| r.status == 200)
+        })
+        .await;
+        assert!(ready, "the gateway binary became ready");
+        GatewayProcess {
+            child,
+            addr: ([127, 0, 0, 1], s3).into(),
+            admin,
+            _dir: dir,
+        }
+    }
+
+    /// S3 client for the admin credential.
+    pub fn client(&self) -> Client {
+        s3_client(ClientOpts {
+            endpoint: format!("http://{}", self.addr),
+            creds: Some((ADMIN_AK.to_string(), ADMIN_SK.to_string())),
+            ..Default::default()
+        })
+    }
+
+    /// What the process logged (warnings and errors).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// Resident memory (bytes) and open file descriptors of the process.
+    pub fn rss_and_fds(&self) -> (u64, usize) {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        (rss_kib * 1024, fds)
+    }
+
+    /// Sends a signed request head announcing `declared` body bytes, then `sent` of them,
+    /// then kills the process with SIGKILL.
+    pub async fn kill_during_upload(mut self, path: &str, declared: u64, sent: usize) {
+        let host = self.addr.to_string();
+        let mut req = RawRequest::new("PUT", path).header("content-length", &declared.to_string());
+        sign_request(&mut req, &host, &Signer::admin(), Payload::Unsigned);
+        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        s.write_all(&req.to_bytes(&host)).await.expect("head");
+        let piece = data(1 << 20, 9);
+        for _ in 0..sent >> 20 {
+            s.write_all(&piece).await.expect("body");
+        }
+        s.flush().await.expect("flush");
+        // Let the gateway write what it has received, then kill it mid-upload.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // config helpers
 // ---------------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ struct Expected(Vec<Option<Vec<u8>>>);
 
 /// One client's view of its keys and what it saw.
 #[derive(Default)]
-struct Ledger {
+pub struct Ledger {
     keys: HashMap<String, Expected>,
-    acked: u64,
+    pub acked: u64,
     errors: Vec<(Instant, String)>,
     bad: Vec<String>,
 }
@@ -92,7 +92,7 @@ fn client_of(gw: &GatewayHandle) -> Client {
 }
 
 /// One client's loop of PUT, GET, LIST and DELETE over its own keys until `stop`.
-async fn client_loop(id: usize, s3: Client, bucket: String, stop: Arc<AtomicBool>) -> Ledger {
+pub async fn client_loop(id: usize, s3: Client, bucket: String, stop: Arc<AtomicBool>) -> Ledger {
     let mut l = Ledger::default();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -214,7 +214,7 @@ async fn raw_probe(
 }
 
 /// Checks every client's keys against its ledger, through `s3`.
-async fn check_ledgers(s3: &Client, bucket: &str, ledgers: &[Ledger]) -> u64 {
+pub async fn check_ledgers(s3: &Client, bucket: &str, ledgers: &[Ledger]) -> u64 {
     let mut checked = 0;
     for l in ledgers {
         for (key, want) in &l.keys {
@@ -250,6 +250,8 @@ enum Fault {
 /// What a run under a fault saw.
 struct Run {
     fault_at: Instant,
+    /// When each kill of a `KillLeader` run happened (one per round).
+    kills: Vec<Instant>,
     ledgers: Vec<Ledger>,
     raw_failures: Vec<Instant>,
     readiness_lost: bool,
@@ -287,11 +289,26 @@ async fn under_fault(fault: Fault) -> Run {
         .is_none_or(|r| r.status != 200)
     };
     let mut readiness_lost = false;
+    let mut kills = Vec::new();
     match fault {
         Fault::KillLeader => {
-            cluster.kill(leader);
-            tokio::time::sleep(Duration::from_secs(12)).await;
-            cluster.restart(leader).await;
+            // JETS3_FAULT_ROUNDS kills (default 1; `make bench-faults` runs 10), each of
+            // the node that leads the stream then.
+            let rounds: usize = std::env::var("JETS3_FAULT_ROUNDS")
+                .ok()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(1);
+            let mut node = leader;
+            for round in 0..rounds {
+                if round > 0 {
+                    node = cluster.leader_of(&format!("OBJ_{b}")).await;
+                }
+                kills.push(Instant::now());
+                cluster.kill(node);
+                tokio::time::sleep(Duration::from_secs(12)).await;
+                cluster.restart(node).await;
+                tokio::time::sleep(Duration::from_secs(8)).await;
+            }
         }
         Fault::FreezeLeader => {
             cluster.freeze(leader, true);
@@ -319,6 +336,7 @@ async fn under_fault(fault: Fault) -> Run {
     let raw_failures = probe.await.expect("probe");
     let run = Run {
         fault_at,
+        kills,
         ledgers,
         raw_failures,
         readiness_lost,
@@ -330,6 +348,49 @@ async fn under_fault(fault: Fault) -> Run {
 }
 
 impl Run {
+    /// Per kill: how long after it the last PUT and the last GET failed (before the node
+    /// came back), and raw NATS publishes; p50 and max over the kills.
+    fn print_windows(&self, errors: &[(Instant, String)]) {
+        if self.kills.is_empty() {
+            return;
+        }
+        let mut put = Vec::new();
+        let mut get = Vec::new();
+        let mut raw = Vec::new();
+        for k in &self.kills {
+            let within = |t: &Instant| *t >= *k && t.duration_since(*k) < Duration::from_secs(12);
+            let last = |op: &str| {
+                errors
+                    .iter()
+                    .filter(|(t, e)| within(t) && e.starts_with(op))
+                    .map(|(t, _)| t.duration_since(*k))
+                    .max()
+                    .unwrap_or_default()
+            };
+            put.push(last("PUT "));
+            get.push(last("GET "));
+            raw.push(
+                self.raw_failures
+                    .iter()
+                    .filter(|t| within(t))
+                    .map(|t| t.duration_since(*k))
+                    .max()
+                    .unwrap_or_default(),
+            );
+        }
+        let stat = |v: &mut Vec<Duration>| {
+            v.sort();
+            (v[v.len() / 2], v[v.len() - 1])
+        };
+        eprintln!(
+            "fault windows over {} kills (p50, max): PUT {:?}, GET {:?}, raw NATS publish {:?}",
+            self.kills.len(),
+            stat(&mut put),
+            stat(&mut get),
+            stat(&mut raw)
+        );
+    }
+
     /// The time from the fault to the last failure in `times`.
     fn window(&self, times: impl Iterator<Item = Instant>) -> Duration {
         times
@@ -374,6 +435,7 @@ impl Run {
         );
         let checked = check_ledgers(s3, b, &self.ledgers).await;
         eprintln!("fault {fault:?}: {checked} keys checked by content, 0 lost");
+        self.print_windows(&errors);
         assert!(acked > 50, "the load ran: {acked}");
     }
 }

@@ -503,80 +503,6 @@ async fn an_aborted_upload_racing_a_part_leaves_nothing() {
     peer.gw.shutdown().await;
 }
 
-/// The gateway binary as a separate process on `env`'s NATS, killable with SIGKILL.
-struct Process {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Process {
-    async fn start(env: &Env, bucket: &str) -> Process {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = |_: ()| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port()
-        };
-        let (s3, admin) = (port(()), port(()));
-        let file = dir.path().join("gateway.yaml");
-        std::fs::write(
-            &file,
-            format!(
-                "server:\n  listen: ['127.0.0.1:{s3}']\n  adminListen: '127.0.0.1:{admin}'\n  nats: {{servers: ['{}']}}\n  collector: {{orphanAfterSeconds: 3, graceSeconds: 2, intervalSeconds: 1, scanIntervalSeconds: 1}}\nbuckets: [{{name: {bucket}}}]\ncredentials:\n  - {{accessKeyId: {ADMIN_AK}, secretAccessKey: '{ADMIN_SK}', grants: [{{bucket: '*', permission: admin}}]}}\n",
-                env.nats.url()
-            ),
-        )
-        .expect("config file");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_jets3-gateway"))
-            .arg("--config")
-            .arg(&file)
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start the gateway binary");
-        let admin: std::net::SocketAddr = ([127, 0, 0, 1], admin).into();
-        let ready = eventually(20, || async {
-            try_send_raw(
-                admin,
-                &RawRequest::new("GET", "/readyz").to_bytes(&admin.to_string()),
-            )
-            .await
-            .is_some_and(|r| r.status == 200)
-        })
-        .await;
-        assert!(ready, "the gateway binary became ready");
-        Process {
-            child,
-            addr: ([127, 0, 0, 1], s3).into(),
-            _dir: dir,
-        }
-    }
-
-    /// Sends a signed request head announcing `declared` body bytes, then `sent` of them,
-    /// then kills the process with SIGKILL.
-    async fn kill_during_upload(mut self, path: &str, declared: u64, sent: usize) {
-        let host = self.addr.to_string();
-        let mut req = RawRequest::new("PUT", path).header("content-length", &declared.to_string());
-        sign_request(&mut req, &host, &Signer::admin(), Payload::Unsigned);
-        let mut s = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .expect("connect");
-        s.write_all(&req.to_bytes(&host)).await.expect("head");
-        let piece = data(1 << 20, 9);
-        for _ in 0..sent >> 20 {
-            s.write_all(&piece).await.expect("body");
-        }
-        s.flush().await.expect("flush");
-        // Let the gateway write what it has received, then kill it mid-upload.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        self.child.kill().expect("SIGKILL");
-        let _ = self.child.wait();
-    }
-}
-
 /// A gateway killed with SIGKILL in the middle of a 1 GiB PUT and of an UploadPart leaves
 /// chunks that nothing references; the collector (of another gateway) removes them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -591,7 +517,7 @@ async fn a_gateway_killed_mid_upload_leaves_nothing_after_the_collector() {
     put(&s3, &b, "keep", &keep).await;
     let before = env.chunk_subjects(&b).await;
 
-    let gw = Process::start(&env, &b).await;
+    let gw = GatewayProcess::start(&[env.nats.url()], &b, 1).await;
     gw.kill_during_upload(&format!("/{b}/big"), 1 << 30, 96 << 20)
         .await;
     let up = ok(
@@ -603,7 +529,7 @@ async fn a_gateway_killed_mid_upload_leaves_nothing_after_the_collector() {
         "create",
     );
     let id = up.upload_id().unwrap_or_default().to_string();
-    let gw = Process::start(&env, &b).await;
+    let gw = GatewayProcess::start(&[env.nats.url()], &b, 1).await;
     gw.kill_during_upload(
         &format!("/{b}/mp?partNumber=1&uploadId={id}"),
         512 << 20,

@@ -26,5 +26,6 @@ mod nats;
 mod objects;
 mod push;
 mod ranges;
+mod soak;
 mod tls;
 mod versions;
