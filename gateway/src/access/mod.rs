@@ -266,6 +266,29 @@ pub async fn authorize(gw: &Gateway, rt: &Runtime, s: &Subject<'_>) -> S3Result<
     Err(S3Error::access_denied())
 }
 
+/// Decides one key of a request that names several (DeleteObjects) as a DeleteObject of
+/// that key (and version).
+pub async fn authorize_key(
+    ctx: &crate::request::Ctx,
+    key: &str,
+    version: Option<&str>,
+) -> S3Result<()> {
+    let query: Query = version
+        .map(|v| vec![("versionId".to_string(), v.to_string())])
+        .unwrap_or_default();
+    let s = Subject {
+        ep: Endpoint::DeleteObject,
+        bucket: ctx.bucket.as_ref(),
+        key: Some(key),
+        principal: ctx.principal.as_ref(),
+        headers: &ctx.headers,
+        query: &query,
+        client: &ctx.client,
+        presigned: ctx.query("X-Amz-Signature").is_some(),
+    };
+    authorize(&ctx.gw, &ctx.rt, &s).await
+}
+
 /// The version a request addresses (the current one without `versionId`), if any.
 async fn head(
     gw: &Gateway,

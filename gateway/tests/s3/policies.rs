@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{
-    BucketCannedAcl, ObjectCannedAcl, Permission as AclPermission, PublicAccessBlockConfiguration,
-    Type as GranteeType,
+    BucketCannedAcl, Delete, ObjectCannedAcl, ObjectIdentifier, Permission as AclPermission,
+    PublicAccessBlockConfiguration, Type as GranteeType,
 };
 use jets3_crds::policy::{canonical_user_id, user_arn};
 use jets3_crds::{GatewayConfig, Permission, PublicAccessBlock};
@@ -369,6 +369,31 @@ async fn bucket_policy_allows_and_denies() {
         "explicit Deny beats the credential's grant"
     );
     assert_eq!(get_bytes(&writer, &b, "secret/s").await, b"s");
+    // DeleteObjects decides key by key: the denied key stays, the other goes.
+    let out = ok(
+        writer
+            .delete_objects()
+            .bucket(&b)
+            .delete(
+                Delete::builder()
+                    .objects(ObjectIdentifier::builder().key("secret/s").build().unwrap())
+                    .objects(ObjectIdentifier::builder().key("public/w").build().unwrap())
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await,
+        "DeleteObjects",
+    );
+    let deleted: Vec<_> = out.deleted().iter().filter_map(|d| d.key()).collect();
+    assert_eq!(deleted, ["public/w"]);
+    let errors: Vec<_> = out
+        .errors()
+        .iter()
+        .map(|e| (e.key().unwrap_or(""), e.code().unwrap_or("")))
+        .collect();
+    assert_eq!(errors, [("secret/s", "AccessDenied")]);
+    assert_eq!(get_bytes(&admin, &b, "secret/s").await, b"s");
     let cfg = PresigningConfig::expires_in(Duration::from_secs(300)).unwrap();
     for (client, key, status) in [
         (&reader, "secret/s", 200),
