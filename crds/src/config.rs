@@ -40,6 +40,9 @@ pub struct GatewayConfig {
     /// What the audit log records.
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Block Public Access of buckets that set none (by config or PutPublicAccessBlock).
+    #[serde(default, skip_serializing_if = "PublicAccessBlock::is_all")]
+    pub public_access_block: PublicAccessBlock,
 }
 
 fn default_region() -> String {
@@ -56,6 +59,7 @@ impl Default for GatewayConfig {
             credentials: Vec::new(),
             limits: Limits::default(),
             audit: AuditSettings::default(),
+            public_access_block: PublicAccessBlock::default(),
         }
     }
 }
@@ -127,6 +131,66 @@ pub struct BucketConfig {
     /// bucket's own setting, changed with PutBucketVersioning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versioning: Option<VersioningStatus>,
+    /// A bucket policy (the JSON document), set by the config (S3 clients may then not
+    /// change it); unset: the one set with PutBucketPolicy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Block Public Access, set by the config (S3 clients may then not change it); unset:
+    /// the one set with PutPublicAccessBlock, else the gateway's `publicAccessBlock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_access_block: Option<PublicAccessBlock>,
+}
+
+/// S3 Block Public Access: what a bucket's ACLs and policy may open to everyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublicAccessBlock {
+    /// Refuse requests that set an ACL granting everyone (or every credential).
+    #[serde(default = "yes")]
+    pub block_public_acls: bool,
+    /// Ignore ACL grants to everyone (or every credential).
+    #[serde(default = "yes")]
+    pub ignore_public_acls: bool,
+    /// Refuse PutBucketPolicy with a public policy.
+    #[serde(default = "yes")]
+    pub block_public_policy: bool,
+    /// A public policy grants only credentials, never anonymous callers.
+    #[serde(default = "yes")]
+    pub restrict_public_buckets: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for PublicAccessBlock {
+    /// Everything blocked (S3's default for new buckets).
+    fn default() -> Self {
+        PublicAccessBlock::ALL
+    }
+}
+
+impl PublicAccessBlock {
+    /// Everything blocked.
+    pub const ALL: PublicAccessBlock = PublicAccessBlock {
+        block_public_acls: true,
+        ignore_public_acls: true,
+        block_public_policy: true,
+        restrict_public_buckets: true,
+    };
+    /// Nothing blocked.
+    pub const NONE: PublicAccessBlock = PublicAccessBlock {
+        block_public_acls: false,
+        ignore_public_acls: false,
+        block_public_policy: false,
+        restrict_public_buckets: false,
+    };
+
+    /// Whether everything is blocked.
+    pub fn is_all(&self) -> bool {
+        *self == PublicAccessBlock::ALL
+    }
 }
 
 /// S3 Versioning of a bucket, spelled as S3 spells it.
@@ -161,6 +225,8 @@ impl Default for BucketConfig {
             cache: None,
             max_object_size: None,
             versioning: None,
+            policy: None,
+            public_access_block: None,
         }
     }
 }

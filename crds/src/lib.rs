@@ -12,13 +12,14 @@ mod jwks_url;
 mod jwt;
 #[cfg(feature = "kube")]
 pub mod k8s;
+pub mod policy;
 mod protection;
 mod validate;
 
 pub use bucket_name::{nats_to_s3_bucket, s3_to_nats_bucket, validate_s3_bucket_name};
 pub use config::{
     Access, BucketConfig, CorsRule, Credential, GatewayConfig, Grant, Limits, Permission,
-    StorageKind, VersioningStatus, MAX_GENERATION_STEP,
+    PublicAccessBlock, StorageKind, VersioningStatus, MAX_GENERATION_STEP,
 };
 pub use jwks_url::{check_jwks_url, jwks_address_refused, metadata_address};
 pub use jwt::{

@@ -157,6 +157,11 @@ impl GatewayConfig {
                 c.err(format!("{p}.maxObjectSize"), "must be at least 1");
             }
             validate_cors(&mut c, &format!("{p}.cors"), &b.cors);
+            if let Some(policy) = &b.policy {
+                if let Err(e) = crate::policy::Policy::parse(policy, &b.name) {
+                    c.err(format!("{p}.policy"), e.0);
+                }
+            }
             if let Some(j) = &b.jwt {
                 validate_jwt(&mut c, &format!("{p}.jwt"), j);
             }

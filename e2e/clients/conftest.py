@@ -37,6 +37,9 @@ class Gateway:
     nats_url: str
     access_key_id: str
     secret_access_key: str
+    # A credential with no grant at all: what it may do, bucket policies and ACLs give it.
+    reader_key_id: str
+    reader_secret: str
     region: str
     workdir: Path
     gateway_log: Path
@@ -88,6 +91,8 @@ def gateway() -> Gateway:
             admin_port = free_port()
         access_key_id = "JETS3" + _random(15, string.ascii_uppercase + string.digits)
         secret = _random(40, string.ascii_letters + string.digits)
+        reader_key_id = "JETS3" + _random(15, string.ascii_uppercase + string.digits)
+        reader_secret = _random(40, string.ascii_letters + string.digits)
         config = {
             "server": {
                 "listen": [f"127.0.0.1:{s3_port}"],
@@ -102,7 +107,12 @@ def gateway() -> Gateway:
                     "secretAccessKey": secret,
                     "description": "e2e/clients admin",
                     "grants": [{"bucket": "*", "permission": "admin"}],
-                }
+                },
+                {
+                    "accessKeyId": reader_key_id,
+                    "secretAccessKey": reader_secret,
+                    "description": "e2e/clients, no grants",
+                },
             ],
         }
         config_path = workdir / "gateway.yaml"
@@ -153,6 +163,8 @@ def gateway() -> Gateway:
             nats_url=nats_url,
             access_key_id=access_key_id,
             secret_access_key=secret,
+            reader_key_id=reader_key_id,
+            reader_secret=reader_secret,
             region=REGION,
             workdir=workdir,
             gateway_log=gw_log,

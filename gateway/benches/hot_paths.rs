@@ -9,7 +9,9 @@
 //! - the router: query parsing and endpoint selection for typical requests;
 //! - the per-chunk hashing of the write path over 128 KiB chunks (the object-store chunk size):
 //!   MD5 for the ETag and SHA-256 for the NATS digest, done for every byte written, and a
-//!   CRC32 checksum as the SDKs ask for.
+//!   CRC32 checksum as the SDKs ask for;
+//! - bucket policy evaluation: an anonymous GetObject against a 20-statement policy whose
+//!   last statement allows it (every statement is looked at), and its parsing.
 //!
 //! `cargo bench -p jets3-gateway --bench hot_paths` (add `-- --quick` for a short run).
 
@@ -28,6 +30,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use jets3_crds::policy::{Context, Decision, Policy, Request};
 use jets3_gateway::auth::{
     authenticate, decode_chunked, AuthSettings, Authenticated, Payload, RequestParts, SecretLookup,
 };
@@ -360,11 +363,68 @@ fn bench_chunk_hashing(c: &mut Criterion) {
     g.finish();
 }
 
+/// Request keys as a policy reads them.
+struct ConditionKeys;
+
+impl Context for ConditionKeys {
+    fn value(&self, key: &str) -> Option<std::borrow::Cow<'_, str>> {
+        match key {
+            "aws:sourceip" => Some("192.0.2.10".into()),
+            "aws:securetransport" => Some("false".into()),
+            _ => None,
+        }
+    }
+}
+
+/// 19 statements that do not apply to an anonymous GET of `b/obj-1`, then one that allows it.
+fn twenty_statements() -> String {
+    let mut s: Vec<String> = (0..19)
+        .map(|i| match i % 4 {
+            0 => format!(
+                r#"{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::jets3:user/AKIAOTHER{i:08}"}},"Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::b/team{i}/*"}}"#
+            ),
+            1 => r#"{"Effect":"Deny","Principal":"*","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::b/*"}"#.into(),
+            2 => format!(
+                r#"{{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/private{i}/*","Condition":{{"NotIpAddress":{{"aws:SourceIp":"10.0.0.0/8"}}}}}}"#
+            ),
+            _ => format!(
+                r#"{{"Effect":"Allow","Principal":"*","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b","Condition":{{"StringLike":{{"s3:prefix":["shared{i}/*"]}}}}}}"#
+            ),
+        })
+        .collect();
+    s.push(r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/obj-*"}"#.into());
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
+        s.join(",")
+    )
+}
+
+fn bench_policy(c: &mut Criterion) {
+    let text = twenty_statements();
+    let policy = Policy::parse(&text, "b").expect("valid policy");
+    let req = Request {
+        principal: None,
+        action: "s3:GetObject",
+        resource: "arn:aws:s3:::b/obj-000123",
+        context: &ConditionKeys,
+    };
+    assert_eq!(policy.evaluate(&req), Decision::Allow);
+    let mut g = c.benchmark_group("bucket_policy");
+    g.bench_function("evaluate_20_statements_get", |b| {
+        b.iter(|| black_box(&policy).evaluate(black_box(&req)))
+    });
+    g.bench_function("parse_20_statements", |b| {
+        b.iter(|| Policy::parse(black_box(&text), "b").is_ok())
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench_sigv4, bench_chunked, bench_xml, bench_router, bench_chunk_hashing
+    targets = bench_sigv4, bench_chunked, bench_xml, bench_router, bench_chunk_hashing,
+        bench_policy
 }
 criterion_main!(benches);

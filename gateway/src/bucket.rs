@@ -1,4 +1,4 @@
-//! Bucket operations: list, create, head, delete, location, ACLs.
+//! Bucket operations: list, create, head, delete, location.
 
 use axum::response::Response;
 use http::StatusCode;
@@ -55,13 +55,7 @@ struct CreateBucketConfiguration {
 /// CreateBucket: a new object-store bucket; BucketAlreadyOwnedByYou if it exists.
 pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?.clone();
-    if let Some(acl) = ctx.header("x-amz-acl") {
-        if acl != "private" {
-            return Err(S3Error::not_implemented(
-                "Canned ACLs other than private are",
-            ));
-        }
-    }
+    let acl = crate::access::api::create_bucket_acl(&ctx)?;
     let limit = ctx.rt.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
@@ -94,6 +88,7 @@ pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
         )
         .with("BucketName", &b.s3));
     }
+    crate::access::api::store_bucket_acl(&ctx, &acl).await?;
     let mut r = respond::empty(StatusCode::OK);
     respond::set(&mut r, "location", format!("/{}", b.s3));
     Ok(r)
@@ -145,82 +140,4 @@ pub async fn get_location(ctx: &Ctx) -> S3Result<Response> {
         w.raw(&xml::escape(region));
     }
     Ok(respond::xml(w.finish("LocationConstraint")))
-}
-
-/// Get(Bucket|Object)Acl: the owner with FULL_CONTROL.
-pub async fn get_acl(ctx: &Ctx) -> S3Result<Response> {
-    require_bucket(ctx).await?;
-    if let Some(key) = &ctx.key {
-        if ctx.store_bucket()?.head(key).await?.is_none() {
-            return Err(S3Error::no_such_key(key));
-        }
-    }
-    let mut w = XmlWriter::new("AccessControlPolicy");
-    w.open("Owner")
-        .elem("ID", OWNER_ID)
-        .elem("DisplayName", OWNER_NAME)
-        .close("Owner")
-        .open("AccessControlList")
-        .open("Grant")
-        .raw("<Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\">")
-        .elem("ID", OWNER_ID)
-        .elem("DisplayName", OWNER_NAME)
-        .close("Grantee")
-        .elem("Permission", "FULL_CONTROL")
-        .close("Grant")
-        .close("AccessControlList");
-    Ok(respond::xml(w.finish("AccessControlPolicy")))
-}
-
-#[derive(Deserialize)]
-struct AccessControlPolicy {
-    #[serde(rename = "AccessControlList", default)]
-    list: AccessControlList,
-}
-
-#[derive(Deserialize, Default)]
-struct AccessControlList {
-    #[serde(rename = "Grant", default)]
-    grants: Vec<AclGrant>,
-}
-
-#[derive(Deserialize)]
-struct AclGrant {
-    #[serde(rename = "Permission")]
-    permission: String,
-}
-
-/// Put(Bucket|Object)Acl: only the canned `private` ACL (or its XML equivalent).
-pub async fn put_acl(mut ctx: Ctx) -> S3Result<Response> {
-    require_bucket(&ctx).await?;
-    if let Some(key) = ctx.key.clone() {
-        if ctx.store_bucket()?.head(&key).await?.is_none() {
-            return Err(S3Error::no_such_key(&key));
-        }
-    }
-    let canned = ctx.header("x-amz-acl").map(str::to_string);
-    let limit = ctx.rt.config.limits.max_xml_body_bytes;
-    let body = ctx.read_small_body(limit).await?;
-    match canned.as_deref() {
-        Some("private") => return Ok(respond::empty(StatusCode::OK)),
-        Some(other) => {
-            return Err(S3Error::not_implemented(&format!(
-                "The canned ACL {other:?}"
-            )))
-        }
-        None => {}
-    }
-    if body.is_empty() {
-        return Err(S3Error::new(
-            S3Code::MissingSecurityHeader,
-            "Your request was missing a required header",
-        )
-        .with("MissingHeaderName", "x-amz-acl"));
-    }
-    let policy: AccessControlPolicy = xml::parse(&body)?;
-    if policy.list.grants.len() == 1 && policy.list.grants[0].permission == "FULL_CONTROL" {
-        Ok(respond::empty(StatusCode::OK))
-    } else {
-        Err(S3Error::not_implemented("ACLs other than private are"))
-    }
 }

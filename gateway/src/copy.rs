@@ -53,7 +53,8 @@ pub async fn source(ctx: &Ctx) -> S3Result<Source> {
             .with("ArgumentValue", raw)
         })?;
     let bref = ctx.rt.bucket(src_bucket)?;
-    crate::dispatch::admit_copy_source(ctx, &bref)?;
+    let asked = version.as_ref().map(|v| v.as_deref().unwrap_or("null"));
+    crate::dispatch::admit_copy_source(ctx, &bref, src_key, asked).await?;
     let bucket = ctx
         .gw
         .store
@@ -202,6 +203,7 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
         headers,
         tags,
         parts: Vec::new(),
+        acl: crate::access::api::request_acl(ctx).await?,
     };
     let expect = crate::put::write_expectation(ctx)?;
     let meta = ctx

@@ -212,9 +212,7 @@ pub async fn get_cors(ctx: &Ctx) -> S3Result<Response> {
 pub async fn put_cors(mut ctx: Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?.clone();
     if managed_by_config(&b) {
-        return Err(S3Error::invalid_request(
-            "The CORS rules of this bucket are managed by the gateway configuration",
-        ));
+        return Err(crate::access::api::set_by_config(&b.s3, "CORS", "cors"));
     }
     let limit = ctx.rt.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
@@ -269,9 +267,7 @@ pub async fn put_cors(mut ctx: Ctx) -> S3Result<Response> {
 pub async fn delete_cors(ctx: &Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?;
     if managed_by_config(b) {
-        return Err(S3Error::invalid_request(
-            "The CORS rules of this bucket are managed by the gateway configuration",
-        ));
+        return Err(crate::access::api::set_by_config(&b.s3, "CORS", "cors"));
     }
     crate::bucket::require_bucket(ctx).await?;
     ctx.gw

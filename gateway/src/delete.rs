@@ -90,6 +90,7 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
         .iter()
         .map(|e| (e.key.clone(), e.version_id.clone()))
         .collect();
+    let ctx = &ctx;
     let results: Vec<S3Result<DeleteOutcome>> = futures::stream::iter(jobs)
         .map(|(key, version)| {
             let bucket = bucket.clone();
@@ -98,6 +99,8 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
                 if key.is_empty() || key.len() > max_key {
                     return Err(S3Error::invalid_argument("Invalid key"));
                 }
+                // Each key as its own DeleteObject: a policy may deny some keys.
+                crate::access::authorize_key(ctx, &key, version.as_deref()).await?;
                 let r = match version.as_deref() {
                     None => bucket.delete(&key, &Expect::Any).await,
                     Some("null") => bucket.delete_version(&key, None).await,

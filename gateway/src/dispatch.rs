@@ -407,7 +407,31 @@ async fn serve(
         if let Some(f) = tail.facts.as_mut() {
             f.principal = principal.clone();
         }
-        authorize(&rt, ep, bucket_ref.as_ref(), principal.as_ref())?;
+        let subject = crate::access::Subject {
+            ep,
+            bucket: bucket_ref.as_ref(),
+            key: key.as_deref(),
+            principal: principal.as_ref(),
+            headers: &parts.headers,
+            query: &query,
+            client: &client,
+            presigned: raw_query
+                .as_deref()
+                .is_some_and(|q| q.contains("X-Amz-Signature=")),
+        };
+        // Authorization may read the bucket's policy and ACLs from NATS: behind the breaker.
+        let breaker = &limits.circuit_breaker;
+        if let Admit::Probe = gw.breaker.admit(breaker, &gw.metrics)? {
+            let ok = gw.store.ping().await;
+            gw.breaker.probed(ok, breaker, &gw.metrics)?;
+        }
+        if let Err(e) = crate::access::authorize(gw, &rt, &subject).await {
+            if e.nats_failure && gw.breaker.record(true, breaker) {
+                let answered = gw.store.ping_after_reconnect().await;
+                gw.breaker.confirm(answered, breaker, &gw.metrics);
+            }
+            return Err(e);
+        }
         gw.limits.buffer(
             limits,
             buffered_estimate(ep, &parts.headers),
@@ -436,11 +460,6 @@ async fn serve(
         };
         let origin = ctx.header("origin").map(str::to_string);
         let cors_bucket = ctx.bucket.clone();
-        let breaker = &limits.circuit_breaker;
-        if let Admit::Probe = gw.breaker.admit(breaker, &gw.metrics)? {
-            let ok = gw.store.ping().await;
-            gw.breaker.probed(ok, breaker, &gw.metrics)?;
-        }
         let result = crate::ops::call(ctx).await;
         let nats_failed = result.as_ref().err().is_some_and(|e| e.nats_failure);
         if gw.breaker.record(nats_failed, breaker) {
@@ -473,10 +492,16 @@ async fn serve(
     )
 }
 
-/// The checks a GET of `src` passes, for a request that reads it besides the bucket it
-/// addresses (a copy source): the address filter, the caller's right to read it (a token
-/// counts only for the bucket it was checked for) and the bucket's rate limit.
-pub fn admit_copy_source(ctx: &Ctx, src: &crate::runtime::BucketRef) -> S3Result<()> {
+/// The checks a GET of `src` (`key`, at `version` if given) passes, for a request that
+/// reads it besides the bucket it addresses (a copy source): the address filter, the
+/// caller's right to read it (grants, policy and ACLs, as for a GET; a token counts only
+/// for the bucket it was checked for) and the bucket's rate limit.
+pub async fn admit_copy_source(
+    ctx: &Ctx,
+    src: &crate::runtime::BucketRef,
+    key: &str,
+    version: Option<&str>,
+) -> S3Result<()> {
     if let Some(f) = src.guards.as_ref().and_then(|g| g.addresses.as_ref()) {
         if !f.admits(&ctx.client) {
             tracing::debug!(request_id = %ctx.request_id, client_ip = %ctx.client.ip, "address not admitted by the copy source's bucket");
@@ -488,7 +513,20 @@ pub fn admit_copy_source(ctx: &Ctx, src: &crate::runtime::BucketRef) -> S3Result
         Some(Principal::Token(_)) if !own => None,
         p => p.as_ref(),
     };
-    authorize(&ctx.rt, Endpoint::GetObject, Some(src), principal)?;
+    let query: router::Query = version
+        .map(|v| vec![("versionId".to_string(), v.to_string())])
+        .unwrap_or_default();
+    let subject = crate::access::Subject {
+        ep: Endpoint::GetObject,
+        bucket: Some(src),
+        key: Some(key),
+        principal,
+        headers: &ctx.headers,
+        query: &query,
+        client: &ctx.client,
+        presigned: ctx.query("X-Amz-Signature").is_some(),
+    };
+    crate::access::authorize(&ctx.gw, &ctx.rt, &subject).await?;
     match own {
         // The request's own bucket was counted already.
         true => Ok(()),
@@ -509,57 +547,6 @@ pub fn charge_bucket(
             .limits
             .bucket(&bucket.s3, authenticated, limit, &gw.metrics),
         None => Ok(()),
-    }
-}
-
-/// Checks the caller's grant (or the bucket's public access) for the operation.
-fn authorize(
-    rt: &Runtime,
-    ep: Endpoint,
-    bucket: Option<&crate::runtime::BucketRef>,
-    principal: Option<&Principal>,
-) -> S3Result<()> {
-    let need = ep.need();
-    match need {
-        Need::Nothing => return Ok(()),
-        Need::Authenticated => {
-            return principal.map(|_| ()).ok_or_else(S3Error::access_denied);
-        }
-        _ => {}
-    }
-    let Some(bucket) = bucket else {
-        return Err(S3Error::access_denied());
-    };
-    if matches!(need, Need::Write | Need::Admin) && bucket.read_only() {
-        return Err(S3Error::new(
-            S3Code::AccessDenied,
-            "Access Denied: the bucket is read-only",
-        ));
-    }
-    let Some(principal) = principal else {
-        if ep.public_read() && bucket.public_read() {
-            return Ok(());
-        }
-        return Err(S3Error::access_denied());
-    };
-    let permission = match principal {
-        Principal::AccessKey(key) => rt.permission(key, &bucket.s3),
-        // A token is only ever checked against the bucket it addresses.
-        Principal::Token(t) => Some(t.permission),
-    };
-    let allowed = match permission {
-        None => false,
-        Some(p) => match need {
-            Need::Read => p.can_read(),
-            Need::Write => p.can_write(),
-            Need::Admin => p.can_admin(),
-            Need::Authenticated | Need::Nothing => true,
-        },
-    };
-    if allowed || (ep.public_read() && bucket.public_read()) {
-        Ok(())
-    } else {
-        Err(S3Error::access_denied())
     }
 }
 

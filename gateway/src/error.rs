@@ -62,6 +62,11 @@ pub enum S3Code {
     ConditionalRequestConflict,
     MalformedTrailerError,
     InvalidURI,
+    MalformedPolicy,
+    MalformedACLError,
+    NoSuchPublicAccessBlockConfiguration,
+    UnresolvableGrantByEmailAddress,
+    UnexpectedContent,
 }
 
 impl S3Code {
@@ -125,6 +130,11 @@ impl S3Code {
             ConditionalRequestConflict => "ConditionalRequestConflict",
             MalformedTrailerError => "MalformedTrailerError",
             InvalidURI => "InvalidURI",
+            MalformedPolicy => "MalformedPolicy",
+            MalformedACLError => "MalformedACLError",
+            NoSuchPublicAccessBlockConfiguration => "NoSuchPublicAccessBlockConfiguration",
+            UnresolvableGrantByEmailAddress => "UnresolvableGrantByEmailAddress",
+            UnexpectedContent => "UnexpectedContent",
         }
     }
 
@@ -145,6 +155,7 @@ impl S3Code {
             | NoSuchVersion
             | NoSuchTagSet
             | NoSuchBucketPolicy
+            | NoSuchPublicAccessBlockConfiguration
             | NoSuchCORSConfiguration => StatusCode::NOT_FOUND,
             BucketAlreadyExists
             | BucketAlreadyOwnedByYou

@@ -4,6 +4,7 @@
 //! listeners and serves until [`GatewayHandle::shutdown`]. The binary adds the CLI, the
 //! config file and signals.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 mod breaker;

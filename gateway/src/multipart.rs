@@ -67,6 +67,7 @@ pub async fn create(ctx: &Ctx) -> S3Result<Response> {
         headers: crate::put::stored_headers(ctx)?,
         tags: crate::put::header_tags(ctx)?,
         checksum_algorithm: checksum_algorithm.clone(),
+        acl: crate::access::api::request_acl(ctx).await?,
     };
     let id = ctx.store_bucket()?.create_upload(&info).await?;
     let mut w = XmlWriter::new("InitiateMultipartUploadResult");
@@ -255,6 +256,7 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         headers: info.headers.clone(),
         tags: info.tags.clone(),
         parts: chosen.iter().map(|p| p.size).collect(),
+        acl: info.acl.clone().filter(|a| a.is_valid()),
     };
     let algo = info.checksum_algorithm.as_deref().and_then(Algo::parse);
     let gw = ctx.gw.clone();

@@ -2,6 +2,7 @@
 
 use axum::response::Response;
 
+use crate::access::api as access;
 use crate::error::S3Result;
 use crate::request::Ctx;
 use crate::router::Endpoint;
@@ -18,8 +19,15 @@ pub async fn call(ctx: Ctx) -> S3Result<Response> {
         GetBucketLocation => bucket::get_location(&ctx).await,
         GetBucketVersioning => crate::versioning::get_versioning(&ctx).await,
         PutBucketVersioning => crate::versioning::put_versioning(ctx).await,
-        GetBucketAcl | GetObjectAcl => bucket::get_acl(&ctx).await,
-        PutBucketAcl | PutObjectAcl => bucket::put_acl(ctx).await,
+        GetBucketAcl | GetObjectAcl => access::get_acl(&ctx).await,
+        PutBucketAcl | PutObjectAcl => access::put_acl(ctx).await,
+        GetBucketPolicy => access::get_policy(&ctx).await,
+        PutBucketPolicy => access::put_policy(ctx).await,
+        DeleteBucketPolicy => access::delete_policy(&ctx).await,
+        GetBucketPolicyStatus => access::get_policy_status(&ctx).await,
+        GetPublicAccessBlock => access::get_public_access_block(&ctx).await,
+        PutPublicAccessBlock => access::put_public_access_block(ctx).await,
+        DeletePublicAccessBlock => access::delete_public_access_block(&ctx).await,
         GetBucketCors => crate::cors::get_cors(&ctx).await,
         PutBucketCors => crate::cors::put_cors(ctx).await,
         DeleteBucketCors => crate::cors::delete_cors(&ctx).await,

@@ -218,14 +218,9 @@ async fn read_fields(
     }
 }
 
-/// Refuses form options the gateway cannot honour: ACLs other than private, storage
-/// classes other than STANDARD, encryption, object lock, website redirects.
+/// Refuses form options the gateway cannot honour: storage classes other than STANDARD,
+/// encryption, object lock, website redirects.
 fn check_options(fields: &[(String, String)]) -> S3Result<()> {
-    if let Some(acl) = field(fields, "acl") {
-        if !acl.trim().eq_ignore_ascii_case("private") {
-            return Err(S3Error::not_implemented(&format!("The canned ACL {acl}")));
-        }
-    }
     if let Some(sc) = field(fields, "x-amz-storage-class") {
         if sc != "STANDARD" {
             return Err(S3Error::new(
@@ -527,13 +522,8 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
             "Access Denied: the bucket is read-only",
         ));
     }
-    if !rt
-        .permission(&policy.access_key_id, &bucket.s3)
-        .is_some_and(|p| p.can_write())
-    {
-        return Err(S3Error::access_denied());
-    }
     precheck(policy.check(&bucket.s3, &fields, 0))?;
+    let signer = crate::auth::Principal::AccessKey(policy.access_key_id.clone());
 
     // What to store.
     check_options(&fields)?;
@@ -564,7 +554,21 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
         )?,
         tags: form_tags(&fields)?,
         parts: Vec::new(),
+        acl: crate::access::api::form_acl(&ctx, &policy.access_key_id, field(&fields, "acl"))
+            .await?,
     };
+    // The key is known only now: grants, the bucket policy and ACLs decide as for a PUT.
+    let subject = crate::access::Subject {
+        ep: crate::router::Endpoint::PutObject,
+        bucket: Some(&bucket),
+        key: Some(&key),
+        principal: Some(&signer),
+        headers: &ctx.headers,
+        query: &ctx.query,
+        client: &ctx.client,
+        presigned: false,
+    };
+    crate::access::authorize(&ctx.gw, &rt, &subject).await?;
     let md5 = form_md5(&fields)?;
     let wanted = wanted_checksums(&fields)?;
     let outcome = success(&fields);
@@ -801,12 +805,6 @@ mod tests {
             ("x-amz-storage-class", "STANDARD")
         ]))
         .is_ok());
-        assert_eq!(
-            check_options(&owned(&[("acl", "public-read")]))
-                .unwrap_err()
-                .code,
-            S3Code::NotImplemented
-        );
         assert_eq!(
             check_options(&owned(&[("X-Amz-Storage-Class", "GLACIER")]))
                 .unwrap_err()

@@ -158,6 +158,7 @@ pub async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
         headers: stored_headers(&ctx)?,
         tags: header_tags(&ctx)?,
         parts: Vec::new(),
+        acl: crate::access::api::request_acl(&ctx).await?,
     };
     let expect = write_expectation(&ctx)?;
     let bucket = ctx.store_bucket()?;

@@ -27,6 +27,13 @@ pub enum Endpoint {
     DeleteBucketCors,
     GetBucketAcl,
     PutBucketAcl,
+    GetBucketPolicy,
+    PutBucketPolicy,
+    DeleteBucketPolicy,
+    GetBucketPolicyStatus,
+    GetPublicAccessBlock,
+    PutPublicAccessBlock,
+    DeletePublicAccessBlock,
     DeleteObjects,
     PostObject,
     GetObject,
@@ -88,6 +95,13 @@ impl Endpoint {
             DeleteBucketCors => "DeleteBucketCors",
             GetBucketAcl => "GetBucketAcl",
             PutBucketAcl => "PutBucketAcl",
+            GetBucketPolicy => "GetBucketPolicy",
+            PutBucketPolicy => "PutBucketPolicy",
+            DeleteBucketPolicy => "DeleteBucketPolicy",
+            GetBucketPolicyStatus => "GetBucketPolicyStatus",
+            GetPublicAccessBlock => "GetPublicAccessBlock",
+            PutPublicAccessBlock => "PutPublicAccessBlock",
+            DeletePublicAccessBlock => "DeletePublicAccessBlock",
             DeleteObjects => "DeleteObjects",
             PostObject => "PostObject",
             GetObject => "GetObject",
@@ -118,11 +132,35 @@ impl Endpoint {
         match self {
             ListBuckets => Need::Authenticated,
             Preflight | NotImplemented(_) | PostObject => Need::Nothing,
-            CreateBucket | DeleteBucket | PutBucketTagging | DeleteBucketTagging
-            | PutBucketCors | DeleteBucketCors | PutBucketAcl | PutBucketVersioning => Need::Admin,
-            HeadBucket | GetBucketLocation | GetBucketVersioning | ListObjects | ListObjectsV2
-            | ListObjectVersions | GetBucketTagging | GetBucketCors | GetBucketAcl | GetObject
-            | HeadObject | GetObjectTagging | GetObjectAcl | GetObjectAttributes => Need::Read,
+            CreateBucket
+            | DeleteBucket
+            | PutBucketTagging
+            | DeleteBucketTagging
+            | PutBucketCors
+            | DeleteBucketCors
+            | PutBucketAcl
+            | PutBucketVersioning
+            | GetBucketPolicy
+            | PutBucketPolicy
+            | DeleteBucketPolicy
+            | GetPublicAccessBlock
+            | PutPublicAccessBlock
+            | DeletePublicAccessBlock => Need::Admin,
+            HeadBucket
+            | GetBucketLocation
+            | GetBucketVersioning
+            | ListObjects
+            | ListObjectsV2
+            | ListObjectVersions
+            | GetBucketTagging
+            | GetBucketCors
+            | GetBucketAcl
+            | GetObject
+            | HeadObject
+            | GetObjectTagging
+            | GetObjectAcl
+            | GetObjectAttributes
+            | GetBucketPolicyStatus => Need::Read,
             ListMultipartUploads
             | ListParts
             | DeleteObjects
@@ -179,7 +217,8 @@ impl Endpoint {
             | DeleteObject
             | CompleteMultipartUpload
             | PutObjectTagging
-            | DeleteObjectTagging => Changes::Key,
+            | DeleteObjectTagging
+            | PutObjectAcl => Changes::Key,
             DeleteBucket => Changes::Bucket,
             PostObject | DeleteObjects => Changes::InHandler,
             ListBuckets
@@ -200,11 +239,17 @@ impl Endpoint {
             | DeleteBucketCors
             | GetBucketAcl
             | PutBucketAcl
+            | GetBucketPolicy
+            | PutBucketPolicy
+            | DeleteBucketPolicy
+            | GetBucketPolicyStatus
+            | GetPublicAccessBlock
+            | PutPublicAccessBlock
+            | DeletePublicAccessBlock
             | GetObject
             | HeadObject
             | GetObjectTagging
             | GetObjectAcl
-            | PutObjectAcl
             | GetObjectAttributes
             | CreateMultipartUpload
             | UploadPart
@@ -250,8 +295,6 @@ fn decode(s: &str) -> String {
 
 /// Sub-resources that are S3 operations we do not serve.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("policy", "BucketPolicy"),
-    ("policyStatus", "BucketPolicyStatus"),
     ("lifecycle", "BucketLifecycle"),
     ("replication", "BucketReplication"),
     ("website", "BucketWebsite"),
@@ -271,7 +314,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "BucketIntelligentTieringConfiguration",
     ),
     ("ownershipControls", "BucketOwnershipControls"),
-    ("publicAccessBlock", "PublicAccessBlock"),
     ("restore", "RestoreObject"),
     ("select", "SelectObjectContent"),
     ("torrent", "GetObjectTorrent"),
@@ -323,6 +365,12 @@ pub fn parse(
                 GetBucketCors
             } else if has(q, "acl") {
                 GetBucketAcl
+            } else if has(q, "policy") {
+                GetBucketPolicy
+            } else if has(q, "policyStatus") {
+                GetBucketPolicyStatus
+            } else if has(q, "publicAccessBlock") {
+                GetPublicAccessBlock
             } else if has(q, "uploads") {
                 ListMultipartUploads
             } else if has(q, "versions") {
@@ -339,6 +387,10 @@ pub fn parse(
                 PutBucketCors
             } else if has(q, "acl") {
                 PutBucketAcl
+            } else if has(q, "policy") {
+                PutBucketPolicy
+            } else if has(q, "publicAccessBlock") {
+                PutPublicAccessBlock
             } else if has(q, "versioning") {
                 PutBucketVersioning
             } else {
@@ -348,6 +400,10 @@ pub fn parse(
                 DeleteBucketTagging
             } else if has(q, "cors") {
                 DeleteBucketCors
+            } else if has(q, "policy") {
+                DeleteBucketPolicy
+            } else if has(q, "publicAccessBlock") {
+                DeletePublicAccessBlock
             } else {
                 DeleteBucket
             }),
@@ -452,9 +508,14 @@ mod tests {
             GetObjectAttributes
         );
         assert_eq!(ep(Method::OPTIONS, Some("b"), Some("k"), ""), Preflight);
+        assert_eq!(ep(Method::GET, Some("b"), None, "policy"), GetBucketPolicy);
         assert_eq!(
-            ep(Method::GET, Some("b"), None, "policy"),
-            NotImplemented("BucketPolicy")
+            ep(Method::DELETE, Some("b"), None, "publicAccessBlock"),
+            DeletePublicAccessBlock
+        );
+        assert_eq!(
+            ep(Method::GET, Some("b"), None, "lifecycle"),
+            NotImplemented("BucketLifecycle")
         );
     }
 

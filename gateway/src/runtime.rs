@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use jets3_crds::policy::{Policy, PrincipalId};
 use jets3_crds::{BucketConfig, Credential, GatewayConfig, Permission};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -17,10 +18,15 @@ pub struct Runtime {
     creds: HashMap<String, CompiledCredential>,
     buckets: HashMap<String, BucketConfig>,
     guards: HashMap<String, Arc<BucketGuards>>,
+    /// Bucket policies the config sets, compiled.
+    policies: HashMap<String, Arc<Policy>>,
+    /// Access key id by canonical user id.
+    canonical: HashMap<String, String>,
 }
 
 struct CompiledCredential {
     cred: Credential,
+    id: PrincipalId,
     not_before: Option<OffsetDateTime>,
     not_after: Option<OffsetDateTime>,
 }
@@ -33,6 +39,8 @@ pub struct BucketRef {
     pub config: Option<BucketConfig>,
     /// Compiled JWT settings and address filter, when the bucket has either.
     pub guards: Option<Arc<BucketGuards>>,
+    /// The bucket policy the config sets.
+    pub policy: Option<Arc<Policy>>,
 }
 
 impl BucketRef {
@@ -76,6 +84,7 @@ impl Runtime {
                 (
                     c.access_key_id.clone(),
                     CompiledCredential {
+                        id: PrincipalId::of_access_key(&c.access_key_id),
                         not_before: parse(&c.not_before),
                         not_after: parse(&c.not_after),
                         cred: c.clone(),
@@ -88,7 +97,28 @@ impl Runtime {
             .iter()
             .map(|b| (b.name.clone(), b.clone()))
             .collect();
+        // validate() parsed every policy already.
+        let policies = config
+            .buckets
+            .iter()
+            .filter_map(|b| {
+                let p = Policy::parse(b.policy.as_deref()?, &b.name).ok()?;
+                Some((b.name.clone(), Arc::new(p)))
+            })
+            .collect();
+        let canonical = config
+            .credentials
+            .iter()
+            .map(|c| {
+                (
+                    jets3_crds::policy::canonical_user_id(&c.access_key_id),
+                    c.access_key_id.clone(),
+                )
+            })
+            .collect();
         Ok(Runtime {
+            policies,
+            canonical,
             hash: config.content_hash(),
             config,
             creds,
@@ -104,6 +134,21 @@ impl Runtime {
             return None;
         }
         Some(c.cred.secret_access_key.clone())
+    }
+
+    /// The policy principal of a configured key.
+    pub fn principal_id(&self, access_key_id: &str) -> Option<&PrincipalId> {
+        self.creds.get(access_key_id).map(|c| &c.id)
+    }
+
+    /// Whether a canonical user id is a configured key's.
+    pub fn known_canonical_id(&self, id: &str) -> bool {
+        self.canonical.contains_key(id)
+    }
+
+    /// Whether an access key id is configured.
+    pub fn known_access_key(&self, access_key_id: &str) -> bool {
+        self.creds.contains_key(access_key_id)
     }
 
     /// The strongest permission a key has on a bucket.
@@ -134,6 +179,7 @@ impl Runtime {
                 nats: b.nats_name(),
                 config: Some(b.clone()),
                 guards: self.guards.get(s3).cloned(),
+                policy: self.policies.get(s3).cloned(),
             });
         }
         jets3_crds::validate_s3_bucket_name(s3).map_err(|why| {
@@ -151,6 +197,7 @@ impl Runtime {
             nats: jets3_crds::s3_to_nats_bucket(s3),
             config: None,
             guards: None,
+            policy: None,
         })
     }
 

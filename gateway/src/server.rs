@@ -37,6 +37,10 @@ pub struct Gateway {
     pub audit: Option<crate::audit::Audit>,
     /// What the collector of retired versions has done (for metrics).
     pub collector: Arc<crate::store::CollectorStats>,
+    /// Bucket ACLs, policies and Block Public Access set over S3, as last read from NATS.
+    pub access: Arc<crate::access::state::Cache>,
+    /// The S3 listeners serve TLS (`aws:SecureTransport`).
+    pub tls: bool,
     admin_token: Option<String>,
     runtime: ArcSwapOption<Runtime>,
     /// Serializes config changes (readers never wait: they load `runtime`).
@@ -242,6 +246,8 @@ pub async fn start(
         admin_token: settings.admin_token.clone(),
         audit,
         collector: collector.stats(),
+        access: Default::default(),
+        tls: settings.tls.is_some(),
         store,
         metrics,
         limits: crate::limits::Limiter::new(trusted),
@@ -253,6 +259,7 @@ pub async fn start(
         gateway.install(runtime);
     }
     let mut tasks = Vec::new();
+    tokio::spawn(gateway.access.clone().watch(gateway.store.clone()));
     let conns = &settings.connections;
     let push_addr = match &settings.push {
         Some(push) => {

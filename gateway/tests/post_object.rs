@@ -931,14 +931,22 @@ async fn malformed_forms() {
     assert_eq!(resp.status, 400, "{}", resp.text());
     assert_eq!(resp.error_code(), "MetadataTooLarge");
 
-    // Unsupported options.
+    // A public canned ACL under the default Block Public Access, and one that is no canned ACL.
     let form =
         Policy::new(&b, "acl.txt")
             .field("acl", "public-read")
             .form(Some("x.txt"), None, b"x");
     let resp = env.post_form(&form).await;
-    assert_eq!(resp.status, 501, "{}", resp.text());
-    assert_eq!(resp.error_code(), "NotImplemented");
+    assert_eq!(resp.status, 403, "{}", resp.text());
+    assert_eq!(resp.error_code(), "AccessDenied");
+    assert!(env.head("acl.txt").await.is_none());
+    let form = Policy::new(&b, "acl.txt")
+        .field("acl", "aws-exec-read")
+        .form(Some("x.txt"), None, b"x");
+    let resp = env.post_form(&form).await;
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(resp.error_code(), "InvalidArgument");
+    // Unsupported options.
     let form = Policy::new(&b, "sc.txt")
         .field("x-amz-storage-class", "GLACIER")
         .form(Some("x.txt"), None, b"x");

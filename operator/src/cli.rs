@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
-use jets3_crds::{GatewayConfig, Limits};
+use jets3_crds::{GatewayConfig, Limits, PublicAccessBlock};
 
 use std::sync::Arc;
 
@@ -124,6 +124,11 @@ pub struct Cli {
     /// Whether the gateways' audit log records reads too (writes and refusals always are).
     #[arg(long, env = "JETS3_AUDIT_READS", default_value_t = true, action = ArgAction::Set)]
     pub audit_reads: bool,
+    /// Block Public Access of buckets whose S3Bucket sets no spec.publicAccessBlock and
+    /// that have none set over S3, as JSON or YAML (`{"blockPublicAcls": false, ...}`;
+    /// fields left out stay true). Default: everything blocked.
+    #[arg(long, env = "JETS3_PUBLIC_ACCESS_BLOCK_DEFAULT", value_parser = public_access_block)]
+    pub public_access_block_default: Option<PublicAccessBlock>,
 
     /// The config push to gateway pods: the ES256 private key (PEM, `EC PRIVATE KEY` or
     /// `PRIVATE KEY`) push tokens are signed with. Turns the push on.
@@ -175,6 +180,10 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A `limits` section, checked by the gateway config's validation.
+fn public_access_block(s: &str) -> Result<PublicAccessBlock, String> {
+    serde_yaml::from_str(s).map_err(|e| e.to_string())
+}
+
 fn gateway_limits(s: &str) -> Result<Limits, String> {
     let limits: Limits = serde_yaml::from_str(s).map_err(|e| e.to_string())?;
     let config = GatewayConfig {
@@ -305,6 +314,7 @@ mod tests {
             ])
         };
         let cli = parse(r#"{"rateLimits": {"global": {"requestsPerSecond": 100}}, "circuitBreaker": {"failureThreshold": 3}, "timeouts": {"requestSeconds": 60}}"#).unwrap();
+        assert_eq!(cli.public_access_block_default, None);
         let l = cli.gateway_limits.unwrap();
         assert_eq!(l.rate_limits.global.unwrap().requests_per_second, 100.0);
         assert_eq!(l.circuit_breaker.failure_threshold, 3);

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use jets3_crds::k8s::{conditions, S3Bucket, S3Credential};
-use jets3_crds::{AuditSettings, BucketConfig, Credential, GatewayConfig, Grant, Limits};
+use jets3_crds::{
+    AuditSettings, BucketConfig, Credential, GatewayConfig, Grant, Limits, PublicAccessBlock,
+};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -47,6 +49,8 @@ pub mod reasons {
 pub struct GatewayWide {
     pub limits: Limits,
     pub audit: AuditSettings,
+    /// Block Public Access of buckets that set none.
+    pub public_access_block: PublicAccessBlock,
 }
 
 /// What the resources are read from.
@@ -195,6 +199,7 @@ pub fn build(inputs: &Inputs) -> Build {
         credentials: credential_list,
         limits: inputs.gateway.limits.clone(),
         audit: inputs.gateway.audit,
+        public_access_block: inputs.gateway.public_access_block,
         ..Default::default()
     };
     config.buckets.sort_by(|a, b| a.name.cmp(&b.name));
@@ -911,6 +916,40 @@ mod tests {
     }
 
     #[test]
+    fn bucket_policies_are_checked_with_the_gateway_parser() {
+        let mut w = World::new();
+        let good = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",
+            "Action":"s3:GetObject","Resource":"arn:aws:s3:::site/*"}]}"#;
+        w.buckets.push(bucket(
+            "a",
+            "site",
+            serde_json::json!({"policy": good,
+                "publicAccessBlock": {"blockPublicPolicy": false, "restrictPublicBuckets": false}}),
+            1,
+        ));
+        w.buckets.push(bucket(
+            "a",
+            "bad",
+            serde_json::json!({"policy": r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:Fly","Resource":"arn:aws:s3:::bad/*"}]}"#}),
+            2,
+        ));
+        let b = w.build();
+        assert!(b.problems.is_empty());
+        let site = b.config.bucket("site").unwrap();
+        assert_eq!(site.policy.as_deref(), Some(good));
+        let pab = site.public_access_block.unwrap();
+        assert!(pab.block_public_acls && pab.ignore_public_acls);
+        assert!(!pab.block_public_policy && !pab.restrict_public_buckets);
+        let (reason, message) = excluded(&b.buckets[&ObjKey::new("a", "bad")].part);
+        assert_eq!(reason, reasons::INVALID_CONFIG);
+        assert!(
+            message.contains("Policy has invalid action: s3:Fly"),
+            "{message}"
+        );
+        assert!(b.config.bucket("bad").is_none());
+    }
+
+    #[test]
     fn gateway_wide_settings_are_in_the_config() {
         let mut w = World::new();
         w.gateway.limits.rate_limits.per_client_ip = Some(jets3_crds::RateLimit {
@@ -919,9 +958,11 @@ mod tests {
         });
         w.gateway.limits.circuit_breaker.failure_threshold = 2;
         w.gateway.audit.reads = false;
+        w.gateway.public_access_block = PublicAccessBlock::NONE;
         let b = w.build();
         assert!(b.problems.is_empty());
         assert_eq!(b.config.limits, w.gateway.limits);
         assert!(!b.config.audit.reads);
+        assert_eq!(b.config.public_access_block, PublicAccessBlock::NONE);
     }
 }

@@ -131,6 +131,7 @@ async fn run(cli: Cli) -> Result<()> {
             audit: AuditSettings {
                 reads: cli.audit_reads,
             },
+            public_access_block: cli.public_access_block_default.unwrap_or_default(),
         },
         resync: cli.resync_interval,
         delete_timeout: cli.delete_timeout,

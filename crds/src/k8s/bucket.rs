@@ -164,6 +164,25 @@ pub struct S3BucketSpec {
     #[schemars(schema_with = "versioning_schema")]
     pub versioning: Option<crate::VersioningStatus>,
 
+    /// An S3 bucket policy: the JSON document, as PutBucketPolicy takes it (Version,
+    /// Statement with Effect, Principal, Action/NotAction, Resource/NotResource, Condition).
+    /// Principals are '*' or jets3 credentials: {"AWS": "arn:aws:iam::jets3:user/<access
+    /// key id>"} or {"CanonicalUser": "<canonical id>"}. Checked with the gateway's own
+    /// parser: a policy it refuses keeps the bucket out of the gateway config (Served
+    /// condition, reason InvalidConfig, with the parser's message). Once set here, S3 clients
+    /// cannot change it (Put/DeleteBucketPolicy are AccessDenied). Unset: S3 clients decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20480))]
+    pub policy: Option<String>,
+
+    /// S3 Block Public Access for this bucket (each field defaults to true). Once set here,
+    /// S3 clients cannot change it (Put/DeletePublicAccessBlock are AccessDenied). Unset: the
+    /// one set over S3, else the gateway-wide default (the operator's
+    /// --public-access-block-default). 'access: public-read' is the cluster's own grant and
+    /// is not subject to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_access_block: Option<crate::PublicAccessBlock>,
+
     /// Objects older than this are removed by JetStream, as a Go duration ('24h', '720h',
     /// '90m'). Unset: objects are kept until deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -420,6 +439,8 @@ impl S3Bucket {
             rate_limit: spec.rate_limit.as_ref().map(Into::into),
             cache: spec.cache.as_ref().map(Into::into),
             versioning: spec.versioning,
+            policy: spec.policy.clone(),
+            public_access_block: spec.public_access_block,
         }
     }
 

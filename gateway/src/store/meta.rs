@@ -23,6 +23,7 @@ pub const CHUNK_SIZE: usize = 128 * 1024;
 const ETAG: &str = "jets3.etag";
 const SEQ: &str = "jets3.seq";
 const TAGS: &str = "jets3.tags";
+const ACL: &str = "jets3.acl";
 const PARTS: &str = "jets3.parts";
 const CHECKSUM_PREFIX: &str = "jets3.checksum.";
 const CHECKSUM_TYPE: &str = "jets3.checksum-type";
@@ -119,6 +120,8 @@ pub struct ObjectMeta {
     pub version: Option<String>,
     /// Order among the key's versions (larger is newer).
     pub stamp: u64,
+    /// The object ACL set when it was written (or with PutObjectAcl); `None`: private.
+    pub acl: Option<crate::access::acl::Acl>,
 }
 
 /// A delete marker: an S3 version without content, current or not.
@@ -474,6 +477,10 @@ impl ObjectMeta {
             is_link,
             version,
             stamp,
+            acl: info
+                .metadata
+                .get(ACL)
+                .and_then(|a| crate::access::acl::Acl::decode(a)),
         })
     }
 
@@ -501,6 +508,9 @@ impl ObjectMeta {
             metadata.insert(CHECKSUM_TYPE.to_string(), t.clone());
         }
         metadata.insert(STAMP.to_string(), self.stamp.to_string());
+        if let Some(acl) = &self.acl {
+            metadata.insert(ACL.to_string(), acl.encode());
+        }
         if let Some(v) = &self.version {
             metadata.insert(VERSION.to_string(), v.clone());
         }
@@ -648,6 +658,7 @@ mod tests {
             is_link: false,
             version: Some("00000001234567890abcdef".into()),
             stamp: 42,
+            acl: None,
         }
     }
 

@@ -447,6 +447,14 @@ impl Store {
         Ok(out)
     }
 
+    /// Subscribes to a core NATS subject (JetStream advisories).
+    pub async fn subscribe(
+        &self,
+        subject: String,
+    ) -> Result<async_nats::Subscriber, async_nats::SubscribeError> {
+        self.inner.client.subscribe(subject).await
+    }
+
     /// One bucket's info, or `None` if it does not exist.
     pub async fn bucket_info(&self, nats: &str) -> S3Result<Option<BucketInfo>> {
         self.check_connected().await?;

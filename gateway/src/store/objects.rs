@@ -39,6 +39,8 @@ pub struct NewObject {
     pub headers: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
     pub parts: Vec<u64>,
+    /// The ACL the write sets (`None`: private).
+    pub acl: Option<crate::access::acl::Acl>,
 }
 
 /// Checks a finished body before it becomes visible; returns the checksums to store
@@ -162,6 +164,7 @@ pub(super) fn new_version_meta(
         is_link: false,
         version: None,
         stamp: 0,
+        acl: obj.acl,
     }
 }
 

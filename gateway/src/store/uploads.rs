@@ -36,6 +36,9 @@ pub struct UploadInfo {
     pub tags: Vec<(String, String)>,
     #[serde(default)]
     pub checksum_algorithm: Option<String>,
+    /// The ACL the completed object gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<crate::access::acl::Acl>,
 }
 
 impl UploadInfo {
@@ -87,6 +90,7 @@ impl PartInfo {
             is_link: false,
             version: None,
             stamp: 0,
+            acl: None,
         }
     }
 }

@@ -24,6 +24,7 @@ mod list;
 mod multipart;
 mod nats;
 mod objects;
+mod policies;
 mod push;
 mod ranges;
 mod soak;

@@ -8,6 +8,7 @@ mod access;
 mod buckets;
 mod config;
 mod credentials;
+mod policies;
 mod process;
 mod push;
 mod rbac;
