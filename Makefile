@@ -10,6 +10,7 @@ help:
 	@echo "make tools   install the pinned third-party tools (tests and benchmarks) into \$${JETS3_TOOLS_DIR:-~/.cache/jets3}"
 	@echo "make bench-quick / make bench   jets3 side by side with nats-s3 and raw NATS (BENCHMARKS.md)"
 	@echo "make bench-lifecycle   bytes that linger after overwrites, collector pass time (BENCHMARKS.md)"
+	@echo "make bench-faults / make bench-soak   NATS-cluster faults and a 30-minute soak (RELIABILITY.md)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make build   cargo build --release -p jets3-gateway"
 	@echo "make e2e-kind  kind cluster + images + helm install + S3 round trip (needs Docker, kind, kubectl)"
@@ -41,7 +42,7 @@ e2e-local:
 	$(CARGO) build --release -p jets3-gateway
 	$${JETS3_TOOLS_DIR:-$$HOME/.cache/jets3}/venv/bin/python -m pytest -q e2e/local
 # ---- side-by-side benchmark (BENCHMARKS.md) ------------------------------------------------------
-.PHONY: tools-bench bench bench-quick bench-lifecycle
+.PHONY: tools-bench bench bench-quick bench-lifecycle bench-faults bench-soak
 
 tools-bench:
 	bash scripts/tools-bench.sh
@@ -51,6 +52,17 @@ bench:
 
 bench-quick:
 	bash scripts/bench.sh quick
+
+# NATS-cluster faults with the figures of RELIABILITY.md: ten kills of the stream leader's
+# node, a frozen node, a lost quorum, full storage; then a 30-minute soak with its curves.
+bench-faults:
+	bash scripts/tools.sh nats
+	JETS3_FAULT_ROUNDS=10 $(CARGO) test -p jets3-gateway --test s3 failover:: -- --nocapture --test-threads 1
+
+bench-soak:
+	bash scripts/tools.sh nats
+	JETS3_SOAK_SECONDS=1800 JETS3_SOAK_OUT=$(CURDIR)/bench/results/soak-$$(date +%F).csv \
+		$(CARGO) test -p jets3-gateway --test s3 soak -- --nocapture
 
 # Lingering bytes after overwrites and the collector's pass time (BENCHMARKS.md).
 bench-lifecycle:

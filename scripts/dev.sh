@@ -8,6 +8,9 @@
 # into another shell. Ctrl-C stops both and removes the temporary folder (and its data).
 #
 # Environment:
+#   JETS3_DEV_NATS                  single (default): one nats-server; cluster: three clustered
+#                                   nats-servers (routes, JetStream on each) and the bucket with
+#                                   3 replicas, to try node failures (kill -9 one node's pid)
 #   JETS3_DEV_PORT                  S3 port (default 9000); the admin port is this + 1
 #   JETS3_DEV_BUCKET                the bucket created at start (default demo)
 #   JETS3_DEV_ACCESS_KEY_ID         demo access key (default: a fresh random JETS3... key each run)
@@ -21,6 +24,7 @@ TOOLS_DIR=${JETS3_TOOLS_DIR:-$HOME/.cache/jets3}
 S3_PORT=${JETS3_DEV_PORT:-9000}
 BUCKET=${JETS3_DEV_BUCKET:-demo}
 REGION=us-east-1
+NATS_MODE=${JETS3_DEV_NATS:-single}
 
 say() { printf 'dev: %s\n' "$*"; }
 die() {
@@ -35,6 +39,11 @@ if [ "$S3_PORT" -lt 1 ] || [ "$S3_PORT" -gt 65534 ]; then
     die "JETS3_DEV_PORT must be 1..65534"
 fi
 ADMIN_PORT=$((S3_PORT + 1))
+case "$NATS_MODE" in
+single) NODES=1 ;;
+cluster) NODES=3 ;;
+*) die "JETS3_DEV_NATS must be single or cluster, not '$NATS_MODE'" ;;
+esac
 
 # ---- 1. tools and build -----------------------------------------------------------------------
 "$ROOT/scripts/tools.sh" nats
@@ -121,7 +130,7 @@ stop_pid() { # stop_pid PID NAME: TERM, then KILL after 10 s
 }
 
 WORK=
-NATS_PID=
+NATS_PIDS=()
 GW_PID=
 # shellcheck disable=SC2317,SC2329 # runs from the EXIT trap
 cleanup() {
@@ -130,11 +139,14 @@ cleanup() {
     # Keep cleaning up even if the terminal or a pipe reading our output is gone.
     trap '' PIPE
     set +e
-    if [ -n "$GW_PID$NATS_PID" ]; then
+    if [ -n "$GW_PID${NATS_PIDS[*]}" ]; then
         say "stopping"
     fi
     stop_pid "$GW_PID" jets3-gateway
-    stop_pid "$NATS_PID" nats-server
+    local p
+    for p in "${NATS_PIDS[@]}"; do
+        stop_pid "$p" nats-server
+    done
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         rm -rf "$WORK"
         say "removed $WORK"
@@ -149,30 +161,57 @@ trap 'exit 129' HUP
 # ---- 2. ports and the temporary folder --------------------------------------------------------
 port_free "$S3_PORT" || die "port $S3_PORT is in use: stop what holds it or set JETS3_DEV_PORT"
 port_free "$ADMIN_PORT" || die "port $ADMIN_PORT (admin = S3 port + 1) is in use: set JETS3_DEV_PORT"
-NATS_PORT=$(free_port)
-
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jets3-dev.XXXXXX")
 
-# ---- 3. nats-server ---------------------------------------------------------------------------
-say "starting nats-server on 127.0.0.1:$NATS_PORT (JetStream data in $WORK/jetstream)"
-"$NATS_SERVER" -js -sd "$WORK/jetstream" -a 127.0.0.1 -p "$NATS_PORT" >"$WORK/nats.log" 2>&1 &
-NATS_PID=$!
-for ((i = 0; ; i++)); do
-    if ! kill -0 "$NATS_PID" 2>/dev/null; then
-        show_log nats-server "$WORK/nats.log"
-        die "nats-server exited during start"
-    fi
-    if grep -q 'Server is ready' "$WORK/nats.log" 2>/dev/null &&
-        (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null; then
-        break
-    fi
-    if [ "$i" -ge 200 ]; then
-        show_log nats-server "$WORK/nats.log"
-        die "nats-server did not accept connections within 20 s"
-    fi
-    sleep 0.1
+# ---- 3. nats-server (one, or a cluster of three) ----------------------------------------------
+NATS_PORTS=()
+ROUTE_PORTS=()
+for ((n = 0; n < NODES; n++)); do
+    NATS_PORTS+=("$(free_port)")
+    ROUTE_PORTS+=("$(free_port)")
 done
-say "nats-server ready (pid $NATS_PID)"
+ROUTES=
+for p in "${ROUTE_PORTS[@]}"; do
+    ROUTES="${ROUTES:+$ROUTES, }nats://127.0.0.1:$p"
+done
+for ((n = 0; n < NODES; n++)); do
+    name=n$((n + 1))
+    conf=$WORK/$name.conf
+    {
+        printf 'server_name: %s\nlisten: 127.0.0.1:%s\njetstream { store_dir: "%s" }\n' \
+            "$name" "${NATS_PORTS[$n]}" "$WORK/jetstream/$name"
+        if [ "$NODES" -gt 1 ]; then
+            printf 'cluster { name: jets3-dev, listen: 127.0.0.1:%s, routes: [%s] }\n' \
+                "${ROUTE_PORTS[$n]}" "$ROUTES"
+        fi
+    } >"$conf"
+    say "starting nats-server $name on 127.0.0.1:${NATS_PORTS[$n]} (JetStream data in $WORK/jetstream/$name)"
+    "$NATS_SERVER" -c "$conf" >"$WORK/nats-$name.log" 2>&1 &
+    NATS_PIDS+=($!)
+done
+for ((n = 0; n < NODES; n++)); do
+    name=n$((n + 1))
+    for ((i = 0; ; i++)); do
+        if ! kill -0 "${NATS_PIDS[$n]}" 2>/dev/null; then
+            show_log "nats-server $name" "$WORK/nats-$name.log"
+            die "nats-server $name exited during start"
+        fi
+        if grep -q 'Server is ready' "$WORK/nats-$name.log" 2>/dev/null &&
+            (exec 3<>"/dev/tcp/127.0.0.1/${NATS_PORTS[$n]}") 2>/dev/null; then
+            break
+        fi
+        if [ "$i" -ge 300 ]; then
+            show_log "nats-server $name" "$WORK/nats-$name.log"
+            die "nats-server $name did not accept connections within 30 s"
+        fi
+        sleep 0.1
+    done
+    say "nats-server $name ready (pid ${NATS_PIDS[$n]})"
+done
+NATS_URLS=
+for p in "${NATS_PORTS[@]}"; do
+    NATS_URLS="${NATS_URLS:+$NATS_URLS, }\"nats://127.0.0.1:$p\""
+done
 
 # ---- 4. gateway config ------------------------------------------------------------------------
 ACCESS_KEY_ID=${JETS3_DEV_ACCESS_KEY_ID:-JETS3$(random_alnum 15 ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789)}
@@ -186,12 +225,13 @@ server:
   listen: ["127.0.0.1:$S3_PORT"]
   adminListen: "127.0.0.1:$ADMIN_PORT"
   nats:
-    servers: ["nats://127.0.0.1:$NATS_PORT"]
+    servers: [$NATS_URLS]
   shutdownGraceSeconds: 5
 region: $REGION
 buckets:
   - name: "$BUCKET"
     create: true
+    replicas: $NODES
 credentials:
   - accessKeyId: "$ACCESS_KEY_ID"
     secretAccessKey: "$SECRET_ACCESS_KEY"
@@ -245,8 +285,8 @@ cat <<EOF
 jets3 is running
   S3 endpoint   http://127.0.0.1:$S3_PORT   (bucket "$BUCKET", region $REGION)
   admin         http://127.0.0.1:$ADMIN_PORT/readyz
-  NATS          nats://127.0.0.1:$NATS_PORT (JetStream data in $WORK/jetstream)
-  logs          $WORK/gateway.log  $WORK/nats.log
+  NATS          $NATS_URLS (pids ${NATS_PIDS[*]}; JetStream data in $WORK/jetstream)
+  logs          $WORK/gateway.log  $WORK/nats-n*.log
   The credential below is new each run; everything is deleted when this stops.
 
 Paste into another shell:
@@ -269,12 +309,21 @@ EOF
 
 # ---- 7. run until Ctrl-C, TERM, or one of the two exits ---------------------------------------
 rc=0
-wait -n "$GW_PID" "$NATS_PID" || rc=$?
+wait -n "$GW_PID" "${NATS_PIDS[@]}" || rc=$?
 if ! kill -0 "$GW_PID" 2>/dev/null; then
     GW_PID=
     show_log jets3-gateway "$WORK/gateway.log"
     die "jets3-gateway exited (status $rc)"
 fi
-NATS_PID=
-show_log nats-server "$WORK/nats.log"
+# In a cluster, a node stopping is a fault to watch, not the end: wait for the gateway.
+if [ "$NODES" -gt 1 ]; then
+    say "a nats-server stopped (status $rc); the cluster goes on with the others"
+    rc=0
+    wait "$GW_PID" || rc=$?
+    GW_PID=
+    show_log jets3-gateway "$WORK/gateway.log"
+    die "jets3-gateway exited (status $rc)"
+fi
+NATS_PIDS=()
+show_log nats-server "$WORK/nats-n1.log"
 die "nats-server exited (status $rc)"

@@ -357,7 +357,11 @@ impl Store {
             .connect(servers)
             .await
             .map_err(|e| crate::Error::Nats(e.to_string()))?;
-        let js = jetstream::new(client.clone());
+        // Acks of chunk publishes: long enough for a busy server, short enough that a
+        // write caught in a leader election fails soon after it (and the client retries).
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(3))
+            .build(client.clone());
         let timing = Timing {
             grace: Duration::from_secs(collector.grace_seconds),
             orphan_after: Duration::from_secs(collector.orphan_after_seconds),
