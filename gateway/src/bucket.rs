@@ -47,9 +47,9 @@ pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
 }
 
 #[derive(Deserialize, Default)]
-struct CreateBucketConfiguration {
+pub(crate) struct CreateBucketConfiguration {
     #[serde(rename = "LocationConstraint", default)]
-    location_constraint: Option<String>,
+    pub(crate) location_constraint: Option<String>,
 }
 
 /// CreateBucket: a new object-store bucket; BucketAlreadyOwnedByYou if it exists.
@@ -173,21 +173,21 @@ pub async fn get_acl(ctx: &Ctx) -> S3Result<Response> {
 }
 
 #[derive(Deserialize)]
-struct AccessControlPolicy {
+pub(crate) struct AccessControlPolicy {
     #[serde(rename = "AccessControlList", default)]
-    list: AccessControlList,
+    pub(crate) list: AccessControlList,
 }
 
 #[derive(Deserialize, Default)]
-struct AccessControlList {
+pub(crate) struct AccessControlList {
     #[serde(rename = "Grant", default)]
-    grants: Vec<AclGrant>,
+    pub(crate) grants: Vec<AclGrant>,
 }
 
 #[derive(Deserialize)]
-struct AclGrant {
+pub(crate) struct AclGrant {
     #[serde(rename = "Permission")]
-    permission: String,
+    pub(crate) permission: String,
 }
 
 /// Put(Bucket|Object)Acl: only the canned `private` ACL (or its XML equivalent).

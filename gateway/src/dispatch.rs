@@ -209,7 +209,11 @@ impl SecretLookup for Lookup<'_> {
 }
 
 /// Splits bucket and key from the Host header (virtual-hosted style) or the path.
-fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> (Option<String>, Option<String>) {
+pub(crate) fn address(
+    rt: &Runtime,
+    host: Option<&str>,
+    raw_path: &str,
+) -> (Option<String>, Option<String>) {
     let path = percent_encoding::percent_decode_str(raw_path)
         .decode_utf8_lossy()
         .into_owned();
