@@ -164,7 +164,11 @@ fn check_form(form: &PostForm, size: Option<u64>) {
         );
     }
     assert!(form.tags.len() <= 10);
-    // The 201 document must carry the key exactly.
+    // The 201 document must carry the key exactly (XML 1.0 cannot hold most control
+    // characters, whatever the escaping; S3 sends them as character references too).
+    if !form.key.chars().all(|c| c >= ' ' || c == '\t' || c == '\n') {
+        return;
+    }
     let mut reader = quick_xml::Reader::from_str(&form.document);
     let mut in_key = false;
     let mut key = String::new();
@@ -180,9 +184,7 @@ fn check_form(form: &PostForm, size: Option<u64>) {
             Err(e) => panic!("PostResponse is not XML ({e}): {}", form.document),
         }
     }
-    if form.key.chars().all(|c| c >= ' ' || c == '\t' || c == '\n') {
-        assert_eq!(key, form.key, "PostResponse key: {}", form.document);
-    }
+    assert_eq!(key, form.key, "PostResponse key: {}", form.document);
 }
 
 fuzz_target!(|data: &[u8]| {
