@@ -11,8 +11,9 @@
 # toolchain builds the workspace as before: nothing here is part of it.
 # New inputs found during a run go to a scratch directory, not into the committed corpus;
 # a crash is saved under fuzz/artifacts/<target>/ and printed with the command to replay it.
-# The instrumented build goes to $FUZZ_TARGET_DIR (default fuzz/target), apart from the
-# workspace's own target directory.
+# The instrumented build goes to $FUZZ_TARGET_DIR (default $JETS3_TOOLS_DIR/fuzz-target),
+# apart from the workspace's own target directory and kept between runs like the tools, so
+# that only the first run compiles the dependencies.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,7 +23,7 @@ CARGO_FUZZ_VERSION=0.13.2
 FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 FUZZ_TOOLCHAIN=${FUZZ_TOOLCHAIN:-nightly}
 JETS3_TOOLS_DIR=${JETS3_TOOLS_DIR:-$HOME/.cache/jets3}
-export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$ROOT/fuzz/target}
+export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$JETS3_TOOLS_DIR/fuzz-target}
 export CARGO_INCREMENTAL=0
 export PATH="$JETS3_TOOLS_DIR/bin:$PATH"
 TARGETS=(router sigv4 chunked xml range post_policy config)
