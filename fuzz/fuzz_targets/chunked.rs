@@ -130,12 +130,11 @@ fn hmac_hex(text: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Decodes `body` fed in `pieces`: payload and trailers, or the error.
-fn decode(
-    body: &[u8],
-    cuts: &[usize],
-    payload: &Payload,
-) -> Result<(Vec<u8>, Vec<(String, String)>), S3Error> {
+/// A decoded body: payload and trailers.
+type Decoded = (Vec<u8>, Vec<(String, String)>);
+
+/// Decodes `body` fed in pieces of the sizes in `cuts`.
+fn decode(body: &[u8], cuts: &[usize], payload: &Payload) -> Result<Decoded, S3Error> {
     let mut pieces = Vec::new();
     let mut at: usize = 0;
     for &c in cuts.iter().chain(std::iter::once(&usize::MAX)) {
