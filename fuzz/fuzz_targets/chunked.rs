@@ -218,9 +218,17 @@ fn encode(b: &Body, mode: Mode, seed: &str) -> (Vec<u8>, Vec<u8>, Vec<(String, S
     }
     let mut trailers: Vec<(String, String)> = Vec::new();
     if mode != Mode::Signed {
+        // Within the decoder's limits: 4 KiB a line, 16 KiB of trailers.
+        let mut room: i64 = 12 * 1024;
         for (n, v) in &b.trailers {
             let name = TRAILERS[usize::from(*n) % TRAILERS.len()];
-            let value = trailer_value(v);
+            let mut value = trailer_value(v);
+            value.truncate(1024);
+            let value = value.trim().to_string();
+            room -= (name.len() + value.len() + 2) as i64;
+            if room < 0 {
+                break;
+            }
             body.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
             trailers.push((name.to_ascii_lowercase(), value));
         }
