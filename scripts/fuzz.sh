@@ -40,8 +40,12 @@ if [ "$(cargo-fuzz --version 2>/dev/null || true)" != "cargo-fuzz $CARGO_FUZZ_VE
     cargo +stable install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --root "$JETS3_TOOLS_DIR"
 fi
 
-# -a: debug assertions and overflow checks, so that arithmetic that wraps is a crash.
-cargo "+$FUZZ_TOOLCHAIN" fuzz build -a
+# How targets are built (and run): by default optimized, with AddressSanitizer, debug
+# assertions and overflow checks (so that arithmetic that wraps is a crash). The test.sh stage
+# uses FUZZ_BUILD="--dev -s none": unoptimized without a sanitizer (debug assertions on), which
+# builds in a fraction of the time, for runs of seconds.
+read -r -a BUILD <<<"${FUZZ_BUILD:--a}"
+cargo "+$FUZZ_TOOLCHAIN" fuzz build "${BUILD[@]}"
 
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT
@@ -55,11 +59,11 @@ for t in "${TARGETS[@]}"; do
     echo "==> fuzz.sh: $t for ${FUZZ_SECONDS}s on corpus/$t ($(find "corpus/$t" -type f | wc -l) inputs)"
     log="$SCRATCH/$t.log"
     rc=0
-    cargo "+$FUZZ_TOOLCHAIN" fuzz run -a "$t" "$SCRATCH/$t" "corpus/$t" -- "${args[@]}" >"$log" 2>&1 || rc=$?
+    cargo "+$FUZZ_TOOLCHAIN" fuzz run "${BUILD[@]}" "$t" "$SCRATCH/$t" "corpus/$t" -- "${args[@]}" >"$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
     if [ "$rc" -ne 0 ]; then
         tail -n 60 "$log" >&2
-        echo "fuzz.sh: $t FAILED (exit $rc); replay with: cd fuzz && cargo +$FUZZ_TOOLCHAIN fuzz run -a $t <artifact>" >&2
+        echo "fuzz.sh: $t FAILED (exit $rc); replay with: cd fuzz && cargo +$FUZZ_TOOLCHAIN fuzz run ${BUILD[*]} $t <artifact>" >&2
         exit "$rc"
     fi
     SUMMARY+=("$(printf '%-12s %6ss %12s execs %6s new inputs' "$t" "$FUZZ_SECONDS" "${execs:-?}" "$(find "$SCRATCH/$t" -type f | wc -l)")")
