@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 
-.PHONY: help tools dev test lint build e2e-kind e2e-local
+.PHONY: help tools dev test lint build fuzz e2e-kind e2e-local
 
 help:
 	@echo "make dev     run nats-server + jets3-gateway locally with a demo bucket (Ctrl-C stops)"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench-faults / make bench-soak   NATS-cluster faults and a 30-minute soak (RELIABILITY.md)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make build   cargo build --release -p jets3-gateway"
+	@echo "make fuzz    every cargo-fuzz target for FUZZ_SECONDS (default 600) each (nightly)"
 	@echo "make e2e-kind  kind cluster + images + helm install + S3 round trip (needs Docker, kind, kubectl)"
 	@echo "make e2e-local the kind e2e's scenarios here: local kube-apiserver, helm install, operator + gateways as processes"
 
@@ -33,6 +34,10 @@ lint:
 
 build:
 	$(CARGO) build --release -p jets3-gateway
+
+FUZZ_SECONDS ?= 600
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
 
 e2e-kind:
 	bash e2e/kind/e2e.sh

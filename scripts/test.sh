@@ -17,6 +17,9 @@
 #                 kube-apiserver + etcd, the operator (target/debug) and two gateways
 #                 (target/release) run with the installed Deployments' args, e2e/examples Ready,
 #                 a 12 MiB AWS CLI round trip with the Secret's keys, a gateway restart
+#   fuzz          scripts/fuzz.sh: each cargo-fuzz target in fuzz/ for FUZZ_SECONDS (10) on its
+#                 committed corpus, built unoptimized without a sanitizer (nightly and
+#                 cargo-fuzz installed when missing)
 # Prints each stage's elapsed time, and a summary at the end.
 set -euo pipefail
 
@@ -102,6 +105,7 @@ stage release cargo build --release -p jets3-gateway
 stage chart pytest_suite e2e/chart
 stage clients pytest_suite e2e/clients
 stage local pytest_suite e2e/local
+stage fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-10}" FUZZ_BUILD="${FUZZ_BUILD:---dev -s none}" bash scripts/fuzz.sh
 
 summary
 printf '\ntest.sh: all stages passed\n'

@@ -47,9 +47,9 @@ pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
 }
 
 #[derive(Deserialize, Default)]
-struct CreateBucketConfiguration {
+pub(crate) struct CreateBucketConfiguration {
     #[serde(rename = "LocationConstraint", default)]
-    location_constraint: Option<String>,
+    pub(crate) location_constraint: Option<String>,
 }
 
 /// CreateBucket: a new object-store bucket; BucketAlreadyOwnedByYou if it exists.

@@ -45,7 +45,7 @@ fn wildcard_match(pattern: &str, value: &str) -> bool {
 }
 
 /// The first rule allowing this origin, method and request headers.
-fn find<'a>(
+pub(crate) fn find<'a>(
     rules: &'a [CorsRule],
     origin: &str,
     method: &str,
@@ -216,7 +216,20 @@ pub async fn put_cors(mut ctx: Ctx) -> S3Result<Response> {
     }
     let limit = ctx.rt.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
-    let cfg: CorsConfiguration = xml::parse(&body)?;
+    let rules = parse_cors(&body, &b.s3, &b.nats)?;
+    crate::bucket::require_bucket(&ctx).await?;
+    let json = serde_json::to_string(&rules).map_err(S3Error::internal)?;
+    ctx.gw
+        .store
+        .set_bucket_metadata(&b.nats, BUCKET_CORS, Some(json))
+        .await?;
+    Ok(respond::empty(StatusCode::OK))
+}
+
+/// The rules of a PutBucketCors body for bucket `s3` (NATS bucket `nats`), validated like
+/// config rules.
+pub fn parse_cors(body: &[u8], s3: &str, nats: &str) -> S3Result<Vec<CorsRule>> {
+    let cfg: CorsConfiguration = xml::parse(body)?;
     let rules: Vec<CorsRule> = cfg
         .rules
         .into_iter()
@@ -234,8 +247,8 @@ pub async fn put_cors(mut ctx: Ctx) -> S3Result<Response> {
     }
     let check = jets3_crds::GatewayConfig {
         buckets: vec![jets3_crds::BucketConfig {
-            name: b.s3.clone(),
-            nats_bucket: Some(b.nats.clone()),
+            name: s3.to_string(),
+            nats_bucket: Some(nats.to_string()),
             access: Default::default(),
             read_only: false,
             create: false,
@@ -254,13 +267,7 @@ pub async fn put_cors(mut ctx: Ctx) -> S3Result<Response> {
                 .join("; ");
         return Err(S3Error::invalid_request(msg));
     }
-    crate::bucket::require_bucket(&ctx).await?;
-    let json = serde_json::to_string(&rules).map_err(S3Error::internal)?;
-    ctx.gw
-        .store
-        .set_bucket_metadata(&b.nats, BUCKET_CORS, Some(json))
-        .await?;
-    Ok(respond::empty(StatusCode::OK))
+    Ok(rules)
 }
 
 /// DeleteBucketCors.

@@ -48,19 +48,19 @@ fn outcome_headers(resp: &mut Response, outcome: &DeleteOutcome) {
 }
 
 #[derive(Deserialize)]
-struct Delete {
+pub(crate) struct Delete {
     #[serde(rename = "Object", default)]
-    objects: Vec<DeleteEntry>,
+    pub(crate) objects: Vec<DeleteEntry>,
     #[serde(rename = "Quiet", default)]
-    quiet: Option<bool>,
+    pub(crate) quiet: Option<bool>,
 }
 
 #[derive(Deserialize)]
-struct DeleteEntry {
+pub(crate) struct DeleteEntry {
     #[serde(rename = "Key")]
-    key: String,
+    pub(crate) key: String,
     #[serde(rename = "VersionId", default)]
-    version_id: Option<String>,
+    pub(crate) version_id: Option<String>,
 }
 
 /// DeleteObjects: up to 1000 keys, each answered on its own.

@@ -215,12 +215,12 @@ impl SecretLookup for Lookup<'_> {
 }
 
 /// Bucket and key of a request.
-type Address = (Option<String>, Option<String>);
+pub(crate) type Address = (Option<String>, Option<String>);
 
 /// Splits bucket and key from the Host header (virtual-hosted style) or the path. A path
 /// that does not decode to UTF-8 is `InvalidURI` (never decoded lossily: two raw keys
 /// must not name one stored key).
-fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> S3Result<Address> {
+pub(crate) fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> S3Result<Address> {
     let path = percent_encoding::percent_decode_str(raw_path)
         .decode_utf8()
         .map_err(|_| S3Error::new(S3Code::InvalidURI, "Couldn't parse the specified URI."))?;

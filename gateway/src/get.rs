@@ -73,33 +73,43 @@ pub fn parse_range(header: &str, size: u64) -> S3Result<Option<Span>> {
 /// Evaluates If-Match / If-Unmodified-Since (412) and If-None-Match / If-Modified-Since
 /// (304) the way S3 does.
 pub fn check_conditions(ctx: &Ctx, meta: &ObjectMeta) -> S3Result<()> {
-    let modified = meta.modified.replace_nanosecond(0).unwrap_or(meta.modified);
-    if let Some(m) = ctx.header("if-match") {
-        if !etag_matches(m, &meta.etag) {
+    evaluate_conditions(
+        |name| ctx.header(name),
+        &meta.etag,
+        meta.modified,
+        OffsetDateTime::now_utc(),
+    )
+}
+
+/// [`check_conditions`] on the request headers `header` gives, for an object with `etag`
+/// last modified at `last_modified`.
+pub fn evaluate_conditions<'h>(
+    header: impl Fn(&str) -> Option<&'h str>,
+    etag: &str,
+    last_modified: OffsetDateTime,
+    now: OffsetDateTime,
+) -> S3Result<()> {
+    let modified = last_modified.replace_nanosecond(0).unwrap_or(last_modified);
+    if let Some(m) = header("if-match") {
+        if !etag_matches(m, etag) {
             return Err(S3Error::precondition_failed("If-Match"));
         }
-    } else if let Some(t) = ctx
-        .header("if-unmodified-since")
-        .and_then(respond::parse_http_date)
-    {
+    } else if let Some(t) = header("if-unmodified-since").and_then(respond::parse_http_date) {
         if modified > t {
             return Err(S3Error::precondition_failed("If-Unmodified-Since"));
         }
     }
     let not_modified = || {
         S3Error::new(S3Code::NotModified, "Not Modified")
-            .header("etag", respond::quote(&meta.etag))
-            .header("last-modified", respond::http_date(meta.modified))
+            .header("etag", respond::quote(etag))
+            .header("last-modified", respond::http_date(last_modified))
     };
-    if let Some(m) = ctx.header("if-none-match") {
-        if etag_matches(m, &meta.etag) {
+    if let Some(m) = header("if-none-match") {
+        if etag_matches(m, etag) {
             return Err(not_modified());
         }
-    } else if let Some(t) = ctx
-        .header("if-modified-since")
-        .and_then(respond::parse_http_date)
-    {
-        if modified <= t && t <= OffsetDateTime::now_utc() {
+    } else if let Some(t) = header("if-modified-since").and_then(respond::parse_http_date) {
+        if modified <= t && t <= now {
             return Err(not_modified());
         }
     }

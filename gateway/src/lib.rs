@@ -17,6 +17,8 @@ mod cors;
 mod delete;
 mod dispatch;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod get;
 mod guards;
 mod limits;

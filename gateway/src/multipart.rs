@@ -112,26 +112,7 @@ pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
     let size = src.meta.size;
     let (start, end) = match ctx.header("x-amz-copy-source-range") {
         None => (0, size),
-        Some(r) => {
-            let bad = || {
-                S3Error::invalid_argument(format!(
-                    "Range specified is not valid for source object of size: {size}"
-                ))
-                .with("ArgumentName", "x-amz-copy-source-range")
-                .with("ArgumentValue", r)
-            };
-            let (a, b) = r
-                .trim()
-                .strip_prefix("bytes=")
-                .and_then(|s| s.split_once('-'))
-                .ok_or_else(bad)?;
-            let a: u64 = a.parse().map_err(|_| bad())?;
-            let b: u64 = b.parse().map_err(|_| bad())?;
-            if a > b || b >= size {
-                return Err(bad());
-            }
-            (a, b + 1)
-        }
+        Some(r) => parse_copy_range(r, size)?,
     };
     let max = ctx.rt.config.limits.max_part_size;
     if end - start > max {
@@ -151,18 +132,41 @@ pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
     Ok(respond::xml(w.finish("CopyPartResult")))
 }
 
-#[derive(Deserialize)]
-struct CompleteMultipartUpload {
-    #[serde(rename = "Part", default)]
-    parts: Vec<CompletePart>,
+/// Parses `x-amz-copy-source-range` (`bytes=first-last`) against the source's size into
+/// `[start, end)`.
+pub fn parse_copy_range(r: &str, size: u64) -> S3Result<(u64, u64)> {
+    let bad = || {
+        S3Error::invalid_argument(format!(
+            "Range specified is not valid for source object of size: {size}"
+        ))
+        .with("ArgumentName", "x-amz-copy-source-range")
+        .with("ArgumentValue", r)
+    };
+    let (a, b) = r
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|s| s.split_once('-'))
+        .ok_or_else(bad)?;
+    let a: u64 = a.parse().map_err(|_| bad())?;
+    let b: u64 = b.parse().map_err(|_| bad())?;
+    if a > b || b >= size {
+        return Err(bad());
+    }
+    Ok((a, b + 1))
 }
 
 #[derive(Deserialize)]
-struct CompletePart {
+pub(crate) struct CompleteMultipartUpload {
+    #[serde(rename = "Part", default)]
+    pub(crate) parts: Vec<CompletePart>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CompletePart {
     #[serde(rename = "PartNumber")]
-    number: u32,
+    pub(crate) number: u32,
     #[serde(rename = "ETag")]
-    etag: String,
+    pub(crate) etag: String,
 }
 
 /// Whether a part ETag in a Complete request names the stored part: exactly, quotes

@@ -46,7 +46,7 @@ const UNSUPPORTED: [&str; 6] = [
 
 /// S3 allows 20 KB of form data before the file; user metadata (whose limit is
 /// configurable) comes on top here so that the metadata limit is the one that bites.
-const PRE_DATA_BYTES: usize = 20 * 1024;
+pub(crate) const PRE_DATA_BYTES: usize = 20 * 1024;
 
 /// Raw body bytes that may be read beyond the field limit before the file part starts
 /// (part headers, boundaries, one body chunk of overshoot).
@@ -74,7 +74,7 @@ impl SecretLookup for Lookup<'_> {
 }
 
 /// A form field by name, any case; the first one wins, as in the policy check.
-fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'f str> {
+pub(crate) fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'f str> {
     fields
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -95,7 +95,7 @@ fn pre_data_too_large() -> S3Error {
     )
 }
 
-fn missing_key() -> S3Error {
+pub(crate) fn missing_key() -> S3Error {
     S3Error::invalid_argument(
         "Bucket POST must contain a field named 'key'.  If it is specified, please check the order of the fields.",
     )
@@ -103,14 +103,14 @@ fn missing_key() -> S3Error {
     .with("ArgumentValue", "")
 }
 
-fn missing_file() -> S3Error {
+pub(crate) fn missing_file() -> S3Error {
     S3Error::invalid_argument("POST requires exactly one file upload per request.")
         .with("ArgumentName", "file")
         .with("ArgumentValue", "0")
 }
 
 /// The boundary of a `multipart/form-data` request body.
-fn form_boundary(content_type: Option<&str>) -> S3Result<String> {
+pub(crate) fn form_boundary(content_type: Option<&str>) -> S3Result<String> {
     let ct = content_type.unwrap_or("");
     let essence = ct.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("multipart/form-data") {
@@ -125,7 +125,7 @@ fn form_boundary(content_type: Option<&str>) -> S3Result<String> {
 }
 
 /// The S3 error behind a multipart parse failure.
-fn multipart_error(e: multer::Error) -> S3Error {
+pub(crate) fn multipart_error(e: multer::Error) -> S3Error {
     match e {
         multer::Error::StreamReadFailed(inner) => match inner.downcast::<S3Error>() {
             Ok(e) => *e,
@@ -139,12 +139,12 @@ fn multipart_error(e: multer::Error) -> S3Error {
 }
 
 /// The file name as `${filename}` uses it: what follows the last `/` or `\`.
-fn file_basename(name: &str) -> &str {
+pub(crate) fn file_basename(name: &str) -> &str {
     name.rsplit(['/', '\\']).next().unwrap_or(name)
 }
 
 /// Replaces `${filename}` in a field value.
-fn substitute(value: &str, filename: &str) -> String {
+pub(crate) fn substitute(value: &str, filename: &str) -> String {
     value.replace("${filename}", filename)
 }
 
@@ -182,7 +182,7 @@ impl ReadGuard {
 }
 
 /// Reads the text fields up to the `file` part, which is returned unread.
-async fn read_fields(
+pub(crate) async fn read_fields(
     mp: &mut multer::Multipart<'static>,
     limit: usize,
 ) -> S3Result<(Vec<(String, String)>, Option<multer::Field<'static>>)> {
@@ -220,7 +220,7 @@ async fn read_fields(
 
 /// Refuses form options the gateway cannot honour: storage classes other than STANDARD,
 /// encryption, object lock, website redirects.
-fn check_options(fields: &[(String, String)]) -> S3Result<()> {
+pub(crate) fn check_options(fields: &[(String, String)]) -> S3Result<()> {
     if let Some(sc) = field(fields, "x-amz-storage-class") {
         if sc != "STANDARD" {
             return Err(S3Error::new(
@@ -241,7 +241,7 @@ fn check_options(fields: &[(String, String)]) -> S3Result<()> {
 /// The headers to store with the object: system headers and `x-amz-meta-*` from the
 /// form (`${filename}` replaced), names in lower case, the first of duplicates kept. The
 /// Content-Type defaults to the file part's, else `binary/octet-stream` as in S3.
-fn form_headers(
+pub(crate) fn form_headers(
     fields: &[(String, String)],
     filename: &str,
     part_type: Option<&str>,
@@ -294,7 +294,7 @@ fn form_headers(
 }
 
 /// Tags from the `tagging` field (a `<Tagging>` XML document).
-fn form_tags(fields: &[(String, String)]) -> S3Result<Vec<(String, String)>> {
+pub(crate) fn form_tags(fields: &[(String, String)]) -> S3Result<Vec<(String, String)>> {
     let Some(doc) = field(fields, "tagging") else {
         return Ok(Vec::new());
     };
@@ -302,7 +302,7 @@ fn form_tags(fields: &[(String, String)]) -> S3Result<Vec<(String, String)>> {
 }
 
 /// The decoded `Content-MD5` field, if sent.
-fn form_md5(fields: &[(String, String)]) -> S3Result<Option<[u8; 16]>> {
+pub(crate) fn form_md5(fields: &[(String, String)]) -> S3Result<Option<[u8; 16]>> {
     use base64::Engine;
     let Some(v) = field(fields, "content-md5") else {
         return Ok(None);
@@ -322,7 +322,9 @@ fn form_md5(fields: &[(String, String)]) -> S3Result<Option<[u8; 16]>> {
 
 /// The checksums to compute: from an `x-amz-checksum-<algo>` field (with the value to
 /// verify) or an `x-amz-checksum-algorithm` field (computed and stored).
-fn wanted_checksums(fields: &[(String, String)]) -> S3Result<Vec<(Algo, Option<String>)>> {
+pub(crate) fn wanted_checksums(
+    fields: &[(String, String)],
+) -> S3Result<Vec<(Algo, Option<String>)>> {
     let mut wanted: Vec<(Algo, Option<String>)> = Vec::new();
     for algo in checksum::ALL {
         if let Some(v) = field(fields, algo.header()) {
@@ -361,7 +363,7 @@ fn wanted_checksums(fields: &[(String, String)]) -> S3Result<Vec<(Algo, Option<S
 /// The pre-upload policy check: every condition but the size range, which needs the
 /// final size (`check` tests the range last, so with size 0 only EntityTooSmall can come
 /// from it, and is ignored here).
-fn precheck(result: S3Result<()>) -> S3Result<()> {
+pub(crate) fn precheck(result: S3Result<()>) -> S3Result<()> {
     match result {
         Err(e) if e.code == S3Code::EntityTooSmall => Ok(()),
         other => other,
@@ -370,7 +372,7 @@ fn precheck(result: S3Result<()>) -> S3Result<()> {
 
 /// What a successful upload answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Success {
+pub(crate) enum Success {
     /// 303 See Other to this URL (with bucket, key and etag appended).
     Redirect(String),
     /// 200 or 204 empty, 201 with a PostResponse document.
@@ -380,7 +382,7 @@ enum Success {
 /// `success_action_redirect` (or the older `redirect`) when it is an absolute http(s)
 /// URL (S3 ignores one it cannot interpret), else `success_action_status` (200, 201, or
 /// 204 for anything else).
-fn success(fields: &[(String, String)]) -> Success {
+pub(crate) fn success(fields: &[(String, String)]) -> Success {
     let redirect = field(fields, "success_action_redirect").or_else(|| field(fields, "redirect"));
     if let Some(url) = redirect.map(str::trim) {
         let ok = url.parse::<http::Uri>().is_ok_and(|u| {
@@ -398,7 +400,7 @@ fn success(fields: &[(String, String)]) -> Success {
 }
 
 /// The redirect target: the URL with `bucket`, `key` and `etag` (quoted) appended.
-fn redirect_location(url: &str, bucket: &str, key: &str, etag: &str) -> String {
+pub(crate) fn redirect_location(url: &str, bucket: &str, key: &str, etag: &str) -> String {
     let (base, fragment) = match url.split_once('#') {
         Some((b, f)) => (b, Some(f)),
         None => (url, None),
@@ -424,7 +426,7 @@ fn redirect_location(url: &str, bucket: &str, key: &str, etag: &str) -> String {
 }
 
 /// The new object's URL: virtual-hosted when the request came that way, else path style.
-fn object_location(
+pub(crate) fn object_location(
     scheme: &str,
     host: &str,
     domains: &[String],
@@ -453,7 +455,7 @@ fn object_location(
 }
 
 /// The `success_action_status=201` document.
-fn post_response_xml(location: &str, bucket: &str, key: &str, etag: &str) -> String {
+pub(crate) fn post_response_xml(location: &str, bucket: &str, key: &str, etag: &str) -> String {
     use crate::xml::escape;
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PostResponse><Location>{}</Location><Bucket>{}</Bucket><Key>{}</Key><ETag>{}</ETag></PostResponse>",

@@ -54,9 +54,12 @@ pub fn iso8601(t: OffsetDateTime) -> String {
     )
 }
 
-/// RFC 7231 date, as in `Last-Modified`.
+/// RFC 7231 date, as in `Last-Modified`. Times before 1970 (the zero `mtime` the Go NATS
+/// client writes) show as the epoch: HTTP dates cannot hold them.
 pub fn http_date(t: OffsetDateTime) -> String {
-    httpdate::fmt_http_date(std::time::SystemTime::from(t))
+    httpdate::fmt_http_date(std::time::SystemTime::from(
+        t.max(OffsetDateTime::UNIX_EPOCH),
+    ))
 }
 
 /// Parses an HTTP date header value.
@@ -79,5 +82,24 @@ mod tests {
             parse_http_date("Tue, 14 Nov 2023 22:13:20 GMT").map(|d| d.unix_timestamp()),
             Some(1_700_000_000)
         );
+    }
+
+    #[test]
+    fn http_dates_before_1970_do_not_panic() {
+        // The Go NATS client stores a zero `mtime` (year 1) in the objects it writes.
+        let record = crate::store::Record::decode(
+            br#"{"name":"k","bucket":"b","nuid":"N","size":0,"chunks":0,"mtime":"0001-01-01T00:00:00Z","digest":"SHA-256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU="}"#,
+            Some("k"),
+            1,
+        );
+        let t = record
+            .ok()
+            .and_then(|r| r.object())
+            .expect("an object")
+            .modified;
+        assert_eq!(t.year(), 1);
+        assert_eq!(http_date(t), "Thu, 01 Jan 1970 00:00:00 GMT");
+        let before = OffsetDateTime::from_unix_timestamp(-5).expect("t");
+        assert_eq!(http_date(before), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 }

@@ -20,11 +20,11 @@ pub async fn get_versioning(ctx: &Ctx) -> S3Result<Response> {
 }
 
 #[derive(Deserialize)]
-struct VersioningConfiguration {
+pub(crate) struct VersioningConfiguration {
     #[serde(rename = "Status", default)]
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     #[serde(rename = "MfaDelete", default)]
-    mfa_delete: Option<String>,
+    pub(crate) mfa_delete: Option<String>,
 }
 
 /// PutBucketVersioning: `Enabled` or `Suspended`. Refused when the gateway config (an
