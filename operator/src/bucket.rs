@@ -291,7 +291,7 @@ impl BucketExt for S3Bucket {
 /// Makes the NATS bucket exist with the spec's configuration, where NATS allows.
 async fn provision(b: &S3Bucket, ctx: &Context) -> Result<Provisioned> {
     let nats = b.nats_bucket_name();
-    let desired = Desired::of(b);
+    let desired = Desired::of(b, ctx.nats.cluster_size());
     let me = owner_id(b);
     let Some(info) = ctx.nats.bucket(&nats).await? else {
         let config = desired.apply(crate::nats::object_store_stream(&nats));

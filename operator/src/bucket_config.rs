@@ -62,8 +62,8 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// What `bucket`'s spec asks for.
-    pub fn of(bucket: &S3Bucket) -> Desired {
+    /// What `bucket`'s spec asks for, on a NATS cluster of `cluster_size` servers.
+    pub fn of(bucket: &S3Bucket, cluster_size: usize) -> Desired {
         let spec = &bucket.spec;
         let mut metadata: HashMap<String, String> = spec
             .metadata
@@ -76,7 +76,10 @@ impl Desired {
                 SpecStorage::File => StorageType::File,
                 SpecStorage::Memory => StorageType::Memory,
             },
-            replicas: spec.replicas.clamp(1, 5) as usize,
+            replicas: match spec.replicas {
+                Some(r) => r.clamp(1, 5) as usize,
+                None => cluster_size.clamp(1, 3),
+            },
             max_bytes: spec.max_bytes.unwrap_or(-1),
             max_age: spec.ttl.map(Duration::from).unwrap_or_default(),
             compression: spec.compression,
@@ -187,13 +190,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn replicas_default_to_the_cluster_size_at_most_three() {
+        let unset = bucket(serde_json::json!({}));
+        assert_eq!(Desired::of(&unset, 1).replicas, 1);
+        assert_eq!(Desired::of(&unset, 3).replicas, 3);
+        assert_eq!(Desired::of(&unset, 5).replicas, 3);
+        let two = bucket(serde_json::json!({"replicas": 2}));
+        assert_eq!(Desired::of(&two, 5).replicas, 2);
+        assert_eq!(
+            Desired::of(&two, 1).replicas,
+            2,
+            "what the spec says, NATS decides"
+        );
+    }
+
+    #[test]
     fn maps_every_field() {
         let b = bucket(serde_json::json!({
             "description": "pics", "storage": "memory", "replicas": 3, "maxBytes": 1000,
             "ttl": "1h", "compression": true, "placement": {"cluster": "east", "tags": ["ssd"]},
             "metadata": {"team": "media"}
         }));
-        let d = Desired::of(&b);
+        let d = Desired::of(&b, 1);
         assert_eq!(d.storage, StorageType::Memory);
         assert_eq!(d.replicas, 3);
         assert_eq!(d.max_bytes, 1000);
@@ -218,7 +236,7 @@ pub(crate) mod tests {
 
     #[test]
     fn defaults_mean_no_limits() {
-        let d = Desired::of(&bucket(serde_json::json!({})));
+        let d = Desired::of(&bucket(serde_json::json!({})), 1);
         assert_eq!(d.storage, StorageType::File);
         assert_eq!(d.replicas, 1);
         assert_eq!(d.max_bytes, -1);
@@ -239,7 +257,7 @@ pub(crate) mod tests {
 
     #[test]
     fn reports_each_difference_by_spec_name() {
-        let d = Desired::of(&bucket(serde_json::json!({"metadata": {"a": "1"}})));
+        let d = Desired::of(&bucket(serde_json::json!({"metadata": {"a": "1"}})), 1);
         let base = d.apply(object_store_stream("media"));
         type Change = Box<dyn Fn(&mut stream::Config)>;
         let cases: Vec<(&str, Change)> = vec![
@@ -286,7 +304,7 @@ pub(crate) mod tests {
 
     #[test]
     fn apply_keeps_the_gateways_and_servers_metadata_and_drops_others() {
-        let d = Desired::of(&bucket(serde_json::json!({"metadata": {"team": "x"}})));
+        let d = Desired::of(&bucket(serde_json::json!({"metadata": {"team": "x"}})), 1);
         let mut actual = object_store_stream("media");
         actual.metadata = HashMap::from([
             ("jets3.cors".to_string(), "[...]".to_string()),
@@ -304,7 +322,7 @@ pub(crate) mod tests {
 
     #[test]
     fn storage_mismatch_is_detected() {
-        let d = Desired::of(&bucket(serde_json::json!({"storage": "file"})));
+        let d = Desired::of(&bucket(serde_json::json!({"storage": "file"})), 1);
         let mut actual = d.apply(object_store_stream("media"));
         actual.storage = StorageType::Memory;
         assert!(!d.storage_matches(&actual));

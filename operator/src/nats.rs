@@ -126,6 +126,12 @@ impl Nats {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
+    /// Servers of the NATS cluster the client is connected to, as they advertise themselves
+    /// (1 on a single server, or when the cluster does not advertise).
+    pub fn cluster_size(&self) -> usize {
+        self.client.server_info().connect_urls.len().max(1)
+    }
+
     /// A message each time the connection is (re-)established.
     pub fn reconnects(&self) -> broadcast::Receiver<()> {
         self.reconnects.subscribe()

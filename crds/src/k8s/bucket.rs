@@ -135,11 +135,12 @@ pub struct S3BucketSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable"))]
     pub storage: StorageType,
 
-    /// How many NATS servers keep a copy of the bucket's stream: 1 to 5 (default 1). Use 3 on
-    /// a NATS cluster of three or more servers so the bucket survives losing one.
-    #[serde(default = "default_replicas")]
+    /// How many NATS servers keep a copy of the bucket's stream: 1 to 5. Unset: the size of
+    /// the NATS cluster the operator is connected to, at most 3 (1 on a single server), so a
+    /// bucket on a cluster survives losing a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 5))]
-    pub replicas: i32,
+    pub replicas: Option<i32>,
 
     /// The most bytes the bucket may hold (JetStream max_bytes); when full, writes are
     /// refused. Unset: no limit beyond the NATS account's.
@@ -262,10 +263,6 @@ pub struct S3BucketSpec {
 
 /// A namespace name (as `DNS_LABEL_PATTERN`) or `*`.
 const ALLOWED_NAMESPACE_PATTERN: &str = r"^(\*|[a-z0-9]([a-z0-9-]*[a-z0-9])?)$";
-
-fn default_replicas() -> i32 {
-    1
-}
 
 /// JetStream storage of a bucket.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -431,7 +428,7 @@ impl S3Bucket {
             read_only: spec.read_only,
             create: false,
             storage: spec.storage.into(),
-            replicas: spec.replicas.clamp(1, 5) as u8,
+            replicas: spec.replicas.unwrap_or(1).clamp(1, 5) as u8,
             cors: spec.cors.iter().map(Into::into).collect(),
             max_object_size: spec.max_object_bytes.and_then(|m| u64::try_from(m).ok()),
             jwt: spec.jwt.as_ref().map(|j| j.to_gateway(jwt_keys)),

@@ -353,7 +353,7 @@ fn schema_defaults() {
 fn serde_defaults_match_the_issue() {
     let spec: S3BucketSpec = serde_json::from_value(json!({})).unwrap();
     assert_eq!(spec.bucket_name, None);
-    assert_eq!(spec.replicas, 1);
+    assert_eq!(spec.replicas, None);
     assert_eq!(spec.storage, StorageType::File);
     assert_eq!(spec.access, BucketAccess::Private);
     assert_eq!(spec.deletion_policy, DeletionPolicy::Retain);
