@@ -16,6 +16,7 @@ mod buckets;
 mod cache;
 mod conditional;
 mod config;
+mod edges;
 mod failover;
 mod jwt;
 mod lifecycle;
