@@ -1,6 +1,8 @@
 //! Bucket operations: list, create, head, delete, location, ACLs.
 
 use axum::response::Response;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use http::StatusCode;
 use serde::Deserialize;
 
@@ -10,13 +12,44 @@ use crate::respond::{self, OWNER_ID, OWNER_NAME};
 use crate::store::{BucketOptions, DeleteBucketError};
 use crate::xml::{self, XmlWriter};
 
-/// ListBuckets: the buckets the caller holds a grant on, with their creation dates.
+/// ListBuckets: the buckets the caller holds a grant on, with their creation dates, in
+/// name order; `prefix`, `bucket-region`, and pages of `max-buckets` after a
+/// `continuation-token` (the last name of the page before, base64url).
 pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
     let principal = ctx
         .principal
         .as_ref()
         .and_then(|p| p.access_key())
         .unwrap_or_default();
+    let max = match ctx.query("max-buckets") {
+        None => None,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=10_000).contains(&n) => Some(n),
+            _ => {
+                return Err(S3Error::invalid_argument(
+                    "Argument max-buckets must be an integer between 1 and 10000.",
+                )
+                .with("ArgumentName", "max-buckets")
+                .with("ArgumentValue", v))
+            }
+        },
+    };
+    let after = match ctx.query("continuation-token") {
+        None => None,
+        Some(t) => Some(
+            URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    S3Error::invalid_argument("The continuation token provided is incorrect")
+                        .with("ArgumentName", "continuation-token")
+                })?,
+        ),
+    };
+    let prefix = ctx.query("prefix").unwrap_or_default();
+    let region = &ctx.rt.config.region;
+    let other_region = ctx.query("bucket-region").is_some_and(|r| r != region);
     let mut buckets: Vec<(String, time::OffsetDateTime)> = ctx
         .gw
         .store
@@ -28,8 +61,20 @@ pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
             ctx.rt.permission(principal, &s3)?;
             Some((s3, b.created))
         })
+        .filter(|(name, _)| {
+            !other_region
+                && name.starts_with(prefix)
+                && after.as_deref().is_none_or(|a| name.as_str() > a)
+        })
         .collect();
     buckets.sort();
+    let next = match max {
+        Some(n) if buckets.len() > n => {
+            buckets.truncate(n);
+            buckets.last().map(|(name, _)| URL_SAFE_NO_PAD.encode(name))
+        }
+        _ => None,
+    };
     let mut w = XmlWriter::new("ListAllMyBucketsResult");
     w.open("Owner")
         .elem("ID", OWNER_ID)
@@ -40,9 +85,12 @@ pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
         w.open("Bucket")
             .elem("Name", name)
             .elem("CreationDate", respond::iso8601(*created))
+            .elem("BucketRegion", region)
             .close("Bucket");
     }
     w.close("Buckets");
+    w.opt("ContinuationToken", next);
+    w.opt("Prefix", ctx.query("prefix"));
     Ok(respond::xml(w.finish("ListAllMyBucketsResult")))
 }
 
