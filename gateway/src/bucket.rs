@@ -100,7 +100,7 @@ struct CreateBucketConfiguration {
     location_constraint: Option<String>,
 }
 
-/// CreateBucket: a new object-store bucket; BucketAlreadyOwnedByYou if it exists.
+/// CreateBucket: a new object-store bucket, owned by the access key that created it.
 pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?.clone();
     if let Some(acl) = ctx.header("x-amz-acl") {
@@ -135,16 +135,37 @@ pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
             replicas: 1,
         },
     };
-    if !ctx.gw.store.create_bucket(&b.nats, &opts).await? {
-        return Err(S3Error::new(
-            S3Code::BucketAlreadyOwnedByYou,
-            "Your previous request to create the named bucket succeeded and you already own it.",
-        )
-        .with("BucketName", &b.s3));
+    let caller = ctx.principal.as_ref().and_then(|p| p.access_key());
+    if !ctx.gw.store.create_bucket(&b.nats, &opts, caller).await? {
+        already_there(&ctx, caller).await?;
     }
     let mut r = respond::empty(StatusCode::OK);
     respond::set(&mut r, "location", format!("/{}", b.s3));
     Ok(r)
+}
+
+/// CreateBucket of a bucket that exists: BucketAlreadyExists when another key created
+/// it; for the caller's own bucket (or one the config declares), 200 in us-east-1 and
+/// BucketAlreadyOwnedByYou elsewhere, as S3 answers.
+async fn already_there(ctx: &Ctx, caller: Option<&str>) -> S3Result<()> {
+    let b = ctx.bucket_ref()?;
+    let info = ctx.gw.store.bucket_info(&b.nats).await?;
+    let owner = info.as_ref().and_then(|i| i.owner());
+    if owner.is_some_and(|o| Some(o) != caller) {
+        return Err(S3Error::new(
+            S3Code::BucketAlreadyExists,
+            "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
+        )
+        .with("BucketName", &b.s3));
+    }
+    if ctx.rt.config.region == "us-east-1" {
+        return Ok(());
+    }
+    Err(S3Error::new(
+        S3Code::BucketAlreadyOwnedByYou,
+        "Your previous request to create the named bucket succeeded and you already own it.",
+    )
+    .with("BucketName", &b.s3))
 }
 
 /// Fails with NoSuchBucket unless the bucket exists.

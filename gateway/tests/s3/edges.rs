@@ -2,6 +2,9 @@
 //! `start-after`, ListBuckets pages, CreateBucket of an existing bucket (owner, region), and
 //! a bucket deleted through another gateway.
 
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use jets3_crds::Permission;
+
 use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,5 +170,91 @@ async fn list_buckets_pages_prefix_and_region() {
         .send_signed(RawRequest::new("GET", "/?continuation-token=%25%25"))
         .await;
     r.assert_error(400, "InvalidArgument");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_bucket_again_by_owner_and_by_someone_else() {
+    let declared = unique_bucket("decl");
+    let mut cfg = config_with(&[&declared]);
+    cfg.credentials.push(credential(
+        "AKIAOTHER00000000001",
+        "other-secret",
+        &[("*", Permission::Admin)],
+    ));
+    let env = Env::start(cfg).await;
+    let s3 = env.client();
+    let other = env.client_for("AKIAOTHER00000000001", "other-secret");
+    let mine = unique_bucket("mine");
+    ok(
+        s3.create_bucket().bucket(&mine).send().await,
+        "CreateBucket",
+    );
+    put(&s3, &mine, "k", b"kept").await;
+    // us-east-1: the owner's second CreateBucket is a 200 and changes nothing.
+    let again = ok(
+        s3.create_bucket().bucket(&mine).send().await,
+        "CreateBucket of an owned bucket in us-east-1",
+    );
+    assert_eq!(again.location(), Some(format!("/{mine}").as_str()));
+    assert_eq!(get_bytes(&s3, &mine, "k").await, b"kept");
+    // Another key's bucket: BucketAlreadyExists.
+    let r = other.create_bucket().bucket(&mine).send().await;
+    assert_eq!(sdk_err(r), (409, "BucketAlreadyExists".into()));
+    // A bucket the config declares belongs to whoever may administer it.
+    for client in [&s3, &other] {
+        ok(
+            client.create_bucket().bucket(&declared).send().await,
+            "CreateBucket of a declared bucket",
+        );
+    }
+    assert_eq!(get_bytes(&s3, &mine, "k").await, b"kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_bucket_again_outside_us_east_1() {
+    let mut cfg = config_with(&[]);
+    cfg.region = "eu-west-1".into();
+    cfg.credentials.push(credential(
+        "AKIAOTHER00000000002",
+        "other-secret",
+        &[("*", Permission::Admin)],
+    ));
+    let env = Env::start(cfg).await;
+    let client = |ak: &str, sk: &str| {
+        s3_client(ClientOpts {
+            endpoint: env.endpoint(),
+            creds: Some((ak.into(), sk.into())),
+            region: "eu-west-1".into(),
+            ..Default::default()
+        })
+    };
+    let s3 = client(ADMIN_AK, ADMIN_SK);
+    let other = client("AKIAOTHER00000000002", "other-secret");
+    let conf = CreateBucketConfiguration::builder()
+        .location_constraint(BucketLocationConstraint::EuWest1)
+        .build();
+    let name = unique_bucket("eu");
+    ok(
+        s3.create_bucket()
+            .bucket(&name)
+            .create_bucket_configuration(conf.clone())
+            .send()
+            .await,
+        "CreateBucket",
+    );
+    let r = s3
+        .create_bucket()
+        .bucket(&name)
+        .create_bucket_configuration(conf.clone())
+        .send()
+        .await;
+    assert_eq!(sdk_err(r), (409, "BucketAlreadyOwnedByYou".into()));
+    let r = other
+        .create_bucket()
+        .bucket(&name)
+        .create_bucket_configuration(conf)
+        .send()
+        .await;
+    assert_eq!(sdk_err(r), (409, "BucketAlreadyExists".into()));
 }
 
