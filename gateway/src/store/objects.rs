@@ -914,15 +914,18 @@ impl Bucket {
         let index = match existing {
             Some(i) => i,
             None => {
-                let i = Index::start(
+                let started = Index::start(
                     &self.store.inner.js,
                     &self.stream,
                     &self.nats,
                     history,
                     self.store.clone(),
                 )
-                .await
-                .map_err(|e| self.err(e))?;
+                .await;
+                let i = match started {
+                    Ok(i) => i,
+                    Err(e) => return Err(self.fail(e).await),
+                };
                 self.store
                     .inner
                     .indexes
@@ -932,11 +935,14 @@ impl Bucket {
                 i
             }
         };
-        index
+        // A bucket deleted through another gateway answers "no responders" here.
+        match index
             .catch_up(&self.store.inner.client, &self.stream, &self.nats)
             .await
-            .map_err(|e| self.err(e))?;
-        Ok(index)
+        {
+            Ok(()) => Ok(index),
+            Err(e) => Err(self.fail(e).await),
+        }
     }
 
     /// Whether the bucket holds no version at all (nor a delete marker).

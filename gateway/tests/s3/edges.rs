@@ -2,8 +2,11 @@
 //! `start-after`, ListBuckets pages, CreateBucket of an existing bucket (owner, region), and
 //! a bucket deleted through another gateway.
 
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
-use jets3_crds::Permission;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
+    VersioningConfiguration,
+};
+use jets3_crds::{BucketCache, Permission};
 
 use crate::common::*;
 
@@ -258,3 +261,157 @@ async fn create_bucket_again_outside_us_east_1() {
     assert_eq!(sdk_err(r), (409, "BucketAlreadyExists".into()));
 }
 
+/// A bucket deleted through one gateway is NoSuchBucket through the other one at once:
+/// object reads (also of cached objects), writes, deletes, listings, presigned URLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_deleted_through_another_gateway_is_no_such_bucket() {
+    let plain = unique_bucket("gone");
+    let cached = unique_bucket("gonecached");
+    let versioned = unique_bucket("goneversioned");
+    let mut cfg = config_with(&[&cached]);
+    cfg.buckets[0].cache = Some(BucketCache {
+        enabled: true,
+        max_object_bytes: 64 * 1024,
+    });
+    let env = Env::start(cfg).await;
+    let peer = env.peer().await;
+    let a = env.client();
+    let b = peer.client();
+    ok(
+        a.create_bucket().bucket(&plain).send().await,
+        "CreateBucket",
+    );
+    ok(
+        a.create_bucket().bucket(&versioned).send().await,
+        "CreateBucket",
+    );
+    ok(
+        a.put_bucket_versioning()
+            .bucket(&versioned)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await,
+        "PutBucketVersioning",
+    );
+    for bucket in [&plain, &cached, &versioned] {
+        put(&a, bucket, "k", b"v").await;
+        // Gateway A reads everything once: caches, indexes and bucket state are warm.
+        for _ in 0..3 {
+            assert_eq!(get_bytes(&a, bucket, "k").await, b"v");
+        }
+        ok(
+            a.list_objects_v2().bucket(bucket.as_str()).send().await,
+            "ListObjectsV2",
+        );
+        ok(
+            a.head_object()
+                .bucket(bucket.as_str())
+                .key("k")
+                .send()
+                .await,
+            "HeadObject",
+        );
+    }
+    for bucket in [&plain, &cached, &versioned] {
+        let presigned = presign(
+            "GET",
+            &env.host(),
+            &format!("/{bucket}/k"),
+            &Signer::admin(),
+            std::time::Duration::from_secs(600),
+            &[],
+        );
+        // Emptied and deleted through gateway B.
+        if bucket == &versioned {
+            let versions = ok(
+                b.list_object_versions()
+                    .bucket(bucket.as_str())
+                    .send()
+                    .await,
+                "ListObjectVersions",
+            );
+            for v in versions.versions() {
+                ok(
+                    b.delete_object()
+                        .bucket(bucket.as_str())
+                        .key("k")
+                        .version_id(v.version_id().unwrap())
+                        .send()
+                        .await,
+                    "DeleteObject version",
+                );
+            }
+        } else {
+            ok(
+                b.delete_object()
+                    .bucket(bucket.as_str())
+                    .key("k")
+                    .send()
+                    .await,
+                "DeleteObject",
+            );
+            // Gateway A learns of the delete and fills its cache with nothing stale.
+            put(&b, bucket, "k", b"v").await;
+            assert_eq!(get_bytes(&a, bucket, "k").await, b"v");
+            ok(
+                b.delete_object()
+                    .bucket(bucket.as_str())
+                    .key("k")
+                    .send()
+                    .await,
+                "DeleteObject",
+            );
+        }
+        ok(
+            b.delete_bucket().bucket(bucket.as_str()).send().await,
+            "DeleteBucket through gateway B",
+        );
+        let no_bucket = (404, "NoSuchBucket".to_string());
+        let get = a.get_object().bucket(bucket.as_str()).key("k").send().await;
+        assert_eq!(sdk_err(get), no_bucket, "{bucket}: GetObject");
+        let del = a
+            .delete_object()
+            .bucket(bucket.as_str())
+            .key("k")
+            .send()
+            .await;
+        assert_eq!(sdk_err(del), no_bucket, "{bucket}: DeleteObject");
+        let put = a
+            .put_object()
+            .bucket(bucket.as_str())
+            .key("k")
+            .body(b"v".to_vec().into())
+            .send()
+            .await;
+        assert_eq!(sdk_err(put), no_bucket, "{bucket}: PutObject");
+        let list = a.list_objects_v2().bucket(bucket.as_str()).send().await;
+        assert_eq!(sdk_err(list), no_bucket, "{bucket}: ListObjectsV2");
+        let versions = a
+            .list_object_versions()
+            .bucket(bucket.as_str())
+            .send()
+            .await;
+        assert_eq!(sdk_err(versions), no_bucket, "{bucket}: ListObjectVersions");
+        let head = a
+            .head_object()
+            .bucket(bucket.as_str())
+            .key("k")
+            .send()
+            .await;
+        assert_eq!(sdk_err(head).0, 404, "{bucket}: HeadObject");
+        let raw = env
+            .send_signed(RawRequest::new("GET", &format!("/{bucket}/k")))
+            .await;
+        raw.assert_error(404, "NoSuchBucket");
+        let raw = env
+            .send_signed(RawRequest::new("DELETE", &format!("/{bucket}/k")))
+            .await;
+        raw.assert_error(404, "NoSuchBucket");
+        let pre = env.send(RawRequest::new("GET", &presigned)).await;
+        pre.assert_error(404, "NoSuchBucket");
+    }
+}
