@@ -269,6 +269,8 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
         start: 0,
         end: meta.size,
     };
+    // Part 1 of an empty simple object is the whole (empty) object: no range to report.
+    let span = span.filter(|s| s.end > s.start || meta.size > 0);
     let s = span.unwrap_or(whole);
     let mut resp = Response::new(Body::empty());
     object_headers(&mut resp, meta);
@@ -289,14 +291,17 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
             ),
         );
     }
-    if part_number.is_some() {
+    // Only multipart objects have a parts count (S3 sends none for part 1 of a simple one).
+    if part_number.is_some() && !meta.parts.is_empty() {
         respond::set(
             &mut resp,
             "x-amz-mp-parts-count",
-            meta.parts.len().max(1).to_string(),
+            meta.parts.len().to_string(),
         );
     }
-    if ctx.header("x-amz-checksum-mode") == Some("ENABLED") && span.is_none() {
+    // The checksums describe the whole object, which a part of a simple object is.
+    let whole_object = span.is_none() || (part_number.is_some() && meta.parts.is_empty());
+    if ctx.header("x-amz-checksum-mode") == Some("ENABLED") && whole_object {
         for (algo, value) in &meta.checksums {
             if let Some(a) = Algo::parse(algo) {
                 respond::set(&mut resp, a.header(), value);

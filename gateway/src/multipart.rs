@@ -111,26 +111,7 @@ pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
     let size = src.meta.size;
     let (start, end) = match ctx.header("x-amz-copy-source-range") {
         None => (0, size),
-        Some(r) => {
-            let bad = || {
-                S3Error::invalid_argument(format!(
-                    "Range specified is not valid for source object of size: {size}"
-                ))
-                .with("ArgumentName", "x-amz-copy-source-range")
-                .with("ArgumentValue", r)
-            };
-            let (a, b) = r
-                .trim()
-                .strip_prefix("bytes=")
-                .and_then(|s| s.split_once('-'))
-                .ok_or_else(bad)?;
-            let a: u64 = a.parse().map_err(|_| bad())?;
-            let b: u64 = b.parse().map_err(|_| bad())?;
-            if a > b || b >= size {
-                return Err(bad());
-            }
-            (a, b + 1)
-        }
+        Some(r) => copy_source_range(r, size)?,
     };
     let max = ctx.rt.config.limits.max_part_size;
     if end - start > max {
@@ -148,6 +129,45 @@ pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
     w.elem("LastModified", respond::iso8601(part.modified_at()))
         .elem("ETag", respond::quote(&part.etag));
     Ok(respond::xml(w.finish("CopyPartResult")))
+}
+
+/// Parses `x-amz-copy-source-range` against the source size, as S3 answers: not of the form
+/// `bytes=first-last` is InvalidArgument, outside the source is InvalidRange.
+fn copy_source_range(r: &str, size: u64) -> S3Result<(u64, u64)> {
+    let malformed = || {
+        S3Error::invalid_argument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+        )
+        .with("ArgumentName", "x-amz-copy-source-range")
+        .with("ArgumentValue", r)
+    };
+    let (a, b) = r
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|s| s.split_once('-'))
+        .ok_or_else(malformed)?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    if !digits(a) || !digits(b) {
+        return Err(malformed());
+    }
+    let first: u64 = a.parse().map_err(|_| out_of_range(r, size))?;
+    let last: u64 = b.parse().map_err(|_| out_of_range(r, size))?;
+    if first > last {
+        return Err(malformed());
+    }
+    if last >= size {
+        return Err(out_of_range(r, size));
+    }
+    Ok((first, last + 1))
+}
+
+fn out_of_range(r: &str, size: u64) -> S3Error {
+    S3Error::new(
+        S3Code::InvalidRange,
+        "The requested range is not satisfiable",
+    )
+    .with("RangeRequested", r)
+    .with("ActualObjectSize", size.to_string())
 }
 
 #[derive(Deserialize)]

@@ -25,6 +25,7 @@ mod list;
 mod multipart;
 mod nats;
 mod objects;
+mod part_reads;
 mod push;
 mod ranges;
 mod tls;
