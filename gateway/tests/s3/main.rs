@@ -11,6 +11,7 @@ mod adversarial;
 mod audit;
 mod auth;
 mod bad_input;
+mod bodies;
 mod breaker;
 mod buckets;
 mod cache;
