@@ -16,6 +16,7 @@ mod breaker;
 mod buckets;
 mod cache;
 mod conditional;
+mod conditional_writes;
 mod config;
 mod edges;
 mod failover;
