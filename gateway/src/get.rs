@@ -156,6 +156,13 @@ pub fn version_label(v: Option<&str>) -> String {
     v.unwrap_or("null").to_string()
 }
 
+/// The checksum of part `n` (1-based) of a composite multipart object.
+fn part_checksum(meta: &ObjectMeta, n: usize) -> Option<(Algo, &str)> {
+    let algo = meta.checksums.first().and_then(|(a, _)| Algo::parse(a))?;
+    let value = meta.part_checksums.get(n.checked_sub(1)?)?;
+    Some((algo, value))
+}
+
 /// The span of part `n` (1-based) of an object.
 fn part_span(meta: &ObjectMeta, n: usize) -> Option<Span> {
     if meta.parts.is_empty() {
@@ -301,14 +308,19 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
     }
     // The checksums describe the whole object, which a part of a simple object is.
     let whole_object = span.is_none() || (part_number.is_some() && meta.parts.is_empty());
-    if ctx.header("x-amz-checksum-mode") == Some("ENABLED") && whole_object {
-        for (algo, value) in &meta.checksums {
-            if let Some(a) = Algo::parse(algo) {
-                respond::set(&mut resp, a.header(), value);
+    if ctx.header("x-amz-checksum-mode") == Some("ENABLED") {
+        if whole_object {
+            for (algo, value) in &meta.checksums {
+                if let Some(a) = Algo::parse(algo) {
+                    respond::set(&mut resp, a.header(), value);
+                }
             }
-        }
-        if let Some(t) = &meta.checksum_type {
-            respond::set(&mut resp, "x-amz-checksum-type", t);
+            if let Some(t) = &meta.checksum_type {
+                respond::set(&mut resp, "x-amz-checksum-type", t);
+            }
+        } else if let Some((a, value)) = part_number.and_then(|n| part_checksum(meta, n)) {
+            // A part of a composite object has a checksum of its own.
+            respond::set(&mut resp, a.header(), value);
         }
     }
     for (q, h) in OVERRIDES {
@@ -400,8 +412,11 @@ pub async fn get_object_attributes(ctx: &Ctx) -> S3Result<Response> {
                 for (n, size) in shown {
                     w.open("Part")
                         .elem("PartNumber", n.to_string())
-                        .elem("Size", size.to_string())
-                        .close("Part");
+                        .elem("Size", size.to_string());
+                    if let Some((a, value)) = part_checksum(&meta, n) {
+                        w.elem(a.element(), value);
+                    }
+                    w.close("Part");
                 }
                 w.close("ObjectParts");
             }

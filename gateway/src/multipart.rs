@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::checksum::Algo;
+use crate::checksum::{Algo, Assembly, Kind};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::request::Ctx;
 use crate::respond::{self, OWNER_ID, OWNER_NAME};
@@ -50,23 +50,15 @@ pub async fn create(ctx: &Ctx) -> S3Result<Response> {
     let key = ctx.key()?.to_string();
     crate::put::check_unsupported_headers(ctx)?;
     crate::bucket::require_bucket(ctx).await?;
-    let checksum_algorithm = match ctx.header("x-amz-checksum-algorithm") {
-        Some(a) => Some(
-            Algo::parse(a)
-                .ok_or_else(|| {
-                    S3Error::invalid_request(format!("Checksum algorithm {a} is not supported"))
-                })?
-                .name()
-                .to_string(),
-        ),
-        None => None,
-    };
+    let (algo, kind) = upload_checksum(ctx)?;
+    let checksum_algorithm = algo.map(|a| a.name().to_string());
     let info = UploadInfo {
         key: key.clone(),
         initiated: OffsetDateTime::now_utc().unix_timestamp_nanos(),
         headers: crate::put::stored_headers(ctx)?,
         tags: crate::put::header_tags(ctx)?,
         checksum_algorithm: checksum_algorithm.clone(),
+        checksum_type: kind.map(|k| k.name().to_string()),
     };
     let id = ctx.store_bucket()?.create_upload(&info).await?;
     let mut w = XmlWriter::new("InitiateMultipartUploadResult");
@@ -77,7 +69,54 @@ pub async fn create(ctx: &Ctx) -> S3Result<Response> {
     if let Some(a) = checksum_algorithm {
         respond::set(&mut resp, "x-amz-checksum-algorithm", a);
     }
+    if let Some(k) = kind {
+        respond::set(&mut resp, "x-amz-checksum-type", k.name());
+    }
     Ok(resp)
+}
+
+/// The checksum algorithm and type a CreateMultipartUpload asks for, refusing what S3
+/// refuses: a type without an algorithm, SHA digests as full-object checksums, CRC64NVME
+/// as a composite one.
+fn upload_checksum(ctx: &Ctx) -> S3Result<(Option<Algo>, Option<Kind>)> {
+    let algo = match ctx.header("x-amz-checksum-algorithm") {
+        Some(a) => Some(Algo::parse(a).ok_or_else(|| {
+            S3Error::invalid_request(format!("Checksum algorithm {a} is not supported"))
+        })?),
+        None => None,
+    };
+    let asked = match ctx.header("x-amz-checksum-type") {
+        Some(t) => Some(Kind::parse(t).ok_or_else(|| {
+            S3Error::invalid_request(format!(
+                "Value for x-amz-checksum-type header is invalid: {t}"
+            ))
+        })?),
+        None => None,
+    };
+    match (algo, asked) {
+        (None, None) => Ok((None, None)),
+        (None, Some(_)) => Err(S3Error::invalid_request(
+            "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.",
+        )),
+        (Some(a), Some(k)) if !k.allows(a) => Err(S3Error::invalid_request(format!(
+            "The {} checksum type cannot be used with the {} checksum algorithm.",
+            k.name(),
+            a.name().to_lowercase()
+        ))),
+        (Some(a), k) => Ok((Some(a), Some(k.unwrap_or_else(|| Kind::default_for(a))))),
+    }
+}
+
+/// The checksum algorithm and type of an upload (older uploads with an algorithm and no
+/// type made full-object checksums).
+fn checksum_of(info: &UploadInfo) -> Option<(Algo, Kind)> {
+    let algo = info.checksum_algorithm.as_deref().and_then(Algo::parse)?;
+    let kind = info
+        .checksum_type
+        .as_deref()
+        .and_then(Kind::parse)
+        .unwrap_or(Kind::FullObject);
+    Some((algo, kind))
 }
 
 /// UploadPart.
@@ -86,9 +125,11 @@ pub async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
     let n = part_number(&ctx)?;
     let max = ctx.rt.config.limits.max_part_size;
     crate::put::check_length(&ctx, max)?;
-    upload_for_key(&ctx, &id).await?;
+    let info = upload_for_key(&ctx, &id).await?;
     let bucket = ctx.store_bucket()?;
-    let (body, checks) = ctx.upload_body()?;
+    // The upload's own algorithm is computed for every part (its composite checksum and
+    // ListParts need it), whatever the request sends.
+    let (body, checks) = ctx.upload_body_with(checksum_of(&info).map(|(a, _)| a))?;
     let part = bucket
         .put_part(&id, n, body, max, |w| checks.verify(w))
         .await?;
@@ -106,7 +147,7 @@ pub async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
 pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
     let id = upload_id(ctx)?;
     let n = part_number(ctx)?;
-    upload_for_key(ctx, &id).await?;
+    let info = upload_for_key(ctx, &id).await?;
     let src = crate::copy::source(ctx).await?;
     let size = src.meta.size;
     let (start, end) = match ctx.header("x-amz-copy-source-range") {
@@ -120,14 +161,26 @@ pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
             "Part exceeds the maximum allowed size",
         ));
     }
-    let (body, _) = crate::copy::source_stream(&src, start, end, &[]);
+    let algos: Vec<Algo> = checksum_of(&info).map(|(a, _)| a).into_iter().collect();
+    let (body, hashers) = crate::copy::source_stream(&src, start, end, &algos);
     let part = ctx
         .store_bucket()?
-        .put_part(&id, n, body, max, |_| Ok(Vec::new()))
+        .put_part(&id, n, body, max, |_| {
+            Ok(hashers
+                .finish()
+                .into_iter()
+                .map(|(a, v)| (a.name().to_string(), v))
+                .collect())
+        })
         .await?;
     let mut w = XmlWriter::new("CopyPartResult");
     w.elem("LastModified", respond::iso8601(part.modified_at()))
         .elem("ETag", respond::quote(&part.etag));
+    for (algo, value) in &part.checksums {
+        if let Some(a) = Algo::parse(algo) {
+            w.elem(a.element(), value);
+        }
+    }
     Ok(respond::xml(w.finish("CopyPartResult")))
 }
 
@@ -182,6 +235,65 @@ struct CompletePart {
     number: u32,
     #[serde(rename = "ETag")]
     etag: String,
+    #[serde(rename = "ChecksumCRC32")]
+    crc32: Option<String>,
+    #[serde(rename = "ChecksumCRC32C")]
+    crc32c: Option<String>,
+    #[serde(rename = "ChecksumCRC64NVME")]
+    crc64nvme: Option<String>,
+    #[serde(rename = "ChecksumSHA1")]
+    sha1: Option<String>,
+    #[serde(rename = "ChecksumSHA256")]
+    sha256: Option<String>,
+}
+
+impl CompletePart {
+    /// The part checksums the request names, by algorithm.
+    fn checksums(&self) -> impl Iterator<Item = (Algo, &str)> {
+        [
+            (Algo::Crc32, &self.crc32),
+            (Algo::Crc32c, &self.crc32c),
+            (Algo::Crc64Nvme, &self.crc64nvme),
+            (Algo::Sha1, &self.sha1),
+            (Algo::Sha256, &self.sha256),
+        ]
+        .into_iter()
+        .filter_map(|(a, v)| Some((a, v.as_deref()?.trim())))
+    }
+}
+
+/// What a Complete's headers say of the object's checksum: refuses a type other than the
+/// upload's and a value of another algorithm; returns the value to check, if any.
+fn complete_checksum(ctx: &Ctx, sum: Option<(Algo, Kind)>) -> S3Result<Option<String>> {
+    if let Some(t) = ctx.header("x-amz-checksum-type") {
+        let asked = Kind::parse(t).ok_or_else(|| {
+            S3Error::invalid_request(format!(
+                "Value for x-amz-checksum-type header is invalid: {t}"
+            ))
+        })?;
+        if sum.map(|(_, k)| k) != Some(asked) {
+            return Err(S3Error::invalid_request(format!(
+                "The upload was created using the {} checksum mode. The complete request must use the same checksum mode.",
+                sum.map_or("null", |(_, k)| k.name())
+            )));
+        }
+    }
+    let mut given = None;
+    for algo in crate::checksum::ALL {
+        if let Some(v) = ctx.header(algo.header()) {
+            match sum {
+                Some((a, _)) if a == algo => given = Some(v.trim().to_string()),
+                _ => {
+                    return Err(S3Error::invalid_request(format!(
+                        "The upload was created using {} checksums; the complete request cannot name a {} checksum.",
+                        sum.map_or("no", |(a, _)| a.name()),
+                        algo.name()
+                    )))
+                }
+            }
+        }
+    }
+    Ok(given)
 }
 
 /// Whether a part ETag in a Complete request names the stored part: exactly, quotes
@@ -203,12 +315,15 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
     let key = ctx.key()?.to_string();
     let limit = ctx.rt.config.limits.max_xml_body_bytes.max(10_000 * 128);
-    let body = ctx.read_small_body(limit).await?;
+    // Checksum headers here describe the object, not the XML document.
+    let body = ctx.read_document(limit, false).await?;
     let req: CompleteMultipartUpload = xml::parse(&body)?;
     if req.parts.is_empty() {
         return Err(S3Error::malformed_xml());
     }
     let info = upload_for_key(&ctx, &id).await?;
+    let sum = checksum_of(&info);
+    let expected_sum = complete_checksum(&ctx, sum)?;
     let bucket = ctx.store_bucket()?;
     let stored = bucket.parts(&id).await?;
     let min = ctx.rt.config.limits.min_part_size;
@@ -223,9 +338,17 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
             .with("UploadId", &id));
         }
         last = p.number;
+        // A part checksum the request names must be the stored part's.
+        let same_sums = |s: &PartInfo| {
+            p.checksums().all(|(a, v)| {
+                s.checksums
+                    .iter()
+                    .any(|(n, stored)| n == a.name() && stored == v)
+            })
+        };
         let part = stored
             .get(&p.number)
-            .filter(|s| part_etag_matches(&p.etag, &s.etag))
+            .filter(|s| part_etag_matches(&p.etag, &s.etag) && same_sums(s))
             .ok_or_else(|| {
                 S3Error::new(
                     S3Code::InvalidPart,
@@ -276,15 +399,15 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         tags: info.tags.clone(),
         parts: chosen.iter().map(|p| p.size).collect(),
     };
-    let algo = info.checksum_algorithm.as_deref().and_then(Algo::parse);
+    let sizes: Vec<u64> = chosen.iter().map(|p| p.size).collect();
     let gw = ctx.gw.clone();
     let bucket_name = ctx.bucket_ref()?.s3.clone();
     let started = Instant::now();
     // Detached: a client that goes away does not cut the assembly short.
     let task = tokio::spawn(async move {
-        let hasher = std::sync::Mutex::new(algo.map(|a| a.hasher()));
+        let assembly = std::sync::Mutex::new(sum.map(|(a, k)| Assembly::new(a, k, &sizes)));
         let mut observe = |b: &[u8]| {
-            if let Some(h) = hasher.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            if let Some(h) = assembly.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
                 h.update(b);
             }
         };
@@ -295,17 +418,32 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
                 &chosen,
                 expect,
                 |_| {
-                    let h = hasher.lock().unwrap_or_else(|p| p.into_inner()).take();
-                    let checksums: Vec<(String, String)> = match (algo, h) {
-                        (Some(a), Some(h)) => vec![(a.name().to_string(), h.finish())],
-                        _ => Vec::new(),
+                    let h = assembly.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    let (checksums, checksum_type, part_checksums) = match (sum, h) {
+                        (Some((a, k)), Some(h)) => {
+                            let (value, parts) = h.finish();
+                            // The value a client names may leave out the `-<parts>`.
+                            let (bare, _) = value.rsplit_once('-').unwrap_or((&value, ""));
+                            if expected_sum.as_deref().is_some_and(|e| e != value && e != bare) {
+                                return Err(S3Error::new(
+                                    S3Code::BadDigest,
+                                    format!(
+                                        "The {} you specified did not match the calculated checksum.",
+                                        a.name().to_lowercase()
+                                    ),
+                                ));
+                            }
+                            let kind = Some(k.name().to_string());
+                            (vec![(a.name().to_string(), value)], kind, parts)
+                        }
+                        _ => (Vec::new(), None, Vec::new()),
                     };
-                    let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".into());
-                    Ok(Finished {
+                    let finished = Finished {
                         checksums,
                         checksum_type,
                         etag: Some(etag),
-                    })
+                    };
+                    Ok((finished, part_checksums))
                 },
                 &mut observe,
             )
@@ -423,6 +561,7 @@ pub async fn list_parts(ctx: &Ctx) -> S3Result<Response> {
     w.elem("MaxParts", max.to_string())
         .elem("IsTruncated", truncated.to_string());
     w.opt("ChecksumAlgorithm", info.checksum_algorithm.as_deref());
+    w.opt("ChecksumType", checksum_of(&info).map(|(_, k)| k.name()));
     for (n, p) in shown {
         w.open("Part")
             .elem("PartNumber", n.to_string())
@@ -527,6 +666,7 @@ pub async fn list_uploads(ctx: &Ctx) -> S3Result<Response> {
         w.elem("StorageClass", "STANDARD")
             .elem("Initiated", respond::iso8601(info.initiated_at()));
         w.opt("ChecksumAlgorithm", info.checksum_algorithm.as_deref());
+        w.opt("ChecksumType", checksum_of(info).map(|(_, k)| k.name()));
         w.close("Upload");
     }
     for p in &prefixes {

@@ -157,6 +157,7 @@ pub(super) fn new_version_meta(
         checksums: finished.checksums,
         checksum_type: finished.checksum_type,
         parts: obj.parts,
+        part_checksums: Vec::new(),
         seq: written.seq,
         meta_seq: 0,
         is_link: false,

@@ -38,6 +38,10 @@ pub struct UploadInfo {
     pub tags: Vec<(String, String)>,
     #[serde(default)]
     pub checksum_algorithm: Option<String>,
+    /// `COMPOSITE` or `FULL_OBJECT`, with an algorithm (none: uploads of older gateways,
+    /// which made full-object checksums).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_type: Option<String>,
 }
 
 impl UploadInfo {
@@ -84,6 +88,7 @@ impl PartInfo {
             checksums: Vec::new(),
             checksum_type: None,
             parts: Vec::new(),
+            part_checksums: Vec::new(),
             seq: self.seq,
             meta_seq: 0,
             is_link: false,
@@ -297,13 +302,14 @@ impl Bucket {
 
     /// Assembles the chosen parts, in order, into the object `obj`: the parts' chunks are
     /// streamed into one new version (never held whole), then the upload is removed.
+    /// `finish` also gives each part's checksum (composite checksums).
     pub async fn complete_upload(
         &self,
         id: &str,
         obj: super::NewObject,
         parts: &[PartInfo],
         expect: Expect,
-        finish: impl FnOnce(&Written) -> S3Result<Finished>,
+        finish: impl FnOnce(&Written) -> S3Result<(Finished, Vec<String>)>,
         observe: &mut (dyn FnMut(&[u8]) + Send),
     ) -> S3Result<ObjectMeta> {
         let nuid = nuid::next().to_string();
@@ -338,9 +344,10 @@ impl Bucket {
             return Err(S3Error::internal("multipart assembly ended early"));
         }
         let written = writer.finish().await.map_err(|e| self.err(e))?;
-        let finished = finish(&written)?;
+        let (finished, part_checksums) = finish(&written)?;
         let key = obj.key.clone();
-        let meta = new_version_meta(obj, nuid, &written, finished);
+        let mut meta = new_version_meta(obj, nuid, &written, finished);
+        meta.part_checksums = part_checksums;
         let found = self.lookup(&key).await?;
         let stored = self
             .commit_written(&key, meta, &expect, found, guard, &written)

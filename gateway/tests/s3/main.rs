@@ -15,6 +15,7 @@ mod bodies;
 mod breaker;
 mod buckets;
 mod cache;
+mod checksums;
 mod conditional;
 mod conditional_writes;
 mod config;

@@ -1,10 +1,12 @@
 //! Part reads as S3 serves them: `partNumber` on GET and HEAD of multipart and simple
 //! objects (status, Content-Range, parts count, checksums), and UploadPartCopy ranges.
 
-use aws_sdk_s3::types::ChecksumAlgorithm;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType};
 
 use crate::common::*;
 use crate::multipart::{completed, create_upload};
+
+const MIB: usize = 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn part_number_of_a_simple_object() {
@@ -76,6 +78,101 @@ async fn part_number_of_a_simple_object() {
         r.assert_status(200);
         assert_eq!(r.header("content-range"), None, "{method}");
         assert_eq!(r.header("content-length"), Some("0"), "{method}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn part_number_of_multipart_objects_with_checksums() {
+    let b = unique_bucket("pmulti");
+    let env = Env::with_buckets(&[&b]).await;
+    let s3 = env.client();
+    let parts = [data(5 * MIB, 1), data(5 * MIB, 2), data(1000, 3)];
+    let total: usize = parts.iter().map(Vec::len).sum();
+    for kind in [ChecksumType::Composite, ChecksumType::FullObject] {
+        let key = kind.as_str().to_lowercase();
+        let id = ok(
+            s3.create_multipart_upload()
+                .bucket(&b)
+                .key(&key)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                .checksum_type(kind.clone())
+                .send()
+                .await,
+            "CreateMultipartUpload",
+        )
+        .upload_id()
+        .unwrap()
+        .to_string();
+        let mut done = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            let out = ok(
+                s3.upload_part()
+                    .bucket(&b)
+                    .key(&key)
+                    .upload_id(&id)
+                    .part_number(i as i32 + 1)
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                    .body(p.clone().into())
+                    .send()
+                    .await,
+                "UploadPart",
+            );
+            done.push((i as i32 + 1, out.e_tag().unwrap().to_string()));
+        }
+        let refs: Vec<(i32, &str)> = done.iter().map(|(n, e)| (*n, e.as_str())).collect();
+        ok(
+            s3.complete_multipart_upload()
+                .bucket(&b)
+                .key(&key)
+                .upload_id(&id)
+                .multipart_upload(completed(&refs))
+                .send()
+                .await,
+            "Complete",
+        );
+        let mut start = 0;
+        for (i, p) in parts.iter().enumerate() {
+            let n = i + 1;
+            let r = env
+                .send_signed(
+                    RawRequest::new("GET", &format!("/{b}/{key}?partNumber={n}"))
+                        .header("x-amz-checksum-mode", "ENABLED"),
+                )
+                .await;
+            r.assert_status(206);
+            assert_eq!(r.header("x-amz-mp-parts-count"), Some("3"));
+            let range = format!("bytes {start}-{}/{total}", start + p.len() - 1);
+            assert_eq!(r.header("content-range"), Some(range.as_str()));
+            assert!(r.body == *p, "part {n} of {key}");
+            match kind {
+                // A part of a composite object carries its own checksum ...
+                ChecksumType::Composite => assert_eq!(
+                    r.header("x-amz-checksum-crc32"),
+                    Some(crc32_b64(p).as_str()),
+                    "part {n} of {key}"
+                ),
+                // ... the full-object checksum does not describe a part.
+                _ => assert_eq!(r.header("x-amz-checksum-crc32"), None, "part {n} of {key}"),
+            }
+            start += p.len();
+        }
+        // The SDK validates what it reads (its checksum validation is on by default).
+        let got = ok(
+            s3.get_object()
+                .bucket(&b)
+                .key(&key)
+                .part_number(2)
+                .checksum_mode(ChecksumMode::Enabled)
+                .send()
+                .await,
+            "GetObject partNumber=2 with checksum validation",
+        );
+        assert_eq!(got.parts_count(), Some(3));
+        assert!(got.body.collect().await.unwrap().into_bytes() == parts[1]);
+        let r = env
+            .send_signed(RawRequest::new("HEAD", &format!("/{b}/{key}?partNumber=4")))
+            .await;
+        assert_eq!(r.status, 416);
     }
 }
 
