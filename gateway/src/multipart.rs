@@ -14,7 +14,8 @@ use crate::checksum::{Algo, Assembly, Kind};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::request::Ctx;
 use crate::respond::{self, OWNER_ID, OWNER_NAME};
-use crate::store::{Finished, NewObject, PartInfo, UploadInfo};
+use crate::store::completion::{parts_digest, Claim, Completed, UploadState};
+use crate::store::{Expect, Finished, NewObject, ObjectMeta, PartInfo, UploadInfo, Versioning};
 use crate::xml::{self, XmlWriter};
 
 fn upload_id(ctx: &Ctx) -> S3Result<String> {
@@ -59,6 +60,7 @@ pub async fn create(ctx: &Ctx) -> S3Result<Response> {
         tags: crate::put::header_tags(ctx)?,
         checksum_algorithm: checksum_algorithm.clone(),
         checksum_type: kind.map(|k| k.name().to_string()),
+        completion: None,
     };
     let id = ctx.store_bucket()?.create_upload(&info).await?;
     let mut w = XmlWriter::new("InitiateMultipartUploadResult");
@@ -262,27 +264,44 @@ impl CompletePart {
     }
 }
 
-/// What a Complete's headers say of the object's checksum: refuses a type other than the
-/// upload's and a value of another algorithm; returns the value to check, if any.
-fn complete_checksum(ctx: &Ctx, sum: Option<(Algo, Kind)>) -> S3Result<Option<String>> {
-    if let Some(t) = ctx.header("x-amz-checksum-type") {
-        let asked = Kind::parse(t).ok_or_else(|| {
-            S3Error::invalid_request(format!(
-                "Value for x-amz-checksum-type header is invalid: {t}"
-            ))
-        })?;
-        if sum.map(|(_, k)| k) != Some(asked) {
-            return Err(S3Error::invalid_request(format!(
-                "The upload was created using the {} checksum mode. The complete request must use the same checksum mode.",
-                sum.map_or("null", |(_, k)| k.name())
-            )));
-        }
+/// What a Complete's headers say of the object's checksum.
+struct AskedChecksum {
+    kind: Option<Kind>,
+    values: Vec<(Algo, String)>,
+}
+
+impl AskedChecksum {
+    fn of(ctx: &Ctx) -> S3Result<AskedChecksum> {
+        let kind = match ctx.header("x-amz-checksum-type") {
+            Some(t) => Some(Kind::parse(t).ok_or_else(|| {
+                S3Error::invalid_request(format!(
+                    "Value for x-amz-checksum-type header is invalid: {t}"
+                ))
+            })?),
+            None => None,
+        };
+        let values = crate::checksum::ALL
+            .into_iter()
+            .filter_map(|a| Some((a, ctx.header(a.header())?.trim().to_string())))
+            .collect();
+        Ok(AskedChecksum { kind, values })
     }
-    let mut given = None;
-    for algo in crate::checksum::ALL {
-        if let Some(v) = ctx.header(algo.header()) {
+
+    /// Refuses a type other than the upload's and a value of another algorithm; returns
+    /// the value to check the object against, if any.
+    fn check(&self, sum: Option<(Algo, Kind)>) -> S3Result<Option<String>> {
+        if let Some(asked) = self.kind {
+            if sum.map(|(_, k)| k) != Some(asked) {
+                return Err(S3Error::invalid_request(format!(
+                    "The upload was created using the {} checksum mode. The complete request must use the same checksum mode.",
+                    sum.map_or("null", |(_, k)| k.name())
+                )));
+            }
+        }
+        let mut given = None;
+        for (algo, value) in &self.values {
             match sum {
-                Some((a, _)) if a == algo => given = Some(v.trim().to_string()),
+                Some((a, _)) if a == *algo => given = Some(value.clone()),
                 _ => {
                     return Err(S3Error::invalid_request(format!(
                         "The upload was created using {} checksums; the complete request cannot name a {} checksum.",
@@ -292,8 +311,8 @@ fn complete_checksum(ctx: &Ctx, sum: Option<(Algo, Kind)>) -> S3Result<Option<St
                 }
             }
         }
+        Ok(given)
     }
-    Ok(given)
 }
 
 /// Whether a part ETag in a Complete request names the stored part: exactly, quotes
@@ -306,11 +325,228 @@ fn part_etag_matches(given: &str, stored: &str) -> bool {
     bare == stored
 }
 
+/// What a Complete answers (the first one, and every repeat).
+#[derive(Clone)]
+struct Outcome {
+    key: String,
+    etag: String,
+    version: Option<String>,
+    checksums: Vec<(String, String)>,
+    checksum_type: Option<String>,
+    mode: Versioning,
+}
+
+impl Outcome {
+    fn of(key: &str, done: Completed, mode: Versioning) -> Outcome {
+        Outcome {
+            key: key.to_string(),
+            etag: done.etag,
+            version: done.version,
+            checksums: done.checksums,
+            checksum_type: done.checksum_type,
+            mode,
+        }
+    }
+}
+
+/// One CompleteMultipartUpload, detached from its request.
+struct Completing {
+    bucket: crate::store::Bucket,
+    id: String,
+    key: String,
+    parts: Vec<CompletePart>,
+    /// Digest of the part list, to recognise a repeat.
+    digest: String,
+    asked: AskedChecksum,
+    expect: Expect,
+    min_part: u64,
+    max_object: u64,
+}
+
+impl Completing {
+    /// Completes the upload, or answers as the Complete that did (or waits for the one
+    /// that does).
+    async fn run(self) -> S3Result<Outcome> {
+        loop {
+            let state = self
+                .bucket
+                .complete_state(&self.id, &self.key, &self.digest)
+                .await?;
+            let (info, revision, lapsed) = match state {
+                UploadState::Done(done) => {
+                    let mode = self.bucket.versioning().await?;
+                    return Ok(Outcome::of(&self.key, done, mode));
+                }
+                UploadState::Open {
+                    info,
+                    revision,
+                    lapsed,
+                } => (info, revision, lapsed),
+            };
+            let sum = checksum_of(&info);
+            let expected_sum = self.asked.check(sum)?;
+            let chosen = self.choose().await?;
+            if self.expect != Expect::Any {
+                // Fail before assembling when the condition already does not hold.
+                self.bucket.check_write(&self.key, &self.expect).await?;
+            }
+            let claimed = self
+                .bucket
+                .claim_upload(&self.id, (*info).clone(), revision, &self.digest, lapsed)
+                .await?;
+            let Some(claim) = claimed else {
+                // Another Complete (or an abort) changed the upload meanwhile.
+                continue;
+            };
+            let meta = self
+                .assemble(claim, &info, &chosen, sum, expected_sum)
+                .await?;
+            let mode = self.bucket.versioning().await?;
+            return Ok(Outcome::of(&self.key, Completed::of(&meta), mode));
+        }
+    }
+
+    /// The stored parts the request names, checked as S3 checks them.
+    async fn choose(&self) -> S3Result<Vec<PartInfo>> {
+        let id = &self.id;
+        let stored = self.bucket.parts(id).await?;
+        let mut chosen: Vec<PartInfo> = Vec::with_capacity(self.parts.len());
+        let mut last = 0u32;
+        for (i, p) in self.parts.iter().enumerate() {
+            if p.number <= last {
+                return Err(S3Error::new(
+                    S3Code::InvalidPartOrder,
+                    "The list of parts was not in ascending order. Parts must be ordered by part number.",
+                )
+                .with("UploadId", id));
+            }
+            last = p.number;
+            // A part checksum the request names must be the stored part's.
+            let same_sums = |s: &PartInfo| {
+                p.checksums().all(|(a, v)| {
+                    s.checksums
+                        .iter()
+                        .any(|(n, stored)| n == a.name() && stored == v)
+                })
+            };
+            let part = stored
+                .get(&p.number)
+                .filter(|s| part_etag_matches(&p.etag, &s.etag) && same_sums(s))
+                .ok_or_else(|| {
+                    S3Error::new(
+                        S3Code::InvalidPart,
+                        "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+                    )
+                    .with("UploadId", id)
+                    .with("PartNumber", p.number.to_string())
+                    .with("ETag", &p.etag)
+                })?;
+            if i + 1 < self.parts.len() && part.size < self.min_part {
+                return Err(S3Error::new(
+                    S3Code::EntityTooSmall,
+                    "Your proposed upload is smaller than the minimum allowed object size.",
+                )
+                .with("ProposedSize", part.size.to_string())
+                .with("MinSizeAllowed", self.min_part.to_string())
+                .with("PartNumber", p.number.to_string())
+                .with("ETag", &p.etag));
+            }
+            chosen.push(part.clone());
+        }
+        let total: u64 = chosen.iter().map(|p| p.size).sum();
+        if total > self.max_object {
+            return Err(S3Error::new(
+                S3Code::EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed size",
+            )
+            .with("ProposedSize", total.to_string())
+            .with("MaxSizeAllowed", self.max_object.to_string())
+            .with("UploadId", id));
+        }
+        Ok(chosen)
+    }
+
+    /// Assembles and commits the chosen parts under `claim`.
+    async fn assemble(
+        &self,
+        claim: Claim,
+        info: &UploadInfo,
+        chosen: &[PartInfo],
+        sum: Option<(Algo, Kind)>,
+        expected_sum: Option<String>,
+    ) -> S3Result<ObjectMeta> {
+        let mut md5s = Md5::new();
+        for p in chosen {
+            if let Ok(raw) = hex::decode(&p.etag) {
+                md5s.update(raw);
+            }
+        }
+        let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
+        let sizes: Vec<u64> = chosen.iter().map(|p| p.size).collect();
+        let obj = NewObject {
+            key: self.key.clone(),
+            headers: info.headers.clone(),
+            tags: info.tags.clone(),
+            parts: sizes.clone(),
+        };
+        let assembly = std::sync::Mutex::new(sum.map(|(a, k)| Assembly::new(a, k, &sizes)));
+        let mut observe = |b: &[u8]| {
+            if let Some(h) = assembly.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                h.update(b);
+            }
+        };
+        let finish = |_: &crate::store::Written| {
+            let h = assembly.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let (checksums, checksum_type, part_checksums) = match (sum, h) {
+                (Some((a, k)), Some(h)) => {
+                    let (value, parts) = h.finish();
+                    // The value a client names may leave out the `-<parts>`.
+                    let (bare, _) = value.rsplit_once('-').unwrap_or((&value, ""));
+                    if expected_sum
+                        .as_deref()
+                        .is_some_and(|e| e != value && e != bare)
+                    {
+                        return Err(S3Error::new(
+                            S3Code::BadDigest,
+                            format!(
+                                "The {} you specified did not match the calculated checksum.",
+                                a.name().to_lowercase()
+                            ),
+                        ));
+                    }
+                    let kind = Some(k.name().to_string());
+                    (vec![(a.name().to_string(), value)], kind, parts)
+                }
+                _ => (Vec::new(), None, Vec::new()),
+            };
+            let finished = Finished {
+                checksums,
+                checksum_type,
+                etag: Some(etag),
+            };
+            Ok((finished, part_checksums))
+        };
+        self.bucket
+            .complete_upload(
+                &self.id,
+                claim,
+                obj,
+                chosen,
+                self.expect.clone(),
+                finish,
+                &mut observe,
+            )
+            .await
+    }
+}
+
 /// How long Complete answers normally before it switches to a 200 with keep-alive spaces.
 const COMPLETE_WAIT: Duration = Duration::from_secs(2);
 
-/// CompleteMultipartUpload: validates the part list, then assembles the object. Long
-/// assemblies answer 200 at once and keep the connection alive with spaces, as S3 does.
+/// CompleteMultipartUpload: validates the part list, then assembles the object; a repeat
+/// with the same parts answers as the first did. Long assemblies (or waits for another
+/// Complete of the same upload) answer 200 at once and keep the connection alive with
+/// spaces, as S3 does.
 pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
     let key = ctx.key()?.to_string();
@@ -321,154 +557,41 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
     if req.parts.is_empty() {
         return Err(S3Error::malformed_xml());
     }
-    let info = upload_for_key(&ctx, &id).await?;
-    let sum = checksum_of(&info);
-    let expected_sum = complete_checksum(&ctx, sum)?;
-    let bucket = ctx.store_bucket()?;
-    let stored = bucket.parts(&id).await?;
-    let min = ctx.rt.config.limits.min_part_size;
-    let mut chosen: Vec<PartInfo> = Vec::with_capacity(req.parts.len());
-    let mut last = 0u32;
-    for (i, p) in req.parts.iter().enumerate() {
-        if p.number <= last {
-            return Err(S3Error::new(
-                S3Code::InvalidPartOrder,
-                "The list of parts was not in ascending order. Parts must be ordered by part number.",
-            )
-            .with("UploadId", &id));
-        }
-        last = p.number;
-        // A part checksum the request names must be the stored part's.
-        let same_sums = |s: &PartInfo| {
-            p.checksums().all(|(a, v)| {
-                s.checksums
-                    .iter()
-                    .any(|(n, stored)| n == a.name() && stored == v)
-            })
-        };
-        let part = stored
-            .get(&p.number)
-            .filter(|s| part_etag_matches(&p.etag, &s.etag) && same_sums(s))
-            .ok_or_else(|| {
-                S3Error::new(
-                    S3Code::InvalidPart,
-                    "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
-                )
-                .with("UploadId", &id)
-                .with("PartNumber", p.number.to_string())
-                .with("ETag", &p.etag)
-            })?;
-        if i + 1 < req.parts.len() && part.size < min {
-            return Err(S3Error::new(
-                S3Code::EntityTooSmall,
-                "Your proposed upload is smaller than the minimum allowed object size.",
-            )
-            .with("ProposedSize", part.size.to_string())
-            .with("MinSizeAllowed", min.to_string())
-            .with("PartNumber", p.number.to_string())
-            .with("ETag", &p.etag));
-        }
-        chosen.push(part.clone());
-    }
-    let total: u64 = chosen.iter().map(|p| p.size).sum();
-    let max = ctx.max_object_size();
-    if total > max {
-        return Err(S3Error::new(
-            S3Code::EntityTooLarge,
-            "Your proposed upload exceeds the maximum allowed size",
-        )
-        .with("ProposedSize", total.to_string())
-        .with("MaxSizeAllowed", max.to_string())
-        .with("UploadId", &id));
-    }
-    let expect = crate::put::write_expectation(&ctx)?;
-    if expect != crate::store::Expect::Any {
-        // Fail before assembling when the condition already does not hold.
-        bucket.check_write(&key, &expect).await?;
-    }
-    let mut md5s = Md5::new();
-    for p in &chosen {
-        if let Ok(raw) = hex::decode(&p.etag) {
-            md5s.update(raw);
-        }
-    }
-    let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
-    let obj = NewObject {
-        key: key.clone(),
-        headers: info.headers.clone(),
-        tags: info.tags.clone(),
-        parts: chosen.iter().map(|p| p.size).collect(),
+    let digest = parts_digest(req.parts.iter().map(|p| (p.number, p.etag.as_str())));
+    let job = Completing {
+        bucket: ctx.store_bucket()?,
+        id,
+        key,
+        parts: req.parts,
+        digest,
+        asked: AskedChecksum::of(&ctx)?,
+        expect: crate::put::write_expectation(&ctx)?,
+        min_part: ctx.rt.config.limits.min_part_size,
+        max_object: ctx.max_object_size(),
     };
-    let sizes: Vec<u64> = chosen.iter().map(|p| p.size).collect();
     let gw = ctx.gw.clone();
     let bucket_name = ctx.bucket_ref()?.s3.clone();
     let started = Instant::now();
     // Detached: a client that goes away does not cut the assembly short.
     let task = tokio::spawn(async move {
-        let assembly = std::sync::Mutex::new(sum.map(|(a, k)| Assembly::new(a, k, &sizes)));
-        let mut observe = |b: &[u8]| {
-            if let Some(h) = assembly.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-                h.update(b);
-            }
-        };
-        let result = bucket
-            .complete_upload(
-                &id,
-                obj,
-                &chosen,
-                expect,
-                |_| {
-                    let h = assembly.lock().unwrap_or_else(|p| p.into_inner()).take();
-                    let (checksums, checksum_type, part_checksums) = match (sum, h) {
-                        (Some((a, k)), Some(h)) => {
-                            let (value, parts) = h.finish();
-                            // The value a client names may leave out the `-<parts>`.
-                            let (bare, _) = value.rsplit_once('-').unwrap_or((&value, ""));
-                            if expected_sum.as_deref().is_some_and(|e| e != value && e != bare) {
-                                return Err(S3Error::new(
-                                    S3Code::BadDigest,
-                                    format!(
-                                        "The {} you specified did not match the calculated checksum.",
-                                        a.name().to_lowercase()
-                                    ),
-                                ));
-                            }
-                            let kind = Some(k.name().to_string());
-                            (vec![(a.name().to_string(), value)], kind, parts)
-                        }
-                        _ => (Vec::new(), None, Vec::new()),
-                    };
-                    let finished = Finished {
-                        checksums,
-                        checksum_type,
-                        etag: Some(etag),
-                    };
-                    Ok((finished, part_checksums))
-                },
-                &mut observe,
-            )
-            .await;
-        let result = match result {
-            Ok(meta) => bucket.versioning().await.map(|mode| (meta, mode)),
-            Err(e) => Err(e),
-        };
+        let result = job.run().await;
         gw.metrics
             .complete_seconds
             .observe(started.elapsed().as_secs_f64());
         result
     });
-    let render = move |(meta, _): &(crate::store::ObjectMeta, crate::store::Versioning)| {
+    let render = move |done: &Outcome| {
         let mut w = XmlWriter::new("CompleteMultipartUploadResult");
-        w.elem("Location", format!("/{bucket_name}/{}", meta.key))
+        w.elem("Location", format!("/{bucket_name}/{}", done.key))
             .elem("Bucket", &bucket_name)
-            .elem("Key", &meta.key)
-            .elem("ETag", respond::quote(&meta.etag));
-        for (algo, value) in &meta.checksums {
+            .elem("Key", &done.key)
+            .elem("ETag", respond::quote(&done.etag));
+        for (algo, value) in &done.checksums {
             if let Some(a) = Algo::parse(algo) {
                 w.elem(a.element(), value);
             }
         }
-        w.opt("ChecksumType", meta.checksum_type.as_deref());
+        w.opt("ChecksumType", done.checksum_type.as_deref());
         w.finish("CompleteMultipartUploadResult")
     };
     let mut task = task;
@@ -476,7 +599,7 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         Ok(joined) => {
             let done = joined.map_err(S3Error::internal)??;
             let mut resp = respond::xml(render(&done));
-            crate::versioning::version_header(&mut resp, done.0.version.as_deref(), done.1);
+            crate::versioning::version_header(&mut resp, done.version.as_deref(), done.mode);
             Ok(resp)
         }
         Err(_) => {

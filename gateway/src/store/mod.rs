@@ -44,6 +44,7 @@
 
 mod changes;
 mod collector;
+pub mod completion;
 mod direct;
 mod index;
 pub mod lifecycle;
@@ -352,6 +353,7 @@ impl Store {
         let timing = Timing {
             grace: Duration::from_secs(collector.grace_seconds),
             orphan_after: Duration::from_secs(collector.orphan_after_seconds),
+            completed: Duration::from_secs(collector.completed_upload_seconds),
         };
         let inner = Inner {
             lifecycle: Lifecycle::new(js.clone(), client.clone(), timing, 1),

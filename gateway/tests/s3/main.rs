@@ -31,5 +31,6 @@ mod objects;
 mod part_reads;
 mod push;
 mod ranges;
+mod retried_complete;
 mod tls;
 mod versions;
