@@ -29,6 +29,7 @@ fn expecting(method: &str, path: &str, len: usize) -> RawRequest {
     RawRequest::new(method, path)
         .header("expect", "100-continue")
         .header("content-length", &len.to_string())
+        .header("connection", "keep-alive")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,6 +137,8 @@ async fn refused_requests_get_no_100_continue() {
         assert_ne!(r.status, 100, "{what}: 100 Continue for a refused request");
         assert_eq!(r.status, status, "{what}: {}", r.text());
         assert_eq!(r.code().as_deref(), Some(code), "{what}");
+        // The body was never sent: the connection cannot carry another request.
+        assert_eq!(r.header("connection"), Some("close"), "{what}");
     }
     env.wait_streams_equal(&before, "refused requests").await;
     assert_eq!(list_all_keys(&s3, &b).await, vec!["exists"]);
@@ -172,6 +175,7 @@ async fn served_requests_get_100_continue_then_their_answer() {
             .unwrap();
         fin.assert_status(200);
         assert_eq!(fin.header("etag"), Some(etag_of(&body).as_str()), "{path}");
+        assert_eq!(fin.header("connection"), None, "{path}: kept alive");
     }
     assert_eq!(get_bytes(&s3, &b, "plain").await, body);
 }
