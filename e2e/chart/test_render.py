@@ -128,6 +128,7 @@ def test_gateway_flags_follow_the_push_contract(default_objects):
         "--collector-orphan-after-seconds": "3600",
         "--collector-scan-interval-seconds": "600",
         "--collector-max-purges-per-pass": "1000",
+        "--collector-completed-upload-seconds": "3600",
         "--shutdown-grace-seconds": "25",
         "--log-format": "json",
         "--log": "info",

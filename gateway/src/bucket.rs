@@ -1,6 +1,8 @@
 //! Bucket operations: list, create, head, delete, location.
 
 use axum::response::Response;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use http::StatusCode;
 use serde::Deserialize;
 
@@ -10,13 +12,44 @@ use crate::respond::{self, OWNER_ID, OWNER_NAME};
 use crate::store::{BucketOptions, DeleteBucketError};
 use crate::xml::{self, XmlWriter};
 
-/// ListBuckets: the buckets the caller holds a grant on, with their creation dates.
+/// ListBuckets: the buckets the caller holds a grant on, with their creation dates, in
+/// name order; `prefix`, `bucket-region`, and pages of `max-buckets` after a
+/// `continuation-token` (the last name of the page before, base64url).
 pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
     let principal = ctx
         .principal
         .as_ref()
         .and_then(|p| p.access_key())
         .unwrap_or_default();
+    let max = match ctx.query("max-buckets") {
+        None => None,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=10_000).contains(&n) => Some(n),
+            _ => {
+                return Err(S3Error::invalid_argument(
+                    "Argument max-buckets must be an integer between 1 and 10000.",
+                )
+                .with("ArgumentName", "max-buckets")
+                .with("ArgumentValue", v))
+            }
+        },
+    };
+    let after = match ctx.query("continuation-token") {
+        None => None,
+        Some(t) => Some(
+            URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    S3Error::invalid_argument("The continuation token provided is incorrect")
+                        .with("ArgumentName", "continuation-token")
+                })?,
+        ),
+    };
+    let prefix = ctx.query("prefix").unwrap_or_default();
+    let region = &ctx.rt.config.region;
+    let other_region = ctx.query("bucket-region").is_some_and(|r| r != region);
     let mut buckets: Vec<(String, time::OffsetDateTime)> = ctx
         .gw
         .store
@@ -28,8 +61,20 @@ pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
             ctx.rt.permission(principal, &s3)?;
             Some((s3, b.created))
         })
+        .filter(|(name, _)| {
+            !other_region
+                && name.starts_with(prefix)
+                && after.as_deref().is_none_or(|a| name.as_str() > a)
+        })
         .collect();
     buckets.sort();
+    let next = match max {
+        Some(n) if buckets.len() > n => {
+            buckets.truncate(n);
+            buckets.last().map(|(name, _)| URL_SAFE_NO_PAD.encode(name))
+        }
+        _ => None,
+    };
     let mut w = XmlWriter::new("ListAllMyBucketsResult");
     w.open("Owner")
         .elem("ID", OWNER_ID)
@@ -40,9 +85,12 @@ pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
         w.open("Bucket")
             .elem("Name", name)
             .elem("CreationDate", respond::iso8601(*created))
+            .elem("BucketRegion", region)
             .close("Bucket");
     }
     w.close("Buckets");
+    w.opt("ContinuationToken", next);
+    w.opt("Prefix", ctx.query("prefix"));
     Ok(respond::xml(w.finish("ListAllMyBucketsResult")))
 }
 
@@ -52,7 +100,7 @@ pub(crate) struct CreateBucketConfiguration {
     pub(crate) location_constraint: Option<String>,
 }
 
-/// CreateBucket: a new object-store bucket; BucketAlreadyOwnedByYou if it exists.
+/// CreateBucket: a new object-store bucket, owned by the access key that created it.
 pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?.clone();
     let acl = crate::access::api::create_bucket_acl(&ctx)?;
@@ -81,17 +129,40 @@ pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
             replicas: 1,
         },
     };
-    if !ctx.gw.store.create_bucket(&b.nats, &opts).await? {
-        return Err(S3Error::new(
-            S3Code::BucketAlreadyOwnedByYou,
-            "Your previous request to create the named bucket succeeded and you already own it.",
-        )
-        .with("BucketName", &b.s3));
+    let caller = ctx.principal.as_ref().and_then(|p| p.access_key());
+    if ctx.gw.store.create_bucket(&b.nats, &opts, caller).await? {
+        crate::access::api::store_bucket_acl(&ctx, &acl).await?;
+    } else {
+        // S3's us-east-1 answers 200 and changes nothing, the ACL included.
+        already_there(&ctx, caller).await?;
     }
-    crate::access::api::store_bucket_acl(&ctx, &acl).await?;
     let mut r = respond::empty(StatusCode::OK);
     respond::set(&mut r, "location", format!("/{}", b.s3));
     Ok(r)
+}
+
+/// CreateBucket of a bucket that exists: BucketAlreadyExists when another key created
+/// it; for the caller's own bucket (or one the config declares), 200 in us-east-1 and
+/// BucketAlreadyOwnedByYou elsewhere, as S3 answers.
+async fn already_there(ctx: &Ctx, caller: Option<&str>) -> S3Result<()> {
+    let b = ctx.bucket_ref()?;
+    let info = ctx.gw.store.bucket_info(&b.nats).await?;
+    let owner = info.as_ref().and_then(|i| i.owner());
+    if owner.is_some_and(|o| Some(o) != caller) {
+        return Err(S3Error::new(
+            S3Code::BucketAlreadyExists,
+            "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
+        )
+        .with("BucketName", &b.s3));
+    }
+    if ctx.rt.config.region == "us-east-1" {
+        return Ok(());
+    }
+    Err(S3Error::new(
+        S3Code::BucketAlreadyOwnedByYou,
+        "Your previous request to create the named bucket succeeded and you already own it.",
+    )
+    .with("BucketName", &b.s3))
 }
 
 /// Fails with NoSuchBucket unless the bucket exists.

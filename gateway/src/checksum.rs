@@ -131,6 +131,142 @@ impl Hasher {
     }
 }
 
+/// How a multipart object's checksum derives from its parts (`x-amz-checksum-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A checksum of the parts' checksums, shown with `-<number of parts>`.
+    Composite,
+    /// A checksum of the whole object.
+    FullObject,
+}
+
+impl Kind {
+    /// `COMPOSITE` or `FULL_OBJECT`, any case.
+    pub fn parse(s: &str) -> Option<Kind> {
+        [Kind::Composite, Kind::FullObject]
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Composite => "COMPOSITE",
+            Kind::FullObject => "FULL_OBJECT",
+        }
+    }
+
+    /// S3's type when an upload names only the algorithm.
+    pub fn default_for(algo: Algo) -> Kind {
+        match algo {
+            Algo::Crc64Nvme => Kind::FullObject,
+            _ => Kind::Composite,
+        }
+    }
+
+    /// Whether S3 allows this type with `algo`: the SHA digests of parts cannot be combined
+    /// into the object's, and CRC64NVME has no composite form.
+    pub fn allows(self, algo: Algo) -> bool {
+        match self {
+            Kind::Composite => algo != Algo::Crc64Nvme,
+            Kind::FullObject => matches!(algo, Algo::Crc32 | Algo::Crc32c | Algo::Crc64Nvme),
+        }
+    }
+}
+
+/// The checksum of a multipart object, computed as its bytes stream by in part order: one
+/// running checksum (full object), or one per part (composite).
+pub struct Assembly {
+    algo: Algo,
+    kind: Kind,
+    sizes: Vec<u64>,
+    /// The part after the current one.
+    next: usize,
+    /// Bytes left in the current part.
+    left: u64,
+    current: Hasher,
+    parts: Vec<Vec<u8>>,
+}
+
+impl Assembly {
+    pub fn new(algo: Algo, kind: Kind, sizes: &[u64]) -> Assembly {
+        Assembly {
+            algo,
+            kind,
+            sizes: sizes.to_vec(),
+            next: 1,
+            left: sizes.first().copied().unwrap_or(0),
+            current: algo.hasher(),
+            parts: Vec::new(),
+        }
+    }
+
+    /// Closes the parts that are complete (a composite checksum only).
+    fn roll(&mut self) {
+        while self.left == 0 {
+            let Some(&next) = self.sizes.get(self.next) else {
+                break;
+            };
+            self.next += 1;
+            let done = std::mem::replace(&mut self.current, self.algo.hasher());
+            self.parts.push(done.finish_raw());
+            self.left = next;
+        }
+    }
+
+    /// Adds the next bytes of the object.
+    pub fn update(&mut self, mut data: &[u8]) {
+        if self.kind == Kind::FullObject {
+            self.current.update(data);
+            return;
+        }
+        while !data.is_empty() {
+            self.roll();
+            let n = self.left.min(data.len() as u64) as usize;
+            if n == 0 {
+                // More bytes than the parts hold: they count to the last part.
+                self.current.update(data);
+                return;
+            }
+            self.current.update(&data[..n]);
+            self.left -= n as u64;
+            data = &data[n..];
+        }
+    }
+
+    /// The object's value (composite: `<checksum of the part checksums>-<parts>`) and, for
+    /// a composite one, each part's value.
+    pub fn finish(mut self) -> (String, Vec<String>) {
+        if self.kind == Kind::FullObject {
+            return (self.current.finish(), Vec::new());
+        }
+        self.roll();
+        self.parts.push(self.current.finish_raw());
+        (
+            composite(self.algo, &self.parts),
+            self.parts.iter().map(|p| STANDARD.encode(p)).collect(),
+        )
+    }
+}
+
+/// S3's composite checksum of raw part digests: the checksum of their concatenation, then
+/// `-<number of parts>`.
+pub fn composite(algo: Algo, parts: &[Vec<u8>]) -> String {
+    let mut h = algo.hasher();
+    for p in parts {
+        h.update(p);
+    }
+    format!("{}-{}", h.finish(), parts.len())
+}
+
+/// Whether a stored checksum value is well formed: base64, with `-<parts>` when composite.
+pub fn stored_value_ok(value: &str) -> bool {
+    let (b64, parts) = match value.rsplit_once('-') {
+        Some((v, n)) => (v, Some(n)),
+        None => (value, None),
+    };
+    STANDARD.decode(b64).is_ok() && parts.is_none_or(|n| n.parse::<u32>().is_ok_and(|n| n >= 1))
+}
+
 /// Checksums computed while a body streams by; cheap to clone and share with the stream.
 #[derive(Clone, Default)]
 pub struct Running(Arc<Mutex<Vec<(Algo, Hasher)>>>);
@@ -230,5 +366,49 @@ mod tests {
         assert!(!well_formed(Algo::Crc32, "DUoRhQDUoRhQ"));
         assert_eq!(Algo::parse("crc64nvme"), Some(Algo::Crc64Nvme));
         assert_eq!(Algo::from_header("X-Amz-Checksum-Sha1"), Some(Algo::Sha1));
+    }
+
+    #[test]
+    fn composite_and_full_object_assemblies() {
+        let data = b"0123456789abcdefghij";
+        let sizes = [7u64, 0, 10, 3];
+        let parts: Vec<&[u8]> = vec![&data[..7], &data[7..7], &data[7..17], &data[17..]];
+        for (kind, pieces) in [
+            (Kind::Composite, [3usize, 9, 8]),
+            (Kind::FullObject, [20, 0, 0]),
+        ] {
+            let mut a = Assembly::new(Algo::Crc32, kind, &sizes);
+            let mut at = 0;
+            for n in pieces {
+                a.update(&data[at..at + n]);
+                at += n;
+            }
+            let (value, part_values) = a.finish();
+            match kind {
+                Kind::FullObject => {
+                    assert_eq!(value, of(Algo::Crc32, data));
+                    assert!(part_values.is_empty());
+                }
+                Kind::Composite => {
+                    let raw: Vec<Vec<u8>> = parts
+                        .iter()
+                        .map(|p| {
+                            let mut h = Algo::Crc32.hasher();
+                            h.update(p);
+                            h.finish_raw()
+                        })
+                        .collect();
+                    assert_eq!(value, composite(Algo::Crc32, &raw));
+                    assert!(value.ends_with("-4"));
+                    let want: Vec<String> = raw.iter().map(|r| STANDARD.encode(r)).collect();
+                    assert_eq!(part_values, want);
+                }
+            }
+        }
+        assert!(stored_value_ok("DUoRhQ==") && stored_value_ok("DUoRhQ==-3"));
+        assert!(!stored_value_ok("DUoRhQ==-0") && !stored_value_ok("DUo!hQ=="));
+        assert_eq!(Kind::parse("full_object"), Some(Kind::FullObject));
+        assert!(!Kind::FullObject.allows(Algo::Sha256) && !Kind::Composite.allows(Algo::Crc64Nvme));
+        assert_eq!(Kind::default_for(Algo::Crc64Nvme), Kind::FullObject);
     }
 }

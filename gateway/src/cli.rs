@@ -129,6 +129,10 @@ pub struct Cli {
     /// Versions purged per pass at most; overrides `server.collector.maxPurgesPerPass`.
     #[arg(long, env = "JETS3_COLLECTOR_MAX_PURGES_PER_PASS")]
     pub collector_max_purges_per_pass: Option<usize>,
+    /// How long a completed multipart upload answers a repeated Complete with its result;
+    /// overrides `server.collector.completedUploadSeconds`.
+    #[arg(long, env = "JETS3_COLLECTOR_COMPLETED_UPLOAD_SECONDS")]
+    pub collector_completed_upload_seconds: Option<u64>,
     /// Open connections per S3 listener, 0 for no cap [default: 4096]; overrides
     /// `server.connections.s3`.
     #[arg(long, env = "JETS3_S3_MAX_CONNECTIONS")]
@@ -210,6 +214,10 @@ impl Cli {
             (
                 &mut c.scan_interval_seconds,
                 self.collector_scan_interval_seconds,
+            ),
+            (
+                &mut c.completed_upload_seconds,
+                self.collector_completed_upload_seconds,
             ),
         ] {
             if let Some(v) = src {

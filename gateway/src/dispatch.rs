@@ -69,14 +69,24 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     // A client that asked `Expect: 100-continue` for an empty body never gets the 100;
     // some (botocore before 1.44) then misread the next response on the same connection.
-    let close_after = req
+    let expects_continue = req
         .headers()
         .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let close_after = expects_continue
         && req
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
+    // A request answered before its body was read never sent it: hyper closes the
+    // connection, and the answer says so, lest the client reuse it.
+    let (req, body_read) = if expects_continue {
+        let (parts, body) = req.into_parts();
+        let (body, read) = crate::tail::ReadBody::wrap(body);
+        (Request::from_parts(parts, body), Some(read))
+    } else {
+        (req, None)
+    };
     let deadline = tail.deadline;
     let span = crate::telemetry::request_span(&request_id, &method);
     let serving = serve(&gw, rt, req, &request_id, client, &mut tail).instrument(span.clone());
@@ -110,7 +120,8 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         h.insert("x-amz-id-2", v);
     }
     h.insert("server", HeaderValue::from_static("jets3"));
-    if close_after {
+    let unread = body_read.is_some_and(|r| !r.load(std::sync::atomic::Ordering::Relaxed));
+    if close_after || unread {
         h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = resp.status().as_u16();

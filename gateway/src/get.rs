@@ -166,6 +166,13 @@ pub fn version_label(v: Option<&str>) -> String {
     v.unwrap_or("null").to_string()
 }
 
+/// The checksum of part `n` (1-based) of a composite multipart object.
+fn part_checksum(meta: &ObjectMeta, n: usize) -> Option<(Algo, &str)> {
+    let algo = meta.checksums.first().and_then(|(a, _)| Algo::parse(a))?;
+    let value = meta.part_checksums.get(n.checked_sub(1)?)?;
+    Some((algo, value))
+}
+
 /// The span of part `n` (1-based) of an object.
 fn part_span(meta: &ObjectMeta, n: usize) -> Option<Span> {
     if meta.parts.is_empty() {
@@ -279,6 +286,8 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
         start: 0,
         end: meta.size,
     };
+    // Part 1 of an empty simple object is the whole (empty) object: no range to report.
+    let span = span.filter(|s| s.end > s.start || meta.size > 0);
     let s = span.unwrap_or(whole);
     let mut resp = Response::new(Body::empty());
     object_headers(&mut resp, meta);
@@ -299,21 +308,29 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
             ),
         );
     }
-    if part_number.is_some() {
+    // Only multipart objects have a parts count (S3 sends none for part 1 of a simple one).
+    if part_number.is_some() && !meta.parts.is_empty() {
         respond::set(
             &mut resp,
             "x-amz-mp-parts-count",
-            meta.parts.len().max(1).to_string(),
+            meta.parts.len().to_string(),
         );
     }
-    if ctx.header("x-amz-checksum-mode") == Some("ENABLED") && span.is_none() {
-        for (algo, value) in &meta.checksums {
-            if let Some(a) = Algo::parse(algo) {
-                respond::set(&mut resp, a.header(), value);
+    // The checksums describe the whole object, which a part of a simple object is.
+    let whole_object = span.is_none() || (part_number.is_some() && meta.parts.is_empty());
+    if ctx.header("x-amz-checksum-mode") == Some("ENABLED") {
+        if whole_object {
+            for (algo, value) in &meta.checksums {
+                if let Some(a) = Algo::parse(algo) {
+                    respond::set(&mut resp, a.header(), value);
+                }
             }
-        }
-        if let Some(t) = &meta.checksum_type {
-            respond::set(&mut resp, "x-amz-checksum-type", t);
+            if let Some(t) = &meta.checksum_type {
+                respond::set(&mut resp, "x-amz-checksum-type", t);
+            }
+        } else if let Some((a, value)) = part_number.and_then(|n| part_checksum(meta, n)) {
+            // A part of a composite object has a checksum of its own.
+            respond::set(&mut resp, a.header(), value);
         }
     }
     for (q, h) in OVERRIDES {
@@ -405,8 +422,11 @@ pub async fn get_object_attributes(ctx: &Ctx) -> S3Result<Response> {
                 for (n, size) in shown {
                     w.open("Part")
                         .elem("PartNumber", n.to_string())
-                        .elem("Size", size.to_string())
-                        .close("Part");
+                        .elem("Size", size.to_string());
+                    if let Some((a, value)) = part_checksum(&meta, n) {
+                        w.elem(a.element(), value);
+                    }
+                    w.close("Part");
                 }
                 w.close("ObjectParts");
             }

@@ -46,7 +46,8 @@ fn after_prefix(p: &str) -> String {
 }
 
 /// Walks the index from `after` (exclusive), keeping keys under `prefix` and rolling up
-/// keys that contain `delimiter` after the prefix, until `max` entries are taken.
+/// keys that contain `delimiter` after the prefix, until `max` entries are taken. As on S3,
+/// `max` 0 is an empty page that is not truncated.
 pub fn page(
     map: &BTreeMap<String, Entry>,
     prefix: &str,
@@ -55,6 +56,9 @@ pub fn page(
     max: usize,
 ) -> Page {
     let mut out = Page::default();
+    if max == 0 {
+        return out;
+    }
     let mut lower: Bound<String> = if after >= prefix {
         if after.is_empty() {
             Bound::Unbounded
@@ -128,7 +132,7 @@ fn version_label(v: &VersionEntry) -> String {
 }
 
 /// Walks every version from the markers, keys in order and each key's versions newest
-/// first, rolling up keys under `delimiter` like [`page`].
+/// first, rolling up keys under `delimiter` like [`page`] (`max` 0: empty, not truncated).
 pub fn versions_page(
     maps: &Maps,
     prefix: &str,
@@ -138,6 +142,9 @@ pub fn versions_page(
     max: usize,
 ) -> VersionsPage {
     let mut out = VersionsPage::default();
+    if max == 0 {
+        return out;
+    }
     let mut lower: Bound<String> = if key_marker < prefix || key_marker.is_empty() {
         Bound::Included(prefix.to_string())
     } else if version_marker.is_some() {
@@ -313,9 +320,11 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
             }
         }
         Flavor::V2 => {
+            // Both are echoed; the token decides where the page starts.
             if let Some(t) = &token {
                 w.elem("ContinuationToken", t);
-            } else if let Some(sa) = ctx.query("start-after") {
+            }
+            if let Some(sa) = ctx.query("start-after") {
                 w.elem("StartAfter", enc(sa));
             }
             if page.truncated {
@@ -510,7 +519,7 @@ mod tests {
         assert_eq!(keys(&p), ["ab"]);
         let p = page(&m, "", "", "", 0);
         assert!(p.objects.is_empty());
-        assert!(p.truncated);
+        assert!(!p.truncated, "max-keys 0 is not truncated on S3");
     }
 
     #[test]

@@ -10,11 +10,12 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::checksum::Algo;
+use crate::checksum::{Algo, Assembly, Kind};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::request::Ctx;
 use crate::respond::{self, OWNER_ID, OWNER_NAME};
-use crate::store::{Finished, NewObject, PartInfo, UploadInfo};
+use crate::store::completion::{parts_digest, Claim, Completed, UploadState};
+use crate::store::{Expect, Finished, NewObject, ObjectMeta, PartInfo, UploadInfo, Versioning};
 use crate::xml::{self, XmlWriter};
 
 fn upload_id(ctx: &Ctx) -> S3Result<String> {
@@ -50,17 +51,8 @@ pub async fn create(ctx: &Ctx) -> S3Result<Response> {
     let key = ctx.key()?.to_string();
     crate::put::check_unsupported_headers(ctx)?;
     crate::bucket::require_bucket(ctx).await?;
-    let checksum_algorithm = match ctx.header("x-amz-checksum-algorithm") {
-        Some(a) => Some(
-            Algo::parse(a)
-                .ok_or_else(|| {
-                    S3Error::invalid_request(format!("Checksum algorithm {a} is not supported"))
-                })?
-                .name()
-                .to_string(),
-        ),
-        None => None,
-    };
+    let (algo, kind) = upload_checksum(ctx)?;
+    let checksum_algorithm = algo.map(|a| a.name().to_string());
     let info = UploadInfo {
         key: key.clone(),
         initiated: OffsetDateTime::now_utc().unix_timestamp_nanos(),
@@ -68,6 +60,8 @@ pub async fn create(ctx: &Ctx) -> S3Result<Response> {
         tags: crate::put::header_tags(ctx)?,
         checksum_algorithm: checksum_algorithm.clone(),
         acl: crate::access::api::request_acl(ctx).await?,
+        checksum_type: kind.map(|k| k.name().to_string()),
+        completion: None,
     };
     let id = ctx.store_bucket()?.create_upload(&info).await?;
     let mut w = XmlWriter::new("InitiateMultipartUploadResult");
@@ -78,7 +72,54 @@ pub async fn create(ctx: &Ctx) -> S3Result<Response> {
     if let Some(a) = checksum_algorithm {
         respond::set(&mut resp, "x-amz-checksum-algorithm", a);
     }
+    if let Some(k) = kind {
+        respond::set(&mut resp, "x-amz-checksum-type", k.name());
+    }
     Ok(resp)
+}
+
+/// The checksum algorithm and type a CreateMultipartUpload asks for, refusing what S3
+/// refuses: a type without an algorithm, SHA digests as full-object checksums, CRC64NVME
+/// as a composite one.
+fn upload_checksum(ctx: &Ctx) -> S3Result<(Option<Algo>, Option<Kind>)> {
+    let algo = match ctx.header("x-amz-checksum-algorithm") {
+        Some(a) => Some(Algo::parse(a).ok_or_else(|| {
+            S3Error::invalid_request(format!("Checksum algorithm {a} is not supported"))
+        })?),
+        None => None,
+    };
+    let asked = match ctx.header("x-amz-checksum-type") {
+        Some(t) => Some(Kind::parse(t).ok_or_else(|| {
+            S3Error::invalid_request(format!(
+                "Value for x-amz-checksum-type header is invalid: {t}"
+            ))
+        })?),
+        None => None,
+    };
+    match (algo, asked) {
+        (None, None) => Ok((None, None)),
+        (None, Some(_)) => Err(S3Error::invalid_request(
+            "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.",
+        )),
+        (Some(a), Some(k)) if !k.allows(a) => Err(S3Error::invalid_request(format!(
+            "The {} checksum type cannot be used with the {} checksum algorithm.",
+            k.name(),
+            a.name().to_lowercase()
+        ))),
+        (Some(a), k) => Ok((Some(a), Some(k.unwrap_or_else(|| Kind::default_for(a))))),
+    }
+}
+
+/// The checksum algorithm and type of an upload (older uploads with an algorithm and no
+/// type made full-object checksums).
+fn checksum_of(info: &UploadInfo) -> Option<(Algo, Kind)> {
+    let algo = info.checksum_algorithm.as_deref().and_then(Algo::parse)?;
+    let kind = info
+        .checksum_type
+        .as_deref()
+        .and_then(Kind::parse)
+        .unwrap_or(Kind::FullObject);
+    Some((algo, kind))
 }
 
 /// UploadPart.
@@ -87,9 +128,11 @@ pub async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
     let n = part_number(&ctx)?;
     let max = ctx.rt.config.limits.max_part_size;
     crate::put::check_length(&ctx, max)?;
-    upload_for_key(&ctx, &id).await?;
+    let info = upload_for_key(&ctx, &id).await?;
     let bucket = ctx.store_bucket()?;
-    let (body, checks) = ctx.upload_body()?;
+    // The upload's own algorithm is computed for every part (its composite checksum and
+    // ListParts need it), whatever the request sends.
+    let (body, checks) = ctx.upload_body_with(checksum_of(&info).map(|(a, _)| a))?;
     let part = bucket
         .put_part(&id, n, body, max, |w| checks.verify(w))
         .await?;
@@ -107,7 +150,7 @@ pub async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
 pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
     let id = upload_id(ctx)?;
     let n = part_number(ctx)?;
-    upload_for_key(ctx, &id).await?;
+    let info = upload_for_key(ctx, &id).await?;
     let src = crate::copy::source(ctx).await?;
     let size = src.meta.size;
     let (start, end) = match ctx.header("x-amz-copy-source-range") {
@@ -121,24 +164,36 @@ pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
             "Part exceeds the maximum allowed size",
         ));
     }
-    let (body, _) = crate::copy::source_stream(&src, start, end, &[]);
+    let algos: Vec<Algo> = checksum_of(&info).map(|(a, _)| a).into_iter().collect();
+    let (body, hashers) = crate::copy::source_stream(&src, start, end, &algos);
     let part = ctx
         .store_bucket()?
-        .put_part(&id, n, body, max, |_| Ok(Vec::new()))
+        .put_part(&id, n, body, max, |_| {
+            Ok(hashers
+                .finish()
+                .into_iter()
+                .map(|(a, v)| (a.name().to_string(), v))
+                .collect())
+        })
         .await?;
     let mut w = XmlWriter::new("CopyPartResult");
     w.elem("LastModified", respond::iso8601(part.modified_at()))
         .elem("ETag", respond::quote(&part.etag));
+    for (algo, value) in &part.checksums {
+        if let Some(a) = Algo::parse(algo) {
+            w.elem(a.element(), value);
+        }
+    }
     Ok(respond::xml(w.finish("CopyPartResult")))
 }
 
-/// Parses `x-amz-copy-source-range` (`bytes=first-last`) against the source's size into
-/// `[start, end)`.
+/// Parses `x-amz-copy-source-range` against the source size, as S3 answers: not of the form
+/// `bytes=first-last` is InvalidArgument, outside the source is InvalidRange.
 pub fn parse_copy_range(r: &str, size: u64) -> S3Result<(u64, u64)> {
-    let bad = || {
-        S3Error::invalid_argument(format!(
-            "Range specified is not valid for source object of size: {size}"
-        ))
+    let malformed = || {
+        S3Error::invalid_argument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+        )
         .with("ArgumentName", "x-amz-copy-source-range")
         .with("ArgumentValue", r)
     };
@@ -146,13 +201,29 @@ pub fn parse_copy_range(r: &str, size: u64) -> S3Result<(u64, u64)> {
         .trim()
         .strip_prefix("bytes=")
         .and_then(|s| s.split_once('-'))
-        .ok_or_else(bad)?;
-    let a: u64 = a.parse().map_err(|_| bad())?;
-    let b: u64 = b.parse().map_err(|_| bad())?;
-    if a > b || b >= size {
-        return Err(bad());
+        .ok_or_else(malformed)?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    if !digits(a) || !digits(b) {
+        return Err(malformed());
     }
-    Ok((a, b + 1))
+    let first: u64 = a.parse().map_err(|_| out_of_range(r, size))?;
+    let last: u64 = b.parse().map_err(|_| out_of_range(r, size))?;
+    if first > last {
+        return Err(malformed());
+    }
+    if last >= size {
+        return Err(out_of_range(r, size));
+    }
+    Ok((first, last + 1))
+}
+
+fn out_of_range(r: &str, size: u64) -> S3Error {
+    S3Error::new(
+        S3Code::InvalidRange,
+        "The requested range is not satisfiable",
+    )
+    .with("RangeRequested", r)
+    .with("ActualObjectSize", size.to_string())
 }
 
 #[derive(Deserialize)]
@@ -167,6 +238,82 @@ pub(crate) struct CompletePart {
     pub(crate) number: u32,
     #[serde(rename = "ETag")]
     pub(crate) etag: String,
+    #[serde(rename = "ChecksumCRC32")]
+    crc32: Option<String>,
+    #[serde(rename = "ChecksumCRC32C")]
+    crc32c: Option<String>,
+    #[serde(rename = "ChecksumCRC64NVME")]
+    crc64nvme: Option<String>,
+    #[serde(rename = "ChecksumSHA1")]
+    sha1: Option<String>,
+    #[serde(rename = "ChecksumSHA256")]
+    sha256: Option<String>,
+}
+
+impl CompletePart {
+    /// The part checksums the request names, by algorithm.
+    fn checksums(&self) -> impl Iterator<Item = (Algo, &str)> {
+        [
+            (Algo::Crc32, &self.crc32),
+            (Algo::Crc32c, &self.crc32c),
+            (Algo::Crc64Nvme, &self.crc64nvme),
+            (Algo::Sha1, &self.sha1),
+            (Algo::Sha256, &self.sha256),
+        ]
+        .into_iter()
+        .filter_map(|(a, v)| Some((a, v.as_deref()?.trim())))
+    }
+}
+
+/// What a Complete's headers say of the object's checksum.
+struct AskedChecksum {
+    kind: Option<Kind>,
+    values: Vec<(Algo, String)>,
+}
+
+impl AskedChecksum {
+    fn of(ctx: &Ctx) -> S3Result<AskedChecksum> {
+        let kind = match ctx.header("x-amz-checksum-type") {
+            Some(t) => Some(Kind::parse(t).ok_or_else(|| {
+                S3Error::invalid_request(format!(
+                    "Value for x-amz-checksum-type header is invalid: {t}"
+                ))
+            })?),
+            None => None,
+        };
+        let values = crate::checksum::ALL
+            .into_iter()
+            .filter_map(|a| Some((a, ctx.header(a.header())?.trim().to_string())))
+            .collect();
+        Ok(AskedChecksum { kind, values })
+    }
+
+    /// Refuses a type other than the upload's and a value of another algorithm; returns
+    /// the value to check the object against, if any.
+    fn check(&self, sum: Option<(Algo, Kind)>) -> S3Result<Option<String>> {
+        if let Some(asked) = self.kind {
+            if sum.map(|(_, k)| k) != Some(asked) {
+                return Err(S3Error::invalid_request(format!(
+                    "The upload was created using the {} checksum mode. The complete request must use the same checksum mode.",
+                    sum.map_or("null", |(_, k)| k.name())
+                )));
+            }
+        }
+        let mut given = None;
+        for (algo, value) in &self.values {
+            match sum {
+                Some((a, _)) if a == *algo => given = Some(value.clone()),
+                _ => {
+                    return Err(S3Error::invalid_request(format!(
+                        "The upload was created using {} checksums; the complete request cannot name a {} checksum.",
+                        sum.map_or("no", |(a, _)| a.name()),
+                        algo.name()
+                    )))
+                }
+            }
+        }
+        Ok(given)
+    }
 }
 
 /// Whether a part ETag in a Complete request names the stored part: exactly, quotes
@@ -179,144 +326,274 @@ fn part_etag_matches(given: &str, stored: &str) -> bool {
     bare == stored
 }
 
+/// What a Complete answers (the first one, and every repeat).
+#[derive(Clone)]
+struct Outcome {
+    key: String,
+    etag: String,
+    version: Option<String>,
+    checksums: Vec<(String, String)>,
+    checksum_type: Option<String>,
+    mode: Versioning,
+}
+
+impl Outcome {
+    fn of(key: &str, done: Completed, mode: Versioning) -> Outcome {
+        Outcome {
+            key: key.to_string(),
+            etag: done.etag,
+            version: done.version,
+            checksums: done.checksums,
+            checksum_type: done.checksum_type,
+            mode,
+        }
+    }
+}
+
+/// One CompleteMultipartUpload, detached from its request.
+struct Completing {
+    bucket: crate::store::Bucket,
+    id: String,
+    key: String,
+    parts: Vec<CompletePart>,
+    /// Digest of the part list, to recognise a repeat.
+    digest: String,
+    asked: AskedChecksum,
+    expect: Expect,
+    min_part: u64,
+    max_object: u64,
+}
+
+impl Completing {
+    /// Completes the upload, or answers as the Complete that did (or waits for the one
+    /// that does).
+    async fn run(self) -> S3Result<Outcome> {
+        loop {
+            let state = self
+                .bucket
+                .complete_state(&self.id, &self.key, &self.digest)
+                .await?;
+            let (info, revision, lapsed) = match state {
+                UploadState::Done(done) => {
+                    let mode = self.bucket.versioning().await?;
+                    return Ok(Outcome::of(&self.key, done, mode));
+                }
+                UploadState::Open {
+                    info,
+                    revision,
+                    lapsed,
+                } => (info, revision, lapsed),
+            };
+            let sum = checksum_of(&info);
+            let expected_sum = self.asked.check(sum)?;
+            let chosen = self.choose().await?;
+            if self.expect != Expect::Any {
+                // Fail before assembling when the condition already does not hold.
+                self.bucket.check_write(&self.key, &self.expect).await?;
+            }
+            let claimed = self
+                .bucket
+                .claim_upload(&self.id, (*info).clone(), revision, &self.digest, lapsed)
+                .await?;
+            let Some(claim) = claimed else {
+                // Another Complete (or an abort) changed the upload meanwhile.
+                continue;
+            };
+            let meta = self
+                .assemble(claim, &info, &chosen, sum, expected_sum)
+                .await?;
+            let mode = self.bucket.versioning().await?;
+            return Ok(Outcome::of(&self.key, Completed::of(&meta), mode));
+        }
+    }
+
+    /// The stored parts the request names, checked as S3 checks them.
+    async fn choose(&self) -> S3Result<Vec<PartInfo>> {
+        let id = &self.id;
+        let stored = self.bucket.parts(id).await?;
+        let mut chosen: Vec<PartInfo> = Vec::with_capacity(self.parts.len());
+        let mut last = 0u32;
+        for (i, p) in self.parts.iter().enumerate() {
+            if p.number <= last {
+                return Err(S3Error::new(
+                    S3Code::InvalidPartOrder,
+                    "The list of parts was not in ascending order. Parts must be ordered by part number.",
+                )
+                .with("UploadId", id));
+            }
+            last = p.number;
+            // A part checksum the request names must be the stored part's.
+            let same_sums = |s: &PartInfo| {
+                p.checksums().all(|(a, v)| {
+                    s.checksums
+                        .iter()
+                        .any(|(n, stored)| n == a.name() && stored == v)
+                })
+            };
+            let part = stored
+                .get(&p.number)
+                .filter(|s| part_etag_matches(&p.etag, &s.etag) && same_sums(s))
+                .ok_or_else(|| {
+                    S3Error::new(
+                        S3Code::InvalidPart,
+                        "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+                    )
+                    .with("UploadId", id)
+                    .with("PartNumber", p.number.to_string())
+                    .with("ETag", &p.etag)
+                })?;
+            if i + 1 < self.parts.len() && part.size < self.min_part {
+                return Err(S3Error::new(
+                    S3Code::EntityTooSmall,
+                    "Your proposed upload is smaller than the minimum allowed object size.",
+                )
+                .with("ProposedSize", part.size.to_string())
+                .with("MinSizeAllowed", self.min_part.to_string())
+                .with("PartNumber", p.number.to_string())
+                .with("ETag", &p.etag));
+            }
+            chosen.push(part.clone());
+        }
+        let total: u64 = chosen.iter().map(|p| p.size).sum();
+        if total > self.max_object {
+            return Err(S3Error::new(
+                S3Code::EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed size",
+            )
+            .with("ProposedSize", total.to_string())
+            .with("MaxSizeAllowed", self.max_object.to_string())
+            .with("UploadId", id));
+        }
+        Ok(chosen)
+    }
+
+    /// Assembles and commits the chosen parts under `claim`.
+    async fn assemble(
+        &self,
+        claim: Claim,
+        info: &UploadInfo,
+        chosen: &[PartInfo],
+        sum: Option<(Algo, Kind)>,
+        expected_sum: Option<String>,
+    ) -> S3Result<ObjectMeta> {
+        let mut md5s = Md5::new();
+        for p in chosen {
+            if let Ok(raw) = hex::decode(&p.etag) {
+                md5s.update(raw);
+            }
+        }
+        let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
+        let sizes: Vec<u64> = chosen.iter().map(|p| p.size).collect();
+        let obj = NewObject {
+            key: self.key.clone(),
+            headers: info.headers.clone(),
+            tags: info.tags.clone(),
+            parts: sizes.clone(),
+            acl: info.acl.clone().filter(|a| a.is_valid()),
+        };
+        let assembly = std::sync::Mutex::new(sum.map(|(a, k)| Assembly::new(a, k, &sizes)));
+        let mut observe = |b: &[u8]| {
+            if let Some(h) = assembly.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                h.update(b);
+            }
+        };
+        let finish = |_: &crate::store::Written| {
+            let h = assembly.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let (checksums, checksum_type, part_checksums) = match (sum, h) {
+                (Some((a, k)), Some(h)) => {
+                    let (value, parts) = h.finish();
+                    // The value a client names may leave out the `-<parts>`.
+                    let (bare, _) = value.rsplit_once('-').unwrap_or((&value, ""));
+                    if expected_sum
+                        .as_deref()
+                        .is_some_and(|e| e != value && e != bare)
+                    {
+                        return Err(S3Error::new(
+                            S3Code::BadDigest,
+                            format!(
+                                "The {} you specified did not match the calculated checksum.",
+                                a.name().to_lowercase()
+                            ),
+                        ));
+                    }
+                    let kind = Some(k.name().to_string());
+                    (vec![(a.name().to_string(), value)], kind, parts)
+                }
+                _ => (Vec::new(), None, Vec::new()),
+            };
+            let finished = Finished {
+                checksums,
+                checksum_type,
+                etag: Some(etag),
+            };
+            Ok((finished, part_checksums))
+        };
+        self.bucket
+            .complete_upload(
+                &self.id,
+                claim,
+                obj,
+                chosen,
+                self.expect.clone(),
+                finish,
+                &mut observe,
+            )
+            .await
+    }
+}
+
 /// How long Complete answers normally before it switches to a 200 with keep-alive spaces.
 const COMPLETE_WAIT: Duration = Duration::from_secs(2);
 
-/// CompleteMultipartUpload: validates the part list, then assembles the object. Long
-/// assemblies answer 200 at once and keep the connection alive with spaces, as S3 does.
+/// CompleteMultipartUpload: validates the part list, then assembles the object; a repeat
+/// with the same parts answers as the first did. Long assemblies (or waits for another
+/// Complete of the same upload) answer 200 at once and keep the connection alive with
+/// spaces, as S3 does.
 pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
     let key = ctx.key()?.to_string();
     let limit = ctx.rt.config.limits.max_xml_body_bytes.max(10_000 * 128);
-    let body = ctx.read_small_body(limit).await?;
+    // Checksum headers here describe the object, not the XML document.
+    let body = ctx.read_document(limit, false).await?;
     let req: CompleteMultipartUpload = xml::parse(&body)?;
     if req.parts.is_empty() {
         return Err(S3Error::malformed_xml());
     }
-    let info = upload_for_key(&ctx, &id).await?;
-    let bucket = ctx.store_bucket()?;
-    let stored = bucket.parts(&id).await?;
-    let min = ctx.rt.config.limits.min_part_size;
-    let mut chosen: Vec<PartInfo> = Vec::with_capacity(req.parts.len());
-    let mut last = 0u32;
-    for (i, p) in req.parts.iter().enumerate() {
-        if p.number <= last {
-            return Err(S3Error::new(
-                S3Code::InvalidPartOrder,
-                "The list of parts was not in ascending order. Parts must be ordered by part number.",
-            )
-            .with("UploadId", &id));
-        }
-        last = p.number;
-        let part = stored
-            .get(&p.number)
-            .filter(|s| part_etag_matches(&p.etag, &s.etag))
-            .ok_or_else(|| {
-                S3Error::new(
-                    S3Code::InvalidPart,
-                    "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
-                )
-                .with("UploadId", &id)
-                .with("PartNumber", p.number.to_string())
-                .with("ETag", &p.etag)
-            })?;
-        if i + 1 < req.parts.len() && part.size < min {
-            return Err(S3Error::new(
-                S3Code::EntityTooSmall,
-                "Your proposed upload is smaller than the minimum allowed object size.",
-            )
-            .with("ProposedSize", part.size.to_string())
-            .with("MinSizeAllowed", min.to_string())
-            .with("PartNumber", p.number.to_string())
-            .with("ETag", &p.etag));
-        }
-        chosen.push(part.clone());
-    }
-    let total: u64 = chosen.iter().map(|p| p.size).sum();
-    let max = ctx.max_object_size();
-    if total > max {
-        return Err(S3Error::new(
-            S3Code::EntityTooLarge,
-            "Your proposed upload exceeds the maximum allowed size",
-        )
-        .with("ProposedSize", total.to_string())
-        .with("MaxSizeAllowed", max.to_string())
-        .with("UploadId", &id));
-    }
-    let expect = crate::put::write_expectation(&ctx)?;
-    if expect != crate::store::Expect::Any {
-        // Fail before assembling when the condition already does not hold.
-        bucket.check_write(&key, &expect).await?;
-    }
-    let mut md5s = Md5::new();
-    for p in &chosen {
-        if let Ok(raw) = hex::decode(&p.etag) {
-            md5s.update(raw);
-        }
-    }
-    let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
-    let obj = NewObject {
-        key: key.clone(),
-        headers: info.headers.clone(),
-        tags: info.tags.clone(),
-        parts: chosen.iter().map(|p| p.size).collect(),
-        acl: info.acl.clone().filter(|a| a.is_valid()),
+    let digest = parts_digest(req.parts.iter().map(|p| (p.number, p.etag.as_str())));
+    let job = Completing {
+        bucket: ctx.store_bucket()?,
+        id,
+        key,
+        parts: req.parts,
+        digest,
+        asked: AskedChecksum::of(&ctx)?,
+        expect: crate::put::write_expectation(&ctx)?,
+        min_part: ctx.rt.config.limits.min_part_size,
+        max_object: ctx.max_object_size(),
     };
-    let algo = info.checksum_algorithm.as_deref().and_then(Algo::parse);
     let gw = ctx.gw.clone();
     let bucket_name = ctx.bucket_ref()?.s3.clone();
     let started = Instant::now();
     // Detached: a client that goes away does not cut the assembly short.
     let task = tokio::spawn(async move {
-        let hasher = std::sync::Mutex::new(algo.map(|a| a.hasher()));
-        let mut observe = |b: &[u8]| {
-            if let Some(h) = hasher.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-                h.update(b);
-            }
-        };
-        let result = bucket
-            .complete_upload(
-                &id,
-                obj,
-                &chosen,
-                expect,
-                |_| {
-                    let h = hasher.lock().unwrap_or_else(|p| p.into_inner()).take();
-                    let checksums: Vec<(String, String)> = match (algo, h) {
-                        (Some(a), Some(h)) => vec![(a.name().to_string(), h.finish())],
-                        _ => Vec::new(),
-                    };
-                    let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".into());
-                    Ok(Finished {
-                        checksums,
-                        checksum_type,
-                        etag: Some(etag),
-                    })
-                },
-                &mut observe,
-            )
-            .await;
-        let result = match result {
-            Ok(meta) => bucket.versioning().await.map(|mode| (meta, mode)),
-            Err(e) => Err(e),
-        };
+        let result = job.run().await;
         gw.metrics
             .complete_seconds
             .observe(started.elapsed().as_secs_f64());
         result
     });
-    let render = move |(meta, _): &(crate::store::ObjectMeta, crate::store::Versioning)| {
+    let render = move |done: &Outcome| {
         let mut w = XmlWriter::new("CompleteMultipartUploadResult");
-        w.elem("Location", format!("/{bucket_name}/{}", meta.key))
+        w.elem("Location", format!("/{bucket_name}/{}", done.key))
             .elem("Bucket", &bucket_name)
-            .elem("Key", &meta.key)
-            .elem("ETag", respond::quote(&meta.etag));
-        for (algo, value) in &meta.checksums {
+            .elem("Key", &done.key)
+            .elem("ETag", respond::quote(&done.etag));
+        for (algo, value) in &done.checksums {
             if let Some(a) = Algo::parse(algo) {
                 w.elem(a.element(), value);
             }
         }
-        w.opt("ChecksumType", meta.checksum_type.as_deref());
+        w.opt("ChecksumType", done.checksum_type.as_deref());
         w.finish("CompleteMultipartUploadResult")
     };
     let mut task = task;
@@ -324,7 +601,7 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         Ok(joined) => {
             let done = joined.map_err(S3Error::internal)??;
             let mut resp = respond::xml(render(&done));
-            crate::versioning::version_header(&mut resp, done.0.version.as_deref(), done.1);
+            crate::versioning::version_header(&mut resp, done.version.as_deref(), done.mode);
             Ok(resp)
         }
         Err(_) => {
@@ -409,6 +686,7 @@ pub async fn list_parts(ctx: &Ctx) -> S3Result<Response> {
     w.elem("MaxParts", max.to_string())
         .elem("IsTruncated", truncated.to_string());
     w.opt("ChecksumAlgorithm", info.checksum_algorithm.as_deref());
+    w.opt("ChecksumType", checksum_of(&info).map(|(_, k)| k.name()));
     for (n, p) in shown {
         w.open("Part")
             .elem("PartNumber", n.to_string())
@@ -513,6 +791,7 @@ pub async fn list_uploads(ctx: &Ctx) -> S3Result<Response> {
         w.elem("StorageClass", "STANDARD")
             .elem("Initiated", respond::iso8601(info.initiated_at()));
         w.opt("ChecksumAlgorithm", info.checksum_algorithm.as_deref());
+        w.opt("ChecksumType", checksum_of(info).map(|(_, k)| k.name()));
         w.close("Upload");
     }
     for p in &prefixes {

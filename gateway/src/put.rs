@@ -42,7 +42,7 @@ pub fn stored_headers(ctx: &Ctx) -> S3Result<Vec<(String, String)>> {
             let kept: Vec<&str> = value
                 .split(',')
                 .map(str::trim)
-                .filter(|v| !v.is_empty() && *v != "aws-chunked")
+                .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("aws-chunked"))
                 .collect();
             if !kept.is_empty() {
                 out.push((name.to_string(), kept.join(",")));
@@ -113,6 +113,13 @@ pub fn write_expectation(ctx: &Ctx) -> S3Result<Expect> {
     }
 }
 
+/// Whether the client sent `Expect: 100-continue` (it sends the body once the first read
+/// of it makes hyper answer 100).
+pub fn expects_continue(ctx: &Ctx) -> bool {
+    ctx.header("expect")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+}
+
 /// Response headers announcing the stored checksums.
 pub fn checksum_headers(resp: &mut Response, meta: &ObjectMeta) {
     for (algo, value) in &meta.checksums {
@@ -162,6 +169,10 @@ pub async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     };
     let expect = write_expectation(&ctx)?;
     let bucket = ctx.store_bucket()?;
+    if expects_continue(&ctx) && expect == Expect::Any {
+        // The client waits to send the body: refuse a missing bucket before it does.
+        bucket.check_write(ctx.key()?, &expect).await?;
+    }
     let (body, checks) = ctx.upload_body()?;
     let meta = bucket
         .put(obj, body, max, expect, |w| {

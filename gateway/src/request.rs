@@ -229,6 +229,17 @@ impl Ctx {
     /// Reads a small body (XML documents) whole, up to `limit` bytes, verifying
     /// Content-MD5, the signed payload hash and any `x-amz-checksum-*` header.
     pub async fn read_small_body(&mut self, limit: usize) -> S3Result<Bytes> {
+        self.read_document(limit, true).await
+    }
+
+    /// Like [`Ctx::read_small_body`]; `x-amz-checksum-*` headers are checked against the
+    /// body only when `checksums_of_body` (on CompleteMultipartUpload they describe the
+    /// object).
+    pub async fn read_document(
+        &mut self,
+        limit: usize,
+        checksums_of_body: bool,
+    ) -> S3Result<Bytes> {
         let (mut stream, _) = self.take_body();
         let mut buf = BytesMut::new();
         while let Some(piece) = stream.next().await {
@@ -256,7 +267,7 @@ impl Ctx {
                 return Err(bad_digest());
             }
         }
-        for algo in checksum::ALL {
+        for algo in checksum::ALL.into_iter().filter(|_| checksums_of_body) {
             if let Some(v) = self.header(algo.header()) {
                 let v = v.trim();
                 if !checksum::well_formed(algo, v) {
@@ -299,6 +310,12 @@ impl Ctx {
     /// Prepares the integrity checks of an upload body: wraps the stream to compute the
     /// requested S3 checksums, and returns what `verify` needs once the body is written.
     pub fn upload_body(&mut self) -> S3Result<(BodyStream, UploadChecks)> {
+        self.upload_body_with(None)
+    }
+
+    /// Like [`Ctx::upload_body`], computing `also` (a multipart upload's algorithm) even
+    /// when the request does not ask for it.
+    pub fn upload_body_with(&mut self, also: Option<Algo>) -> S3Result<(BodyStream, UploadChecks)> {
         let md5 = self.content_md5()?;
         let mut wanted: Vec<(Algo, Option<String>)> = Vec::new();
         for algo in checksum::ALL {
@@ -345,6 +362,9 @@ impl Ctx {
                 })?;
                 wanted.push((algo, None));
             }
+        }
+        if let Some(a) = also.filter(|a| wanted.iter().all(|(w, _)| w != a)) {
+            wanted.push((a, None));
         }
         let algos: Vec<Algo> = wanted.iter().map(|(a, _)| *a).collect();
         let hashers = Running::new(&algos);

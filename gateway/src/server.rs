@@ -352,7 +352,11 @@ fn spawn_bucket_creation(gateway: Arc<Gateway>) {
                 replicas: b.replicas as usize,
             };
             for attempt in 0u32.. {
-                match gateway.store.create_bucket(&b.nats_name(), &opts).await {
+                match gateway
+                    .store
+                    .create_bucket(&b.nats_name(), &opts, None)
+                    .await
+                {
                     Ok(created) => {
                         if created {
                             tracing::info!(bucket = %b.name, "created bucket");

@@ -81,6 +81,9 @@ pub struct CollectorSettings {
     pub scan_interval_seconds: u64,
     /// Versions purged at most per pass.
     pub max_purges_per_pass: usize,
+    /// How long a completed multipart upload answers a repeated CompleteMultipartUpload
+    /// with its result (S3 documents no such window; SDKs retry within seconds).
+    pub completed_upload_seconds: u64,
 }
 
 impl Default for CollectorSettings {
@@ -92,6 +95,7 @@ impl Default for CollectorSettings {
             orphan_after_seconds: 3600,
             scan_interval_seconds: 600,
             max_purges_per_pass: 1000,
+            completed_upload_seconds: 3600,
         }
     }
 }

@@ -4,6 +4,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -54,6 +56,47 @@ impl http_body::Body for IdleBody {
                 Poll::Pending => Poll::Pending,
             },
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that notes whether it was ever read. hyper answers `Expect:
+/// 100-continue` on the first read, so a request answered before that (refused) has not
+/// sent its body, and hyper closes the connection after the answer.
+pub struct ReadBody {
+    inner: Body,
+    read: Arc<AtomicBool>,
+}
+
+impl ReadBody {
+    /// The wrapped body and the flag its first read sets.
+    pub fn wrap(inner: Body) -> (Body, Arc<AtomicBool>) {
+        let read = Arc::new(AtomicBool::new(false));
+        let body = Body::new(ReadBody {
+            inner,
+            read: read.clone(),
+        });
+        (body, read)
+    }
+}
+
+impl http_body::Body for ReadBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        self.read.store(true, Ordering::Relaxed);
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -476,7 +476,8 @@ impl Collector {
         Ok(())
     }
 
-    /// Removes expired uploads and the part records of uploads that are gone.
+    /// Removes expired uploads, the results of completed ones past their window, and the
+    /// part records of uploads that are gone.
     async fn clean_uploads(
         &self,
         records: &[(String, Bytes)],
@@ -492,17 +493,33 @@ impl Collector {
             let Ok(info) = serde_json::from_slice::<UploadInfo>(value) else {
                 continue;
             };
-            let expired = expiry
-                .is_some_and(|s| now - info.initiated_at() > time::Duration::seconds(s as i64));
+            let window = self.store.inner.lifecycle.timing.completed;
+            let done = info.completion.as_ref().and_then(|c| c.done.as_ref());
+            if done.is_some_and(|d| d.age() > window) {
+                self.store
+                    .bucket(bucket)
+                    .forget_upload(id)
+                    .await
+                    .map_err(|e| NatsError::Other(e.message))?;
+                tracing::debug!(
+                    bucket,
+                    upload_id = id,
+                    "removed a completed upload's result"
+                );
+                continue;
+            }
+            let expired = done.is_none()
+                && expiry
+                    .is_some_and(|s| now - info.initiated_at() > time::Duration::seconds(s as i64));
             if expired {
                 self.store
                     .bucket(bucket)
-                    .abort_upload(id)
+                    .forget_upload(id)
                     .await
                     .map_err(|e| NatsError::Other(e.message))?;
                 self.stats.uploads_expired.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(bucket, upload_id = id, key = %info.key, "expired multipart upload");
-            } else {
+            } else if done.is_none() {
                 live.insert((bucket.to_string(), id.to_string()));
             }
         }

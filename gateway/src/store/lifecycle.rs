@@ -49,6 +49,8 @@ pub struct Timing {
     pub grace: Duration,
     /// Age after which unreferenced chunks count as orphans.
     pub orphan_after: Duration,
+    /// How long a completed multipart upload answers a repeated Complete.
+    pub completed: Duration,
 }
 
 impl Timing {
@@ -61,6 +63,12 @@ impl Timing {
     /// lookup) and its commit: half the orphan horizon.
     pub fn write_pause(&self) -> Duration {
         self.orphan_after / 2
+    }
+
+    /// How long a Complete's claim on an upload lasts without a heartbeat: a minute, or a
+    /// quarter of the orphan horizon when that is shorter (its writes pause at most half).
+    pub fn claim_lease(&self) -> Duration {
+        (self.orphan_after / 4).min(Duration::from_secs(60))
     }
 }
 

@@ -27,6 +27,8 @@ const ACL: &str = "jets3.acl";
 const PARTS: &str = "jets3.parts";
 const CHECKSUM_PREFIX: &str = "jets3.checksum.";
 const CHECKSUM_TYPE: &str = "jets3.checksum-type";
+/// Each part's checksum of a composite multipart object, comma-separated.
+const PART_CHECKSUMS: &str = "jets3.part-checksums";
 /// The S3 version id; absent on the `null` version.
 const VERSION: &str = "jets3.vid";
 /// Where the version sorts among the key's versions (nanoseconds, increasing per key).
@@ -110,6 +112,8 @@ pub struct ObjectMeta {
     pub checksum_type: Option<String>,
     /// Part sizes of a multipart object.
     pub parts: Vec<u64>,
+    /// Each part's checksum (base64) of a composite multipart object, else empty.
+    pub part_checksums: Vec<String>,
     /// Stream sequences of the first and last chunk, when jets3 wrote the object.
     pub seq: Option<(u64, u64)>,
     /// Stream sequence of this metadata message.
@@ -440,7 +444,7 @@ impl ObjectMeta {
             .filter_map(|(k, v)| {
                 let algo = k.strip_prefix(CHECKSUM_PREFIX)?;
                 let ok = algo.bytes().all(|b| b.is_ascii_alphanumeric())
-                    && base64::engine::general_purpose::STANDARD.decode(v).is_ok();
+                    && crate::checksum::stored_value_ok(v);
                 ok.then(|| (algo.to_ascii_uppercase(), v.clone()))
             })
             .collect();
@@ -459,6 +463,20 @@ impl ObjectMeta {
             .get(CHECKSUM_TYPE)
             .filter(|t| matches!(t.as_str(), "FULL_OBJECT" | "COMPOSITE"))
             .cloned();
+        // One plain base64 value per part, or none at all.
+        let part_checksums: Vec<String> = info
+            .metadata
+            .get(PART_CHECKSUMS)
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .filter(|v: &Vec<String>| {
+                v.len() == parts.len()
+                    && v.iter().all(|c| {
+                        base64::engine::general_purpose::STANDARD
+                            .decode(c)
+                            .is_ok_and(|raw| raw.len() <= 64)
+                    })
+            })
+            .unwrap_or_default();
         Ok(ObjectMeta {
             key: info.name,
             size: info.size,
@@ -472,6 +490,7 @@ impl ObjectMeta {
             checksums,
             checksum_type,
             parts,
+            part_checksums,
             seq,
             meta_seq,
             is_link,
@@ -506,6 +525,9 @@ impl ObjectMeta {
         }
         if let Some(t) = &self.checksum_type {
             metadata.insert(CHECKSUM_TYPE.to_string(), t.clone());
+        }
+        if !self.part_checksums.is_empty() {
+            metadata.insert(PART_CHECKSUMS.to_string(), self.part_checksums.join(","));
         }
         metadata.insert(STAMP.to_string(), self.stamp.to_string());
         if let Some(acl) = &self.acl {
@@ -653,6 +675,7 @@ mod tests {
             checksums: vec![("CRC32".into(), "NhCmhg==".into())],
             checksum_type: Some("FULL_OBJECT".into()),
             parts: vec![],
+            part_checksums: vec![],
             seq: Some((4, 4)),
             meta_seq: 5,
             is_link: false,
@@ -716,6 +739,29 @@ mod tests {
         let r = Record::decode(br#"{"name":"y","bucket":"b","nuid":"N1"}"#, Some("x"), 1);
         assert!(r.is_err());
         assert!(Record::decode(b"not json", Some("x"), 1).is_err());
+    }
+
+    #[test]
+    fn composite_checksums_round_trip_and_bad_ones_are_dropped() {
+        let mut m = sample();
+        m.size = 10;
+        m.parts = vec![6, 4];
+        m.checksums = vec![("CRC32".into(), "NhCmhg==-2".into())];
+        m.checksum_type = Some("COMPOSITE".into());
+        m.part_checksums = vec!["AAAAAA==".into(), "AQEBAQ==".into()];
+        let back = ObjectMeta::from_info(m.to_info("b"), 5).expect("object");
+        assert_eq!(back.checksums, m.checksums);
+        assert_eq!(back.part_checksums, m.part_checksums);
+        let m = decode(
+            r#"{"name":"x","bucket":"b","nuid":"N1","size":10,"chunks":1,"metadata":{
+                "jets3.parts":"6,4","jets3.part-checksums":"AAAAAA==",
+                "jets3.checksum.crc32":"NhCmhg==-0"}}"#,
+        )
+        .expect("kept")
+        .object()
+        .expect("object");
+        assert!(m.part_checksums.is_empty(), "one checksum for two parts");
+        assert!(m.checksums.is_empty(), "a composite value of zero parts");
     }
 
     #[test]

@@ -44,6 +44,7 @@
 
 mod changes;
 mod collector;
+pub mod completion;
 mod direct;
 mod index;
 pub mod lifecycle;
@@ -93,6 +94,9 @@ const ATTEMPT: Duration = Duration::from_secs(2);
 const ATTEMPT_PAUSE: Duration = Duration::from_millis(200);
 /// How long a request waits for the client to reconnect (to another server of a cluster).
 const RECONNECT_WAIT: Duration = Duration::from_secs(2);
+
+/// Stream metadata key of the access key that created a bucket through the S3 API.
+const OWNER_KEY: &str = "jets3.owner";
 
 /// Stream metadata key of a fence: `<unix ms>,<max_msg_size before>`.
 const CLOSING_KEY: &str = "jets3.closing";
@@ -216,6 +220,14 @@ pub struct BucketInfo {
     pub created: OffsetDateTime,
     /// Stream metadata (tags, CORS rules set through the S3 API).
     pub metadata: HashMap<String, String>,
+}
+
+impl BucketInfo {
+    /// The access key that created the bucket through the S3 API (none for buckets the
+    /// config declares or that were made another way).
+    pub fn owner(&self) -> Option<&str> {
+        self.metadata.get(OWNER_KEY).map(String::as_str)
+    }
 }
 
 /// How to create a bucket.
@@ -365,6 +377,7 @@ impl Store {
         let timing = Timing {
             grace: Duration::from_secs(collector.grace_seconds),
             orphan_after: Duration::from_secs(collector.orphan_after_seconds),
+            completed: Duration::from_secs(collector.completed_upload_seconds),
         };
         let inner = Inner {
             lifecycle: Lifecycle::new(js.clone(), client.clone(), timing, 1),
@@ -479,23 +492,36 @@ impl Store {
         }
     }
 
-    /// Creates an object-store bucket; `false` if it already existed.
-    pub async fn create_bucket(&self, nats: &str, opts: &BucketOptions) -> S3Result<bool> {
+    /// Creates an object-store bucket (the stream `create_object_store` makes, with the
+    /// creator's access key in its metadata); `false` if it already existed.
+    pub async fn create_bucket(
+        &self,
+        nats: &str,
+        opts: &BucketOptions,
+        owner: Option<&str>,
+    ) -> S3Result<bool> {
         self.check_connected().await?;
         if self.bucket_info(nats).await?.is_some() {
             return Ok(false);
         }
-        let config = jetstream::object_store::Config {
-            bucket: nats.to_string(),
+        let config = jetstream::stream::Config {
+            name: stream_name(nats),
+            subjects: vec![format!("$O.{nats}.C.>"), format!("$O.{nats}.M.>")],
             storage: if opts.memory {
                 StorageType::Memory
             } else {
                 StorageType::File
             },
             num_replicas: opts.replicas,
+            discard: jetstream::stream::DiscardPolicy::New,
+            allow_rollup: true,
+            allow_direct: true,
+            metadata: owner
+                .map(|o| HashMap::from([(OWNER_KEY.to_string(), o.to_string())]))
+                .unwrap_or_default(),
             ..Default::default()
         };
-        match self.inner.js.create_object_store(config).await {
+        match self.inner.js.create_stream(config).await {
             Ok(_) => Ok(true),
             Err(e) => {
                 if self.bucket_info(nats).await?.is_some() {

@@ -159,6 +159,7 @@ pub(super) fn new_version_meta(
         checksums: finished.checksums,
         checksum_type: finished.checksum_type,
         parts: obj.parts,
+        part_checksums: Vec::new(),
         seq: written.seq,
         meta_seq: 0,
         is_link: false,
@@ -364,6 +365,28 @@ impl Bucket {
             .await
     }
 
+    /// The key's version (current or noncurrent) whose chunks are `nuid`, if one is.
+    pub(super) async fn version_with_chunks(
+        &self,
+        key: &str,
+        nuid: &str,
+    ) -> S3Result<Option<ObjectMeta>> {
+        let current = self.lookup(key).await?.current;
+        if current.chunks().is_some_and(|(n, _)| n == nuid) {
+            return Ok(current.object());
+        }
+        if !self.versioning().await?.has_history() {
+            return Ok(None);
+        }
+        Ok(self
+            .noncurrent_all(key)
+            .await?
+            .into_iter()
+            .map(|(r, _)| r)
+            .find(|r| r.chunks().is_some_and(|(n, _)| n == nuid))
+            .and_then(Record::object))
+    }
+
     /// Every noncurrent version of a key (objects and markers), with their sequences.
     async fn noncurrent_all(&self, key: &str) -> S3Result<Vec<(Record, u64)>> {
         let filter = versions::key_versions_filter(&self.nats, key);
@@ -461,12 +484,28 @@ impl Bucket {
         guard: PurgeGuard,
         written: &Written,
     ) -> S3Result<ObjectMeta> {
+        self.commit_version(key, meta, expect, found, guard, written)
+            .await
+            .map_err(|(Committed::No(e) | Committed::Unknown(e))| e)
+    }
+
+    /// Like [`Bucket::commit_written`]; an error says whether the version may have been
+    /// published.
+    pub(super) async fn commit_version(
+        &self,
+        key: &str,
+        meta: ObjectMeta,
+        expect: &Expect,
+        found: Lookup,
+        guard: PurgeGuard,
+        written: &Written,
+    ) -> Result<ObjectMeta, Committed> {
         if written.last_write.elapsed() > self.lifecycle().timing.write_pause() {
             // Too late: the collector may take these chunks for an orphan.
-            return Err(S3Error::new(
+            return Err(Committed::No(S3Error::new(
                 S3Code::RequestTimeout,
                 "The upload took too long to complete.",
-            ));
+            )));
         }
         let nuid = meta.nuid.clone();
         guard.disarm();
@@ -475,16 +514,18 @@ impl Bucket {
             .await
         {
             Ok(Record::Object(m)) => Ok(*m),
-            Ok(_) => Err(S3Error::internal("commit returned no object")),
+            Ok(_) => Err(Committed::Unknown(S3Error::internal(
+                "commit returned no object",
+            ))),
             Err(Committed::No(e)) => {
                 // Never published: nothing can reference these chunks.
                 let subject = chunk_subject(&self.nats, &nuid);
                 if let Err(p) = purge_subject(&self.store.inner.js, &self.stream, subject).await {
                     tracing::debug!(error = ?p, "could not purge a refused version");
                 }
-                Err(e)
+                Err(Committed::No(e))
             }
-            Err(Committed::Unknown(e)) => Err(e),
+            Err(e) => Err(e),
         }
     }
 
@@ -940,15 +981,18 @@ impl Bucket {
         let index = match existing {
             Some(i) => i,
             None => {
-                let i = Index::start(
+                let started = Index::start(
                     &self.store.inner.js,
                     &self.stream,
                     &self.nats,
                     history,
                     self.store.clone(),
                 )
-                .await
-                .map_err(|e| self.err(e))?;
+                .await;
+                let i = match started {
+                    Ok(i) => i,
+                    Err(e) => return Err(self.fail(e).await),
+                };
                 self.store
                     .inner
                     .indexes
@@ -958,11 +1002,14 @@ impl Bucket {
                 i
             }
         };
-        index
+        // A bucket deleted through another gateway answers "no responders" here.
+        match index
             .catch_up(&self.store.inner.client, &self.stream, &self.nats)
             .await
-            .map_err(|e| self.err(e))?;
-        Ok(index)
+        {
+            Ok(()) => Ok(index),
+            Err(e) => Err(self.fail(e).await),
+        }
     }
 
     /// Whether the bucket holds no version at all (nor a delete marker).
@@ -972,7 +1019,7 @@ impl Bucket {
 }
 
 /// Why a commit failed, and whether its version may have been published.
-enum Committed {
+pub(super) enum Committed {
     /// Not published: its chunks may be purged at once.
     No(S3Error),
     /// Maybe published: only the collector may remove its chunks.

@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
+use super::completion::{Claim, Completed, Completion};
 use super::meta::{chunk_subject, ObjectMeta};
 use super::objects::new_version_meta;
+use super::objects::Committed;
 use super::{Bucket, Expect, Finished, NatsError, Store, Written};
 use crate::error::{S3Code, S3Error, S3Result};
 
@@ -39,6 +41,14 @@ pub struct UploadInfo {
     /// The ACL the completed object gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acl: Option<crate::access::acl::Acl>,
+    /// `COMPOSITE` or `FULL_OBJECT`, with an algorithm (none: uploads of older gateways,
+    /// which made full-object checksums).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_type: Option<String>,
+    /// Set by a Complete: its claim, then its result (the upload is then no longer in
+    /// progress; see [`super::completion`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<Completion>,
 }
 
 impl UploadInfo {
@@ -85,6 +95,7 @@ impl PartInfo {
             checksums: Vec::new(),
             checksum_type: None,
             parts: Vec::new(),
+            part_checksums: Vec::new(),
             seq: self.seq,
             meta_seq: 0,
             is_link: false,
@@ -95,7 +106,7 @@ impl PartInfo {
     }
 }
 
-fn kv_err(e: impl std::fmt::Display) -> S3Error {
+pub(super) fn kv_err(e: impl std::fmt::Display) -> S3Error {
     NatsError::Other(e.to_string()).into_s3("")
 }
 
@@ -152,23 +163,6 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// Every upload of every bucket: (bucket, upload id, info), for expiry.
-    pub async fn all_uploads(&self) -> S3Result<Vec<(String, String, UploadInfo)>> {
-        Ok(self
-            .kv_scan("*.*")
-            .await?
-            .into_iter()
-            .filter_map(|(k, v)| {
-                let (b, id) = k.split_once('.')?;
-                Some((
-                    b.to_string(),
-                    id.to_string(),
-                    serde_json::from_slice(&v).ok()?,
-                ))
-            })
-            .collect())
-    }
 }
 
 impl Bucket {
@@ -183,18 +177,12 @@ impl Bucket {
         Ok(id)
     }
 
-    /// An upload of this bucket, or NoSuchUpload.
+    /// An upload of this bucket in progress, or NoSuchUpload (also once a Complete has it).
     pub async fn upload(&self, id: &str) -> S3Result<UploadInfo> {
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(S3Error::no_such_upload(id));
+        match self.upload_entry(id).await? {
+            (info, _) if info.completion.is_none() => Ok(info),
+            _ => Err(S3Error::no_such_upload(id)),
         }
-        let kv = self.store.uploads().await?;
-        let v = kv
-            .get(format!("{}.{id}", self.nats))
-            .await
-            .map_err(kv_err)?
-            .ok_or_else(|| S3Error::no_such_upload(id))?;
-        serde_json::from_slice(&v).map_err(S3Error::internal)
     }
 
     /// Uploads in progress in this bucket, by id.
@@ -206,7 +194,8 @@ impl Bucket {
             .into_iter()
             .filter_map(|(k, v)| {
                 let id = k.rsplit('.').next()?.to_string();
-                Some((id, serde_json::from_slice(&v).ok()?))
+                let info: UploadInfo = serde_json::from_slice(&v).ok()?;
+                info.completion.is_none().then_some((id, info))
             })
             .collect())
     }
@@ -291,19 +280,79 @@ impl Bucket {
         self.read(&part.as_object(), start, end)
     }
 
-    /// Assembles the chosen parts, in order, into the object `obj`: the parts' chunks are
-    /// streamed into one new version (never held whole), then the upload is removed.
+    /// Assembles the chosen parts, in order, into the object `obj` under `claim`: the
+    /// parts' chunks are streamed into one new version (never held whole), committed, and
+    /// the result recorded; then the parts are retired. `finish` also gives each part's
+    /// checksum (composite checksums).
+    #[allow(clippy::too_many_arguments)]
     pub async fn complete_upload(
         &self,
         id: &str,
+        mut claim: Claim,
         obj: super::NewObject,
         parts: &[PartInfo],
         expect: Expect,
-        finish: impl FnOnce(&Written) -> S3Result<Finished>,
+        finish: impl FnOnce(&Written) -> S3Result<(Finished, Vec<String>)>,
         observe: &mut (dyn FnMut(&[u8]) + Send),
     ) -> S3Result<ObjectMeta> {
-        let nuid = nuid::next().to_string();
-        let subject = chunk_subject(&self.nats, &nuid);
+        let assembled = self.assemble(&claim.nuid, parts, observe).await;
+        let (guard, written) = match assembled {
+            Ok(a) => a,
+            Err(e) => {
+                claim.release().await;
+                return Err(e);
+            }
+        };
+        let (finished, part_checksums) = match finish(&written) {
+            Ok(f) => f,
+            Err(e) => {
+                claim.release().await;
+                return Err(e);
+            }
+        };
+        let key = obj.key.clone();
+        let mut meta = new_version_meta(obj, claim.nuid.clone(), &written, finished);
+        meta.part_checksums = part_checksums;
+        if let Some(old) = claim.lapsed.clone() {
+            // The dead Complete this one took over may have committed after all.
+            if let Some(theirs) = self.version_with_chunks(&key, &old).await? {
+                drop(guard);
+                claim.finish(Completed::of(&theirs)).await?;
+                self.retire_parts(id).await?;
+                return Ok(theirs);
+            }
+        }
+        let found = self.lookup(&key).await?;
+        claim.confirm(id).await?;
+        match self
+            .commit_version(&key, meta, &expect, found, guard, &written)
+            .await
+        {
+            Ok(stored) => {
+                if let Err(e) = claim.finish(Completed::of(&stored)).await {
+                    // A retry finds the version by its nuid once the claim lapses.
+                    tracing::warn!(upload_id = id, error = %e, "completion not recorded");
+                }
+                self.retire_parts(id).await?;
+                Ok(stored)
+            }
+            Err(Committed::No(e)) => {
+                claim.release().await;
+                Err(e)
+            }
+            // Maybe published: the claim stays, a retry resolves it once it lapses.
+            Err(Committed::Unknown(e)) => Err(e),
+        }
+    }
+
+    /// Copies the parts' chunks, in order, into the new version `nuid`.
+    async fn assemble(
+        &self,
+        nuid: &str,
+        parts: &[PartInfo],
+        observe: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> S3Result<(super::objects::PurgeGuard, Written)> {
+        let subject = chunk_subject(&self.nats, nuid);
         let (guard, mut writer) = self.new_version(subject);
         writer.skip_md5();
         // Read ahead in a task while this one writes: the copy runs at the speed of the
@@ -334,19 +383,34 @@ impl Bucket {
             return Err(S3Error::internal("multipart assembly ended early"));
         }
         let written = writer.finish().await.map_err(|e| self.err(e))?;
-        let finished = finish(&written)?;
-        let key = obj.key.clone();
-        let meta = new_version_meta(obj, nuid, &written, finished);
-        let found = self.lookup(&key).await?;
-        let stored = self
-            .commit_written(&key, meta, &expect, found, guard, &written)
-            .await?;
-        self.abort_upload(id).await?;
-        Ok(stored)
+        Ok((guard, written))
     }
 
-    /// Removes an upload and every stored part (their chunks are retired).
+    /// AbortMultipartUpload: removes an upload in progress and every stored part (their
+    /// chunks are retired). One a Complete holds is NoSuchUpload.
     pub async fn abort_upload(&self, id: &str) -> S3Result<()> {
+        let kv = self.store.uploads().await?;
+        let key = format!("{}.{id}", self.nats);
+        loop {
+            let (info, revision) = self.upload_entry(id).await?;
+            if info.completion.is_some() {
+                return Err(S3Error::no_such_upload(id));
+            }
+            match kv.purge_expect_revision(key.clone(), Some(revision)).await {
+                Ok(()) => break,
+                // Changed meanwhile (a claim, a part): look again.
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(e) => return Err(kv_err(e)),
+            }
+        }
+        // The compare-and-set purge leaves a marker; drop it so aborted uploads leave nothing.
+        let _ = super::forget_key(&self.store.inner.js, UPLOADS_KV, &key).await;
+        self.retire_parts(id).await
+    }
+
+    /// Removes an upload's record whatever it holds, and its parts (expiry, the window of a
+    /// completed upload).
+    pub(super) async fn forget_upload(&self, id: &str) -> S3Result<()> {
         self.store.uploads().await?;
         super::forget_key(
             &self.store.inner.js,
@@ -355,6 +419,11 @@ impl Bucket {
         )
         .await
         .map_err(|e| e.into_s3(&self.nats))?;
+        self.retire_parts(id).await
+    }
+
+    /// Removes the part records of an upload and retires their chunks.
+    pub(super) async fn retire_parts(&self, id: &str) -> S3Result<()> {
         for (n, part) in self.parts(id).await? {
             let _ = super::forget_key(
                 &self.store.inner.js,
