@@ -4,7 +4,7 @@
 #                 hadolint, helm, kubeconform, Kubernetes JSON schemas, kube-apiserver and etcd)
 #   fmt           cargo fmt --all -- --check
 #   shell-lint    shellcheck over every shell script in the repo (git ls-files: *.sh, sh shebangs)
-#   hadolint      hadolint Dockerfile
+#   hadolint      hadolint Dockerfile e2e/images/*.Dockerfile
 #   clippy        cargo clippy --workspace --all-targets --all-features -- -D warnings
 #   cargo-test    cargo test --workspace --all-features (gateway and operator tests find
 #                 nats-server, kube-apiserver and etcd at $JETS3_TOOLS_DIR/bin)
@@ -95,7 +95,7 @@ shellcheck_all() {
 stage tools bash scripts/tools.sh
 stage fmt cargo fmt --all -- --check
 stage shell-lint shellcheck_all
-stage hadolint hadolint Dockerfile
+stage hadolint hadolint Dockerfile e2e/images/*.Dockerfile
 stage clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
 stage cargo-test cargo test --workspace --all-features
 stage release cargo build --release -p jets3-gateway
