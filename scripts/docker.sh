@@ -33,7 +33,9 @@ as_root() {
 
 engine_up() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
-ours() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# running PID: the process exists and is not a zombie (a reaper may take a while to collect it).
+running() { [ -r "/proc/$1/stat" ] && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+ours() { [ -f "$PIDFILE" ] && running "$(cat "$PIDFILE")"; }
 
 start() {
     command -v docker >/dev/null 2>&1 || need_package
@@ -77,10 +79,10 @@ stop() {
     pid=$(cat "$PIDFILE")
     as_root kill -TERM "$pid"
     for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
+        running "$pid" || break
         sleep 0.2
     done
-    kill -0 "$pid" 2>/dev/null && die "dockerd $pid did not stop in 20 s"
+    ! running "$pid" || die "dockerd $pid did not stop in 20 s"
     rm -f "$PIDFILE"
     say "stopped dockerd $pid"
 }
