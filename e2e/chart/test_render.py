@@ -140,7 +140,16 @@ def test_gateway_flags_follow_the_push_contract(default_objects):
         "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}],
     }
     assert volumes[mounts["/etc/jets3/push-verify"]] == {"secretName": f"{RELEASE}-push-verify"}
-    assert pod["terminationGracePeriodSeconds"] > 25
+    # A terminating gateway serves on until it is out of every EndpointSlice, then drains.
+    assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    assert pod["terminationGracePeriodSeconds"] >= 5 + 25
+
+
+def test_gateway_grace_period_must_cover_the_prestop_sleep_and_the_drain():
+    p = helm("template", RELEASE, str(CHART), "--set", "gateway.preStopSleepSeconds=11", check=False)
+    assert p.returncode != 0 and "at least gateway.preStopSleepSeconds + gateway.shutdownGraceSeconds" in p.stderr, p.stderr
+    objects = render({"gateway.preStopSleepSeconds": "0", "gateway.terminationGracePeriodSeconds": "25"})
+    assert "lifecycle" not in _pod(objects, "Deployment", f"{RELEASE}-gateway")["containers"][0]
 
 
 def test_operator_flags_follow_the_push_contract(default_objects):
