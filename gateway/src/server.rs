@@ -381,10 +381,10 @@ fn spawn_bucket_creation(gateway: Arc<Gateway>) {
     });
 }
 
-/// Keeps the NATS gauges current.
+/// Keeps the NATS gauges current, and measures a JetStream round trip every fourth tick.
 async fn watch_nats(gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
+    for n in 0u64.. {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
@@ -392,6 +392,12 @@ async fn watch_nats(gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
         let m = &gateway.metrics;
         m.nats_connected.set(gateway.store.connected() as i64);
         m.nats_connects.set(gateway.store.connects() as i64);
+        if n % 4 == 0 {
+            let started = std::time::Instant::now();
+            if gateway.store.ping().await {
+                m.nats_rtt.observe(started.elapsed().as_secs_f64());
+            }
+        }
     }
 }
 
