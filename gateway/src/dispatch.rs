@@ -68,14 +68,16 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     // A client that asked `Expect: 100-continue` for an empty body never gets the 100;
     // some (botocore before 1.44) then misread the next response on the same connection.
-    let close_after = req
-        .headers()
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-        && req
+    // And while shutdown drains, so that keep-alive clients leave on a response.
+    let close_after = gw.draining()
+        || req
             .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() == b"0");
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+            && req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0");
     let deadline = tail.deadline;
     let span = crate::telemetry::request_span(&request_id, &method);
     let serving = serve(&gw, rt, req, &request_id, client_ip, &mut tail).instrument(span.clone());
