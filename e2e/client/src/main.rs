@@ -1,16 +1,22 @@
-//! The S3 client that the cluster scenario suite (`e2e/cluster`) runs inside the cluster: as a
-//! Job with an app's Secret as `envFrom`, or with `kubectl exec` in a client pod.
+//! The S3 client that the chart's `helm test` and the cluster scenario suite (`e2e/cluster`) run
+//! inside the cluster: as a pod or Job with an app's Secret as `envFrom`, or with `kubectl
+//! exec` in a client pod.
 //!
 //! It reads `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_REGION`
-//! (the keys of the Secret the operator writes; flags override them), sends every request once
+//! (the keys of the Secret the operator writes; flags override them; `--bucket` defaults to its
+//! `BUCKET_NAME`), sends every request once
 //! (no SDK retries: a failure is counted, never hidden) and prints one JSON object on stdout.
 //!
 //! ```text
-//! jets3-e2e-client roundtrip --bucket B [--size N]   PUT, multipart upload, GET (bytes compared), LIST, DELETE
+//! jets3-e2e-client roundtrip --bucket B [--size N]   once the keys work: PUT, multipart upload,
+//!                                                   GET (bytes compared), LIST, DELETE
 //! jets3-e2e-client load --bucket B --seconds S [--workers W] [--size N] [--pause-ms P]
 //!                                                   PUT + GET + DELETE loops; counts failed requests
 //! jets3-e2e-client probe --bucket B [--until ok|refused] [--timeout-seconds T]
 //!                                                   PUTs until the keys work (or are refused)
+//! jets3-e2e-client put --bucket B --key K [--size N] / get --bucket B --key K
+//!                                                   one object: its size and SHA-256
+//! jets3-e2e-client idle                             waits for SIGTERM (a pod to `kubectl exec` in)
 //! ```
 
 use std::collections::BTreeMap;
@@ -65,16 +71,22 @@ struct Conn {
 enum Cmd {
     /// PUT an object and a two-part multipart upload, GET both back (bytes compared), LIST, DELETE.
     Roundtrip {
-        #[arg(long)]
+        /// The bucket (default: BUCKET_NAME, which the Secret of a one-bucket credential has).
+        #[arg(long, env = "BUCKET_NAME")]
         bucket: String,
         /// Bytes of the single-PUT object.
         #[arg(long, default_value_t = 1 << 20)]
         size: usize,
+        /// Seconds to wait first for the keys to work (a new credential's Secret may be
+        /// written a moment before the gateways hold its key), as an app retries.
+        #[arg(long, default_value_t = 60)]
+        wait_seconds: u64,
     },
     /// Steady load until `--seconds` pass: each worker PUTs an object, GETs it (bytes
     /// compared) and DELETEs it, over and over. Every request counts once.
     Load {
-        #[arg(long)]
+        /// The bucket (default: BUCKET_NAME, which the Secret of a one-bucket credential has).
+        #[arg(long, env = "BUCKET_NAME")]
         bucket: String,
         #[arg(long)]
         seconds: u64,
@@ -88,13 +100,34 @@ enum Cmd {
     },
     /// One small PUT per attempt, every 20 ms, until the outcome is `--until`.
     Probe {
-        #[arg(long)]
+        /// The bucket (default: BUCKET_NAME, which the Secret of a one-bucket credential has).
+        #[arg(long, env = "BUCKET_NAME")]
         bucket: String,
         #[arg(long, value_enum, default_value_t = Outcome::Ok)]
         until: Outcome,
         #[arg(long, default_value_t = 60)]
         timeout_seconds: u64,
     },
+    /// PUT one object of random bytes; prints its size and SHA-256.
+    Put {
+        /// The bucket (default: BUCKET_NAME, which the Secret of a one-bucket credential has).
+        #[arg(long, env = "BUCKET_NAME")]
+        bucket: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value_t = 1 << 20)]
+        size: usize,
+    },
+    /// GET one object; prints its size and SHA-256.
+    Get {
+        /// The bucket (default: BUCKET_NAME, which the Secret of a one-bucket credential has).
+        #[arg(long, env = "BUCKET_NAME")]
+        bucket: String,
+        #[arg(long)]
+        key: String,
+    },
+    /// Waits for SIGTERM, then exits 0.
+    Idle,
 }
 
 /// What a request with a given key got.
@@ -144,6 +177,14 @@ impl<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug> 
             code
         };
         Failure { code, message }
+    }
+}
+
+/// Exit status and report of a command that either worked or failed with a message.
+fn outcome(r: Result<serde_json::Value, String>) -> (bool, serde_json::Value) {
+    match r {
+        Ok(v) => (true, v),
+        Err(e) => (false, json!({"ok": false, "error": e})),
     }
 }
 
@@ -510,9 +551,52 @@ async fn probe(
     }
 }
 
+async fn put(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+    size: usize,
+) -> Result<serde_json::Value, String> {
+    let body = random_bytes(size);
+    c.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .map_err(|e| {
+            let f = Failure::from(e);
+            format!("PUT {key}: {} {}", f.code, f.message)
+        })?;
+    Ok(json!({"ok": true, "size": size, "sha256": sha256(&body)}))
+}
+
+async fn get(c: &Client, bucket: &str, key: &str) -> Result<serde_json::Value, String> {
+    let got = get_bytes(c, bucket, key)
+        .await
+        .map_err(|f| format!("GET {key}: {} {}", f.code, f.message))?;
+    Ok(json!({"ok": true, "size": got.len(), "sha256": sha256(&got)}))
+}
+
+async fn idle() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(e) => {
+            eprintln!("cannot wait for SIGTERM: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let cli = Cli::parse();
+    if let Cmd::Idle = cli.cmd {
+        idle().await;
+        return;
+    }
     let c = match client(&cli.conn) {
         Ok(c) => c,
         Err(e) => {
@@ -521,9 +605,16 @@ async fn main() {
         }
     };
     let (ok, report) = match cli.cmd {
-        Cmd::Roundtrip { bucket, size } => match roundtrip(&c, &bucket, size).await {
-            Ok(v) => (true, v),
-            Err(e) => (false, json!({"ok": false, "error": e})),
+        Cmd::Roundtrip {
+            bucket,
+            size,
+            wait_seconds,
+        } => match probe(&c, &bucket, Outcome::Ok, Duration::from_secs(wait_seconds)).await {
+            (true, _) => outcome(roundtrip(&c, &bucket, size).await),
+            (false, report) => (
+                false,
+                json!({"ok": false, "error": "the keys never worked", "probe": report}),
+            ),
         },
         Cmd::Load {
             bucket,
@@ -540,6 +631,9 @@ async fn main() {
             until,
             timeout_seconds,
         } => probe(&c, &bucket, until, Duration::from_secs(timeout_seconds)).await,
+        Cmd::Put { bucket, key, size } => outcome(put(&c, &bucket, &key, size).await),
+        Cmd::Get { bucket, key } => outcome(get(&c, &bucket, &key).await),
+        Cmd::Idle => (true, json!({})),
     };
     println!("{report}");
     if !ok {
