@@ -13,10 +13,11 @@
 #                 under kubeconform -strict, values table vs values.yaml, chart CRDs vs crds/yaml,
 #                 rendered objects, the chart's push keys against a real gateway
 #   clients       pytest e2e/clients: AWS CLI, boto3, rclone and s3cmd against a real gateway
-#   local         pytest e2e/local: the kind e2e's scenarios here: helm install into a local
-#                 kube-apiserver + etcd, the operator (target/debug) and two gateways
-#                 (target/release) run with the installed Deployments' args, e2e/examples Ready,
-#                 a 12 MiB AWS CLI round trip with the Secret's keys, a gateway restart
+#   cluster       e2e/cluster/e2e.sh (make e2e-cluster): the images from host-built static
+#                 binaries, a single-node Kubernetes here (kubelet, containerd, CNI, CoreDNS),
+#                 the cluster scenario suite (helm install/test/upgrade/uninstall, an in-cluster
+#                 client, NATS down, a gateway replaced, operator failover, key rotation), the
+#                 cluster stopped and the host put back. Needs root.
 # Prints each stage's elapsed time, and a summary at the end.
 set -euo pipefail
 
@@ -101,7 +102,7 @@ stage cargo-test cargo test --workspace --all-features
 stage release cargo build --release -p jets3-gateway
 stage chart pytest_suite e2e/chart
 stage clients pytest_suite e2e/clients
-stage local pytest_suite e2e/local
+stage cluster bash e2e/cluster/e2e.sh
 
 summary
 printf '\ntest.sh: all stages passed\n'

@@ -15,7 +15,8 @@
 #   node jets3-node, InternalIP 10.244.0.1 on bridge jets3br0; pods 10.244.0.0/24 (no default
 #   route: nothing leaves the machine); Services 10.96.0.0/16 (kubernetes 10.96.0.1, DNS
 #   10.96.0.10, cluster.local); the API server on https://10.244.0.1:6443; a default
-#   StorageClass "jets3-local" with hostPath volumes (static, under the run directory).
+#   StorageClass "jets3-local" with hostPath volumes (made at `up` under the run directory, and
+#   emptied and given back once their claim is deleted).
 # Authentication: client certificates for every component (the kubelet as system:node:jets3-node
 # under the Node authorizer); the kubelet takes only client certificates signed by the cluster CA.
 #
@@ -582,6 +583,22 @@ kubernetes_module_dir() {
 }
 
 # ---- addons: CoreDNS, the default StorageClass and its volumes -------------------------------
+PVS=6
+
+# The StorageClass has no provisioner: its volumes are made at `up`. This loop gives them back
+# once their claim is deleted, emptied (what reclaimPolicy Delete does for a real provisioner).
+reclaim_loop() {
+    local pv n
+    while sleep 2; do
+        for pv in $(kubectl_ get pv -o jsonpath='{range .items[?(@.status.phase=="Released")]}{.metadata.name}{"\n"}{end}' 2>/dev/null); do
+            n=${pv#jets3-local-}
+            [ "$n" != "$pv" ] && [ -d "$RUN/pv/$n" ] || continue
+            find "$RUN/pv/$n" -mindepth 1 -delete
+            kubectl_ patch pv "$pv" --type json -p '[{"op": "remove", "path": "/spec/claimRef"}]' >/dev/null 2>&1 || true
+        done
+    done
+}
+
 apply_addons() {
     local i
     mkdir -p "$RUN/pv"
@@ -596,7 +613,7 @@ provisioner: kubernetes.io/no-provisioner
 volumeBindingMode: WaitForFirstConsumer
 reclaimPolicy: Retain
 EOF
-        for i in 0 1 2 3; do
+        for i in $(seq 0 $((PVS - 1))); do
             mkdir -p "$RUN/pv/pv$i"
             chmod 1777 "$RUN/pv/pv$i"
             cat <<EOF
@@ -616,6 +633,7 @@ EOF
     } >"$RUN/addons.yaml"
     kubectl_ apply -f "$RUN/addons.yaml" >"$RUN/addons.log" 2>&1 ||
         die "kubectl apply of the addons failed: $(tail -20 "$RUN/addons.log")"
+    start_bg pv-reclaimer bash "${BASH_SOURCE[0]}" reclaim-loop
 }
 
 coredns_manifest() {
@@ -764,6 +782,7 @@ down() {
     local t0 id pid f
     t0=$(now_ms)
     # Controllers first, so that nothing replaces what goes next.
+    stop_pid pv-reclaimer
     stop_pid kube-scheduler
     stop_pid kube-controller-manager
     stop_pid kubelet
@@ -827,6 +846,7 @@ load)
     load_images "$@"
     ;;
 kubeconfig) printf '%s\n' "$RUN/kubeconfig" ;;
+reclaim-loop) reclaim_loop ;; # started by `up`
 -h | --help | help) usage ;;
 *)
     usage >&2
