@@ -333,10 +333,18 @@ def test_the_standby_operator_takes_over_and_new_credentials_reach_every_gateway
     lease = lambda: kube.json("-n", NS, "get", "lease", f"{RELEASE}-operator")["spec"].get("holderIdentity")  # noqa: E731
     leader = lease()
     standby = next(p["metadata"]["name"] for p in kube.pods(NS, "operator") if p["metadata"]["name"] != leader)
-    t0 = time.monotonic()
-    kube.run("-n", NS, "delete", "pod", leader, "--wait=false")
-    eventually(f"the standby {standby} holds the Lease", lambda: lease() == standby, timeout=60, detail=kube.diagnose)
-    record("operator leader deleted -> standby leads (s)", round(time.monotonic() - t0, 1))
+    # The nodes take no new pod meanwhile: the leader's replacement cannot race the standby.
+    nodes = [n["metadata"]["name"] for n in kube.json("get", "nodes")["items"] if not n["spec"].get("unschedulable")]
+    for n in nodes:
+        kube.run("cordon", n)
+    try:
+        t0 = time.monotonic()
+        kube.run("-n", NS, "delete", "pod", leader, "--wait=false")
+        eventually(f"the standby {standby} holds the Lease", lambda: lease() == standby, timeout=60, detail=kube.diagnose)
+        record("operator leader deleted -> standby leads (s)", round(time.monotonic() - t0, 1))
+    finally:
+        for n in nodes:
+            kube.run("uncordon", n)
 
     t1 = time.monotonic()
     kube.apply(credential("after-failover"))
