@@ -6,7 +6,7 @@ CARGO ?= cargo
 
 help:
 	@echo "make dev     run nats-server + jets3-gateway locally with a demo bucket (Ctrl-C stops)"
-	@echo "make test    install test tools, then fmt, clippy, cargo test, release build, client suite"
+	@echo "make test    install test tools, then fmt, clippy, cargo test, release build, chart, client and cluster suites"
 	@echo "make tools   install the pinned third-party tools (tests and benchmarks) into \$${JETS3_TOOLS_DIR:-~/.cache/jets3}"
 	@echo "make bench-quick / make bench   jets3 side by side with nats-s3 and raw NATS (BENCHMARKS.md)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
