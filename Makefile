@@ -2,11 +2,11 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 
-.PHONY: help tools dev test lint build fuzz e2e-kind e2e-local
+.PHONY: help tools dev test lint build fuzz images cluster-up cluster-down e2e-cluster e2e-kind
 
 help:
 	@echo "make dev     run nats-server + jets3-gateway locally with a demo bucket (Ctrl-C stops)"
-	@echo "make test    install test tools, then fmt, clippy, cargo test, release build, client suite"
+	@echo "make test    install test tools, then fmt, clippy, cargo test, release build, chart, client and cluster suites"
 	@echo "make tools   install the pinned third-party tools (tests and benchmarks) into \$${JETS3_TOOLS_DIR:-~/.cache/jets3}"
 	@echo "make bench-quick / make bench   jets3 side by side with nats-s3 and raw NATS (BENCHMARKS.md)"
 	@echo "make bench-lifecycle   bytes that linger after overwrites, collector pass time (BENCHMARKS.md)"
@@ -14,8 +14,11 @@ help:
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make build   cargo build --release -p jets3-gateway"
 	@echo "make fuzz    every cargo-fuzz target for FUZZ_SECONDS (default 600) each (nightly)"
-	@echo "make e2e-kind  kind cluster + images + helm install + S3 round trip (needs Docker, kind, kubectl)"
-	@echo "make e2e-local the kind e2e's scenarios here: local kube-apiserver, helm install, operator + gateways as processes"
+	@echo "make images       the images (gateway, operator, test client, local NATS) from host-built static binaries"
+	@echo "make cluster-up   a single-node Kubernetes here with the images loaded, to try the chart by hand (root)"
+	@echo "make cluster-down stop it and put the host back as it was"
+	@echo "make e2e-cluster  images + that cluster + the cluster scenario suite, then stop it (root; part of make test)"
+	@echo "make e2e-kind     the same suite on a kind cluster (needs Docker and kind)"
 
 # Test tools, then the benchmark peers (nats-s3, warp). `make test` installs only the former.
 tools:
@@ -39,13 +42,25 @@ FUZZ_SECONDS ?= 600
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
 
+images:
+	bash scripts/images.sh
+
+cluster-up: images
+	bash e2e/cluster/cluster.sh up
+	bash e2e/cluster/cluster.sh load $$(bash scripts/images.sh --list)
+	@echo
+	@echo "export KUBECONFIG=$$(bash e2e/cluster/cluster.sh kubeconfig) PATH=$${JETS3_TOOLS_DIR:-$$HOME/.cache/jets3}/bin:\$$PATH"
+	@echo "helm install jets3 charts/jets3 -n jets3 --create-namespace --set nats.embedded.enabled=true \\"
+	@echo "  --set nats.embedded.image.repository=jets3-nats --set nats.embedded.image.tag=$$(bash scripts/images.sh --list | sed -n 's/^jets3-nats://p')"
+
+cluster-down:
+	bash e2e/cluster/cluster.sh down
+
+e2e-cluster:
+	bash e2e/cluster/e2e.sh
+
 e2e-kind:
 	bash e2e/kind/e2e.sh
-
-e2e-local:
-	$(CARGO) build -p jets3-operator
-	$(CARGO) build --release -p jets3-gateway
-	$${JETS3_TOOLS_DIR:-$$HOME/.cache/jets3}/venv/bin/python -m pytest -q e2e/local
 # ---- side-by-side benchmark (BENCHMARKS.md) ------------------------------------------------------
 .PHONY: tools-bench bench bench-quick bench-lifecycle bench-faults bench-soak
 

@@ -4,7 +4,7 @@
 #                 hadolint, helm, kubeconform, Kubernetes JSON schemas, kube-apiserver and etcd)
 #   fmt           cargo fmt --all -- --check
 #   shell-lint    shellcheck over every shell script in the repo (git ls-files: *.sh, sh shebangs)
-#   hadolint      hadolint Dockerfile
+#   hadolint      hadolint Dockerfile e2e/images/*.Dockerfile
 #   clippy        cargo clippy --workspace --all-targets --all-features -- -D warnings
 #   cargo-test    cargo test --workspace --all-features (gateway and operator tests find
 #                 nats-server, kube-apiserver and etcd at $JETS3_TOOLS_DIR/bin)
@@ -13,13 +13,14 @@
 #                 under kubeconform -strict, values table vs values.yaml, chart CRDs vs crds/yaml,
 #                 rendered objects, the chart's push keys against a real gateway
 #   clients       pytest e2e/clients: AWS CLI, boto3, rclone and s3cmd against a real gateway
-#   local         pytest e2e/local: the kind e2e's scenarios here: helm install into a local
-#                 kube-apiserver + etcd, the operator (target/debug) and two gateways
-#                 (target/release) run with the installed Deployments' args, e2e/examples Ready,
-#                 a 12 MiB AWS CLI round trip with the Secret's keys, a gateway restart
 #   fuzz          scripts/fuzz.sh: each cargo-fuzz target in fuzz/ for FUZZ_SECONDS (10) on its
 #                 committed corpus, built unoptimized without a sanitizer (nightly and
 #                 cargo-fuzz installed when missing)
+#   cluster       e2e/cluster/e2e.sh (make e2e-cluster): the images from host-built static
+#                 binaries, a single-node Kubernetes here (kubelet, containerd, CNI, CoreDNS),
+#                 the cluster scenario suite (helm install/test/upgrade/uninstall, an in-cluster
+#                 client, NATS down, a gateway replaced, operator failover, key rotation), the
+#                 cluster stopped and the host put back. Needs root.
 # Prints each stage's elapsed time, and a summary at the end.
 set -euo pipefail
 
@@ -98,14 +99,14 @@ shellcheck_all() {
 stage tools bash scripts/tools.sh
 stage fmt cargo fmt --all -- --check
 stage shell-lint shellcheck_all
-stage hadolint hadolint Dockerfile
+stage hadolint hadolint Dockerfile e2e/images/*.Dockerfile
 stage clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
 stage cargo-test cargo test --workspace --all-features
 stage release cargo build --release -p jets3-gateway
 stage chart pytest_suite e2e/chart
 stage clients pytest_suite e2e/clients
-stage local pytest_suite e2e/local
 stage fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-10}" FUZZ_BUILD="${FUZZ_BUILD:---dev -s none}" bash scripts/fuzz.sh
+stage cluster bash e2e/cluster/e2e.sh
 
 summary
 printf '\ntest.sh: all stages passed\n'

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver and etcd (pinned) from the Go module proxy, for the local Kubernetes
 # control plane that jets3's operator tests run against (no Docker, no kind, no kubelet);
-# and helm + kubeconform (`go install module@version`) for the chart checks.
+# helm + kubeconform (`go install module@version`) for the chart checks; and the node parts of
+# the single-node cluster of e2e/cluster (kubelet, kube-controller-manager, kube-scheduler,
+# kube-proxy, kubectl from the same k8s.io/kubernetes pin; CoreDNS).
 #
 #   scripts/tools-k8s.sh [build]       kube-apiserver and etcd (default)
-#   scripts/tools-k8s.sh kube-apiserver | etcd | helm | kubeconform    only one of them
+#   scripts/tools-k8s.sh node          build + kubelet, kube-controller-manager, kube-scheduler,
+#                                      kube-proxy, kubectl and coredns (what e2e/cluster needs)
+#   scripts/tools-k8s.sh NAME          only one of them (kube-apiserver, etcd, helm, kubelet, ...)
 #   scripts/tools-k8s.sh chart-tools   helm and kubeconform (what `make tools` installs)
 #   scripts/tools-k8s.sh up DIR        start etcd + kube-apiserver on 127.0.0.1, state in DIR
 #   scripts/tools-k8s.sh down DIR      stop what `up DIR` started
@@ -22,6 +26,9 @@ KUBERNETES_VERSION=v1.36.3 # k8s.io/kubernetes; staging modules k8s.io/* at v0.3
 ETCD_VERSION=v3.6.16       # go.etcd.io/etcd/server/v3 (Kubernetes 1.36 is tested with etcd 3.6)
 HELM_VERSION=v4.3.2        # helm.sh/helm/v4 (go install; its own go.mod/go.sum pin the rest)
 KUBECONFORM_VERSION=v0.8.0 # github.com/yannh/kubeconform (go install)
+COREDNS_VERSION=v1.14.7    # github.com/coredns/coredns (the cluster DNS of e2e/cluster)
+# The commands of k8s.io/kubernetes built from e2e/k8s-tools/kubernetes (kube-apiserver first).
+KUBERNETES_TOOLS=(kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy kubectl)
 # Bump when the way a binary is built changes (flags, ldflags), so cached binaries get rebuilt.
 BUILD_RECIPE=1
 # ------------------------------------------------------------------------------------------------
@@ -36,7 +43,7 @@ die() {
     printf 'tools-k8s: ERROR: %s\n' "$*" >&2
     exit 1
 }
-usage() { sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 now() { date +%s; }
 elapsed() { # elapsed START -> "3m07s"
     local s=$(($(now) - $1))
@@ -79,11 +86,12 @@ go_directive() { awk '$1 == "go" { print $2; exit }' "$1/go.mod"; }
 tool_spec() {
     T_DIR='' T_VERSION_ARGS=--version
     case "$1" in
-    kube-apiserver)
-        T_DIR=$MODROOT/kube-apiserver
+    kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy | kubectl)
+        # One wrapper module for every command of k8s.io/kubernetes: one dependency graph.
+        T_DIR=$MODROOT/kubernetes
         T_MODULE=k8s.io/kubernetes
         T_VERSION=$KUBERNETES_VERSION
-        T_PKG=k8s.io/kubernetes/cmd/kube-apiserver
+        T_PKG=k8s.io/kubernetes/cmd/$1
         # What the official release build stamps (hack/lib/version.sh), so /version is right.
         local mm=${KUBERNETES_VERSION#v}
         T_LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
@@ -92,6 +100,20 @@ tool_spec() {
         T_LDFLAGS+=" -X k8s.io/component-base/version.gitMinor=${mm%%.*}"
         T_LDFLAGS+=" -X k8s.io/component-base/version.gitTreeState=clean"
         T_EXPECT="Kubernetes $KUBERNETES_VERSION"
+        if [ "$1" = kubectl ]; then
+            T_VERSION_ARGS="version --client"
+            T_EXPECT="Client Version: $KUBERNETES_VERSION"
+        fi
+        ;;
+    coredns)
+        T_DIR=$MODROOT/coredns
+        T_MODULE=github.com/coredns/coredns
+        T_VERSION=$COREDNS_VERSION
+        # The wrapper's own main.go: upstream's coremain with only the plugins e2e/cluster uses.
+        T_PKG=jets3.local/e2e/k8s-tools/coredns
+        T_LDFLAGS="-s -w"
+        T_VERSION_ARGS=-version
+        T_EXPECT="CoreDNS-${COREDNS_VERSION#v}"
         ;;
     etcd)
         T_DIR=$MODROOT/etcd
@@ -121,17 +143,21 @@ tool_spec() {
     esac
 }
 
-stamp_key() { # what a binary was built from: pins, recipe, and the exact go.mod/go.sum
+stamp_key() { # what a binary was built from: pins, recipe, the exact go.mod/go.sum (and main.go)
     local sum=go-install
     if [ -n "$T_DIR" ]; then
-        sum=$(cat "$T_DIR/go.mod" "$T_DIR/go.sum" | sha256sum) || die "cannot read $T_DIR/go.mod, go.sum"
+        local files=("$T_DIR/go.mod" "$T_DIR/go.sum")
+        mapfile -t -O 2 files < <(find "$T_DIR" -maxdepth 1 -name '*.go' | sort)
+        sum=$(cat "${files[@]}" | sha256sum) || die "cannot read $T_DIR/go.mod, go.sum"
     fi
     printf '%s %s@%s recipe=%s mod=%s\n' "$1" "$T_MODULE" "$T_VERSION" "$BUILD_RECIPE" "${sum%% *}"
 }
 
 check_version() { # check_version NAME: the binary runs and reports the pinned version
     local out
-    out=$("$BIN/$1" "$T_VERSION_ARGS" 2>&1) || die "$BIN/$1 $T_VERSION_ARGS failed: $out"
+    local args
+    read -ra args <<<"$T_VERSION_ARGS"
+    out=$("$BIN/$1" "${args[@]}" 2>&1) || die "$BIN/$1 $T_VERSION_ARGS failed: $out"
     case "$out" in
     *"$T_EXPECT"*) ;;
     *) die "$BIN/$1 $T_VERSION_ARGS says '${out%%$'\n'*}', expected '$T_EXPECT'" ;;
@@ -209,23 +235,37 @@ go_install_tool() { # go_install_tool NAME STAMP: `go install PKG@VERSION`, the 
 }
 
 # ---- update: regenerate a wrapper module from the pins ------------------------------------------
-update_module() {
-    local name=$1 upstream_mod godir
+update_module() { # update_module NAME...: the wrapper module of NAME's tool_spec, with every NAME as a tool
+    local name=$1 upstream_mod godir dir pkgs=() tool
     tool_spec "$name"
+    for tool in "$@"; do
+        tool_spec "$tool"
+        pkgs+=("$T_PKG@$T_VERSION")
+    done
+    if [ "$name" = coredns ]; then
+        pkgs=() # built from the wrapper's main.go, which needs only the module
+    fi
     setup_go_env
     command -v go >/dev/null 2>&1 || die "go not found on PATH"
     mkdir -p "$T_DIR"
+    dir=${T_DIR##*/}
     say "update: resolving $T_MODULE@$T_VERSION"
     upstream_mod=$(cd / && go mod download -json "$T_MODULE@$T_VERSION" |
         sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p') || true
     [ -f "$upstream_mod" ] || die "could not download $T_MODULE@$T_VERSION from $(go env GOPROXY)"
     godir=$(awk '$1 == "go" { print $2; exit }' "$upstream_mod")
     {
-        printf '// Wrapper module: builds %s from the Go module proxy. Go is used here only to\n' "$name"
-        # shellcheck disable=SC2016 # literal backquotes
-        printf '// build this third-party tool (see scripts/tools-k8s.sh); regenerate with `scripts/tools-k8s.sh update`.\n'
-        printf 'module jets3.local/e2e/k8s-tools/%s\n\ngo %s\n' "$name" "$godir"
-        if [ "$name" = kube-apiserver ]; then
+        if [ $# -eq 1 ]; then
+            printf '// Wrapper module: builds %s from the Go module proxy. Go is used here only to\n' "$1"
+            # shellcheck disable=SC2016 # literal backquotes
+            printf '// build this third-party tool (see scripts/tools-k8s.sh); regenerate with `scripts/tools-k8s.sh update`.\n'
+        else
+            printf '// Wrapper module: builds these tools from the Go module proxy: %s.\n' "$*"
+            # shellcheck disable=SC2016 # literal backquotes
+            printf '// Go is used here only to build third-party tools (see scripts/tools-k8s.sh); regenerate with `scripts/tools-k8s.sh update`.\n'
+        fi
+        printf 'module jets3.local/e2e/k8s-tools/%s\n\ngo %s\n' "$dir" "$godir"
+        if [ "$T_MODULE" = k8s.io/kubernetes ]; then
             # k8s.io/kubernetes replaces each staging module with ./staging/src/k8s.io/NAME, and a
             # dependency's replaces are ignored: point each at its published v0.X.Y tag instead.
             local staging=v0.${KUBERNETES_VERSION#v1.}
@@ -238,8 +278,13 @@ update_module() {
     } >"$T_DIR/go.mod"
     rm -f "$T_DIR/go.sum"
     need_go "$T_DIR"
-    (cd "$T_DIR" && go get -tool "$T_PKG@$T_VERSION" && go mod tidy) ||
-        die "could not resolve $T_PKG@$T_VERSION in $T_DIR"
+    if [ "${#pkgs[@]}" -gt 0 ]; then
+        (cd "$T_DIR" && go get -tool "${pkgs[@]}" && go mod tidy) ||
+            die "could not resolve ${pkgs[*]} in $T_DIR"
+    else
+        (cd "$T_DIR" && go get "$T_MODULE@$T_VERSION" && go mod tidy) ||
+            die "could not resolve $T_MODULE@$T_VERSION in $T_DIR"
+    fi
     say "update: wrote $T_DIR/go.mod and go.sum ($(wc -l <"$T_DIR/go.sum") go.sum lines); commit them"
 }
 
@@ -460,7 +505,8 @@ case "$CMD" in
     usage
     exit 0
     ;;
-build | kube-apiserver | etcd | helm | kubeconform | chart-tools | update | smoke) ;;
+build | node | kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy | kubectl | \
+    coredns | etcd | helm | kubeconform | chart-tools | update | smoke) ;;
 up | down) [ $# -ge 2 ] || die "usage: $0 $CMD DIR" ;;
 *)
     usage >&2
@@ -496,14 +542,24 @@ build | smoke)
     ensure_tool etcd
     ensure_tool kube-apiserver
     ;;
-kube-apiserver | etcd | helm | kubeconform) ensure_tool "$CMD" ;;
+node)
+    say "tools dir $TOOLS_DIR"
+    ensure_tool etcd
+    for t in "${KUBERNETES_TOOLS[@]}" coredns; do
+        ensure_tool "$t"
+    done
+    ;;
+kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy | kubectl | coredns | etcd | helm | kubeconform)
+    ensure_tool "$CMD"
+    ;;
 chart-tools)
     ensure_tool helm
     ensure_tool kubeconform
     ;;
 update)
-    update_module kube-apiserver
+    update_module "${KUBERNETES_TOOLS[@]}"
     update_module etcd
+    update_module coredns
     ;;
 esac
 say "done in $(elapsed "$T0")"

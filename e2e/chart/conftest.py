@@ -26,6 +26,8 @@ ALL_FEATURES = {
     "nats.embedded.persistence.enabled": "true",
     "networkPolicy.enabled": "true",
     "serviceMonitor.enabled": "true",
+    "prometheusRule.enabled": "true",
+    "grafanaDashboard.enabled": "true",
     "gateway.autoscaling.enabled": "true",
     "gateway.service.type": "NodePort",
     "gateway.service.nodePort": "30900",

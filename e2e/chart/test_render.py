@@ -45,9 +45,11 @@ def test_default_render_is_valid_under_kubeconform(default_objects, crd_schemas,
 
 
 def test_all_features_render_is_valid_under_kubeconform(full_objects, crd_schemas, tmp_path):
-    # ServiceMonitor is the Prometheus Operator's CRD: no schema here, so it alone is skipped.
-    proc = kubeconform([write(tmp_path, full_objects)], crd_schemas, skip=("ServiceMonitor",))
-    assert "Invalid: 0, Errors: 0, Skipped: 2" in proc.stdout, proc.stdout
+    # ServiceMonitor and PrometheusRule are the Prometheus Operator's CRDs: no schema here, so
+    # they alone are skipped (e2e/chart/test_operations.py checks the rules).
+    proc = kubeconform([write(tmp_path, full_objects)], crd_schemas, skip=("ServiceMonitor", "PrometheusRule"))
+    # Two ServiceMonitors and the PrometheusRule.
+    assert "Invalid: 0, Errors: 0, Skipped: 3" in proc.stdout, proc.stdout
 
 
 def test_kubeconform_catches_an_invalid_object(default_objects, crd_schemas, tmp_path):
@@ -130,6 +132,7 @@ def test_gateway_flags_follow_the_push_contract(default_objects):
         "--collector-max-purges-per-pass": "1000",
         "--collector-completed-upload-seconds": "3600",
         "--shutdown-grace-seconds": "25",
+        "--shutdown-drain-seconds": "3",
         "--log-format": "json",
         "--log": "info",
     }
@@ -142,7 +145,16 @@ def test_gateway_flags_follow_the_push_contract(default_objects):
         "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}],
     }
     assert volumes[mounts["/etc/jets3/push-verify"]] == {"secretName": f"{RELEASE}-push-verify"}
-    assert pod["terminationGracePeriodSeconds"] > 25
+    # A terminating gateway serves on until it is out of every EndpointSlice, then drains.
+    assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    assert pod["terminationGracePeriodSeconds"] >= 5 + 3 + 25
+
+
+def test_gateway_grace_period_must_cover_the_prestop_sleep_and_the_drain():
+    p = helm("template", RELEASE, str(CHART), "--set", "gateway.preStopSleepSeconds=8", check=False)
+    assert p.returncode != 0 and "at least gateway.preStopSleepSeconds + gateway.shutdownDrainSeconds + gateway.shutdownGraceSeconds" in p.stderr, p.stderr
+    objects = render({"gateway.preStopSleepSeconds": "0", "gateway.shutdownDrainSeconds": "0", "gateway.terminationGracePeriodSeconds": "25"})
+    assert "lifecycle" not in _pod(objects, "Deployment", f"{RELEASE}-gateway")["containers"][0]
 
 
 def test_operator_flags_follow_the_push_contract(default_objects):

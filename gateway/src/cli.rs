@@ -81,6 +81,9 @@ pub struct Cli {
     /// Seconds in-flight requests get to finish at shutdown.
     #[arg(long, env = "JETS3_SHUTDOWN_GRACE_SECONDS")]
     pub shutdown_grace_seconds: Option<u64>,
+    /// Seconds to keep serving after SIGTERM, answering `Connection: close`, before stopping.
+    #[arg(long, env = "JETS3_SHUTDOWN_DRAIN_SECONDS")]
+    pub shutdown_drain_seconds: Option<u64>,
     /// Proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client;
     /// overrides `server.trustedProxies`.
     #[arg(long, env = "JETS3_TRUSTED_PROXIES", value_delimiter = ',')]
@@ -193,6 +196,9 @@ impl Cli {
         n.tls_required |= self.nats_tls_required;
         if let Some(g) = self.shutdown_grace_seconds {
             s.shutdown_grace_seconds = g;
+        }
+        if let Some(d) = self.shutdown_drain_seconds {
+            s.shutdown_drain_seconds = d;
         }
         if !self.trusted_proxies.is_empty() {
             s.trusted_proxies = self.trusted_proxies.clone();

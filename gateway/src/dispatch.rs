@@ -73,11 +73,13 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         .headers()
         .get(http::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let close_after = expects_continue
-        && req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() == b"0");
+    // And while shutdown drains, so that keep-alive clients leave on a response.
+    let close_after = gw.draining()
+        || expects_continue
+            && req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0");
     // A request answered before its body was read never sent it: hyper closes the
     // connection, and the answer says so, lest the client reuse it.
     let (req, body_read) = if expects_continue {

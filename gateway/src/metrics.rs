@@ -32,6 +32,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub nats_connected: IntGauge,
     pub nats_connects: IntGauge,
+    /// A JetStream API round trip (account info), measured every 2 s while connected.
+    pub nats_rtt: Histogram,
     pub config_generation: IntGauge,
     pub config_rejected: IntCounter,
     config_pushes: IntCounterVec,
@@ -182,6 +184,14 @@ impl Metrics {
         for result in PUSH_RESULTS {
             config_pushes.with_label_values(&[result]);
         }
+        let nats_rtt = Histogram::with_opts(
+            HistogramOpts::new(
+                "nats_rtt_seconds",
+                "Round trip of a JetStream API request (account info), every 2 s while connected",
+            )
+            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 13).expect("buckets")),
+        )
+        .expect("valid metric");
         let complete_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "multipart_complete_seconds",
@@ -248,6 +258,7 @@ impl Metrics {
             Box::new(in_flight.clone()),
             Box::new(nats_connected.clone()),
             Box::new(nats_connects.clone()),
+            Box::new(nats_rtt.clone()),
             Box::new(config_generation.clone()),
             Box::new(config_rejected.clone()),
             Box::new(config_pushes.clone()),
@@ -290,6 +301,7 @@ impl Metrics {
             in_flight,
             nats_connected,
             nats_connects,
+            nats_rtt,
             config_generation,
             config_rejected,
             config_pushes,

@@ -1,6 +1,7 @@
 //! The running gateway: shared state, listeners, admin endpoints and shutdown.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub struct Gateway {
     runtime: ArcSwapOption<Runtime>,
     /// Serializes config changes (readers never wait: they load `runtime`).
     writer: Mutex<()>,
+    /// Set when shutdown begins with a drain period: every response closes its connection.
+    draining: AtomicBool,
 }
 
 /// A pushed config that was accepted.
@@ -153,6 +156,11 @@ impl Gateway {
         spawn_bucket_creation(self.clone());
     }
 
+    /// Whether shutdown is draining connections (see `shutdown_drain_seconds`).
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
     /// Ready: a config is in force, NATS answers and the circuit is closed.
     pub async fn ready(&self) -> bool {
         self.runtime().is_some() && self.store.ping().await && !self.breaker.is_open()
@@ -168,6 +176,7 @@ pub struct GatewayHandle {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     grace: Duration,
+    drain: Duration,
 }
 
 impl GatewayHandle {
@@ -201,8 +210,17 @@ impl GatewayHandle {
         self.gateway.clone()
     }
 
-    /// Stops accepting connections and waits for in-flight requests, up to the grace period.
+    /// Drains for the drain period (serving, each response closing its connection), then
+    /// stops accepting connections and waits for in-flight requests, up to the grace period.
     pub async fn shutdown(self) {
+        if !self.drain.is_zero() {
+            self.gateway.draining.store(true, Ordering::Relaxed);
+            tracing::info!(
+                seconds = self.drain.as_secs(),
+                "draining: every response closes its connection"
+            );
+            tokio::time::sleep(self.drain).await;
+        }
         let _ = self.stop.send(true);
         let all = futures::future::join_all(self.tasks);
         if tokio::time::timeout(self.grace, all).await.is_err() {
@@ -254,6 +272,7 @@ pub async fn start(
         breaker: Default::default(),
         runtime: ArcSwapOption::empty(),
         writer: Mutex::new(()),
+        draining: AtomicBool::new(false),
     });
     if let Some(runtime) = runtime {
         gateway.install(runtime);
@@ -339,6 +358,7 @@ pub async fn start(
         stop,
         tasks,
         grace: Duration::from_secs(settings.shutdown_grace_seconds),
+        drain: Duration::from_secs(settings.shutdown_drain_seconds),
     })
 }
 
@@ -375,10 +395,10 @@ fn spawn_bucket_creation(gateway: Arc<Gateway>) {
     });
 }
 
-/// Keeps the NATS gauges current.
+/// Keeps the NATS gauges current, and measures a JetStream round trip every fourth tick.
 async fn watch_nats(gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
+    for n in 0u64.. {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
@@ -386,6 +406,12 @@ async fn watch_nats(gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
         let m = &gateway.metrics;
         m.nats_connected.set(gateway.store.connected() as i64);
         m.nats_connects.set(gateway.store.connects() as i64);
+        if n % 4 == 0 {
+            let started = std::time::Instant::now();
+            if gateway.store.ping().await {
+                m.nats_rtt.observe(started.elapsed().as_secs_f64());
+            }
+        }
     }
 }
 
@@ -399,6 +425,9 @@ fn admin_router(gateway: Arc<Gateway>) -> Router {
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    if gw.draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n").into_response();
+    }
     if gw.runtime().is_none() {
         return (StatusCode::SERVICE_UNAVAILABLE, "no config yet\n").into_response();
     }

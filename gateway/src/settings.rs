@@ -40,6 +40,10 @@ pub struct ServerSettings {
     pub nats: NatsSettings,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace_seconds: u64,
+    /// Seconds the gateway keeps serving after SIGTERM before it stops accepting, answering
+    /// every request with `Connection: close` and `/readyz` with 503: keep-alive clients move
+    /// to other gateways on a response, not on a connection closed under a request (0: none).
+    pub shutdown_drain_seconds: u64,
     /// Proxies (CIDRs) whose `X-Forwarded-For` names the client, for per-address limits
     /// and bucket IP filters.
     pub trusted_proxies: Vec<String>,
@@ -261,6 +265,7 @@ impl Default for ServerSettings {
                 ..Default::default()
             },
             shutdown_grace_seconds: 30,
+            shutdown_drain_seconds: 0,
             trusted_proxies: Vec::new(),
             cache: CacheSettings::default(),
             admin_token: None,

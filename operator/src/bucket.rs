@@ -40,6 +40,8 @@ pub const FINALIZER: &str = "jets3.io/bucket";
 /// Condition reasons of `BucketProvisioned` (and `Ready`).
 pub mod reasons {
     pub const NATS_UNAVAILABLE: &str = "NatsUnavailable";
+    /// The NATS bucket was missing and is created again, empty (Warning, `DataLost`).
+    pub const BUCKET_RECREATED: &str = "BucketRecreated";
     pub const STORAGE_MISMATCH: &str = "StorageMismatch";
     pub const CREATE_REFUSED: &str = "CreateRefused";
     pub const UPDATE_REFUSED: &str = "UpdateRefused";
@@ -100,6 +102,12 @@ impl BucketExt for S3Bucket {
             conditions: Vec::new(),
         };
 
+        // DataLost stays once set; a new loss replaces it (and its message).
+        let mut data_lost = old
+            .conditions
+            .iter()
+            .find(|c| c.type_ == conditions::DATA_LOST)
+            .cloned();
         let claims = bucket_claims(ctx.stores.buckets().iter().map(|b| b.as_ref()));
         let (provisioned, result) = if let Some(conflict) = claims.get(&key).cloned().flatten() {
             status.nats_bucket = None;
@@ -118,7 +126,20 @@ impl BucketExt for S3Bucket {
                     status.nats_bucket = Some(self.nats_bucket_name());
                     refresh_stats(self, ctx, &info, &mut status).await;
                     if let Some((reason, note)) = did {
-                        ctx.event(self, EventType::Normal, reason, note).await;
+                        let kind = if reason == reasons::BUCKET_RECREATED {
+                            data_lost = Some(condition(
+                                conditions::DATA_LOST,
+                                true,
+                                reason,
+                                format!("{} at {}", note, status::now()),
+                                gen,
+                                &[],
+                            ));
+                            EventType::Warning
+                        } else {
+                            EventType::Normal
+                        };
+                        ctx.event(self, kind, reason, note).await;
                     }
                     let c = condition(
                         conditions::BUCKET_PROVISIONED,
@@ -200,6 +221,7 @@ impl BucketExt for S3Bucket {
             &old.conditions,
         );
         status.conditions = vec![ready, provisioned, served];
+        status.conditions.extend(data_lost);
         if Some(&status) != self.status.as_ref() {
             let api: Api<S3Bucket> = Api::namespaced(ctx.client.clone(), &key.namespace);
             status::apply(&api, self, &status).await?;
@@ -300,7 +322,7 @@ async fn provision(b: &S3Bucket, ctx: &Context) -> Result<Provisioned> {
                 let again =
                     b.status.as_ref().and_then(|s| s.nats_bucket.as_deref()) == Some(nats.as_str());
                 let did = if again {
-                    ("BucketRecreated", format!("NATS bucket {nats:?} was missing (deleted outside the operator?); created it again, empty"))
+                    (reasons::BUCKET_RECREATED, format!("NATS bucket {nats:?} was missing (deleted outside the operator, or NATS lost its storage); created it again, empty: the objects it held are gone"))
                 } else {
                     ("BucketCreated", format!("created NATS bucket {nats:?}"))
                 };

@@ -23,7 +23,7 @@ use jets3_crds::{GatewayConfig, MAX_GENERATION_STEP};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 
 use crate::controller::Context;
@@ -91,10 +91,20 @@ impl StateStore {
                 ])),
                 ..Default::default()
             };
-            let pp = PostParams::default();
+            // An existing ConfigMap (the chart makes it) gets only its data written, at the
+            // resourceVersion read: its labels stay its owner's, so `helm upgrade` (a
+            // server-side apply) never conflicts with the operator.
             let written = match &state.resource_version {
-                Some(_) => self.api.replace(&self.name, &pp, &cm).await,
-                None => self.api.create(&pp, &cm).await,
+                Some(rv) => {
+                    let patch = serde_json::json!({
+                        "metadata": {"resourceVersion": rv},
+                        "data": cm.data,
+                    });
+                    self.api
+                        .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                }
+                None => self.api.create(&PostParams::default(), &cm).await,
             };
             match written {
                 Ok(cm) => {

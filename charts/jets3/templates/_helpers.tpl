@@ -112,3 +112,33 @@ http{{ if .Values.gateway.tls.secretName }}s{{ end }}://{{ include "jets3.fullna
 {{- define "jets3.adminTokenSecret" -}}
 {{- .Values.gateway.adminToken.existingSecret | default (printf "%s-gateway-admin-token" (include "jets3.fullname" .)) -}}
 {{- end }}
+
+{{/* "true" when the embedded NATS keeps JetStream on a PersistentVolumeClaim. persistence.enabled
+auto: as the installed StatefulSet has it (its volumeClaimTemplates cannot change), else when a
+storageClass is set or the cluster has a default StorageClass. `helm template` cannot look up:
+emptyDir there. */}}
+{{- define "jets3.natsPersistent" -}}
+{{- $p := .Values.nats.embedded.persistence -}}
+{{- $mode := toString $p.enabled -}}
+{{- if eq $mode "true" -}}
+true
+{{- else if eq $mode "auto" -}}
+{{- $sts := lookup "apps/v1" "StatefulSet" .Release.Namespace (printf "%s-nats" (include "jets3.fullname" .)) -}}
+{{- if $sts -}}
+{{- if $sts.spec.volumeClaimTemplates }}true{{ end -}}
+{{- else if $p.storageClass -}}
+true
+{{- else -}}
+{{- $default := false -}}
+{{- range (lookup "storage.k8s.io/v1" "StorageClass" "" "").items -}}
+{{- $a := .metadata.annotations | default dict -}}
+{{- if or (eq (index $a "storageclass.kubernetes.io/is-default-class" | default "") "true") (eq (index $a "storageclass.beta.kubernetes.io/is-default-class" | default "") "true") -}}
+{{- $default = true -}}
+{{- end -}}
+{{- end -}}
+{{- if $default }}true{{ end -}}
+{{- end -}}
+{{- else if ne $mode "false" -}}
+{{- fail (printf "nats.embedded.persistence.enabled must be auto, true or false (got %s)" $mode) -}}
+{{- end -}}
+{{- end -}}

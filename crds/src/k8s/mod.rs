@@ -54,6 +54,9 @@ pub mod conditions {
     pub const SECRET_WRITTEN: &str = "SecretWritten";
     /// The resource's part of the gateway config is valid and pushed to the gateways.
     pub const SERVED: &str = "Served";
+    /// `S3Bucket`: True once the NATS bucket was found missing and created again, empty (the
+    /// objects it held are gone); it stays, with the time, for as long as the S3Bucket does.
+    pub const DATA_LOST: &str = "DataLost";
 
     /// Reason: another `S3Bucket` (in another namespace) already owns this S3 bucket name.
     pub const REASON_NAME_CONFLICT: &str = "NameConflict";

@@ -111,3 +111,32 @@ async fn breaker_cuts_timeouts_short() {
     assert!(served, "served again once NATS answers");
     assert_eq!(env.metric("jets3_nats_circuit_state").await, Some(0.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nats_round_trip_is_measured_while_connected() {
+    let b = unique_bucket("rtt");
+    let mut env = Env::start(config_with(&[&b])).await;
+    let measured = eventually(15, || async {
+        env.metric("jets3_nats_rtt_seconds_count").await >= Some(2.0)
+    })
+    .await;
+    assert!(measured, "no NATS round trips measured");
+    let (sum, count) = (
+        env.metric("jets3_nats_rtt_seconds_sum").await.unwrap(),
+        env.metric("jets3_nats_rtt_seconds_count").await.unwrap(),
+    );
+    assert!(
+        sum > 0.0 && sum / count < 0.5,
+        "mean round trip {}s",
+        sum / count
+    );
+    // Without NATS nothing is measured (the readiness and circuit metrics say why).
+    env.nats.stop().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped = env.metric("jets3_nats_rtt_seconds_count").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        env.metric("jets3_nats_rtt_seconds_count").await,
+        Some(stopped)
+    );
+}

@@ -247,3 +247,59 @@ async fn shutdown_stops_accepting() {
     .await;
     assert!(refused, "the S3 listener is closed after shutdown");
 }
+
+/// With a drain period, SIGTERM's shutdown first keeps serving on every connection, answering
+/// `Connection: close` (and `/readyz` 503), so keep-alive clients leave on a response instead
+/// of finding their connection closed under a request; then it stops as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_keep_alive_clients_before_it_stops() {
+    let b = unique_bucket("drain");
+    let mut env = Env::start_with(config_with(&[&b]), |s| s.shutdown_drain_seconds = 2).await;
+    let client = env.client();
+    put(&client, &b, "k", b"kept").await; // a pooled keep-alive connection
+    let addr = env.addr;
+    let gw = env.gw.take().unwrap();
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(gw.shutdown());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The pooled connection still gets answers, and so does a new one.
+    let got = client
+        .get_object()
+        .bucket(&b)
+        .key("k")
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "GET while draining: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            )
+        });
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"kept"
+    );
+    let r = env
+        .send_signed(RawRequest::new("GET", &format!("/{b}/k")).header("connection", "keep-alive"))
+        .await;
+    r.assert_status(200);
+    assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
+    let ready = env.admin_get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert!(ready.text().contains("draining"), "{}", ready.text());
+
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("shutdown within drain + grace")
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "drained for 2 s"
+    );
+    let refused = eventually(3, || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    assert!(refused, "the S3 listener is closed after the drain");
+}

@@ -165,7 +165,29 @@ async fn a_bucket_deleted_behind_the_operators_back_is_created_again() {
     assert_eq!(info.config.metadata["jets3.owner"], format!("{ns}/phoenix"));
     let note = env.event(ns, "phoenix", "BucketRecreated").await;
     assert!(note.contains("phoenix"), "{note}");
+    // The objects are gone: a Warning, and a condition that stays on the S3Bucket.
+    let events = env.events(ns, "phoenix").await;
+    let recreated: Vec<_> = events
+        .iter()
+        .filter(|(_, reason, _)| reason == "BucketRecreated")
+        .collect();
+    assert!(
+        recreated.iter().all(|(t, _, _)| t == "Warning"),
+        "{recreated:?}"
+    );
+    let obj = env
+        .condition(&api, "phoenix", "DataLost", "True", Some("BucketRecreated"))
+        .await;
+    let lost = conditions_of(&obj)
+        .into_iter()
+        .find(|c| c.type_ == "DataLost")
+        .unwrap();
+    assert!(lost.message.contains("empty"), "{}", lost.message);
+    // Still usable, and the condition outlives later reconciles (2 s resync).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     env.condition(&api, "phoenix", "Ready", "True", None).await;
+    env.condition(&api, "phoenix", "DataLost", "True", Some("BucketRecreated"))
+        .await;
 }
 
 #[tokio::test]

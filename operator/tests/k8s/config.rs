@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -202,4 +204,55 @@ async fn resources_outside_the_watched_namespaces_are_left_alone() {
     let b = env.buckets(&other).get("unwatched").await.unwrap();
     assert!(b.status.is_none() && b.metadata.finalizers.is_none());
     assert!(env.nats.bucket("unwatched").await.is_none());
+}
+
+/// The chart creates the state ConfigMap (so its RBAC can name it) and `helm upgrade` applies it
+/// again server-side: the operator writes only the data, so the chart's labels stay the chart's
+/// and an upgrade never conflicts with the operator.
+#[tokio::test]
+async fn the_state_configmap_stays_the_charts_across_operator_writes_and_upgrades() {
+    let env = Env::new(1).await;
+    let ns = env.ns(0);
+    let api = env.configmaps(ns);
+    let chart = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "jets3-config-state",
+            "labels": {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "jets3"},
+        },
+    });
+    let helm = PatchParams::apply("helm");
+    let cm = eventually("the operator wrote its state", || async {
+        api.get_opt("jets3-config-state").await.unwrap()
+    })
+    .await;
+    assert!(cm.data.is_some_and(|d| d.contains_key("generation")));
+    // helm install owned it first; force stands for that here.
+    api.patch(
+        "jets3-config-state",
+        &helm.clone().force(),
+        &Patch::Apply(&chart),
+    )
+    .await
+    .unwrap();
+    let (before, _) = state(&env).await;
+    env.create_bucket(ns, "moves-the-generation", json!({}))
+        .await;
+    let after = eventually("the operator wrote a new generation", || async {
+        let (g, _) = state(&env).await;
+        (g > before).then_some(g)
+    })
+    .await;
+    // helm upgrade: the same apply, without force.
+    let cm = api
+        .patch("jets3-config-state", &helm, &Patch::Apply(&chart))
+        .await
+        .unwrap_or_else(|e| panic!("helm upgrade's apply conflicts with the operator: {e}"));
+    assert_eq!(cm.labels()["app.kubernetes.io/managed-by"], "Helm");
+    assert_eq!(
+        state(&env).await.0,
+        after,
+        "the apply left the operator's data alone"
+    );
 }
