@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::stream::FuturesUnordered;
+use futures::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -34,6 +35,11 @@ use super::uploads::{PartInfo, UploadInfo};
 use super::versions::{key_versions_filter, versions_filter};
 use super::{purge_subject, stream_name, NatsError, Store};
 use crate::settings::CollectorSettings;
+
+/// Retired versions purged at once. Each purge is a few JetStream round trips (two of them
+/// replicated), so one at a time held the collector to about a hundred versions a second on
+/// a loaded three-node cluster, behind a steady stream of overwrites.
+const PURGE_CONCURRENCY: usize = 16;
 
 /// How long the collector's lock lives without a refresh.
 const LOCK_TTL: Duration = Duration::from_secs(30);
@@ -244,19 +250,28 @@ impl Collector {
         Ok(out)
     }
 
-    /// Purges retired versions whose grace period is over.
+    /// Purges retired versions whose grace period is over, [`PURGE_CONCURRENCY`] at a time.
     async fn purge_retired(&self, records: &[RetireRecord]) -> Result<(), NatsError> {
         let grace = self.store.inner.lifecycle.timing.grace;
-        let mut purged = 0;
-        for r in records.iter().filter(|r| r.age >= grace) {
-            if purged >= self.settings.max_purges_per_pass {
-                break;
+        let due: Vec<&RetireRecord> = records
+            .iter()
+            .filter(|r| r.age >= grace)
+            .take(self.settings.max_purges_per_pass)
+            .collect();
+        let mut due = due.into_iter();
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < PURGE_CONCURRENCY {
+                let Some(r) = due.next() else { break };
+                running.push(self.purge_one(r));
             }
-            if self.purge_one(r).await? {
-                purged += 1;
+            match running.next().await {
+                Some(done) => {
+                    done?;
+                }
+                None => return Ok(()),
             }
         }
-        Ok(())
     }
 
     /// Purges one retired version unless it is referenced or read; `true` if purged.
