@@ -416,3 +416,37 @@ def test_admin_listener_is_on_the_pod_ip_as_the_readmes_say():
     assert "In the chart the admin listener listens on `0.0.0.0`" in readme
     row = next(line for line in (CHART / "README.md").read_text().splitlines() if line.startswith("| `gateway.ports.admin`"))
     assert "0.0.0.0" in row and "adminFrom" in row, row
+
+
+def test_embedded_nats_cluster(crd_schemas, tmp_path):
+    """nats.embedded.replicas=3: pods that route to each other by their stable DNS names, a
+    config nats-server accepts, one pod down at a time, routes open under the NetworkPolicy."""
+    from clientutil import need_tool
+
+    objects = render({"nats.embedded.enabled": "true", "nats.embedded.replicas": "3", "networkPolicy.enabled": "true"})
+    kubeconform([write(tmp_path, objects)], crd_schemas)
+    sts = one(objects, "StatefulSet", f"{RELEASE}-nats")
+    assert sts["spec"]["replicas"] == 3
+    assert sts["spec"]["serviceName"] == f"{RELEASE}-nats-cluster"
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]}["cluster"] == 6222
+    headless = one(objects, "Service", f"{RELEASE}-nats-cluster")["spec"]
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+    assert one(objects, "PodDisruptionBudget", f"{RELEASE}-nats")["spec"]["maxUnavailable"] == 1
+    conf = one(objects, "ConfigMap", f"{RELEASE}-nats")["data"]["nats.conf"]
+    routes = re.findall(r"nats://(\S+):6222", conf)
+    assert routes == [f"{RELEASE}-nats-{i}.{RELEASE}-nats-cluster.{NAMESPACE}.svc" for i in range(3)], conf
+    (tmp_path / "nats.conf").write_text(conf.replace("/data", str(tmp_path / "data")))
+    env = {"POD_NAME": f"{RELEASE}-nats-1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([need_tool("nats-server"), "-c", tmp_path / "nats.conf", "-t"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    policy = one(objects, "NetworkPolicy", f"{RELEASE}-nats")["spec"]
+    route_rule = [r for r in policy["ingress"] if r["ports"] == [{"port": 6222, "protocol": "TCP"}]]
+    assert len(route_rule) == 1 and route_rule[0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "nats"
+    # One server keeps the single-server shape (an installed StatefulSet's serviceName cannot change).
+    single = one(render({"nats.embedded.enabled": "true"}), "StatefulSet", f"{RELEASE}-nats")["spec"]
+    assert single["replicas"] == 1 and single["serviceName"] == f"{RELEASE}-nats"
+    proc = helm("template", RELEASE, str(CHART), "--set", "nats.embedded.enabled=true", "--set", "nats.embedded.replicas=2", check=False)
+    assert proc.returncode != 0 and "1, 3 or 5" in proc.stderr

@@ -142,3 +142,12 @@ true
 {{- fail (printf "nats.embedded.persistence.enabled must be auto, true or false (got %s)" $mode) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Servers of the embedded NATS: 1, 3 or 5. */}}
+{{- define "jets3.natsReplicas" -}}
+{{- $r := int .Values.nats.embedded.replicas -}}
+{{- if not (has $r (list 1 3 5)) -}}
+{{- fail (printf "nats.embedded.replicas must be 1, 3 or 5 (got %v)" .Values.nats.embedded.replicas) -}}
+{{- end -}}
+{{- $r -}}
+{{- end -}}
