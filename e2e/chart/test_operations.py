@@ -68,7 +68,8 @@ def test_helm_test_makes_a_round_trip_with_a_generated_credential(default_object
     assert bucket["spec"] == {"bucketName": name, "description": f"helm test of release {RELEASE}", "deletionPolicy": "Delete"}
     assert cred["spec"] == {"grants": [{"bucket": name, "permission": "read-write"}], "secretName": f"{name}-s3"}
     (c,) = pod["spec"]["containers"]
-    assert c["image"] == "jets3-e2e-client:0.1.0" and c["args"] == ["roundtrip"]
+    # The bucket named on the command line: the Secret gets BUCKET_NAME only once the operator has seen the S3Bucket.
+    assert c["image"] == "jets3-e2e-client:0.1.0" and c["args"] == ["roundtrip", "--bucket", name]
     assert c["envFrom"] == [{"secretRef": {"name": f"{name}-s3"}}]
     assert pod["spec"]["restartPolicy"] == "Never" and pod["spec"]["automountServiceAccountToken"] is False
     assert c["securityContext"]["readOnlyRootFilesystem"] is True and pod["spec"]["securityContext"]["runAsNonRoot"] is True

@@ -450,3 +450,16 @@ def test_embedded_nats_cluster(crd_schemas, tmp_path):
     assert single["replicas"] == 1 and single["serviceName"] == f"{RELEASE}-nats"
     proc = helm("template", RELEASE, str(CHART), "--set", "nats.embedded.enabled=true", "--set", "nats.embedded.replicas=2", check=False)
     assert proc.returncode != 0 and "1, 3 or 5" in proc.stderr
+
+
+def test_names_the_operator_uses_follow_the_release_name():
+    """A release not named "jets3": the operator's state ConfigMap and Lease are the ones the chart
+    makes and its Role names (a second release once left its operator unready, forbidden to read
+    "jets3-config-state")."""
+    out = helm("template", "other", str(CHART), "--namespace", NAMESPACE).stdout
+    objects = [o for o in yaml.safe_load_all(out) if o]
+    (c,) = _pod(objects, "Deployment", "other-operator")["containers"]
+    args = _args(c)
+    assert one(objects, "ConfigMap", args["--config-state"])["metadata"]["name"] == "other-config-state"
+    names = {n for r in one(objects, "Role", "other-operator")["rules"] for n in r.get("resourceNames", [])}
+    assert {args["--config-state"], args["--lease-name"]} <= names, (args, names)
