@@ -322,7 +322,8 @@ fn every_field_is_documented() {
 fn schema_defaults() {
     let b = schema_of(&bucket_crd());
     let spec = &b["properties"]["spec"]["properties"];
-    assert_eq!(spec["replicas"]["default"], 1);
+    // No default: unset means the NATS cluster's size (at most 3), which only the operator knows.
+    assert!(spec["replicas"].get("default").is_none(), "{}", spec["replicas"]);
     assert_eq!(spec["storage"]["default"], "file");
     assert_eq!(spec["access"]["default"], "private");
     assert_eq!(spec["deletionPolicy"]["default"], "Retain");
@@ -879,7 +880,7 @@ fn bucket_example_deserializes() {
     assert_eq!(b.nats_bucket_name(), "media_example");
     let s = &b.spec;
     assert_eq!(s.storage, StorageType::File);
-    assert_eq!(s.replicas, 3);
+    assert_eq!(s.replicas, Some(3));
     assert_eq!(s.max_bytes, Some(10 << 30));
     assert_eq!(s.max_object_bytes, Some(1 << 30));
     assert_eq!(s.ttl, Some("720h".parse().unwrap()));
