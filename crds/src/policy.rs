@@ -295,7 +295,7 @@ const KEYS: &[&str] = &[
 
 /// Tag-named condition key prefixes.
 pub const EXISTING_OBJECT_TAG: &str = "s3:existingobjecttag/";
-const REQUEST_OBJECT_TAG: &str = "s3:requestobjecttag/";
+pub const REQUEST_OBJECT_TAG: &str = "s3:requestobjecttag/";
 
 fn one_or_many(v: &Value, what: &str) -> Result<Vec<String>, PolicyError> {
     match v {
@@ -754,8 +754,10 @@ impl Condition {
             return value.is_none() == want_missing;
         }
         let Some(value) = value else {
-            // A missing key: IfExists and ForAllValues hold, the rest do not.
-            return self.if_exists || self.set == SetOp::AllValues;
+            // A missing key: IfExists, ForAllValues and the negated operators (StringNotEquals,
+            // NotIpAddress, ...) hold, the rest do not, as IAM documents it. A Deny "unless the
+            // request says X" must apply when the request says nothing.
+            return self.if_exists || self.set == SetOp::AllValues || self.op.negated();
         };
         let any = self.matches_any(&value, req);
         if self.op.negated() {

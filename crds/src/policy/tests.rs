@@ -289,3 +289,49 @@ fn globs() {
     assert!(!glob("a*b", "acbx", false));
     assert!(glob("a*b*c", "axxbyybzc", false));
 }
+
+#[test]
+fn negated_operators_hold_for_a_missing_key() {
+    // IAM: a key the request does not carry does not match, so "not equal" holds: a Deny
+    // "unless the request says X" applies to a request that says nothing.
+    let p = Policy::parse(
+        r#"{"Statement":[
+        {"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::b/*",
+         "Condition":{"StringNotEquals":{"s3:RequestObjectTag/Class":"open"}}},
+        {"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*",
+         "Condition":{"StringNotEqualsIfExists":{"aws:Referer":"https://ok.example/"}}},
+        {"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/*"}]}"#,
+        "b",
+    )
+    .expect("valid");
+    let obj = "arn:aws:s3:::b/k";
+    let tagged = |v: &str| ctx(&[("s3:requestobjecttag/Class", v)]);
+    assert_eq!(
+        decide(&p, None, "s3:PutObject", obj, &tagged("open")),
+        Decision::Allow
+    );
+    assert_eq!(
+        decide(&p, None, "s3:PutObject", obj, &tagged("closed")),
+        Decision::Deny
+    );
+    assert_eq!(
+        decide(&p, None, "s3:PutObject", obj, &ctx(&[])),
+        Decision::Deny,
+        "no tag at all"
+    );
+    assert_eq!(
+        decide(&p, None, "s3:GetObject", obj, &ctx(&[])),
+        Decision::Deny,
+        "IfExists holds for a missing key too"
+    );
+    assert_eq!(
+        decide(
+            &p,
+            None,
+            "s3:GetObject",
+            obj,
+            &ctx(&[("aws:referer", "https://ok.example/")])
+        ),
+        Decision::Allow
+    );
+}

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use jets3_crds::policy::{Context, PrincipalId, EXISTING_OBJECT_TAG};
+use jets3_crds::policy::{Context, PrincipalId, EXISTING_OBJECT_TAG, REQUEST_OBJECT_TAG};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -37,6 +37,22 @@ impl Keys<'_> {
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(Cow::Borrowed)
+    }
+
+    /// A tag the request sets on the object it writes (`x-amz-tagging` of PutObject, CopyObject
+    /// and CreateMultipartUpload).
+    fn request_tag(&self, name: &str) -> Option<Cow<'_, str>> {
+        if !matches!(
+            self.s.ep,
+            Endpoint::PutObject | Endpoint::CopyObject | Endpoint::CreateMultipartUpload
+        ) {
+            return None;
+        }
+        let header = self.header("x-amz-tagging")?;
+        crate::store::decode_tags(&header)
+            .into_iter()
+            .find(|(t, _)| t == name)
+            .map(|(_, v)| Cow::Owned(v))
     }
 
     fn listing(&self) -> bool {
@@ -88,6 +104,9 @@ impl Context for Keys<'_> {
                 Some(Principal::AccessKey(_)) => Some(Cow::Borrowed("REST-HEADER")),
                 _ => None,
             },
+            k if k.starts_with(REQUEST_OBJECT_TAG) => {
+                self.request_tag(&k[REQUEST_OBJECT_TAG.len()..])
+            }
             k => {
                 let name = k.strip_prefix(EXISTING_OBJECT_TAG)?;
                 self.tags?

@@ -821,3 +821,72 @@ async fn a_change_through_one_gateway_holds_on_another() {
     // Within the advisory watch, well inside the 2 s TTL that bounds a missed advisory.
     assert!(p99 < Duration::from_secs(2), "p99 {p99:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_object_tags_decide_writes() {
+    // The writer may PUT only objects tagged Class=open: a Deny on any other value (or none),
+    // read from the request's x-amz-tagging.
+    let b = unique_bucket("reqtag");
+    let env = Env::start(config(&[&b], false)).await;
+    let writer = env.client_for(W_AK, W_SK);
+    let policy = format!(
+        r#"{{"Statement":[{{"Effect":"Deny","Principal":{{"AWS":"{}"}},"Action":"s3:PutObject","Resource":"arn:aws:s3:::{b}/*","Condition":{{"StringNotEquals":{{"s3:RequestObjectTag/Class":"open"}}}}}}]}}"#,
+        user_arn(W_AK)
+    );
+    put_policy(&env, &b, &policy).await;
+    let put_tagged = |key: &'static str, tagging: Option<&'static str>| {
+        let mut req = writer
+            .put_object()
+            .bucket(&b)
+            .key(key)
+            .body(b"x".to_vec().into());
+        if let Some(t) = tagging {
+            req = req.tagging(t);
+        }
+        req.send()
+    };
+    ok(put_tagged("open", Some("Class=open")).await, "tagged open");
+    ok(
+        put_tagged("open-and-more", Some("Team=a&Class=open")).await,
+        "tagged open among others",
+    );
+    for (key, tagging) in [
+        ("closed", Some("Class=closed")),
+        ("case", Some("class=open")),
+        ("untagged", None),
+    ] {
+        assert_eq!(
+            sdk_err(put_tagged(key, tagging).await),
+            denied(),
+            "{key}: {tagging:?}"
+        );
+        assert_eq!(
+            sdk_err(env.client().head_object().bucket(&b).key(key).send().await).0,
+            404,
+            "{key} was not stored"
+        );
+    }
+    // The same tags through a multipart upload's Create.
+    assert_eq!(
+        sdk_err(
+            writer
+                .create_multipart_upload()
+                .bucket(&b)
+                .key("mp")
+                .tagging("Class=closed")
+                .send()
+                .await
+        ),
+        denied()
+    );
+    ok(
+        writer
+            .create_multipart_upload()
+            .bucket(&b)
+            .key("mp")
+            .tagging("Class=open")
+            .send()
+            .await,
+        "CreateMultipartUpload tagged open",
+    );
+}
