@@ -323,7 +323,11 @@ fn schema_defaults() {
     let b = schema_of(&bucket_crd());
     let spec = &b["properties"]["spec"]["properties"];
     // No default: unset means the NATS cluster's size (at most 3), which only the operator knows.
-    assert!(spec["replicas"].get("default").is_none(), "{}", spec["replicas"]);
+    assert!(
+        spec["replicas"].get("default").is_none(),
+        "{}",
+        spec["replicas"]
+    );
     assert_eq!(spec["storage"]["default"], "file");
     assert_eq!(spec["access"]["default"], "private");
     assert_eq!(spec["deletionPolicy"]["default"], "Retain");
