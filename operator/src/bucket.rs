@@ -27,7 +27,7 @@ use kube::runtime::events::EventType;
 use kube::Api;
 
 use crate::bucket_config::{owner_id, owner_of, Desired};
-use crate::claims::{bucket_claims, ObjKey};
+use crate::claims::{bucket_claim, ObjKey};
 use crate::controller::Context;
 use crate::gateway_config::reasons::{INVALID_CONFIG, JWT_KEY_NOT_FOUND};
 use crate::jwt_keys;
@@ -108,8 +108,9 @@ impl BucketExt for S3Bucket {
             .iter()
             .find(|c| c.type_ == conditions::DATA_LOST)
             .cloned();
-        let claims = bucket_claims(ctx.stores.buckets().iter().map(|b| b.as_ref()));
-        let (provisioned, result) = if let Some(conflict) = claims.get(&key).cloned().flatten() {
+        let buckets = ctx.stores.buckets();
+        let claim = bucket_claim(&key, buckets.iter().map(|b| b.as_ref()));
+        let (provisioned, result) = if let Some(conflict) = claim {
             status.nats_bucket = None;
             let c = condition(
                 conditions::BUCKET_PROVISIONED,
