@@ -164,6 +164,7 @@ def test_operator_flags_follow_the_push_contract(default_objects):
         "--nats-url": "nats://nats:4222",
         "--gateway-endpoint": f"http://{RELEASE}-gateway.{NAMESPACE}.svc:9000",
         "--region": "us-east-1",
+        "--config-state": f"{RELEASE}-config-state",
         "--metrics-listen": "0.0.0.0:8080",
         "--leader-election": "",
         "--lease-name": f"{RELEASE}-operator",
