@@ -19,10 +19,12 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -136,6 +138,32 @@ class Kube:
         out.append(self.run("-n", NS, "get", "events", "--sort-by=.lastTimestamp", check=False).stdout[-4000:])
         out.append(self.run("-n", NS, "logs", "-l", f"app.kubernetes.io/instance={RELEASE}", "--all-containers", "--tail=30", "--prefix", check=False).stdout[-6000:])
         return "\n".join(out)
+
+
+def nats_jsz(kube: Kube, namespace: str, service: str) -> dict:
+    """JetStream monitoring (`/jsz` with streams and their config) of an embedded NATS, through
+    kubectl port-forward to its Service."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pf = subprocess.Popen([kube.kubectl, "-n", namespace, "port-forward", f"svc/{service}", f"{port}:8222"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kube.env)
+    try:
+
+        def fetch():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/jsz?streams=true&config=true", timeout=5) as r:
+                    return json.loads(r.read())
+            except OSError:
+                return None
+
+        return eventually("NATS monitoring answers through port-forward", fetch, timeout=30)
+    finally:
+        pf.terminate()
+        pf.wait(timeout=10)
+
+
+def stream_details(jsz: dict) -> list[dict]:
+    return [s for a in jsz.get("account_details", []) for s in a.get("stream_detail", [])]
 
 
 def ready(pod: dict) -> bool:

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import time
-import urllib.request
 
 import pytest
 import yaml
 
 from clientutil import REPO
-from conftest import APP_NS, CHART, CLIENT, NS, PSA, RELEASE, Kube, condition, eventually, images, median, percentile, ready, record, restarts
+from conftest import APP_NS, CHART, CLIENT, NS, PSA, RELEASE, Kube, condition, eventually, images, median, nats_jsz, percentile, ready, record, restarts, stream_details
 
 BUCKET = "jets3-e2e"  # the S3 name of e2e/examples/s3bucket.yaml
 BUCKET_RESOURCE = "e2e"  # and its S3Bucket
@@ -429,25 +427,8 @@ def test_the_dashboard_and_the_alerts_use_only_metrics_the_pods_export(release: 
 
 
 def nats_streams(kube: Kube) -> set[str]:
-    """Stream names, from the embedded NATS's monitoring port through kubectl port-forward."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    pf = subprocess.Popen([kube.kubectl, "-n", NS, "port-forward", f"svc/{RELEASE}-nats", f"{port}:8222"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kube.env)
-    try:
-
-        def fetch():
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/jsz?streams=true", timeout=5) as r:
-                    return json.loads(r.read())
-            except OSError:
-                return None
-
-        jsz = eventually("NATS monitoring answers through port-forward", fetch, timeout=30)
-        return {s["name"] for a in jsz.get("account_details", []) for s in a.get("stream_detail", [])}
-    finally:
-        pf.terminate()
-        pf.wait(timeout=10)
+    """Stream names, from the embedded NATS's monitoring port."""
+    return {s["name"] for s in stream_details(nats_jsz(kube, NS, f"{RELEASE}-nats"))}
 
 
 def test_helm_uninstall_leaves_buckets_per_deletion_policy_and_no_secret(release: Kube):

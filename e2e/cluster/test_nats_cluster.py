@@ -6,14 +6,12 @@ errors, never an acknowledged object. Runs after test_cluster.py has uninstalled
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
-import urllib.request
 
 import pytest
 
-from conftest import CHART, CLIENT, PSA, Kube, chart_values, condition, eventually, ready, record
+from conftest import CHART, CLIENT, PSA, Kube, chart_values, condition, eventually, nats_jsz, ready, record, stream_details
 from test_cluster import restricted_pod_spec
 
 HA_RELEASE = "jets3-ha"
@@ -37,26 +35,9 @@ def diagnose(kube: Kube) -> str:
 
 
 def stream(kube: Kube, name: str) -> dict | None:
-    """The stream's monitoring detail (config and cluster) from the NATS Service, or None."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    pf = subprocess.Popen([kube.kubectl, "-n", HA_NS, "port-forward", f"svc/{HA_RELEASE}-nats", f"{port}:8222"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kube.env)
-    try:
-
-        def fetch():
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/jsz?streams=true&config=true", timeout=5) as r:
-                    return json.loads(r.read())
-            except OSError:
-                return None
-
-        jsz = eventually("NATS monitoring answers through port-forward", fetch, timeout=30)
-        found = [s for a in jsz.get("account_details", []) for s in a.get("stream_detail", []) if s["name"] == name]
-        return found[0] if found else None
-    finally:
-        pf.terminate()
-        pf.wait(timeout=10)
+    """The stream's monitoring detail (config and cluster), or None."""
+    found = [s for s in stream_details(nats_jsz(kube, HA_NS, f"{HA_RELEASE}-nats")) if s["name"] == name]
+    return found[0] if found else None
 
 
 def client(kube: Kube, *args, timeout: float = 120) -> dict:
