@@ -90,7 +90,9 @@ def test_a_bucket_on_the_embedded_cluster_has_three_replicas_and_survives_a_kill
         eventually(
             f"{kind}/{name} is Ready",
             lambda kind=kind, name=name: (lambda o: o and (condition(o, "Ready") or {}).get("status") == "True")(kube.try_json("-n", HA_NS, "get", kind, name)),
-            timeout=90,
+            # JetStream of a new cluster answers once its routes have formed (pod DNS names can
+            # take ~30 s); the operator retries with backoff until then.
+            timeout=180,
             detail=lambda: diagnose(kube),
         )
     stream_name = "OBJ_" + BUCKET.replace(".", "_")

@@ -126,10 +126,21 @@ impl Nats {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
-    /// Servers of the NATS cluster the client is connected to, as they advertise themselves
-    /// (1 on a single server, or when the cluster does not advertise).
+    /// Servers of the NATS cluster, as far as the server's INFO tells: at least 3 when the
+    /// server belongs to a cluster, 1 on a single server. Not the advertised URLs alone: the
+    /// client keeps the INFO of its connect (async-nats ignores later ones), and an operator
+    /// that connected while the cluster's routes were still forming saw one server and made a
+    /// bucket with one replica on a three-server cluster. A stream of three replicas that
+    /// NATS cannot place yet fails its reconcile, which is tried again until the peers are
+    /// there.
     pub fn cluster_size(&self) -> usize {
-        self.client.server_info().connect_urls.len().max(1)
+        let info = self.client.server_info();
+        let advertised = info.connect_urls.len().max(1);
+        if info.cluster.is_some() {
+            advertised.max(3)
+        } else {
+            advertised
+        }
     }
 
     /// A message each time the connection is (re-)established.

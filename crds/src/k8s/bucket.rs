@@ -135,9 +135,9 @@ pub struct S3BucketSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable"))]
     pub storage: StorageType,
 
-    /// How many NATS servers keep a copy of the bucket's stream: 1 to 5. Unset: the size of
-    /// the NATS cluster the operator is connected to, at most 3 (1 on a single server), so a
-    /// bucket on a cluster survives losing a server.
+    /// How many NATS servers keep a copy of the bucket's stream: 1 to 5. Unset: 3 on a NATS
+    /// cluster (1 on a single server), so a bucket on a cluster survives losing a server; a
+    /// cluster of two servers needs it set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 5))]
     pub replicas: Option<i32>,

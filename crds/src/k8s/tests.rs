@@ -322,7 +322,8 @@ fn every_field_is_documented() {
 fn schema_defaults() {
     let b = schema_of(&bucket_crd());
     let spec = &b["properties"]["spec"]["properties"];
-    // No default: unset means the NATS cluster's size (at most 3), which only the operator knows.
+    // No default: unset means 3 on a NATS cluster and 1 on a single server, which only the
+    // operator knows.
     assert!(
         spec["replicas"].get("default").is_none(),
         "{}",

@@ -571,3 +571,39 @@ async fn size_and_object_count_are_refreshed() {
     assert!(s.size.unwrap().ends_with("KiB"));
     assert!(s.stats_updated_at.is_some());
 }
+
+#[tokio::test]
+async fn a_bucket_on_a_nats_cluster_gets_three_replicas_even_if_the_operator_came_first() {
+    // A chart install: the NATS pods start together and their routes form later. The operator
+    // connects to the first server while it is alone (its INFO names one server), the bucket is
+    // asked for while only two of three are up (a new cluster's JetStream waits for all three),
+    // then the third comes. A bucket without spec.replicas must end with three.
+    let env = Env::without_operator(1).await;
+    let ns = env.ns(0);
+    let mut servers = NatsServer::cluster(3);
+    servers[0].restart().await;
+    let options = OperatorOptions {
+        resync: "10m".into(),
+        ..env.options()
+    };
+    let operator = Operator::start(env.cp, &servers[0], env.dir.path(), "operator", &options);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !operator.log_text().contains("connected to NATS") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    servers[1].restart().await;
+    let api = env.buckets(ns);
+    env.create_bucket(ns, "replicated", json!({})).await;
+    env.condition(&api, "replicated", "BucketProvisioned", "False", None)
+        .await;
+    servers[2].restart().await;
+    env.condition(&api, "replicated", "Ready", "True", None)
+        .await;
+    let info = servers[0].bucket("replicated").await;
+    assert_eq!(info.map(|i| i.config.num_replicas), Some(3));
+    drop(operator);
+}

@@ -279,19 +279,60 @@ pub struct NatsServer {
     /// Holds the port while the server is stopped, so that no other test's server gets it.
     placeholder: Option<TcpListener>,
     dir: tempfile::TempDir,
+    /// A `cluster {}` block: the server is one of a cluster, and is up before JetStream is
+    /// (which needs a quorum of its peers).
+    cluster: Option<String>,
 }
 
 impl NatsServer {
     pub async fn start() -> NatsServer {
-        let mut s = NatsServer {
+        let mut s = NatsServer::new(free_port(), None);
+        s.spawn().await;
+        s
+    }
+
+    fn new(port: u16, cluster: Option<String>) -> NatsServer {
+        NatsServer {
             child: None,
-            port: free_port(),
+            port,
             name: unique("nats"),
             placeholder: None,
             dir: tempfile::tempdir().unwrap(),
-        };
-        s.spawn().await;
-        s
+            cluster,
+        }
+    }
+
+    /// `n` servers configured as one cluster (routes to each other on 127.0.0.1), none
+    /// started: [`NatsServer::restart`] starts each.
+    pub fn cluster(n: usize) -> Vec<NatsServer> {
+        // Client and route ports all distinct: the listeners are held until all are picked.
+        let held: Vec<TcpListener> = (0..2 * n)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+            .collect();
+        let ports: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().expect("bound").port())
+            .collect();
+        drop(held);
+        let (clients, route_ports) = ports.split_at(n);
+        let routes: Vec<String> = route_ports
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect();
+        let name = unique("cl");
+        clients
+            .iter()
+            .zip(route_ports)
+            .map(|(client, p)| {
+                NatsServer::new(
+                    *client,
+                    Some(format!(
+                        "cluster {{\n  name: {name}\n  listen: 127.0.0.1:{p}\n  routes: [{}]\n}}\n",
+                        routes.join(", ")
+                    )),
+                )
+            })
+            .collect()
     }
 
     async fn spawn(&mut self) {
@@ -303,7 +344,13 @@ impl NatsServer {
                 .append(true)
                 .open(self.dir.path().join("nats.log"))
                 .unwrap();
-            let mut child = Command::new(&bin)
+            let mut cmd = Command::new(&bin);
+            if let Some(conf) = &self.cluster {
+                let file = self.dir.path().join("cluster.conf");
+                std::fs::write(&file, conf).unwrap();
+                cmd.arg("-c").arg(file);
+            }
+            let mut child = cmd
                 .args([
                     "-js",
                     "-a",
@@ -345,7 +392,9 @@ impl NatsServer {
                 if c.server_info().server_name != self.name {
                     return false;
                 }
-                if async_nats::jetstream::new(c).query_account().await.is_ok() {
+                if self.cluster.is_some()
+                    || async_nats::jetstream::new(c).query_account().await.is_ok()
+                {
                     return true;
                 }
             }
@@ -381,7 +430,7 @@ impl NatsServer {
         }
     }
 
-    /// Starts it again on the same port with the same store.
+    /// Starts it (again) on its port with its store.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop it first");
         self.placeholder = None;
