@@ -140,13 +140,13 @@ class Kube:
         return "\n".join(out)
 
 
-def nats_jsz(kube: Kube, namespace: str, service: str) -> dict:
+def nats_jsz(kube: Kube, namespace: str, target: str) -> dict:
     """JetStream monitoring (`/jsz` with streams and their config) of an embedded NATS, through
-    kubectl port-forward to its Service."""
+    kubectl port-forward to `target` (`svc/<name>` or `pod/<name>`)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    pf = subprocess.Popen([kube.kubectl, "-n", namespace, "port-forward", f"svc/{service}", f"{port}:8222"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kube.env)
+    pf = subprocess.Popen([kube.kubectl, "-n", namespace, "port-forward", target, f"{port}:8222"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=kube.env)
     try:
 
         def fetch():

@@ -428,7 +428,7 @@ def test_the_dashboard_and_the_alerts_use_only_metrics_the_pods_export(release: 
 
 def nats_streams(kube: Kube) -> set[str]:
     """Stream names, from the embedded NATS's monitoring port."""
-    return {s["name"] for s in stream_details(nats_jsz(kube, NS, f"{RELEASE}-nats"))}
+    return {s["name"] for s in stream_details(nats_jsz(kube, NS, f"svc/{RELEASE}-nats"))}
 
 
 def test_helm_uninstall_leaves_buckets_per_deletion_policy_and_no_secret(release: Kube):

@@ -35,9 +35,14 @@ def diagnose(kube: Kube) -> str:
 
 
 def stream(kube: Kube, name: str) -> dict | None:
-    """The stream's monitoring detail (config and cluster), or None."""
-    found = [s for s in stream_details(nats_jsz(kube, HA_NS, f"{HA_RELEASE}-nats")) if s["name"] == name]
-    return found[0] if found else None
+    """The stream's monitoring detail (config and cluster) as its leader reports it (only the
+    leader knows whether the other replicas are current), or None."""
+    for pod in filter(ready, pods(kube, "nats")):
+        pod_name = pod["metadata"]["name"]
+        found = [s for s in stream_details(nats_jsz(kube, HA_NS, f"pod/{pod_name}")) if s["name"] == name]
+        if found and found[0].get("cluster", {}).get("leader") == pod_name:
+            return found[0]
+    return None
 
 
 def client(kube: Kube, *args, timeout: float = 120) -> dict:
