@@ -16,6 +16,9 @@ What it reads from the code (the whole `*/src` trees, so files may move):
   - every leaf of charts/jets3/values.yaml (an empty map or a list is a leaf): each must appear as
     `key` in docs/ or in the chart's own README (its values table, which e2e/chart checks
     against values.yaml default by default).
+And the other way round, so docs do not go stale: the flag tables (rows starting with a flag) of
+docs/configuration.md and docs/operator.md name only flags that exist, and the YAML example of
+docs/configuration.md only keys the configuration file has.
 Then every relative markdown link of README.md, docs/, RELIABILITY.md, BENCHMARKS.md and the
 chart README must name a file that exists, and an #anchor into a markdown file one of its
 headings (GitHub's slugs). Standard library only.
@@ -390,7 +393,8 @@ def all_docs():
 
 
 def check_flags(sources):
-    found = 0
+    """Every clap flag and env var documented; returns the flags found."""
+    flags = set()
     for path, text in sources:
         crate = path.relative_to(ROOT).parts[0]
         page = FLAG_PAGES.get(crate)
@@ -419,13 +423,24 @@ def check_flags(sources):
             env = env.group(1) if env else (field.upper() if re.search(r"\benv\b", args) and field else None)
             rel = path.relative_to(ROOT)
             if flag:
-                found += 1
+                flags.add(flag)
                 if not re.search(rf"--{re.escape(flag)}(?![\w-])", docs):
                     problems.append(f"flag --{flag} ({rel}) is not in {where}")
             if env and not re.search(rf"(?<![\w]){re.escape(env)}(?!\w)", docs):
                 problems.append(f"environment variable {env} ({rel}) is not in {where}")
-    if found == 0:
+    if not flags:
         problems.append("found no clap flags in */src: has the #[arg(...)] syntax changed?")
+    return flags
+
+
+def check_flag_tables(flags):
+    """The flag tables of the docs name no flag the code does not have."""
+    for page in sorted(set(FLAG_PAGES.values())):
+        for line in doc_text(page).split("\n"):
+            m = re.match(r"\|\s*(`-[^|]*)\|", line)
+            for flag in re.findall(r"--([a-z0-9][a-z0-9-]*)", m.group(1)) if m else ():
+                if flag not in flags:
+                    problems.append(f"docs/{page} lists flag --{flag}, which no #[arg] defines")
 
 
 def config_yaml():
@@ -436,14 +451,19 @@ def config_yaml():
 
 def check_config(structs):
     keys = yaml_keys(config_yaml(), into_lists=True)
+    real = {prefix for prefix in CONFIG_ROOTS.values() if prefix}
     for root, prefix in CONFIG_ROOTS.items():
         s = structs.find(root)
         if s is None:
             problems.append(f"struct {root} not found in */src: update CONFIG_ROOTS in scripts/check-docs.py")
             continue
         for path in structs.paths(s, prefix + "." if prefix else ""):
+            real.add(path)
             if path not in keys:
                 problems.append(f"config key {path} ({s.path.relative_to(ROOT)}) is not in the YAML of docs/{CONFIG_PAGE}")
+    if all(structs.find(r) for r in CONFIG_ROOTS):
+        for key in sorted(set(keys) - real):
+            problems.append(f"docs/{CONFIG_PAGE} shows config key {key}, which the configuration file does not have")
 
 
 def check_crds(structs):
@@ -523,7 +543,7 @@ def check_links():
 def main():
     sources = [(p, strip_comments(p.read_text())) for p in rust_files()]
     structs = Structs([s for p, t in sources for s in parse_structs(p, t)], sources)
-    check_flags(sources)
+    check_flag_tables(check_flags(sources))
     check_config(structs)
     check_crds(structs)
     check_chart_values()
