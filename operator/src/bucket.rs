@@ -317,7 +317,7 @@ async fn provision(b: &S3Bucket, ctx: &Context) -> Result<Provisioned> {
     let desired = Desired::of(b, ctx.nats.cluster_size());
     let me = owner_id(b);
     let Some(info) = ctx.nats.bucket(&nats).await? else {
-        let config = desired.apply(crate::nats::object_store_stream(&nats));
+        let config = desired.apply(jets3_nats::names::object_store_stream(&nats));
         return match ctx.nats.create_bucket(config).await {
             Ok(info) => {
                 let again =

@@ -91,7 +91,7 @@ async fn run(cli: Cli) -> Result<()> {
     tokio::spawn(debug);
     controller::check_crds(&client, &cli.watch_namespaces).await?;
 
-    let nats = Nats::connect(&cli.nats_options()).await?;
+    let nats = Nats::connect(&cli.nats.settings()).await?;
     tokio::spawn({
         let (nats, metrics) = (nats.clone(), metrics.clone());
         async move {
