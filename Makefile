@@ -34,6 +34,7 @@ test:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	python3 scripts/check-docs.py
 
 build:
 	$(CARGO) build --release -p jets3-gateway

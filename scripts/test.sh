@@ -5,6 +5,8 @@
 #   fmt           cargo fmt --all -- --check
 #   shell-lint    shellcheck over every shell script in the repo (git ls-files: *.sh, sh shebangs)
 #   hadolint      hadolint Dockerfile e2e/images/*.Dockerfile
+#   docs          scripts/check-docs.py: every flag, env var, config key, CRD field and chart
+#                 value is in docs/ (or the chart README), and the docs' links resolve
 #   clippy        cargo clippy --workspace --all-targets --all-features -- -D warnings
 #   cargo-test    cargo test --workspace --all-features (gateway and operator tests find
 #                 nats-server, kube-apiserver and etcd at $JETS3_TOOLS_DIR/bin)
@@ -100,6 +102,7 @@ stage tools bash scripts/tools.sh
 stage fmt cargo fmt --all -- --check
 stage shell-lint shellcheck_all
 stage hadolint hadolint Dockerfile e2e/images/*.Dockerfile
+stage docs python3 scripts/check-docs.py
 stage clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
 stage cargo-test cargo test --workspace --all-features
 stage release cargo build --release -p jets3-gateway
