@@ -10,9 +10,9 @@ use jets3_crds::{GatewayConfig, Limits, PublicAccessBlock};
 
 use std::sync::Arc;
 
+use crate::context::PushSettings;
 use crate::push::client::PushClient;
 use crate::push::signer::Signer;
-use crate::push::PushSettings;
 use crate::Error;
 use jets3_nats::NatsFlags;
 

@@ -22,22 +22,15 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
-use crate::claims::ObjKey;
-use crate::controller::Context;
-use crate::secrets::{
+use crate::context::Context;
+use crate::model::key::ObjKey;
+use crate::model::reasons;
+use crate::model::secrets::{
     app_secret, controlled_by, previous_secret, previous_secret_name, AppSettings, CurrentKey,
     KeyPair, PreviousKey,
 };
-use crate::status::{self, condition, newly, REASON_OK};
+use crate::status::{self, condition, newly};
 use crate::Result;
-
-/// Condition reasons of `SecretWritten` (and `Ready`).
-pub mod reasons {
-    /// The app Secret's name is taken by a Secret this credential does not own.
-    pub const SECRET_EXISTS: &str = "SecretExists";
-    /// The keySource Secret is missing or lacks the keys.
-    pub const SOURCE_SECRET_INVALID: &str = "SourceSecretInvalid";
-}
 
 /// A key change: the Event reason and why.
 struct Change {
@@ -86,7 +79,7 @@ impl CredentialExt for S3Credential {
             Ok(()) => condition(
                 conditions::SECRET_WRITTEN,
                 true,
-                REASON_OK,
+                reasons::OK,
                 format!("Secret {app_name} holds the current key"),
                 gen,
                 &old.conditions,
@@ -106,7 +99,7 @@ impl CredentialExt for S3Credential {
             .filter_map(|g| g.result.as_ref().err())
             .collect();
         let grants = match problems.first() {
-            None => condition("Grants", true, REASON_OK, "", gen, &[]),
+            None => condition("Grants", true, reasons::OK, "", gen, &[]),
             Some(first) => condition(
                 "Grants",
                 false,
@@ -128,7 +121,11 @@ impl CredentialExt for S3Credential {
             &old.conditions,
         );
         // Ready carries the first problem; waiting for delivery is not one.
-        let waiting = ["AwaitingPush", "Delivering", "Pending"];
+        let waiting = [
+            reasons::AWAITING_PUSH,
+            reasons::DELIVERING,
+            reasons::PENDING,
+        ];
         if ready.status == "False"
             && !waiting.contains(&ready.reason.as_str())
             && newly(&ready, &old.conditions)
