@@ -388,3 +388,83 @@ fn notify<T>(hub: &Arc<Hub>) -> impl Fn(&T) + Send + 'static {
 pub fn shutdown_on(f: impl Future<Output = ()> + Send + 'static) -> Shutdown {
     f.boxed().shared()
 }
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+    use jets3_nats::names::object_store_stream;
+    use serde_json::json;
+
+    use super::*;
+    use crate::fixtures;
+    use crate::model::bucket_config::Desired;
+
+    const BUCKET: &str = "/apis/jets3.io/v1alpha1/namespaces/team-a/s3buckets/media";
+
+    /// The first reconcile of an S3Bucket only adds the finalizer (the change brings the
+    /// next reconcile): nothing is made in NATS before the finalizer is on.
+    #[tokio::test]
+    async fn a_new_bucket_gets_the_finalizer_first() {
+        let (ctx, mut api, nats) = fixtures::context().await;
+        fixtures::built(&ctx);
+        let b = fixtures::bucket("media", json!({}));
+        let stored = b.clone();
+        let reconcile = reconcile_bucket(Arc::new(b), ctx.clone());
+        let server = async move {
+            api.expect(Method::PATCH, BUCKET, 200, |_| {
+                let mut v = serde_json::to_value(&stored).unwrap();
+                v["metadata"]["finalizers"] = json!([bucket::FINALIZER]);
+                v
+            })
+            .await
+        };
+        let (action, patch) = tokio::join!(reconcile, server);
+        assert_eq!(action.unwrap(), Action::await_change());
+        let ops = patch.body.as_array().expect("a JSON patch").clone();
+        assert!(
+            ops.iter().any(|op| op["op"] == "add"
+                && op["path"] == "/metadata/finalizers"
+                && op["value"] == json!([bucket::FINALIZER])),
+            "{ops:?}"
+        );
+        assert!(nats.bucket("media").await.is_none());
+    }
+
+    /// Deleting an S3Bucket with deletionPolicy Delete: the cleanup deletes the NATS bucket,
+    /// tells so in an Event, and only then is the finalizer removed.
+    #[tokio::test]
+    async fn deletion_removes_the_nats_bucket_then_the_finalizer() {
+        let (ctx, mut api, nats) = fixtures::context().await;
+        fixtures::built(&ctx);
+        let mut b = fixtures::bucket("media", json!({"deletionPolicy": "Delete"}));
+        // Made by an earlier reconcile: the stream records its S3Bucket.
+        let config = Desired::of(&b, 1).apply(object_store_stream("media"));
+        ctx.nats.create_bucket(config).await.unwrap();
+        b.metadata.finalizers = Some(vec![bucket::FINALIZER.to_string()]);
+        b.metadata.deletion_timestamp = Some(jets3_crds::k8s::Time(crate::status::now()));
+        b.status = Some(serde_json::from_value(json!({"natsBucket": "media"})).unwrap());
+        let stored = b.clone();
+        let reconcile = reconcile_bucket(Arc::new(b), ctx.clone());
+        let server = async move {
+            assert_eq!(api.event("team-a").await, "BucketDeleted");
+            api.expect(Method::PATCH, BUCKET, 200, |_| {
+                let mut v = serde_json::to_value(&stored).unwrap();
+                v["metadata"]["finalizers"] = json!([]);
+                v
+            })
+            .await
+        };
+        let (action, patch) = tokio::join!(reconcile, server);
+        assert_eq!(action.unwrap(), Action::await_change());
+        let ops = patch.body.as_array().expect("a JSON patch").clone();
+        assert!(
+            ops.iter()
+                .any(|op| op["op"] == "remove" && op["path"] == "/metadata/finalizers/0"),
+            "{ops:?}"
+        );
+        assert!(
+            nats.bucket("media").await.is_none(),
+            "the NATS bucket is gone"
+        );
+    }
+}

@@ -18,6 +18,8 @@ pub mod admin;
 pub mod cli;
 pub mod context;
 pub mod controller;
+#[cfg(test)]
+mod fixtures;
 pub mod hub;
 pub mod leader;
 pub mod metrics;

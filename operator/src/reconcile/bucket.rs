@@ -485,7 +485,10 @@ async fn read_jwt_secrets(api: &Api<Secret>, b: &S3Bucket) -> Result<Option<KeyV
 
 #[cfg(test)]
 mod tests {
+    use http::Method;
+
     use super::*;
+    use crate::fixtures;
     use crate::model::bucket_config::tests::bucket;
 
     #[test]
@@ -499,5 +502,58 @@ mod tests {
         assert!(may_adopt(&b, "team-b/media", &["team-a".to_string()]));
         assert!(!may_adopt(&b, "team-b/media", &["team-b".to_string()]));
         assert!(may_adopt(&b, "team-b/media", &["*".to_string()]));
+    }
+
+    /// A new S3Bucket: the reconcile creates the NATS bucket's stream, tells so in an
+    /// Event, and writes a status that says it is provisioned but not served yet.
+    #[tokio::test]
+    async fn apply_creates_the_stream_and_writes_the_status() {
+        let (ctx, mut api, nats) = fixtures::context().await;
+        let b = fixtures::bucket("media", serde_json::json!({"maxBytes": 1000000}));
+        let stored = b.clone();
+        let reconcile = b.apply(&ctx);
+        let server = async move {
+            assert_eq!(api.event("team-a").await, "BucketCreated");
+            let status = "/apis/jets3.io/v1alpha1/namespaces/team-a/s3buckets/media/status";
+            let patch = api
+                .expect(Method::PATCH, status, 200, |c| {
+                    fixtures::with_status(&stored, &c.body)
+                })
+                .await;
+            assert!(
+                patch.query.contains("fieldManager=jets3-operator"),
+                "{}",
+                patch.query
+            );
+            patch.body
+        };
+        let (action, patch) = tokio::join!(reconcile, server);
+        assert_eq!(action.unwrap(), Action::requeue(ctx.settings.resync));
+
+        let stream = nats.bucket("media").await.expect("the stream is created");
+        assert_eq!(stream.config.subjects, ["$O.media.C.>", "$O.media.M.>"]);
+        assert_eq!(stream.config.max_bytes, 1000000);
+        let status = &patch["status"];
+        assert_eq!(status["natsBucket"], "media");
+        assert_eq!(status["endpoint"], "http://jets3.test:9000");
+        let reason = |type_: &str| {
+            let c = status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == type_)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {type_} condition in {status}"));
+            (
+                c["status"].as_str().unwrap().to_string(),
+                c["reason"].as_str().unwrap().to_string(),
+            )
+        };
+        assert_eq!(
+            reason("BucketProvisioned"),
+            ("True".into(), reasons::OK.into())
+        );
+        assert_eq!(reason("Served"), ("False".into(), reasons::PENDING.into()));
+        assert_eq!(reason("Ready"), ("False".into(), reasons::PENDING.into()));
     }
 }
