@@ -164,22 +164,17 @@ pub fn built(ctx: &Context) {
 
 /// An S3Bucket `name` in namespace `team-a` as the API server holds it.
 pub fn bucket(name: &str, spec: Value) -> S3Bucket {
-    serde_json::from_value(json!({
-        "apiVersion": "jets3.io/v1alpha1", "kind": "S3Bucket",
-        "metadata": {
-            "name": name, "namespace": "team-a", "uid": format!("uid-{name}"),
-            "generation": 1, "resourceVersion": "1",
-            "creationTimestamp": "2026-12-05T10:00:00Z"
-        },
-        "spec": spec
-    }))
-    .expect("an S3Bucket")
+    object("S3Bucket", name, spec)
 }
 
 /// An S3Credential `name` in namespace `team-a` as the API server holds it.
 pub fn credential(name: &str, spec: Value) -> S3Credential {
+    object("S3Credential", name, spec)
+}
+
+fn object<K: serde::de::DeserializeOwned>(kind: &str, name: &str, spec: Value) -> K {
     serde_json::from_value(json!({
-        "apiVersion": "jets3.io/v1alpha1", "kind": "S3Credential",
+        "apiVersion": "jets3.io/v1alpha1", "kind": kind,
         "metadata": {
             "name": name, "namespace": "team-a", "uid": format!("uid-{name}"),
             "generation": 1, "resourceVersion": "1",
@@ -187,5 +182,5 @@ pub fn credential(name: &str, spec: Value) -> S3Credential {
         },
         "spec": spec
     }))
-    .expect("an S3Credential")
+    .unwrap_or_else(|e| panic!("a {kind}: {e}"))
 }
