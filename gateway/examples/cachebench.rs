@@ -14,9 +14,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,6 +25,7 @@ use jets3_crds::{
     RateLimit, RateLimits,
 };
 use jets3_gateway::{NatsSettings, ServerSettings};
+use jets3_testkit::NatsServer;
 use rand::{Rng, SeedableRng};
 
 struct Args {
@@ -69,56 +68,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-struct Nats(Child);
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-async fn start_nats(dir: &std::path::Path) -> (Nats, String) {
-    let tools = std::env::var_os("JETS3_TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/jets3")
-        });
-    let bin = tools.join("bin/nats-server");
-    assert!(
-        bin.is_file(),
-        "{} not found: run `make tools`",
-        bin.display()
-    );
-    let port = free_port();
-    let nats = Nats(
-        Command::new(&bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run nats-server"),
-    );
-    let url = format!("nats://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if let Ok(c) = async_nats::connect(&url).await {
-            if async_nats::jetstream::new(c).query_account().await.is_ok() {
-                return (nats, url);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nats-server did not start");
 }
 
 /// Ranks 0..n drawn with probability proportional to 1 / (rank + 1)^s.
@@ -216,8 +165,8 @@ async fn metrics(admin: SocketAddr) -> HashMap<String, f64> {
 #[tokio::main]
 async fn main() {
     let a = args();
-    let dir = std::env::temp_dir().join(format!("jets3-cachebench-{}", std::process::id()));
-    let (_nats, url) = start_nats(&dir).await;
+    let nats = NatsServer::start().await;
+    let url = nats.url();
     let bucket = |name: &str, cache: bool| BucketConfig {
         name: name.into(),
         access: Access::PublicRead,
@@ -370,5 +319,4 @@ async fn main() {
     println!("cache on / off: {}", ratios(&on, &off));
     println!("limits on / off: {}", ratios(&lim, &off));
     gw.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

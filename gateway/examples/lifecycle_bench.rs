@@ -10,9 +10,7 @@
 //!     [--overwrites 1000] [--size 1048576] [--objects 100000] [--grace 30] [--interval 5]
 //! ```
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -21,6 +19,7 @@ use jets3_crds::{BucketConfig, Credential, GatewayConfig, Grant, Permission};
 use jets3_gateway::settings::CollectorSettings;
 use jets3_gateway::store::Collector;
 use jets3_gateway::{NatsSettings, ServerSettings};
+use jets3_testkit::NatsServer;
 
 struct Args {
     overwrites: usize,
@@ -58,56 +57,6 @@ fn args() -> Args {
     a
 }
 
-struct Nats(Child);
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-async fn start_nats(dir: &std::path::Path) -> (Nats, String) {
-    let tools = std::env::var_os("JETS3_TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/jets3")
-        });
-    let bin = tools.join("bin/nats-server");
-    assert!(
-        bin.is_file(),
-        "{} not found: run `make tools`",
-        bin.display()
-    );
-    let port = free_port();
-    let nats = Nats(
-        Command::new(&bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run nats-server"),
-    );
-    let url = format!("nats://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if let Ok(c) = async_nats::connect(&url).await {
-            if async_nats::jetstream::new(c).query_account().await.is_ok() {
-                return (nats, url);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nats-server did not start");
-}
-
 /// (messages, bytes) of a bucket's stream.
 async fn stream_state(js: &async_nats::jetstream::Context, bucket: &str) -> (u64, u64) {
     let mut s = js
@@ -125,8 +74,8 @@ fn mib(b: u64) -> String {
 #[tokio::main]
 async fn main() {
     let a = args();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_nats, url) = start_nats(dir.path()).await;
+    let nats = NatsServer::start().await;
+    let url = nats.url();
     let (ak, sk) = ("AKIDLIFECYCLEBENCH", "lifecycle-bench-secret");
     let config = GatewayConfig {
         buckets: ["linger", "many"]

@@ -12,9 +12,7 @@
 //!     [--objects 1000] [--size 4096] [--clients 16] [--seconds 5] [--rounds 3]
 //! ```
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,6 +20,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use jets3_crds::{Access, BucketConfig, GatewayConfig, PublicAccessBlock};
 use jets3_gateway::{NatsSettings, ServerSettings};
+use jets3_testkit::NatsServer;
 use rand::{Rng, SeedableRng};
 
 struct Args {
@@ -83,56 +82,6 @@ fn twenty_statements() -> String {
         r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
         s.join(",")
     )
-}
-
-struct Nats(Child);
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-async fn start_nats(dir: &std::path::Path) -> (Nats, String) {
-    let tools = std::env::var_os("JETS3_TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/jets3")
-        });
-    let bin = tools.join("bin/nats-server");
-    assert!(
-        bin.is_file(),
-        "{} not found: run `make tools`",
-        bin.display()
-    );
-    let port = free_port();
-    let nats = Nats(
-        Command::new(&bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run nats-server"),
-    );
-    let url = format!("nats://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if let Ok(c) = async_nats::connect(&url).await {
-            if async_nats::jetstream::new(c).query_account().await.is_ok() {
-                return (nats, url);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nats-server did not start");
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
@@ -197,8 +146,8 @@ async fn phase(addr: SocketAddr, bucket: &str, a: &Args) -> Vec<f64> {
 #[tokio::main]
 async fn main() {
     let a = args();
-    let dir = std::env::temp_dir().join(format!("jets3-policybench-{}", std::process::id()));
-    let (_nats, url) = start_nats(&dir).await;
+    let nats = NatsServer::start().await;
+    let url = nats.url();
     let policy = twenty_statements();
     let config = GatewayConfig {
         buckets: vec![
@@ -290,5 +239,4 @@ async fn main() {
         ops(&with, with_s) / ops(&plain, plain_s)
     );
     gw.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,31 +3,17 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+
+use jets3_testkit::{free_port, NatsServer};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn nats_server_bin() -> PathBuf {
-    let tools = std::env::var_os("JETS3_TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/jets3")
-        });
-    let bin = tools.join("bin/nats-server");
-    assert!(
-        bin.exists(),
-        "nats-server not found at {}: run `make tools`",
-        bin.display()
-    );
-    bin
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A nats-server (the tests here are synchronous: it is started on a runtime of its own).
+fn nats() -> NatsServer {
+    tokio::runtime::Runtime::new()
+        .expect("a runtime")
+        .block_on(NatsServer::start())
 }
 
 struct Kill(Child);
@@ -110,23 +96,8 @@ fn invalid_file_exits_with_every_problem_listed() {
 #[test]
 fn reloads_on_change_and_sighup_keeps_old_config_when_invalid_and_drains_on_term() {
     let dir = tempfile::tempdir().unwrap();
-    let nats_port = free_port();
-    let _nats = Kill(
-        Command::new(nats_server_bin())
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &nats_port.to_string(),
-                "-sd",
-            ])
-            .arg(dir.path().join("js"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let nats = nats();
+    let nats_port = nats.port;
     let (s3, admin) = (free_port(), free_port());
     let file = dir.path().join("gw.yaml");
     let private = "  - name: first\n    create: true\n";
@@ -348,23 +319,8 @@ fn otlp_receiver() -> (u16, Received) {
 #[test]
 fn traces_reach_an_otlp_receiver_with_the_trace_id_in_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let nats_port = free_port();
-    let _nats = Kill(
-        Command::new(nats_server_bin())
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &nats_port.to_string(),
-                "-sd",
-            ])
-            .arg(dir.path().join("js"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let nats = nats();
+    let nats_port = nats.port;
     let (otlp, received) = otlp_receiver();
     let (s3, admin) = (free_port(), free_port());
     let file = dir.path().join("gw.yaml");

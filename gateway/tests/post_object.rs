@@ -1,15 +1,14 @@
 //! PostObject end to end: a real nats-server, the gateway in-process, and browser-style
 //! multipart/form-data POSTs with SigV4 POST policies sent over a raw TCP connection.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use jets3_crds::{Access, BucketConfig, Credential, GatewayConfig, Grant, Permission, StorageKind};
 use jets3_gateway::{GatewayHandle, NatsSettings, ServerSettings};
+use jets3_testkit::{unique, NatsServer};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -26,103 +25,11 @@ const READER_SK: &str = "post-reader-secret/0001";
 // nats-server and gateway
 // ---------------------------------------------------------------------------------------
 
-fn nats_server_bin() -> PathBuf {
-    let tools = match std::env::var_os("JETS3_TOOLS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/jets3"),
-    };
-    let bin = tools.join("bin/nats-server");
-    if bin.is_file() {
-        return bin;
-    }
-    let venv = tools.join("venv/bin/nats-server");
-    if venv.is_file() {
-        return venv;
-    }
-    panic!(
-        "nats-server not found at {}: run `make tools`",
-        bin.display()
-    );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Nats {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Nats {
-    async fn start() -> Nats {
-        let bin = nats_server_bin();
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let port = free_port();
-            let mut child = Command::new(&bin)
-                .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-                .arg(dir.path().join("js"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if child.try_wait().expect("try_wait").is_some() {
-                    break; // port taken in between: try another
-                }
-                if let Ok(Ok(client)) = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    async_nats::connect(format!("nats://127.0.0.1:{port}")),
-                )
-                .await
-                {
-                    if async_nats::jetstream::new(client)
-                        .query_account()
-                        .await
-                        .is_ok()
-                    {
-                        return Nats {
-                            child,
-                            port,
-                            _dir: dir,
-                        };
-                    }
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "nats-server did not become ready"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        panic!("nats-server did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
 struct Env {
     gw: Option<GatewayHandle>,
     addr: SocketAddr,
     bucket: String,
-    nats: Nats,
+    nats: NatsServer,
 }
 
 fn credential(ak: &str, sk: &str, grants: &[(&str, Permission)]) -> Credential {
@@ -146,7 +53,7 @@ impl Env {
     /// A gateway with one bucket (public-read, so tests can read back anonymously), a
     /// writer key and a read-only key.
     async fn start(bucket: &str) -> Env {
-        let nats = Nats::start().await;
+        let nats = NatsServer::start().await;
         let config = GatewayConfig {
             buckets: vec![BucketConfig {
                 name: bucket.into(),
@@ -539,18 +446,6 @@ impl<'a> Policy<'a> {
 fn md5_hex(data: &[u8]) -> String {
     use md5::Digest;
     hex::encode(md5::Md5::digest(data))
-}
-
-fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        % 100_000;
-    format!("{prefix}-{n}-{nanos}")
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,5 +7,5 @@ pub mod nats;
 pub mod tools;
 
 pub use names::{free_port, unique};
-pub use nats::NatsServer;
+pub use nats::{NatsCluster, NatsServer};
 pub use tools::tool;

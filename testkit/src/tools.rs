@@ -10,9 +10,14 @@ pub fn tools_dir() -> PathBuf {
     }
 }
 
-/// A tool `make tools` installs; panics with what to do when it is missing.
+/// A tool `make tools` installs (in `bin/`, or the tools venv's, where the PyPI nats-server
+/// package puts it); panics with what to do when it is missing.
 pub fn tool(name: &str) -> PathBuf {
     let bin = tools_dir().join("bin").join(name);
+    let venv = tools_dir().join("venv/bin").join(name);
+    if !bin.is_file() && venv.is_file() {
+        return venv;
+    }
     assert!(
         bin.is_file(),
         "{name} not found at {}: run `make tools` (scripts/tools.sh; kube-apiserver and etcd come from scripts/tools-k8s.sh)",

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::{Compression, StorageType};
 use jets3_crds::Access;
+use jets3_testkit::NatsCluster;
 use serde_json::json;
 
 use crate::common::*;
@@ -480,7 +481,7 @@ async fn nats_down_while_reconciling_is_reported_and_resumes() {
     let api = env.buckets(&ns);
     env.create_bucket(&ns, "first", json!({})).await;
     env.condition(&api, "first", "Ready", "True", None).await;
-    env.nats.stop();
+    env.nats.kill();
     env.create_bucket(&ns, "during", json!({})).await;
     let b = env
         .condition(
@@ -511,7 +512,7 @@ async fn deleting_while_nats_is_down_retries_then_never_blocks_forever() {
     }
 
     // NATS comes back in time: the bucket is deleted and the S3Bucket goes.
-    env.nats.stop();
+    env.nats.kill();
     env.delete(&api, "comes-back").await;
     let b = env
         .condition(
@@ -532,7 +533,7 @@ async fn deleting_while_nats_is_down_retries_then_never_blocks_forever() {
     assert!(env.nats.bucket("comes-back").await.is_none());
 
     // NATS stays down past --delete-timeout (6 s): the S3Bucket goes, the NATS bucket stays.
-    env.nats.stop();
+    env.nats.kill();
     env.delete(&api, "stays-down").await;
     env.gone(&api, "stays-down").await;
     let note = env.event(&ns, "stays-down", "BucketOrphaned").await;
@@ -580,8 +581,8 @@ async fn a_bucket_on_a_nats_cluster_gets_three_replicas_even_if_the_operator_cam
     // then the third comes. A bucket without spec.replicas must end with three.
     let env = Env::without_operator(1).await;
     let ns = env.ns(0);
-    let mut servers = NatsServer::cluster(3);
-    servers[0].restart().await;
+    let mut servers = NatsCluster::configure(3);
+    servers.restart(0).await;
     let options = OperatorOptions {
         resync: "10m".into(),
         ..env.options()
@@ -595,12 +596,12 @@ async fn a_bucket_on_a_nats_cluster_gets_three_replicas_even_if_the_operator_cam
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    servers[1].restart().await;
+    servers.restart(1).await;
     let api = env.buckets(ns);
     env.create_bucket(ns, "replicated", json!({})).await;
     env.condition(&api, "replicated", "BucketProvisioned", "False", None)
         .await;
-    servers[2].restart().await;
+    servers.restart(2).await;
     env.condition(&api, "replicated", "Ready", "True", None)
         .await;
     let info = servers[0].bucket("replicated").await;
