@@ -25,8 +25,8 @@ use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use futures::StreamExt;
-use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue, Method};
+use jets3_testkit::sigv4;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -175,28 +175,12 @@ fn bench_sigv4(c: &mut Criterion) {
     g.finish();
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = HmacSha256::new_from_slice(key).unwrap();
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
-}
-
 /// An aws-chunked body of `size` bytes in `chunk` byte chunks, signed from `seed`.
 fn chunked_body(at: OffsetDateTime, seed: &str, size: usize, chunk: usize) -> Vec<u8> {
-    let date = format!("{:04}{:02}{:02}", at.year(), u8::from(at.month()), at.day());
-    let amz_date = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        at.hour(),
-        at.minute(),
-        at.second()
-    );
+    let amz_date = sigv4::amz_date(at);
+    let date = &amz_date[..8];
     let scope = format!("{date}/{REGION}/s3/aws4_request");
-    let mut key = hmac(format!("AWS4{SK}").as_bytes(), date.as_bytes());
-    for part in [REGION, "s3", "aws4_request"] {
-        key = hmac(&key, part.as_bytes());
-    }
+    let key = sigv4::signing_key(SK, date, REGION, "s3");
     let data = vec![b'a'; size];
     let mut prev = seed.to_string();
     let mut out = Vec::with_capacity(size + size / chunk * 100 + 200);
@@ -206,7 +190,7 @@ fn chunked_body(at: OffsetDateTime, seed: &str, size: usize, chunk: usize) -> Ve
             "AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{prev}\n{EMPTY_SHA256}\n{}",
             hex::encode(Sha256::digest(piece))
         );
-        let sig = hex::encode(hmac(&key, to_sign.as_bytes()));
+        let sig = hex::encode(sigv4::hmac(&key, to_sign.as_bytes()));
         out.extend_from_slice(format!("{:x};chunk-signature={sig}\r\n", piece.len()).as_bytes());
         out.extend_from_slice(piece);
         out.extend_from_slice(b"\r\n");

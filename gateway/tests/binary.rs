@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-use jets3_testkit::{free_port, NatsServer};
+use jets3_testkit::{free_port, NatsServer, Pki};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -178,28 +178,15 @@ fn kubernetes_gateway(vars: &[(&str, &Path)]) -> Command {
 #[test]
 fn kubernetes_mode_starts_from_env_vars_without_a_config() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = rcgen::CertifiedIssuer::self_signed(
-        {
-            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            p
-        },
-        rcgen::KeyPair::generate().unwrap(),
-    )
-    .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["jets3-gateway-push.ns.svc".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let (cert, key) = Pki::new().serving("jets3-gateway-push.ns.svc");
     let verify = rcgen::KeyPair::generate().unwrap();
     let file = |name: &str, text: String| {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path
     };
-    let tls_crt = file("tls.crt", cert.pem());
-    let tls_key = file("tls.key", key.serialize_pem());
+    let tls_crt = file("tls.crt", cert);
+    let tls_key = file("tls.key", key);
     let verify_pem = file("verify.pem", verify.public_key_pem());
     let (s3, admin, push) = (free_port(), free_port(), free_port());
     let addr = |port: u16| PathBuf::from(format!("127.0.0.1:{port}"));

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use jets3_crds::{Access, BucketConfig, Credential, GatewayConfig, Grant, Permission, StorageKind};
 use jets3_gateway::{GatewayHandle, NatsSettings, ServerSettings};
+use jets3_testkit::sigv4::{amz_date, hmac, signing_key};
 use jets3_testkit::{unique, NatsServer};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -325,24 +325,6 @@ impl Form {
     }
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("hmac key");
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn amz_date(t: OffsetDateTime) -> String {
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .expect("format")
@@ -414,10 +396,7 @@ impl<'a> Policy<'a> {
             "conditions": conditions,
         });
         let policy = base64::engine::general_purpose::STANDARD.encode(doc.to_string());
-        let k_date = hmac(format!("AWS4{}", self.sk).as_bytes(), day.as_bytes());
-        let k_region = hmac(&k_date, REGION.as_bytes());
-        let k_service = hmac(&k_region, b"s3");
-        let k_signing = hmac(&k_service, b"aws4_request");
+        let k_signing = signing_key(self.sk, day, REGION, "s3");
         let signature = hex::encode(hmac(&k_signing, policy.as_bytes()));
         let mut fields: Vec<(String, String)> = self
             .fields

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use jets3_testkit::Pki;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::Api;
@@ -29,20 +30,8 @@ struct PushFiles {
 
 impl PushFiles {
     fn new(dir: &Path) -> PushFiles {
-        let ca = rcgen::CertifiedIssuer::self_signed(
-            {
-                let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-                p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-                p
-            },
-            rcgen::KeyPair::generate().unwrap(),
-        )
-        .unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])
-            .unwrap()
-            .signed_by(&key, &ca)
-            .unwrap();
+        let pki = Pki::new();
+        let (cert, key) = pki.serving(SERVER_NAME);
         let signing = rcgen::KeyPair::generate().unwrap();
         let file = |name: &str, text: String| {
             let path = dir.join(name);
@@ -52,9 +41,9 @@ impl PushFiles {
         PushFiles {
             signing_key: file("signing.pem", signing.serialize_pem()),
             verify_key: file("verify.pem", signing.public_key_pem()),
-            ca: file("ca.crt", ca.pem()),
-            tls_cert: file("tls.crt", cert.pem()),
-            tls_key: file("tls.key", key.serialize_pem()),
+            ca: file("ca.crt", pki.ca_pem()),
+            tls_cert: file("tls.crt", cert),
+            tls_key: file("tls.key", key),
         }
     }
 
