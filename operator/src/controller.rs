@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use jets3_crds::k8s::{S3Bucket, S3Credential};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::NamespaceResourceScope;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
@@ -26,6 +27,7 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use crate::context::{Context, KickScope, Kicks, Parts, Settings, Stores};
@@ -285,22 +287,10 @@ fn bucket_controller(
     shutdown: &Shutdown,
 ) -> BoxFuture<'static, ()> {
     let reader = writer.as_reader();
-    let buckets = watcher(
-        scoped_api::<S3Bucket>(client, namespace),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(trim)
-    .reflect(writer)
-    .inspect(notify(&ctx.hub))
-    .applied_objects();
+    let buckets =
+        reflected(ctx, client, namespace, watcher::Config::default(), writer).applied_objects();
     // JWT key Secrets are the user's: watched by metadata only, to notice changes.
-    let key_secrets = watcher(
-        scoped_api::<PartialObjectMeta<Secret>>(client, namespace),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .touched_objects();
+    let key_secrets = secret_metadata(client, namespace);
     let by_secret = reader.clone();
     // After a NATS outage, look at every bucket again at once rather than after its backoff.
     let reconnects = futures::stream::unfold(ctx.nats.reconnects(), |mut rx| async move {
@@ -343,29 +333,12 @@ fn credential_controller(
     shutdown: &Shutdown,
 ) -> BoxFuture<'static, ()> {
     let reader = writer.as_reader();
-    let credentials = watcher(
-        scoped_api::<S3Credential>(client, namespace),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(trim)
-    .reflect(writer)
-    .inspect(notify(&ctx.hub))
-    .applied_objects();
+    let credentials =
+        reflected(ctx, client, namespace, watcher::Config::default(), writer).applied_objects();
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    let owned = watcher(scoped_api::<Secret>(client, namespace), managed)
-        .default_backoff()
-        .modify(trim)
-        .reflect(secrets)
-        .inspect(notify(&ctx.hub))
-        .touched_objects();
+    let owned = reflected(ctx, client, namespace, managed, secrets).touched_objects();
     // keySource Secrets are the user's: watched by metadata only, to notice changes.
-    let sources = watcher(
-        scoped_api::<PartialObjectMeta<Secret>>(client, namespace),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .touched_objects();
+    let sources = secret_metadata(client, namespace);
     let by_source = reader.clone();
     Controller::for_stream(credentials, reader)
         .with_config(ControllerConfig::default().debounce(DEBOUNCE))
@@ -392,6 +365,45 @@ fn credential_controller(
         .run(reconcile_credential, error_policy, ctx.clone())
         .for_each(|_| async {})
         .boxed()
+}
+
+/// The watch events of `K` in one scope, trimmed, kept in `writer`'s store, each telling
+/// the publisher that an input changed.
+fn reflected<K>(
+    ctx: &Arc<Context>,
+    client: &Client,
+    namespace: &Option<String>,
+    config: watcher::Config,
+    writer: Writer<K>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(scoped_api::<K>(client, namespace), config)
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer)
+        .inspect(notify(&ctx.hub))
+}
+
+/// Changes to the Secrets of one scope, by metadata only (the user's Secrets: the operator
+/// holds no watch on their data).
+fn secret_metadata(
+    client: &Client,
+    namespace: &Option<String>,
+) -> impl Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static {
+    watcher(
+        scoped_api::<PartialObjectMeta<Secret>>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
 }
 
 /// A stream inspector that tells the publisher an input changed.
