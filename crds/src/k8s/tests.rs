@@ -219,53 +219,45 @@ fn columns(crd: &CustomResourceDefinition) -> Vec<(String, String, String, i64)>
 }
 
 #[test]
-fn bucket_printer_columns() {
+fn printer_columns() {
     let ready = r#".status.conditions[?(@.type=="Ready")].status"#;
-    let cols = columns(&bucket_crd());
-    let default_view: Vec<_> = cols.iter().filter(|c| c.3 == 0).collect();
-    assert_eq!(
-        default_view
+    let age = ("Age", "date", ".metadata.creationTimestamp");
+    for (crd, default_view, wide) in [
+        (
+            bucket_crd(),
+            [
+                ("Ready", "string", ready),
+                ("Bucket", "string", ".status.bucketName"),
+                ("Size", "string", ".status.size"),
+                age,
+            ],
+            &["Objects", "Access", "Endpoint"][..],
+        ),
+        (
+            credential_crd(),
+            [
+                ("Ready", "string", ready),
+                ("Access Key", "string", ".status.accessKeyId"),
+                ("Buckets", "string", ".status.buckets"),
+                age,
+            ],
+            &["Secret", "Key Age"][..],
+        ),
+    ] {
+        let cols = columns(&crd);
+        let shown: Vec<_> = cols
             .iter()
+            .filter(|c| c.3 == 0)
             .map(|c| (c.0.as_str(), c.1.as_str(), c.2.as_str()))
-            .collect::<Vec<_>>(),
-        [
-            ("Ready", "string", ready),
-            ("Bucket", "string", ".status.bucketName"),
-            ("Size", "string", ".status.size"),
-            ("Age", "date", ".metadata.creationTimestamp"),
-        ]
-    );
-    let wide: Vec<_> = cols
-        .iter()
-        .filter(|c| c.3 == 1)
-        .map(|c| c.0.as_str())
-        .collect();
-    assert_eq!(wide, ["Objects", "Access", "Endpoint"]);
-}
-
-#[test]
-fn credential_printer_columns() {
-    let ready = r#".status.conditions[?(@.type=="Ready")].status"#;
-    let cols = columns(&credential_crd());
-    let default_view: Vec<_> = cols.iter().filter(|c| c.3 == 0).collect();
-    assert_eq!(
-        default_view
+            .collect();
+        assert_eq!(shown, default_view, "{}", crd.spec.names.kind);
+        let extra: Vec<_> = cols
             .iter()
-            .map(|c| (c.0.as_str(), c.1.as_str(), c.2.as_str()))
-            .collect::<Vec<_>>(),
-        [
-            ("Ready", "string", ready),
-            ("Access Key", "string", ".status.accessKeyId"),
-            ("Buckets", "string", ".status.buckets"),
-            ("Age", "date", ".metadata.creationTimestamp"),
-        ]
-    );
-    let wide: Vec<_> = cols
-        .iter()
-        .filter(|c| c.3 == 1)
-        .map(|c| c.0.as_str())
-        .collect();
-    assert_eq!(wide, ["Secret", "Key Age"]);
+            .filter(|c| c.3 == 1)
+            .map(|c| c.0.as_str())
+            .collect();
+        assert_eq!(extra, wide, "{}", crd.spec.names.kind);
+    }
 }
 
 #[test]

@@ -184,24 +184,20 @@ mod tests {
         }
     }
 
+    /// a/x and b/y both name NATS bucket "shared" (a first); c/y comes after b for S3 name "y".
+    fn chain() -> [S3Bucket; 3] {
+        let shared = || serde_json::json!({"natsBucket": "shared"});
+        [
+            bucket("a", "x", shared(), 1, "1"),
+            bucket("b", "y", shared(), 2, "2"),
+            bucket("c", "y", serde_json::json!({}), 3, "3"),
+        ]
+    }
+
     #[test]
     fn nats_bucket_names_conflict_too_and_losers_block_nobody() {
         // a holds NATS bucket "shared"; b loses it and so does not block c's S3 name "y".
-        let a = bucket(
-            "a",
-            "x",
-            serde_json::json!({"natsBucket": "shared"}),
-            1,
-            "1",
-        );
-        let b = bucket(
-            "b",
-            "y",
-            serde_json::json!({"natsBucket": "shared"}),
-            2,
-            "2",
-        );
-        let c = bucket("c", "y", serde_json::json!({}), 3, "3");
+        let [a, b, c] = chain();
         let claims = bucket_claims([&a, &b, &c]);
         assert_eq!(claims[&ObjKey::of(&a)], None);
         let lost = claims[&ObjKey::of(&b)].clone().unwrap();
@@ -255,21 +251,7 @@ mod tests {
     fn one_bucket_claim_agrees_with_the_whole_map() {
         // A chain through both kinds of names: a -(nats "shared")- b -(s3 "y")- c, and
         // unrelated buckets around it.
-        let a = bucket(
-            "a",
-            "x",
-            serde_json::json!({"natsBucket": "shared"}),
-            1,
-            "1",
-        );
-        let b = bucket(
-            "b",
-            "y",
-            serde_json::json!({"natsBucket": "shared"}),
-            2,
-            "2",
-        );
-        let c = bucket("c", "y", serde_json::json!({}), 3, "3");
+        let [a, b, c] = chain();
         let d = bucket("d", "z", serde_json::json!({}), 0, "4");
         let e = bucket("e", "z", serde_json::json!({}), 5, "5");
         let f = bucket("f", "w", serde_json::json!({"natsBucket": "y"}), 0, "6");
