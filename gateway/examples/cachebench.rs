@@ -17,14 +17,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use jets3_crds::{
     Access, BucketCache, BucketConfig, Credential, GatewayConfig, Grant, IpFilter, Permission,
     RateLimit, RateLimits,
 };
 use jets3_gateway::{NatsSettings, ServerSettings};
+use jets3_testkit::http::{connect, get, percentile};
 use jets3_testkit::NatsServer;
 use rand::{Rng, SeedableRng};
 
@@ -90,30 +88,6 @@ impl Zipf {
     }
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-async fn connect(addr: SocketAddr) -> Sender {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tcp.set_nodelay(true).expect("nodelay");
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    sender
-}
-
-/// A GET on a kept-alive connection: status and body.
-async fn get(s: &mut Sender, path: &str) -> (u16, Bytes) {
-    let req = http::Request::get(path)
-        .header("host", "bench")
-        .body(Empty::new())
-        .expect("request");
-    let resp = s.send_request(req).await.expect("send");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, body)
-}
-
 /// Clients GETting Zipf-drawn keys of `bucket` for `secs`; returns each latency.
 async fn phase(addr: SocketAddr, bucket: &str, a: &Args, zipf: &std::sync::Arc<Zipf>) -> Vec<f64> {
     let mut tasks = Vec::new();
@@ -144,10 +118,6 @@ async fn phase(addr: SocketAddr, bucket: &str, a: &Args, zipf: &std::sync::Arc<Z
         all.extend(t.await.expect("client"));
     }
     all
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
 async fn metrics(admin: SocketAddr) -> HashMap<String, f64> {
@@ -298,8 +268,8 @@ async fn main() {
             "| {name} | {} | {:.0} | {:.3} | {:.3} |",
             lat.len(),
             lat.len() as f64 / secs,
-            pct(lat, 0.50),
-            pct(lat, 0.99)
+            percentile(lat, 0.50),
+            percentile(lat, 0.99)
         );
     }
     println!(
@@ -311,8 +281,8 @@ async fn main() {
     let ratios = |x: &[f64], y: &[f64]| {
         format!(
             "p50 {:.2}, p99 {:.2}, throughput {:.2}",
-            pct(x, 0.5) / pct(y, 0.5),
-            pct(x, 0.99) / pct(y, 0.99),
+            percentile(x, 0.5) / percentile(y, 0.5),
+            percentile(x, 0.99) / percentile(y, 0.99),
             x.len() as f64 / y.len() as f64
         )
     };

@@ -15,11 +15,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use jets3_crds::{Access, BucketConfig, GatewayConfig, PublicAccessBlock};
 use jets3_gateway::{NatsSettings, ServerSettings};
+use jets3_testkit::http::{connect, get, percentile};
 use jets3_testkit::NatsServer;
 use rand::{Rng, SeedableRng};
 
@@ -82,34 +80,6 @@ fn twenty_statements() -> String {
         r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
         s.join(",")
     )
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-async fn connect(addr: SocketAddr) -> Sender {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tcp.set_nodelay(true).expect("nodelay");
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    sender
-}
-
-/// A GET on a kept-alive connection: status and body.
-async fn get(s: &mut Sender, path: &str) -> (u16, Bytes) {
-    let req = http::Request::get(path)
-        .header("host", "bench")
-        .body(Empty::new())
-        .expect("request");
-    let resp = s.send_request(req).await.expect("send");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, body)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
 /// Anonymous clients GETting random keys of `bucket` for the phase; returns each latency.
@@ -225,14 +195,14 @@ async fn main() {
     println!(
         "  no policy (public-read): {:>8.0} ops/s  p50 {:.2} ms  p99 {:.2} ms",
         ops(&plain, plain_s),
-        pct(&plain, 0.5),
-        pct(&plain, 0.99)
+        percentile(&plain, 0.5),
+        percentile(&plain, 0.99)
     );
     println!(
         "  20-statement policy:     {:>8.0} ops/s  p50 {:.2} ms  p99 {:.2} ms",
         ops(&with, with_s),
-        pct(&with, 0.5),
-        pct(&with, 0.99)
+        percentile(&with, 0.5),
+        percentile(&with, 0.99)
     );
     println!(
         "  ratio (policy / none):   {:.3}",

@@ -1,8 +1,9 @@
 //! The harness the jets3 crates' tests share (a dev-dependency only, never built into a
 //! binary): [`tools`] (the binaries `make tools` installs), [`names`] (free ports, unique
-//! names), [`nats`] (nats-server processes with JetStream, alone or as a cluster), [`pki`]
+//! names), [`http`] (a bare HTTP/1.1 client for benchmarks), [`nats`] (nats-server processes with JetStream, alone or as a cluster), [`pki`]
 //! (a test CA and its certificates) and [`sigv4`] (SigV4's dates and signing key).
 
+pub mod http;
 pub mod names;
 pub mod nats;
 pub mod pki;
