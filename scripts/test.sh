@@ -3,6 +3,8 @@
 #   tools         scripts/tools.sh (nats-server, AWS CLI, boto3, pytest, rclone, s3cmd, shellcheck,
 #                 hadolint, helm, kubeconform, Kubernetes JSON schemas, kube-apiserver and etcd)
 #   fmt           cargo fmt --all -- --check
+#   cycles        scripts/check-cycles.py: import cycles between modules of gateway, operator and
+#                 crds src/ (fails for the crates in $JETS3_CYCLES_ENFORCE when one is larger than two)
 #   shell-lint    shellcheck over every shell script in the repo (git ls-files: *.sh, sh shebangs)
 #   hadolint      hadolint Dockerfile e2e/images/*.Dockerfile
 #   clippy        cargo clippy --workspace --all-targets --all-features -- -D warnings
@@ -98,6 +100,7 @@ shellcheck_all() {
 
 stage tools bash scripts/tools.sh
 stage fmt cargo fmt --all -- --check
+stage cycles python3 scripts/check-cycles.py --enforce "${JETS3_CYCLES_ENFORCE-}"
 stage shell-lint shellcheck_all
 stage hadolint hadolint Dockerfile e2e/images/*.Dockerfile
 stage clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
