@@ -1,17 +1,16 @@
 #!/usr/bin/env python3
 """Import cycles between the files of each crate's src/ (issue 16: no cycle larger than two files).
 
-Reads every .rs file under <crate>/src, resolves the `crate::`, `super::`, `self::` and
-child-module paths it names (in `use` trees and in expressions) to the file that defines the
-module, follows `pub use` re-exports to the file that defines the item, and computes the
-strongly connected components of the graph. A re-export itself is not an edge (a facade such as
-lib.rs does not depend on what it re-exports).
+Reads every .rs file under <crate>/src, resolves the `crate::` paths it names (in `use` trees
+and in expressions) to the file that defines the module, follows `pub use` re-exports to the
+file that defines the item, and computes the strongly connected components of the file graph.
+A re-export itself is not an edge (a facade such as lib.rs does not depend on what it
+re-exports). Relative paths (`super::`, child modules) are the business of one folder and are
+left out unless --relative: a folder's mod.rs and its files may use each other (impl blocks of
+one type split over files). --depth 1 makes each top-level module (a folder) one node.
 
-A node is a top-level module of the crate (--depth 1, the default): a folder such as store/ is
-one layer, whose files may use each other (impl blocks of one type split over files); --depth 0
-makes every file a node, --depth 2 every second-level module.
-
-Usage: check-cycles.py [--enforce gateway,operator,crds] [--max 2] [--depth 1] [-v] [crate ...]
+Usage: check-cycles.py [--enforce gateway,operator,crds] [--max 2] [--depth 0] [--relative]
+                       [-v] [crate ...]
 Prints every component of more than one node (-v: with its edges); exits 1 when an enforced
 crate has a component larger than --max nodes. Crates default to gateway, operator and crds;
 enforced defaults to all three. Python 3 standard library only.
@@ -128,9 +127,12 @@ def parse_tree(toks, i):
     return [(segs, alias)], i
 
 
+RELATIVE = False  # --relative: `super::`, `self::` and child-module paths are edges too
+
+
 def absolute(scope, segs, children):
     """Absolute path of `segs` named in module `scope`, or None when it is not a crate path."""
-    if not segs:
+    if not segs or not RELATIVE and segs[0] != "crate":
         return None
     head = segs[0]
     if head == "crate":
@@ -300,12 +302,20 @@ def main():
     ap.add_argument(
         "--depth",
         type=int,
-        default=1,
-        help="a node is a module path cut to this many segments (1: the crate's top-level "
-        "modules, a folder counting as one; 0: every file)",
+        default=0,
+        help="a node is a module path cut to this many segments (0: every file; 1: the crate's "
+        "top-level modules, a folder counting as one)",
+    )
+    ap.add_argument(
+        "--relative",
+        action="store_true",
+        help="count `super::`, `self::` and child-module paths too (a folder's files and its "
+        "mod.rs, e.g. impl blocks of one type split over files)",
     )
     ap.add_argument("-v", "--verbose", action="store_true", help="print the edges inside each cycle")
     args = ap.parse_args()
+    global RELATIVE
+    RELATIVE = args.relative
     enforce = {c for c in args.enforce.split(",") if c}
     failed = False
     for crate in args.crates:
