@@ -100,7 +100,7 @@ shellcheck_all() {
 
 stage tools bash scripts/tools.sh
 stage fmt cargo fmt --all -- --check
-stage cycles python3 scripts/check-cycles.py --enforce "${JETS3_CYCLES_ENFORCE-}"
+stage cycles python3 scripts/check-cycles.py --enforce "${JETS3_CYCLES_ENFORCE-gateway}"
 stage shell-lint shellcheck_all
 stage hadolint hadolint Dockerfile e2e/images/*.Dockerfile
 stage clippy cargo clippy --workspace --all-targets --all-features -- -D warnings

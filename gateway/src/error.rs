@@ -229,6 +229,13 @@ impl S3Error {
         self
     }
 
+    /// S3's answer to a client that took too long.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            S3Code::RequestTimeout,
+            "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
+        )
+    }
     pub fn access_denied() -> Self {
         Self::new(S3Code::AccessDenied, "Access Denied")
     }

@@ -20,8 +20,8 @@ use futures::{Stream, StreamExt};
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::watch as signal;
 
+use crate::config::settings::CacheSettings;
 use crate::metrics::Metrics;
-use crate::settings::CacheSettings;
 use crate::store::{ObjectMeta, Store};
 
 const SHARDS: usize = 8;

@@ -34,7 +34,7 @@ use super::scan;
 use super::uploads::{PartInfo, UploadInfo};
 use super::versions::{key_versions_filter, versions_filter};
 use super::{purge_subject, stream_name, NatsError, Store};
-use crate::settings::CollectorSettings;
+use crate::config::settings::CollectorSettings;
 
 /// Retired versions purged at once. Each purge is a few JetStream round trips (two of them
 /// replicated), so one at a time held the collector to about a hundred versions a second on

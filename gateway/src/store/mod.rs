@@ -66,8 +66,8 @@ use async_nats::{Client, ConnectOptions};
 use futures::StreamExt;
 use time::OffsetDateTime;
 
+use crate::config::settings::{CollectorSettings, NatsSettings};
 use crate::error::{S3Code, S3Error, S3Result};
-use crate::settings::{CollectorSettings, NatsSettings};
 
 pub use changes::{Change, Changes};
 pub use collector::{Collector, CollectorStats};

@@ -5,8 +5,8 @@ use http::StatusCode;
 
 use crate::checksum::Algo;
 use crate::error::{S3Code, S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond;
+use crate::s3::context::Ctx;
+use crate::s3::respond;
 use crate::store::{Expect, Finished, NewObject, ObjectMeta};
 
 /// System headers stored with an object and returned on GET and HEAD.
@@ -70,7 +70,7 @@ pub fn header_tags(ctx: &Ctx) -> S3Result<Vec<(String, String)>> {
         return Ok(Vec::new());
     };
     let tags = crate::store::decode_tags(v);
-    crate::tagging::validate_tags(&tags, 10)?;
+    crate::s3::ops::tagging::validate_tags(&tags, 10)?;
     Ok(tags)
 }
 
@@ -165,7 +165,7 @@ pub async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
         headers: stored_headers(&ctx)?,
         tags: header_tags(&ctx)?,
         parts: Vec::new(),
-        acl: crate::access::api::request_acl(&ctx).await?,
+        acl: crate::s3::ops::access::request_acl(&ctx).await?,
     };
     let expect = write_expectation(&ctx)?;
     let bucket = ctx.store_bucket()?;
@@ -189,6 +189,6 @@ pub async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     respond::set(&mut resp, "etag", respond::quote(&meta.etag));
     checksum_headers(&mut resp, &meta);
     let mode = bucket.versioning().await?;
-    crate::versioning::version_header(&mut resp, meta.version.as_deref(), mode);
+    crate::s3::ops::common::version_header(&mut resp, meta.version.as_deref(), mode);
     Ok(resp)
 }

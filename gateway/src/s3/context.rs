@@ -9,16 +9,16 @@ use http::{HeaderMap, Method};
 
 use crate::auth::{self, Payload, Principal, TrailerSlot};
 use crate::checksum::{self, Algo, Running};
+use crate::config::compiled::{BucketRef, Runtime};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::limits::ClientAddr;
-use crate::router::{query_get, Endpoint, Query};
-use crate::runtime::{BucketRef, Runtime};
-use crate::server::Gateway;
+use crate::s3::endpoint::{query_get, Endpoint, Query};
+use crate::state::AppState;
 use crate::store::{Bucket, Written};
 
 /// Everything an operation handler needs to know about its request.
 pub struct Ctx {
-    pub gw: Arc<Gateway>,
+    pub gw: Arc<AppState>,
     pub rt: Arc<Runtime>,
     pub ep: Endpoint,
     pub request_id: String,
@@ -43,7 +43,7 @@ impl Ctx {
     /// Builds the context; the body is kept for the handler to take.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        gw: Arc<Gateway>,
+        gw: Arc<AppState>,
         rt: Arc<Runtime>,
         ep: Endpoint,
         request_id: String,
@@ -218,7 +218,7 @@ impl Ctx {
         let stream = stream.map_err(move |e| {
             if timed_out.load(std::sync::atomic::Ordering::Relaxed) {
                 gw.metrics.timeouts.with_label_values(&["idle_body"]).inc();
-                crate::dispatch::request_timeout_error()
+                S3Error::request_timeout()
             } else {
                 e
             }

@@ -18,10 +18,10 @@ use time::OffsetDateTime;
 
 use crate::auth::{self, AuthSettings, PostPolicy, SecretLookup};
 use crate::checksum::{self, Algo, Running};
+use crate::config::compiled::Runtime;
 use crate::error::{S3Code, S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond;
-use crate::runtime::Runtime;
+use crate::s3::context::Ctx;
+use crate::s3::respond;
 use crate::store::{Expect, Finished, NewObject};
 
 /// System headers a form may set on the object (returned on GET and HEAD).
@@ -298,7 +298,7 @@ pub(crate) fn form_tags(fields: &[(String, String)]) -> S3Result<Vec<(String, St
     let Some(doc) = field(fields, "tagging") else {
         return Ok(Vec::new());
     };
-    crate::tagging::parse_tagging(doc.as_bytes(), 10)
+    crate::s3::ops::tagging::parse_tagging(doc.as_bytes(), 10)
 }
 
 /// The decoded `Content-MD5` field, if sent.
@@ -506,7 +506,7 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
     .iter()
     .any(|n| field(&fields, n).is_some());
     if !signed {
-        crate::dispatch::charge_bucket(&ctx.gw, &bucket, false)?;
+        crate::s3::api::charge_bucket(&ctx.gw, &bucket, false)?;
         return Err(S3Error::access_denied());
     }
     let now = OffsetDateTime::now_utc();
@@ -516,7 +516,7 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
         max_skew: Duration::from_secs(limits.max_clock_skew_seconds),
     };
     let policy = auth::verify_post_policy(&fields, &Lookup(&rt, now), &settings);
-    crate::dispatch::charge_bucket(&ctx.gw, &bucket, policy.is_ok())?;
+    crate::s3::api::charge_bucket(&ctx.gw, &bucket, policy.is_ok())?;
     let policy: PostPolicy = policy?;
     if bucket.read_only() {
         return Err(S3Error::new(
@@ -556,12 +556,12 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
         )?,
         tags: form_tags(&fields)?,
         parts: Vec::new(),
-        acl: crate::access::api::form_acl(&ctx, &policy.access_key_id, field(&fields, "acl"))
+        acl: crate::s3::ops::access::form_acl(&ctx, &policy.access_key_id, field(&fields, "acl"))
             .await?,
     };
     // The key is known only now: grants, the bucket policy and ACLs decide as for a PUT.
     let subject = crate::access::Subject {
-        ep: crate::router::Endpoint::PutObject,
+        ep: crate::s3::endpoint::Endpoint::PutObject,
         bucket: Some(&bucket),
         key: Some(&key),
         principal: Some(&signer),
@@ -664,11 +664,11 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
         }
     };
     respond::set(&mut resp, "etag", respond::quote(&meta.etag));
-    crate::put::checksum_headers(&mut resp, &meta);
+    crate::s3::ops::put::checksum_headers(&mut resp, &meta);
     let mode = store.versioning().await?;
-    crate::versioning::version_header(&mut resp, meta.version.as_deref(), mode);
+    crate::s3::ops::common::version_header(&mut resp, meta.version.as_deref(), mode);
     if let Some(origin) = ctx.header("origin") {
-        crate::cors::decorate(&ctx.gw, &bucket, origin, &ctx.method, &mut resp).await;
+        crate::s3::ops::cors::decorate(&ctx.gw, &bucket, origin, &ctx.method, &mut resp).await;
     }
     Ok(resp)
 }

@@ -8,8 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use crate::error::{S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond::{self, OWNER_ID, OWNER_NAME};
+use crate::s3::context::Ctx;
+use crate::s3::respond::{self, OWNER_ID, OWNER_NAME};
 use crate::store::{Entry, Maps, VersionEntry};
 use crate::xml::XmlWriter;
 
