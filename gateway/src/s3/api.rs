@@ -23,7 +23,7 @@ use crate::error::{S3Code, S3Error, S3Result};
 use crate::http::listener::Peer;
 use crate::limits::ClientAddr;
 use crate::s3::context::Ctx;
-use crate::s3::endpoint::{self as router, Changes, Endpoint, Need};
+use crate::s3::endpoint::{self as router, Endpoint, Need};
 use crate::state::AppState;
 use crate::tail::{IdleBody, Tail};
 
@@ -458,11 +458,6 @@ async fn serve(
             payload,
             body,
         );
-        let changes = match (ep.changes(), &ctx.bucket, &ctx.key) {
-            (Changes::Key, Some(b), Some(k)) => Some((b.nats.clone(), Some(k.clone()))),
-            (Changes::Bucket, Some(b), _) => Some((b.nats.clone(), None)),
-            _ => None,
-        };
         let origin = ctx.header("origin").map(str::to_string);
         let cors_bucket = ctx.bucket.clone();
         let result = crate::s3::ops::call(ctx).await;
@@ -470,13 +465,6 @@ async fn serve(
         if gw.breaker.record(nats_failed, breaker) {
             let answered = gw.store.ping_after_reconnect().await;
             gw.breaker.confirm(answered, breaker, &gw.metrics);
-        }
-        // Written here: the cache must not serve the old version, not even until the
-        // bucket's watch sees the change.
-        match changes {
-            Some((nats, Some(key))) if result.is_ok() => gw.cache.invalidate(&nats, &key),
-            Some((nats, None)) if result.is_ok() => gw.cache.flush_bucket(&nats),
-            _ => {}
         }
         let mut resp = result?;
         if let (Some(origin), Some(b)) = (origin, cors_bucket) {

@@ -274,7 +274,13 @@ struct Inner {
     lifecycle: Arc<Lifecycle>,
     versioning: versions::StateCache,
     stats: StoreStats,
+    on_write: std::sync::OnceLock<WriteHook>,
 }
+
+/// Told of each write through a [`Store`] once it is over, whatever its outcome (a write
+/// whose answer was lost may have landed): the NATS bucket, and the key (`None`: the whole
+/// bucket).
+pub type WriteHook = Box<dyn Fn(&str, Option<&str>) + Send + Sync>;
 
 /// Object-store streams are named `OBJ_<bucket>`.
 fn stream_name(bucket: &str) -> String {
@@ -389,6 +395,7 @@ impl Store {
             uploads: tokio::sync::OnceCell::new(),
             versioning: versions::StateCache::default(),
             stats: StoreStats::default(),
+            on_write: std::sync::OnceLock::new(),
         };
         let store = Store {
             inner: Arc::new(inner),
@@ -601,6 +608,7 @@ impl Store {
                     NatsError::other(e).into_s3(nats)
                 }
             })?;
+        self.wrote(nats, None);
         Ok(())
     }
 
@@ -787,6 +795,19 @@ impl Store {
                 return Err(e);
             }
             tokio::time::sleep(ATTEMPT_PAUSE).await;
+        }
+    }
+
+    /// Sets the hook told of every write through this store (the object cache, which so
+    /// never serves what this gateway has overwritten); only the first call counts.
+    pub fn on_write(&self, hook: WriteHook) {
+        let _ = self.inner.on_write.set(hook);
+    }
+
+    /// Tells the write hook of a write to `key` of `nats` (`None`: the whole bucket).
+    pub(super) fn wrote(&self, nats: &str, key: Option<&str>) {
+        if let Some(hook) = self.inner.on_write.get() {
+            hook(nats, key);
         }
     }
 

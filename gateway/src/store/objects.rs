@@ -179,7 +179,30 @@ pub struct Bucket {
     declared: Option<Versioning>,
 }
 
+/// Tells the store's write hook of a write to one key when dropped: once the write is over,
+/// whatever its outcome, and also when the request is dropped midway.
+pub(super) struct WriteDone {
+    store: Store,
+    nats: String,
+    key: String,
+}
+
+impl Drop for WriteDone {
+    fn drop(&mut self) {
+        self.store.wrote(&self.nats, Some(&self.key));
+    }
+}
+
 impl Bucket {
+    /// Held by each write path for its whole run: see [`WriteDone`].
+    pub(super) fn writing(&self, key: &str) -> WriteDone {
+        WriteDone {
+            store: self.store.clone(),
+            nats: self.nats.clone(),
+            key: key.to_string(),
+        }
+    }
+
     pub(super) fn new(store: Store, nats: &str) -> Bucket {
         Bucket {
             store,
@@ -456,6 +479,7 @@ impl Bucket {
     where
         S: Stream<Item = S3Result<Bytes>> + Send + Unpin,
     {
+        let _done = self.writing(&obj.key);
         self.store.check_connected().await?;
         // The version this one replaces: looked up first when the write is conditional
         // (refused before any upload), else while the chunks are written (the compare-and-set
@@ -804,6 +828,7 @@ impl Bucket {
     /// failing if the version changed since `meta` was read.
     #[tracing::instrument(level = "debug", name = "nats.update_meta", skip_all, fields(bucket = %self.nats))]
     pub async fn update_meta(&self, meta: &ObjectMeta) -> S3Result<ObjectMeta> {
+        let _done = self.writing(&meta.key);
         self.store.check_connected().await?;
         let found = self.lookup(&meta.key).await?;
         let subject = if found.current.version() == Some(meta.version.as_deref()) {
@@ -824,6 +849,7 @@ impl Bucket {
     /// versioning adds a delete marker. Checks `expect` on the version the delete replaces.
     #[tracing::instrument(level = "debug", name = "nats.delete", skip_all, fields(bucket = %self.nats))]
     pub async fn delete(&self, key: &str, expect: &Expect) -> S3Result<DeleteOutcome> {
+        let _done = self.writing(key);
         self.store.check_connected().await?;
         let mode = self.versioning().await?;
         let found = self.lookup(key).await?;
@@ -858,6 +884,7 @@ impl Bucket {
         key: &str,
         version: Option<&str>,
     ) -> S3Result<DeleteOutcome> {
+        let _done = self.writing(key);
         self.store.check_connected().await?;
         let gone = DeleteOutcome {
             marker: false,

@@ -295,6 +295,7 @@ impl Bucket {
         finish: impl FnOnce(&Written) -> S3Result<(Finished, Vec<String>)>,
         observe: &mut (dyn FnMut(&[u8]) + Send),
     ) -> S3Result<ObjectMeta> {
+        let _done = self.writing(&obj.key);
         let assembled = self.assemble(&claim.nuid, parts, observe).await;
         let (guard, written) = match assembled {
             Ok(a) => a,

@@ -94,23 +94,20 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
     let results: Vec<S3Result<DeleteOutcome>> = futures::stream::iter(jobs)
         .map(|(key, version)| {
             let bucket = bucket.clone();
-            let cache = &ctx.gw.cache;
             async move {
                 if key.is_empty() || key.len() > max_key {
                     return Err(S3Error::invalid_argument("Invalid key"));
                 }
                 // Each key as its own DeleteObject: a policy may deny some keys.
                 authorize_key(ctx, &key, version.as_deref()).await?;
-                let r = match version.as_deref() {
+                match version.as_deref() {
                     None => bucket.delete(&key, &Expect::Any).await,
                     Some("null") => bucket.delete_version(&key, None).await,
                     Some(v) if crate::store::meta::valid_version_id(v) => {
                         bucket.delete_version(&key, Some(v)).await
                     }
                     Some(_) => Err(S3Error::invalid_argument("Invalid version id specified")),
-                };
-                cache.invalidate(bucket.nats_name(), &key);
-                r
+                }
             }
         })
         .buffered(16)

@@ -618,8 +618,6 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
             })
         })
         .await?;
-    // Written here: the cache must not serve the old version (see `Endpoint::changes`).
-    ctx.gw.cache.invalidate(&bucket.nats, &key);
     guard.allow(TRAILING_BYTES);
     drain(&mut mp).await;
 
