@@ -37,6 +37,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	python3 scripts/check-cycles.py --enforce "$(CYCLES_ENFORCE)"
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	python3 scripts/check-docs.py
 
 build:
 	$(CARGO) build --release -p jets3-gateway

@@ -7,6 +7,8 @@
 #                 crds src/ (fails for the crates in $JETS3_CYCLES_ENFORCE when one is larger than two)
 #   shell-lint    shellcheck over every shell script in the repo (git ls-files: *.sh, sh shebangs)
 #   hadolint      hadolint Dockerfile e2e/images/*.Dockerfile
+#   docs          scripts/check-docs.py: every flag, env var, config key, CRD field and chart
+#                 value is in docs/ (or the chart README), and the docs' links resolve
 #   clippy        cargo clippy --workspace --all-targets --all-features -- -D warnings
 #   cargo-test    cargo test --workspace --all-features (gateway and operator tests find
 #                 nats-server, kube-apiserver and etcd at $JETS3_TOOLS_DIR/bin)
@@ -103,6 +105,7 @@ stage fmt cargo fmt --all -- --check
 stage cycles python3 scripts/check-cycles.py --enforce "${JETS3_CYCLES_ENFORCE-gateway}"
 stage shell-lint shellcheck_all
 stage hadolint hadolint Dockerfile e2e/images/*.Dockerfile
+stage docs python3 scripts/check-docs.py
 stage clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
 stage cargo-test cargo test --workspace --all-features
 stage release cargo build --release -p jets3-gateway

@@ -387,7 +387,7 @@ def test_admin_listener_is_on_the_pod_ip_as_the_readmes_say():
     """The kubelet probes (and Prometheus scrapes) the pod IP, so the admin listener cannot be on
     loopback; in the pod's network namespace 0.0.0.0 is the pod IP (and loopback). What keeps it
     safe: it is on no Service clients use, it serves nothing secret, /cache/purge needs a token
-    from a Secret, and networkPolicy.adminFrom narrows who connects. Both READMEs say so."""
+    from a Secret, and networkPolicy.adminFrom narrows who connects. docs/protection.md and the chart README say so."""
     for service_type in ("ClusterIP", "NodePort", "LoadBalancer"):
         objects = render({"gateway.ports.admin": "9101", "gateway.service.type": service_type})
         pod = _pod(objects, "Deployment", f"{RELEASE}-gateway")
@@ -411,8 +411,8 @@ def test_admin_listener_is_on_the_pod_ip_as_the_readmes_say():
     pol = one(render(peers), "NetworkPolicy", f"{RELEASE}-gateway")
     rules = {r["ports"][0]["port"]: r.get("from") for r in pol["spec"]["ingress"]}
     assert rules[9001] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
-    # What the READMEs say agrees.
-    readme = " ".join((REPO / "README.md").read_text().split())
+    # What the docs say agrees.
+    readme = " ".join((REPO / "docs" / "protection.md").read_text().split())
     assert "private address (the chart's default)" not in readme
     assert "In the chart the admin listener listens on `0.0.0.0`" in readme
     row = next(line for line in (CHART / "README.md").read_text().splitlines() if line.startswith("| `gateway.ports.admin`"))
