@@ -14,9 +14,7 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::audit::Facts;
-use crate::auth::{
-    self, AuthSettings, Authenticated, Payload, Principal, RequestParts, SecretLookup,
-};
+use crate::auth::{self, AuthSettings, Authenticated, Payload, Principal, RequestParts};
 use crate::breaker::Admit;
 use crate::config::compiled::Runtime;
 use crate::error::{S3Code, S3Error, S3Result};
@@ -211,14 +209,6 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
-struct Lookup<'a>(&'a Runtime, OffsetDateTime);
-
-impl SecretLookup for Lookup<'_> {
-    fn secret(&self, access_key_id: &str) -> Option<String> {
-        self.0.secret(access_key_id, self.1)
-    }
-}
-
 /// Bucket and key of a request.
 pub(crate) type Address = (Option<String>, Option<String>);
 
@@ -394,7 +384,7 @@ async fn serve(
                 raw_query: raw_query.as_deref(),
                 headers: &parts.headers,
             };
-            auth::authenticate(&request, &Lookup(&rt, now), &settings).map(|a| match a {
+            auth::authenticate(&request, &crate::s3::common::Secrets(&rt, now), &settings).map(|a| match a {
                 Authenticated::Anonymous => (None, Payload::Unsigned),
                 Authenticated::Signed(s) => {
                     (Some(Principal::AccessKey(s.access_key_id)), s.payload)

@@ -290,21 +290,7 @@ impl Ctx {
 
     /// The decoded `Content-MD5` header, if sent.
     pub fn content_md5(&self) -> S3Result<Option<[u8; 16]>> {
-        use base64::Engine;
-        let Some(v) = self.header("content-md5") else {
-            return Ok(None);
-        };
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(v.trim())
-            .ok()
-            .and_then(|b| <[u8; 16]>::try_from(b).ok())
-            .ok_or_else(|| {
-                S3Error::new(
-                    S3Code::InvalidDigest,
-                    "The Content-MD5 you specified was invalid.",
-                )
-            })?;
-        Ok(Some(raw))
+        crate::s3::common::content_md5(self.header("content-md5"))
     }
 
     /// Prepares the integrity checks of an upload body: wraps the stream to compute the
@@ -317,23 +303,7 @@ impl Ctx {
     /// when the request does not ask for it.
     pub fn upload_body_with(&mut self, also: Option<Algo>) -> S3Result<(BodyStream, UploadChecks)> {
         let md5 = self.content_md5()?;
-        let mut wanted: Vec<(Algo, Option<String>)> = Vec::new();
-        for algo in checksum::ALL {
-            if let Some(v) = self.header(algo.header()) {
-                if !checksum::well_formed(algo, v.trim()) {
-                    return Err(S3Error::invalid_request(format!(
-                        "Value for {} header is invalid.",
-                        algo.header()
-                    )));
-                }
-                wanted.push((algo, Some(v.trim().to_string())));
-            }
-        }
-        if wanted.len() > 1 {
-            return Err(S3Error::invalid_request(
-                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
-            ));
-        }
+        let mut wanted = crate::s3::common::sent_checksums(|name| self.header(name))?;
         let mut announced = Vec::new();
         for name in self.header_list("x-amz-trailer") {
             let name = name.as_str();

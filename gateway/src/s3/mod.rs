@@ -2,6 +2,7 @@
 //! response (authenticate, authorize, operation, CORS) and the operations.
 
 pub(crate) mod api;
+pub(crate) mod common;
 pub(crate) mod context;
 pub mod endpoint;
 pub mod ops;

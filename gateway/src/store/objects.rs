@@ -51,6 +51,18 @@ pub struct Finished {
     pub etag: Option<String>,
 }
 
+impl Finished {
+    /// A whole object's checksums (type `FULL_OBJECT` when there are any), its ETag the MD5.
+    pub fn full_object(checksums: Vec<(String, String)>) -> Finished {
+        let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".to_string());
+        Finished {
+            checksums,
+            checksum_type,
+            etag: None,
+        }
+    }
+}
+
 /// What a delete did, for the response headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeleteOutcome {

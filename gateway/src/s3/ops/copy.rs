@@ -214,12 +214,7 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
                 .into_iter()
                 .map(|(a, v)| (a.name().to_string(), v))
                 .collect();
-            let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".to_string());
-            Ok(Finished {
-                checksums,
-                checksum_type,
-                etag: None,
-            })
+            Ok(Finished::full_object(checksums))
         })
         .await?;
     let mut w = XmlWriter::new("CopyObjectResult");

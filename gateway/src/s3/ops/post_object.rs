@@ -16,9 +16,8 @@ use http::StatusCode;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use time::OffsetDateTime;
 
-use crate::auth::{self, AuthSettings, PostPolicy, SecretLookup};
+use crate::auth::{self, AuthSettings, PostPolicy};
 use crate::checksum::{self, Algo, Running};
-use crate::config::compiled::Runtime;
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::s3::context::Ctx;
 use crate::s3::respond;
@@ -64,14 +63,6 @@ const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-
-struct Lookup<'a>(&'a Runtime, OffsetDateTime);
-
-impl SecretLookup for Lookup<'_> {
-    fn secret(&self, access_key_id: &str) -> Option<String> {
-        self.0.secret(access_key_id, self.1)
-    }
-}
 
 /// A form field by name, any case; the first one wins, as in the policy check.
 pub(crate) fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'f str> {
@@ -303,21 +294,7 @@ pub(crate) fn form_tags(fields: &[(String, String)]) -> S3Result<Vec<(String, St
 
 /// The decoded `Content-MD5` field, if sent.
 pub(crate) fn form_md5(fields: &[(String, String)]) -> S3Result<Option<[u8; 16]>> {
-    use base64::Engine;
-    let Some(v) = field(fields, "content-md5") else {
-        return Ok(None);
-    };
-    base64::engine::general_purpose::STANDARD
-        .decode(v.trim())
-        .ok()
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .map(Some)
-        .ok_or_else(|| {
-            S3Error::new(
-                S3Code::InvalidDigest,
-                "The Content-MD5 you specified was invalid.",
-            )
-        })
+    crate::s3::common::content_md5(field(fields, "content-md5"))
 }
 
 /// The checksums to compute: from an `x-amz-checksum-<algo>` field (with the value to
@@ -325,23 +302,7 @@ pub(crate) fn form_md5(fields: &[(String, String)]) -> S3Result<Option<[u8; 16]>
 pub(crate) fn wanted_checksums(
     fields: &[(String, String)],
 ) -> S3Result<Vec<(Algo, Option<String>)>> {
-    let mut wanted: Vec<(Algo, Option<String>)> = Vec::new();
-    for algo in checksum::ALL {
-        if let Some(v) = field(fields, algo.header()) {
-            if !checksum::well_formed(algo, v.trim()) {
-                return Err(S3Error::invalid_request(format!(
-                    "Value for {} header is invalid.",
-                    algo.header()
-                )));
-            }
-            wanted.push((algo, Some(v.trim().to_string())));
-        }
-    }
-    if wanted.len() > 1 {
-        return Err(S3Error::invalid_request(
-            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
-        ));
-    }
+    let mut wanted = crate::s3::common::sent_checksums(|name| field(fields, name))?;
     if let Some(a) = field(fields, "x-amz-checksum-algorithm") {
         let algo = Algo::parse(a.trim()).ok_or_else(|| {
             S3Error::invalid_request(format!("Checksum algorithm {a} is not supported"))
@@ -515,7 +476,8 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
         now,
         max_skew: Duration::from_secs(limits.max_clock_skew_seconds),
     };
-    let policy = auth::verify_post_policy(&fields, &Lookup(&rt, now), &settings);
+    let policy =
+        auth::verify_post_policy(&fields, &crate::s3::common::Secrets(&rt, now), &settings);
     crate::s3::api::charge_bucket(&ctx.gw, &bucket, policy.is_ok())?;
     let policy: PostPolicy = policy?;
     if bucket.read_only() {
@@ -610,12 +572,7 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
                 }
             }
             let checksums = checksum::verify(&wanted, hashers.finish(), &[])?;
-            let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".to_string());
-            Ok(Finished {
-                checksums,
-                checksum_type,
-                etag: None,
-            })
+            Ok(Finished::full_object(checksums))
         })
         .await?;
     guard.allow(TRAILING_BYTES);

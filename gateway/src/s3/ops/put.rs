@@ -177,12 +177,7 @@ pub async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     let meta = bucket
         .put(obj, body, max, expect, |w| {
             let checksums = checks.verify(w)?;
-            let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".to_string());
-            Ok(Finished {
-                checksums,
-                checksum_type,
-                etag: None,
-            })
+            Ok(Finished::full_object(checksums))
         })
         .await?;
     let mut resp = respond::empty(StatusCode::OK);
