@@ -10,10 +10,10 @@ use crate::config::compiled::Runtime;
 use crate::error::{S3Error, S3Result};
 use crate::s3::ops::post_object as post;
 
+pub use crate::s3::common::etag_matches;
 pub use crate::s3::ops::get::{evaluate_conditions, parse_range, Span};
 pub use crate::s3::ops::multipart::parse_copy_range;
 pub use crate::s3::ops::tagging::parse_tagging;
-pub use crate::store::etag_matches;
 
 /// Bucket and key of a request: `Host` (virtual-hosted style) or the path.
 pub fn address(

@@ -284,7 +284,7 @@ async fn head(
     match record {
         Ok(r) => Ok(r.and_then(|r| r.object())),
         // No such bucket, key or version: nothing can allow it (the caller learns nothing).
-        Err(e) if matches!(e.code, S3Code::NoSuchBucket | S3Code::NoSuchKey) => Ok(None),
-        Err(e) => Err(e),
+        Err(e) if e.not_found() => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }

@@ -7,6 +7,7 @@ use crate::auth::SecretLookup;
 use crate::checksum::{self, Algo};
 use crate::config::compiled::Runtime;
 use crate::error::{S3Code, S3Error, S3Result};
+use crate::store::Expect;
 
 /// A `Content-MD5` value (header or form field), decoded.
 pub fn content_md5(value: Option<&str>) -> S3Result<Option<[u8; 16]>> {
@@ -58,5 +59,32 @@ pub struct Secrets<'a>(pub &'a Runtime, pub OffsetDateTime);
 impl SecretLookup for Secrets<'_> {
     fn secret(&self, access_key_id: &str) -> Option<String> {
         self.0.secret(access_key_id, self.1)
+    }
+}
+
+/// Compares an `If-Match`-style ETag (quoted or not, or `*`) with a stored one.
+pub fn etag_matches(given: &str, stored: &str) -> bool {
+    given
+        .split(',')
+        .map(|e| e.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|e| e == "*" || e == stored)
+}
+
+/// What an `If-Match` value (a list of ETags, quoted or not, weak or not, or `*`) asks of a
+/// write: the object there, with one of these ETags.
+pub fn if_match(value: &str) -> Expect {
+    let tags: Vec<String> = value
+        .split(',')
+        .map(|e| {
+            e.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect();
+    if tags.iter().any(|t| t == "*") {
+        Expect::Present
+    } else {
+        Expect::Etag(tags)
     }
 }

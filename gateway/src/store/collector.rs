@@ -356,7 +356,7 @@ impl Collector {
             .store
             .list_buckets()
             .await
-            .map_err(|e| NatsError::Other(e.message))?;
+            .map_err(|e| NatsError::Other(e.to_string()))?;
         let uploads = self.uploads().await?;
         for b in buckets {
             if let Some(since) = Store::fenced_since(&b.metadata) {
@@ -382,7 +382,7 @@ impl Collector {
         self.store
             .kv_scan(">")
             .await
-            .map_err(|e| NatsError::Other(e.message))
+            .map_err(|e| NatsError::Other(e.to_string()))
     }
 
     /// Retires one bucket's orphan chunks and removes its old tombstones.
@@ -399,7 +399,7 @@ impl Collector {
             .store
             .versioning(nats)
             .await
-            .map_err(|e| NatsError::Other(e.message))?
+            .map_err(|e| NatsError::Other(e.to_string()))?
             .has_history();
         let mut referenced: HashSet<String> = HashSet::new();
         let mut old_tombstones = Vec::new();
@@ -515,7 +515,7 @@ impl Collector {
                     .bucket(bucket)
                     .forget_upload(id)
                     .await
-                    .map_err(|e| NatsError::Other(e.message))?;
+                    .map_err(|e| NatsError::Other(e.to_string()))?;
                 tracing::debug!(
                     bucket,
                     upload_id = id,
@@ -531,7 +531,7 @@ impl Collector {
                     .bucket(bucket)
                     .forget_upload(id)
                     .await
-                    .map_err(|e| NatsError::Other(e.message))?;
+                    .map_err(|e| NatsError::Other(e.to_string()))?;
                 self.stats.uploads_expired.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(bucket, upload_id = id, key = %info.key, "expired multipart upload");
             } else if done.is_none() {

@@ -186,9 +186,9 @@ pub async fn delete_bucket(ctx: &Ctx) -> S3Result<Response> {
             "The bucket you tried to delete is not empty",
         )
         .with("BucketName", &b.s3)),
-        Err(DeleteBucketError::S3(e)) => Err(match e.code {
-            S3Code::NoSuchBucket => S3Error::no_such_bucket(&b.s3),
-            _ => e,
+        Err(DeleteBucketError::Store(e)) => Err(match S3Error::from(e) {
+            e if e.code == S3Code::NoSuchBucket => S3Error::no_such_bucket(&b.s3),
+            e => e,
         }),
     }
 }

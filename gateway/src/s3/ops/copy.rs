@@ -5,9 +5,10 @@ use futures::StreamExt;
 
 use crate::checksum::{Algo, Running};
 use crate::error::{S3Error, S3Result};
+use crate::s3::common::etag_matches;
 use crate::s3::context::{BodyStream, Ctx};
 use crate::s3::respond;
-use crate::store::{etag_matches, Bucket, Finished, NewObject, ObjectMeta, Record};
+use crate::store::{Bucket, Finished, NewObject, ObjectMeta, Record};
 use crate::xml::XmlWriter;
 
 /// The object named by `x-amz-copy-source`, after access and condition checks.
@@ -133,7 +134,7 @@ pub fn source_stream(src: &Source, start: u64, end: u64, algos: &[Algo]) -> (Bod
         if let Ok(b) = &piece {
             r.update(b);
         }
-        piece
+        piece.map_err(S3Error::from)
     });
     (Box::pin(stream), running)
 }

@@ -18,7 +18,7 @@ pub async fn delete_object(ctx: &Ctx) -> S3Result<Response> {
     let version = ctx.version_id()?;
     let bucket = ctx.store_bucket()?;
     let expect = match ctx.header("if-match") {
-        Some(v) => Expect::Etag(v.trim().to_string()),
+        Some(v) => crate::s3::common::if_match(v.trim()),
         None => Expect::Any,
     };
     let outcome = match version {
@@ -101,11 +101,18 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
                 // Each key as its own DeleteObject: a policy may deny some keys.
                 authorize_key(ctx, &key, version.as_deref()).await?;
                 match version.as_deref() {
-                    None => bucket.delete(&key, &Expect::Any).await,
-                    Some("null") => bucket.delete_version(&key, None).await,
-                    Some(v) if crate::store::meta::valid_version_id(v) => {
-                        bucket.delete_version(&key, Some(v)).await
-                    }
+                    None => bucket
+                        .delete(&key, &Expect::Any)
+                        .await
+                        .map_err(S3Error::from),
+                    Some("null") => bucket
+                        .delete_version(&key, None)
+                        .await
+                        .map_err(S3Error::from),
+                    Some(v) if crate::store::meta::valid_version_id(v) => bucket
+                        .delete_version(&key, Some(v))
+                        .await
+                        .map_err(S3Error::from),
                     Some(_) => Err(S3Error::invalid_argument("Invalid version id specified")),
                 }
             }

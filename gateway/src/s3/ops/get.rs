@@ -8,10 +8,11 @@ use time::OffsetDateTime;
 
 use crate::checksum::Algo;
 use crate::error::{S3Code, S3Error, S3Result};
+use crate::s3::common::etag_matches;
 use crate::s3::context::Ctx;
 use crate::s3::ops::common::require_object;
 use crate::s3::respond;
-use crate::store::{etag_matches, ObjectMeta};
+use crate::store::ObjectMeta;
 use crate::xml::XmlWriter;
 
 /// A byte range `[start, end)` of an object.

@@ -15,7 +15,9 @@ use crate::error::{S3Code, S3Error, S3Result};
 use crate::s3::context::Ctx;
 use crate::s3::respond::{self, OWNER_ID, OWNER_NAME};
 use crate::store::completion::{parts_digest, Claim, Completed, UploadState};
-use crate::store::{Expect, Finished, NewObject, ObjectMeta, PartInfo, UploadInfo, Versioning};
+use crate::store::{
+    Expect, Finished, NewObject, ObjectMeta, PartInfo, StoreError, UploadInfo, Versioning,
+};
 use crate::xml::{self, XmlWriter};
 
 fn upload_id(ctx: &Ctx) -> S3Result<String> {
@@ -134,7 +136,7 @@ pub async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
     // ListParts need it), whatever the request sends.
     let (body, checks) = ctx.upload_body_with(checksum_of(&info).map(|(a, _)| a))?;
     let part = bucket
-        .put_part(&id, n, body, max, |w| checks.verify(w))
+        .put_part(&id, n, body, max, |w| Ok(checks.verify(w)?))
         .await?;
     let mut resp = respond::empty(StatusCode::OK);
     respond::set(&mut resp, "etag", respond::quote(&part.etag));
@@ -508,13 +510,13 @@ impl Completing {
                         .as_deref()
                         .is_some_and(|e| e != value && e != bare)
                     {
-                        return Err(S3Error::new(
+                        return Err(StoreError::from(S3Error::new(
                             S3Code::BadDigest,
                             format!(
                                 "The {} you specified did not match the calculated checksum.",
                                 a.name().to_lowercase()
                             ),
-                        ));
+                        )));
                     }
                     let kind = Some(k.name().to_string());
                     (vec![(a.name().to_string(), value)], kind, parts)
@@ -539,6 +541,7 @@ impl Completing {
                 &mut observe,
             )
             .await
+            .map_err(S3Error::from)
     }
 }
 

@@ -21,7 +21,7 @@ use crate::checksum::{self, Algo, Running};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::s3::context::Ctx;
 use crate::s3::respond;
-use crate::store::{Expect, Finished, NewObject};
+use crate::store::{Expect, Finished, NewObject, StoreError};
 
 /// System headers a form may set on the object (returned on GET and HEAD).
 const STORED: [&str; 6] = [
@@ -565,10 +565,10 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
             policy.check(&bucket.s3, &fields, w.size)?;
             if let Some(md5) = md5 {
                 if md5 != w.md5 {
-                    return Err(S3Error::new(
+                    return Err(StoreError::from(S3Error::new(
                         S3Code::BadDigest,
                         "The Content-MD5 you specified did not match what we received.",
-                    ));
+                    )));
                 }
             }
             let checksums = checksum::verify(&wanted, hashers.finish(), &[])?;

@@ -108,7 +108,7 @@ pub fn write_expectation(ctx: &Ctx) -> S3Result<Expect> {
         (Some(_), None) => Err(S3Error::not_implemented(
             "If-None-Match with a value other than * on writes",
         )),
-        (None, Some(v)) => Ok(Expect::Etag(v.trim().trim_matches('"').to_string())),
+        (None, Some(v)) => Ok(crate::s3::common::if_match(v.trim().trim_matches('"'))),
         (None, None) => Ok(Expect::Any),
     }
 }
