@@ -4,8 +4,8 @@
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::validate::Collector;
-use crate::Permission;
+use crate::permission::Permission;
+use crate::problems::Collector;
 
 /// JWT bearer authentication of a bucket. A request that carries a token in one of the
 /// `sources` is authenticated by it alone; a bad token is refused, never treated as anonymous.

@@ -12,25 +12,28 @@ mod jwks_url;
 mod jwt;
 #[cfg(feature = "kube")]
 pub mod k8s;
+mod permission;
 pub mod policy;
+mod problems;
 mod protection;
 mod validate;
 
 pub use bucket_name::{nats_to_s3_bucket, s3_to_nats_bucket, validate_s3_bucket_name};
 pub use config::{
-    Access, BucketConfig, CorsRule, Credential, GatewayConfig, Grant, Limits, Permission,
-    PublicAccessBlock, StorageKind, VersioningStatus, MAX_GENERATION_STEP,
+    Access, BucketConfig, CorsRule, Credential, GatewayConfig, Grant, Limits, PublicAccessBlock,
+    StorageKind, VersioningStatus, MAX_GENERATION_STEP,
 };
 pub use jwks_url::{check_jwks_url, jwks_address_refused, metadata_address};
 pub use jwt::{
     ClaimOp, ClaimRule, JwtAlgorithm, JwtAuth, JwtKey, TokenSource, TokenSourceKind, MAX_LEEWAY,
     MIN_HMAC_SECRET,
 };
+pub use permission::Permission;
+pub use problems::{FieldError, ValidationErrors};
 pub use protection::{
     parse_cidr, AuditSettings, BucketCache, CircuitBreaker, IpFilter, RateLimit, RateLimits,
     Timeouts,
 };
-pub use validate::{FieldError, ValidationErrors};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::validate::Collector;
+use crate::problems::Collector;
 
 /// A token bucket: `requestsPerSecond` on average, bursts of up to `burst` requests.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

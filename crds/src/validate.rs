@@ -1,47 +1,15 @@
 //! `GatewayConfig::validate`: every problem at once, each with its field path.
 
 use std::collections::HashSet;
-use std::fmt;
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::config::{CorsRule, GatewayConfig};
 use crate::jwt::validate_jwt;
+use crate::problems::{Collector, ValidationErrors};
 use crate::protection::{validate_cache, validate_ip_filter, validate_rate};
 use crate::validate_s3_bucket_name;
-
-/// One broken rule: the field path (`buckets[2].name`) and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub path: String,
-    pub message: String,
-}
-
-/// All the problems found in a config.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ValidationErrors(pub Vec<FieldError>);
-
-impl fmt::Display for ValidationErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} problem(s) in config", self.0.len())?;
-        for e in &self.0 {
-            write!(f, "\n  {}: {}", e.path, e.message)?;
-        }
-        Ok(())
-    }
-}
-
-pub(crate) struct Collector(Vec<FieldError>);
-
-impl Collector {
-    pub(crate) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-}
 
 const CORS_METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];
 
@@ -108,7 +76,7 @@ fn validate_cors(c: &mut Collector, path: &str, rules: &[CorsRule]) {
 impl GatewayConfig {
     /// Checks every rule and reports all broken ones with their field paths.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
-        let mut c = Collector(Vec::new());
+        let mut c = Collector::default();
         if self.region.is_empty()
             || !self
                 .region
@@ -255,11 +223,7 @@ impl GatewayConfig {
                 "must be at least 1",
             );
         }
-        if c.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ValidationErrors(c.0))
-        }
+        c.finish()
     }
 }
 

@@ -150,7 +150,7 @@ async fn config(State(admin): State<Arc<Admin>>) -> Response {
                 .map(|(k, v)| ("S3Bucket", k, &v.part))
                 .chain(b.credentials.iter().map(|(k, v)| ("S3Credential", k, &v.part)))
                 .filter_map(|(kind, key, part)| match part {
-                    crate::gateway_config::Part::Excluded { reason, message } => Some(
+                    crate::model::gateway_config::Part::Excluded { reason, message } => Some(
                         serde_json::json!({"kind": kind, "object": key.to_string(), "reason": reason, "message": message}),
                     ),
                     _ => None,

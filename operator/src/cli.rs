@@ -10,11 +10,14 @@ use jets3_crds::{GatewayConfig, Limits, PublicAccessBlock};
 
 use std::sync::Arc;
 
-use crate::nats::NatsOptions;
+use crate::context::PushSettings;
 use crate::push::client::PushClient;
 use crate::push::signer::Signer;
-use crate::push::PushSettings;
 use crate::Error;
+use jets3_nats::NatsFlags;
+
+/// Where NATS is when `--nats-url` is not given.
+const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -26,38 +29,14 @@ pub enum LogFormat {
 /// jets3-operator: reconciles S3Bucket and S3Credential resources into NATS JetStream
 /// object-store buckets, Secrets for apps, and the jets3 gateways' config.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    mut_arg("nats_url", |a| a.default_value(DEFAULT_NATS_URL))
+)]
 pub struct Cli {
-    /// NATS server URLs (comma-separated).
-    #[arg(
-        long,
-        env = "JETS3_NATS_URL",
-        value_delimiter = ',',
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    pub nats_url: Vec<String>,
-    #[arg(long, env = "JETS3_NATS_USER")]
-    pub nats_user: Option<String>,
-    #[arg(long, env = "JETS3_NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
-    #[arg(long, env = "JETS3_NATS_TOKEN", hide_env_values = true)]
-    pub nats_token: Option<String>,
-    #[arg(long, env = "JETS3_NATS_NKEY_SEED", hide_env_values = true)]
-    pub nats_nkey_seed: Option<String>,
-    /// A `.creds` file (JWT + nkey seed).
-    #[arg(long, env = "JETS3_NATS_CREDS")]
-    pub nats_creds: Option<PathBuf>,
-    /// CA certificate (PEM) to trust for NATS TLS.
-    #[arg(long, env = "JETS3_NATS_TLS_CA")]
-    pub nats_tls_ca: Option<PathBuf>,
-    /// Client certificate and key (PEM) for mutual TLS.
-    #[arg(long, env = "JETS3_NATS_TLS_CERT")]
-    pub nats_tls_cert: Option<PathBuf>,
-    #[arg(long, env = "JETS3_NATS_TLS_KEY")]
-    pub nats_tls_key: Option<PathBuf>,
-    /// Require TLS even for `nats://` URLs.
-    #[arg(long, env = "JETS3_NATS_TLS_REQUIRED")]
-    pub nats_tls_required: bool,
+    #[command(flatten)]
+    pub nats: NatsFlags,
 
     /// The gateway's S3 Service URL, written to app Secrets (AWS_ENDPOINT_URL) and to
     /// S3Bucket status.endpoint.
@@ -248,22 +227,6 @@ impl Cli {
             check_interval: self.push_check_interval,
         }))
     }
-
-    /// The NATS connection settings.
-    pub fn nats_options(&self) -> NatsOptions {
-        NatsOptions {
-            servers: self.nats_url.clone(),
-            user: self.nats_user.clone(),
-            password: self.nats_password.clone(),
-            token: self.nats_token.clone(),
-            nkey_seed: self.nats_nkey_seed.clone(),
-            creds_file: self.nats_creds.clone(),
-            tls_ca_file: self.nats_tls_ca.clone(),
-            tls_cert_file: self.nats_tls_cert.clone(),
-            tls_key_file: self.nats_tls_key.clone(),
-            tls_required: self.nats_tls_required,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -289,7 +252,7 @@ mod tests {
         assert_eq!(cli.debug_listen.to_string(), "127.0.0.1:8081");
         assert_eq!(cli.lease_name, "jets3-operator");
         assert!(!cli.leader_election);
-        assert_eq!(cli.nats_options().servers, ["nats://127.0.0.1:4222"]);
+        assert_eq!(cli.nats.settings().servers, ["nats://127.0.0.1:4222"]);
         assert!(Cli::try_parse_from([
             "jets3-operator",
             "--gateway-endpoint",

@@ -1,5 +1,6 @@
-//! The controllers: what they watch, the shared [`Context`], the thin reconcile function per
-//! kind (tracing span, metrics timer, finalizer) and the error policy.
+//! The controllers: what they watch, the thin reconcile function per kind (tracing span,
+//! metrics timer, finalizer) and the error policy; the wiring of [`crate::reconcile`],
+//! [`crate::publish`] and [`crate::push`] around one [`Context`].
 //!
 //! Per watched namespace (or once for all namespaces) the operator keeps three reflector
 //! stores, S3Buckets, S3Credentials and the Secrets it manages (by label), that both the
@@ -7,9 +8,8 @@
 //! rebuild the config; the publisher re-runs the reconciles of the resources whose view
 //! changed (`reconcile_on`), so their `Served` condition follows the config.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc;
@@ -20,133 +20,24 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::Instrument;
 
-use crate::bucket::{self, BucketExt};
-use crate::claims::ObjKey;
-use crate::credential::CredentialExt;
-use crate::gateway_config::GatewayWide;
+use crate::context::{Context, KickScope, Kicks, Parts, Settings, Stores};
 use crate::hub::{Hub, Kind};
-use crate::jwt_keys::{self, JwtSecrets};
 use crate::metrics::Metrics;
+use crate::model::jwt_keys;
+use crate::model::key::ObjKey;
+use crate::model::secrets::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::nats::Nats;
-use crate::secrets::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::reconcile::bucket::{self, BucketExt};
+use crate::reconcile::credential::CredentialExt;
 use crate::{Error, Result};
-
-/// Operator-wide settings the reconcilers use.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The gateway S3 Service URL (AWS_ENDPOINT_URL, status.endpoint).
-    pub endpoint: String,
-    /// The S3 region (AWS_REGION, the config's region).
-    pub region: String,
-    /// The config's gateway-wide limits and audit settings.
-    pub gateway: GatewayWide,
-    /// How often every resource is looked at again (drift, stats, NATS re-creation).
-    pub resync: Duration,
-    /// How long a deletion waits for an unreachable NATS before leaving the bucket.
-    pub delete_timeout: Duration,
-    /// The operator's namespace (Lease, state ConfigMap).
-    pub namespace: String,
-    /// This replica's name (Lease holder, Event reporter).
-    pub instance: String,
-    /// Namespaces to watch; empty: all.
-    pub watch_namespaces: Vec<String>,
-    /// Namespaces whose S3Buckets may adopt NATS buckets another namespace owns (`*`: all).
-    pub adopt_across_namespaces: Vec<String>,
-    /// Name of the ConfigMap holding the config generation and hash.
-    pub config_state: String,
-    /// Where to write each published config for a standalone gateway, if anywhere.
-    pub config_file: Option<std::path::PathBuf>,
-    /// The config push to gateway pods, if on.
-    pub push: Option<crate::push::PushSettings>,
-}
-
-/// The reflector stores of every watched namespace.
-#[derive(Clone, Default)]
-pub struct Stores {
-    buckets: Vec<Store<S3Bucket>>,
-    credentials: Vec<Store<S3Credential>>,
-    secrets: Vec<Store<Secret>>,
-    /// What each S3Bucket's JWT keys read from their Secrets.
-    pub jwt_secrets: JwtSecrets,
-}
-
-impl Stores {
-    /// Every S3Bucket.
-    pub fn buckets(&self) -> Vec<Arc<S3Bucket>> {
-        self.buckets.iter().flat_map(|s| s.state()).collect()
-    }
-
-    /// Every S3Credential.
-    pub fn credentials(&self) -> Vec<Arc<S3Credential>> {
-        self.credentials.iter().flat_map(|s| s.state()).collect()
-    }
-
-    /// Every Secret the operator manages.
-    pub fn secrets(&self) -> Vec<Arc<Secret>> {
-        self.secrets.iter().flat_map(|s| s.state()).collect()
-    }
-
-    /// Waits until every store has listed its objects once.
-    pub async fn wait_ready(&self) {
-        for s in &self.buckets {
-            let _ = s.wait_until_ready().await;
-        }
-        for s in &self.credentials {
-            let _ = s.wait_until_ready().await;
-        }
-        for s in &self.secrets {
-            let _ = s.wait_until_ready().await;
-        }
-    }
-}
-
-/// Senders that make the controllers reconcile one resource again.
-#[derive(Clone, Default)]
-pub struct Kicks {
-    scopes: Vec<KickScope>,
-}
-
-/// The kick senders of one watched namespace (`None`: all namespaces).
-#[derive(Clone)]
-struct KickScope {
-    namespace: Option<String>,
-    buckets: mpsc::UnboundedSender<ObjectRef<S3Bucket>>,
-    credentials: mpsc::UnboundedSender<ObjectRef<S3Credential>>,
-}
-
-impl Kicks {
-    /// Re-runs the reconcile of each resource.
-    pub fn send(&self, resources: Vec<(Kind, ObjKey)>) {
-        for (kind, key) in resources {
-            let Some(scope) = self
-                .scopes
-                .iter()
-                .find(|s| s.namespace.as_deref().is_none_or(|n| n == key.namespace))
-            else {
-                continue;
-            };
-            // A closed channel means the controller is shutting down: nothing to re-run.
-            let _ = match kind {
-                Kind::Bucket => scope
-                    .buckets
-                    .unbounded_send(ObjectRef::new(&key.name).within(&key.namespace))
-                    .map_err(drop),
-                Kind::Credential => scope
-                    .credentials
-                    .unbounded_send(ObjectRef::new(&key.name).within(&key.namespace))
-                    .map_err(drop),
-            };
-        }
-    }
-}
 
 /// One watched namespace (or all): where its watch events go, and its kick receivers.
 struct Scope {
@@ -156,71 +47,6 @@ struct Scope {
     secrets: Writer<Secret>,
     bucket_kicks: mpsc::UnboundedReceiver<ObjectRef<S3Bucket>>,
     credential_kicks: mpsc::UnboundedReceiver<ObjectRef<S3Credential>>,
-}
-
-/// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    pub nats: Nats,
-    pub metrics: Metrics,
-    pub settings: Settings,
-    pub hub: Arc<Hub>,
-    pub stores: Stores,
-    /// Re-runs reconciles of resources whose view changed.
-    pub kicks: Kicks,
-    recorder: Recorder,
-    /// Consecutive failures per resource, for the retry backoff.
-    failures: Mutex<HashMap<(Kind, ObjKey), u32>>,
-    /// Object counts per NATS bucket, with the stream sequence they were counted at.
-    counts: Mutex<HashMap<String, (u64, u64)>>,
-}
-
-impl Context {
-    /// Publishes an Event about `obj`; a failure is only logged.
-    pub async fn event<K: Resource<DynamicType = ()>>(
-        &self,
-        obj: &K,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) {
-        let ev = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "cannot publish event");
-        }
-    }
-
-    /// The object count of `bucket` if it was counted at stream sequence `seq`.
-    pub fn cached_count(&self, bucket: &str, seq: u64) -> Option<u64> {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts
-            .get(bucket)
-            .and_then(|(s, c)| (*s == seq).then_some(*c))
-    }
-
-    /// Remembers the object count of `bucket` at stream sequence `seq`.
-    pub fn cache_count(&self, bucket: &str, seq: u64, count: u64) {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.insert(bucket.to_string(), (seq, count));
-    }
-
-    fn failed(&self, kind: Kind, key: ObjKey) -> u32 {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = f.entry((kind, key)).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    }
-
-    fn succeeded(&self, kind: Kind, key: &ObjKey) {
-        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        f.remove(&(kind, key.clone()));
-    }
 }
 
 /// The retry delay after `n` consecutive failures: 1 s doubling up to 2 minutes.
@@ -386,7 +212,7 @@ pub async fn run(
             credential_kicks,
         });
     }
-    let ctx = Arc::new(Context {
+    let ctx = Arc::new(Context::new(Parts {
         client: client.clone(),
         nats,
         metrics,
@@ -395,9 +221,7 @@ pub async fn run(
         stores,
         kicks,
         recorder: Recorder::new(client.clone(), reporter),
-        failures: Mutex::default(),
-        counts: Mutex::default(),
-    });
+    }));
     let mut controllers = Vec::new();
     for scope in scopes {
         controllers.push(bucket_controller(
@@ -563,4 +387,84 @@ fn notify<T>(hub: &Arc<Hub>) -> impl Fn(&T) + Send + 'static {
 /// Makes a [`Shutdown`] from any future.
 pub fn shutdown_on(f: impl Future<Output = ()> + Send + 'static) -> Shutdown {
     f.boxed().shared()
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+    use jets3_nats::names::object_store_stream;
+    use serde_json::json;
+
+    use super::*;
+    use crate::fixtures;
+    use crate::model::bucket_config::Desired;
+
+    const BUCKET: &str = "/apis/jets3.io/v1alpha1/namespaces/team-a/s3buckets/media";
+
+    /// The first reconcile of an S3Bucket only adds the finalizer (the change brings the
+    /// next reconcile): nothing is made in NATS before the finalizer is on.
+    #[tokio::test]
+    async fn a_new_bucket_gets_the_finalizer_first() {
+        let (ctx, mut api, nats) = fixtures::context().await;
+        fixtures::built(&ctx);
+        let b = fixtures::bucket("media", json!({}));
+        let stored = b.clone();
+        let reconcile = reconcile_bucket(Arc::new(b), ctx.clone());
+        let server = async move {
+            api.expect(Method::PATCH, BUCKET, 200, |_| {
+                let mut v = serde_json::to_value(&stored).unwrap();
+                v["metadata"]["finalizers"] = json!([bucket::FINALIZER]);
+                v
+            })
+            .await
+        };
+        let (action, patch) = tokio::join!(reconcile, server);
+        assert_eq!(action.unwrap(), Action::await_change());
+        let ops = patch.body.as_array().expect("a JSON patch").clone();
+        assert!(
+            ops.iter().any(|op| op["op"] == "add"
+                && op["path"] == "/metadata/finalizers"
+                && op["value"] == json!([bucket::FINALIZER])),
+            "{ops:?}"
+        );
+        assert!(nats.bucket("media").await.is_none());
+    }
+
+    /// Deleting an S3Bucket with deletionPolicy Delete: the cleanup deletes the NATS bucket,
+    /// tells so in an Event, and only then is the finalizer removed.
+    #[tokio::test]
+    async fn deletion_removes_the_nats_bucket_then_the_finalizer() {
+        let (ctx, mut api, nats) = fixtures::context().await;
+        fixtures::built(&ctx);
+        let mut b = fixtures::bucket("media", json!({"deletionPolicy": "Delete"}));
+        // Made by an earlier reconcile: the stream records its S3Bucket.
+        let config = Desired::of(&b, 1).apply(object_store_stream("media"));
+        ctx.nats.create_bucket(config).await.unwrap();
+        b.metadata.finalizers = Some(vec![bucket::FINALIZER.to_string()]);
+        b.metadata.deletion_timestamp = Some(jets3_crds::k8s::Time(crate::status::now()));
+        b.status = Some(serde_json::from_value(json!({"natsBucket": "media"})).unwrap());
+        let stored = b.clone();
+        let reconcile = reconcile_bucket(Arc::new(b), ctx.clone());
+        let server = async move {
+            assert_eq!(api.event("team-a").await, "BucketDeleted");
+            api.expect(Method::PATCH, BUCKET, 200, |_| {
+                let mut v = serde_json::to_value(&stored).unwrap();
+                v["metadata"]["finalizers"] = json!([]);
+                v
+            })
+            .await
+        };
+        let (action, patch) = tokio::join!(reconcile, server);
+        assert_eq!(action.unwrap(), Action::await_change());
+        let ops = patch.body.as_array().expect("a JSON patch").clone();
+        assert!(
+            ops.iter()
+                .any(|op| op["op"] == "remove" && op["path"] == "/metadata/finalizers/0"),
+            "{ops:?}"
+        );
+        assert!(
+            nats.bucket("media").await.is_none(),
+            "the NATS bucket is gone"
+        );
+    }
 }

@@ -14,8 +14,8 @@ use std::sync::{Arc, RwLock};
 use jets3_crds::GatewayConfig;
 use tokio::sync::{watch, Notify};
 
-use crate::claims::ObjKey;
-use crate::gateway_config::{BucketView, Build, CredentialView, Part};
+use crate::model::gateway_config::{BucketView, Build, CredentialView, Part};
+use crate::model::key::ObjKey;
 
 /// A published gateway config.
 #[derive(Debug, Clone, PartialEq)]
@@ -333,6 +333,7 @@ fn serving(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::reasons;
 
     fn build(parts: &[(&str, Part)]) -> Build {
         Build {
@@ -420,7 +421,7 @@ mod tests {
 
         // A part left out, and a resource gone, are changes too.
         let out = Part::Excluded {
-            reason: "NameConflict",
+            reason: reasons::NAME_CONFLICT,
             message: "taken".into(),
         };
         let mut changed = hub.install(build(&[("a", out)]), 4, published(4));
@@ -432,7 +433,7 @@ mod tests {
         assert!(matches!(
             hub.bucket(&a).1,
             Serving::Excluded {
-                reason: "NameConflict",
+                reason: reasons::NAME_CONFLICT,
                 ..
             }
         ));

@@ -1,29 +1,33 @@
 //! jets3-operator: the Kubernetes control plane of jets3.
 //!
-//! It reconciles `S3Bucket`s into NATS JetStream object-store buckets ([`bucket`]) and
-//! `S3Credential`s into access key pairs in Secrets for apps ([`credential`]), and builds from
-//! all of them the one validated `GatewayConfig` the gateways serve ([`gateway_config`],
-//! published by [`publish`]). The shape is kube-rs's example controller: a thin reconcile per
-//! kind ([`controller`]), the logic as methods on the resource, status by server-side apply
-//! with one field manager ([`status`]), Events for what a person must see, and one error type
-//! whose variants label the failure metric.
+//! It reconciles `S3Bucket`s into NATS JetStream object-store buckets
+//! ([`reconcile::bucket`]) and `S3Credential`s into access key pairs in Secrets for apps
+//! ([`reconcile::credential`]), and builds from all of them the one validated `GatewayConfig`
+//! the gateways serve ([`model::gateway_config`], published by [`publish`] and [`push`]). The
+//! shape is kube-rs's example controller: a thin reconcile per kind ([`controller`]) around one
+//! shared [`context::Context`], the logic as methods on the resource, what it decides computed
+//! in the pure [`model`], status by server-side apply with one field manager ([`status`]),
+//! Events for what a person must see, and one error type whose variants label the failure
+//! metric.
+//!
+//! Layers, each importing only those below it: `main`/`cli` → [`controller`] →
+//! [`reconcile`], [`publish`], [`push`] → [`context`] → [`status`], [`hub`], [`nats`],
+//! [`metrics`] → [`model`].
 
 pub mod admin;
-pub mod bucket;
-pub mod bucket_config;
-pub mod claims;
 pub mod cli;
+pub mod context;
 pub mod controller;
-pub mod credential;
-pub mod gateway_config;
+#[cfg(test)]
+mod fixtures;
 pub mod hub;
-pub mod jwt_keys;
 pub mod leader;
 pub mod metrics;
+pub mod model;
 pub mod nats;
 pub mod publish;
 pub mod push;
-pub mod secrets;
+pub mod reconcile;
 pub mod status;
 
 /// The field manager of every write the operator makes (status, Secrets, state ConfigMap).

@@ -11,11 +11,12 @@ use futures::FutureExt;
 use jets3_crds::AuditSettings;
 use jets3_operator::admin::{self, Admin};
 use jets3_operator::cli::{Cli, LogFormat};
-use jets3_operator::controller::{self, Settings};
-use jets3_operator::gateway_config::GatewayWide;
+use jets3_operator::context::Settings;
+use jets3_operator::controller;
 use jets3_operator::hub::Hub;
 use jets3_operator::leader::{Elector, LeaseSettings};
 use jets3_operator::metrics::Metrics;
+use jets3_operator::model::gateway_config::GatewayWide;
 use jets3_operator::nats::Nats;
 use jets3_operator::{Error, Result};
 use tokio::signal::unix::{signal, SignalKind};
@@ -91,7 +92,7 @@ async fn run(cli: Cli) -> Result<()> {
     tokio::spawn(debug);
     controller::check_crds(&client, &cli.watch_namespaces).await?;
 
-    let nats = Nats::connect(&cli.nats_options()).await?;
+    let nats = Nats::connect(&cli.nats.settings()).await?;
     tokio::spawn({
         let (nats, metrics) = (nats.clone(), metrics.clone());
         async move {

@@ -1,44 +1,25 @@
 //! The operator's NATS side: the connection (servers and auth from flags) and the JetStream
 //! calls on object-store buckets (create, inspect, update, delete, count objects).
 //!
-//! An object-store bucket `B` is the stream `OBJ_B` with the layout async-nats and the NATS CLI
-//! create (chunks on `$O.B.C.>`, metadata on `$O.B.M.>`, rollup, direct get, discard new).
-//! The operator creates that stream itself, because the object-store create call cannot set
-//! stream metadata, where the operator records which S3Bucket owns the bucket.
+//! An object-store bucket is a stream laid out as async-nats and the NATS CLI create it
+//! ([`jets3_nats::names::object_store_stream`]). The operator creates that stream itself,
+//! because the object-store create call cannot set stream metadata, where the operator
+//! records which S3Bucket owns the bucket.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{
     CreateStreamError, CreateStreamErrorKind, GetStreamErrorKind,
 };
-use async_nats::jetstream::stream::{self, Compression, DiscardPolicy};
+use async_nats::jetstream::stream;
 use async_nats::jetstream::{self, Context, ErrorCode};
-use async_nats::{Client, ConnectOptions};
+use async_nats::Client;
 use futures::StreamExt;
+use jets3_nats::names::stream_name;
+use jets3_nats::NatsSettings;
 use tokio::sync::broadcast;
 
 use crate::Error;
-
-/// How to reach NATS: servers and one way to authenticate, plus TLS.
-#[derive(Debug, Clone, Default)]
-pub struct NatsOptions {
-    pub servers: Vec<String>,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub token: Option<String>,
-    pub nkey_seed: Option<String>,
-    pub creds_file: Option<PathBuf>,
-    pub tls_ca_file: Option<PathBuf>,
-    pub tls_cert_file: Option<PathBuf>,
-    pub tls_key_file: Option<PathBuf>,
-    pub tls_required: bool,
-}
-
-/// The stream name of an object-store bucket.
-pub fn stream_name(bucket: &str) -> String {
-    format!("OBJ_{bucket}")
-}
 
 /// The JetStream connection, shared by every reconcile.
 #[derive(Clone)]
@@ -51,18 +32,12 @@ pub struct Nats {
 impl Nats {
     /// Connects, retrying forever in the background when NATS is not up yet (the operator
     /// reports NATS problems on the resources' conditions rather than refusing to start).
-    pub async fn connect(opts: &NatsOptions) -> Result<Nats, Error> {
+    pub async fn connect(settings: &NatsSettings) -> Result<Nats, Error> {
         let (reconnects, _) = broadcast::channel(4);
         let notify = reconnects.clone();
-        let mut co = ConnectOptions::new()
-            .name("jets3-operator")
-            .retry_on_initial_connect()
-            .max_reconnects(None)
+        let options = jets3_nats::options("jets3-operator")
             .request_timeout(Some(Duration::from_secs(10)))
             .connection_timeout(Duration::from_secs(3))
-            .reconnect_delay_callback(|attempts| {
-                Duration::from_millis((100 * 2u64.pow(attempts.min(5) as u32)).min(2000))
-            })
             .event_callback(move |event| {
                 let notify = notify.clone();
                 async move {
@@ -76,41 +51,7 @@ impl Nats {
                     }
                 }
             });
-        if let (Some(u), Some(p)) = (&opts.user, &opts.password) {
-            co = co.user_and_password(u.clone(), p.clone());
-        }
-        if let Some(t) = &opts.token {
-            co = co.token(t.clone());
-        }
-        if let Some(seed) = &opts.nkey_seed {
-            co = co.nkey(seed.clone());
-        }
-        if let Some(path) = &opts.creds_file {
-            co = co
-                .credentials_file(path)
-                .await
-                .map_err(|e| Error::Nats(format!("{}: {e}", path.display())))?;
-        }
-        if let Some(ca) = &opts.tls_ca_file {
-            co = co.add_root_certificates(ca.clone());
-        }
-        if let (Some(cert), Some(key)) = (&opts.tls_cert_file, &opts.tls_key_file) {
-            co = co.add_client_certificate(cert.clone(), key.clone());
-        }
-        if opts.tls_required {
-            co = co.require_tls(true);
-        }
-        let servers: Vec<async_nats::ServerAddr> = opts
-            .servers
-            .iter()
-            .map(|s| s.parse())
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::Nats(format!("bad NATS server URL: {e}")))?;
-        if servers.is_empty() {
-            return Err(Error::Nats("no NATS server given (--nats-url)".into()));
-        }
-        let client = co
-            .connect(servers)
+        let client = jets3_nats::connect(settings, options)
             .await
             .map_err(|e| Error::Nats(e.to_string()))?;
         let js = jetstream::new(client.clone());
@@ -169,7 +110,8 @@ impl Nats {
         }
     }
 
-    /// Creates the bucket's stream with `config` (see [`object_store_stream`]).
+    /// Creates the bucket's stream with `config` (see
+    /// [`jets3_nats::names::object_store_stream`]).
     pub async fn create_bucket(&self, config: stream::Config) -> Result<stream::Info, Error> {
         self.check_connected()?;
         let mut s = self
@@ -224,20 +166,5 @@ fn refused_or_down(e: CreateStreamError) -> Error {
     match e.kind() {
         CreateStreamErrorKind::JetStream(j) => Error::NatsRefused(j.to_string()),
         _ => Error::Nats(e.to_string()),
-    }
-}
-
-/// The stream config of a new object-store bucket `bucket`, laid out exactly as
-/// async-nats's `create_object_store` does; the bucket's settings are applied on top with
-/// [`crate::bucket_config::Desired::apply`].
-pub fn object_store_stream(bucket: &str) -> stream::Config {
-    stream::Config {
-        name: stream_name(bucket),
-        subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
-        discard: DiscardPolicy::New,
-        allow_rollup: true,
-        allow_direct: true,
-        compression: Some(Compression::None),
-        ..Default::default()
     }
 }

@@ -26,10 +26,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 
-use crate::controller::Context;
-use crate::gateway_config::{build, Inputs, Part};
+use crate::context::Context;
 use crate::hub::Published;
-use crate::secrets::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::model::gateway_config::{build, Inputs, Part};
+use crate::model::secrets::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::Result;
 
 /// How long the publisher waits after a change for more changes to arrive.
@@ -243,7 +243,7 @@ async fn wait_for_change(ctx: &Context, next_expiry: Option<Timestamp>) {
 
 fn record_metrics(
     ctx: &Context,
-    built: &crate::gateway_config::Build,
+    built: &crate::model::gateway_config::Build,
     buckets: usize,
     credentials: usize,
 ) {

@@ -11,10 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::hub::Serving;
+use crate::model::reasons;
 use crate::Result;
-
-/// Reason of a True condition.
-pub const REASON_OK: &str = "Ok";
 
 /// The time now in whole seconds, which is what Kubernetes keeps of a time: a status
 /// written with it reads back equal, so an unchanged status is never written again.
@@ -53,24 +51,24 @@ pub fn served(serving: &Serving, generation: Option<i64>, old: &[Condition]) -> 
     let (ok, reason, message) = match serving {
         Serving::Served { generation } => (
             true,
-            "Served",
+            reasons::SERVED,
             format!("the gateways serve it (gateway config generation {generation})"),
         ),
         Serving::Delivering { generation } => (
             false,
-            "Delivering",
+            reasons::DELIVERING,
             format!("in gateway config generation {generation}, not yet delivered to every gateway"),
         ),
         Serving::AwaitingPush { generation } => (
             false,
-            "AwaitingPush",
+            reasons::AWAITING_PUSH,
             format!(
                 "in gateway config generation {generation}, but nothing delivers the config to gateways (no config push or config file is set up)"
             ),
         ),
         Serving::NoGateways { generation } => (
             false,
-            "NoGateways",
+            reasons::NO_GATEWAYS,
             format!(
                 "in gateway config generation {generation}, but the config push finds no gateway pod (--gateway-selector in --gateway-namespace)"
             ),
@@ -78,7 +76,7 @@ pub fn served(serving: &Serving, generation: Option<i64>, old: &[Condition]) -> 
         Serving::Excluded { reason, message } => (false, *reason, message.clone()),
         Serving::Unknown => (
             false,
-            "Pending",
+            reasons::PENDING,
             "the gateway config has not been built yet".to_string(),
         ),
     };
@@ -97,7 +95,7 @@ pub fn ready(
         None => condition(
             conditions::READY,
             true,
-            REASON_OK,
+            reasons::OK,
             ok_message,
             generation,
             old,

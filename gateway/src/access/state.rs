@@ -111,7 +111,7 @@ impl Cache {
                 .as_str()
                 .rsplit('.')
                 .next()
-                .and_then(|s| s.strip_prefix("OBJ_"))
+                .and_then(jets3_nats::names::bucket_of_stream)
             {
                 self.forget(nats);
             }

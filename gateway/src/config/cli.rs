@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use jets3_nats::NatsFlags;
 
 use crate::config::settings::{
     ListenerTls, PushSettings, ServerSettings, DEFAULT_PUSH_AUDIENCE, DEFAULT_PUSH_ISSUER,
@@ -19,7 +20,11 @@ pub enum LogFormat {
 
 /// jets3-gateway: S3 on NATS JetStream Object Store.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    mut_arg("nats_url", |a| a.help("NATS server URLs (comma-separated); overrides `server.nats.servers`"))
+)]
 pub struct Cli {
     /// Config file (YAML): `server:` settings plus buckets, credentials and limits.
     /// Reloaded on SIGHUP and when the file changes. Without it (Kubernetes mode,
@@ -32,27 +37,8 @@ pub struct Cli {
     /// Admin listen address (/healthz, /readyz, /metrics); overrides `server.adminListen`.
     #[arg(long, env = "JETS3_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
-    /// NATS server URLs (comma-separated); overrides `server.nats.servers`.
-    #[arg(long, env = "JETS3_NATS_URL", value_delimiter = ',')]
-    pub nats_url: Vec<String>,
-    #[arg(long, env = "JETS3_NATS_USER")]
-    pub nats_user: Option<String>,
-    #[arg(long, env = "JETS3_NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
-    #[arg(long, env = "JETS3_NATS_TOKEN", hide_env_values = true)]
-    pub nats_token: Option<String>,
-    #[arg(long, env = "JETS3_NATS_NKEY_SEED", hide_env_values = true)]
-    pub nats_nkey_seed: Option<String>,
-    #[arg(long, env = "JETS3_NATS_CREDS")]
-    pub nats_creds: Option<PathBuf>,
-    #[arg(long, env = "JETS3_NATS_TLS_CA")]
-    pub nats_tls_ca: Option<PathBuf>,
-    #[arg(long, env = "JETS3_NATS_TLS_CERT")]
-    pub nats_tls_cert: Option<PathBuf>,
-    #[arg(long, env = "JETS3_NATS_TLS_KEY")]
-    pub nats_tls_key: Option<PathBuf>,
-    #[arg(long, env = "JETS3_NATS_TLS_REQUIRED")]
-    pub nats_tls_required: bool,
+    #[command(flatten)]
+    pub nats: NatsFlags,
     /// Config push listener (Kubernetes mode), e.g. `0.0.0.0:9443`; overrides `server.push.listen`.
     #[arg(long, env = "JETS3_PUSH_LISTEN")]
     pub push_listen: Option<SocketAddr>,
@@ -169,31 +155,7 @@ impl Cli {
         if self.admin_listen.is_some() {
             s.admin_listen = self.admin_listen;
         }
-        if !self.nats_url.is_empty() {
-            s.nats.servers = self.nats_url.clone();
-        }
-        let n = &mut s.nats;
-        for (dst, src) in [
-            (&mut n.user, &self.nats_user),
-            (&mut n.password, &self.nats_password),
-            (&mut n.token, &self.nats_token),
-            (&mut n.nkey_seed, &self.nats_nkey_seed),
-        ] {
-            if src.is_some() {
-                dst.clone_from(src);
-            }
-        }
-        for (dst, src) in [
-            (&mut n.creds_file, &self.nats_creds),
-            (&mut n.tls_ca_file, &self.nats_tls_ca),
-            (&mut n.tls_cert_file, &self.nats_tls_cert),
-            (&mut n.tls_key_file, &self.nats_tls_key),
-        ] {
-            if src.is_some() {
-                dst.clone_from(src);
-            }
-        }
-        n.tls_required |= self.nats_tls_required;
+        self.nats.apply(&mut s.nats);
         if let Some(g) = self.shutdown_grace_seconds {
             s.shutdown_grace_seconds = g;
         }

@@ -3,31 +3,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use jets3_nats::NatsSettings;
+
 use jets3_crds::GatewayConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-
-/// How the gateway reaches NATS.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct NatsSettings {
-    /// Server URLs, e.g. `nats://127.0.0.1:4222`.
-    pub servers: Vec<String>,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub token: Option<String>,
-    /// An nkey seed (`SU...`).
-    pub nkey_seed: Option<String>,
-    /// A `.creds` file (JWT + nkey seed).
-    pub creds_file: Option<PathBuf>,
-    /// TLS: CA to trust, and a client certificate for mutual TLS.
-    pub tls_ca_file: Option<PathBuf>,
-    pub tls_cert_file: Option<PathBuf>,
-    pub tls_key_file: Option<PathBuf>,
-    /// Require TLS even if the URL says `nats://`.
-    pub tls_required: bool,
-}
 
 /// Listener and connection settings: fixed for the life of the process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,9 @@ use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use futures::StreamExt;
 
-use super::{stream_name, NatsError, Store};
+use jets3_nats::names::{meta_prefix, stream_name};
+
+use super::{NatsError, Store};
 
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +34,7 @@ impl Store {
     pub async fn changes(&self, nats: &str) -> Result<Changes, NatsError> {
         let client = &self.inner.client;
         let other = |e: &dyn std::fmt::Display| NatsError::Other(e.to_string());
-        let prefix = format!("$O.{nats}.M.");
+        let prefix = meta_prefix(nats);
         let meta = client
             .subscribe(format!("{prefix}>"))
             .await

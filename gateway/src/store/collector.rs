@@ -33,7 +33,9 @@ use super::meta::{chunk_subject, meta_subject, valid_nuid, Record};
 use super::scan;
 use super::uploads::{PartInfo, UploadInfo};
 use super::versions::{key_versions_filter, versions_filter};
-use super::{purge_subject, stream_name, NatsError, Store};
+use jets3_nats::names::{self, stream_name};
+
+use super::{purge_subject, NatsError, Store};
 use crate::config::settings::CollectorSettings;
 
 /// Retired versions purged at once. Each purge is a few JetStream round trips (two of them
@@ -213,8 +215,8 @@ impl Collector {
     async fn retire_records(&self) -> Result<Vec<RetireRecord>, NatsError> {
         let now = self.gc_clock().await?;
         let (js, client) = (&self.store.inner.js, &self.store.inner.client);
-        let prefix = format!("$KV.{GC_KV}.");
-        let stream = format!("KV_{GC_KV}");
+        let prefix = names::kv_prefix(GC_KV);
+        let stream = names::kv_stream(GC_KV);
         let mut out = Vec::new();
         let msgs = scan::last_messages(js, client, &stream, &format!("{prefix}>")).await?;
         for m in msgs {
@@ -403,7 +405,7 @@ impl Collector {
             .has_history();
         let mut referenced: HashSet<String> = HashSet::new();
         let mut old_tombstones = Vec::new();
-        let mut filters = vec![format!("$O.{nats}.M.>")];
+        let mut filters = vec![names::meta_filter(nats)];
         if history {
             filters.push(versions_filter(nats));
         }
@@ -438,9 +440,9 @@ impl Collector {
             .get_stream_no_info(&stream)
             .await
             .map_err(NatsError::other)?;
-        let prefix = format!("$O.{nats}.C.");
+        let prefix = names::chunk_prefix(nats);
         let mut subjects = js_stream
-            .info_with_subjects(format!("{prefix}>"))
+            .info_with_subjects(names::chunk_filter(nats))
             .await
             .map_err(NatsError::other)?;
         let mut candidates = Vec::new();

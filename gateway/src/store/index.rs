@@ -14,6 +14,7 @@ use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use async_nats::jetstream::Context;
 use async_nats::Client;
 use futures::StreamExt;
+use jets3_nats::names;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -240,7 +241,7 @@ impl Index {
             .get_stream_no_info(stream)
             .await
             .map_err(NatsError::other)?;
-        let mut filters = vec![format!("$O.{bucket}.M.>")];
+        let mut filters = vec![names::meta_filter(bucket)];
         if history {
             filters.push(versions_filter(bucket));
         }
@@ -263,7 +264,7 @@ impl Index {
             history,
         });
         let weak = Arc::downgrade(&index);
-        let prefixes = (format!("$O.{bucket}.M."), format!("$O.{bucket}.V."));
+        let prefixes = (names::meta_prefix(bucket), names::version_prefix(bucket));
         tokio::spawn(async move {
             while let Some(msg) = messages.next().await {
                 let Some(index) = weak.upgrade() else { return };
@@ -354,7 +355,7 @@ impl Index {
         stream: &str,
         bucket: &str,
     ) -> Result<(), NatsError> {
-        let mut filters = vec![format!("$O.{bucket}.M.>")];
+        let mut filters = vec![names::meta_filter(bucket)];
         if self.history {
             filters.push(versions_filter(bucket));
         }

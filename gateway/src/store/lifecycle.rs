@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{kv, Context};
 use async_nats::Client;
+use jets3_nats::names;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
@@ -178,7 +179,7 @@ impl Lifecycle {
         }
         self.gc().await?;
         let payload = serde_json::to_vec(&record).map_err(|e| NatsError::Other(e.to_string()))?;
-        let subject = format!("$KV.{GC_KV}.{bucket}.{nuid}");
+        let subject = names::kv_subject(GC_KV, &format!("{bucket}.{nuid}"));
         let result = async {
             self.js
                 .publish(subject, payload.into())
@@ -222,8 +223,8 @@ impl Lifecycle {
         self.reads().await?;
         let msg = last_for_subject(
             &self.client,
-            &format!("KV_{READS_KV}"),
-            &format!("$KV.{READS_KV}.{bucket}.{nuid}.*"),
+            &names::kv_stream(READS_KV),
+            &names::kv_subject(READS_KV, &format!("{bucket}.{nuid}.*")),
         )
         .await?;
         Ok(msg.is_some_and(|m| !matches!(m.header("KV-Operation"), Some("DEL") | Some("PURGE"))))

@@ -639,14 +639,11 @@ pub fn token_key(token: &str) -> Option<String> {
     String::from_utf8(raw).ok()
 }
 
+pub use jets3_nats::names::chunk_subject;
+
 /// The metadata subject of an object.
 pub fn meta_subject(bucket: &str, key: &str) -> String {
-    format!("$O.{bucket}.M.{}", key_token(key))
-}
-
-/// The chunk subject of an object version.
-pub fn chunk_subject(bucket: &str, nuid: &str) -> String {
-    format!("$O.{bucket}.C.{nuid}")
+    jets3_nats::names::meta_subject(bucket, &key_token(key))
 }
 
 /// The `digest` field for a SHA-256.

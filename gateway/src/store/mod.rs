@@ -62,8 +62,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream::StorageType, Context};
-use async_nats::{Client, ConnectOptions};
+use async_nats::Client;
 use futures::StreamExt;
+use jets3_nats::names::{self, stream_name};
 use time::OffsetDateTime;
 
 use crate::config::settings::{CollectorSettings, NatsSettings};
@@ -251,11 +252,6 @@ struct Inner {
 /// bucket).
 pub type WriteHook = Box<dyn Fn(&str, Option<&str>) + Send + Sync>;
 
-/// Object-store streams are named `OBJ_<bucket>`.
-fn stream_name(bucket: &str) -> String {
-    format!("OBJ_{bucket}")
-}
-
 fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
     matches!(
         e.kind(),
@@ -274,18 +270,12 @@ impl Store {
         let interruptions = Arc::new(AtomicU64::new(0));
         let counter = connects.clone();
         let gaps = interruptions.clone();
-        let mut opts = ConnectOptions::new()
-            .name("jets3-gateway")
-            .retry_on_initial_connect()
-            .max_reconnects(None)
+        let options = jets3_nats::options("jets3-gateway")
             .request_timeout(Some(Duration::from_secs(5)))
             // A frozen or partitioned server keeps its socket open: PINGs find it in
             // seconds (two missed), and the client moves to another server of the cluster.
             .ping_interval(Duration::from_secs(2))
             .connection_timeout(Duration::from_secs(2))
-            .reconnect_delay_callback(|attempts| {
-                Duration::from_millis((100 * 2u64.pow(attempts.min(5) as u32)).min(2000))
-            })
             .event_callback(move |event| {
                 let counter = counter.clone();
                 let gaps = gaps.clone();
@@ -307,41 +297,7 @@ impl Store {
                     }
                 }
             });
-        if let (Some(u), Some(p)) = (&settings.user, &settings.password) {
-            opts = opts.user_and_password(u.clone(), p.clone());
-        }
-        if let Some(t) = &settings.token {
-            opts = opts.token(t.clone());
-        }
-        if let Some(seed) = &settings.nkey_seed {
-            opts = opts.nkey(seed.clone());
-        }
-        if let Some(path) = &settings.creds_file {
-            opts = opts
-                .credentials_file(path)
-                .await
-                .map_err(|e| crate::Error::Nats(format!("{}: {e}", path.display())))?;
-        }
-        if let Some(ca) = &settings.tls_ca_file {
-            opts = opts.add_root_certificates(ca.clone());
-        }
-        if let (Some(cert), Some(key)) = (&settings.tls_cert_file, &settings.tls_key_file) {
-            opts = opts.add_client_certificate(cert.clone(), key.clone());
-        }
-        if settings.tls_required {
-            opts = opts.require_tls(true);
-        }
-        let servers: Vec<async_nats::ServerAddr> = settings
-            .servers
-            .iter()
-            .map(|s| s.parse())
-            .collect::<Result<_, _>>()
-            .map_err(|e| crate::Error::Nats(format!("bad server url: {e}")))?;
-        if servers.is_empty() {
-            return Err(crate::Error::Nats("no NATS servers configured".into()));
-        }
-        let client = opts
-            .connect(servers)
+        let client = jets3_nats::connect(settings, options)
             .await
             .map_err(|e| crate::Error::Nats(e.to_string()))?;
         // Acks of chunk publishes: long enough for a busy server, short enough that a
@@ -429,7 +385,7 @@ impl Store {
         let mut out = Vec::new();
         while let Some(info) = streams.next().await {
             let info = info.map_err(|e| NatsError::Other(e.to_string()).on(""))?;
-            if let Some(nats) = info.config.name.strip_prefix("OBJ_") {
+            if let Some(nats) = names::bucket_of_stream(&info.config.name) {
                 out.push(BucketInfo {
                     nats: nats.to_string(),
                     created: info.created,
@@ -481,21 +437,16 @@ impl Store {
             return Ok(false);
         }
         let config = jetstream::stream::Config {
-            name: stream_name(nats),
-            subjects: vec![format!("$O.{nats}.C.>"), format!("$O.{nats}.M.>")],
             storage: if opts.memory {
                 StorageType::Memory
             } else {
                 StorageType::File
             },
             num_replicas: opts.replicas,
-            discard: jetstream::stream::DiscardPolicy::New,
-            allow_rollup: true,
-            allow_direct: true,
             metadata: owner
                 .map(|o| HashMap::from([(OWNER_KEY.to_string(), o.to_string())]))
                 .unwrap_or_default(),
-            ..Default::default()
+            ..names::object_store_stream(nats)
         };
         match self.inner.js.create_stream(config).await {
             Ok(_) => Ok(true),
@@ -649,8 +600,8 @@ impl Store {
         self.uploads().await?;
         purge_subject(
             &self.inner.js,
-            &format!("KV_{}", uploads::UPLOADS_KV),
-            format!("$KV.{}.{nats}.>", uploads::UPLOADS_KV),
+            &names::kv_stream(uploads::UPLOADS_KV),
+            names::kv_subject(uploads::UPLOADS_KV, &format!("{nats}.>")),
         )
         .await
         .map_err(|e| e.on(nats))
@@ -810,7 +761,7 @@ impl Store {
 /// Removes one key of a KV bucket jets3 uses internally, leaving no purge marker behind
 /// (those would pile up: one per retired version, one per finished upload).
 async fn forget_key(js: &Context, kv: &str, key: &str) -> Result<(), NatsError> {
-    purge_subject(js, &format!("KV_{kv}"), format!("$KV.{kv}.{key}")).await
+    purge_subject(js, &names::kv_stream(kv), names::kv_subject(kv, key)).await
 }
 
 /// Purges the messages of one subject.

@@ -215,7 +215,7 @@ impl Bucket {
         Bucket {
             store,
             nats: nats.to_string(),
-            stream: super::stream_name(nats),
+            stream: jets3_nats::names::stream_name(nats),
             declared: None,
         }
     }

@@ -8,6 +8,7 @@
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use jets3_nats::names;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
@@ -143,8 +144,8 @@ impl Store {
     /// Latest values of KV keys matching `filter` (below the bucket's prefix), skipping deletes.
     pub(super) async fn kv_scan(&self, filter: &str) -> StoreResult<Vec<(String, Bytes)>> {
         self.uploads().await?;
-        let stream = format!("KV_{UPLOADS_KV}");
-        let subject = format!("$KV.{UPLOADS_KV}.{filter}");
+        let stream = names::kv_stream(UPLOADS_KV);
+        let subject = names::kv_subject(UPLOADS_KV, filter);
         let msgs =
             super::scan::last_messages(&self.inner.js, &self.inner.client, &stream, &subject)
                 .await
@@ -156,7 +157,7 @@ impl Store {
             }
             let key = msg
                 .subject
-                .strip_prefix(&format!("$KV.{UPLOADS_KV}."))
+                .strip_prefix(&names::kv_prefix(UPLOADS_KV))
                 .unwrap_or(&msg.subject)
                 .to_string();
             out.push((key, msg.payload));

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use jets3_nats::names;
 use time::OffsetDateTime;
 
 /// A bucket's versioning state.
@@ -66,22 +67,25 @@ pub const STATE_TTL: Duration = Duration::from_secs(2);
 
 /// The V subject filter of one key (all its noncurrent versions).
 pub fn key_versions_filter(bucket: &str, key: &str) -> String {
-    format!("$O.{bucket}.V.{}.*", super::meta::key_token(key))
+    format!(
+        "{}{}.*",
+        names::version_prefix(bucket),
+        super::meta::key_token(key)
+    )
 }
 
 /// The V subject of one version (`None`: the null version).
 pub fn version_subject(bucket: &str, key: &str, version: Option<&str>) -> String {
     format!(
-        "$O.{bucket}.V.{}.{}",
+        "{}{}.{}",
+        names::version_prefix(bucket),
         super::meta::key_token(key),
         version.unwrap_or("null")
     )
 }
 
 /// The V subjects of a bucket.
-pub fn versions_filter(bucket: &str) -> String {
-    format!("$O.{bucket}.V.>")
-}
+pub use jets3_nats::names::version_filter as versions_filter;
 
 /// A stamp newer than `previous` and no older than now.
 pub fn next_stamp(previous: Option<u64>) -> u64 {

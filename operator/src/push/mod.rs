@@ -12,36 +12,12 @@ pub mod sync;
 mod watched;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use tokio::sync::watch;
 
-use crate::controller::Context;
-use client::PushClient;
-
-/// Where the gateways are and how to reach them.
-#[derive(Clone)]
-pub struct PushSettings {
-    pub client: Arc<PushClient>,
-    /// Label selector of the gateway pods.
-    pub selector: String,
-    /// Namespace of the gateway pods.
-    pub namespace: String,
-    /// How often each pod is asked again what it holds.
-    pub check_interval: Duration,
-}
-
-impl std::fmt::Debug for PushSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PushSettings")
-            .field("selector", &self.selector)
-            .field("namespace", &self.namespace)
-            .field("check_interval", &self.check_interval)
-            .finish()
-    }
-}
+use crate::context::{Context, PushSettings};
 
 /// Pushes configs to the gateway pods until the task is dropped (the caller has declared the
 /// delivery on the hub before anything was built).

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::client::{Failure, Held, PushClient};
 use super::discovery::{Target, Targets};
-use crate::controller::Context;
+use crate::context::Context;
 use crate::hub::Published;
 
 /// First retry delay after a failure; doubled up to the check interval.

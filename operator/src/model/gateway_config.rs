@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use jets3_crds::k8s::{conditions, S3Bucket, S3Credential};
+use jets3_crds::k8s::{S3Bucket, S3Credential};
 use jets3_crds::{
     AuditSettings, BucketConfig, Credential, GatewayConfig, Grant, Limits, PublicAccessBlock,
 };
@@ -18,31 +18,11 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use crate::claims::{bucket_claims, in_claim_order, Conflict, NameClaims, ObjKey};
-use crate::jwt_keys::{self, KeyValues};
-use crate::secrets::{controlled_by, previous_secret_name, CurrentKey, PreviousKey};
-
-/// Reasons a part is left out of the config (the `Served` condition's reason).
-pub mod reasons {
-    /// The resource is being deleted.
-    pub const DELETING: &str = "Deleting";
-    /// `S3Bucket`: the NATS bucket is not (yet) provisioned for this S3Bucket.
-    pub const NOT_PROVISIONED: &str = "NotProvisioned";
-    /// `S3Credential`: its Secret with the key is not written yet.
-    pub const NO_KEY: &str = "NoKey";
-    /// `S3Bucket`: a Secret (or a key in it) that spec.jwt.keys names is missing.
-    pub const JWT_KEY_NOT_FOUND: &str = "JwtKeyNotFound";
-    /// The part breaks a rule of the gateway config's validation.
-    pub const INVALID_CONFIG: &str = "InvalidConfig";
-    /// `S3Credential`: another credential, created first, uses the same access key id.
-    pub const DUPLICATE_ACCESS_KEY: &str = "DuplicateAccessKey";
-    /// A grant names an S3Bucket that does not exist.
-    pub const BUCKET_NOT_FOUND: &str = "BucketNotFound";
-    /// A grant names an S3Bucket in another namespace that does not allow this one.
-    pub const GRANT_DENIED: &str = "GrantDenied";
-    /// A grant names an S3Bucket whose part is not in the config.
-    pub const BUCKET_NOT_SERVED: &str = "BucketNotServed";
-}
+use super::jwt_keys::{self, KeyValues};
+use super::key::ObjKey;
+use super::name_claims::{bucket_claims, in_claim_order, Conflict, NameClaims};
+use super::reasons;
+use super::secrets::{controlled_by, previous_secret_name, CurrentKey, PreviousKey};
 
 /// The config's gateway-wide settings, which no resource sets (operator flags).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -238,10 +218,7 @@ fn bucket_part(
         ));
     }
     if let Some(c) = conflict {
-        return Err(Part::excluded(
-            conditions::REASON_NAME_CONFLICT,
-            c.to_string(),
-        ));
+        return Err(Part::excluded(reasons::NAME_CONFLICT, c.to_string()));
     }
     let nats = b.nats_bucket_name();
     if b.status.as_ref().and_then(|s| s.nats_bucket.as_deref()) != Some(nats.as_str()) {
@@ -418,7 +395,7 @@ fn alone(buckets: Vec<BucketConfig>, credentials: Vec<Credential>) -> Result<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::{app_secret, previous_secret, AppSettings, KeyPair};
+    use crate::model::secrets::{app_secret, previous_secret, AppSettings, KeyPair};
     use jets3_crds::k8s::{S3BucketSpec, S3BucketStatus, S3CredentialSpec};
     use jets3_crds::{Access, Permission};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -584,7 +561,7 @@ mod tests {
             reasons::DELETING
         );
         let loser = &b.buckets[&ObjKey::new("b", "logs")];
-        assert_eq!(excluded(&loser.part).0, conditions::REASON_NAME_CONFLICT);
+        assert_eq!(excluded(&loser.part).0, reasons::NAME_CONFLICT);
         assert_eq!(
             loser.conflict.as_ref().unwrap().holder,
             ObjKey::new("a", "logs")

@@ -3,7 +3,7 @@
 //!
 //! The Secrets are the user's, so the operator holds no watch on their data: like the
 //! S3Credential keySource Secrets, they are watched by metadata only, and a change to one
-//! makes the S3Buckets naming it reconcile again, which [`read`]s the values they name into
+//! makes the S3Buckets naming it reconcile again, which reads the values they name into
 //! [`JwtSecrets`]. The config build then [`resolve`]s them into the bucket's keys; a missing
 //! Secret or key leaves only that bucket out (reason `JwtKeyNotFound`).
 
@@ -12,11 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use jets3_crds::k8s::S3Bucket;
 use jets3_crds::JwtKey;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 
-use crate::claims::ObjKey;
-use crate::Result;
+use super::key::ObjKey;
 
 /// The values an S3Bucket's JWT keys name, by (Secret name, key); absent ones are not in it.
 pub type KeyValues = BTreeMap<(String, String), Vec<u8>>;
@@ -58,36 +55,6 @@ pub fn secret_names(b: &S3Bucket) -> BTreeSet<String> {
         .collect()
 }
 
-/// Reads the values `b`'s JWT keys name from the Secrets in its namespace; `None` when it
-/// names none.
-pub async fn read(api: &Api<Secret>, b: &S3Bucket) -> Result<Option<KeyValues>> {
-    let names = secret_names(b);
-    if names.is_empty() {
-        return Ok(None);
-    }
-    let wanted: BTreeSet<(String, String)> = b
-        .spec
-        .jwt
-        .iter()
-        .flat_map(|j| &j.keys)
-        .filter_map(|k| k.source())
-        .map(|r| (r.name.clone(), r.key.clone()))
-        .collect();
-    let mut values = KeyValues::new();
-    for name in names {
-        let Some(secret) = api.get_opt(&name).await? else {
-            continue;
-        };
-        let data = secret.data.unwrap_or_default();
-        for (n, k) in wanted.iter().filter(|(n, _)| *n == name) {
-            if let Some(v) = data.get(k) {
-                values.insert((n.clone(), k.clone()), v.0.clone());
-            }
-        }
-    }
-    Ok(Some(values))
-}
-
 /// `b`'s JWT keys from the values read, or which Secret key is missing.
 pub fn resolve(b: &S3Bucket, values: Option<&KeyValues>) -> Result<Vec<JwtKey>, String> {
     let Some(jwt) = &b.spec.jwt else {
@@ -115,7 +82,7 @@ pub fn resolve(b: &S3Bucket, values: Option<&KeyValues>) -> Result<Vec<JwtKey>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bucket_config::tests::bucket;
+    use crate::model::bucket_config::tests::bucket;
 
     #[test]
     fn resolves_each_key_or_names_the_missing_one() {

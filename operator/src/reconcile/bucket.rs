@@ -15,6 +15,7 @@
 //!   says why; after `--delete-timeout` it gives up, leaves the NATS bucket in place (Warning
 //!   Event `BucketOrphaned`) and lets the S3Bucket go, so a namespace deletion never hangs.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_nats::jetstream::stream;
@@ -26,29 +27,17 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::Api;
 
-use crate::bucket_config::{owner_id, owner_of, Desired};
-use crate::claims::{bucket_claim, ObjKey};
-use crate::controller::Context;
-use crate::gateway_config::reasons::{INVALID_CONFIG, JWT_KEY_NOT_FOUND};
-use crate::jwt_keys;
-use crate::status::{self, condition, newly, REASON_OK};
+use crate::context::Context;
+use crate::model::bucket_config::{owner_id, owner_of, Desired};
+use crate::model::jwt_keys::{self, KeyValues};
+use crate::model::key::ObjKey;
+use crate::model::name_claims::bucket_claim;
+use crate::model::reasons::{self, INVALID_CONFIG, JWT_KEY_NOT_FOUND};
+use crate::status::{self, condition, newly};
 use crate::{Error, Result};
 
 /// The finalizer on every S3Bucket.
 pub const FINALIZER: &str = "jets3.io/bucket";
-
-/// Condition reasons of `BucketProvisioned` (and `Ready`).
-pub mod reasons {
-    pub const NATS_UNAVAILABLE: &str = "NatsUnavailable";
-    /// The NATS bucket was missing and is created again, empty (Warning, `DataLost`).
-    pub const BUCKET_RECREATED: &str = "BucketRecreated";
-    pub const STORAGE_MISMATCH: &str = "StorageMismatch";
-    pub const CREATE_REFUSED: &str = "CreateRefused";
-    pub const UPDATE_REFUSED: &str = "UpdateRefused";
-    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
-    /// `spec.adopt` names a NATS bucket another namespace's S3Bucket owns.
-    pub const ADOPTION_REFUSED: &str = "AdoptionRefused";
-}
 
 /// Whether `b` may adopt a NATS bucket whose owner record is `owner` (`<namespace>/<name>`):
 /// one owned in its own namespace, or any when `across` (the operator's
@@ -115,7 +104,7 @@ impl BucketExt for S3Bucket {
             let c = condition(
                 conditions::BUCKET_PROVISIONED,
                 false,
-                conditions::REASON_NAME_CONFLICT,
+                reasons::NAME_CONFLICT,
                 format!("{conflict}; the NATS bucket is left untouched"),
                 gen,
                 &old.conditions,
@@ -145,7 +134,7 @@ impl BucketExt for S3Bucket {
                     let c = condition(
                         conditions::BUCKET_PROVISIONED,
                         true,
-                        REASON_OK,
+                        reasons::OK,
                         format!(
                             "NATS bucket {:?} has the spec's configuration",
                             self.nats_bucket_name()
@@ -198,7 +187,7 @@ impl BucketExt for S3Bucket {
         // The JWT keys' Secrets, read before the Served view is taken: a change rebuilds the
         // config, whose new view kicks this bucket again.
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.namespace);
-        let values = jwt_keys::read(&secrets, self).await?;
+        let values = read_jwt_secrets(&secrets, self).await?;
         if ctx.stores.jwt_secrets.set(&key, values) {
             ctx.hub.input_changed();
         }
@@ -317,7 +306,7 @@ async fn provision(b: &S3Bucket, ctx: &Context) -> Result<Provisioned> {
     let desired = Desired::of(b, ctx.nats.cluster_size());
     let me = owner_id(b);
     let Some(info) = ctx.nats.bucket(&nats).await? else {
-        let config = desired.apply(crate::nats::object_store_stream(&nats));
+        let config = desired.apply(jets3_nats::names::object_store_stream(&nats));
         return match ctx.nats.create_bucket(config).await {
             Ok(info) => {
                 let again =
@@ -349,7 +338,7 @@ async fn provision(b: &S3Bucket, ctx: &Context) -> Result<Provisioned> {
                 None => "it was not created by jets3".to_string(),
             };
             return Ok(Provisioned::Refused {
-                reason: conditions::REASON_BUCKET_EXISTS,
+                reason: reasons::BUCKET_EXISTS,
                 message: format!(
                     "NATS bucket {nats:?} already exists and {whose}; it is left untouched. Set spec.adopt: true to take it over"
                 ),
@@ -464,10 +453,43 @@ async fn delete_nats_bucket(b: &S3Bucket, ctx: &Context) -> Result<String> {
     }
 }
 
+/// Reads the values `b`'s JWT keys name from the Secrets in its namespace; `None` when it
+/// names none.
+async fn read_jwt_secrets(api: &Api<Secret>, b: &S3Bucket) -> Result<Option<KeyValues>> {
+    let names = jwt_keys::secret_names(b);
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let wanted: BTreeSet<(String, String)> = b
+        .spec
+        .jwt
+        .iter()
+        .flat_map(|j| &j.keys)
+        .filter_map(|k| k.source())
+        .map(|r| (r.name.clone(), r.key.clone()))
+        .collect();
+    let mut values = KeyValues::new();
+    for name in names {
+        let Some(secret) = api.get_opt(&name).await? else {
+            continue;
+        };
+        let data = secret.data.unwrap_or_default();
+        for (n, k) in wanted.iter().filter(|(n, _)| *n == name) {
+            if let Some(v) = data.get(k) {
+                values.insert((n.clone(), k.clone()), v.0.clone());
+            }
+        }
+    }
+    Ok(Some(values))
+}
+
 #[cfg(test)]
 mod tests {
+    use http::Method;
+
     use super::*;
-    use crate::bucket_config::tests::bucket;
+    use crate::fixtures;
+    use crate::model::bucket_config::tests::bucket;
 
     #[test]
     fn adoption_stays_in_the_namespace_unless_the_operator_allows_more() {
@@ -480,5 +502,58 @@ mod tests {
         assert!(may_adopt(&b, "team-b/media", &["team-a".to_string()]));
         assert!(!may_adopt(&b, "team-b/media", &["team-b".to_string()]));
         assert!(may_adopt(&b, "team-b/media", &["*".to_string()]));
+    }
+
+    /// A new S3Bucket: the reconcile creates the NATS bucket's stream, tells so in an
+    /// Event, and writes a status that says it is provisioned but not served yet.
+    #[tokio::test]
+    async fn apply_creates_the_stream_and_writes_the_status() {
+        let (ctx, mut api, nats) = fixtures::context().await;
+        let b = fixtures::bucket("media", serde_json::json!({"maxBytes": 1000000}));
+        let stored = b.clone();
+        let reconcile = b.apply(&ctx);
+        let server = async move {
+            assert_eq!(api.event("team-a").await, "BucketCreated");
+            let status = "/apis/jets3.io/v1alpha1/namespaces/team-a/s3buckets/media/status";
+            let patch = api
+                .expect(Method::PATCH, status, 200, |c| {
+                    fixtures::with_status(&stored, &c.body)
+                })
+                .await;
+            assert!(
+                patch.query.contains("fieldManager=jets3-operator"),
+                "{}",
+                patch.query
+            );
+            patch.body
+        };
+        let (action, patch) = tokio::join!(reconcile, server);
+        assert_eq!(action.unwrap(), Action::requeue(ctx.settings.resync));
+
+        let stream = nats.bucket("media").await.expect("the stream is created");
+        assert_eq!(stream.config.subjects, ["$O.media.C.>", "$O.media.M.>"]);
+        assert_eq!(stream.config.max_bytes, 1000000);
+        let status = &patch["status"];
+        assert_eq!(status["natsBucket"], "media");
+        assert_eq!(status["endpoint"], "http://jets3.test:9000");
+        let reason = |type_: &str| {
+            let c = status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == type_)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {type_} condition in {status}"));
+            (
+                c["status"].as_str().unwrap().to_string(),
+                c["reason"].as_str().unwrap().to_string(),
+            )
+        };
+        assert_eq!(
+            reason("BucketProvisioned"),
+            ("True".into(), reasons::OK.into())
+        );
+        assert_eq!(reason("Served"), ("False".into(), reasons::PENDING.into()));
+        assert_eq!(reason("Ready"), ("False".into(), reasons::PENDING.into()));
     }
 }

@@ -178,8 +178,8 @@ fn normalize_placement(p: &Option<Placement>) -> Option<(Option<&str>, Vec<&str>
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::nats::object_store_stream;
     use jets3_crds::k8s::S3BucketSpec;
+    use jets3_nats::names::object_store_stream;
 
     /// An S3Bucket `team-a/media` with this spec.
     pub(crate) fn bucket(spec: serde_json::Value) -> S3Bucket {

@@ -22,22 +22,15 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 
-use crate::claims::ObjKey;
-use crate::controller::Context;
-use crate::secrets::{
+use crate::context::Context;
+use crate::model::key::ObjKey;
+use crate::model::reasons;
+use crate::model::secrets::{
     app_secret, controlled_by, previous_secret, previous_secret_name, AppSettings, CurrentKey,
     KeyPair, PreviousKey,
 };
-use crate::status::{self, condition, newly, REASON_OK};
+use crate::status::{self, condition, newly};
 use crate::Result;
-
-/// Condition reasons of `SecretWritten` (and `Ready`).
-pub mod reasons {
-    /// The app Secret's name is taken by a Secret this credential does not own.
-    pub const SECRET_EXISTS: &str = "SecretExists";
-    /// The keySource Secret is missing or lacks the keys.
-    pub const SOURCE_SECRET_INVALID: &str = "SourceSecretInvalid";
-}
 
 /// A key change: the Event reason and why.
 struct Change {
@@ -86,7 +79,7 @@ impl CredentialExt for S3Credential {
             Ok(()) => condition(
                 conditions::SECRET_WRITTEN,
                 true,
-                REASON_OK,
+                reasons::OK,
                 format!("Secret {app_name} holds the current key"),
                 gen,
                 &old.conditions,
@@ -106,7 +99,7 @@ impl CredentialExt for S3Credential {
             .filter_map(|g| g.result.as_ref().err())
             .collect();
         let grants = match problems.first() {
-            None => condition("Grants", true, REASON_OK, "", gen, &[]),
+            None => condition("Grants", true, reasons::OK, "", gen, &[]),
             Some(first) => condition(
                 "Grants",
                 false,
@@ -128,7 +121,11 @@ impl CredentialExt for S3Credential {
             &old.conditions,
         );
         // Ready carries the first problem; waiting for delivery is not one.
-        let waiting = ["AwaitingPush", "Delivering", "Pending"];
+        let waiting = [
+            reasons::AWAITING_PUSH,
+            reasons::DELIVERING,
+            reasons::PENDING,
+        ];
         if ready.status == "False"
             && !waiting.contains(&ready.reason.as_str())
             && newly(&ready, &old.conditions)
@@ -404,4 +401,79 @@ fn fill_key_status(
     let previous = previous.filter(|p| p.expires_at > now);
     status.previous_access_key_id = previous.map(|p| p.pair.access_key_id.clone());
     status.previous_key_expires_at = previous.map(|p| Time(p.expires_at));
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+    use jets3_crds::k8s::secret_keys;
+
+    use super::*;
+    use crate::fixtures;
+
+    /// A new S3Credential with a generated key: the reconcile finds neither Secret, writes
+    /// the app Secret (owned by the credential, with the key, endpoint and region) by
+    /// server-side apply, and puts the access key id, never the secret, in the status.
+    #[tokio::test]
+    async fn apply_writes_the_app_secret_and_the_status() {
+        let (ctx, mut api, _nats) = fixtures::context().await;
+        let c = fixtures::credential(
+            "media-app",
+            serde_json::json!({
+                "grants": [{"bucket": "media", "permission": "read-write"}],
+                "secretName": "media-app-s3"
+            }),
+        );
+        let stored = c.clone();
+        let reconcile = c.apply(&ctx);
+        let server = async move {
+            let secrets = "/api/v1/namespaces/team-a/secrets";
+            for name in ["media-app-s3", "jets3-previous-key-uid-media-app"] {
+                let path = format!("{secrets}/{name}");
+                api.expect(Method::GET, &path, 404, |_| fixtures::not_found(name))
+                    .await;
+            }
+            assert_eq!(api.event("team-a").await, "KeyGenerated");
+            let path = format!("{secrets}/media-app-s3");
+            let secret = api
+                .expect(Method::PATCH, &path, 200, |c| c.body.clone())
+                .await;
+            assert!(secret.query.contains("force=true"), "{}", secret.query);
+            let status = "/apis/jets3.io/v1alpha1/namespaces/team-a/s3credentials/media-app/status";
+            let patch = api
+                .expect(Method::PATCH, status, 200, |c| {
+                    fixtures::with_status(&stored, &c.body)
+                })
+                .await;
+            (secret.body, patch.body)
+        };
+        let (action, (secret, patch)) = tokio::join!(reconcile, server);
+        action.unwrap();
+
+        let value = |key: &str| {
+            let b64 = secret["data"][key].as_str().unwrap_or_default();
+            let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
+                .unwrap_or_else(|_| panic!("{key} is base64"));
+            String::from_utf8(raw).unwrap()
+        };
+        let access_key_id = value(secret_keys::ACCESS_KEY_ID);
+        assert_eq!(access_key_id.len(), 20);
+        assert_eq!(value(secret_keys::SECRET_ACCESS_KEY).len(), 40);
+        assert_eq!(value(secret_keys::ENDPOINT_URL), "http://jets3.test:9000");
+        let owner = &secret["metadata"]["ownerReferences"][0];
+        assert_eq!(
+            (owner["uid"].as_str(), owner["controller"].as_bool()),
+            (Some("uid-media-app"), Some(true))
+        );
+
+        let status = &patch["status"];
+        assert_eq!(status["accessKeyId"], access_key_id.as_str());
+        assert_eq!(status["secretName"], "media-app-s3");
+        assert!(
+            !patch
+                .to_string()
+                .contains(&value(secret_keys::SECRET_ACCESS_KEY)),
+            "the secret key is not in the status"
+        );
+    }
 }
