@@ -12,8 +12,8 @@ one type split over files). --depth 1 makes each top-level module (a folder) one
 Usage: check-cycles.py [--enforce gateway,operator,crds] [--max 2] [--depth 0] [--relative]
                        [-v] [crate ...]
 Prints every component of more than one node (-v: with its edges); exits 1 when an enforced
-crate has a component larger than --max nodes. Crates default to gateway, operator and crds;
-enforced defaults to all three. Python 3 standard library only.
+crate has a component larger than --max nodes. Crates default to gateway, operator, crds, nats and
+testkit; enforced defaults to all of them. Python 3 standard library only.
 """
 
 import argparse
@@ -22,7 +22,7 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CRATES = ["gateway", "operator", "crds"]
+CRATES = ["gateway", "operator", "crds", "nats", "testkit"]
 
 TOKEN = re.compile(
     r"""
