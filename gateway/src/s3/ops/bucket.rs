@@ -35,19 +35,7 @@ pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
             }
         },
     };
-    let after = match ctx.query("continuation-token") {
-        None => None,
-        Some(t) => Some(
-            URL_SAFE_NO_PAD
-                .decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    S3Error::invalid_argument("The continuation token provided is incorrect")
-                        .with("ArgumentName", "continuation-token")
-                })?,
-        ),
-    };
+    let after = crate::s3::ops::common::continuation_token(ctx)?;
     let prefix = ctx.query("prefix").unwrap_or_default();
     let region = &ctx.rt.config.region;
     let other_region = ctx.query("bucket-region").is_some_and(|r| r != region);

@@ -1,7 +1,9 @@
 //! Helpers several operation families share: the addressed bucket and object, the version
-//! header, refusals of what the config owns.
+//! header, refusals of what the config owns, the continuation token of a listing.
 
 use axum::response::Response;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::s3::context::Ctx;
@@ -86,4 +88,20 @@ pub fn set_by_config(bucket: &str, what: &str, field: &str) -> S3Error {
             "Access Denied: the {what} of bucket {bucket} is set by its configuration (the S3Bucket's spec.{field}); change it there"
         ),
     )
+}
+
+/// The `continuation-token` of a listing (ListBuckets, ListObjectsV2), decoded, if sent.
+pub fn continuation_token(ctx: &Ctx) -> S3Result<Option<String>> {
+    ctx.query("continuation-token")
+        .map(|t| {
+            URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    S3Error::invalid_argument("The continuation token provided is incorrect")
+                        .with("ArgumentName", "continuation-token")
+                })
+        })
+        .transpose()
 }

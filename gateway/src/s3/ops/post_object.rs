@@ -21,17 +21,8 @@ use crate::checksum::{self, Algo, Running};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::s3::context::Ctx;
 use crate::s3::respond;
+use crate::store::meta::STORED_HEADERS;
 use crate::store::{Expect, Finished, NewObject, StoreError};
-
-/// System headers a form may set on the object (returned on GET and HEAD).
-const STORED: [&str; 6] = [
-    "content-type",
-    "content-encoding",
-    "content-disposition",
-    "content-language",
-    "cache-control",
-    "expires",
-];
 
 /// Form fields naming features the gateway cannot honour.
 const UNSUPPORTED: [&str; 6] = [
@@ -243,7 +234,7 @@ pub(crate) fn form_headers(
     for (name, value) in fields {
         let name = name.to_ascii_lowercase();
         let user = name.strip_prefix("x-amz-meta-");
-        if user.is_none() && !STORED.contains(&name.as_str()) {
+        if user.is_none() && !STORED_HEADERS.contains(&name.as_str()) {
             continue;
         }
         if out.iter().any(|(n, _)| *n == name) {

@@ -7,17 +7,8 @@ use crate::checksum::Algo;
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::s3::context::Ctx;
 use crate::s3::respond;
+use crate::store::meta::STORED_HEADERS;
 use crate::store::{Expect, Finished, NewObject, ObjectMeta};
-
-/// System headers stored with an object and returned on GET and HEAD.
-const STORED: [&str; 6] = [
-    "content-type",
-    "content-encoding",
-    "content-disposition",
-    "content-language",
-    "cache-control",
-    "expires",
-];
 
 /// The headers to store with a new object: system headers and `x-amz-meta-*`,
 /// refusing user metadata over the limit.
@@ -47,7 +38,7 @@ pub fn stored_headers(ctx: &Ctx) -> S3Result<Vec<(String, String)>> {
             if !kept.is_empty() {
                 out.push((name.to_string(), kept.join(",")));
             }
-        } else if STORED.contains(&name) {
+        } else if STORED_HEADERS.contains(&name) {
             out.push((name.to_string(), value.to_string()));
         }
     }
