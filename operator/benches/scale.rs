@@ -5,7 +5,8 @@
 //!   are Ready, and the operator's peak RSS.
 //!
 //! `cargo bench -p jets3-operator --bench scale` (needs `make tools`). `JETS3_SCALE=N` changes
-//! the 500.
+//! the 500. `JETS3_SCALE_BASELINE_BIN=<jets3-operator>` runs the cold start with that binary
+//! first, then with this build's, on fresh servers: before/after figures from one run.
 
 #[path = "../tests/k8s/common.rs"]
 mod common;
@@ -61,7 +62,12 @@ async fn apply_to_ready() {
     );
 }
 
-async fn cold_start(n: usize) {
+async fn cold_start(n: usize, binary: Option<std::path::PathBuf>) {
+    let label = if binary.is_some() {
+        "baseline"
+    } else {
+        "this build"
+    };
     let mut env = Env::without_operator(1).await;
     let ns = env.ns(0).to_string();
     let t = Instant::now();
@@ -81,6 +87,7 @@ async fn cold_start(n: usize) {
     );
     let mut o = env.options();
     o.resync = "10m".into();
+    o.binary = binary;
     let started = Instant::now();
     env.operator = Some(env.start_operator("operator", &o));
     let pid = env.operator().pid().unwrap();
@@ -105,7 +112,7 @@ async fn cold_start(n: usize) {
     peak = peak.max(peak_rss_mib(pid));
     let cfg = env.operator().config().unwrap();
     println!(
-        "cold start, {n} S3Buckets + {n} S3Credentials: all Ready in {:.1} s; operator peak RSS {peak:.0} MiB; config generation {} with {} buckets and {} keys",
+        "{label}: cold start, {n} S3Buckets + {n} S3Credentials: all Ready in {:.1} s; operator peak RSS {peak:.0} MiB; config generation {} with {} buckets and {} keys",
         took.as_secs_f64(),
         cfg.generation,
         cfg.buckets.len(),
@@ -120,5 +127,8 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
     apply_to_ready().await;
-    cold_start(n).await;
+    if let Some(bin) = std::env::var_os("JETS3_SCALE_BASELINE_BIN") {
+        cold_start(n, Some(bin.into())).await;
+    }
+    cold_start(n, None).await;
 }

@@ -259,6 +259,19 @@ pub async fn run(
     }
 }
 
+/// Drops what the operator never reads from an object before a reflector store keeps it:
+/// `managedFields` and kubectl's last-applied copy of the object (together often more than
+/// the rest of the object, for every S3Bucket, S3Credential and managed Secret held).
+fn trim<K: Resource>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+    if let Some(a) = o.meta_mut().annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+/// The annotation in which `kubectl apply` keeps the object it applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// How long a controller waits for more events on an object before reconciling it.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
@@ -277,6 +290,7 @@ fn bucket_controller(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(trim)
     .reflect(writer)
     .inspect(notify(&ctx.hub))
     .applied_objects();
@@ -334,12 +348,14 @@ fn credential_controller(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(trim)
     .reflect(writer)
     .inspect(notify(&ctx.hub))
     .applied_objects();
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let owned = watcher(scoped_api::<Secret>(client, namespace), managed)
         .default_backoff()
+        .modify(trim)
         .reflect(secrets)
         .inspect(notify(&ctx.hub))
         .touched_objects();
@@ -400,6 +416,22 @@ mod tests {
     use crate::model::bucket_config::Desired;
 
     const BUCKET: &str = "/apis/jets3.io/v1alpha1/namespaces/team-a/s3buckets/media";
+
+    /// What the stores keep of an object: no managedFields, no last-applied copy, the rest.
+    #[test]
+    fn trim_keeps_what_the_operator_reads() {
+        let mut o: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "s", "annotations": {LAST_APPLIED: "{}", "team": "a"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "data": {"k": "dg=="}
+        }))
+        .unwrap();
+        trim(&mut o);
+        assert_eq!(o.metadata.managed_fields, None);
+        let annotations = o.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["team"]);
+        assert!(o.data.is_some_and(|d| d.contains_key("k")));
+    }
 
     /// The first reconcile of an S3Bucket only adds the finalizer (the change brings the
     /// next reconcile): nothing is made in NATS before the finalizer is on.

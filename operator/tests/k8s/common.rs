@@ -238,6 +238,8 @@ pub struct OperatorOptions {
     pub extra_args: Vec<String>,
     /// Another kubeconfig than the control plane admin's (a ServiceAccount's token).
     pub kubeconfig: Option<PathBuf>,
+    /// Another `jets3-operator` binary than this build's (a benchmark's baseline).
+    pub binary: Option<PathBuf>,
 }
 
 /// A running `jets3-operator`; killed on drop, its log printed if the test is failing.
@@ -263,7 +265,11 @@ impl Operator {
         let debug_port = free_port();
         let log = dir.join(format!("{name}.log"));
         let config_file = dir.join("gateway.yaml");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jets3-operator"));
+        let mut cmd = Command::new(
+            o.binary
+                .as_deref()
+                .unwrap_or(Path::new(env!("CARGO_BIN_EXE_jets3-operator"))),
+        );
         cmd.env(
             "KUBECONFIG",
             o.kubeconfig.as_ref().unwrap_or(&cp.kubeconfig),
@@ -481,6 +487,7 @@ impl Env {
             resync: "2s".into(),
             extra_args: Vec::new(),
             kubeconfig: None,
+            binary: None,
         }
     }
 

@@ -96,6 +96,7 @@ async fn missing_crds_stop_the_start_and_watches_survive_an_apiserver_restart() 
         resync: "2s".into(),
         extra_args: Vec::new(),
         kubeconfig: None,
+        binary: None,
     };
     let mut op = Operator::start(&cp, &nats, dir.path(), "no-crds", &o);
     let status = op.exited().await;
