@@ -11,7 +11,7 @@ help:
 	@echo "make bench-quick / make bench   jets3 side by side with nats-s3 and raw NATS (BENCHMARKS.md)"
 	@echo "make bench-lifecycle   bytes that linger after overwrites, collector pass time (BENCHMARKS.md)"
 	@echo "make bench-faults / make bench-soak   NATS-cluster faults and a 30-minute soak (RELIABILITY.md)"
-	@echo "make lint    cargo fmt --check and clippy -D warnings"
+	@echo "make lint    cargo fmt --check, import cycles (scripts/check-cycles.py) and clippy -D warnings"
 	@echo "make build   cargo build --release -p jets3-gateway"
 	@echo "make fuzz    every cargo-fuzz target for FUZZ_SECONDS (default 600) each (nightly)"
 	@echo "make images       the images (gateway, operator, test client, local NATS) from host-built static binaries"
@@ -33,6 +33,7 @@ test:
 
 lint:
 	$(CARGO) fmt --all -- --check
+	python3 scripts/check-cycles.py
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 	python3 scripts/check-docs.py
 

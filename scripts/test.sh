@@ -3,6 +3,8 @@
 #   tools         scripts/tools.sh (nats-server, AWS CLI, boto3, pytest, rclone, s3cmd, shellcheck,
 #                 hadolint, helm, kubeconform, Kubernetes JSON schemas, kube-apiserver and etcd)
 #   fmt           cargo fmt --all -- --check
+#   cycles        scripts/check-cycles.py: fails on an import cycle of more than two files between
+#                 the crate:: paths of a crate's src/ (gateway, operator, crds, nats, testkit)
 #   shell-lint    shellcheck over every shell script in the repo (git ls-files: *.sh, sh shebangs)
 #   hadolint      hadolint Dockerfile e2e/images/*.Dockerfile
 #   docs          scripts/check-docs.py: every flag, env var, config key, CRD field and chart
@@ -100,6 +102,7 @@ shellcheck_all() {
 
 stage tools bash scripts/tools.sh
 stage fmt cargo fmt --all -- --check
+stage cycles python3 scripts/check-cycles.py
 stage shell-lint shellcheck_all
 stage hadolint hadolint Dockerfile e2e/images/*.Dockerfile
 stage docs python3 scripts/check-docs.py

@@ -8,7 +8,7 @@
 #![no_main]
 
 use jets3_crds::GatewayConfig;
-use jets3_gateway::runtime::Runtime;
+use jets3_gateway::config::compiled::Runtime;
 use jets3_gateway::ConfigFile;
 use libfuzzer_sys::fuzz_target;
 

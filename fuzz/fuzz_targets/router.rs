@@ -9,9 +9,9 @@ use std::sync::OnceLock;
 use http::{HeaderMap, HeaderValue, Method};
 use jets3_crds::GatewayConfig;
 use jets3_fuzz::{client_error, encode_key, encode_query, lines};
+use jets3_gateway::config::compiled::Runtime;
 use jets3_gateway::fuzzing::address;
-use jets3_gateway::router::{self, Endpoint, Need};
-use jets3_gateway::runtime::Runtime;
+use jets3_gateway::s3::endpoint::{self as router, Endpoint, Need};
 use libfuzzer_sys::fuzz_target;
 
 const DOMAIN: &str = "s3.example.com";

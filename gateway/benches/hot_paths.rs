@@ -35,7 +35,7 @@ use jets3_gateway::auth::{
     authenticate, decode_chunked, AuthSettings, Authenticated, Payload, RequestParts, SecretLookup,
 };
 use jets3_gateway::checksum::{Algo, Running};
-use jets3_gateway::router::{parse, parse_query};
+use jets3_gateway::s3::endpoint::{parse, parse_query};
 use jets3_gateway::xml::XmlWriter;
 
 const AK: &str = "AKIAIOSFODNN7EXAMPLE";

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use futures::StreamExt;
 use jets3_crds::{BucketConfig, Credential, GatewayConfig, Grant, Permission};
-use jets3_gateway::settings::CollectorSettings;
+use jets3_gateway::config::settings::CollectorSettings;
 use jets3_gateway::store::Collector;
 use jets3_gateway::{NatsSettings, ServerSettings};
 use jets3_testkit::NatsServer;

@@ -93,7 +93,7 @@ impl Facts {
             None => ("anonymous", None),
         };
         Some(Record {
-            time: crate::respond::iso8601(self.arrived),
+            time: crate::s3::respond::iso8601(self.arrived),
             request_id,
             principal_type,
             principal,

@@ -1,5 +1,6 @@
 //! S3 error codes and the gateway's single error type.
 
+use crate::store::{NatsError, StoreError, Unmet};
 use axum::response::Response;
 use http::{HeaderValue, StatusCode};
 
@@ -229,6 +230,13 @@ impl S3Error {
         self
     }
 
+    /// S3's answer to a client that took too long.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            S3Code::RequestTimeout,
+            "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
+        )
+    }
     pub fn access_denied() -> Self {
         Self::new(S3Code::AccessDenied, "Access Denied")
     }
@@ -353,3 +361,78 @@ pub struct ErrorCode(pub S3Code);
 
 /// Result alias used across the gateway.
 pub type S3Result<T> = Result<T, S3Error>;
+
+impl From<StoreError> for S3Error {
+    fn from(e: StoreError) -> S3Error {
+        match e {
+            StoreError::Nats { bucket, error } => nats_error(error, &bucket),
+            StoreError::Unavailable => S3Error::unavailable(),
+            StoreError::NoSuchBucket(bucket) => S3Error::no_such_bucket(&bucket),
+            StoreError::NoSuchKey(key) => S3Error::no_such_key(&key),
+            StoreError::NoSuchUpload(id) => S3Error::no_such_upload(&id),
+            StoreError::Unmet(Unmet::Exists) => S3Error::precondition_failed("If-None-Match"),
+            StoreError::Unmet(Unmet::EtagDiffers) => S3Error::precondition_failed("If-Match"),
+            StoreError::TooSlow(message) => S3Error::new(S3Code::RequestTimeout, message),
+            StoreError::TooLarge { max } => S3Error::new(
+                S3Code::EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed size",
+            )
+            .with("MaxSizeAllowed", max.to_string()),
+            StoreError::Internal(message) => S3Error::internal(message),
+            StoreError::Caller(e) => match e.downcast::<S3Error>() {
+                Ok(e) => *e,
+                Err(e) => S3Error::internal(e),
+            },
+        }
+    }
+}
+
+/// An S3 error met by the caller of a store operation (in its body or its check of the
+/// finished body): the store passes it back as it came.
+impl From<S3Error> for StoreError {
+    fn from(e: S3Error) -> StoreError {
+        StoreError::Caller(Box::new(e))
+    }
+}
+
+/// The S3 error for a NATS failure in bucket `bucket`; a timeout or an unreachable NATS
+/// counts for the circuit breaker ([`S3Error::nats_failure`]).
+fn nats_error(e: NatsError, bucket: &str) -> S3Error {
+    match e {
+        NatsError::NoStream => S3Error::no_such_bucket(bucket),
+        NatsError::NoResponders => {
+            tracing::warn!(bucket, "no stream leader answered");
+            S3Error::new(
+                S3Code::ServiceUnavailable,
+                "The bucket's storage is electing a leader; retry.",
+            )
+            .header("Retry-After", "1")
+        }
+        NatsError::WrongLastSequence => S3Error::new(
+            S3Code::ConditionalRequestConflict,
+            "The conditional request cannot succeed due to a conflicting operation against this resource.",
+        ),
+        NatsError::Closing => S3Error::new(
+            S3Code::ServiceUnavailable,
+            "The bucket is being deleted; retry to learn the outcome.",
+        )
+        .header("Retry-After", "1"),
+        NatsError::TimedOut => {
+            tracing::warn!(bucket, "NATS did not answer in time");
+            S3Error::unavailable()
+        }
+        NatsError::StorageFull(text) => {
+            let (message, what) = if text.contains("maximum bytes") {
+                ("The bucket is full: it holds its maxBytes.", "bucket")
+            } else {
+                ("The NATS server is out of storage.", "server")
+            };
+            tracing::warn!(bucket, full = what, error = %text, "a write found no room");
+            S3Error::new(S3Code::InsufficientStorage, message)
+        }
+        NatsError::Other(text) => {
+            tracing::warn!(error = %text, bucket, "nats operation failed");
+            S3Error::unavailable()
+        }
+    }
+}

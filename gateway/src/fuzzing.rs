@@ -6,14 +6,14 @@ use futures::StreamExt;
 use jets3_crds::CorsRule;
 
 use crate::auth::{AuthSettings, SecretLookup};
+use crate::config::compiled::Runtime;
 use crate::error::{S3Error, S3Result};
-use crate::post_object as post;
-use crate::runtime::Runtime;
+use crate::s3::ops::post_object as post;
 
-pub use crate::get::{evaluate_conditions, parse_range, Span};
-pub use crate::multipart::parse_copy_range;
-pub use crate::store::etag_matches;
-pub use crate::tagging::parse_tagging;
+pub use crate::s3::common::etag_matches;
+pub use crate::s3::ops::get::{evaluate_conditions, parse_range, Span};
+pub use crate::s3::ops::multipart::parse_copy_range;
+pub use crate::s3::ops::tagging::parse_tagging;
 
 /// Bucket and key of a request: `Host` (virtual-hosted style) or the path.
 pub fn address(
@@ -21,7 +21,7 @@ pub fn address(
     host: Option<&str>,
     raw_path: &str,
 ) -> S3Result<(Option<String>, Option<String>)> {
-    crate::dispatch::address(rt, host, raw_path)
+    crate::s3::api::address(rt, host, raw_path)
 }
 
 /// A DeleteObjects body: (key, version id) of each object, and `Quiet`.
@@ -29,7 +29,7 @@ pub type DeleteRequest = (Vec<(String, Option<String>)>, Option<bool>);
 
 /// Parses a DeleteObjects body.
 pub fn delete_objects(body: &[u8]) -> S3Result<DeleteRequest> {
-    let d: crate::delete::Delete = crate::xml::parse(body)?;
+    let d: crate::s3::ops::delete::Delete = crate::xml::parse(body)?;
     let objects = d
         .objects
         .into_iter()
@@ -40,13 +40,13 @@ pub fn delete_objects(body: &[u8]) -> S3Result<DeleteRequest> {
 
 /// Parses a CompleteMultipartUpload body: (part number, ETag) in request order.
 pub fn complete_multipart(body: &[u8]) -> S3Result<Vec<(u32, String)>> {
-    let c: crate::multipart::CompleteMultipartUpload = crate::xml::parse(body)?;
+    let c: crate::s3::ops::multipart::CompleteMultipartUpload = crate::xml::parse(body)?;
     Ok(c.parts.into_iter().map(|p| (p.number, p.etag)).collect())
 }
 
 /// Parses and validates a PutBucketCors body for bucket `s3`.
 pub fn cors(body: &[u8], s3: &str) -> S3Result<Vec<CorsRule>> {
-    crate::cors::parse_cors(body, s3, &jets3_crds::s3_to_nats_bucket(s3))
+    crate::s3::ops::cors::parse_cors(body, s3, &jets3_crds::s3_to_nats_bucket(s3))
 }
 
 /// The first CORS rule allowing a request (preflight and actual requests).
@@ -56,12 +56,12 @@ pub fn cors_match<'r>(
     method: &str,
     headers: &[&str],
 ) -> Option<&'r CorsRule> {
-    crate::cors::find(rules, origin, method, headers)
+    crate::s3::ops::cors::find(rules, origin, method, headers)
 }
 
 /// Parses a CreateBucket body: its `LocationConstraint`.
 pub fn create_bucket(body: &[u8]) -> S3Result<Option<String>> {
-    let c: crate::bucket::CreateBucketConfiguration = crate::xml::parse(body)?;
+    let c: crate::s3::ops::bucket::CreateBucketConfiguration = crate::xml::parse(body)?;
     Ok(c.location_constraint)
 }
 
@@ -84,7 +84,7 @@ pub fn acl(body: &[u8], owner: &str, known: &[&str]) -> S3Result<Vec<String>> {
 
 /// Parses a PutBucketVersioning body: `Status` and `MfaDelete`.
 pub fn versioning(body: &[u8]) -> S3Result<(Option<String>, Option<String>)> {
-    let v: crate::versioning::VersioningConfiguration = crate::xml::parse(body)?;
+    let v: crate::s3::ops::versioning::VersioningConfiguration = crate::xml::parse(body)?;
     Ok((v.status, v.mfa_delete))
 }
 

@@ -5,48 +5,32 @@
 //! config file and signals.
 
 pub mod access;
+mod app;
 pub mod audit;
 pub mod auth;
 mod breaker;
-mod bucket;
 pub mod cache;
 pub mod checksum;
-pub mod cli;
-mod copy;
-mod cors;
-mod delete;
-mod dispatch;
+pub mod config;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
-mod get;
 mod guards;
+pub mod http;
 mod limits;
-mod list;
-mod listener;
 pub mod metrics;
-pub mod multipart;
-mod ops;
-mod post_object;
-pub mod push;
-mod put;
-pub mod reload;
-mod request;
-mod respond;
-pub mod router;
-pub mod runtime;
-pub mod server;
-pub mod settings;
+pub mod s3;
+pub mod state;
 pub mod store;
-mod tagging;
 mod tail;
 pub mod telemetry;
-pub mod tls;
-mod versioning;
 pub mod xml;
 
-pub use server::{start, Gateway, GatewayHandle};
-pub use settings::{ConfigFile, ConnectionLimits, NatsSettings, PushSettings, ServerSettings};
+pub use app::{start, GatewayHandle};
+pub use config::settings::{
+    ConfigFile, ConnectionLimits, NatsSettings, PushSettings, ServerSettings,
+};
+pub use state::AppState;
 
 /// Errors of the gateway process (start-up, config, NATS connection).
 #[derive(Debug, thiserror::Error)]

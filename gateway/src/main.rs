@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use jets3_crds::GatewayConfig;
-use jets3_gateway::cli::{Cli, LogFormat};
-use jets3_gateway::reload::{stamp, Stamp, POLL};
+use jets3_gateway::config::cli::{Cli, LogFormat};
+use jets3_gateway::config::reload::{stamp, Stamp, POLL};
 use jets3_gateway::{ConfigFile, GatewayHandle};
 use tokio::signal::unix::{signal, SignalKind};
 

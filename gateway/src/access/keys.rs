@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::Subject;
 use crate::auth::Principal;
-use crate::router::{query_get, Endpoint};
+use crate::s3::endpoint::{query_get, Endpoint};
 
 /// A request's condition keys, computed when a condition asks.
 pub struct Keys<'a> {

@@ -8,7 +8,6 @@
 //! every write whatever allows it.
 
 pub mod acl;
-pub mod api;
 mod keys;
 pub mod state;
 
@@ -19,11 +18,11 @@ use jets3_crds::policy::{Decision, Policy, PrincipalId, Request};
 use jets3_crds::PublicAccessBlock;
 
 use crate::auth::Principal;
+use crate::config::compiled::{BucketRef, Runtime};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::limits::ClientAddr;
-use crate::router::{query_get, Endpoint, Need, Query};
-use crate::runtime::{BucketRef, Runtime};
-use crate::server::Gateway;
+use crate::s3::endpoint::{query_get, Endpoint, Need, Query};
+use crate::state::AppState;
 use acl::Perm;
 
 /// What access control looks at in a request.
@@ -68,7 +67,7 @@ pub fn bucket_owner(stored: &state::Stored, caller: Option<&PrincipalId>) -> Str
     match (&stored.acl, caller) {
         (Some(acl), _) => acl.owner.clone(),
         (None, Some(c)) => c.canonical.clone(),
-        (None, None) => crate::respond::OWNER_ID.to_string(),
+        (None, None) => crate::s3::respond::OWNER_ID.to_string(),
     }
 }
 
@@ -178,7 +177,7 @@ fn grant_allows(rt: &Runtime, s: &Subject<'_>, bucket: &BucketRef) -> (bool, boo
 }
 
 /// Decides a request: `Ok` to go on, AccessDenied otherwise.
-pub async fn authorize(gw: &Gateway, rt: &Runtime, s: &Subject<'_>) -> S3Result<()> {
+pub async fn authorize(gw: &AppState, rt: &Runtime, s: &Subject<'_>) -> S3Result<()> {
     let need = s.ep.need();
     match need {
         Need::Nothing => return Ok(()),
@@ -266,32 +265,9 @@ pub async fn authorize(gw: &Gateway, rt: &Runtime, s: &Subject<'_>) -> S3Result<
     Err(S3Error::access_denied())
 }
 
-/// Decides one key of a request that names several (DeleteObjects) as a DeleteObject of
-/// that key (and version).
-pub async fn authorize_key(
-    ctx: &crate::request::Ctx,
-    key: &str,
-    version: Option<&str>,
-) -> S3Result<()> {
-    let query: Query = version
-        .map(|v| vec![("versionId".to_string(), v.to_string())])
-        .unwrap_or_default();
-    let s = Subject {
-        ep: Endpoint::DeleteObject,
-        bucket: ctx.bucket.as_ref(),
-        key: Some(key),
-        principal: ctx.principal.as_ref(),
-        headers: &ctx.headers,
-        query: &query,
-        client: &ctx.client,
-        presigned: ctx.query("X-Amz-Signature").is_some(),
-    };
-    authorize(&ctx.gw, &ctx.rt, &s).await
-}
-
 /// The version a request addresses (the current one without `versionId`), if any.
 async fn head(
-    gw: &Gateway,
+    gw: &AppState,
     bucket: &BucketRef,
     key: &str,
     query: &Query,
@@ -308,7 +284,7 @@ async fn head(
     match record {
         Ok(r) => Ok(r.and_then(|r| r.object())),
         // No such bucket, key or version: nothing can allow it (the caller learns nothing).
-        Err(e) if matches!(e.code, S3Code::NoSuchBucket | S3Code::NoSuchKey) => Ok(None),
-        Err(e) => Err(e),
+        Err(e) if e.not_found() => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }

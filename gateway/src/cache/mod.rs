@@ -3,7 +3,7 @@
 //! Coherence across gateways: each cached bucket has a watch on its metadata subjects, so
 //! a write or delete through any gateway or native client removes the entry as soon as
 //! the message arrives (milliseconds). Writes through this gateway remove it before they
-//! answer. A fill that an invalidation overtakes is dropped, and whenever the watch may
+//! answer (the store tells the cache of each write: [`Store::on_write`]). A fill that an invalidation overtakes is dropped, and whenever the watch may
 //! have missed something (not yet subscribed, disconnected, messages dropped) the bucket
 //! is not served from the cache and is flushed once the watch is live again.
 
@@ -20,8 +20,8 @@ use futures::{Stream, StreamExt};
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::watch as signal;
 
+use crate::config::settings::CacheSettings;
 use crate::metrics::Metrics;
-use crate::settings::CacheSettings;
 use crate::store::{ObjectMeta, Store};
 
 const SHARDS: usize = 8;
@@ -107,8 +107,8 @@ impl ObjectCache {
                 ))
             })
             .collect();
-        ObjectCache(Some(Arc::new(Inner {
-            store,
+        let inner = Arc::new(Inner {
+            store: store.clone(),
             shards,
             hasher: Default::default(),
             max_object: s.max_object_bytes,
@@ -123,7 +123,19 @@ impl ObjectCache {
                 entries: metrics.cache_entries.clone(),
             },
             stop,
-        })))
+        });
+        // Writes through this gateway remove what they change before they answer: the
+        // cache must not serve the old version, not even until the bucket's watch sees it.
+        let weak = Arc::downgrade(&inner);
+        store.on_write(Box::new(move |nats, key| {
+            if let Some(inner) = weak.upgrade() {
+                match key {
+                    Some(key) => inner.invalidate(&cache_key(nats, key)),
+                    None => inner.flush(nats),
+                }
+            }
+        }));
+        ObjectCache(Some(inner))
     }
 
     /// The cached object, if it is there and the bucket's watch is live.
@@ -178,20 +190,6 @@ impl ObjectCache {
             watch,
             max: max.min(inner.max_object),
         })
-    }
-
-    /// Removes an object (written or deleted through this gateway).
-    pub fn invalidate(&self, nats: &str, key: &str) {
-        if let Some(inner) = &self.0 {
-            inner.invalidate(&cache_key(nats, key));
-        }
-    }
-
-    /// Removes a whole bucket's entries.
-    pub fn flush_bucket(&self, nats: &str) {
-        if let Some(inner) = &self.0 {
-            inner.flush(nats);
-        }
     }
 
     /// Removes entries: of one bucket (or all), with a key prefix, or one key. Returns

@@ -36,7 +36,7 @@ use super::versions::{key_versions_filter, versions_filter};
 use jets3_nats::names::{self, stream_name};
 
 use super::{purge_subject, NatsError, Store};
-use crate::settings::CollectorSettings;
+use crate::config::settings::CollectorSettings;
 
 /// Retired versions purged at once. Each purge is a few JetStream round trips (two of them
 /// replicated), so one at a time held the collector to about a hundred versions a second on
@@ -358,7 +358,7 @@ impl Collector {
             .store
             .list_buckets()
             .await
-            .map_err(|e| NatsError::Other(e.message))?;
+            .map_err(|e| NatsError::Other(e.to_string()))?;
         let uploads = self.uploads().await?;
         for b in buckets {
             if let Some(since) = Store::fenced_since(&b.metadata) {
@@ -384,7 +384,7 @@ impl Collector {
         self.store
             .kv_scan(">")
             .await
-            .map_err(|e| NatsError::Other(e.message))
+            .map_err(|e| NatsError::Other(e.to_string()))
     }
 
     /// Retires one bucket's orphan chunks and removes its old tombstones.
@@ -401,7 +401,7 @@ impl Collector {
             .store
             .versioning(nats)
             .await
-            .map_err(|e| NatsError::Other(e.message))?
+            .map_err(|e| NatsError::Other(e.to_string()))?
             .has_history();
         let mut referenced: HashSet<String> = HashSet::new();
         let mut old_tombstones = Vec::new();
@@ -517,7 +517,7 @@ impl Collector {
                     .bucket(bucket)
                     .forget_upload(id)
                     .await
-                    .map_err(|e| NatsError::Other(e.message))?;
+                    .map_err(|e| NatsError::Other(e.to_string()))?;
                 tracing::debug!(
                     bucket,
                     upload_id = id,
@@ -533,7 +533,7 @@ impl Collector {
                     .bucket(bucket)
                     .forget_upload(id)
                     .await
-                    .map_err(|e| NatsError::Other(e.message))?;
+                    .map_err(|e| NatsError::Other(e.to_string()))?;
                 self.stats.uploads_expired.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(bucket, upload_id = id, key = %info.key, "expired multipart upload");
             } else if done.is_none() {

@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 
 use super::uploads::{kv_err, UploadInfo};
 use super::{Bucket, ObjectMeta};
-use crate::error::{S3Error, S3Result};
+use super::{StoreError, StoreResult};
 
 /// A Complete's claim on an upload, and then its result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,10 +134,10 @@ impl Claim {
 
     /// Stops the heartbeat and rewrites the claim once more, right before the commit:
     /// fails when the claim is not this Complete's any more (aborted, or taken over).
-    pub async fn confirm(&mut self, id: &str) -> S3Result<()> {
+    pub async fn confirm(&mut self, id: &str) -> StoreResult<()> {
         self.stop_heartbeat().await;
         if self.lost.load(Ordering::Relaxed) {
-            return Err(S3Error::no_such_upload(id));
+            return Err(StoreError::NoSuchUpload(id.to_string()));
         }
         match self
             .kv
@@ -149,14 +149,14 @@ impl Claim {
                 Ok(())
             }
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                Err(S3Error::no_such_upload(id))
+                Err(StoreError::NoSuchUpload(id.to_string()))
             }
             Err(e) => Err(kv_err(e)),
         }
     }
 
     /// Records the result of the commit in the upload's record.
-    pub async fn finish(&mut self, done: Completed) -> S3Result<()> {
+    pub async fn finish(&mut self, done: Completed) -> StoreResult<()> {
         self.stop_heartbeat().await;
         let mut record = self.open.clone();
         record.completion = Some(Completion {
@@ -164,7 +164,7 @@ impl Claim {
             nuid: self.nuid.clone(),
             done: Some(done),
         });
-        let value = serde_json::to_vec(&record).map_err(S3Error::internal)?;
+        let value = serde_json::to_vec(&record).map_err(StoreError::internal)?;
         self.kv
             .update(&self.key, value.into(), self.revision())
             .await
@@ -198,9 +198,9 @@ impl Drop for Claim {
 
 impl Bucket {
     /// The record of an upload of this bucket, completion included, and its revision.
-    pub(super) async fn upload_entry(&self, id: &str) -> S3Result<(UploadInfo, u64)> {
+    pub(super) async fn upload_entry(&self, id: &str) -> StoreResult<(UploadInfo, u64)> {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(S3Error::no_such_upload(id));
+            return Err(StoreError::NoSuchUpload(id.to_string()));
         }
         let kv = self.store.uploads().await?;
         let entry = kv
@@ -208,8 +208,8 @@ impl Bucket {
             .await
             .map_err(kv_err)?
             .filter(|e| e.operation == kv::Operation::Put)
-            .ok_or_else(|| S3Error::no_such_upload(id))?;
-        let info = serde_json::from_slice(&entry.value).map_err(S3Error::internal)?;
+            .ok_or_else(|| StoreError::NoSuchUpload(id.to_string()))?;
+        let info = serde_json::from_slice(&entry.value).map_err(StoreError::internal)?;
         Ok((info, entry.revision))
     }
 
@@ -217,7 +217,12 @@ impl Bucket {
     /// another Complete holds it, and tells whether this one may complete it or what it
     /// became. NoSuchUpload when it is gone, belongs to another key, was completed with
     /// other parts or longer ago than the window.
-    pub async fn complete_state(&self, id: &str, key: &str, digest: &str) -> S3Result<UploadState> {
+    pub async fn complete_state(
+        &self,
+        id: &str,
+        key: &str,
+        digest: &str,
+    ) -> StoreResult<UploadState> {
         let timing = self.lifecycle().timing;
         let lease = timing.claim_lease();
         let poll = (lease / 8).min(std::time::Duration::from_millis(250));
@@ -225,7 +230,7 @@ impl Bucket {
         loop {
             let (info, revision) = self.upload_entry(id).await?;
             if info.key != key {
-                return Err(S3Error::no_such_upload(id));
+                return Err(StoreError::NoSuchUpload(id.to_string()));
             }
             let Some(c) = info.completion.clone() else {
                 return Ok(UploadState::Open {
@@ -235,11 +240,11 @@ impl Bucket {
                 });
             };
             if c.parts != digest {
-                return Err(S3Error::no_such_upload(id));
+                return Err(StoreError::NoSuchUpload(id.to_string()));
             }
             if let Some(done) = c.done {
                 if done.age() > timing.completed {
-                    return Err(S3Error::no_such_upload(id));
+                    return Err(StoreError::NoSuchUpload(id.to_string()));
                 }
                 return Ok(UploadState::Done(done));
             }
@@ -262,7 +267,7 @@ impl Bucket {
                     done: Some(done.clone()),
                     ..c
                 });
-                let value = serde_json::to_vec(&record).map_err(S3Error::internal)?;
+                let value = serde_json::to_vec(&record).map_err(StoreError::internal)?;
                 let kv = self.store.uploads().await?;
                 match kv
                     .update(format!("{}.{id}", self.nats), value.into(), revision)
@@ -293,7 +298,7 @@ impl Bucket {
         revision: u64,
         digest: &str,
         lapsed: Option<String>,
-    ) -> S3Result<Option<Claim>> {
+    ) -> StoreResult<Option<Claim>> {
         let kv = self.store.uploads().await?;
         let key = format!("{}.{id}", self.nats);
         let nuid = nuid::next().to_string();
@@ -304,7 +309,7 @@ impl Bucket {
             done: None,
         });
         let value: Bytes = serde_json::to_vec(&record)
-            .map_err(S3Error::internal)?
+            .map_err(StoreError::internal)?
             .into();
         let rev = match kv.update(&key, value.clone(), revision).await {
             Ok(rev) => rev,

@@ -67,14 +67,16 @@ use futures::StreamExt;
 use jets3_nats::names::{self, stream_name};
 use time::OffsetDateTime;
 
-use crate::error::{S3Code, S3Error, S3Result};
-use crate::settings::{CollectorSettings, NatsSettings};
+use crate::config::settings::{CollectorSettings, NatsSettings};
+
+mod error;
 
 pub use changes::{Change, Changes};
 pub use collector::{Collector, CollectorStats};
+pub use error::{StoreError, StoreResult, Unmet};
 pub use index::{Entry, Index, Maps, VersionEntry};
 pub use meta::{decode_tags, encode_tags, Marker, ObjectMeta, Record, CHUNK_SIZE};
-pub use objects::{etag_matches, Bucket, DeleteOutcome, Expect, Finished, NewObject};
+pub use objects::{Bucket, DeleteOutcome, Expect, Finished, NewObject};
 pub use uploads::{PartInfo, UploadInfo};
 pub use versions::Versioning;
 pub use writer::Written;
@@ -102,7 +104,7 @@ const OWNER_KEY: &str = "jets3.owner";
 /// Stream metadata key of a fence: `<unix ms>,<max_msg_size before>`.
 const CLOSING_KEY: &str = "jets3.closing";
 
-/// A NATS failure, before it is turned into an S3 error.
+/// A NATS failure, as the store met it.
 #[derive(Debug)]
 pub enum NatsError {
     /// The bucket's stream does not exist (NATS said so).
@@ -172,44 +174,11 @@ impl NatsError {
         matches!(self, NatsError::NoResponders | NatsError::TimedOut)
     }
 
-    /// The S3 error for this failure in bucket `bucket`.
-    pub fn into_s3(self, bucket: &str) -> S3Error {
-        match self {
-            NatsError::NoStream => S3Error::no_such_bucket(bucket),
-            NatsError::NoResponders => {
-                tracing::warn!(bucket, "no stream leader answered");
-                S3Error::new(
-                    S3Code::ServiceUnavailable,
-                    "The bucket's storage is electing a leader; retry.",
-                )
-                .header("Retry-After", "1")
-            }
-            NatsError::WrongLastSequence => S3Error::new(
-                S3Code::ConditionalRequestConflict,
-                "The conditional request cannot succeed due to a conflicting operation against this resource.",
-            ),
-            NatsError::Closing => S3Error::new(
-                S3Code::ServiceUnavailable,
-                "The bucket is being deleted; retry to learn the outcome.",
-            )
-            .header("Retry-After", "1"),
-            NatsError::TimedOut => {
-                tracing::warn!(bucket, "NATS did not answer in time");
-                S3Error::unavailable()
-            }
-            NatsError::StorageFull(text) => {
-                let (message, what) = if text.contains("maximum bytes") {
-                    ("The bucket is full: it holds its maxBytes.", "bucket")
-                } else {
-                    ("The NATS server is out of storage.", "server")
-                };
-                tracing::warn!(bucket, full = what, error = %text, "a write found no room");
-                S3Error::new(S3Code::InsufficientStorage, message)
-            }
-            NatsError::Other(text) => {
-                tracing::warn!(error = %text, bucket, "nats operation failed");
-                S3Error::unavailable()
-            }
+    /// This failure as a store error on bucket `bucket`.
+    pub fn on(self, bucket: &str) -> StoreError {
+        StoreError::Nats {
+            bucket: bucket.to_string(),
+            error: self,
         }
     }
 }
@@ -242,12 +211,12 @@ pub struct BucketOptions {
 #[derive(Debug)]
 pub enum DeleteBucketError {
     NotEmpty,
-    S3(S3Error),
+    Store(StoreError),
 }
 
-impl From<S3Error> for DeleteBucketError {
-    fn from(e: S3Error) -> Self {
-        DeleteBucketError::S3(e)
+impl From<StoreError> for DeleteBucketError {
+    fn from(e: StoreError) -> Self {
+        DeleteBucketError::Store(e)
     }
 }
 
@@ -275,7 +244,13 @@ struct Inner {
     lifecycle: Arc<Lifecycle>,
     versioning: versions::StateCache,
     stats: StoreStats,
+    on_write: std::sync::OnceLock<WriteHook>,
 }
+
+/// Told of each write through a [`Store`] once it is over, whatever its outcome (a write
+/// whose answer was lost may have landed): the NATS bucket, and the key (`None`: the whole
+/// bucket).
+pub type WriteHook = Box<dyn Fn(&str, Option<&str>) + Send + Sync>;
 
 fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
     matches!(
@@ -345,6 +320,7 @@ impl Store {
             uploads: tokio::sync::OnceCell::new(),
             versioning: versions::StateCache::default(),
             stats: StoreStats::default(),
+            on_write: std::sync::OnceLock::new(),
         };
         let store = Store {
             inner: Arc::new(inner),
@@ -364,11 +340,11 @@ impl Store {
 
     /// Fails while NATS is unreachable, instead of queueing behind a reconnect; a
     /// reconnect to another server of a cluster (a node lost) is waited for a moment.
-    pub async fn check_connected(&self) -> S3Result<()> {
+    pub async fn check_connected(&self) -> StoreResult<()> {
         if self.connected() || self.reconnected(RECONNECT_WAIT).await {
             Ok(())
         } else {
-            Err(S3Error::unavailable())
+            Err(StoreError::Unavailable)
         }
     }
 
@@ -403,12 +379,12 @@ impl Store {
     }
 
     /// Every object-store bucket, with its creation time.
-    pub async fn list_buckets(&self) -> S3Result<Vec<BucketInfo>> {
+    pub async fn list_buckets(&self) -> StoreResult<Vec<BucketInfo>> {
         self.check_connected().await?;
         let mut streams = self.inner.js.streams();
         let mut out = Vec::new();
         while let Some(info) = streams.next().await {
-            let info = info.map_err(|e| NatsError::Other(e.to_string()).into_s3(""))?;
+            let info = info.map_err(|e| NatsError::Other(e.to_string()).on(""))?;
             if let Some(nats) = names::bucket_of_stream(&info.config.name) {
                 out.push(BucketInfo {
                     nats: nats.to_string(),
@@ -429,14 +405,14 @@ impl Store {
     }
 
     /// One bucket's info, or `None` if it does not exist.
-    pub async fn bucket_info(&self, nats: &str) -> S3Result<Option<BucketInfo>> {
+    pub async fn bucket_info(&self, nats: &str) -> StoreResult<Option<BucketInfo>> {
         self.check_connected().await?;
         match self.inner.js.get_stream(stream_name(nats)).await {
             Ok(mut s) => {
                 let info = s
                     .info()
                     .await
-                    .map_err(|e| NatsError::Other(e.to_string()).into_s3(nats))?;
+                    .map_err(|e| NatsError::Other(e.to_string()).on(nats))?;
                 Ok(Some(BucketInfo {
                     nats: nats.to_string(),
                     created: info.created,
@@ -444,7 +420,7 @@ impl Store {
                 }))
             }
             Err(e) if is_stream_not_found(&e) => Ok(None),
-            Err(e) => Err(NatsError::Other(e.to_string()).into_s3(nats)),
+            Err(e) => Err(NatsError::Other(e.to_string()).on(nats)),
         }
     }
 
@@ -455,7 +431,7 @@ impl Store {
         nats: &str,
         opts: &BucketOptions,
         owner: Option<&str>,
-    ) -> S3Result<bool> {
+    ) -> StoreResult<bool> {
         self.check_connected().await?;
         if self.bucket_info(nats).await?.is_some() {
             return Ok(false);
@@ -478,7 +454,7 @@ impl Store {
                 if self.bucket_info(nats).await?.is_some() {
                     Ok(false)
                 } else {
-                    Err(NatsError::Other(e.to_string()).into_s3(nats))
+                    Err(NatsError::Other(e.to_string()).on(nats))
                 }
             }
         }
@@ -490,18 +466,18 @@ impl Store {
         nats: &str,
         key: &str,
         value: Option<String>,
-    ) -> S3Result<()> {
+    ) -> StoreResult<()> {
         self.check_connected().await?;
         let mut stream = self
             .inner
             .js
             .get_stream(stream_name(nats))
             .await
-            .map_err(|_| S3Error::no_such_bucket(nats))?;
+            .map_err(|_| StoreError::NoSuchBucket(nats.to_string()))?;
         let info = stream
             .info()
             .await
-            .map_err(|e| NatsError::Other(e.to_string()).into_s3(nats))?;
+            .map_err(|e| NatsError::Other(e.to_string()).on(nats))?;
         let mut config = info.config.clone();
         match value {
             Some(v) => config.metadata.insert(key.to_string(), v),
@@ -511,7 +487,7 @@ impl Store {
             .js
             .update_stream(config)
             .await
-            .map_err(|e| NatsError::Other(e.to_string()).into_s3(nats))?;
+            .map_err(|e| NatsError::Other(e.to_string()).on(nats))?;
         Ok(())
     }
 
@@ -525,12 +501,12 @@ impl Store {
         if !bucket.is_empty().await? {
             return Err(DeleteBucketError::NotEmpty);
         }
-        self.fence(nats).await.map_err(|e| e.into_s3(nats))?;
+        self.fence(nats).await.map_err(|e| e.on(nats))?;
         let empty = bucket.is_empty().await;
         match empty {
             Ok(true) => {}
             Ok(false) => {
-                self.unfence(nats).await.map_err(|e| e.into_s3(nats))?;
+                self.unfence(nats).await.map_err(|e| e.on(nats))?;
                 return Err(DeleteBucketError::NotEmpty);
             }
             Err(e) => {
@@ -547,11 +523,12 @@ impl Store {
             .await
             .map_err(|e| {
                 if e.to_string().contains("not found") {
-                    S3Error::no_such_bucket(nats)
+                    StoreError::NoSuchBucket(nats.to_string())
                 } else {
-                    NatsError::other(e).into_s3(nats)
+                    NatsError::other(e).on(nats)
                 }
             })?;
+        self.wrote(nats, None);
         Ok(())
     }
 
@@ -619,7 +596,7 @@ impl Store {
     }
 
     /// Removes every upload of a bucket that is being deleted (its parts go with the stream).
-    async fn forget_uploads(&self, nats: &str) -> S3Result<()> {
+    async fn forget_uploads(&self, nats: &str) -> StoreResult<()> {
         self.uploads().await?;
         purge_subject(
             &self.inner.js,
@@ -627,33 +604,35 @@ impl Store {
             names::kv_subject(uploads::UPLOADS_KV, &format!("{nats}.>")),
         )
         .await
-        .map_err(|e| e.into_s3(nats))
+        .map_err(|e| e.on(nats))
     }
 
     /// The versioning state of a bucket (read at most [`versions::STATE_TTL`] ago).
-    pub async fn versioning(&self, nats: &str) -> S3Result<Versioning> {
+    pub async fn versioning(&self, nats: &str) -> StoreResult<Versioning> {
         Ok(self.bucket_state(nats).await?.versioning)
     }
 
     /// The replicas of a bucket's stream (read at most [`versions::STATE_TTL`] ago).
-    pub async fn replicas(&self, nats: &str) -> S3Result<usize> {
+    pub async fn replicas(&self, nats: &str) -> StoreResult<usize> {
         Ok(self.bucket_state(nats).await?.replicas)
     }
 
-    async fn bucket_state(&self, nats: &str) -> S3Result<versions::BucketState> {
+    async fn bucket_state(&self, nats: &str) -> StoreResult<versions::BucketState> {
         if let Some(v) = self.inner.versioning.get(nats) {
             return Ok(v);
         }
         self.check_connected().await?;
         let mut stream = match self.inner.js.get_stream(stream_name(nats)).await {
             Ok(s) => s,
-            Err(e) if is_stream_not_found(&e) => return Err(S3Error::no_such_bucket(nats)),
-            Err(e) => return Err(NatsError::other(e).into_s3(nats)),
+            Err(e) if is_stream_not_found(&e) => {
+                return Err(StoreError::NoSuchBucket(nats.to_string()))
+            }
+            Err(e) => return Err(NatsError::other(e).on(nats)),
         };
         let info = stream
             .info()
             .await
-            .map_err(|e| NatsError::other(e).into_s3(nats))?;
+            .map_err(|e| NatsError::other(e).on(nats))?;
         let has_v = info
             .config
             .subjects
@@ -673,7 +652,7 @@ impl Store {
 
     /// Sets a bucket's versioning state (adding the noncurrent-version subjects to its
     /// stream the first time).
-    pub async fn set_versioning(&self, nats: &str, v: Versioning) -> S3Result<()> {
+    pub async fn set_versioning(&self, nats: &str, v: Versioning) -> StoreResult<()> {
         self.check_connected().await?;
         let subject = versions::versions_filter(nats);
         self.update_stream(nats, |config| {
@@ -687,7 +666,7 @@ impl Store {
             }
         })
         .await
-        .map_err(|e| e.into_s3(nats))?;
+        .map_err(|e| e.on(nats))?;
         // Read again on next use (with the replicas).
         self.inner.versioning.forget(nats);
         // A listing index started before the subjects existed does not follow them.
@@ -738,6 +717,19 @@ impl Store {
                 return Err(e);
             }
             tokio::time::sleep(ATTEMPT_PAUSE).await;
+        }
+    }
+
+    /// Sets the hook told of every write through this store (the object cache, which so
+    /// never serves what this gateway has overwritten); only the first call counts.
+    pub fn on_write(&self, hook: WriteHook) {
+        let _ = self.inner.on_write.set(hook);
+    }
+
+    /// Tells the write hook of a write to `key` of `nats` (`None`: the whole bucket).
+    pub(super) fn wrote(&self, nats: &str, key: Option<&str>) {
+        if let Some(hook) = self.inner.on_write.get() {
+            hook(nats, key);
         }
     }
 

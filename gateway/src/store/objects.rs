@@ -17,7 +17,7 @@ use super::meta::{
 use super::versions::{self, version_subject, Versioning};
 use super::writer::{self, ChunkWriter, Written};
 use super::{purge_subject, reader, Index, Marker, NatsError, ObjectMeta, Store};
-use crate::error::{S3Code, S3Error, S3Result};
+use super::{StoreError, StoreResult, Unmet};
 
 /// Compare-and-set attempts before a write gives up with a conflict.
 const COMMIT_TRIES: usize = 16;
@@ -26,10 +26,12 @@ const COMMIT_TRIES: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
     Any,
-    /// `If-None-Match: *`.
+    /// No object may be there.
     Absent,
-    /// `If-Match: "<etag>"`.
-    Etag(String),
+    /// An object must be there, whatever its ETag.
+    Present,
+    /// An object with one of these ETags must be there.
+    Etag(Vec<String>),
 }
 
 /// A new object's attributes, chosen by the caller.
@@ -49,6 +51,18 @@ pub struct Finished {
     pub checksums: Vec<(String, String)>,
     pub checksum_type: Option<String>,
     pub etag: Option<String>,
+}
+
+impl Finished {
+    /// A whole object's checksums (type `FULL_OBJECT` when there are any), its ETag the MD5.
+    pub fn full_object(checksums: Vec<(String, String)>) -> Finished {
+        let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".to_string());
+        Finished {
+            checksums,
+            checksum_type,
+            etag: None,
+        }
+    }
 }
 
 /// What a delete did, for the response headers.
@@ -78,24 +92,18 @@ impl Lookup {
     }
 
     /// Checks a conditional write's expectation against the current version.
-    fn check(&self, key: &str, expect: &Expect) -> S3Result<()> {
+    fn check(&self, key: &str, expect: &Expect) -> StoreResult<()> {
         match (expect, self.object()) {
-            (Expect::Absent, Some(_)) => Err(S3Error::precondition_failed("If-None-Match")),
-            (Expect::Etag(_), None) => Err(S3Error::no_such_key(key)),
-            (Expect::Etag(e), Some(m)) if !etag_matches(e, &m.etag) => {
-                Err(S3Error::precondition_failed("If-Match"))
+            (Expect::Absent, Some(_)) => Err(StoreError::Unmet(Unmet::Exists)),
+            (Expect::Etag(_) | Expect::Present, None) => {
+                Err(StoreError::NoSuchKey(key.to_string()))
+            }
+            (Expect::Etag(tags), Some(m)) if !tags.contains(&m.etag) => {
+                Err(StoreError::Unmet(Unmet::EtagDiffers))
             }
             _ => Ok(()),
         }
     }
-}
-
-/// Compares an `If-Match`-style ETag (quoted or not, or `*`) with a stored one.
-pub fn etag_matches(given: &str, stored: &str) -> bool {
-    given
-        .split(',')
-        .map(|e| e.trim().trim_start_matches("W/").trim_matches('"'))
-        .any(|e| e == "*" || e == stored)
 }
 
 /// Removes an uncommitted version's chunks unless disarmed (a failed write cleans up at
@@ -179,7 +187,30 @@ pub struct Bucket {
     declared: Option<Versioning>,
 }
 
+/// Tells the store's write hook of a write to one key when dropped: once the write is over,
+/// whatever its outcome, and also when the request is dropped midway.
+pub(super) struct WriteDone {
+    store: Store,
+    nats: String,
+    key: String,
+}
+
+impl Drop for WriteDone {
+    fn drop(&mut self) {
+        self.store.wrote(&self.nats, Some(&self.key));
+    }
+}
+
 impl Bucket {
+    /// Held by each write path for its whole run: see [`WriteDone`].
+    pub(super) fn writing(&self, key: &str) -> WriteDone {
+        WriteDone {
+            store: self.store.clone(),
+            nats: self.nats.clone(),
+            key: key.to_string(),
+        }
+    }
+
     pub(super) fn new(store: Store, nats: &str) -> Bucket {
         Bucket {
             store,
@@ -200,13 +231,13 @@ impl Bucket {
         &self.nats
     }
 
-    pub(super) fn err(&self, e: NatsError) -> S3Error {
-        e.into_s3(&self.nats.replace('_', "."))
+    pub(super) fn err(&self, e: NatsError) -> StoreError {
+        e.on(&self.nats.replace('_', "."))
     }
 
     /// Like [`Bucket::err`], after asking NATS whether "no responders" means the bucket is
     /// gone or only between leaders.
-    pub(super) async fn fail(&self, e: NatsError) -> S3Error {
+    pub(super) async fn fail(&self, e: NatsError) -> StoreError {
         self.err(self.store.settle(&self.nats, e).await)
     }
 
@@ -215,7 +246,7 @@ impl Bucket {
     }
 
     /// The bucket's versioning state (the config's, when it declares one).
-    pub async fn versioning(&self) -> S3Result<Versioning> {
+    pub async fn versioning(&self) -> StoreResult<Versioning> {
         let stored = self.store.versioning(&self.nats).await?;
         match self.declared {
             Some(d) if d != stored => {
@@ -228,7 +259,7 @@ impl Bucket {
 
     /// The message last published on `subject`, decoded; malformed messages are counted
     /// and read as absent.
-    async fn read_record(&self, subject: &str, key: &str) -> S3Result<Option<(Record, u64)>> {
+    async fn read_record(&self, subject: &str, key: &str) -> StoreResult<Option<(Record, u64)>> {
         let client = &self.store.inner.client;
         let msg = self
             .store
@@ -250,7 +281,7 @@ impl Bucket {
 
     /// The key's current version and the sequence of its last metadata message, in one
     /// Direct Get.
-    pub(super) async fn lookup(&self, key: &str) -> S3Result<Lookup> {
+    pub(super) async fn lookup(&self, key: &str) -> StoreResult<Lookup> {
         self.store.check_connected().await?;
         let at = Instant::now();
         Ok(
@@ -277,7 +308,7 @@ impl Bucket {
     /// show an older version or none at all; so there the stream's leader answers (the
     /// JetStream API), through a leader election if one is under way. Chunks need no such
     /// care: a version's chunks never change, a replica that lacks them says so.
-    async fn lookup_for_read(&self, key: &str) -> S3Result<Lookup> {
+    async fn lookup_for_read(&self, key: &str) -> StoreResult<Lookup> {
         if self.store.replicas(&self.nats).await? <= 1 {
             return self.lookup(key).await;
         }
@@ -324,23 +355,23 @@ impl Bucket {
     }
 
     /// What the key's metadata subject holds: its current version (object or marker).
-    pub async fn current(&self, key: &str) -> S3Result<Record> {
+    pub async fn current(&self, key: &str) -> StoreResult<Record> {
         Ok(self.lookup_for_read(key).await?.current)
     }
 
     /// The object's metadata, or `None` if there is no such key.
-    pub async fn head(&self, key: &str) -> S3Result<Option<ObjectMeta>> {
+    pub async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
         Ok(self.lookup_for_read(key).await?.current.object())
     }
 
     /// Checks a conditional write's expectation against the key's current version.
-    pub async fn check_write(&self, key: &str, expect: &Expect) -> S3Result<()> {
+    pub async fn check_write(&self, key: &str, expect: &Expect) -> StoreResult<()> {
         self.lookup(key).await?.check(key, expect)
     }
 
     /// One version of a key (`None`: the null version): the current one or a noncurrent
     /// one; `None` when there is no such version.
-    pub async fn version(&self, key: &str, version: Option<&str>) -> S3Result<Option<Record>> {
+    pub async fn version(&self, key: &str, version: Option<&str>) -> StoreResult<Option<Record>> {
         let current = self.lookup(key).await?.current;
         if current.version() == Some(version) {
             return Ok(Some(current));
@@ -360,7 +391,7 @@ impl Bucket {
         &self,
         key: &str,
         version: Option<&str>,
-    ) -> S3Result<Option<(Record, u64)>> {
+    ) -> StoreResult<Option<(Record, u64)>> {
         self.read_record(&version_subject(&self.nats, key, version), key)
             .await
     }
@@ -370,7 +401,7 @@ impl Bucket {
         &self,
         key: &str,
         nuid: &str,
-    ) -> S3Result<Option<ObjectMeta>> {
+    ) -> StoreResult<Option<ObjectMeta>> {
         let current = self.lookup(key).await?.current;
         if current.chunks().is_some_and(|(n, _)| n == nuid) {
             return Ok(current.object());
@@ -388,7 +419,7 @@ impl Bucket {
     }
 
     /// Every noncurrent version of a key (objects and markers), with their sequences.
-    async fn noncurrent_all(&self, key: &str) -> S3Result<Vec<(Record, u64)>> {
+    async fn noncurrent_all(&self, key: &str) -> StoreResult<Vec<(Record, u64)>> {
         let filter = versions::key_versions_filter(&self.nats, key);
         let (js, client) = (&self.store.inner.js, &self.store.inner.client);
         let msgs = super::scan::last_messages(js, client, &self.stream, &filter)
@@ -411,7 +442,7 @@ impl Bucket {
         meta: &ObjectMeta,
         start: u64,
         end: u64,
-    ) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
+    ) -> impl Stream<Item = StoreResult<Bytes>> + Send + 'static {
         self.read_batched(meta, start, end, reader::CLIENT_BATCH)
     }
 
@@ -421,7 +452,7 @@ impl Bucket {
         start: u64,
         end: u64,
         batch: usize,
-    ) -> impl Stream<Item = Result<Bytes, S3Error>> + Send + 'static {
+    ) -> impl Stream<Item = StoreResult<Bytes>> + Send + 'static {
         let bucket = self.nats.replace('_', ".");
         // A read that fits one batch fetches everything at once; a longer one holds its
         // version through the read registry while it runs.
@@ -438,24 +469,26 @@ impl Bucket {
         )
         .map(move |r| {
             let _held = &hold;
-            r.map_err(|e| e.into_s3(&bucket))
+            r.map_err(|e| e.on(&bucket))
         })
     }
 
     /// Writes an object from a body stream. Nothing becomes visible unless the whole body
     /// arrives, `finish` accepts it, and `expect` holds.
     #[tracing::instrument(level = "debug", name = "nats.put", skip_all, fields(bucket = %self.nats))]
-    pub async fn put<S>(
+    pub async fn put<S, E>(
         &self,
         obj: NewObject,
         body: S,
         max_size: u64,
         expect: Expect,
-        finish: impl FnOnce(&Written) -> S3Result<Finished>,
-    ) -> S3Result<ObjectMeta>
+        finish: impl FnOnce(&Written) -> StoreResult<Finished>,
+    ) -> StoreResult<ObjectMeta>
     where
-        S: Stream<Item = S3Result<Bytes>> + Send + Unpin,
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: Into<StoreError>,
     {
+        let _done = self.writing(&obj.key);
         self.store.check_connected().await?;
         // The version this one replaces: looked up first when the write is conditional
         // (refused before any upload), else while the chunks are written (the compare-and-set
@@ -483,7 +516,7 @@ impl Bucket {
         found: Lookup,
         guard: PurgeGuard,
         written: &Written,
-    ) -> S3Result<ObjectMeta> {
+    ) -> StoreResult<ObjectMeta> {
         self.commit_version(key, meta, expect, found, guard, written)
             .await
             .map_err(|(Committed::No(e) | Committed::Unknown(e))| e)
@@ -502,8 +535,7 @@ impl Bucket {
     ) -> Result<ObjectMeta, Committed> {
         if written.last_write.elapsed() > self.lifecycle().timing.write_pause() {
             // Too late: the collector may take these chunks for an orphan.
-            return Err(Committed::No(S3Error::new(
-                S3Code::RequestTimeout,
+            return Err(Committed::No(StoreError::TooSlow(
                 "The upload took too long to complete.",
             )));
         }
@@ -514,7 +546,7 @@ impl Bucket {
             .await
         {
             Ok(Record::Object(m)) => Ok(*m),
-            Ok(_) => Err(Committed::Unknown(S3Error::internal(
+            Ok(_) => Err(Committed::Unknown(StoreError::internal(
                 "commit returned no object",
             ))),
             Err(Committed::No(e)) => {
@@ -548,26 +580,23 @@ impl Bucket {
     }
 
     /// Writes a body as chunks of a new version id; the guard purges them unless disarmed.
-    pub(super) async fn write_chunks<S>(
+    pub(super) async fn write_chunks<S, E>(
         &self,
         mut body: S,
         max_size: u64,
-    ) -> S3Result<(String, Written, PurgeGuard)>
+    ) -> StoreResult<(String, Written, PurgeGuard)>
     where
-        S: Stream<Item = S3Result<Bytes>> + Send + Unpin,
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: Into<StoreError>,
     {
         let nuid = nuid::next().to_string();
         let subject = chunk_subject(&self.nats, &nuid);
         let (guard, mut writer) = self.new_version(subject);
         while let Some(piece) = body.next().await {
-            let piece = piece?;
+            let piece = piece.map_err(Into::into)?;
             writer.check_pause()?;
             if writer.len() + piece.len() as u64 > max_size {
-                return Err(S3Error::new(
-                    S3Code::EntityTooLarge,
-                    "Your proposed upload exceeds the maximum allowed size",
-                )
-                .with("MaxSizeAllowed", max_size.to_string()));
+                return Err(StoreError::TooLarge { max: max_size });
             }
             if let Err(e) = writer.write(piece).await {
                 return Err(self.fail(e).await);
@@ -647,7 +676,7 @@ impl Bucket {
                 }
                 other => match other.to_info(&self.nats) {
                     Some(i) => i,
-                    None => return Err(Committed::No(S3Error::internal("nothing to commit"))),
+                    None => return Err(Committed::No(StoreError::internal("nothing to commit"))),
                 },
             };
             match self
@@ -685,13 +714,13 @@ impl Bucket {
 
     /// Keeps the current version `cur` as a noncurrent one before a commit replaces it;
     /// `false` when it was deleted by id meanwhile (it is then not kept).
-    async fn preserve(&self, key: &str, cur: &Record) -> S3Result<bool> {
+    async fn preserve(&self, key: &str, cur: &Record) -> StoreResult<bool> {
         let Some(info) = cur.to_info(&self.nats) else {
             return Ok(true);
         };
         let version = cur.version().flatten();
         let subject = version_subject(&self.nats, key, version);
-        let payload = serde_json::to_vec(&info).map_err(S3Error::internal)?;
+        let payload = serde_json::to_vec(&info).map_err(StoreError::internal)?;
         for _ in 0..COMMIT_TRIES {
             let existing = last_for_subject(&self.store.inner.client, &self.stream, &subject)
                 .await
@@ -803,7 +832,8 @@ impl Bucket {
     /// Rewrites a version's metadata (tags, checksums) without touching its chunks,
     /// failing if the version changed since `meta` was read.
     #[tracing::instrument(level = "debug", name = "nats.update_meta", skip_all, fields(bucket = %self.nats))]
-    pub async fn update_meta(&self, meta: &ObjectMeta) -> S3Result<ObjectMeta> {
+    pub async fn update_meta(&self, meta: &ObjectMeta) -> StoreResult<ObjectMeta> {
+        let _done = self.writing(&meta.key);
         self.store.check_connected().await?;
         let found = self.lookup(&meta.key).await?;
         let subject = if found.current.version() == Some(meta.version.as_deref()) {
@@ -823,7 +853,8 @@ impl Bucket {
     /// DeleteObject without a version id: removes the current version (retired), or with
     /// versioning adds a delete marker. Checks `expect` on the version the delete replaces.
     #[tracing::instrument(level = "debug", name = "nats.delete", skip_all, fields(bucket = %self.nats))]
-    pub async fn delete(&self, key: &str, expect: &Expect) -> S3Result<DeleteOutcome> {
+    pub async fn delete(&self, key: &str, expect: &Expect) -> StoreResult<DeleteOutcome> {
+        let _done = self.writing(key);
         self.store.check_connected().await?;
         let mode = self.versioning().await?;
         let found = self.lookup(key).await?;
@@ -857,7 +888,8 @@ impl Bucket {
         &self,
         key: &str,
         version: Option<&str>,
-    ) -> S3Result<DeleteOutcome> {
+    ) -> StoreResult<DeleteOutcome> {
+        let _done = self.writing(key);
         self.store.check_connected().await?;
         let gone = DeleteOutcome {
             marker: false,
@@ -919,7 +951,7 @@ impl Bucket {
         key: &str,
         version: Option<&str>,
         found: &Lookup,
-    ) -> S3Result<bool> {
+    ) -> StoreResult<bool> {
         let stamp = found.current.stamp().unwrap_or(0);
         let subject = version_subject(&self.nats, key, version);
         self.publish_info(
@@ -942,7 +974,7 @@ impl Bucket {
                 let subject = version_subject(&self.nats, key, p.version().flatten());
                 let info = p
                     .to_info(&self.nats)
-                    .ok_or_else(|| S3Error::internal("noncurrent version without info"))?;
+                    .ok_or_else(|| StoreError::internal("noncurrent version without info"))?;
                 match self.publish_info(&subject, &info, Some(seq)).await {
                     Ok(_) => {}
                     Err(NatsError::WrongLastSequence) => return Ok(false),
@@ -964,7 +996,7 @@ impl Bucket {
 
     /// The bucket's listing index, caught up with every write made before this call.
     #[tracing::instrument(level = "debug", name = "nats.index", skip_all, fields(bucket = %self.nats))]
-    pub async fn index(&self) -> S3Result<Arc<Index>> {
+    pub async fn index(&self) -> StoreResult<Arc<Index>> {
         self.store.check_connected().await?;
         let history = self.versioning().await?.has_history();
         let existing = {
@@ -1013,7 +1045,7 @@ impl Bucket {
     }
 
     /// Whether the bucket holds no version at all (nor a delete marker).
-    pub async fn is_empty(&self) -> S3Result<bool> {
+    pub async fn is_empty(&self) -> StoreResult<bool> {
         Ok(self.index().await?.is_empty())
     }
 }
@@ -1021,7 +1053,7 @@ impl Bucket {
 /// Why a commit failed, and whether its version may have been published.
 pub(super) enum Committed {
     /// Not published: its chunks may be purged at once.
-    No(S3Error),
+    No(StoreError),
     /// Maybe published: only the collector may remove its chunks.
-    Unknown(S3Error),
+    Unknown(StoreError),
 }

@@ -18,7 +18,7 @@ use super::meta::{chunk_subject, ObjectMeta};
 use super::objects::new_version_meta;
 use super::objects::Committed;
 use super::{Bucket, Expect, Finished, NatsError, Store, Written};
-use crate::error::{S3Code, S3Error, S3Result};
+use super::{StoreError, StoreResult};
 
 /// Chunks per Direct Get batch, and chunks read ahead, when assembling an upload.
 const COPY_BATCH: usize = 32;
@@ -107,13 +107,13 @@ impl PartInfo {
     }
 }
 
-pub(super) fn kv_err(e: impl std::fmt::Display) -> S3Error {
-    NatsError::Other(e.to_string()).into_s3("")
+pub(super) fn kv_err(e: impl std::fmt::Display) -> StoreError {
+    NatsError::Other(e.to_string()).on("")
 }
 
 impl Store {
     /// The upload-state KV bucket, created on first use.
-    pub(super) async fn uploads(&self) -> S3Result<kv::Store> {
+    pub(super) async fn uploads(&self) -> StoreResult<kv::Store> {
         self.check_connected().await?;
         if let Some(s) = self.inner.uploads.get() {
             return Ok(s.clone());
@@ -142,14 +142,14 @@ impl Store {
     }
 
     /// Latest values of KV keys matching `filter` (below the bucket's prefix), skipping deletes.
-    pub(super) async fn kv_scan(&self, filter: &str) -> S3Result<Vec<(String, Bytes)>> {
+    pub(super) async fn kv_scan(&self, filter: &str) -> StoreResult<Vec<(String, Bytes)>> {
         self.uploads().await?;
         let stream = names::kv_stream(UPLOADS_KV);
         let subject = names::kv_subject(UPLOADS_KV, filter);
         let msgs =
             super::scan::last_messages(&self.inner.js, &self.inner.client, &stream, &subject)
                 .await
-                .map_err(|e| e.into_s3(""))?;
+                .map_err(|e| e.on(""))?;
         let mut out = Vec::new();
         for msg in msgs {
             if matches!(msg.header("KV-Operation"), Some("DEL") | Some("PURGE")) {
@@ -168,10 +168,10 @@ impl Store {
 
 impl Bucket {
     /// Starts an upload; returns its id.
-    pub async fn create_upload(&self, info: &UploadInfo) -> S3Result<String> {
+    pub async fn create_upload(&self, info: &UploadInfo) -> StoreResult<String> {
         let kv = self.store.uploads().await?;
         let id = nuid::next().to_string();
-        let value = serde_json::to_vec(info).map_err(S3Error::internal)?;
+        let value = serde_json::to_vec(info).map_err(StoreError::internal)?;
         kv.create(format!("{}.{id}", self.nats), value.into())
             .await
             .map_err(kv_err)?;
@@ -179,15 +179,15 @@ impl Bucket {
     }
 
     /// An upload of this bucket in progress, or NoSuchUpload (also once a Complete has it).
-    pub async fn upload(&self, id: &str) -> S3Result<UploadInfo> {
+    pub async fn upload(&self, id: &str) -> StoreResult<UploadInfo> {
         match self.upload_entry(id).await? {
             (info, _) if info.completion.is_none() => Ok(info),
-            _ => Err(S3Error::no_such_upload(id)),
+            _ => Err(StoreError::NoSuchUpload(id.to_string())),
         }
     }
 
     /// Uploads in progress in this bucket, by id.
-    pub async fn uploads(&self) -> S3Result<Vec<(String, UploadInfo)>> {
+    pub async fn uploads(&self) -> StoreResult<Vec<(String, UploadInfo)>> {
         Ok(self
             .store
             .kv_scan(&format!("{}.*", self.nats))
@@ -202,7 +202,7 @@ impl Bucket {
     }
 
     /// The stored parts of an upload, by number.
-    pub async fn parts(&self, id: &str) -> S3Result<BTreeMap<u32, PartInfo>> {
+    pub async fn parts(&self, id: &str) -> StoreResult<BTreeMap<u32, PartInfo>> {
         Ok(self
             .store
             .kv_scan(&format!("{}.{id}.*", self.nats))
@@ -216,16 +216,17 @@ impl Bucket {
     }
 
     /// Stores part `n` from a body; a part uploaded again replaces the earlier one.
-    pub async fn put_part<S>(
+    pub async fn put_part<S, E>(
         &self,
         id: &str,
         n: u32,
         body: S,
         max: u64,
-        finish: impl FnOnce(&Written) -> S3Result<Vec<(String, String)>>,
-    ) -> S3Result<PartInfo>
+        finish: impl FnOnce(&Written) -> StoreResult<Vec<(String, String)>>,
+    ) -> StoreResult<PartInfo>
     where
-        S: Stream<Item = S3Result<Bytes>> + Send + Unpin,
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: Into<StoreError>,
     {
         self.upload(id).await?;
         let (nuid, written, guard) = self.write_chunks(body, max).await?;
@@ -239,15 +240,12 @@ impl Bucket {
             checksums,
         };
         if written.last_write.elapsed() > self.lifecycle().timing.write_pause() {
-            return Err(S3Error::new(
-                S3Code::RequestTimeout,
-                "The upload took too long to complete.",
-            ));
+            return Err(StoreError::TooSlow("The upload took too long to complete."));
         }
         let kv = self.store.uploads().await?;
         let key = format!("{}.{id}.{n}", self.nats);
         let previous = kv.get(key.clone()).await.map_err(kv_err)?;
-        let value = serde_json::to_vec(&part).map_err(S3Error::internal)?;
+        let value = serde_json::to_vec(&part).map_err(StoreError::internal)?;
         // The part record is the commit point: from here on only the collector removes
         // the chunks.
         guard.disarm();
@@ -256,7 +254,7 @@ impl Bucket {
         if self.upload(id).await.is_err() {
             let _ = super::forget_key(&self.store.inner.js, UPLOADS_KV, &key).await;
             self.retire_part(&part).await;
-            return Err(S3Error::no_such_upload(id));
+            return Err(StoreError::NoSuchUpload(id.to_string()));
         }
         if let Some(prev) = previous.and_then(|v| serde_json::from_slice::<PartInfo>(&v).ok()) {
             if prev.nuid != part.nuid {
@@ -277,7 +275,7 @@ impl Bucket {
         part: &PartInfo,
         start: u64,
         end: u64,
-    ) -> impl Stream<Item = S3Result<Bytes>> + Send + 'static {
+    ) -> impl Stream<Item = StoreResult<Bytes>> + Send + 'static {
         self.read(&part.as_object(), start, end)
     }
 
@@ -293,9 +291,10 @@ impl Bucket {
         obj: super::NewObject,
         parts: &[PartInfo],
         expect: Expect,
-        finish: impl FnOnce(&Written) -> S3Result<(Finished, Vec<String>)>,
+        finish: impl FnOnce(&Written) -> StoreResult<(Finished, Vec<String>)>,
         observe: &mut (dyn FnMut(&[u8]) + Send),
-    ) -> S3Result<ObjectMeta> {
+    ) -> StoreResult<ObjectMeta> {
+        let _done = self.writing(&obj.key);
         let assembled = self.assemble(&claim.nuid, parts, observe).await;
         let (guard, written) = match assembled {
             Ok(a) => a,
@@ -352,13 +351,13 @@ impl Bucket {
         nuid: &str,
         parts: &[PartInfo],
         observe: &mut (dyn FnMut(&[u8]) + Send),
-    ) -> S3Result<(super::objects::PurgeGuard, Written)> {
+    ) -> StoreResult<(super::objects::PurgeGuard, Written)> {
         let subject = chunk_subject(&self.nats, nuid);
         let (guard, mut writer) = self.new_version(subject);
         writer.skip_md5();
         // Read ahead in a task while this one writes: the copy runs at the speed of the
         // slower side instead of the sum of both.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<S3Result<Bytes>>(COPY_AHEAD);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<StoreResult<Bytes>>(COPY_AHEAD);
         let reader = self.clone();
         let sources: Vec<PartInfo> = parts.to_vec();
         tokio::spawn(async move {
@@ -381,7 +380,7 @@ impl Bucket {
             writer.write(piece).await.map_err(|e| self.err(e))?;
         }
         if copied != parts.iter().map(|p| p.size).sum::<u64>() {
-            return Err(S3Error::internal("multipart assembly ended early"));
+            return Err(StoreError::internal("multipart assembly ended early"));
         }
         let written = writer.finish().await.map_err(|e| self.err(e))?;
         Ok((guard, written))
@@ -389,13 +388,13 @@ impl Bucket {
 
     /// AbortMultipartUpload: removes an upload in progress and every stored part (their
     /// chunks are retired). One a Complete holds is NoSuchUpload.
-    pub async fn abort_upload(&self, id: &str) -> S3Result<()> {
+    pub async fn abort_upload(&self, id: &str) -> StoreResult<()> {
         let kv = self.store.uploads().await?;
         let key = format!("{}.{id}", self.nats);
         loop {
             let (info, revision) = self.upload_entry(id).await?;
             if info.completion.is_some() {
-                return Err(S3Error::no_such_upload(id));
+                return Err(StoreError::NoSuchUpload(id.to_string()));
             }
             match kv.purge_expect_revision(key.clone(), Some(revision)).await {
                 Ok(()) => break,
@@ -411,7 +410,7 @@ impl Bucket {
 
     /// Removes an upload's record whatever it holds, and its parts (expiry, the window of a
     /// completed upload).
-    pub(super) async fn forget_upload(&self, id: &str) -> S3Result<()> {
+    pub(super) async fn forget_upload(&self, id: &str) -> StoreResult<()> {
         self.store.uploads().await?;
         super::forget_key(
             &self.store.inner.js,
@@ -419,12 +418,12 @@ impl Bucket {
             &format!("{}.{id}", self.nats),
         )
         .await
-        .map_err(|e| e.into_s3(&self.nats))?;
+        .map_err(|e| e.on(&self.nats))?;
         self.retire_parts(id).await
     }
 
     /// Removes the part records of an upload and retires their chunks.
-    pub(super) async fn retire_parts(&self, id: &str) -> S3Result<()> {
+    pub(super) async fn retire_parts(&self, id: &str) -> StoreResult<()> {
         for (n, part) in self.parts(id).await? {
             let _ = super::forget_key(
                 &self.store.inner.js,

@@ -1,5 +1,6 @@
 //! Writes an object's chunks to its chunk subject with a window of pipelined acks.
 
+use super::{StoreError, StoreResult};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,12 +79,9 @@ impl ChunkWriter {
     }
 
     /// Refuses to go on after too long a pause since the last chunk.
-    pub fn check_pause(&self) -> Result<(), crate::error::S3Error> {
+    pub fn check_pause(&self) -> StoreResult<()> {
         if self.last_write.elapsed() > self.max_pause {
-            return Err(crate::error::S3Error::new(
-                crate::error::S3Code::RequestTimeout,
-                "The upload paused for too long.",
-            ));
+            return Err(StoreError::TooSlow("The upload paused for too long."));
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ use aws_sdk_s3::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, Sdk
 use aws_sdk_s3::Client;
 use futures::StreamExt;
 use jets3_crds::{Access, BucketConfig, Credential, GatewayConfig, Grant, Permission, StorageKind};
-use jets3_gateway::settings::CollectorSettings;
+use jets3_gateway::config::settings::CollectorSettings;
 use jets3_gateway::{GatewayHandle, NatsSettings, ServerSettings};
 use md5::{Digest as _, Md5};
 use sha2::Sha256;

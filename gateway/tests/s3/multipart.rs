@@ -792,7 +792,7 @@ async fn abandoned_uploads_expire() {
     upload_part(&s3, &b, "fresh", &fresh, 1, b"fresh part").await;
 
     let gw = env.gw().gateway();
-    let settings = jets3_gateway::settings::CollectorSettings {
+    let settings = jets3_gateway::config::settings::CollectorSettings {
         grace_seconds: 1,
         ..Default::default()
     };

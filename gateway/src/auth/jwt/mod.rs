@@ -15,7 +15,7 @@ use jets3_crds::{FieldError, JwtAlgorithm, JwtAuth, Permission, TokenSourceKind}
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::router::{query_get, Query};
+use crate::s3::endpoint::{query_get, Query};
 
 pub use crypto::install as install_crypto;
 

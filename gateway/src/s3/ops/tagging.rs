@@ -7,8 +7,8 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::error::{S3Code, S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond;
+use crate::s3::context::Ctx;
+use crate::s3::respond;
 use crate::store::{decode_tags, encode_tags};
 use crate::xml::{self, XmlWriter};
 
@@ -92,14 +92,14 @@ fn render(tags: &[(String, String)]) -> Response {
 
 /// GetObjectTagging.
 pub async fn get_object_tagging(ctx: &Ctx) -> S3Result<Response> {
-    let meta = crate::get::require_object(ctx).await?;
+    let meta = crate::s3::ops::common::require_object(ctx).await?;
     Ok(render(&meta.tags))
 }
 
 /// PutObjectTagging: replaces the tag set (metadata only, no data copy).
 pub async fn put_object_tagging(mut ctx: Ctx) -> S3Result<Response> {
     let tags = read_tags(&mut ctx, 10).await?;
-    let mut meta = crate::get::require_object(&ctx).await?;
+    let mut meta = crate::s3::ops::common::require_object(&ctx).await?;
     meta.tags = tags;
     ctx.store_bucket()?.update_meta(&meta).await?;
     Ok(respond::empty(StatusCode::OK))
@@ -107,7 +107,7 @@ pub async fn put_object_tagging(mut ctx: Ctx) -> S3Result<Response> {
 
 /// DeleteObjectTagging.
 pub async fn delete_object_tagging(ctx: &Ctx) -> S3Result<Response> {
-    let mut meta = crate::get::require_object(ctx).await?;
+    let mut meta = crate::s3::ops::common::require_object(ctx).await?;
     if !meta.tags.is_empty() {
         meta.tags.clear();
         ctx.store_bucket()?.update_meta(&meta).await?;
@@ -117,7 +117,7 @@ pub async fn delete_object_tagging(ctx: &Ctx) -> S3Result<Response> {
 
 /// GetBucketTagging: NoSuchTagSet when none is set.
 pub async fn get_bucket_tagging(ctx: &Ctx) -> S3Result<Response> {
-    let info = crate::bucket::require_bucket(ctx).await?;
+    let info = crate::s3::ops::common::require_bucket(ctx).await?;
     match info.metadata.get(BUCKET_TAGS) {
         Some(t) if !t.is_empty() => Ok(render(&decode_tags(t))),
         _ => Err(S3Error::new(
@@ -131,7 +131,7 @@ pub async fn get_bucket_tagging(ctx: &Ctx) -> S3Result<Response> {
 pub async fn put_bucket_tagging(mut ctx: Ctx) -> S3Result<Response> {
     let tags = read_tags(&mut ctx, 50).await?;
     let b = ctx.bucket_ref()?.clone();
-    crate::bucket::require_bucket(&ctx).await?;
+    crate::s3::ops::common::require_bucket(&ctx).await?;
     ctx.gw
         .store
         .set_bucket_metadata(&b.nats, BUCKET_TAGS, Some(encode_tags(&tags)))
@@ -142,7 +142,7 @@ pub async fn put_bucket_tagging(mut ctx: Ctx) -> S3Result<Response> {
 /// DeleteBucketTagging.
 pub async fn delete_bucket_tagging(ctx: &Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?;
-    crate::bucket::require_bucket(ctx).await?;
+    crate::s3::ops::common::require_bucket(ctx).await?;
     ctx.gw
         .store
         .set_bucket_metadata(&b.nats, BUCKET_TAGS, None)

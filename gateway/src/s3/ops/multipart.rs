@@ -12,10 +12,12 @@ use time::OffsetDateTime;
 
 use crate::checksum::{Algo, Assembly, Kind};
 use crate::error::{S3Code, S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond::{self, OWNER_ID, OWNER_NAME};
+use crate::s3::context::Ctx;
+use crate::s3::respond::{self, OWNER_ID, OWNER_NAME};
 use crate::store::completion::{parts_digest, Claim, Completed, UploadState};
-use crate::store::{Expect, Finished, NewObject, ObjectMeta, PartInfo, UploadInfo, Versioning};
+use crate::store::{
+    Expect, Finished, NewObject, ObjectMeta, PartInfo, StoreError, UploadInfo, Versioning,
+};
 use crate::xml::{self, XmlWriter};
 
 fn upload_id(ctx: &Ctx) -> S3Result<String> {
@@ -49,17 +51,17 @@ fn part_number(ctx: &Ctx) -> S3Result<u32> {
 /// CreateMultipartUpload.
 pub async fn create(ctx: &Ctx) -> S3Result<Response> {
     let key = ctx.key()?.to_string();
-    crate::put::check_unsupported_headers(ctx)?;
-    crate::bucket::require_bucket(ctx).await?;
+    crate::s3::ops::put::check_unsupported_headers(ctx)?;
+    crate::s3::ops::common::require_bucket(ctx).await?;
     let (algo, kind) = upload_checksum(ctx)?;
     let checksum_algorithm = algo.map(|a| a.name().to_string());
     let info = UploadInfo {
         key: key.clone(),
         initiated: OffsetDateTime::now_utc().unix_timestamp_nanos(),
-        headers: crate::put::stored_headers(ctx)?,
-        tags: crate::put::header_tags(ctx)?,
+        headers: crate::s3::ops::put::stored_headers(ctx)?,
+        tags: crate::s3::ops::put::header_tags(ctx)?,
         checksum_algorithm: checksum_algorithm.clone(),
-        acl: crate::access::api::request_acl(ctx).await?,
+        acl: crate::s3::ops::access::request_acl(ctx).await?,
         checksum_type: kind.map(|k| k.name().to_string()),
         completion: None,
     };
@@ -127,14 +129,14 @@ pub async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
     let n = part_number(&ctx)?;
     let max = ctx.rt.config.limits.max_part_size;
-    crate::put::check_length(&ctx, max)?;
+    crate::s3::ops::put::check_length(&ctx, max)?;
     let info = upload_for_key(&ctx, &id).await?;
     let bucket = ctx.store_bucket()?;
     // The upload's own algorithm is computed for every part (its composite checksum and
     // ListParts need it), whatever the request sends.
     let (body, checks) = ctx.upload_body_with(checksum_of(&info).map(|(a, _)| a))?;
     let part = bucket
-        .put_part(&id, n, body, max, |w| checks.verify(w))
+        .put_part(&id, n, body, max, |w| Ok(checks.verify(w)?))
         .await?;
     let mut resp = respond::empty(StatusCode::OK);
     respond::set(&mut resp, "etag", respond::quote(&part.etag));
@@ -151,7 +153,7 @@ pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
     let id = upload_id(ctx)?;
     let n = part_number(ctx)?;
     let info = upload_for_key(ctx, &id).await?;
-    let src = crate::copy::source(ctx).await?;
+    let src = crate::s3::ops::copy::source(ctx).await?;
     let size = src.meta.size;
     let (start, end) = match ctx.header("x-amz-copy-source-range") {
         None => (0, size),
@@ -165,7 +167,7 @@ pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
         ));
     }
     let algos: Vec<Algo> = checksum_of(&info).map(|(a, _)| a).into_iter().collect();
-    let (body, hashers) = crate::copy::source_stream(&src, start, end, &algos);
+    let (body, hashers) = crate::s3::ops::copy::source_stream(&src, start, end, &algos);
     let part = ctx
         .store_bucket()?
         .put_part(&id, n, body, max, |_| {
@@ -508,13 +510,13 @@ impl Completing {
                         .as_deref()
                         .is_some_and(|e| e != value && e != bare)
                     {
-                        return Err(S3Error::new(
+                        return Err(StoreError::from(S3Error::new(
                             S3Code::BadDigest,
                             format!(
                                 "The {} you specified did not match the calculated checksum.",
                                 a.name().to_lowercase()
                             ),
-                        ));
+                        )));
                     }
                     let kind = Some(k.name().to_string());
                     (vec![(a.name().to_string(), value)], kind, parts)
@@ -539,6 +541,7 @@ impl Completing {
                 &mut observe,
             )
             .await
+            .map_err(S3Error::from)
     }
 }
 
@@ -567,7 +570,7 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         parts: req.parts,
         digest,
         asked: AskedChecksum::of(&ctx)?,
-        expect: crate::put::write_expectation(&ctx)?,
+        expect: crate::s3::ops::put::write_expectation(&ctx)?,
         min_part: ctx.rt.config.limits.min_part_size,
         max_object: ctx.max_object_size(),
     };
@@ -601,7 +604,7 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         Ok(joined) => {
             let done = joined.map_err(S3Error::internal)??;
             let mut resp = respond::xml(render(&done));
-            crate::versioning::version_header(&mut resp, done.version.as_deref(), done.mode);
+            crate::s3::ops::common::version_header(&mut resp, done.version.as_deref(), done.mode);
             Ok(resp)
         }
         Err(_) => {
@@ -712,7 +715,7 @@ fn owner(w: &mut XmlWriter, tag: &str) {
 
 /// ListMultipartUploads, sorted by key then initiation time.
 pub async fn list_uploads(ctx: &Ctx) -> S3Result<Response> {
-    crate::bucket::require_bucket(ctx).await?;
+    crate::s3::ops::common::require_bucket(ctx).await?;
     let prefix = ctx.query("prefix").unwrap_or_default().to_string();
     let delimiter = ctx.query("delimiter").unwrap_or_default().to_string();
     let key_marker = ctx.query("key-marker").unwrap_or_default().to_string();

@@ -8,9 +8,11 @@ use time::OffsetDateTime;
 
 use crate::checksum::Algo;
 use crate::error::{S3Code, S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond;
-use crate::store::{etag_matches, ObjectMeta, Record};
+use crate::s3::common::etag_matches;
+use crate::s3::context::Ctx;
+use crate::s3::ops::common::require_object;
+use crate::s3::respond;
+use crate::store::ObjectMeta;
 use crate::xml::XmlWriter;
 
 /// A byte range `[start, end)` of an object.
@@ -114,56 +116,6 @@ pub fn evaluate_conditions<'h>(
         }
     }
     Ok(())
-}
-
-/// The addressed object (the version `versionId` names, else the current one), or the
-/// error S3 gives: NoSuchKey (with the delete marker's headers when one is current),
-/// NoSuchVersion, or MethodNotAllowed for a delete marker named by id.
-pub async fn require_object(ctx: &Ctx) -> S3Result<ObjectMeta> {
-    let key = ctx.key()?;
-    let bucket = ctx.store_bucket()?;
-    let record = match ctx.version_id()? {
-        None => match bucket.current(key).await? {
-            Record::Marker(m) => {
-                return Err(S3Error::no_such_key(key)
-                    .header("x-amz-delete-marker", "true")
-                    .header("x-amz-version-id", version_label(m.version.as_deref())))
-            }
-            other => other,
-        },
-        Some(v) => match bucket.version(key, v.as_deref()).await? {
-            Some(Record::Marker(m)) => {
-                return Err(S3Error::new(
-                    S3Code::MethodNotAllowed,
-                    "The specified method is not allowed against this resource.",
-                )
-                .with("Method", ctx.method.as_str())
-                .with("ResourceType", "DeleteMarker")
-                .header("x-amz-delete-marker", "true")
-                .header("x-amz-version-id", version_label(m.version.as_deref()))
-                .header("last-modified", respond::http_date(m.modified)))
-            }
-            Some(r) => r,
-            None => {
-                return Err(S3Error::new(
-                    S3Code::NoSuchVersion,
-                    "The specified version does not exist.",
-                )
-                .with("Key", key)
-                .with("VersionId", version_label(v.as_deref())))
-            }
-        },
-    };
-    let meta = record.object().ok_or_else(|| S3Error::no_such_key(key))?;
-    if meta.is_link {
-        return Err(S3Error::not_implemented("Reading NATS object links"));
-    }
-    Ok(meta)
-}
-
-/// A version id as S3 shows it (`null` for the null version).
-pub fn version_label(v: Option<&str>) -> String {
-    v.unwrap_or("null").to_string()
 }
 
 /// The checksum of part `n` (1-based) of a composite multipart object.
@@ -292,7 +244,7 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
     let mut resp = Response::new(Body::empty());
     object_headers(&mut resp, meta);
     let mode = ctx.store_bucket()?.versioning().await?;
-    crate::versioning::version_header(&mut resp, meta.version.as_deref(), mode);
+    crate::s3::ops::common::version_header(&mut resp, meta.version.as_deref(), mode);
     respond::set(&mut resp, "accept-ranges", "bytes");
     respond::set(&mut resp, "content-length", (s.end - s.start).to_string());
     if span.is_some() {

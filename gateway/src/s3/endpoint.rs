@@ -194,74 +194,6 @@ impl Endpoint {
     }
 }
 
-/// What a successful operation changes that GET may serve from the object cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Changes {
-    Nothing,
-    /// The object at the addressed key (bytes, headers or tags).
-    Key,
-    /// Every object of the bucket.
-    Bucket,
-    /// Keys named in the request body: the handler removes them itself.
-    InHandler,
-}
-
-impl Endpoint {
-    /// The cache entries a successful call makes stale. Every operation is listed (no
-    /// wildcard arm), so a new one cannot be forgotten.
-    pub fn changes(self) -> Changes {
-        use Endpoint::*;
-        match self {
-            PutObject
-            | CopyObject
-            | DeleteObject
-            | CompleteMultipartUpload
-            | PutObjectTagging
-            | DeleteObjectTagging
-            | PutObjectAcl => Changes::Key,
-            DeleteBucket => Changes::Bucket,
-            PostObject | DeleteObjects => Changes::InHandler,
-            ListBuckets
-            | CreateBucket
-            | HeadBucket
-            | GetBucketLocation
-            | GetBucketVersioning
-            | PutBucketVersioning
-            | ListObjects
-            | ListObjectsV2
-            | ListObjectVersions
-            | ListMultipartUploads
-            | GetBucketTagging
-            | PutBucketTagging
-            | DeleteBucketTagging
-            | GetBucketCors
-            | PutBucketCors
-            | DeleteBucketCors
-            | GetBucketAcl
-            | PutBucketAcl
-            | GetBucketPolicy
-            | PutBucketPolicy
-            | DeleteBucketPolicy
-            | GetBucketPolicyStatus
-            | GetPublicAccessBlock
-            | PutPublicAccessBlock
-            | DeletePublicAccessBlock
-            | GetObject
-            | HeadObject
-            | GetObjectTagging
-            | GetObjectAcl
-            | GetObjectAttributes
-            | CreateMultipartUpload
-            | UploadPart
-            | UploadPartCopy
-            | AbortMultipartUpload
-            | ListParts
-            | Preflight
-            | NotImplemented(_) => Changes::Nothing,
-        }
-    }
-}
-
 /// Query parameters in order, decoded.
 pub type Query = Vec<(String, String)>;
 
@@ -531,29 +463,6 @@ mod tests {
         assert_eq!(
             parse(&Method::PUT, Some("b"), Some("k"), &Vec::new(), &h).expect("parses"),
             Endpoint::CopyObject
-        );
-    }
-
-    #[test]
-    fn object_writes_change_the_cache() {
-        use Endpoint::*;
-        for ep in [
-            PutObject,
-            CopyObject,
-            DeleteObject,
-            CompleteMultipartUpload,
-            PutObjectTagging,
-            DeleteObjectTagging,
-        ] {
-            assert_eq!(ep.changes(), Changes::Key, "{ep:?}");
-        }
-        assert_eq!(PostObject.changes(), Changes::InHandler);
-        assert_eq!(DeleteObjects.changes(), Changes::InHandler);
-        assert_eq!(DeleteBucket.changes(), Changes::Bucket);
-        assert_eq!(
-            UploadPart.changes(),
-            Changes::Nothing,
-            "parts show only once completed"
         );
     }
 

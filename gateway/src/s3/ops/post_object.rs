@@ -16,23 +16,13 @@ use http::StatusCode;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use time::OffsetDateTime;
 
-use crate::auth::{self, AuthSettings, PostPolicy, SecretLookup};
+use crate::auth::{self, AuthSettings, PostPolicy};
 use crate::checksum::{self, Algo, Running};
 use crate::error::{S3Code, S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond;
-use crate::runtime::Runtime;
-use crate::store::{Expect, Finished, NewObject};
-
-/// System headers a form may set on the object (returned on GET and HEAD).
-const STORED: [&str; 6] = [
-    "content-type",
-    "content-encoding",
-    "content-disposition",
-    "content-language",
-    "cache-control",
-    "expires",
-];
+use crate::s3::context::Ctx;
+use crate::s3::respond;
+use crate::store::meta::STORED_HEADERS;
+use crate::store::{Expect, Finished, NewObject, StoreError};
 
 /// Form fields naming features the gateway cannot honour.
 const UNSUPPORTED: [&str; 6] = [
@@ -64,14 +54,6 @@ const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-
-struct Lookup<'a>(&'a Runtime, OffsetDateTime);
-
-impl SecretLookup for Lookup<'_> {
-    fn secret(&self, access_key_id: &str) -> Option<String> {
-        self.0.secret(access_key_id, self.1)
-    }
-}
 
 /// A form field by name, any case; the first one wins, as in the policy check.
 pub(crate) fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'f str> {
@@ -252,7 +234,7 @@ pub(crate) fn form_headers(
     for (name, value) in fields {
         let name = name.to_ascii_lowercase();
         let user = name.strip_prefix("x-amz-meta-");
-        if user.is_none() && !STORED.contains(&name.as_str()) {
+        if user.is_none() && !STORED_HEADERS.contains(&name.as_str()) {
             continue;
         }
         if out.iter().any(|(n, _)| *n == name) {
@@ -298,26 +280,12 @@ pub(crate) fn form_tags(fields: &[(String, String)]) -> S3Result<Vec<(String, St
     let Some(doc) = field(fields, "tagging") else {
         return Ok(Vec::new());
     };
-    crate::tagging::parse_tagging(doc.as_bytes(), 10)
+    crate::s3::ops::tagging::parse_tagging(doc.as_bytes(), 10)
 }
 
 /// The decoded `Content-MD5` field, if sent.
 pub(crate) fn form_md5(fields: &[(String, String)]) -> S3Result<Option<[u8; 16]>> {
-    use base64::Engine;
-    let Some(v) = field(fields, "content-md5") else {
-        return Ok(None);
-    };
-    base64::engine::general_purpose::STANDARD
-        .decode(v.trim())
-        .ok()
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .map(Some)
-        .ok_or_else(|| {
-            S3Error::new(
-                S3Code::InvalidDigest,
-                "The Content-MD5 you specified was invalid.",
-            )
-        })
+    crate::s3::common::content_md5(field(fields, "content-md5"))
 }
 
 /// The checksums to compute: from an `x-amz-checksum-<algo>` field (with the value to
@@ -325,23 +293,7 @@ pub(crate) fn form_md5(fields: &[(String, String)]) -> S3Result<Option<[u8; 16]>
 pub(crate) fn wanted_checksums(
     fields: &[(String, String)],
 ) -> S3Result<Vec<(Algo, Option<String>)>> {
-    let mut wanted: Vec<(Algo, Option<String>)> = Vec::new();
-    for algo in checksum::ALL {
-        if let Some(v) = field(fields, algo.header()) {
-            if !checksum::well_formed(algo, v.trim()) {
-                return Err(S3Error::invalid_request(format!(
-                    "Value for {} header is invalid.",
-                    algo.header()
-                )));
-            }
-            wanted.push((algo, Some(v.trim().to_string())));
-        }
-    }
-    if wanted.len() > 1 {
-        return Err(S3Error::invalid_request(
-            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
-        ));
-    }
+    let mut wanted = crate::s3::common::sent_checksums(|name| field(fields, name))?;
     if let Some(a) = field(fields, "x-amz-checksum-algorithm") {
         let algo = Algo::parse(a.trim()).ok_or_else(|| {
             S3Error::invalid_request(format!("Checksum algorithm {a} is not supported"))
@@ -506,7 +458,7 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
     .iter()
     .any(|n| field(&fields, n).is_some());
     if !signed {
-        crate::dispatch::charge_bucket(&ctx.gw, &bucket, false)?;
+        crate::s3::api::charge_bucket(&ctx.gw, &bucket, false)?;
         return Err(S3Error::access_denied());
     }
     let now = OffsetDateTime::now_utc();
@@ -515,8 +467,9 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
         now,
         max_skew: Duration::from_secs(limits.max_clock_skew_seconds),
     };
-    let policy = auth::verify_post_policy(&fields, &Lookup(&rt, now), &settings);
-    crate::dispatch::charge_bucket(&ctx.gw, &bucket, policy.is_ok())?;
+    let policy =
+        auth::verify_post_policy(&fields, &crate::s3::common::Secrets(&rt, now), &settings);
+    crate::s3::api::charge_bucket(&ctx.gw, &bucket, policy.is_ok())?;
     let policy: PostPolicy = policy?;
     if bucket.read_only() {
         return Err(S3Error::new(
@@ -556,12 +509,12 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
         )?,
         tags: form_tags(&fields)?,
         parts: Vec::new(),
-        acl: crate::access::api::form_acl(&ctx, &policy.access_key_id, field(&fields, "acl"))
+        acl: crate::s3::ops::access::form_acl(&ctx, &policy.access_key_id, field(&fields, "acl"))
             .await?,
     };
     // The key is known only now: grants, the bucket policy and ACLs decide as for a PUT.
     let subject = crate::access::Subject {
-        ep: crate::router::Endpoint::PutObject,
+        ep: crate::s3::endpoint::Endpoint::PutObject,
         bucket: Some(&bucket),
         key: Some(&key),
         principal: Some(&signer),
@@ -603,23 +556,16 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
             policy.check(&bucket.s3, &fields, w.size)?;
             if let Some(md5) = md5 {
                 if md5 != w.md5 {
-                    return Err(S3Error::new(
+                    return Err(StoreError::from(S3Error::new(
                         S3Code::BadDigest,
                         "The Content-MD5 you specified did not match what we received.",
-                    ));
+                    )));
                 }
             }
             let checksums = checksum::verify(&wanted, hashers.finish(), &[])?;
-            let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".to_string());
-            Ok(Finished {
-                checksums,
-                checksum_type,
-                etag: None,
-            })
+            Ok(Finished::full_object(checksums))
         })
         .await?;
-    // Written here: the cache must not serve the old version (see `Endpoint::changes`).
-    ctx.gw.cache.invalidate(&bucket.nats, &key);
     guard.allow(TRAILING_BYTES);
     drain(&mut mp).await;
 
@@ -664,11 +610,11 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
         }
     };
     respond::set(&mut resp, "etag", respond::quote(&meta.etag));
-    crate::put::checksum_headers(&mut resp, &meta);
+    crate::s3::ops::put::checksum_headers(&mut resp, &meta);
     let mode = store.versioning().await?;
-    crate::versioning::version_header(&mut resp, meta.version.as_deref(), mode);
+    crate::s3::ops::common::version_header(&mut resp, meta.version.as_deref(), mode);
     if let Some(origin) = ctx.header("origin") {
-        crate::cors::decorate(&ctx.gw, &bucket, origin, &ctx.method, &mut resp).await;
+        crate::s3::ops::cors::decorate(&ctx.gw, &bucket, origin, &ctx.method, &mut resp).await;
     }
     Ok(resp)
 }

@@ -1,15 +1,27 @@
-//! Calls the handler of each operation.
+//! The S3 operations, one file a family, and the call of each routed operation.
+
+pub mod access;
+pub(crate) mod bucket;
+pub(crate) mod common;
+pub(crate) mod copy;
+pub(crate) mod cors;
+pub(crate) mod delete;
+pub(crate) mod get;
+pub(crate) mod list;
+pub mod multipart;
+pub(crate) mod post_object;
+pub(crate) mod put;
+pub(crate) mod tagging;
+pub(crate) mod versioning;
 
 use axum::response::Response;
 
-use crate::access::api as access;
 use crate::error::S3Result;
-use crate::request::Ctx;
-use crate::router::Endpoint;
-use crate::{bucket, copy, delete, get, list, multipart, put, tagging};
+use crate::s3::context::Ctx;
+use crate::s3::endpoint::Endpoint;
 
 /// Runs the operation the request was routed to.
-pub async fn call(ctx: Ctx) -> S3Result<Response> {
+pub(crate) async fn call(ctx: Ctx) -> S3Result<Response> {
     use Endpoint::*;
     match ctx.ep {
         ListBuckets => bucket::list_buckets(&ctx).await,
@@ -17,8 +29,8 @@ pub async fn call(ctx: Ctx) -> S3Result<Response> {
         DeleteBucket => bucket::delete_bucket(&ctx).await,
         HeadBucket => bucket::head_bucket(&ctx).await,
         GetBucketLocation => bucket::get_location(&ctx).await,
-        GetBucketVersioning => crate::versioning::get_versioning(&ctx).await,
-        PutBucketVersioning => crate::versioning::put_versioning(ctx).await,
+        GetBucketVersioning => versioning::get_versioning(&ctx).await,
+        PutBucketVersioning => versioning::put_versioning(ctx).await,
         GetBucketAcl | GetObjectAcl => access::get_acl(&ctx).await,
         PutBucketAcl | PutObjectAcl => access::put_acl(ctx).await,
         GetBucketPolicy => access::get_policy(&ctx).await,
@@ -28,9 +40,9 @@ pub async fn call(ctx: Ctx) -> S3Result<Response> {
         GetPublicAccessBlock => access::get_public_access_block(&ctx).await,
         PutPublicAccessBlock => access::put_public_access_block(ctx).await,
         DeletePublicAccessBlock => access::delete_public_access_block(&ctx).await,
-        GetBucketCors => crate::cors::get_cors(&ctx).await,
-        PutBucketCors => crate::cors::put_cors(ctx).await,
-        DeleteBucketCors => crate::cors::delete_cors(&ctx).await,
+        GetBucketCors => cors::get_cors(&ctx).await,
+        PutBucketCors => cors::put_cors(ctx).await,
+        DeleteBucketCors => cors::delete_cors(&ctx).await,
         ListObjects => list::list_objects(&ctx, list::Flavor::V1).await,
         ListObjectsV2 => list::list_objects(&ctx, list::Flavor::V2).await,
         ListObjectVersions => list::list_objects(&ctx, list::Flavor::Versions).await,
@@ -54,8 +66,8 @@ pub async fn call(ctx: Ctx) -> S3Result<Response> {
         CompleteMultipartUpload => multipart::complete(ctx).await,
         AbortMultipartUpload => multipart::abort(&ctx).await,
         ListParts => multipart::list_parts(&ctx).await,
-        PostObject => crate::post_object::post_object(ctx).await,
-        Preflight => crate::cors::preflight(&ctx).await,
+        PostObject => post_object::post_object(ctx).await,
+        Preflight => cors::preflight(&ctx).await,
         NotImplemented(name) => Err(crate::error::S3Error::not_implemented(name)),
     }
 }

@@ -5,18 +5,18 @@ use http::{HeaderValue, Method, StatusCode};
 use jets3_crds::CorsRule;
 use serde::Deserialize;
 
+use crate::config::compiled::BucketRef;
 use crate::error::{S3Code, S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond;
-use crate::runtime::BucketRef;
-use crate::server::Gateway;
+use crate::s3::context::Ctx;
+use crate::s3::respond;
+use crate::state::AppState;
 use crate::xml::{self, XmlWriter};
 
 /// Stream metadata key holding rules set with PutBucketCors (JSON).
 const BUCKET_CORS: &str = "jets3.cors";
 
 /// The rules in force for a bucket: the config's, else those set through the API.
-async fn rules(gw: &Gateway, b: &BucketRef) -> S3Result<Option<Vec<CorsRule>>> {
+async fn rules(gw: &AppState, b: &BucketRef) -> S3Result<Option<Vec<CorsRule>>> {
     if let Some(c) = &b.config {
         if !c.cors.is_empty() {
             return Ok(Some(c.cors.clone()));
@@ -133,7 +133,7 @@ pub async fn preflight(ctx: &Ctx) -> S3Result<Response> {
 
 /// Adds CORS headers to an actual (non-preflight) response when a rule allows it.
 pub async fn decorate(
-    gw: &Gateway,
+    gw: &AppState,
     b: &BucketRef,
     origin: &str,
     method: &Method,
@@ -212,12 +212,12 @@ pub async fn get_cors(ctx: &Ctx) -> S3Result<Response> {
 pub async fn put_cors(mut ctx: Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?.clone();
     if managed_by_config(&b) {
-        return Err(crate::access::api::set_by_config(&b.s3, "CORS", "cors"));
+        return Err(crate::s3::ops::common::set_by_config(&b.s3, "CORS", "cors"));
     }
     let limit = ctx.rt.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     let rules = parse_cors(&body, &b.s3, &b.nats)?;
-    crate::bucket::require_bucket(&ctx).await?;
+    crate::s3::ops::common::require_bucket(&ctx).await?;
     let json = serde_json::to_string(&rules).map_err(S3Error::internal)?;
     ctx.gw
         .store
@@ -274,9 +274,9 @@ pub fn parse_cors(body: &[u8], s3: &str, nats: &str) -> S3Result<Vec<CorsRule>> 
 pub async fn delete_cors(ctx: &Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?;
     if managed_by_config(b) {
-        return Err(crate::access::api::set_by_config(&b.s3, "CORS", "cors"));
+        return Err(crate::s3::ops::common::set_by_config(&b.s3, "CORS", "cors"));
     }
-    crate::bucket::require_bucket(ctx).await?;
+    crate::s3::ops::common::require_bucket(ctx).await?;
     ctx.gw
         .store
         .set_bucket_metadata(&b.nats, BUCKET_CORS, None)

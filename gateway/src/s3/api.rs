@@ -14,21 +14,19 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::audit::Facts;
-use crate::auth::{
-    self, AuthSettings, Authenticated, Payload, Principal, RequestParts, SecretLookup,
-};
+use crate::auth::{self, AuthSettings, Authenticated, Payload, Principal, RequestParts};
 use crate::breaker::Admit;
+use crate::config::compiled::Runtime;
 use crate::error::{S3Code, S3Error, S3Result};
+use crate::http::listener::Peer;
 use crate::limits::ClientAddr;
-use crate::listener::Peer;
-use crate::request::Ctx;
-use crate::router::{self, Changes, Endpoint, Need};
-use crate::runtime::Runtime;
-use crate::server::Gateway;
+use crate::s3::context::Ctx;
+use crate::s3::endpoint::{self as router, Endpoint, Need};
+use crate::state::AppState;
 use crate::tail::{IdleBody, Tail};
 
 /// The S3 listener's router: every request goes through [`handle`].
-pub fn router(gw: Arc<Gateway>) -> Router {
+pub fn router(gw: Arc<AppState>) -> Router {
     Router::new().fallback(handle).with_state(gw)
 }
 
@@ -41,7 +39,7 @@ fn request_id() -> String {
     format!("{v:016X}")
 }
 
-async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+async fn handle(State(gw): State<Arc<AppState>>, req: Request) -> Response {
     let request_id = request_id();
     let started = Instant::now();
     gw.metrics.in_flight.inc();
@@ -99,7 +97,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
                 gw.metrics.timeouts.with_label_values(&["request"]).inc();
                 // The error answer itself goes out whole.
                 tail.deadline = None;
-                ("Unknown", Err(request_timeout_error()))
+                ("Unknown", Err(S3Error::request_timeout()))
             }
         },
         None => serving.await,
@@ -161,14 +159,6 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     tail.attach(resp)
 }
 
-/// S3's answer to a client that took too long.
-pub fn request_timeout_error() -> S3Error {
-    S3Error::new(
-        S3Code::RequestTimeout,
-        "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
-    )
-}
-
 /// The payload length a request announces (aws-chunked: the decoded length).
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     ["x-amz-decoded-content-length", "content-length"]
@@ -219,14 +209,6 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
-struct Lookup<'a>(&'a Runtime, OffsetDateTime);
-
-impl SecretLookup for Lookup<'_> {
-    fn secret(&self, access_key_id: &str) -> Option<String> {
-        self.0.secret(access_key_id, self.1)
-    }
-}
-
 /// Bucket and key of a request.
 pub(crate) type Address = (Option<String>, Option<String>);
 
@@ -271,7 +253,7 @@ pub(crate) fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> S3Res
 }
 
 async fn serve(
-    gw: &Arc<Gateway>,
+    gw: &Arc<AppState>,
     rt: Option<Arc<Runtime>>,
     req: Request,
     request_id: &str,
@@ -402,7 +384,7 @@ async fn serve(
                 raw_query: raw_query.as_deref(),
                 headers: &parts.headers,
             };
-            auth::authenticate(&request, &Lookup(&rt, now), &settings).map(|a| match a {
+            auth::authenticate(&request, &crate::s3::common::Secrets(&rt, now), &settings).map(|a| match a {
                 Authenticated::Anonymous => (None, Payload::Unsigned),
                 Authenticated::Signed(s) => {
                     (Some(Principal::AccessKey(s.access_key_id)), s.payload)
@@ -466,29 +448,17 @@ async fn serve(
             payload,
             body,
         );
-        let changes = match (ep.changes(), &ctx.bucket, &ctx.key) {
-            (Changes::Key, Some(b), Some(k)) => Some((b.nats.clone(), Some(k.clone()))),
-            (Changes::Bucket, Some(b), _) => Some((b.nats.clone(), None)),
-            _ => None,
-        };
         let origin = ctx.header("origin").map(str::to_string);
         let cors_bucket = ctx.bucket.clone();
-        let result = crate::ops::call(ctx).await;
+        let result = crate::s3::ops::call(ctx).await;
         let nats_failed = result.as_ref().err().is_some_and(|e| e.nats_failure);
         if gw.breaker.record(nats_failed, breaker) {
             let answered = gw.store.ping_after_reconnect().await;
             gw.breaker.confirm(answered, breaker, &gw.metrics);
         }
-        // Written here: the cache must not serve the old version, not even until the
-        // bucket's watch sees the change.
-        match changes {
-            Some((nats, Some(key))) if result.is_ok() => gw.cache.invalidate(&nats, &key),
-            Some((nats, None)) if result.is_ok() => gw.cache.flush_bucket(&nats),
-            _ => {}
-        }
         let mut resp = result?;
         if let (Some(origin), Some(b)) = (origin, cors_bucket) {
-            crate::cors::decorate(gw, &b, &origin, &parts.method, &mut resp).await;
+            crate::s3::ops::cors::decorate(gw, &b, &origin, &parts.method, &mut resp).await;
         }
         Ok(resp)
     }
@@ -511,7 +481,7 @@ async fn serve(
 /// for the bucket it was checked for) and the bucket's rate limit.
 pub async fn admit_copy_source(
     ctx: &Ctx,
-    src: &crate::runtime::BucketRef,
+    src: &crate::config::compiled::BucketRef,
     key: &str,
     version: Option<&str>,
 ) -> S3Result<()> {
@@ -551,8 +521,8 @@ pub async fn admit_copy_source(
 /// requests have one budget, anonymous and failed-auth ones another, so that neither
 /// kind can use up the other's.
 pub fn charge_bucket(
-    gw: &Gateway,
-    bucket: &crate::runtime::BucketRef,
+    gw: &AppState,
+    bucket: &crate::config::compiled::BucketRef,
     authenticated: bool,
 ) -> S3Result<()> {
     match bucket.config.as_ref().and_then(|c| c.rate_limit.as_ref()) {

@@ -6,8 +6,8 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::error::{S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond;
+use crate::s3::context::Ctx;
+use crate::s3::respond;
 use crate::store::{DeleteOutcome, Expect};
 use crate::xml::{self, XmlWriter};
 
@@ -18,7 +18,7 @@ pub async fn delete_object(ctx: &Ctx) -> S3Result<Response> {
     let version = ctx.version_id()?;
     let bucket = ctx.store_bucket()?;
     let expect = match ctx.header("if-match") {
-        Some(v) => Expect::Etag(v.trim().to_string()),
+        Some(v) => crate::s3::common::if_match(v.trim()),
         None => Expect::Any,
     };
     let outcome = match version {
@@ -94,23 +94,27 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
     let results: Vec<S3Result<DeleteOutcome>> = futures::stream::iter(jobs)
         .map(|(key, version)| {
             let bucket = bucket.clone();
-            let cache = &ctx.gw.cache;
             async move {
                 if key.is_empty() || key.len() > max_key {
                     return Err(S3Error::invalid_argument("Invalid key"));
                 }
                 // Each key as its own DeleteObject: a policy may deny some keys.
-                crate::access::authorize_key(ctx, &key, version.as_deref()).await?;
-                let r = match version.as_deref() {
-                    None => bucket.delete(&key, &Expect::Any).await,
-                    Some("null") => bucket.delete_version(&key, None).await,
-                    Some(v) if crate::store::meta::valid_version_id(v) => {
-                        bucket.delete_version(&key, Some(v)).await
-                    }
+                authorize_key(ctx, &key, version.as_deref()).await?;
+                match version.as_deref() {
+                    None => bucket
+                        .delete(&key, &Expect::Any)
+                        .await
+                        .map_err(S3Error::from),
+                    Some("null") => bucket
+                        .delete_version(&key, None)
+                        .await
+                        .map_err(S3Error::from),
+                    Some(v) if crate::store::meta::valid_version_id(v) => bucket
+                        .delete_version(&key, Some(v))
+                        .await
+                        .map_err(S3Error::from),
                     Some(_) => Err(S3Error::invalid_argument("Invalid version id specified")),
-                };
-                cache.invalidate(bucket.nats_name(), &key);
-                r
+                }
             }
         })
         .buffered(16)
@@ -149,4 +153,23 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
         }
     }
     Ok(respond::xml(w.finish("DeleteResult")))
+}
+
+/// Decides one key of a request that names several (DeleteObjects) as a DeleteObject of
+/// that key (and version).
+async fn authorize_key(ctx: &Ctx, key: &str, version: Option<&str>) -> S3Result<()> {
+    let query: crate::s3::endpoint::Query = version
+        .map(|v| vec![("versionId".to_string(), v.to_string())])
+        .unwrap_or_default();
+    let s = crate::access::Subject {
+        ep: crate::s3::endpoint::Endpoint::DeleteObject,
+        bucket: ctx.bucket.as_ref(),
+        key: Some(key),
+        principal: ctx.principal.as_ref(),
+        headers: &ctx.headers,
+        query: &query,
+        client: &ctx.client,
+        presigned: ctx.query("X-Amz-Signature").is_some(),
+    };
+    crate::access::authorize(&ctx.gw, &ctx.rt, &s).await
 }

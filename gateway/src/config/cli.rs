@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use jets3_nats::NatsFlags;
 
-use crate::settings::{
+use crate::config::settings::{
     ListenerTls, PushSettings, ServerSettings, DEFAULT_PUSH_AUDIENCE, DEFAULT_PUSH_ISSUER,
 };
 use crate::Error;

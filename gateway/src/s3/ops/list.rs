@@ -8,8 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use crate::error::{S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond::{self, OWNER_ID, OWNER_NAME};
+use crate::s3::context::Ctx;
+use crate::s3::respond::{self, OWNER_ID, OWNER_NAME};
 use crate::store::{Entry, Maps, VersionEntry};
 use crate::xml::XmlWriter;
 
@@ -269,17 +269,10 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
             ctx.query("key-marker").unwrap_or_default().to_string(),
             None,
         ),
-        Flavor::V2 => match ctx.query("continuation-token") {
-            Some(t) => {
-                let decoded = URL_SAFE_NO_PAD
-                    .decode(t)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        S3Error::invalid_argument("The continuation token provided is incorrect")
-                            .with("ArgumentName", "continuation-token")
-                    })?;
-                (decoded, Some(t.to_string()))
+        Flavor::V2 => match crate::s3::ops::common::continuation_token(ctx)? {
+            Some(decoded) => {
+                let raw = ctx.query("continuation-token").map(str::to_string);
+                (decoded, raw)
             }
             None => (
                 ctx.query("start-after").unwrap_or_default().to_string(),

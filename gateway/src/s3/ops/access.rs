@@ -11,29 +11,20 @@ use jets3_crds::policy::Policy;
 use jets3_crds::PublicAccessBlock;
 use serde::Deserialize;
 
-use super::acl::{self, Acl, KnownIds};
-use super::state::{Stored, ACL_KEY, PAB_KEY, POLICY_KEY};
+use crate::access::acl::{self, Acl, KnownIds};
+use crate::access::state::{Stored, ACL_KEY, PAB_KEY, POLICY_KEY};
 use crate::auth::Principal;
+use crate::config::compiled::{BucketRef, Runtime};
 use crate::error::{S3Code, S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond;
-use crate::runtime::{BucketRef, Runtime};
+use crate::s3::context::Ctx;
+use crate::s3::ops::common::set_by_config;
+use crate::s3::respond;
 use crate::xml::{self, XmlWriter};
 
 impl KnownIds for Runtime {
     fn known(&self, canonical_id: &str) -> bool {
         self.known_canonical_id(canonical_id)
     }
-}
-
-/// AccessDenied for a change the config owns.
-pub fn set_by_config(bucket: &str, what: &str, field: &str) -> S3Error {
-    S3Error::new(
-        S3Code::AccessDenied,
-        format!(
-            "Access Denied: the {what} of bucket {bucket} is set by its configuration (the S3Bucket's spec.{field}); change it there"
-        ),
-    )
 }
 
 /// The caller's canonical id (anonymous callers and tokens write as the jets3 owner).
@@ -81,7 +72,7 @@ pub async fn request_acl(ctx: &Ctx) -> S3Result<Option<Acl>> {
     let owner = bucket_owner(ctx, &s);
     let acl = acl::from_headers(&ctx.headers, &caller_id(ctx), &owner, &*ctx.rt)?;
     if let Some(a) = &acl {
-        check_public_acl(a, &super::public_access_block(&ctx.rt, b, &s))?;
+        check_public_acl(a, &crate::access::public_access_block(&ctx.rt, b, &s))?;
     }
     // Private is what no ACL means: nothing to store.
     Ok(acl.filter(|a| *a != Acl::private(&a.owner)))
@@ -104,7 +95,7 @@ pub async fn form_acl(ctx: &Ctx, access_key: &str, canned: Option<&str>) -> S3Re
         .map_or_else(|| respond::OWNER_ID.to_string(), |p| p.canonical.clone());
     let acl = acl::from_headers(&headers, &caller, &bucket_owner(ctx, &s), &*ctx.rt)?;
     if let Some(a) = &acl {
-        check_public_acl(a, &super::public_access_block(&ctx.rt, b, &s))?;
+        check_public_acl(a, &crate::access::public_access_block(&ctx.rt, b, &s))?;
     }
     Ok(acl.filter(|a| *a != Acl::private(&a.owner)))
 }
@@ -146,11 +137,11 @@ async fn set(ctx: &Ctx, b: &BucketRef, key: &str, value: Option<String>) -> S3Re
 /// Get(Bucket|Object)Acl.
 pub async fn get_acl(ctx: &Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?;
-    crate::bucket::require_bucket(ctx).await?;
+    crate::s3::ops::common::require_bucket(ctx).await?;
     let s = stored(ctx, b).await?;
     let owner = bucket_owner(ctx, &s);
     let acl = match &ctx.key {
-        Some(_) => crate::get::require_object(ctx)
+        Some(_) => crate::s3::ops::common::require_object(ctx)
             .await?
             .acl
             .unwrap_or_else(|| Acl::private(&owner)),
@@ -162,13 +153,13 @@ pub async fn get_acl(ctx: &Ctx) -> S3Result<Response> {
 /// Put(Bucket|Object)Acl: a canned ACL, grant headers, or an AccessControlPolicy body.
 pub async fn put_acl(mut ctx: Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?.clone();
-    crate::bucket::require_bucket(&ctx).await?;
+    crate::s3::ops::common::require_bucket(&ctx).await?;
     let limit = ctx.rt.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     let s = stored(&ctx, &b).await?;
     let bucket_owner = bucket_owner(&ctx, &s);
     let object = match &ctx.key {
-        Some(_) => Some(crate::get::require_object(&ctx).await?),
+        Some(_) => Some(crate::s3::ops::common::require_object(&ctx).await?),
         None => None,
     };
     let owner = match &object {
@@ -196,7 +187,7 @@ pub async fn put_acl(mut ctx: Ctx) -> S3Result<Response> {
             .with("MissingHeaderName", "x-amz-acl"))
         }
     };
-    check_public_acl(&acl, &super::public_access_block(&ctx.rt, &b, &s))?;
+    check_public_acl(&acl, &crate::access::public_access_block(&ctx.rt, &b, &s))?;
     match object {
         Some(mut meta) => {
             meta.acl = Some(acl).filter(|a| *a != Acl::private(&a.owner));
@@ -230,7 +221,7 @@ fn no_policy(b: &BucketRef) -> S3Error {
 /// GetBucketPolicy: the document as it was set.
 pub async fn get_policy(ctx: &Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?;
-    crate::bucket::require_bucket(ctx).await?;
+    crate::s3::ops::common::require_bucket(ctx).await?;
     let s = stored(ctx, b).await?;
     let text = policy_text(b, &s).ok_or_else(|| no_policy(b))?;
     let mut r = Response::new(axum::body::Body::from(text.to_string()));
@@ -241,9 +232,9 @@ pub async fn get_policy(ctx: &Ctx) -> S3Result<Response> {
 /// GetBucketPolicyStatus: whether the policy makes the bucket public.
 pub async fn get_policy_status(ctx: &Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?;
-    crate::bucket::require_bucket(ctx).await?;
+    crate::s3::ops::common::require_bucket(ctx).await?;
     let s = stored(ctx, b).await?;
-    let policy = super::policy(b, &s).ok_or_else(|| no_policy(b))?;
+    let policy = crate::access::policy(b, &s).ok_or_else(|| no_policy(b))?;
     let mut w = XmlWriter::new("PolicyStatus");
     w.elem(
         "IsPublic",
@@ -291,9 +282,10 @@ pub async fn put_policy(mut ctx: Ctx) -> S3Result<Response> {
             "Invalid principal in policy: no credential has canonical id {id}"
         )));
     }
-    crate::bucket::require_bucket(&ctx).await?;
+    crate::s3::ops::common::require_bucket(&ctx).await?;
     let s = stored(&ctx, &b).await?;
-    if policy.is_public() && super::public_access_block(&ctx.rt, &b, &s).block_public_policy {
+    if policy.is_public() && crate::access::public_access_block(&ctx.rt, &b, &s).block_public_policy
+    {
         return Err(S3Error::new(
             S3Code::AccessDenied,
             "Access Denied: Block Public Access (BlockPublicPolicy) refuses public policies on this bucket",
@@ -309,7 +301,7 @@ pub async fn delete_policy(ctx: &Ctx) -> S3Result<Response> {
     if b.policy.is_some() {
         return Err(set_by_config(&b.s3, "policy", "policy"));
     }
-    crate::bucket::require_bucket(ctx).await?;
+    crate::s3::ops::common::require_bucket(ctx).await?;
     set(ctx, b, POLICY_KEY, None).await?;
     Ok(respond::empty(StatusCode::NO_CONTENT))
 }
@@ -321,7 +313,7 @@ fn pab_by_config(b: &BucketRef) -> Option<PublicAccessBlock> {
 /// GetPublicAccessBlock: the bucket's own setting (config or S3), not the gateway default.
 pub async fn get_public_access_block(ctx: &Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?;
-    crate::bucket::require_bucket(ctx).await?;
+    crate::s3::ops::common::require_bucket(ctx).await?;
     let s = stored(ctx, b).await?;
     let pab = pab_by_config(b).or(s.pab).ok_or_else(|| {
         S3Error::new(
@@ -375,7 +367,7 @@ pub async fn put_public_access_block(mut ctx: Ctx) -> S3Result<Response> {
         block_public_policy: flag(doc.block_public_policy)?,
         restrict_public_buckets: flag(doc.restrict_public_buckets)?,
     };
-    crate::bucket::require_bucket(&ctx).await?;
+    crate::s3::ops::common::require_bucket(&ctx).await?;
     let json = serde_json::to_string(&pab).map_err(S3Error::internal)?;
     set(&ctx, &b, PAB_KEY, Some(json)).await?;
     Ok(respond::empty(StatusCode::OK))
@@ -391,7 +383,7 @@ pub async fn delete_public_access_block(ctx: &Ctx) -> S3Result<Response> {
             "publicAccessBlock",
         ));
     }
-    crate::bucket::require_bucket(ctx).await?;
+    crate::s3::ops::common::require_bucket(ctx).await?;
     set(ctx, b, PAB_KEY, None).await?;
     Ok(respond::empty(StatusCode::NO_CONTENT))
 }

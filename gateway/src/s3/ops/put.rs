@@ -5,19 +5,10 @@ use http::StatusCode;
 
 use crate::checksum::Algo;
 use crate::error::{S3Code, S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond;
+use crate::s3::context::Ctx;
+use crate::s3::respond;
+use crate::store::meta::STORED_HEADERS;
 use crate::store::{Expect, Finished, NewObject, ObjectMeta};
-
-/// System headers stored with an object and returned on GET and HEAD.
-const STORED: [&str; 6] = [
-    "content-type",
-    "content-encoding",
-    "content-disposition",
-    "content-language",
-    "cache-control",
-    "expires",
-];
 
 /// The headers to store with a new object: system headers and `x-amz-meta-*`,
 /// refusing user metadata over the limit.
@@ -47,7 +38,7 @@ pub fn stored_headers(ctx: &Ctx) -> S3Result<Vec<(String, String)>> {
             if !kept.is_empty() {
                 out.push((name.to_string(), kept.join(",")));
             }
-        } else if STORED.contains(&name) {
+        } else if STORED_HEADERS.contains(&name) {
             out.push((name.to_string(), value.to_string()));
         }
     }
@@ -70,7 +61,7 @@ pub fn header_tags(ctx: &Ctx) -> S3Result<Vec<(String, String)>> {
         return Ok(Vec::new());
     };
     let tags = crate::store::decode_tags(v);
-    crate::tagging::validate_tags(&tags, 10)?;
+    crate::s3::ops::tagging::validate_tags(&tags, 10)?;
     Ok(tags)
 }
 
@@ -108,7 +99,7 @@ pub fn write_expectation(ctx: &Ctx) -> S3Result<Expect> {
         (Some(_), None) => Err(S3Error::not_implemented(
             "If-None-Match with a value other than * on writes",
         )),
-        (None, Some(v)) => Ok(Expect::Etag(v.trim().trim_matches('"').to_string())),
+        (None, Some(v)) => Ok(crate::s3::common::if_match(v.trim().trim_matches('"'))),
         (None, None) => Ok(Expect::Any),
     }
 }
@@ -165,7 +156,7 @@ pub async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
         headers: stored_headers(&ctx)?,
         tags: header_tags(&ctx)?,
         parts: Vec::new(),
-        acl: crate::access::api::request_acl(&ctx).await?,
+        acl: crate::s3::ops::access::request_acl(&ctx).await?,
     };
     let expect = write_expectation(&ctx)?;
     let bucket = ctx.store_bucket()?;
@@ -177,18 +168,13 @@ pub async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     let meta = bucket
         .put(obj, body, max, expect, |w| {
             let checksums = checks.verify(w)?;
-            let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".to_string());
-            Ok(Finished {
-                checksums,
-                checksum_type,
-                etag: None,
-            })
+            Ok(Finished::full_object(checksums))
         })
         .await?;
     let mut resp = respond::empty(StatusCode::OK);
     respond::set(&mut resp, "etag", respond::quote(&meta.etag));
     checksum_headers(&mut resp, &meta);
     let mode = bucket.versioning().await?;
-    crate::versioning::version_header(&mut resp, meta.version.as_deref(), mode);
+    crate::s3::ops::common::version_header(&mut resp, meta.version.as_deref(), mode);
     Ok(resp)
 }

@@ -5,14 +5,14 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::error::{S3Code, S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond;
+use crate::s3::context::Ctx;
+use crate::s3::respond;
 use crate::store::Versioning;
 use crate::xml::{self, XmlWriter};
 
 /// GetBucketVersioning: `Status` once versioning was ever turned on.
 pub async fn get_versioning(ctx: &Ctx) -> S3Result<Response> {
-    crate::bucket::require_bucket(ctx).await?;
+    crate::s3::ops::common::require_bucket(ctx).await?;
     let mode = ctx.store_bucket()?.versioning().await?;
     let mut w = XmlWriter::new("VersioningConfiguration");
     w.opt("Status", mode.status());
@@ -60,17 +60,7 @@ pub async fn put_versioning(mut ctx: Ctx) -> S3Result<Response> {
         // No Status: nothing to change.
         None => return Ok(respond::empty(StatusCode::OK)),
     };
-    crate::bucket::require_bucket(&ctx).await?;
+    crate::s3::ops::common::require_bucket(&ctx).await?;
     ctx.gw.store.set_versioning(&b.nats, mode).await?;
     Ok(respond::empty(StatusCode::OK))
-}
-
-/// Sets `x-amz-version-id` for a version of a bucket in versioning mode `mode`: its id, or
-/// `null` once the bucket has had versioning; nothing for a bucket that never had it.
-pub fn version_header(resp: &mut Response, version: Option<&str>, mode: Versioning) {
-    match version {
-        Some(v) => respond::set(resp, "x-amz-version-id", v),
-        None if mode.has_history() => respond::set(resp, "x-amz-version-id", "null"),
-        None => {}
-    }
 }

@@ -338,7 +338,7 @@ mod tests {
     fn cache_flags_override_the_file() {
         use clap::Parser;
         let f = ConfigFile::parse("server:\n  cache: {maxBytes: 5, maxEntries: 6}\n").unwrap();
-        let cli = crate::cli::Cli::try_parse_from([
+        let cli = crate::config::cli::Cli::try_parse_from([
             "jets3-gateway",
             "--cache-max-bytes=1048576",
             "--cache-max-entries=100",
@@ -346,7 +346,7 @@ mod tests {
         .unwrap();
         let s = cli.server_settings(f.server).unwrap();
         assert_eq!((s.cache.max_bytes, s.cache.max_entries), (1 << 20, 100));
-        let cli = crate::cli::Cli::try_parse_from(["jets3-gateway"]).unwrap();
+        let cli = crate::config::cli::Cli::try_parse_from(["jets3-gateway"]).unwrap();
         assert_eq!(
             cli.server_settings(None).unwrap().cache,
             CacheSettings::default()
@@ -358,7 +358,7 @@ mod tests {
         use clap::Parser;
         let f =
             ConfigFile::parse("server:\n  connections: {s3: 100, headerReadSeconds: 3}\n").unwrap();
-        let none = crate::cli::Cli::try_parse_from(["jets3-gateway"]).unwrap();
+        let none = crate::config::cli::Cli::try_parse_from(["jets3-gateway"]).unwrap();
         let s = none.server_settings(f.server.clone()).unwrap();
         assert_eq!(
             s.connections,
@@ -369,7 +369,7 @@ mod tests {
                 header_read_seconds: 3
             }
         );
-        let cli = crate::cli::Cli::try_parse_from([
+        let cli = crate::config::cli::Cli::try_parse_from([
             "jets3-gateway",
             "--s3-max-connections=7",
             "--admin-max-connections=8",

@@ -7,8 +7,9 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::error::{S3Code, S3Error, S3Result};
-use crate::request::Ctx;
-use crate::respond::{self, OWNER_ID, OWNER_NAME};
+use crate::s3::context::Ctx;
+use crate::s3::ops::common::require_bucket;
+use crate::s3::respond::{self, OWNER_ID, OWNER_NAME};
 use crate::store::{BucketOptions, DeleteBucketError};
 use crate::xml::{self, XmlWriter};
 
@@ -34,19 +35,7 @@ pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
             }
         },
     };
-    let after = match ctx.query("continuation-token") {
-        None => None,
-        Some(t) => Some(
-            URL_SAFE_NO_PAD
-                .decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    S3Error::invalid_argument("The continuation token provided is incorrect")
-                        .with("ArgumentName", "continuation-token")
-                })?,
-        ),
-    };
+    let after = crate::s3::ops::common::continuation_token(ctx)?;
     let prefix = ctx.query("prefix").unwrap_or_default();
     let region = &ctx.rt.config.region;
     let other_region = ctx.query("bucket-region").is_some_and(|r| r != region);
@@ -103,7 +92,7 @@ pub(crate) struct CreateBucketConfiguration {
 /// CreateBucket: a new object-store bucket, owned by the access key that created it.
 pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?.clone();
-    let acl = crate::access::api::create_bucket_acl(&ctx)?;
+    let acl = crate::s3::ops::access::create_bucket_acl(&ctx)?;
     let limit = ctx.rt.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
@@ -131,7 +120,7 @@ pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     };
     let caller = ctx.principal.as_ref().and_then(|p| p.access_key());
     if ctx.gw.store.create_bucket(&b.nats, &opts, caller).await? {
-        crate::access::api::store_bucket_acl(&ctx, &acl).await?;
+        crate::s3::ops::access::store_bucket_acl(&ctx, &acl).await?;
     } else {
         // S3's us-east-1 answers 200 and changes nothing, the ACL included.
         already_there(&ctx, caller).await?;
@@ -165,16 +154,6 @@ async fn already_there(ctx: &Ctx, caller: Option<&str>) -> S3Result<()> {
     .with("BucketName", &b.s3))
 }
 
-/// Fails with NoSuchBucket unless the bucket exists.
-pub async fn require_bucket(ctx: &Ctx) -> S3Result<crate::store::BucketInfo> {
-    let b = ctx.bucket_ref()?;
-    ctx.gw
-        .store
-        .bucket_info(&b.nats)
-        .await?
-        .ok_or_else(|| S3Error::no_such_bucket(&b.s3))
-}
-
 /// HeadBucket.
 pub async fn head_bucket(ctx: &Ctx) -> S3Result<Response> {
     require_bucket(ctx).await?;
@@ -195,9 +174,9 @@ pub async fn delete_bucket(ctx: &Ctx) -> S3Result<Response> {
             "The bucket you tried to delete is not empty",
         )
         .with("BucketName", &b.s3)),
-        Err(DeleteBucketError::S3(e)) => Err(match e.code {
-            S3Code::NoSuchBucket => S3Error::no_such_bucket(&b.s3),
-            _ => e,
+        Err(DeleteBucketError::Store(e)) => Err(match S3Error::from(e) {
+            e if e.code == S3Code::NoSuchBucket => S3Error::no_such_bucket(&b.s3),
+            e => e,
         }),
     }
 }

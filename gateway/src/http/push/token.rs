@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::reload::Reloading;
+use crate::config::reload::Reloading;
 use crate::Error;
 
 /// Longest lifetime (`exp - iat`) a token may have, in seconds.

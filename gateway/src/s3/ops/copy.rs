@@ -5,9 +5,10 @@ use futures::StreamExt;
 
 use crate::checksum::{Algo, Running};
 use crate::error::{S3Error, S3Result};
-use crate::request::{BodyStream, Ctx};
-use crate::respond;
-use crate::store::{etag_matches, Bucket, Finished, NewObject, ObjectMeta, Record};
+use crate::s3::common::etag_matches;
+use crate::s3::context::{BodyStream, Ctx};
+use crate::s3::respond;
+use crate::store::{Bucket, Finished, NewObject, ObjectMeta, Record};
 use crate::xml::XmlWriter;
 
 /// The object named by `x-amz-copy-source`, after access and condition checks.
@@ -54,7 +55,7 @@ pub async fn source(ctx: &Ctx) -> S3Result<Source> {
         })?;
     let bref = ctx.rt.bucket(src_bucket)?;
     let asked = version.as_ref().map(|v| v.as_deref().unwrap_or("null"));
-    crate::dispatch::admit_copy_source(ctx, &bref, src_key, asked).await?;
+    crate::s3::api::admit_copy_source(ctx, &bref, src_key, asked).await?;
     let bucket = ctx
         .gw
         .store
@@ -133,7 +134,7 @@ pub fn source_stream(src: &Source, start: u64, end: u64, algos: &[Algo]) -> (Bod
         if let Ok(b) = &piece {
             r.update(b);
         }
-        piece
+        piece.map_err(S3Error::from)
     });
     (Box::pin(stream), running)
 }
@@ -141,7 +142,7 @@ pub fn source_stream(src: &Source, start: u64, end: u64, algos: &[Algo]) -> (Bod
 /// CopyObject: streams the source into a new object (never whole in memory).
 pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
     let key = ctx.key()?.to_string();
-    crate::put::check_unsupported_headers(ctx)?;
+    crate::s3::ops::put::check_unsupported_headers(ctx)?;
     let src = source(ctx).await?;
     let replace_meta = match ctx.header("x-amz-metadata-directive") {
         None | Some("COPY") => false,
@@ -179,12 +180,12 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
         ));
     }
     let headers = if replace_meta {
-        crate::put::stored_headers(ctx)?
+        crate::s3::ops::put::stored_headers(ctx)?
     } else {
         src.meta.headers.clone()
     };
     let tags = if replace_tags {
-        crate::put::header_tags(ctx)?
+        crate::s3::ops::put::header_tags(ctx)?
     } else {
         src.meta.tags.clone()
     };
@@ -203,9 +204,9 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
         headers,
         tags,
         parts: Vec::new(),
-        acl: crate::access::api::request_acl(ctx).await?,
+        acl: crate::s3::ops::access::request_acl(ctx).await?,
     };
-    let expect = crate::put::write_expectation(ctx)?;
+    let expect = crate::s3::ops::put::write_expectation(ctx)?;
     let meta = ctx
         .store_bucket()?
         .put(obj, body, max, expect, |_| {
@@ -214,12 +215,7 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
                 .into_iter()
                 .map(|(a, v)| (a.name().to_string(), v))
                 .collect();
-            let checksum_type = (!checksums.is_empty()).then(|| "FULL_OBJECT".to_string());
-            Ok(Finished {
-                checksums,
-                checksum_type,
-                etag: None,
-            })
+            Ok(Finished::full_object(checksums))
         })
         .await?;
     let mut w = XmlWriter::new("CopyObjectResult");
@@ -231,7 +227,7 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
         }
     }
     let mut resp = respond::xml(w.finish("CopyObjectResult"));
-    crate::put::checksum_headers(&mut resp, &meta);
+    crate::s3::ops::put::checksum_headers(&mut resp, &meta);
     let src_mode = src.bucket.versioning().await?;
     if src.meta.version.is_some() || src_mode.has_history() {
         respond::set(
@@ -241,6 +237,6 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
         );
     }
     let mode = ctx.store_bucket()?.versioning().await?;
-    crate::versioning::version_header(&mut resp, meta.version.as_deref(), mode);
+    crate::s3::ops::common::version_header(&mut resp, meta.version.as_deref(), mode);
     Ok(resp)
 }

@@ -31,10 +31,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::listener::{CappedTcp, Local};
-use crate::server::{Gateway, PushRefused, Pushed};
-use crate::settings::{ConnectionLimits, PushSettings};
-use crate::tls::{self, TlsListener};
+use crate::config::settings::{ConnectionLimits, PushSettings};
+use crate::http::listener::{CappedTcp, Local};
+use crate::http::tls::{self, TlsListener};
+use crate::state::{AppState, PushRefused, Pushed};
 use crate::Error;
 use token::{Refusal, TokenVerifier};
 
@@ -44,7 +44,7 @@ pub const HASH_HEADER: &str = "x-jets3-config-hash";
 pub const MAX_BODY_BYTES: usize = 64 << 20;
 
 struct Push {
-    gw: Arc<Gateway>,
+    gw: Arc<AppState>,
     tokens: TokenVerifier,
 }
 
@@ -53,7 +53,7 @@ struct Push {
 pub async fn listen(
     settings: &PushSettings,
     conns: &ConnectionLimits,
-    gw: Arc<Gateway>,
+    gw: Arc<AppState>,
     stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, Vec<JoinHandle<()>>), Error> {
     let tls_files = settings.tls_files()?;
@@ -67,17 +67,27 @@ pub async fn listen(
     let app = router(Arc::new(Push { gw, tokens }));
     let listener = CappedTcp::new(TcpListener::bind(settings.listen).await?, conns.push);
     let addr = listener.local_addr()?;
-    let timeout = crate::listener::seconds(conns.header_read_seconds);
+    let timeout = crate::http::listener::seconds(conns.header_read_seconds);
     match tls_files {
         Some((cert, key)) => {
             let (cert, cert_watch) = tls::serving_cert(cert, key, stop.clone())?;
             tasks.push(cert_watch);
             let listener = TlsListener::new(listener, tls::server_config(cert, None)?)?;
-            tasks.push(crate::listener::serve(listener, app, move || timeout, stop));
+            tasks.push(crate::http::listener::serve(
+                listener,
+                app,
+                move || timeout,
+                stop,
+            ));
         }
         None => {
             tracing::warn!(%addr, "config push listener without TLS (--push-insecure)");
-            tasks.push(crate::listener::serve(listener, app, move || timeout, stop));
+            tasks.push(crate::http::listener::serve(
+                listener,
+                app,
+                move || timeout,
+                stop,
+            ));
         }
     }
     Ok((addr, tasks))

@@ -21,8 +21,8 @@ use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::listener::{CappedTcp, Slot};
-use crate::reload::Reloading;
+use crate::config::reload::Reloading;
+use crate::http::listener::{CappedTcp, Slot};
 use crate::Error;
 
 /// A handshake that takes longer than this is dropped.
@@ -157,7 +157,7 @@ impl Drop for TlsListener {
     }
 }
 
-impl crate::listener::LocalAddr for TlsStream<Slot<TcpStream>> {
+impl crate::http::listener::LocalAddr for TlsStream<Slot<TcpStream>> {
     fn local(&self) -> Option<std::net::SocketAddr> {
         self.get_ref().0.local()
     }

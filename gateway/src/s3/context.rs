@@ -9,16 +9,16 @@ use http::{HeaderMap, Method};
 
 use crate::auth::{self, Payload, Principal, TrailerSlot};
 use crate::checksum::{self, Algo, Running};
+use crate::config::compiled::{BucketRef, Runtime};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::limits::ClientAddr;
-use crate::router::{query_get, Endpoint, Query};
-use crate::runtime::{BucketRef, Runtime};
-use crate::server::Gateway;
+use crate::s3::endpoint::{query_get, Endpoint, Query};
+use crate::state::AppState;
 use crate::store::{Bucket, Written};
 
 /// Everything an operation handler needs to know about its request.
 pub struct Ctx {
-    pub gw: Arc<Gateway>,
+    pub gw: Arc<AppState>,
     pub rt: Arc<Runtime>,
     pub ep: Endpoint,
     pub request_id: String,
@@ -43,7 +43,7 @@ impl Ctx {
     /// Builds the context; the body is kept for the handler to take.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        gw: Arc<Gateway>,
+        gw: Arc<AppState>,
         rt: Arc<Runtime>,
         ep: Endpoint,
         request_id: String,
@@ -218,7 +218,7 @@ impl Ctx {
         let stream = stream.map_err(move |e| {
             if timed_out.load(std::sync::atomic::Ordering::Relaxed) {
                 gw.metrics.timeouts.with_label_values(&["idle_body"]).inc();
-                crate::dispatch::request_timeout_error()
+                S3Error::request_timeout()
             } else {
                 e
             }
@@ -290,21 +290,7 @@ impl Ctx {
 
     /// The decoded `Content-MD5` header, if sent.
     pub fn content_md5(&self) -> S3Result<Option<[u8; 16]>> {
-        use base64::Engine;
-        let Some(v) = self.header("content-md5") else {
-            return Ok(None);
-        };
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(v.trim())
-            .ok()
-            .and_then(|b| <[u8; 16]>::try_from(b).ok())
-            .ok_or_else(|| {
-                S3Error::new(
-                    S3Code::InvalidDigest,
-                    "The Content-MD5 you specified was invalid.",
-                )
-            })?;
-        Ok(Some(raw))
+        crate::s3::common::content_md5(self.header("content-md5"))
     }
 
     /// Prepares the integrity checks of an upload body: wraps the stream to compute the
@@ -317,23 +303,7 @@ impl Ctx {
     /// when the request does not ask for it.
     pub fn upload_body_with(&mut self, also: Option<Algo>) -> S3Result<(BodyStream, UploadChecks)> {
         let md5 = self.content_md5()?;
-        let mut wanted: Vec<(Algo, Option<String>)> = Vec::new();
-        for algo in checksum::ALL {
-            if let Some(v) = self.header(algo.header()) {
-                if !checksum::well_formed(algo, v.trim()) {
-                    return Err(S3Error::invalid_request(format!(
-                        "Value for {} header is invalid.",
-                        algo.header()
-                    )));
-                }
-                wanted.push((algo, Some(v.trim().to_string())));
-            }
-        }
-        if wanted.len() > 1 {
-            return Err(S3Error::invalid_request(
-                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.",
-            ));
-        }
+        let mut wanted = crate::s3::common::sent_checksums(|name| self.header(name))?;
         let mut announced = Vec::new();
         for name in self.header_list("x-amz-trailer") {
             let name = name.as_str();
