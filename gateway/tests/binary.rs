@@ -2,7 +2,7 @@
 //! SIGHUP (keeping the old config when the new one is invalid), and draining on SIGTERM.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 
 use jets3_testkit::{free_port, NatsServer, Pki};
 use std::path::{Path, PathBuf};
@@ -260,7 +260,7 @@ type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
 /// A minimal OTLP/HTTP receiver: answers every POST with 200 and keeps the bodies.
 #[cfg(feature = "otel")]
 fn otlp_receiver() -> (u16, Received) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let got = Received::default();
     let seen = got.clone();
