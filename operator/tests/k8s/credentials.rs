@@ -473,12 +473,13 @@ async fn rotation_keeps_the_previous_key_for_the_overlap_then_drops_it() {
     })
     .await;
     env.event(ns, "rotating", "PreviousKeyRevoked").await;
-    let st = env
-        .condition(&api, "rotating", "Ready", "True", None)
-        .await
-        .status
-        .unwrap();
-    assert!(st.previous_access_key_id.is_none());
+    env.condition(&api, "rotating", "Ready", "True", None).await;
+    // The Event comes before the status write of the same reconcile: wait for the status.
+    eventually("the status drops the previous key", || async {
+        let st = api.get("rotating").await.ok()?.status?;
+        st.previous_access_key_id.is_none().then_some(())
+    })
+    .await;
 
     // The same annotation value again rotates nothing.
     api.patch(
