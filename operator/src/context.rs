@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use jets3_crds::k8s::{S3Bucket, S3Credential};
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
@@ -146,29 +146,30 @@ pub struct Context {
     counts: Mutex<HashMap<String, (u64, u64)>>,
 }
 
-/// What a [`Context`] is made of; the rest it starts empty.
-pub struct Parts {
-    pub client: Client,
-    pub nats: Nats,
-    pub metrics: Metrics,
-    pub settings: Settings,
-    pub hub: Arc<Hub>,
-    pub stores: Stores,
-    pub kicks: Kicks,
-    pub recorder: Recorder,
-}
-
 impl Context {
-    pub fn new(p: Parts) -> Context {
+    /// A context whose Events name this replica (`settings.instance`) as their reporter.
+    pub fn new(
+        client: Client,
+        nats: Nats,
+        metrics: Metrics,
+        settings: Settings,
+        hub: Arc<Hub>,
+        stores: Stores,
+        kicks: Kicks,
+    ) -> Context {
+        let reporter = Reporter {
+            controller: crate::FIELD_MANAGER.into(),
+            instance: Some(settings.instance.clone()),
+        };
         Context {
-            client: p.client,
-            nats: p.nats,
-            metrics: p.metrics,
-            settings: p.settings,
-            hub: p.hub,
-            stores: p.stores,
-            kicks: p.kicks,
-            recorder: p.recorder,
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            nats,
+            metrics,
+            settings,
+            hub,
+            stores,
+            kicks,
             failures: Mutex::default(),
             counts: Mutex::default(),
         }

@@ -21,7 +21,6 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::ObjectRef;
@@ -30,7 +29,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use crate::context::{Context, KickScope, Kicks, Parts, Settings, Stores};
+use crate::context::{Context, KickScope, Kicks, Settings, Stores};
 use crate::hub::{Hub, Kind};
 use crate::metrics::Metrics;
 use crate::model::jwt_keys;
@@ -185,10 +184,6 @@ pub async fn run(
             .map(Some)
             .collect()
     };
-    let reporter = Reporter {
-        controller: crate::FIELD_MANAGER.into(),
-        instance: Some(settings.instance.clone()),
-    };
     let mut stores = Stores::default();
     let mut kicks = Kicks::default();
     let mut scopes = Vec::new();
@@ -214,16 +209,15 @@ pub async fn run(
             credential_kicks,
         });
     }
-    let ctx = Arc::new(Context::new(Parts {
-        client: client.clone(),
+    let ctx = Arc::new(Context::new(
+        client.clone(),
         nats,
         metrics,
         settings,
         hub,
         stores,
         kicks,
-        recorder: Recorder::new(client.clone(), reporter),
-    }));
+    ));
     let mut controllers = Vec::new();
     for scope in scopes {
         controllers.push(bucket_controller(

@@ -10,11 +10,10 @@ use jets3_crds::k8s::{S3Bucket, S3Credential};
 use jets3_nats::NatsSettings;
 use jets3_testkit::NatsServer;
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use serde_json::{json, Value};
 
-use crate::context::{Context, Kicks, Parts, Settings, Stores};
+use crate::context::{Context, Kicks, Settings, Stores};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::model::gateway_config::{Build, GatewayWide};
@@ -133,20 +132,15 @@ pub async fn context() -> (Arc<Context>, ApiServer, NatsServer) {
         config_file: None,
         push: None,
     };
-    let reporter = Reporter {
-        controller: crate::FIELD_MANAGER.into(),
-        instance: Some("test".into()),
-    };
-    let ctx = Context::new(Parts {
-        recorder: Recorder::new(client.clone(), reporter),
+    let ctx = Context::new(
         client,
         nats,
-        metrics: Metrics::new(),
+        Metrics::new(),
         settings,
-        hub: Arc::new(Hub::default()),
-        stores: Stores::default(),
-        kicks: Kicks::default(),
-    });
+        Arc::new(Hub::default()),
+        Stores::default(),
+        Kicks::default(),
+    );
     (Arc::new(ctx), ApiServer(handle), server)
 }
 
