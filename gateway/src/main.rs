@@ -44,10 +44,6 @@ impl Watched<'_> {
     }
 }
 
-/// mimalloc: measurably less CPU per request than the system allocator (BENCHMARKS.md).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

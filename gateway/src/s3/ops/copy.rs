@@ -142,7 +142,7 @@ pub fn source_stream(src: &Source, start: u64, end: u64, algos: &[Algo]) -> (Bod
 /// CopyObject: streams the source into a new object (never whole in memory).
 pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
     let key = ctx.key()?.to_string();
-    crate::s3::ops::put::check_unsupported_headers(ctx)?;
+    crate::s3::ops::write::check_unsupported_headers(ctx)?;
     let src = source(ctx).await?;
     let replace_meta = match ctx.header("x-amz-metadata-directive") {
         None | Some("COPY") => false,
@@ -180,12 +180,12 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
         ));
     }
     let headers = if replace_meta {
-        crate::s3::ops::put::stored_headers(ctx)?
+        crate::s3::ops::write::stored_headers(ctx)?
     } else {
         src.meta.headers.clone()
     };
     let tags = if replace_tags {
-        crate::s3::ops::put::header_tags(ctx)?
+        crate::s3::ops::write::header_tags(ctx)?
     } else {
         src.meta.tags.clone()
     };
@@ -206,7 +206,7 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
         parts: Vec::new(),
         acl: crate::s3::ops::access::request_acl(ctx).await?,
     };
-    let expect = crate::s3::ops::put::write_expectation(ctx)?;
+    let expect = crate::s3::ops::write::write_expectation(ctx)?;
     let meta = ctx
         .store_bucket()?
         .put(obj, body, max, expect, |_| {
@@ -227,7 +227,7 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
         }
     }
     let mut resp = respond::xml(w.finish("CopyObjectResult"));
-    crate::s3::ops::put::checksum_headers(&mut resp, &meta);
+    crate::s3::ops::write::checksum_headers(&mut resp, &meta);
     let src_mode = src.bucket.versioning().await?;
     if src.meta.version.is_some() || src_mode.has_history() {
         respond::set(

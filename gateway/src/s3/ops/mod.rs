@@ -13,6 +13,7 @@ pub(crate) mod post_object;
 pub(crate) mod put;
 pub(crate) mod tagging;
 pub(crate) mod versioning;
+pub(crate) mod write;
 
 use axum::response::Response;
 

@@ -51,15 +51,15 @@ fn part_number(ctx: &Ctx) -> S3Result<u32> {
 /// CreateMultipartUpload.
 pub async fn create(ctx: &Ctx) -> S3Result<Response> {
     let key = ctx.key()?.to_string();
-    crate::s3::ops::put::check_unsupported_headers(ctx)?;
+    crate::s3::ops::write::check_unsupported_headers(ctx)?;
     crate::s3::ops::common::require_bucket(ctx).await?;
     let (algo, kind) = upload_checksum(ctx)?;
     let checksum_algorithm = algo.map(|a| a.name().to_string());
     let info = UploadInfo {
         key: key.clone(),
         initiated: OffsetDateTime::now_utc().unix_timestamp_nanos(),
-        headers: crate::s3::ops::put::stored_headers(ctx)?,
-        tags: crate::s3::ops::put::header_tags(ctx)?,
+        headers: crate::s3::ops::write::stored_headers(ctx)?,
+        tags: crate::s3::ops::write::header_tags(ctx)?,
         checksum_algorithm: checksum_algorithm.clone(),
         acl: crate::s3::ops::access::request_acl(ctx).await?,
         checksum_type: kind.map(|k| k.name().to_string()),
@@ -129,7 +129,7 @@ pub async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
     let n = part_number(&ctx)?;
     let max = ctx.rt.config.limits.max_part_size;
-    crate::s3::ops::put::check_length(&ctx, max)?;
+    crate::s3::ops::write::check_length(&ctx, max)?;
     let info = upload_for_key(&ctx, &id).await?;
     let bucket = ctx.store_bucket()?;
     // The upload's own algorithm is computed for every part (its composite checksum and
@@ -570,7 +570,7 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         parts: req.parts,
         digest,
         asked: AskedChecksum::of(&ctx)?,
-        expect: crate::s3::ops::put::write_expectation(&ctx)?,
+        expect: crate::s3::ops::write::write_expectation(&ctx)?,
         min_part: ctx.rt.config.limits.min_part_size,
         max_object: ctx.max_object_size(),
     };

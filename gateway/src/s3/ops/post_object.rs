@@ -610,7 +610,7 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
         }
     };
     respond::set(&mut resp, "etag", respond::quote(&meta.etag));
-    crate::s3::ops::put::checksum_headers(&mut resp, &meta);
+    crate::s3::ops::write::checksum_headers(&mut resp, &meta);
     let mode = store.versioning().await?;
     crate::s3::ops::common::version_header(&mut resp, meta.version.as_deref(), mode);
     if let Some(origin) = ctx.header("origin") {
