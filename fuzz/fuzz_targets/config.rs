@@ -1,14 +1,14 @@
 //! The config: the standalone YAML file and the pushed JSON `GatewayConfig`, `validate()`,
-//! and the gateway's compiled `Runtime`.
+//! and the gateway's `CompiledConfig`.
 //!
 //! First byte even: the rest is a YAML config file; odd: a pushed JSON config. A config
-//! `validate()` accepts must compile into a Runtime (a config the operator accepts must
+//! `validate()` accepts must compile into a CompiledConfig (a config the operator accepts must
 //! never be refused by a gateway), survive a JSON round trip unchanged, and serve each of
 //! its buckets under its own name.
 #![no_main]
 
 use jets3_crds::GatewayConfig;
-use jets3_gateway::config::compiled::Runtime;
+use jets3_gateway::config::compiled::CompiledConfig;
 use jets3_gateway::ConfigFile;
 use libfuzzer_sys::fuzz_target;
 
@@ -26,7 +26,7 @@ fn check(config: GatewayConfig) {
             );
         }
         assert!(
-            Runtime::new(config).is_err(),
+            CompiledConfig::new(config).is_err(),
             "the gateway compiled an invalid config"
         );
         return;
@@ -35,17 +35,17 @@ fn check(config: GatewayConfig) {
     let back: GatewayConfig = serde_json::from_str(&json).expect("its JSON parses");
     assert_eq!(back, config, "a JSON round trip changes the config: {json}");
     assert_eq!(back.content_hash(), config.content_hash());
-    let rt = match Runtime::new(config) {
-        Ok(rt) => rt,
+    let compiled = match CompiledConfig::new(config) {
+        Ok(compiled) => compiled,
         Err(e) => panic!("validate() accepted a config the gateway refuses: {e}\n{json}"),
     };
-    for b in &rt.config.buckets {
-        let r = rt
+    for b in &compiled.config.buckets {
+        let r = compiled
             .bucket(&b.name)
             .unwrap_or_else(|e| panic!("bucket {} is not served: {e:?}", b.name));
         assert_eq!(r.nats, b.nats_name());
         assert_eq!(
-            rt.s3_name(&r.nats).as_deref(),
+            compiled.s3_name(&r.nats).as_deref(),
             Some(b.name.as_str()),
             "{json}"
         );

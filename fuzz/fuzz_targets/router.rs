@@ -9,17 +9,17 @@ use std::sync::OnceLock;
 use http::{HeaderMap, HeaderValue, Method};
 use jets3_crds::GatewayConfig;
 use jets3_fuzz::{client_error, encode_key, encode_query, lines};
-use jets3_gateway::config::compiled::Runtime;
+use jets3_gateway::config::compiled::CompiledConfig;
 use jets3_gateway::fuzzing::address;
 use jets3_gateway::s3::endpoint::{self as router, Endpoint, Need};
 use libfuzzer_sys::fuzz_target;
 
 const DOMAIN: &str = "s3.example.com";
 
-fn runtime() -> &'static Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        Runtime::new(GatewayConfig {
+fn compiled() -> &'static CompiledConfig {
+    static COMPILED: OnceLock<CompiledConfig> = OnceLock::new();
+    COMPILED.get_or_init(|| {
+        CompiledConfig::new(GatewayConfig {
             virtual_host_domains: vec![DOMAIN.into()],
             ..Default::default()
         })
@@ -58,8 +58,8 @@ fn neutral(ep: Endpoint) -> bool {
 }
 
 fn route(method: &Method, host: Option<&str>, raw_path: &str, raw_query: Option<&str>, copy: bool) {
-    let rt = runtime();
-    let (bucket, key) = match address(rt, host, raw_path) {
+    let compiled = compiled();
+    let (bucket, key) = match address(compiled, host, raw_path) {
         Ok(a) => a,
         Err(e) => return client_error(&e, "address"),
     };
@@ -103,10 +103,10 @@ fn round_trip(bucket: &str, key: &str) {
     if jets3_crds::validate_s3_bucket_name(bucket).is_err() {
         return;
     }
-    let rt = runtime();
+    let compiled = compiled();
     let want_key = (!key.is_empty()).then(|| key.to_string());
     let path = format!("/{bucket}/{}", encode_key(key));
-    let got = address(rt, Some("localhost:9000"), &path).expect("an encoded UTF-8 path");
+    let got = address(compiled, Some("localhost:9000"), &path).expect("an encoded UTF-8 path");
     assert_eq!(
         got,
         (Some(bucket.to_string()), want_key.clone()),
@@ -114,7 +114,7 @@ fn round_trip(bucket: &str, key: &str) {
     );
     let host = format!("{bucket}.{DOMAIN}");
     let path = format!("/{}", encode_key(key));
-    let got = address(rt, Some(&host), &path).expect("an encoded UTF-8 path");
+    let got = address(compiled, Some(&host), &path).expect("an encoded UTF-8 path");
     assert_eq!(
         got,
         (Some(bucket.to_string()), want_key),

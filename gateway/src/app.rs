@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::compiled::Runtime;
+use crate::config::compiled::CompiledConfig;
 use crate::config::settings::ServerSettings;
 use crate::http::listener::CappedTcp;
 use crate::metrics::Metrics;
@@ -87,7 +87,7 @@ pub async fn start(
     settings: ServerSettings,
     config: Option<GatewayConfig>,
 ) -> Result<GatewayHandle, Error> {
-    let runtime = config.map(Runtime::new).transpose()?;
+    let compiled = config.map(CompiledConfig::new).transpose()?;
     if settings.listen.is_empty() {
         return Err(Error::Config("no S3 listen address".into()));
     }
@@ -118,8 +118,8 @@ pub async fn start(
         settings.admin_token.clone(),
         settings.tls.is_some(),
     ));
-    if let Some(runtime) = runtime {
-        gateway.install(runtime);
+    if let Some(compiled) = compiled {
+        gateway.install(compiled);
     }
     let mut tasks = Vec::new();
     tokio::spawn(gateway.access.clone().watch(gateway.store.clone()));
@@ -161,8 +161,8 @@ pub async fn start(
         // The config in force sets the S3 header timeout of each new connection.
         let header_timeout = move || {
             let secs = gw
-                .runtime()
-                .map(|rt| rt.config.limits.timeouts.header_read_seconds);
+                .compiled()
+                .map(|compiled| compiled.config.limits.timeouts.header_read_seconds);
             crate::http::listener::seconds(secs.unwrap_or(30))
         };
         tasks.push(match &tls {
@@ -194,8 +194,8 @@ pub async fn start(
     if settings.collector.enabled {
         let gw = gateway.clone();
         let expiry = move || {
-            gw.runtime()
-                .map(|rt| rt.config.limits.multipart_expiry_seconds)
+            gw.compiled()
+                .map(|compiled| compiled.config.limits.multipart_expiry_seconds)
         };
         tasks.push(tokio::spawn(collector.run(expiry, stop_rx.clone())));
     }

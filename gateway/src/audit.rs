@@ -143,7 +143,7 @@ impl Audit {
 
     /// Writes `record` when the response is done, with the bytes sent and the latency
     /// since `started`.
-    pub fn on_end(&self, mut record: Record, started: Instant) -> crate::tail::OnEnd {
+    pub fn on_end(&self, mut record: Record, started: Instant) -> crate::bodies::OnEnd {
         let audit = self.clone();
         Box::new(move |sent| {
             record.bytes_out = sent;

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use jets3_crds::CorsRule;
 
 use crate::auth::{AuthSettings, SecretLookup};
-use crate::config::compiled::Runtime;
+use crate::config::compiled::CompiledConfig;
 use crate::error::{S3Error, S3Result};
 use crate::s3::ops::post_object as post;
 
@@ -17,11 +17,11 @@ pub use crate::s3::ops::tagging::parse_tagging;
 
 /// Bucket and key of a request: `Host` (virtual-hosted style) or the path.
 pub fn address(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     host: Option<&str>,
     raw_path: &str,
 ) -> S3Result<(Option<String>, Option<String>)> {
-    crate::s3::api::address(rt, host, raw_path)
+    crate::s3::api::address(compiled, host, raw_path)
 }
 
 /// A DeleteObjects body: (key, version id) of each object, and `Quiet`.

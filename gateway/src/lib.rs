@@ -8,6 +8,7 @@ pub mod access;
 mod app;
 pub mod audit;
 pub mod auth;
+mod bodies;
 mod breaker;
 pub mod cache;
 pub mod checksum;
@@ -22,7 +23,6 @@ pub mod metrics;
 pub mod s3;
 pub mod state;
 pub mod store;
-mod tail;
 pub mod telemetry;
 pub mod xml;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use jets3_crds::GatewayConfig;
 
-use crate::config::compiled::Runtime;
+use crate::config::compiled::CompiledConfig;
 use crate::metrics::Metrics;
 use crate::store::{BucketOptions, Store};
 use crate::Error;
@@ -32,8 +32,8 @@ pub struct AppState {
     pub tls: bool,
     /// The admin API token (`/cache/purge`), when one is configured.
     pub admin_token: Option<String>,
-    runtime: ArcSwapOption<Runtime>,
-    /// Serializes config changes (readers never wait: they load `runtime`).
+    compiled: ArcSwapOption<CompiledConfig>,
+    /// Serializes config changes (readers never wait: they load `compiled`).
     writer: Mutex<()>,
     /// Set when shutdown begins with a drain period: every response closes its connection.
     draining: AtomicBool,
@@ -66,8 +66,8 @@ pub enum PushRefused {
 
 impl AppState {
     /// The config in force; `None` until one has been received.
-    pub fn runtime(&self) -> Option<Arc<Runtime>> {
-        self.runtime.load_full()
+    pub fn compiled(&self) -> Option<Arc<CompiledConfig>> {
+        self.compiled.load_full()
     }
 
     fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -78,7 +78,7 @@ impl AppState {
     /// or older one is refused and the config in force stays.
     pub fn set_config(self: &Arc<Self>, config: GatewayConfig) -> Result<(), Error> {
         let _writer = self.write_lock();
-        if let Some(current) = self.runtime() {
+        if let Some(current) = self.compiled() {
             if config.generation < current.config.generation {
                 self.metrics.config_rejected.inc();
                 return Err(Error::Config(format!(
@@ -87,8 +87,9 @@ impl AppState {
                 )));
             }
         }
-        let runtime = Runtime::new(config).inspect_err(|_| self.metrics.config_rejected.inc())?;
-        self.install(runtime);
+        let compiled =
+            CompiledConfig::new(config).inspect_err(|_| self.metrics.config_rejected.inc())?;
+        self.install(compiled);
         Ok(())
     }
 
@@ -101,7 +102,7 @@ impl AppState {
         hash: &str,
     ) -> Result<Pushed, PushRefused> {
         let _writer = self.write_lock();
-        let held = self.runtime().map(|r| r.config.generation);
+        let held = self.compiled().map(|r| r.config.generation);
         let max = held
             .unwrap_or(0)
             .saturating_add(jets3_crds::MAX_GENERATION_STEP);
@@ -109,7 +110,7 @@ impl AppState {
             self.metrics.config_rejected.inc();
             return Err(PushRefused::OutOfRange { held, max });
         }
-        if let Some(held) = self.runtime() {
+        if let Some(held) = self.compiled() {
             let generation = held.config.generation;
             if config.generation == generation && hash == held.hash {
                 return Ok(Pushed::Unchanged);
@@ -121,27 +122,27 @@ impl AppState {
                 });
             }
         }
-        let runtime = Runtime::new(config).map_err(|e| {
+        let compiled = CompiledConfig::new(config).map_err(|e| {
             self.metrics.config_rejected.inc();
             PushRefused::Invalid(e)
         })?;
-        self.install(runtime);
+        self.install(compiled);
         Ok(Pushed::Applied)
     }
 
     /// Swaps in a compiled config; requests already running keep the one they started with.
-    pub(crate) fn install(self: &Arc<Self>, runtime: Runtime) {
+    pub(crate) fn install(self: &Arc<Self>, compiled: CompiledConfig) {
         self.metrics
             .config_generation
-            .set(runtime.config.generation as i64);
+            .set(compiled.config.generation as i64);
         tracing::info!(
-            generation = runtime.config.generation,
-            hash = %runtime.hash,
-            buckets = runtime.config.buckets.len(),
-            credentials = runtime.config.credentials.len(),
+            generation = compiled.config.generation,
+            hash = %compiled.hash,
+            buckets = compiled.config.buckets.len(),
+            credentials = compiled.config.credentials.len(),
             "config in force"
         );
-        self.runtime.store(Some(Arc::new(runtime)));
+        self.compiled.store(Some(Arc::new(compiled)));
         spawn_bucket_creation(self.clone());
     }
 
@@ -168,7 +169,7 @@ impl AppState {
             metrics,
             limits,
             breaker: Default::default(),
-            runtime: ArcSwapOption::empty(),
+            compiled: ArcSwapOption::empty(),
             writer: Mutex::new(()),
             draining: AtomicBool::new(false),
         }
@@ -186,15 +187,17 @@ impl AppState {
 
     /// Ready: a config is in force, NATS answers and the circuit is closed.
     pub async fn ready(&self) -> bool {
-        self.runtime().is_some() && self.store.ping().await && !self.breaker.is_open()
+        self.compiled().is_some() && self.store.ping().await && !self.breaker.is_open()
     }
 }
 
 /// Creates the NATS buckets the config marks `create: true`, retrying until NATS is up.
 fn spawn_bucket_creation(gateway: Arc<AppState>) {
     tokio::spawn(async move {
-        let Some(rt) = gateway.runtime() else { return };
-        for b in rt.config.buckets.iter().filter(|b| b.create) {
+        let Some(compiled) = gateway.compiled() else {
+            return;
+        };
+        for b in compiled.config.buckets.iter().filter(|b| b.create) {
             let opts = BucketOptions {
                 memory: b.storage == jets3_crds::StorageKind::Memory,
                 replicas: b.replicas as usize,

@@ -18,7 +18,7 @@ use jets3_crds::policy::{Decision, Policy, PrincipalId, Request};
 use jets3_crds::PublicAccessBlock;
 
 use crate::auth::Principal;
-use crate::config::compiled::{BucketRef, Runtime};
+use crate::config::compiled::{BucketRef, CompiledConfig};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::limits::ClientAddr;
 use crate::s3::endpoint::{query_get, Endpoint, Need, Query};
@@ -41,7 +41,7 @@ pub struct Subject<'a> {
 /// The Block Public Access in force for a bucket: the config's, else the one set over S3,
 /// else the gateway-wide default.
 pub fn public_access_block(
-    rt: &Runtime,
+    compiled: &CompiledConfig,
     bucket: &BucketRef,
     stored: &state::Stored,
 ) -> PublicAccessBlock {
@@ -50,7 +50,7 @@ pub fn public_access_block(
         .as_ref()
         .and_then(|c| c.public_access_block)
         .or(stored.pab)
-        .unwrap_or(rt.config.public_access_block)
+        .unwrap_or(compiled.config.public_access_block)
 }
 
 /// The policy in force for a bucket: the config's, else the one set over S3.
@@ -154,12 +154,12 @@ fn object_acl_need(ep: Endpoint) -> Option<Perm> {
 }
 
 /// What the credential's grant (or the bucket's `access: public-read`) allows.
-fn grant_allows(rt: &Runtime, s: &Subject<'_>, bucket: &BucketRef) -> (bool, bool) {
+fn grant_allows(compiled: &CompiledConfig, s: &Subject<'_>, bucket: &BucketRef) -> (bool, bool) {
     let need = s.ep.need();
     let public = s.ep.public_read() && bucket.public_read();
     let permission = match s.principal {
         None => None,
-        Some(Principal::AccessKey(key)) => rt.permission(key, &bucket.s3),
+        Some(Principal::AccessKey(key)) => compiled.permission(key, &bucket.s3),
         // A token is only ever checked against the bucket it addresses.
         Some(Principal::Token(t)) => Some(t.permission),
     };
@@ -177,7 +177,7 @@ fn grant_allows(rt: &Runtime, s: &Subject<'_>, bucket: &BucketRef) -> (bool, boo
 }
 
 /// Decides a request: `Ok` to go on, AccessDenied otherwise.
-pub async fn authorize(gw: &AppState, rt: &Runtime, s: &Subject<'_>) -> S3Result<()> {
+pub async fn authorize(gw: &AppState, compiled: &CompiledConfig, s: &Subject<'_>) -> S3Result<()> {
     let need = s.ep.need();
     match need {
         Need::Nothing => return Ok(()),
@@ -195,13 +195,13 @@ pub async fn authorize(gw: &AppState, rt: &Runtime, s: &Subject<'_>) -> S3Result
             "Access Denied: the bucket is read-only",
         ));
     }
-    let (granted, admin) = grant_allows(rt, s, bucket);
+    let (granted, admin) = grant_allows(compiled, s, bucket);
     let stored = gw.access.get(&gw.store, &bucket.s3, &bucket.nats).await?;
     let caller = match s.principal {
-        Some(Principal::AccessKey(k)) => rt.principal_id(k),
+        Some(Principal::AccessKey(k)) => compiled.principal_id(k),
         _ => None,
     };
-    let pab = public_access_block(rt, bucket, &stored);
+    let pab = public_access_block(compiled, bucket, &stored);
     let mut object: Option<Option<crate::store::ObjectMeta>> = None;
     if let Some(policy) = policy(bucket, &stored) {
         if let (true, Some(key)) = (policy.uses_object_tags(), s.key) {

@@ -12,7 +12,7 @@ use crate::error::{S3Code, S3Error, S3Result};
 use crate::guards::BucketGuards;
 
 /// A validated config with lookup tables.
-pub struct Runtime {
+pub struct CompiledConfig {
     pub config: GatewayConfig,
     pub hash: String,
     creds: HashMap<String, CompiledCredential>,
@@ -68,9 +68,9 @@ impl BucketRef {
     }
 }
 
-impl Runtime {
+impl CompiledConfig {
     /// Validates and compiles a config.
-    pub fn new(config: GatewayConfig) -> Result<Runtime, jets3_crds::ValidationErrors> {
+    pub fn new(config: GatewayConfig) -> Result<CompiledConfig, jets3_crds::ValidationErrors> {
         config.validate()?;
         let guards = crate::guards::compile(&config)?;
         let parse = |t: &Option<String>| {
@@ -116,7 +116,7 @@ impl Runtime {
                 )
             })
             .collect();
-        Ok(Runtime {
+        Ok(CompiledConfig {
             policies,
             canonical,
             hash: config.content_hash(),
@@ -231,13 +231,13 @@ mod tests {
     use super::*;
     use jets3_crds::BucketConfig;
 
-    fn rt() -> Runtime {
+    fn compiled() -> CompiledConfig {
         let b = |name: &str, nats: Option<&str>| BucketConfig {
             name: name.into(),
             nats_bucket: nats.map(str::to_string),
             ..Default::default()
         };
-        Runtime::new(GatewayConfig {
+        CompiledConfig::new(GatewayConfig {
             buckets: vec![b("vault", Some("vault_store")), b("a.b", Some("custom"))],
             ..Default::default()
         })
@@ -246,17 +246,23 @@ mod tests {
 
     #[test]
     fn a_configured_nats_bucket_has_one_s3_name() {
-        let rt = rt();
-        assert_eq!(rt.bucket("vault").expect("configured").nats, "vault_store");
-        let alias = rt.bucket("vault.store").expect_err("alias");
+        let compiled = compiled();
+        assert_eq!(
+            compiled.bucket("vault").expect("configured").nats,
+            "vault_store"
+        );
+        let alias = compiled.bucket("vault.store").expect_err("alias");
         assert_eq!(alias.code, S3Code::NoSuchBucket);
-        assert_eq!(rt.alias_of("vault.store"), Some("vault"));
-        assert_eq!(rt.alias_of("vault"), None);
-        assert_eq!(rt.bucket("other.name").expect("plain").nats, "other_name");
-        assert_eq!(rt.s3_name("vault_store").as_deref(), Some("vault"));
-        assert_eq!(rt.s3_name("custom").as_deref(), Some("a.b"));
+        assert_eq!(compiled.alias_of("vault.store"), Some("vault"));
+        assert_eq!(compiled.alias_of("vault"), None);
+        assert_eq!(
+            compiled.bucket("other.name").expect("plain").nats,
+            "other_name"
+        );
+        assert_eq!(compiled.s3_name("vault_store").as_deref(), Some("vault"));
+        assert_eq!(compiled.s3_name("custom").as_deref(), Some("a.b"));
         // The NATS bucket named like a configured bucket stored elsewhere has no S3 name.
-        assert_eq!(rt.s3_name("a_b"), None);
-        assert_eq!(rt.s3_name("free_one").as_deref(), Some("free.one"));
+        assert_eq!(compiled.s3_name("a_b"), None);
+        assert_eq!(compiled.s3_name("free_one").as_deref(), Some("free.one"));
     }
 }

@@ -24,7 +24,7 @@ async fn readyz(State(gw): State<Arc<AppState>>) -> Response {
     if gw.draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n").into_response();
     }
-    if gw.runtime().is_none() {
+    if gw.compiled().is_none() {
         return (StatusCode::SERVICE_UNAVAILABLE, "no config yet\n").into_response();
     }
     if !gw.store.ping().await {
@@ -76,7 +76,7 @@ async fn purge_cache(
             .into_response();
     }
     let nats = match q.get("bucket") {
-        Some(b) => match gw.runtime().map(|rt| rt.bucket(b)) {
+        Some(b) => match gw.compiled().map(|compiled| compiled.bucket(b)) {
             Some(Ok(r)) => Some(r.nats),
             _ => return (StatusCode::BAD_REQUEST, "invalid bucket name\n").into_response(),
         },

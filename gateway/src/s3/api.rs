@@ -15,15 +15,15 @@ use tracing::Instrument;
 
 use crate::audit::Facts;
 use crate::auth::{self, AuthSettings, Authenticated, Payload, Principal, RequestParts};
+use crate::bodies::{IdleBody, Tail};
 use crate::breaker::Admit;
-use crate::config::compiled::Runtime;
+use crate::config::compiled::CompiledConfig;
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::http::listener::Peer;
 use crate::limits::ClientAddr;
 use crate::s3::context::Ctx;
 use crate::s3::endpoint::{self as router, Endpoint, Need};
 use crate::state::AppState;
-use crate::tail::{IdleBody, Tail};
 
 /// The S3 listener's router: every request goes through [`handle`].
 pub fn router(gw: Arc<AppState>) -> Router {
@@ -49,16 +49,18 @@ async fn handle(State(gw): State<Arc<AppState>>, req: Request) -> Response {
         .map(|p| p.0.ip())
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let client = gw.limits.client(peer, req.headers());
-    let rt = gw.runtime();
+    let compiled = gw.compiled();
     let mut tail = Tail::default();
     if gw.audit.is_some() {
         let bytes_in = declared_length(req.headers()).unwrap_or(0);
         tail.facts = Some(Facts::new(client.ip, req.method().clone(), bytes_in));
     }
-    let audit_reads = rt.as_ref().is_none_or(|rt| rt.config.audit.reads);
-    let request_timeout = rt
+    let audit_reads = compiled
         .as_ref()
-        .map(|rt| rt.config.limits.timeouts.request_seconds)
+        .is_none_or(|compiled| compiled.config.audit.reads);
+    let request_timeout = compiled
+        .as_ref()
+        .map(|compiled| compiled.config.limits.timeouts.request_seconds)
         .unwrap_or(0);
     if request_timeout > 0 {
         tail.deadline = Some(tokio::time::Instant::now() + Duration::from_secs(request_timeout));
@@ -82,14 +84,15 @@ async fn handle(State(gw): State<Arc<AppState>>, req: Request) -> Response {
     // connection, and the answer says so, lest the client reuse it.
     let (req, body_read) = if expects_continue {
         let (parts, body) = req.into_parts();
-        let (body, read) = crate::tail::ReadBody::wrap(body);
+        let (body, read) = crate::bodies::ReadBody::wrap(body);
         (Request::from_parts(parts, body), Some(read))
     } else {
         (req, None)
     };
     let deadline = tail.deadline;
     let span = crate::telemetry::request_span(&request_id, &method);
-    let serving = serve(&gw, rt, req, &request_id, client, &mut tail).instrument(span.clone());
+    let serving =
+        serve(&gw, compiled, req, &request_id, client, &mut tail).instrument(span.clone());
     let (op, result) = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, serving).await {
             Ok(r) => r,
@@ -215,7 +218,11 @@ pub(crate) type Address = (Option<String>, Option<String>);
 /// Splits bucket and key from the Host header (virtual-hosted style) or the path. A path
 /// that does not decode to UTF-8 is `InvalidURI` (never decoded lossily: two raw keys
 /// must not name one stored key).
-pub(crate) fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> S3Result<Address> {
+pub(crate) fn address(
+    compiled: &CompiledConfig,
+    host: Option<&str>,
+    raw_path: &str,
+) -> S3Result<Address> {
     let path = percent_encoding::percent_decode_str(raw_path)
         .decode_utf8()
         .map_err(|_| S3Error::new(S3Code::InvalidURI, "Couldn't parse the specified URI."))?;
@@ -230,7 +237,7 @@ pub(crate) fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> S3Res
     });
     if let Some(host) = host {
         let host = host.to_ascii_lowercase();
-        for domain in &rt.config.virtual_host_domains {
+        for domain in &compiled.config.virtual_host_domains {
             if let Some(bucket) = host
                 .strip_suffix(domain.as_str())
                 .and_then(|b| b.strip_suffix('.'))
@@ -254,13 +261,13 @@ pub(crate) fn address(rt: &Runtime, host: Option<&str>, raw_path: &str) -> S3Res
 
 async fn serve(
     gw: &Arc<AppState>,
-    rt: Option<Arc<Runtime>>,
+    compiled: Option<Arc<CompiledConfig>>,
     req: Request,
     request_id: &str,
     client: ClientAddr,
     tail: &mut Tail,
 ) -> (&'static str, S3Result<Response>) {
-    let Some(rt) = rt else {
+    let Some(compiled) = compiled else {
         return (
             "Unknown",
             Err(S3Error::new(
@@ -270,7 +277,7 @@ async fn serve(
             .header("Retry-After", "1")),
         );
     };
-    let limits = &rt.config.limits;
+    let limits = &compiled.config.limits;
     match gw.limits.admit(limits, client.ip, &gw.metrics) {
         Ok(permit) => tail.permit = permit,
         Err(e) => return ("Unknown", Err(e)),
@@ -305,7 +312,7 @@ async fn serve(
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
         .or_else(|| parts.uri.host().map(str::to_string));
-    let (bucket, key) = match address(&rt, host.as_deref(), &raw_path) {
+    let (bucket, key) = match address(&compiled, host.as_deref(), &raw_path) {
         Ok(a) => a,
         Err(e) => return ("Unknown", Err(e.resource(raw_path))),
     };
@@ -332,16 +339,16 @@ async fn serve(
             return Err(S3Error::not_implemented(name));
         }
         if let Some(k) = &key {
-            if k.len() > rt.config.limits.max_key_bytes {
+            if k.len() > compiled.config.limits.max_key_bytes {
                 return Err(
                     S3Error::new(S3Code::KeyTooLongError, "Your key is too long")
-                        .with("MaxSizeAllowed", rt.config.limits.max_key_bytes.to_string())
+                        .with("MaxSizeAllowed", compiled.config.limits.max_key_bytes.to_string())
                         .with("Size", k.len().to_string()),
                 );
             }
         }
         if let (Endpoint::CreateBucket, Some(b)) = (ep, bucket.as_deref()) {
-            if rt.alias_of(b).is_some() {
+            if compiled.alias_of(b).is_some() {
                 return Err(S3Error::new(
                     S3Code::BucketAlreadyExists,
                     "The requested bucket name is not available.",
@@ -349,7 +356,7 @@ async fn serve(
                 .with("BucketName", b));
             }
         }
-        let bucket_ref = bucket.as_deref().map(|b| rt.bucket(b)).transpose()?;
+        let bucket_ref = bucket.as_deref().map(|b| compiled.bucket(b)).transpose()?;
         let guards = bucket_ref.as_ref().and_then(|b| b.guards.as_ref());
         if let Some(f) = guards.and_then(|g| g.addresses.as_ref()) {
             if !f.admits(&client) {
@@ -374,9 +381,9 @@ async fn serve(
         } else {
             let now = OffsetDateTime::now_utc();
             let settings = AuthSettings {
-                region: &rt.config.region,
+                region: &compiled.config.region,
                 now,
-                max_skew: std::time::Duration::from_secs(rt.config.limits.max_clock_skew_seconds),
+                max_skew: std::time::Duration::from_secs(compiled.config.limits.max_clock_skew_seconds),
             };
             let request = RequestParts {
                 method: &parts.method,
@@ -384,7 +391,7 @@ async fn serve(
                 raw_query: raw_query.as_deref(),
                 headers: &parts.headers,
             };
-            auth::authenticate(&request, &crate::s3::common::Secrets(&rt, now), &settings).map(|a| match a {
+            auth::authenticate(&request, &crate::s3::common::Secrets(&compiled, now), &settings).map(|a| match a {
                 Authenticated::Anonymous => (None, Payload::Unsigned),
                 Authenticated::Signed(s) => {
                     (Some(Principal::AccessKey(s.access_key_id)), s.payload)
@@ -420,7 +427,7 @@ async fn serve(
             let ok = gw.store.ping().await;
             gw.breaker.probed(ok, breaker, &gw.metrics)?;
         }
-        if let Err(e) = crate::access::authorize(gw, &rt, &subject).await {
+        if let Err(e) = crate::access::authorize(gw, &compiled, &subject).await {
             if e.nats_failure && gw.breaker.record(true, breaker) {
                 let answered = gw.store.ping_after_reconnect().await;
                 gw.breaker.confirm(answered, breaker, &gw.metrics);
@@ -435,7 +442,7 @@ async fn serve(
         )?;
         let ctx = Ctx::new(
             gw.clone(),
-            rt.clone(),
+            compiled.clone(),
             ep,
             request_id.to_string(),
             client,
@@ -509,7 +516,7 @@ pub async fn admit_copy_source(
         client: &ctx.client,
         presigned: ctx.query("X-Amz-Signature").is_some(),
     };
-    crate::access::authorize(&ctx.gw, &ctx.rt, &subject).await?;
+    crate::access::authorize(&ctx.gw, &ctx.compiled, &subject).await?;
     match own {
         // The request's own bucket was counted already.
         true => Ok(()),
@@ -538,8 +545,8 @@ mod tests {
     use super::*;
     use jets3_crds::GatewayConfig;
 
-    fn rt() -> Runtime {
-        Runtime::new(GatewayConfig {
+    fn compiled() -> CompiledConfig {
+        CompiledConfig::new(GatewayConfig {
             virtual_host_domains: vec!["s3.example.com".into()],
             ..Default::default()
         })
@@ -548,53 +555,53 @@ mod tests {
 
     #[test]
     fn path_style_addressing() {
-        let rt = rt();
+        let compiled = compiled();
         assert_eq!(
-            address(&rt, Some("localhost:9000"), "/").ok(),
+            address(&compiled, Some("localhost:9000"), "/").ok(),
             Some((None, None))
         );
         assert_eq!(
-            address(&rt, Some("localhost"), "/b").expect("utf-8"),
+            address(&compiled, Some("localhost"), "/b").expect("utf-8"),
             (Some("b".into()), None)
         );
         assert_eq!(
-            address(&rt, Some("localhost"), "/b/").expect("utf-8"),
+            address(&compiled, Some("localhost"), "/b/").expect("utf-8"),
             (Some("b".into()), None)
         );
         assert_eq!(
-            address(&rt, Some("127.0.0.1:9000"), "/b/a%2Fb/..//c%20d").expect("utf-8"),
+            address(&compiled, Some("127.0.0.1:9000"), "/b/a%2Fb/..//c%20d").expect("utf-8"),
             (Some("b".into()), Some("a/b/..//c d".into()))
         );
     }
 
     #[test]
     fn virtual_hosted_addressing() {
-        let rt = rt();
+        let compiled = compiled();
         assert_eq!(
-            address(&rt, Some("my.bucket.s3.example.com:443"), "/k/x").expect("utf-8"),
+            address(&compiled, Some("my.bucket.s3.example.com:443"), "/k/x").expect("utf-8"),
             (Some("my.bucket".into()), Some("k/x".into()))
         );
         assert_eq!(
-            address(&rt, Some("s3.example.com"), "/b/k").expect("utf-8"),
+            address(&compiled, Some("s3.example.com"), "/b/k").expect("utf-8"),
             (Some("b".into()), Some("k".into()))
         );
         assert_eq!(
-            address(&rt, Some("b.s3.example.com"), "/").expect("utf-8"),
+            address(&compiled, Some("b.s3.example.com"), "/").expect("utf-8"),
             (Some("b".into()), None)
         );
     }
 
     #[test]
     fn paths_must_decode_to_utf8() {
-        let rt = rt();
+        let compiled = compiled();
         for host in ["localhost", "b.s3.example.com"] {
             for path in ["/b/%FF", "/b/a%C3%28", "/%ED%A0%80"] {
-                let e = address(&rt, Some(host), path).expect_err(path);
+                let e = address(&compiled, Some(host), path).expect_err(path);
                 assert_eq!(e.code, S3Code::InvalidURI);
             }
         }
         assert_eq!(
-            address(&rt, Some("localhost"), "/b/%C3%A9").expect("utf-8"),
+            address(&compiled, Some("localhost"), "/b/%C3%A9").expect("utf-8"),
             (Some("b".into()), Some("é".into()))
         );
     }

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use crate::auth::SecretLookup;
 use crate::checksum::{self, Algo};
-use crate::config::compiled::Runtime;
+use crate::config::compiled::CompiledConfig;
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::store::Expect;
 
@@ -54,7 +54,7 @@ pub fn sent_checksums<'a>(
 }
 
 /// The secrets of a compiled config, as they stand at an instant (keys rotate).
-pub struct Secrets<'a>(pub &'a Runtime, pub OffsetDateTime);
+pub struct Secrets<'a>(pub &'a CompiledConfig, pub OffsetDateTime);
 
 impl SecretLookup for Secrets<'_> {
     fn secret(&self, access_key_id: &str) -> Option<String> {

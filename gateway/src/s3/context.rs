@@ -9,7 +9,7 @@ use http::{HeaderMap, Method};
 
 use crate::auth::{self, Payload, Principal, TrailerSlot};
 use crate::checksum::{self, Algo, Running};
-use crate::config::compiled::{BucketRef, Runtime};
+use crate::config::compiled::{BucketRef, CompiledConfig};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::limits::ClientAddr;
 use crate::s3::endpoint::{query_get, Endpoint, Query};
@@ -19,7 +19,7 @@ use crate::store::{Bucket, Written};
 /// Everything an operation handler needs to know about its request.
 pub struct Ctx {
     pub gw: Arc<AppState>,
-    pub rt: Arc<Runtime>,
+    pub compiled: Arc<CompiledConfig>,
     pub ep: Endpoint,
     pub request_id: String,
     /// Where the request comes from (see `TrustedProxies`).
@@ -44,7 +44,7 @@ impl Ctx {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gw: Arc<AppState>,
-        rt: Arc<Runtime>,
+        compiled: Arc<CompiledConfig>,
         ep: Endpoint,
         request_id: String,
         client: ClientAddr,
@@ -59,7 +59,7 @@ impl Ctx {
     ) -> Ctx {
         Ctx {
             gw,
-            rt,
+            compiled,
             ep,
             request_id,
             client,
@@ -112,7 +112,7 @@ impl Ctx {
 
     /// The largest object the addressed bucket accepts.
     pub fn max_object_size(&self) -> u64 {
-        let limits = &self.rt.config.limits;
+        let limits = &self.compiled.config.limits;
         match self.bucket.as_ref().and_then(|b| b.config.as_ref()) {
             Some(b) => b.max_object_size(limits),
             None => limits.max_object_size,
@@ -176,7 +176,7 @@ impl Ctx {
         let raw = body
             .into_data_stream()
             .map_err(move |e| {
-                if crate::tail::is_timeout(&e) {
+                if crate::bodies::is_timeout(&e) {
                     flag.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 e.to_string()

@@ -174,12 +174,12 @@ struct Held {
 }
 
 async fn held(State(push): State<Arc<Push>>) -> Response {
-    let rt = push.gw.runtime();
+    let compiled = push.gw.compiled();
     reply(
         StatusCode::OK,
         Held {
-            generation: rt.as_ref().map(|r| r.config.generation),
-            hash: rt.map(|r| r.hash.clone()),
+            generation: compiled.as_ref().map(|r| r.config.generation),
+            hash: compiled.map(|r| r.hash.clone()),
         },
     )
 }

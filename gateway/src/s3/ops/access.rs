@@ -14,14 +14,14 @@ use serde::Deserialize;
 use crate::access::acl::{self, Acl, KnownIds};
 use crate::access::state::{Stored, ACL_KEY, PAB_KEY, POLICY_KEY};
 use crate::auth::Principal;
-use crate::config::compiled::{BucketRef, Runtime};
+use crate::config::compiled::{BucketRef, CompiledConfig};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::s3::context::Ctx;
 use crate::s3::ops::common::set_by_config;
 use crate::s3::respond;
 use crate::xml::{self, XmlWriter};
 
-impl KnownIds for Runtime {
+impl KnownIds for CompiledConfig {
     fn known(&self, canonical_id: &str) -> bool {
         self.known_canonical_id(canonical_id)
     }
@@ -31,7 +31,7 @@ impl KnownIds for Runtime {
 fn caller_id(ctx: &Ctx) -> String {
     match &ctx.principal {
         Some(Principal::AccessKey(k)) => ctx
-            .rt
+            .compiled
             .principal_id(k)
             .map(|p| p.canonical.clone())
             .unwrap_or_else(|| respond::OWNER_ID.to_string()),
@@ -70,9 +70,9 @@ pub async fn request_acl(ctx: &Ctx) -> S3Result<Option<Acl>> {
     let b = ctx.bucket_ref()?;
     let s = stored(ctx, b).await?;
     let owner = bucket_owner(ctx, &s);
-    let acl = acl::from_headers(&ctx.headers, &caller_id(ctx), &owner, &*ctx.rt)?;
+    let acl = acl::from_headers(&ctx.headers, &caller_id(ctx), &owner, &*ctx.compiled)?;
     if let Some(a) = &acl {
-        check_public_acl(a, &crate::access::public_access_block(&ctx.rt, b, &s))?;
+        check_public_acl(a, &crate::access::public_access_block(&ctx.compiled, b, &s))?;
     }
     // Private is what no ACL means: nothing to store.
     Ok(acl.filter(|a| *a != Acl::private(&a.owner)))
@@ -90,12 +90,12 @@ pub async fn form_acl(ctx: &Ctx, access_key: &str, canned: Option<&str>) -> S3Re
     let b = ctx.bucket_ref()?;
     let s = stored(ctx, b).await?;
     let caller = ctx
-        .rt
+        .compiled
         .principal_id(access_key)
         .map_or_else(|| respond::OWNER_ID.to_string(), |p| p.canonical.clone());
-    let acl = acl::from_headers(&headers, &caller, &bucket_owner(ctx, &s), &*ctx.rt)?;
+    let acl = acl::from_headers(&headers, &caller, &bucket_owner(ctx, &s), &*ctx.compiled)?;
     if let Some(a) = &acl {
-        check_public_acl(a, &crate::access::public_access_block(&ctx.rt, b, &s))?;
+        check_public_acl(a, &crate::access::public_access_block(&ctx.compiled, b, &s))?;
     }
     Ok(acl.filter(|a| *a != Acl::private(&a.owner)))
 }
@@ -105,7 +105,7 @@ pub async fn form_acl(ctx: &Ctx, access_key: &str, canned: Option<&str>) -> S3Re
 pub fn create_bucket_acl(ctx: &Ctx) -> S3Result<Acl> {
     let b = ctx.bucket_ref()?;
     let owner = caller_id(ctx);
-    let acl = acl::from_headers(&ctx.headers, &owner, &owner, &*ctx.rt)?
+    let acl = acl::from_headers(&ctx.headers, &owner, &owner, &*ctx.compiled)?
         .unwrap_or_else(|| Acl::private(&owner));
     if acl != Acl::private(&owner) && b.public_read() {
         return Err(set_by_config(&b.s3, "public access", "access"));
@@ -114,7 +114,7 @@ pub fn create_bucket_acl(ctx: &Ctx) -> S3Result<Acl> {
         .config
         .as_ref()
         .and_then(|c| c.public_access_block)
-        .unwrap_or(ctx.rt.config.public_access_block);
+        .unwrap_or(ctx.compiled.config.public_access_block);
     check_public_acl(&acl, &pab)?;
     Ok(acl)
 }
@@ -154,7 +154,7 @@ pub async fn get_acl(ctx: &Ctx) -> S3Result<Response> {
 pub async fn put_acl(mut ctx: Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?.clone();
     crate::s3::ops::common::require_bucket(&ctx).await?;
-    let limit = ctx.rt.config.limits.max_xml_body_bytes;
+    let limit = ctx.compiled.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     let s = stored(&ctx, &b).await?;
     let bucket_owner = bucket_owner(&ctx, &s);
@@ -169,7 +169,7 @@ pub async fn put_acl(mut ctx: Ctx) -> S3Result<Response> {
             .map_or(bucket_owner.clone(), |a| a.owner.clone()),
         None => bucket_owner.clone(),
     };
-    let from_headers = acl::from_headers(&ctx.headers, &owner, &bucket_owner, &*ctx.rt)?;
+    let from_headers = acl::from_headers(&ctx.headers, &owner, &bucket_owner, &*ctx.compiled)?;
     let acl = match (from_headers, body.iter().all(u8::is_ascii_whitespace)) {
         (Some(_), false) => {
             return Err(S3Error::new(
@@ -178,7 +178,7 @@ pub async fn put_acl(mut ctx: Ctx) -> S3Result<Response> {
             ))
         }
         (Some(a), true) => a,
-        (None, false) => acl::from_xml(&body, &owner, &*ctx.rt)?,
+        (None, false) => acl::from_xml(&body, &owner, &*ctx.compiled)?,
         (None, true) => {
             return Err(S3Error::new(
                 S3Code::MissingSecurityHeader,
@@ -187,7 +187,10 @@ pub async fn put_acl(mut ctx: Ctx) -> S3Result<Response> {
             .with("MissingHeaderName", "x-amz-acl"))
         }
     };
-    check_public_acl(&acl, &crate::access::public_access_block(&ctx.rt, &b, &s))?;
+    check_public_acl(
+        &acl,
+        &crate::access::public_access_block(&ctx.compiled, &b, &s),
+    )?;
     match object {
         Some(mut meta) => {
             meta.acl = Some(acl).filter(|a| *a != Acl::private(&a.owner));
@@ -268,7 +271,7 @@ pub async fn put_policy(mut ctx: Ctx) -> S3Result<Response> {
     let policy = Policy::parse(text, &b.s3).map_err(|e| malformed_policy(e.0))?;
     if let Some(ak) = policy
         .named_access_keys()
-        .find(|ak| !ctx.rt.known_access_key(ak))
+        .find(|ak| !ctx.compiled.known_access_key(ak))
     {
         return Err(malformed_policy(format!(
             "Invalid principal in policy: no credential has access key id {ak}"
@@ -276,7 +279,7 @@ pub async fn put_policy(mut ctx: Ctx) -> S3Result<Response> {
     }
     if let Some(id) = policy
         .named_canonical_ids()
-        .find(|id| !ctx.rt.known_canonical_id(id))
+        .find(|id| !ctx.compiled.known_canonical_id(id))
     {
         return Err(malformed_policy(format!(
             "Invalid principal in policy: no credential has canonical id {id}"
@@ -284,7 +287,8 @@ pub async fn put_policy(mut ctx: Ctx) -> S3Result<Response> {
     }
     crate::s3::ops::common::require_bucket(&ctx).await?;
     let s = stored(&ctx, &b).await?;
-    if policy.is_public() && crate::access::public_access_block(&ctx.rt, &b, &s).block_public_policy
+    if policy.is_public()
+        && crate::access::public_access_block(&ctx.compiled, &b, &s).block_public_policy
     {
         return Err(S3Error::new(
             S3Code::AccessDenied,
@@ -353,7 +357,7 @@ pub async fn put_public_access_block(mut ctx: Ctx) -> S3Result<Response> {
             "publicAccessBlock",
         ));
     }
-    let limit = ctx.rt.config.limits.max_xml_body_bytes;
+    let limit = ctx.compiled.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     let doc: PabXml = xml::parse(&body)?;
     let flag = |v: Option<String>| match v.as_deref().map(str::trim) {

@@ -37,7 +37,7 @@ pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
     };
     let after = crate::s3::ops::common::continuation_token(ctx)?;
     let prefix = ctx.query("prefix").unwrap_or_default();
-    let region = &ctx.rt.config.region;
+    let region = &ctx.compiled.config.region;
     let other_region = ctx.query("bucket-region").is_some_and(|r| r != region);
     let mut buckets: Vec<(String, time::OffsetDateTime)> = ctx
         .gw
@@ -46,8 +46,8 @@ pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
         .await?
         .into_iter()
         .filter_map(|b| {
-            let s3 = ctx.rt.s3_name(&b.nats)?;
-            ctx.rt.permission(principal, &s3)?;
+            let s3 = ctx.compiled.s3_name(&b.nats)?;
+            ctx.compiled.permission(principal, &s3)?;
             Some((s3, b.created))
         })
         .filter(|(name, _)| {
@@ -93,12 +93,12 @@ pub(crate) struct CreateBucketConfiguration {
 pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?.clone();
     let acl = crate::s3::ops::access::create_bucket_acl(&ctx)?;
-    let limit = ctx.rt.config.limits.max_xml_body_bytes;
+    let limit = ctx.compiled.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
         let cfg: CreateBucketConfiguration = xml::parse(&body)?;
         if let Some(loc) = cfg.location_constraint.filter(|l| !l.is_empty()) {
-            if loc != ctx.rt.config.region {
+            if loc != ctx.compiled.config.region {
                 return Err(S3Error::new(
                     S3Code::InvalidArgument,
                     "The specified location-constraint is not valid",
@@ -144,7 +144,7 @@ async fn already_there(ctx: &Ctx, caller: Option<&str>) -> S3Result<()> {
         )
         .with("BucketName", &b.s3));
     }
-    if ctx.rt.config.region == "us-east-1" {
+    if ctx.compiled.config.region == "us-east-1" {
         return Ok(());
     }
     Err(S3Error::new(
@@ -158,7 +158,7 @@ async fn already_there(ctx: &Ctx, caller: Option<&str>) -> S3Result<()> {
 pub async fn head_bucket(ctx: &Ctx) -> S3Result<Response> {
     require_bucket(ctx).await?;
     let mut r = respond::empty(StatusCode::OK);
-    respond::set(&mut r, "x-amz-bucket-region", &ctx.rt.config.region);
+    respond::set(&mut r, "x-amz-bucket-region", &ctx.compiled.config.region);
     Ok(r)
 }
 
@@ -184,7 +184,7 @@ pub async fn delete_bucket(ctx: &Ctx) -> S3Result<Response> {
 /// GetBucketLocation: empty for us-east-1, as S3 answers.
 pub async fn get_location(ctx: &Ctx) -> S3Result<Response> {
     require_bucket(ctx).await?;
-    let region = &ctx.rt.config.region;
+    let region = &ctx.compiled.config.region;
     let mut w = XmlWriter::new("LocationConstraint");
     if region != "us-east-1" {
         w.raw(&xml::escape(region));

@@ -53,7 +53,7 @@ pub async fn source(ctx: &Ctx) -> S3Result<Source> {
             .with("ArgumentName", "x-amz-copy-source")
             .with("ArgumentValue", raw)
         })?;
-    let bref = ctx.rt.bucket(src_bucket)?;
+    let bref = ctx.compiled.bucket(src_bucket)?;
     let asked = version.as_ref().map(|v| v.as_deref().unwrap_or("null"));
     crate::s3::api::admit_copy_source(ctx, &bref, src_key, asked).await?;
     let bucket = ctx

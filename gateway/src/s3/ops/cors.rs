@@ -214,7 +214,7 @@ pub async fn put_cors(mut ctx: Ctx) -> S3Result<Response> {
     if managed_by_config(&b) {
         return Err(crate::s3::ops::common::set_by_config(&b.s3, "CORS", "cors"));
     }
-    let limit = ctx.rt.config.limits.max_xml_body_bytes;
+    let limit = ctx.compiled.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     let rules = parse_cors(&body, &b.s3, &b.nats)?;
     crate::s3::ops::common::require_bucket(&ctx).await?;

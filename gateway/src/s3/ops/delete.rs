@@ -75,7 +75,7 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
             "Missing required header for this request: Content-MD5",
         ));
     }
-    let limit = ctx.rt.config.limits.max_xml_body_bytes;
+    let limit = ctx.compiled.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     let req: Delete = xml::parse(&body)?;
     if req.objects.is_empty() || req.objects.len() > 1000 {
@@ -83,7 +83,7 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
     }
     let quiet = req.quiet.unwrap_or(false);
     let bucket = ctx.store_bucket()?;
-    let max_key = ctx.rt.config.limits.max_key_bytes;
+    let max_key = ctx.compiled.config.limits.max_key_bytes;
     // Keys are deleted concurrently; answers keep the request's order.
     let jobs: Vec<(String, Option<String>)> = req
         .objects
@@ -171,5 +171,5 @@ async fn authorize_key(ctx: &Ctx, key: &str, version: Option<&str>) -> S3Result<
         client: &ctx.client,
         presigned: ctx.query("X-Amz-Signature").is_some(),
     };
-    crate::access::authorize(&ctx.gw, &ctx.rt, &s).await
+    crate::access::authorize(&ctx.gw, &ctx.compiled, &s).await
 }

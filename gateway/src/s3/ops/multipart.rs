@@ -37,7 +37,7 @@ async fn upload_for_key(ctx: &Ctx, id: &str) -> S3Result<UploadInfo> {
 
 fn part_number(ctx: &Ctx) -> S3Result<u32> {
     let raw = ctx.query("partNumber").unwrap_or_default();
-    let max = ctx.rt.config.limits.max_parts;
+    let max = ctx.compiled.config.limits.max_parts;
     match raw.parse::<u32>() {
         Ok(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(S3Error::invalid_argument(format!(
@@ -128,7 +128,7 @@ fn checksum_of(info: &UploadInfo) -> Option<(Algo, Kind)> {
 pub async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
     let n = part_number(&ctx)?;
-    let max = ctx.rt.config.limits.max_part_size;
+    let max = ctx.compiled.config.limits.max_part_size;
     crate::s3::ops::write::check_length(&ctx, max)?;
     let info = upload_for_key(&ctx, &id).await?;
     let bucket = ctx.store_bucket()?;
@@ -159,7 +159,7 @@ pub async fn upload_part_copy(ctx: &Ctx) -> S3Result<Response> {
         None => (0, size),
         Some(r) => parse_copy_range(r, size)?,
     };
-    let max = ctx.rt.config.limits.max_part_size;
+    let max = ctx.compiled.config.limits.max_part_size;
     if end - start > max {
         return Err(S3Error::new(
             S3Code::EntityTooLarge,
@@ -555,7 +555,12 @@ const COMPLETE_WAIT: Duration = Duration::from_secs(2);
 pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
     let key = ctx.key()?.to_string();
-    let limit = ctx.rt.config.limits.max_xml_body_bytes.max(10_000 * 128);
+    let limit = ctx
+        .compiled
+        .config
+        .limits
+        .max_xml_body_bytes
+        .max(10_000 * 128);
     // Checksum headers here describe the object, not the XML document.
     let body = ctx.read_document(limit, false).await?;
     let req: CompleteMultipartUpload = xml::parse(&body)?;
@@ -571,7 +576,7 @@ pub async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         digest,
         asked: AskedChecksum::of(&ctx)?,
         expect: crate::s3::ops::write::write_expectation(&ctx)?,
-        min_part: ctx.rt.config.limits.min_part_size,
+        min_part: ctx.compiled.config.limits.min_part_size,
         max_object: ctx.max_object_size(),
     };
     let gw = ctx.gw.clone();

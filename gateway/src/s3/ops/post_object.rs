@@ -431,8 +431,8 @@ async fn drain(mp: &mut multer::Multipart<'static>) {
 
 /// PostObject.
 pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
-    let rt = ctx.rt.clone();
-    let limits = &rt.config.limits;
+    let compiled = ctx.compiled.clone();
+    let limits = &compiled.config.limits;
     let bucket = ctx.bucket_ref()?.clone();
     let max = ctx.max_object_size();
     let boundary = form_boundary(ctx.header("content-type"))?;
@@ -463,12 +463,15 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
     }
     let now = OffsetDateTime::now_utc();
     let settings = AuthSettings {
-        region: &rt.config.region,
+        region: &compiled.config.region,
         now,
         max_skew: Duration::from_secs(limits.max_clock_skew_seconds),
     };
-    let policy =
-        auth::verify_post_policy(&fields, &crate::s3::common::Secrets(&rt, now), &settings);
+    let policy = auth::verify_post_policy(
+        &fields,
+        &crate::s3::common::Secrets(&compiled, now),
+        &settings,
+    );
     crate::s3::api::charge_bucket(&ctx.gw, &bucket, policy.is_ok())?;
     let policy: PostPolicy = policy?;
     if bucket.read_only() {
@@ -523,7 +526,7 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
         client: &ctx.client,
         presigned: false,
     };
-    crate::access::authorize(&ctx.gw, &rt, &subject).await?;
+    crate::access::authorize(&ctx.gw, &compiled, &subject).await?;
     let md5 = form_md5(&fields)?;
     let wanted = wanted_checksums(&fields)?;
     let outcome = success(&fields);
@@ -578,7 +581,7 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
     let location = object_location(
         scheme,
         host,
-        &rt.config.virtual_host_domains,
+        &compiled.config.virtual_host_domains,
         &bucket.s3,
         &key,
     );

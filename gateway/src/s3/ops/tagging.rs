@@ -75,7 +75,7 @@ pub fn parse_tagging(doc: &[u8], max: usize) -> S3Result<Vec<(String, String)>> 
 }
 
 async fn read_tags(ctx: &mut Ctx, max: usize) -> S3Result<Vec<(String, String)>> {
-    let limit = ctx.rt.config.limits.max_xml_body_bytes;
+    let limit = ctx.compiled.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     parse_tagging(&body, max)
 }

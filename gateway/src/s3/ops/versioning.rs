@@ -46,7 +46,7 @@ pub async fn put_versioning(mut ctx: Ctx) -> S3Result<Response> {
             ),
         ));
     }
-    let limit = ctx.rt.config.limits.max_xml_body_bytes;
+    let limit = ctx.compiled.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     let cfg: VersioningConfiguration = xml::parse(&body)?;
     if cfg.mfa_delete.as_deref() == Some("Enabled") {

@@ -44,7 +44,7 @@ pub fn stored_headers(ctx: &Ctx) -> S3Result<Vec<(String, String)>> {
             out.push((name.to_string(), value.to_string()));
         }
     }
-    let limit = ctx.rt.config.limits.max_metadata_bytes;
+    let limit = ctx.compiled.config.limits.max_metadata_bytes;
     if meta_bytes > limit {
         return Err(S3Error::new(
             S3Code::MetadataTooLarge,
