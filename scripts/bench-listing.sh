@@ -15,6 +15,7 @@
 #                            with about 5 GB of disk per 10 million objects while it runs)
 #   JETS3_LISTING_PAGES      pages per latency figure (default: 200; root delimiter pages: a tenth)
 #   JETS3_LISTING_SNAPSHOT_WAIT  seconds to wait for a gateway's first snapshot (default: 600)
+#   JETS3_LISTING_FIRST_PAGE_LIMIT  seconds a gateway may take to list at all (default: 900)
 #   JETS3_GATEWAY_BIN        use this jets3-gateway binary instead of building one
 #   JETS3_BENCH_BASELINE_BIN another jets3-gateway binary measured on the same buckets as
 #                            "jets3-base" (before/after figures of a change in one run)
@@ -34,7 +35,7 @@ die() {
 
 case "${1:-}" in
 -h | --help | help)
-    sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     exit 0
     ;;
 "") ;;
@@ -44,8 +45,9 @@ esac
 SIZES=${JETS3_LISTING_SIZES:-100000 1000000}
 PAGES=${JETS3_LISTING_PAGES:-200}
 SNAPSHOT_WAIT=${JETS3_LISTING_SNAPSHOT_WAIT:-600}
-for n in $SIZES $PAGES $SNAPSHOT_WAIT; do
-    case "$n" in '' | *[!0-9]*) die "JETS3_LISTING_SIZES, _PAGES and _SNAPSHOT_WAIT must be whole numbers, not '$n'" ;; esac
+FIRST_PAGE_LIMIT=${JETS3_LISTING_FIRST_PAGE_LIMIT:-900}
+for n in $SIZES $PAGES $SNAPSHOT_WAIT $FIRST_PAGE_LIMIT; do
+    case "$n" in '' | *[!0-9]*) die "JETS3_LISTING_SIZES, _PAGES, _SNAPSHOT_WAIT and _FIRST_PAGE_LIMIT must be whole numbers, not '$n'" ;; esac
 done
 
 # ---- 1. tools and builds ----------------------------------------------------------------------
@@ -137,15 +139,19 @@ for n in $SIZES; do
     driver --bucket "$bucket" seed --count "$n" | tee -a "$RAW" >&2 || die "seeding $bucket failed"
     for s in "${SYSTEMS[@]}"; do
         say "$n objects: $s"
+        rc=0
         out=$(driver --bucket "$bucket" run --count "$n" --gateway-bin "${BIN[$s]}" --name "$s" \
             --work "$WORK/runs" --pages "$PAGES" --snapshot-wait "$SNAPSHOT_WAIT" \
-            --log "${JETS3_BENCH_LOG:-warn}") || {
-            printf 'FAIL count=%s system=%s\n' "$n" "$s" >>"$RAW"
-            printf 'ROW | %s | %s | failed: see the messages above |\n' "$n" "$s" >>"$RAW"
-            say "$n objects: $s FAILED (logs in $WORK/runs until the run ends)"
-            continue
-        }
+            --first-page-limit "$FIRST_PAGE_LIMIT" --nats-pid "$NATS_PID" \
+            --log "${JETS3_BENCH_LOG:-warn}" 2> >(tee "$WORK/driver.err" >&2)) || rc=$?
         printf '%s\n' "$out" >>"$RAW"
+        if [ "$rc" -ne 0 ]; then
+            reason=$(tail -n 1 "$WORK/driver.err" | tr '|' '/' | cut -c1-300)
+            printf 'FAIL count=%s system=%s reason="%s"\n' "$n" "$s" "$reason" >>"$RAW"
+            printf 'ROW | %s | %s | **failed**: %s |\n' "$n" "$s" "$reason" >>"$RAW"
+            say "$n objects: $s FAILED: $reason"
+            continue
+        fi
         grep '^RESULT ' <<<"$out" | sed 's/^RESULT /  /' >&2
     done
     driver --bucket "$bucket" drop || say "could not drop bucket $bucket"

@@ -52,8 +52,6 @@ const PAGE: usize = 1000;
 const PREFIXES: usize = 100;
 /// The ETag of an empty body.
 const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
-/// How long a gateway may take to answer its first listing.
-const FIRST_PAGE_LIMIT: Duration = Duration::from_secs(1800);
 
 #[derive(Parser, Debug)]
 #[command(about = "jets3 listing benchmark: seed a bucket through NATS, time gateways listing it")]
@@ -98,6 +96,12 @@ enum Op {
         /// Seconds to wait for the first snapshot.
         #[arg(long, default_value_t = 600)]
         snapshot_wait: u64,
+        /// Seconds a gateway may take to answer its first listing.
+        #[arg(long, default_value_t = 900)]
+        first_page_limit: u64,
+        /// The nats-server process, whose RSS is reported too.
+        #[arg(long)]
+        nats_pid: Option<u32>,
         /// The gateway's log filter.
         #[arg(long, default_value = "warn")]
         log: String,
@@ -355,16 +359,7 @@ impl Gateway {
 
     /// (VmRSS, VmHWM) in MiB.
     fn rss(&self) -> (f64, f64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                .map_or(f64::NAN, |kb| kb / 1024.0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        rss_of(self.pid)
     }
 
     /// CPU seconds (user + system) the process has used.
@@ -393,6 +388,19 @@ impl Gateway {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// (VmRSS, VmHWM) of process `pid` in MiB.
+fn rss_of(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// A GET on the admin listener: status and body.
@@ -457,7 +465,14 @@ async fn list(s3: &aws_sdk_s3::Client, bucket: &str, r: ListReq) -> Result<Page,
                     .and_then(|se| aws_sdk_s3::error::ProvideErrorMetadata::message(se))
                     .unwrap_or("")
             ),
-            None => err_text(aws_sdk_s3::error::DisplayErrorContext(&e)),
+            None => {
+                let text = err_text(aws_sdk_s3::error::DisplayErrorContext(&e));
+                if text.contains("Connection refused") {
+                    "connection refused".to_string()
+                } else {
+                    text
+                }
+            }
         })?;
     Ok(Page {
         keys: out
@@ -501,7 +516,8 @@ where
 /// What one gateway start measured.
 #[derive(Default)]
 struct Start {
-    first_page_s: f64,
+    /// `None`: no first page within the limit (nothing else was measured).
+    first_page_s: Option<f64>,
     ready_s: Option<f64>,
     cpu_first_s: f64,
     rss_first: f64,
@@ -509,6 +525,8 @@ struct Start {
     pages: usize,
     rss: f64,
     hwm: f64,
+    /// nats-server's VmRSS after the full listing (or when the first page never came).
+    nats_rss: f64,
     random: (f64, f64),
     prefix: (f64, f64),
     root: (f64, f64),
@@ -525,10 +543,16 @@ struct Bench {
     work: PathBuf,
     pages: usize,
     snapshot_wait: u64,
+    first_page_limit: Duration,
+    nats_pid: Option<u32>,
     log: String,
 }
 
 impl Bench {
+    fn nats_rss(&self) -> f64 {
+        self.nats_pid.map_or(f64::NAN, |p| rss_of(p).0)
+    }
+
     /// Starts a gateway and measures it; returns it still running.
     async fn measure(&self, tag: &str) -> Result<(Gateway, Start), String> {
         let (bucket, count, pages) = (self.bucket.as_str(), self.count, self.pages);
@@ -536,9 +560,9 @@ impl Bench {
         let mut st = Start::default();
 
         // Readiness, watched alongside.
-        let (admin, started) = (gw.admin.clone(), gw.started);
+        let (admin, started, limit) = (gw.admin.clone(), gw.started, self.first_page_limit);
         let ready = tokio::spawn(async move {
-            while started.elapsed() < FIRST_PAGE_LIMIT {
+            while started.elapsed() < limit {
                 if let Ok((200, _)) = admin_get(&admin, "/readyz").await {
                     return Some(started.elapsed().as_secs_f64());
                 }
@@ -549,30 +573,47 @@ impl Bench {
 
         // (a) the first page.
         let want_first: Vec<String> = sorted_keys(count).take(PAGE).collect();
-        let mut said = Instant::now();
+        let (mut said, mut last_error) = (Instant::now(), String::new());
         let first = loop {
             if gw.exited() {
                 return Err(format!("the gateway exited: {}", gw.log_tail()));
             }
-            if gw.started.elapsed() > FIRST_PAGE_LIMIT {
-                return Err(format!("no listing after {FIRST_PAGE_LIMIT:?}"));
-            }
-            match list(&gw.s3, bucket, ListReq::default()).await {
+            let left = self.first_page_limit.saturating_sub(gw.started.elapsed());
+            let attempt = tokio::time::timeout(left, list(&gw.s3, bucket, ListReq::default()));
+            let Ok(answer) = attempt.await else {
+                ready.abort();
+                st.nats_rss = self.nats_rss();
+                st.problems.push(format!(
+                    "no listing within {} s; the last answer: {}",
+                    self.first_page_limit.as_secs(),
+                    if last_error.is_empty() {
+                        "none"
+                    } else {
+                        &last_error
+                    }
+                    .replace('|', "/")
+                ));
+                return Ok((gw, st));
+            };
+            match answer {
                 Ok(p) => break p,
                 // A client error will not go away: a server error or none at all may.
                 Err(e) if e.starts_with("HTTP 4") => {
                     return Err(format!("the first listing failed: {e}"));
                 }
                 Err(e) => {
-                    if said.elapsed() > Duration::from_secs(10) {
+                    if said.elapsed() > Duration::from_secs(30) {
                         eprintln!("listing_bench: {tag}: no listing yet: {e}");
                         said = Instant::now();
                     }
-                    tokio::time::sleep(Duration::from_millis(10)).await
+                    // Not listening yet: try again soon; a server error: after a second.
+                    let pause = if e.starts_with("HTTP 5") { 1000 } else { 10 };
+                    last_error = e;
+                    tokio::time::sleep(Duration::from_millis(pause)).await
                 }
             }
         };
-        st.first_page_s = gw.started.elapsed().as_secs_f64();
+        st.first_page_s = Some(gw.started.elapsed().as_secs_f64());
         st.cpu_first_s = gw.cpu();
         st.rss_first = gw.rss().0;
         st.ready_s = tokio::time::timeout(Duration::from_secs(5), ready)
@@ -619,6 +660,7 @@ impl Bench {
         }
         st.full_s = t.elapsed().as_secs_f64();
         (st.rss, st.hwm) = gw.rss();
+        st.nats_rss = self.nats_rss();
         if seen != count {
             st.problems
                 .push(format!("the full listing has {seen} keys, not {count}"));
@@ -740,15 +782,20 @@ fn ms(p: (f64, f64)) -> String {
 }
 
 fn row(count: usize, name: &str, start: &str, st: &Start, snapshot: &str) -> String {
-    let ready = st.ready_s.map_or("-".to_string(), |r| format!("{r:.2} s"));
     let correct = if st.problems.is_empty() {
         "yes".to_string()
     } else {
         format!("**no**: {}", st.problems.join("; ").replace('|', "/"))
     };
+    let nats = format!("{:.0} MiB", st.nats_rss);
+    let Some(first) = st.first_page_s else {
+        return format!(
+            "ROW | {count} | {name} | {start} | **none** | - | - | - | - | - | {nats} | - | - | - | {snapshot} | {correct} |"
+        );
+    };
+    let ready = st.ready_s.map_or("-".to_string(), |r| format!("{r:.2} s"));
     format!(
-        "ROW | {count} | {name} | {start} | {:.2} s | {ready} | {:.2} s | {:.1} s ({} pages) | {:.0} MiB | {:.0} / {:.0} MiB | {} | {} | {} | {snapshot} | {correct} |",
-        st.first_page_s,
+        "ROW | {count} | {name} | {start} | {first:.2} s | {ready} | {:.2} s | {:.1} s ({} pages) | {:.0} MiB | {:.0} / {:.0} MiB | {nats} | {} | {} | {} | {snapshot} | {correct} |",
         st.cpu_first_s,
         st.full_s,
         st.pages,
@@ -762,16 +809,18 @@ fn row(count: usize, name: &str, start: &str, st: &Start, snapshot: &str) -> Str
 }
 
 fn result_line(count: usize, name: &str, start: &str, st: &Start, snapshot: &str) -> String {
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
     format!(
-        "RESULT count={count} system={name} start={start} first_page_s={:.3} ready_s={} cpu_first_s={:.2} rss_first_mib={:.1} full_list_s={:.2} pages={} rss_mib={:.1} hwm_mib={:.1} random_p50_ms={:.2} random_p99_ms={:.2} prefix_p50_ms={:.2} prefix_p99_ms={:.2} root_p50_ms={:.2} root_p99_ms={:.2} snapshot=\"{snapshot}\" problems=\"{}\"",
-        st.first_page_s,
-        st.ready_s.map_or("-".into(), |r| format!("{r:.3}")),
+        "RESULT count={count} system={name} start={start} first_page_s={} ready_s={} cpu_first_s={:.2} rss_first_mib={:.1} full_list_s={:.2} pages={} rss_mib={:.1} hwm_mib={:.1} nats_rss_mib={:.1} random_p50_ms={:.2} random_p99_ms={:.2} prefix_p50_ms={:.2} prefix_p99_ms={:.2} root_p50_ms={:.2} root_p99_ms={:.2} snapshot=\"{snapshot}\" problems=\"{}\"",
+        opt(st.first_page_s),
+        opt(st.ready_s),
         st.cpu_first_s,
         st.rss_first,
         st.full_s,
         st.pages,
         st.rss,
         st.hwm,
+        st.nats_rss,
         st.random.0,
         st.random.1,
         st.prefix.0,
@@ -800,6 +849,12 @@ impl Bench {
         }
         let tag = format!("{name}-{count}");
         let (gw, cold) = self.measure(&format!("{tag}-cold")).await?;
+        println!("{}", result_line(count, name, "cold", &cold, "-"));
+        println!("{}", row(count, name, "cold", &cold, "-"));
+        if cold.first_page_s.is_none() {
+            gw.stop().await;
+            return Ok(());
+        }
 
         // (d) a snapshot, if the binary writes them.
         let (snapshot, start) = if knows_snapshots(&self.bin) {
@@ -837,8 +892,6 @@ impl Bench {
             )
         };
         gw.stop().await;
-        println!("{}", result_line(count, name, "cold", &cold, "-"));
-        println!("{}", row(count, name, "cold", &cold, "-"));
 
         let (gw, warm) = self.measure(&format!("{tag}-warm")).await?;
         gw.stop().await;
@@ -851,9 +904,9 @@ impl Bench {
 async fn main_inner(args: Args) -> Result<(), String> {
     if let Op::Header = args.op {
         println!(
-            "| objects | system | start | first page | ready | gateway CPU to first page | full listing | RSS after first page | RSS / peak after full listing | random page p50 / p99 (ms) | prefix + delimiter page p50 / p99 (ms) | root delimiter page p50 / p99 (ms) | snapshot | correct |"
+            "| objects | system | start | first page | ready | gateway CPU to first page | full listing | RSS after first page | RSS / peak after full listing | nats-server RSS | random page p50 / p99 (ms) | prefix + delimiter page p50 / p99 (ms) | root delimiter page p50 / p99 (ms) | snapshot | correct |"
         );
-        println!("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+        println!("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
         return Ok(());
     }
     let client = async_nats::ConnectOptions::new()
@@ -881,6 +934,8 @@ async fn main_inner(args: Args) -> Result<(), String> {
             work,
             pages,
             snapshot_wait,
+            first_page_limit,
+            nats_pid,
             log,
         } => {
             let bench = Bench {
@@ -892,6 +947,8 @@ async fn main_inner(args: Args) -> Result<(), String> {
                 work,
                 pages,
                 snapshot_wait,
+                first_page_limit: Duration::from_secs(first_page_limit),
+                nats_pid,
                 log,
             };
             bench.run(&js).await
@@ -902,7 +959,21 @@ async fn main_inner(args: Args) -> Result<(), String> {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    if let Err(e) = main_inner(args).await {
+    // On SIGINT or SIGTERM the run is dropped, and with it the gateway process it started.
+    let stop = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(err_text)?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Err::<(), String>("stopped by a signal".into())
+    };
+    let res = tokio::select! {
+        r = main_inner(args) => r,
+        r = stop => r,
+    };
+    if let Err(e) = res {
         eprintln!("listing_bench: {e}");
         std::process::exit(1);
     }
