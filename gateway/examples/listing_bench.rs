@@ -581,11 +581,16 @@ impl Bench {
             let left = self.first_page_limit.saturating_sub(gw.started.elapsed());
             let attempt = tokio::time::timeout(left, list(&gw.s3, bucket, ListReq::default()));
             let Ok(answer) = attempt.await else {
-                ready.abort();
+                if ready.is_finished() {
+                    st.ready_s = ready.await.ok().flatten();
+                } else {
+                    ready.abort();
+                }
                 st.nats_rss = self.nats_rss();
                 st.problems.push(format!(
-                    "no listing within {} s; the last answer: {}",
+                    "no listing within {} s (gateway RSS then {:.0} MiB); the last answer: {}",
                     self.first_page_limit.as_secs(),
+                    gw.rss().0,
                     if last_error.is_empty() {
                         "none"
                     } else {
@@ -788,12 +793,12 @@ fn row(count: usize, name: &str, start: &str, st: &Start, snapshot: &str) -> Str
         format!("**no**: {}", st.problems.join("; ").replace('|', "/"))
     };
     let nats = format!("{:.0} MiB", st.nats_rss);
+    let ready = st.ready_s.map_or("-".to_string(), |r| format!("{r:.2} s"));
     let Some(first) = st.first_page_s else {
         return format!(
-            "ROW | {count} | {name} | {start} | **none** | - | - | - | - | - | {nats} | - | - | - | {snapshot} | {correct} |"
+            "ROW | {count} | {name} | {start} | **none** | {ready} | - | - | - | - | {nats} | - | - | - | {snapshot} | {correct} |"
         );
     };
-    let ready = st.ready_s.map_or("-".to_string(), |r| format!("{r:.2} s"));
     format!(
         "ROW | {count} | {name} | {start} | {first:.2} s | {ready} | {:.2} s | {:.1} s ({} pages) | {:.0} MiB | {:.0} / {:.0} MiB | {nats} | {} | {} | {} | {snapshot} | {correct} |",
         st.cpu_first_s,
