@@ -122,6 +122,14 @@ pub struct Cli {
     /// overrides `server.collector.completedUploadSeconds`.
     #[arg(long, env = "JETS3_COLLECTOR_COMPLETED_UPLOAD_SECONDS")]
     pub collector_completed_upload_seconds: Option<u64>,
+    /// Time between listing snapshots of each bucket, 0 for none; overrides
+    /// `server.collector.snapshotIntervalSeconds`.
+    #[arg(long, env = "JETS3_COLLECTOR_SNAPSHOT_INTERVAL_SECONDS")]
+    pub collector_snapshot_interval_seconds: Option<u64>,
+    /// Buckets with fewer NATS subjects get no listing snapshot; overrides
+    /// `server.collector.snapshotMinSubjects`.
+    #[arg(long, env = "JETS3_COLLECTOR_SNAPSHOT_MIN_SUBJECTS")]
+    pub collector_snapshot_min_subjects: Option<u64>,
     /// Open connections per S3 listener, 0 for no cap [default: 4096]; overrides
     /// `server.connections.s3`.
     #[arg(long, env = "JETS3_S3_MAX_CONNECTIONS")]
@@ -186,6 +194,14 @@ impl Cli {
             (
                 &mut c.completed_upload_seconds,
                 self.collector_completed_upload_seconds,
+            ),
+            (
+                &mut c.snapshot_interval_seconds,
+                self.collector_snapshot_interval_seconds,
+            ),
+            (
+                &mut c.snapshot_min_subjects,
+                self.collector_snapshot_min_subjects,
             ),
         ] {
             if let Some(v) = src {

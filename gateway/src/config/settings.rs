@@ -69,6 +69,12 @@ pub struct CollectorSettings {
     /// How long a completed multipart upload answers a repeated CompleteMultipartUpload
     /// with its result (S3 documents no such window; SDKs retry within seconds).
     pub completed_upload_seconds: u64,
+    /// Time between listing snapshots of each bucket; at most a quarter of
+    /// `orphanAfterSeconds` is used. 0: this gateway neither writes nor reads snapshots (it
+    /// replays each bucket it lists).
+    pub snapshot_interval_seconds: u64,
+    /// Buckets with fewer NATS subjects than this (about two per object) get no snapshot.
+    pub snapshot_min_subjects: u64,
 }
 
 impl Default for CollectorSettings {
@@ -81,6 +87,8 @@ impl Default for CollectorSettings {
             scan_interval_seconds: 600,
             max_purges_per_pass: 1000,
             completed_upload_seconds: 3600,
+            snapshot_interval_seconds: 300,
+            snapshot_min_subjects: 20_000,
         }
     }
 }
@@ -105,6 +113,15 @@ impl CollectorSettings {
             out.push("collector.maxPurgesPerPass must be at least 1".to_string());
         }
         out
+    }
+
+    /// Time between listing snapshots; `None` when they are off.
+    pub fn snapshot_interval(&self) -> Option<std::time::Duration> {
+        let quarter = self.orphan_after_seconds / 4;
+        match self.snapshot_interval_seconds {
+            0 => None,
+            n => Some(std::time::Duration::from_secs(n.min(quarter).max(1))),
+        }
     }
 }
 

@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::direct::{last_for_subject, RawMsg};
+use super::index::writer;
 use super::lifecycle::{Retired, GC_KV};
 use super::meta::{chunk_subject, meta_subject, valid_nuid, Record};
 use super::scan;
@@ -86,6 +87,7 @@ pub struct Collector {
     id: String,
     revision: std::sync::Mutex<Option<u64>>,
     stats: Arc<CollectorStats>,
+    last_snapshot: std::sync::Mutex<Option<Instant>>,
 }
 
 /// A retire record as read from `jets3_gc`.
@@ -104,6 +106,7 @@ impl Collector {
             id: nuid::next().to_string(),
             revision: std::sync::Mutex::new(None),
             stats: Arc::default(),
+            last_snapshot: std::sync::Mutex::new(None),
         }
     }
 
@@ -163,11 +166,83 @@ impl Collector {
                 .last_scan_millis
                 .store(scan_started.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
+        let snapshot_due = self.settings.snapshot_interval().is_some_and(|every| {
+            let last = *self.last_snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            last.is_none_or(|t| t.elapsed() >= every)
+        });
+        if snapshot_due {
+            self.write_snapshots().await?;
+            *self.last_snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        }
         self.stats.passes.fetch_add(1, Ordering::Relaxed);
         self.stats
             .last_pass_millis
             .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// Brings every bucket's listing snapshot up to date (see the index's `writer`); a
+    /// bucket that fails is logged and left for the next time.
+    pub async fn write_snapshots(&self) -> Result<(), NatsError> {
+        let store = &self.store;
+        let buckets = store
+            .list_buckets()
+            .await
+            .map_err(|e| NatsError::Other(e.to_string()))?;
+        for b in buckets {
+            let nats = b.nats;
+            let history = match store.versioning(&nats).await {
+                Ok(v) => v.has_history(),
+                Err(e) => {
+                    tracing::debug!(bucket = nats, error = %e, "no snapshot: versioning unknown");
+                    continue;
+                }
+            };
+            let info = match store.inner.js.get_stream(stream_name(&nats)).await {
+                Ok(s) => s.cached_info().clone(),
+                Err(e) => {
+                    tracing::debug!(bucket = nats, error = %e, "no snapshot: no stream info");
+                    continue;
+                }
+            };
+            let state = writer::StreamState {
+                created: info.created,
+                last_seq: info.state.last_sequence,
+                subjects: info.state.subjects_count,
+            };
+            let inner = &store.inner;
+            let started = Instant::now();
+            match writer::write(
+                &inner.snapshots,
+                &inner.js,
+                &inner.client,
+                &nats,
+                history,
+                &state,
+                self.settings.snapshot_min_subjects,
+            )
+            .await
+            {
+                Ok(w) if w.manifests > 0 => {
+                    inner
+                        .snapshots
+                        .stats
+                        .written
+                        .fetch_add(w.manifests, Ordering::Relaxed);
+                    tracing::info!(
+                        bucket = nats,
+                        pages = w.pages_written,
+                        bytes = w.bytes_written,
+                        messages = w.messages,
+                        millis = started.elapsed().as_millis() as u64,
+                        "listing snapshot written"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(bucket = nats, error = ?e, "listing snapshot failed"),
+            }
+        }
+        Ok(())
     }
 
     /// Takes or keeps the lock.

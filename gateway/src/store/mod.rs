@@ -74,7 +74,7 @@ mod error;
 pub use changes::{Change, Changes};
 pub use collector::{Collector, CollectorStats};
 pub use error::{StoreError, StoreResult, Unmet};
-pub use index::{Entry, Index, Maps, VersionEntry};
+pub use index::{Index, KeyState, Need, SnapshotStats, Source, VersionEntry, View};
 pub use meta::{decode_tags, encode_tags, Marker, ObjectMeta, Record, CHUNK_SIZE};
 pub use objects::{Bucket, DeleteOutcome, Expect, Finished, NewObject};
 pub use uploads::{PartInfo, UploadInfo};
@@ -225,6 +225,8 @@ impl From<StoreError> for DeleteBucketError {
 pub struct StoreStats {
     /// Metadata messages refused as malformed.
     pub malformed: AtomicU64,
+    /// What the listing snapshots did.
+    pub snapshots: Arc<SnapshotStats>,
 }
 
 /// The connection to NATS and the cache of open buckets.
@@ -237,6 +239,7 @@ struct Inner {
     client: Client,
     js: Context,
     indexes: Mutex<HashMap<String, Arc<Index>>>,
+    snapshots: index::Snapshots,
     connects: Arc<AtomicU64>,
     /// Disconnects and dropped messages (slow consumer): gaps in subscriptions.
     interruptions: Arc<AtomicU64>,
@@ -310,16 +313,22 @@ impl Store {
             orphan_after: Duration::from_secs(collector.orphan_after_seconds),
             completed: Duration::from_secs(collector.completed_upload_seconds),
         };
+        let stats = StoreStats::default();
         let inner = Inner {
             lifecycle: Lifecycle::new(js.clone(), client.clone(), timing, 1),
             client,
             js,
             indexes: Mutex::new(HashMap::new()),
+            snapshots: index::Snapshots::new(
+                index::PAGE_CACHE_BYTES,
+                stats.snapshots.clone(),
+                collector.snapshot_interval().is_some(),
+            ),
             connects,
             interruptions,
             uploads: tokio::sync::OnceCell::new(),
             versioning: versions::StateCache::default(),
-            stats: StoreStats::default(),
+            stats,
             on_write: std::sync::OnceLock::new(),
         };
         let store = Store {
@@ -516,6 +525,7 @@ impl Store {
         }
         self.forget_uploads(nats).await?;
         self.forget_index(nats);
+        self.forget_snapshot(nats).await;
         self.inner.versioning.forget(nats);
         self.inner
             .js
@@ -736,6 +746,18 @@ impl Store {
     /// A handle on one bucket's objects (no NATS round trip).
     pub fn bucket(&self, nats: &str) -> Bucket {
         Bucket::new(self.clone(), nats)
+    }
+
+    /// Removes a deleted bucket's listing snapshot (a bucket made again under the name
+    /// would refuse it anyway: it names the stream it was taken of).
+    async fn forget_snapshot(&self, nats: &str) {
+        let removed = match self.inner.snapshots.shared(&self.inner.js).await {
+            Ok(shared) => shared.forget(&self.inner.js, nats).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            tracing::debug!(error = ?e, bucket = nats, "listing snapshot left behind");
+        }
     }
 
     fn forget_index(&self, nats: &str) {
