@@ -130,6 +130,10 @@ pub struct Cli {
     /// `server.collector.snapshotMinSubjects`.
     #[arg(long, env = "JETS3_COLLECTOR_SNAPSHOT_MIN_SUBJECTS")]
     pub collector_snapshot_min_subjects: Option<u64>,
+    /// Changed keys a snapshot writer holds in memory at once; overrides
+    /// `server.collector.snapshotBatchKeys`.
+    #[arg(long, env = "JETS3_COLLECTOR_SNAPSHOT_BATCH_KEYS")]
+    pub collector_snapshot_batch_keys: Option<usize>,
     /// Open connections per S3 listener, 0 for no cap [default: 4096]; overrides
     /// `server.connections.s3`.
     #[arg(long, env = "JETS3_S3_MAX_CONNECTIONS")]
@@ -207,6 +211,9 @@ impl Cli {
             if let Some(v) = src {
                 *dst = v;
             }
+        }
+        if let Some(n) = self.collector_snapshot_batch_keys {
+            c.snapshot_batch_keys = n;
         }
         if let Some(n) = self.collector_max_purges_per_pass {
             c.max_purges_per_pass = n;

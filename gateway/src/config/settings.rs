@@ -75,6 +75,9 @@ pub struct CollectorSettings {
     pub snapshot_interval_seconds: u64,
     /// Buckets with fewer NATS subjects than this (about two per object) get no snapshot.
     pub snapshot_min_subjects: u64,
+    /// Changed keys a snapshot writer holds in memory at once (more are merged from sorted
+    /// runs stored in NATS).
+    pub snapshot_batch_keys: usize,
 }
 
 impl Default for CollectorSettings {
@@ -89,6 +92,7 @@ impl Default for CollectorSettings {
             completed_upload_seconds: 3600,
             snapshot_interval_seconds: 300,
             snapshot_min_subjects: 20_000,
+            snapshot_batch_keys: 200_000,
         }
     }
 }
@@ -111,6 +115,9 @@ impl CollectorSettings {
         }
         if self.max_purges_per_pass == 0 {
             out.push("collector.maxPurgesPerPass must be at least 1".to_string());
+        }
+        if self.snapshot_batch_keys == 0 {
+            out.push("collector.snapshotBatchKeys must be at least 1".to_string());
         }
         out
     }

@@ -72,7 +72,7 @@ use crate::config::settings::{CollectorSettings, NatsSettings};
 mod error;
 
 pub use changes::{Change, Changes};
-pub use collector::{Collector, CollectorStats};
+pub use collector::{Collector, CollectorStats, SnapshotPass};
 pub use error::{StoreError, StoreResult, Unmet};
 pub use index::{Index, KeyState, Need, SnapshotStats, Source, VersionEntry, View};
 pub use meta::{decode_tags, encode_tags, Marker, ObjectMeta, Record, CHUNK_SIZE};

@@ -6,13 +6,17 @@ use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use aws_sdk_s3::Client;
 use futures::StreamExt;
 
+use jets3_gateway::store::SnapshotPass;
+
 use crate::common::*;
 use crate::list::put_many;
 
-/// Writes every bucket's snapshot now, as the collector's leader does.
-async fn write_snapshots(env: &Env) {
+/// Writes every bucket's snapshot now, as the collector's leader does, holding at most
+/// `batch` changed keys in memory.
+async fn write_snapshots_in(env: &Env, batch: usize) -> SnapshotPass {
     let settings = jets3_gateway::config::settings::CollectorSettings {
         snapshot_min_subjects: 0,
+        snapshot_batch_keys: batch,
         ..Default::default()
     };
     let store = env.gw().gateway().store.clone();
@@ -20,7 +24,27 @@ async fn write_snapshots(env: &Env) {
     collector
         .write_snapshots()
         .await
-        .expect("snapshots written");
+        .expect("snapshots written")
+}
+
+async fn write_snapshots(env: &Env) -> SnapshotPass {
+    write_snapshots_in(env, 200_000).await
+}
+
+/// Every key of the snapshot KV bucket under `prefix`.
+async fn index_keys(env: &Env, prefix: &str) -> Vec<String> {
+    let js = env.js().await;
+    let kv = js.get_key_value("jets3_index").await.expect("snapshot KV");
+    let mut names = kv.keys().await.expect("keys");
+    let mut out = Vec::new();
+    while let Some(k) = names.next().await {
+        let k = k.expect("key");
+        if k.starts_with(prefix) {
+            out.push(k);
+        }
+    }
+    out.sort();
+    out
 }
 
 /// A gateway whose collector writes no snapshots (the tests write them when they want).
@@ -171,8 +195,14 @@ async fn a_gateway_started_from_a_snapshot_lists_what_a_replay_lists() {
             delete_many(&w, &b, &gone).await;
         })
     };
-    write_snapshots(&env).await;
+    // A small batch: the first snapshot is merged from sorted runs.
+    let first = write_snapshots_in(&env, 700).await;
+    assert!(first.runs >= 3, "{first:?}");
     concurrent.await.expect("concurrent writes");
+    assert!(
+        index_keys(&env, &format!("{b}.r.")).await.is_empty(),
+        "the runs are removed"
+    );
 
     // Changes after the snapshot: overwrites, deletes, new keys.
     let overwritten: Vec<String> = keys[..40].to_vec();
@@ -251,9 +281,67 @@ async fn a_gateway_started_from_a_snapshot_lists_what_a_replay_lists() {
     // Read-after-write on the snapshot-started gateway, for writes through either.
     put(&s3, &b, "d0/zz-after", b"x").await;
     delete_many(&fresh, &b, &keys[..1]).await;
-    let now = listing(&fresh, &b, None).await.0;
-    assert!(now.iter().any(|o| o.0 == "d0/zz-after"));
-    assert!(!now.iter().any(|o| o.0 == keys[0]));
+    let now = listing(&fresh, &b, None).await;
+    assert!(now.0.iter().any(|o| o.0 == "d0/zz-after"));
+    assert!(!now.0.iter().any(|o| o.0 == keys[0]));
+
+    // The next snapshot rewrites only the pages the changes fall on.
+    let second = write_snapshots(&env).await;
+    assert_eq!((second.buckets, second.runs), (1, 0), "{second:?}");
+    assert!(second.pages_written < 6, "{second:?}");
+    let later = reader(&env).await;
+    assert_eq!(listing(&later.client(), &b, None).await, now);
+    // The first reader moves to the new snapshot on a listing (it looks every 10 s).
+    tokio::time::sleep(std::time::Duration::from_millis(10_500)).await;
+    assert_eq!(listing(&fresh, &b, None).await, now);
+    assert_eq!(
+        peer_metric(&peer, "jets3_index_snapshots_loaded_total").await,
+        2.0
+    );
+    assert_eq!(
+        listing(&fresh, &b, Some("/")).await,
+        with_delimiter_now(&reference, &b).await
+    );
+}
+
+async fn with_delimiter_now(
+    reference: &Peer,
+    b: &str,
+) -> (Vec<(String, String, i64)>, Vec<String>) {
+    listing(&reference.client(), b, Some("/")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_racing_leave_one_snapshot_and_nothing_else() {
+    let b = unique_bucket("snaprace");
+    let env = start(&b).await;
+    let s3 = env.client();
+    let keys: Vec<String> = (0..600).map(|i| format!("k{i:04}")).collect();
+    put_many(&s3, &b, &keys).await;
+    let (one, two) = tokio::join!(write_snapshots_in(&env, 250), write_snapshots_in(&env, 250));
+    assert!(one.buckets + two.buckets >= 1, "{one:?} {two:?}");
+    // Changes, and another race on top of a snapshot.
+    delete_many(&s3, &b, &keys[..100]).await;
+    let (one, two) = tokio::join!(write_snapshots(&env), write_snapshots(&env));
+    assert!(one.buckets + two.buckets >= 1, "{one:?} {two:?}");
+
+    let manifests = index_keys(&env, &format!("{b}.m.")).await;
+    let pages = index_keys(&env, &format!("{b}.p.")).await;
+    // The head's manifest, and the one it replaced (retired, removed after a while).
+    assert!(manifests.len() <= 2, "{manifests:?}");
+    let peer = reader(&env).await;
+    let got: Vec<String> = listing(&peer.client(), &b, None)
+        .await
+        .0
+        .into_iter()
+        .map(|o| o.0)
+        .collect();
+    assert_eq!(got, keys[100..]);
+    assert_eq!(
+        peer_metric(&peer, "jets3_index_snapshots_loaded_total").await,
+        1.0
+    );
+    assert!(!pages.is_empty() && pages.len() <= 2, "{pages:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,7 @@
 //! collector removes tombstones older than the horizon, so an older snapshot could miss a
 //! deletion.
 
+mod merge;
 mod shared;
 mod snapshot;
 mod state;

@@ -1,7 +1,8 @@
 //! Where snapshots live: the KV bucket `jets3_index`, shared by every gateway.
 //!
 //! Keys of NATS bucket `B`: `B.head` (the current manifest's id and size), `B.m.<id>.<n>`
-//! (the manifest, in parts of at most [`PART`] bytes) and `B.p.<id>` (a page).
+//! (the manifest, in parts of at most [`PART`] bytes), `B.p.<id>` (a page) and, while a
+//! writer merges sorted runs, `B.r.<build>.<run>.<n>` (a page of a run).
 
 use async_nats::jetstream::{kv, Context};
 use bytes::Bytes;
@@ -23,6 +24,20 @@ pub struct Head {
     pub id: String,
     pub parts: usize,
     pub seq: u64,
+}
+
+/// Why a manifest did not become the head.
+#[derive(Debug)]
+pub enum CommitError {
+    Nats(NatsError),
+    /// Another writer moved the head since it was read.
+    Conflict,
+}
+
+impl From<NatsError> for CommitError {
+    fn from(e: NatsError) -> Self {
+        CommitError::Nats(e)
+    }
 }
 
 /// Why a snapshot could not be read.
@@ -94,6 +109,19 @@ impl Shared {
         }
     }
 
+    /// The head's KV revision (0: there is none), for a compare-and-set on it.
+    pub async fn head_revision(&self, bucket: &str) -> Result<u64, NatsError> {
+        let entry = self
+            .kv
+            .entry(format!("{bucket}.head"))
+            .await
+            .map_err(kv_error)?;
+        Ok(match entry {
+            Some(e) if e.operation == kv::Operation::Put => e.revision,
+            _ => 0,
+        })
+    }
+
     /// The manifest a head names.
     pub async fn manifest(&self, bucket: &str, head: &Head) -> Result<Manifest, ReadError> {
         let mut bytes = Vec::new();
@@ -127,8 +155,14 @@ impl Shared {
         self.put(&format!("{bucket}.p.{id}"), bytes).await
     }
 
-    /// Stores a manifest, then makes it the head.
-    pub async fn put_manifest(&self, bucket: &str, m: &Manifest) -> Result<Head, NatsError> {
+    /// Stores a manifest, then makes it the head if the head is still at `revision` (0:
+    /// there was none).
+    pub async fn put_manifest(
+        &self,
+        bucket: &str,
+        m: &Manifest,
+        revision: u64,
+    ) -> Result<Head, CommitError> {
         let (id, bytes) = m.encode().map_err(kv_error)?;
         let parts = bytes.chunks(PART).count().max(1);
         for (n, part) in bytes.chunks(PART).enumerate() {
@@ -141,8 +175,62 @@ impl Shared {
             seq: m.seq,
         };
         let value = serde_json::to_vec(&head).map_err(kv_error)?;
-        self.put(&format!("{bucket}.head"), value).await?;
+        let key = format!("{bucket}.head");
+        let set = match revision {
+            0 => self.kv.create(&key, value.into()).await.map_err(|e| {
+                matches!(e.kind(), kv::CreateErrorKind::AlreadyExists)
+                    .then_some(CommitError::Conflict)
+                    .unwrap_or_else(|| CommitError::Nats(kv_error(e)))
+            }),
+            rev => self.kv.update(&key, value.into(), rev).await.map_err(|e| {
+                matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision)
+                    .then_some(CommitError::Conflict)
+                    .unwrap_or_else(|| CommitError::Nats(kv_error(e)))
+            }),
+        };
+        if let Err(e) = set {
+            // Nothing names this manifest.
+            let _ = self.remove(bucket, &format!("m.{}.{parts}", head.id)).await;
+            return Err(e);
+        }
         Ok(head)
+    }
+
+    /// Stores page `n` of run `run` of merge `build`.
+    pub async fn put_run_page(
+        &self,
+        bucket: &str,
+        build: &str,
+        run: usize,
+        n: usize,
+        bytes: Vec<u8>,
+    ) -> Result<(), NatsError> {
+        self.put(&format!("{bucket}.r.{build}.{run}.{n}"), bytes)
+            .await
+    }
+
+    /// Page `n` of run `run` of merge `build`.
+    pub async fn run_page(
+        &self,
+        bucket: &str,
+        build: &str,
+        run: usize,
+        n: usize,
+    ) -> Result<Bytes, ReadError> {
+        match self.get(&format!("{bucket}.r.{build}.{run}.{n}")).await? {
+            Some(b) => Ok(b),
+            None => Err(Corrupt(format!("run {run} of merge {build} lost page {n}")).into()),
+        }
+    }
+
+    /// Removes the runs of merge `build`.
+    pub async fn forget_runs(
+        &self,
+        js: &Context,
+        bucket: &str,
+        build: &str,
+    ) -> Result<(), NatsError> {
+        super::super::forget_key(js, INDEX_KV, &format!("{bucket}.r.{build}.>")).await
     }
 
     /// Drops the head: the next pass writes a snapshot from nothing.

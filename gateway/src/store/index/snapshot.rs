@@ -200,23 +200,38 @@ pub fn merge<'a>(
 }
 
 /// Cuts sorted keys into pages of about [`PAGE_BYTES`] each (a key's versions stay on one
-/// page).
-pub fn paginate(keys: Vec<(Box<str>, KeyState)>) -> Vec<Page> {
-    let mut pages = Vec::new();
-    let mut current = Page::default();
-    let mut bytes = 0usize;
-    for (k, s) in keys {
-        let size = k.len() + 48 + s.noncurrent.len() * 64;
-        if bytes + size > PAGE_BYTES && !current.keys.is_empty() {
-            pages.push(std::mem::take(&mut current));
-            bytes = 0;
+/// page), as they come.
+#[derive(Default)]
+pub struct Paginator {
+    current: Page,
+    bytes: usize,
+}
+
+impl Paginator {
+    /// Adds the next key; a page when it is full.
+    pub fn push(&mut self, key: Box<str>, state: KeyState) -> Option<Page> {
+        let size = key.len() + 48 + state.noncurrent.len() * 64;
+        let full = (self.bytes + size > PAGE_BYTES && !self.current.keys.is_empty())
+            .then(|| std::mem::take(&mut self.current));
+        if full.is_some() {
+            self.bytes = 0;
         }
-        bytes += size;
-        current.keys.push((k, s));
+        self.bytes += size;
+        self.current.keys.push((key, state));
+        full
     }
-    if !current.keys.is_empty() {
-        pages.push(current);
+
+    /// The last page, if any key is left.
+    pub fn finish(self) -> Option<Page> {
+        (!self.current.keys.is_empty()).then_some(self.current)
     }
+}
+
+/// Cuts sorted keys into pages (see [`Paginator`]).
+pub fn paginate(keys: Vec<(Box<str>, KeyState)>) -> Vec<Page> {
+    let mut p = Paginator::default();
+    let mut pages: Vec<Page> = keys.into_iter().filter_map(|(k, s)| p.push(k, s)).collect();
+    pages.extend(p.finish());
     pages
 }
 

@@ -112,7 +112,7 @@ impl KeyState {
 
 /// What the metadata messages after a snapshot changed about one key: each part is the
 /// last message of its subject (`Some(None)` / `None` entries: deleted).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Delta {
     /// From the key's metadata subject.
     pub latest: Option<Option<VersionEntry>>,
