@@ -98,6 +98,10 @@ pub struct Cli {
     /// `server.cache.maxBytes`.
     #[arg(long, env = "JETS3_CACHE_MAX_BYTES")]
     pub cache_max_bytes: Option<u64>,
+    /// Memory for listing snapshot pages, across buckets; overrides
+    /// `server.cache.indexPagesBytes`.
+    #[arg(long, env = "JETS3_CACHE_INDEX_PAGES_BYTES")]
+    pub cache_index_pages_bytes: Option<u64>,
     /// Objects the cache holds at most; overrides `server.cache.maxEntries`.
     #[arg(long, env = "JETS3_CACHE_MAX_ENTRIES")]
     pub cache_max_entries: Option<usize>,
@@ -176,6 +180,9 @@ impl Cli {
         }
         if !self.trusted_proxies.is_empty() {
             s.trusted_proxies = self.trusted_proxies.clone();
+        }
+        if let Some(b) = self.cache_index_pages_bytes {
+            s.cache.index_pages_bytes = b;
         }
         if let Some(b) = self.cache_max_bytes {
             s.cache.max_bytes = b;

@@ -197,6 +197,8 @@ pub struct CacheSettings {
     pub max_entries: usize,
     /// Largest object cached (a bucket's own `cache.maxObjectBytes` may lower it).
     pub max_object_bytes: u64,
+    /// Memory for listing snapshot pages, in bytes, across buckets.
+    pub index_pages_bytes: u64,
 }
 
 impl Default for CacheSettings {
@@ -205,6 +207,7 @@ impl Default for CacheSettings {
             max_bytes: 64 << 20,
             max_entries: 10_000,
             max_object_bytes: 1 << 20,
+            index_pages_bytes: 64 << 20,
         }
     }
 }
@@ -366,10 +369,27 @@ mod tests {
             "jets3-gateway",
             "--cache-max-bytes=1048576",
             "--cache-max-entries=100",
+            "--cache-index-pages-bytes=4096",
+            "--collector-snapshot-interval-seconds=0",
+            "--collector-snapshot-min-subjects=7",
+            "--collector-snapshot-batch-keys=9",
         ])
         .unwrap();
         let s = cli.server_settings(f.server).unwrap();
         assert_eq!((s.cache.max_bytes, s.cache.max_entries), (1 << 20, 100));
+        assert_eq!(s.cache.index_pages_bytes, 4096);
+        let c = &s.collector;
+        assert_eq!(c.snapshot_interval(), None, "0 turns snapshots off");
+        assert_eq!((c.snapshot_min_subjects, c.snapshot_batch_keys), (7, 9));
+        let on = CollectorSettings {
+            orphan_after_seconds: 400,
+            ..Default::default()
+        };
+        assert_eq!(
+            on.snapshot_interval(),
+            Some(std::time::Duration::from_secs(100)),
+            "a quarter of the orphan horizon at most"
+        );
         let cli = crate::config::cli::Cli::try_parse_from(["jets3-gateway"]).unwrap();
         assert_eq!(
             cli.server_settings(None).unwrap().cache,

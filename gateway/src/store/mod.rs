@@ -264,10 +264,12 @@ fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
 }
 
 impl Store {
-    /// Connects (retrying forever in the background if NATS is not up yet).
+    /// Connects (retrying forever in the background if NATS is not up yet); listing
+    /// snapshot pages get `index_pages_bytes` of memory.
     pub async fn connect(
         settings: &NatsSettings,
         collector: &CollectorSettings,
+        index_pages_bytes: u64,
     ) -> Result<Store, crate::Error> {
         let connects = Arc::new(AtomicU64::new(0));
         let interruptions = Arc::new(AtomicU64::new(0));
@@ -320,7 +322,7 @@ impl Store {
             js,
             indexes: Mutex::new(HashMap::new()),
             snapshots: index::Snapshots::new(
-                index::PAGE_CACHE_BYTES,
+                usize::try_from(index_pages_bytes).unwrap_or(usize::MAX),
                 stats.snapshots.clone(),
                 collector.snapshot_interval().is_some(),
             ),

@@ -113,9 +113,6 @@ pub fn filters(bucket: &str, history: bool) -> Vec<String> {
     filters
 }
 
-/// Memory for decoded snapshot pages, across buckets.
-pub const PAGE_CACHE_BYTES: usize = 64 * 1024 * 1024;
-
 /// Pages by id, and the memory they hold.
 type Cached = (lru::LruCache<Box<str>, Arc<Page>>, usize);
 
