@@ -62,7 +62,7 @@ impl Runs {
         let mut bytes = 0;
         let mut out = Vec::new();
         for (k, d) in deltas {
-            bytes += k.len() + 64 + d.noncurrent.len() * 64;
+            bytes += k.len() + 2 + d.encoded_size();
             page.push((k.into(), d));
             if bytes >= PAGE_BYTES {
                 out.push(std::mem::take(&mut page));

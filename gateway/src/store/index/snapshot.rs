@@ -71,7 +71,7 @@ impl Page {
     pub fn weight(&self) -> usize {
         self.keys
             .iter()
-            .map(|(k, s)| k.len() + 96 + s.noncurrent.len() * 128)
+            .map(|(k, s)| k.len() + 64 + s.noncurrent.len() * 160)
             .sum()
     }
 
@@ -210,7 +210,7 @@ pub struct Paginator {
 impl Paginator {
     /// Adds the next key; a page when it is full.
     pub fn push(&mut self, key: Box<str>, state: KeyState) -> Option<Page> {
-        let size = key.len() + 48 + state.noncurrent.len() * 64;
+        let size = key.len() + 2 + state.encoded_size();
         let full = (self.bytes + size > PAGE_BYTES && !self.current.keys.is_empty())
             .then(|| std::mem::take(&mut self.current));
         if full.is_some() {
@@ -264,12 +264,12 @@ mod tests {
     fn state(stamp: u64) -> KeyState {
         KeyState {
             latest: Some(VersionEntry {
-                version: None,
-                stamp,
+                version: Some("3sL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY".into()),
+                stamp: u64::MAX - stamp,
                 marker: false,
-                size: stamp,
-                etag: "e".into(),
-                modified: OffsetDateTime::UNIX_EPOCH,
+                size: u64::MAX - stamp,
+                etag: "d41d8cd98f00b204e9800998ecf8427e-10000".into(),
+                modified: OffsetDateTime::now_utc(),
             }),
             ..Default::default()
         }
@@ -350,7 +350,7 @@ mod tests {
         let out = merge(&page, deltas.iter().map(|(k, d)| (k.as_str(), d)));
         let got: Vec<(&str, u64)> = out
             .iter()
-            .map(|(k, s)| (&**k, s.latest.as_ref().unwrap().stamp))
+            .map(|(k, s)| (&**k, u64::MAX - s.latest.as_ref().unwrap().stamp))
             .collect();
         assert_eq!(got, [("a", 10), ("b", 1), ("f", 11)]);
     }
@@ -365,6 +365,7 @@ mod tests {
         for p in &pages {
             let (_, bytes) = p.encode().unwrap();
             assert!(bytes.len() <= PAGE_BYTES, "{} bytes", bytes.len());
+            assert!(bytes.len() > PAGE_BYTES * 3 / 4 || p == pages.last().unwrap());
         }
         let refs: Vec<PageRef> = pages
             .iter()

@@ -24,6 +24,11 @@ pub struct VersionEntry {
 }
 
 impl VersionEntry {
+    /// About how many bytes it takes encoded (varints at their widest).
+    pub fn encoded_size(&self) -> usize {
+        self.version.as_deref().map_or(0, str::len) + self.etag.len() + 40
+    }
+
     /// The entry of a record; `None` for a deletion.
     pub fn of(record: Record) -> Option<VersionEntry> {
         match record {
@@ -58,6 +63,16 @@ pub struct KeyState {
 }
 
 impl KeyState {
+    /// About how many bytes it takes encoded.
+    pub fn encoded_size(&self) -> usize {
+        let versions: usize = self
+            .noncurrent
+            .iter()
+            .map(|(vid, v)| vid.len() + v.encoded_size() + 2)
+            .sum();
+        self.latest.as_ref().map_or(0, VersionEntry::encoded_size) + versions + 4
+    }
+
     /// No version and no marker.
     pub fn is_empty(&self) -> bool {
         self.latest.is_none() && self.noncurrent.is_empty()
@@ -123,6 +138,17 @@ pub struct Delta {
 }
 
 impl Delta {
+    /// About how many bytes it takes encoded.
+    pub fn encoded_size(&self) -> usize {
+        let versions: usize = self
+            .noncurrent
+            .iter()
+            .map(|(vid, v)| vid.len() + v.as_ref().map_or(0, VersionEntry::encoded_size) + 2)
+            .sum();
+        let latest = self.latest.as_ref().and_then(Option::as_ref);
+        latest.map_or(0, VersionEntry::encoded_size) + versions + 16
+    }
+
     /// Whether applying this delta to nothing leaves nothing.
     pub fn is_removal(&self) -> bool {
         self.latest.as_ref().is_none_or(Option::is_none)
