@@ -128,6 +128,7 @@ async fn write_snapshots(
         let limits = writer::Limits {
             min_subjects: settings.snapshot_min_subjects,
             batch: settings.snapshot_batch_keys,
+            refresh: Duration::from_secs(settings.orphan_after_seconds / 4),
         };
         match writer::write(
             &inner.snapshots,

@@ -291,6 +291,15 @@ async fn a_gateway_started_from_a_snapshot_lists_what_a_replay_lists() {
     assert!(second.pages_written < 6, "{second:?}");
     let later = reader(&env).await;
     assert_eq!(listing(&later.client(), &b, None).await, now);
+    // A change or two does not rewrite a snapshot: readers hold them.
+    put(&s3, &b, "d1/zz-one-more", b"y").await;
+    let third = write_snapshots(&env).await;
+    assert_eq!(third.buckets, 0, "{third:?}");
+    let late = reader(&env).await;
+    let mut now = now;
+    let one_more = listing(&late.client(), &b, None).await;
+    assert!(one_more.0.iter().any(|o| o.0 == "d1/zz-one-more"));
+    now.0 = one_more.0.clone();
     // The first reader moves to the new snapshot on a listing (it looks every 10 s).
     tokio::time::sleep(std::time::Duration::from_millis(10_500)).await;
     assert_eq!(listing(&fresh, &b, None).await, now);

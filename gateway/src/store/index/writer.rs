@@ -49,6 +49,9 @@ pub struct Limits {
     pub min_subjects: u64,
     /// Changed keys held in memory at once.
     pub batch: usize,
+    /// A snapshot this old is rewritten even for a few changes (readers refuse it at
+    /// twice this age).
+    pub refresh: Duration,
 }
 
 /// The bucket's stream as the writer sees it.
@@ -105,7 +108,7 @@ pub async fn write(
             .is_some();
     }
     if !more {
-        if m.seq > 0 && OffsetDateTime::now_utc() - m.valid_from > RETAIN / 2 {
+        if m.seq > 0 && OffsetDateTime::now_utc() - m.valid_from > limits.refresh / 2 {
             // Nothing changed: say so, so that readers keep trusting it.
             m.valid_from = started;
             commit(shared, bucket, m, revision, &[], &mut written).await?;
@@ -124,6 +127,14 @@ pub async fn write(
         &mut written,
     )
     .await?;
+    // A few changes stay with the readers (they hold the changes since the snapshot) until
+    // they are a hundredth of the snapshot or it must be renewed: a page rewrite per
+    // scattered change would rewrite the whole snapshot for a bucket with random keys.
+    let age = OffsetDateTime::now_utc() - m.valid_from;
+    let few = (tail.deltas.len() as u64) < (m.keys() / 100).max(1);
+    if m.seq > 0 && tail.runs.is_none() && few && age < limits.refresh {
+        return Ok(written);
+    }
     let mut new_pages: Vec<PageRef> = Vec::new();
     let result = async {
         let pages = match tail.runs {
