@@ -424,16 +424,6 @@ impl Index {
         self.history
     }
 
-    /// The snapshot's sequence, if the index rests on one.
-    pub fn snapshot_seq(&self) -> Option<u64> {
-        self.read().snapshot.as_ref().map(|m| m.seq)
-    }
-
-    /// Keys held in memory outside the snapshot.
-    pub fn overlay_len(&self) -> usize {
-        self.read().overlay.len()
-    }
-
     /// Waits until every metadata message in the stream now has been applied: asks for
     /// the first metadata message after the last one applied, and waits for it, until
     /// there is none. That costs one Direct Get per followed subject tree when the index is

@@ -148,12 +148,6 @@ impl Delta {
         let latest = self.latest.as_ref().and_then(Option::as_ref);
         latest.map_or(0, VersionEntry::encoded_size) + versions + 16
     }
-
-    /// Whether applying this delta to nothing leaves nothing.
-    pub fn is_removal(&self) -> bool {
-        self.latest.as_ref().is_none_or(Option::is_none)
-            && self.noncurrent.values().all(Option::is_none)
-    }
 }
 
 #[cfg(test)]
@@ -201,12 +195,10 @@ mod tests {
         let got = s.with(&d);
         assert!(got.current().is_none(), "a delete marker is latest");
         assert!(got.noncurrent.is_empty());
-        assert!(!d.is_removal());
         let gone = Delta {
             latest: Some(None),
             ..Default::default()
         };
-        assert!(gone.is_removal());
         assert!(KeyState::default().with(&gone).is_empty());
     }
 }
