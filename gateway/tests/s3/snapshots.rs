@@ -455,3 +455,40 @@ async fn a_damaged_snapshot_is_refused() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_a_bucket_made_again_is_not_used() {
+    let b = unique_bucket("snapnew");
+    let env = start(&b).await;
+    let s3 = env.client();
+    let old: Vec<String> = (0..50).map(|i| format!("old{i:03}")).collect();
+    put_many(&s3, &b, &old).await;
+    assert_eq!(write_snapshots(&env).await.buckets, 1);
+
+    // Deleted and made again under the same name, behind the gateway's back.
+    let js = env.js().await;
+    js.delete_object_store(&b).await.expect("native delete");
+    js.create_object_store(async_nats::jetstream::object_store::Config {
+        bucket: b.clone(),
+        ..Default::default()
+    })
+    .await
+    .expect("native create");
+    assert!(!index_keys(&env, &format!("{b}.head")).await.is_empty());
+    // More writes than before: the old snapshot is not ahead of the new stream.
+    let fresh: Vec<String> = (0..80).map(|i| format!("new{i:03}")).collect();
+    put_many(&s3, &b, &fresh).await;
+
+    let peer = reader(&env).await;
+    let got: Vec<String> = listing(&peer.client(), &b, None)
+        .await
+        .0
+        .into_iter()
+        .map(|o| o.0)
+        .collect();
+    assert_eq!(got, fresh);
+    assert_eq!(
+        peer_metric(&peer, "jets3_index_snapshots_loaded_total").await,
+        0.0
+    );
+}
