@@ -91,7 +91,7 @@ const STORE_GAUGES: [(&str, &str, StatFn); 6] = [
 ];
 
 /// Counters mirrored from the store and the collector: name, help, value.
-const STORE_COUNTERS: [(&str, &str, StatFn); 10] = [
+const STORE_COUNTERS: [(&str, &str, StatFn); 14] = [
     (
         "collector_passes_total",
         "Collector passes run here",
@@ -141,6 +141,26 @@ const STORE_COUNTERS: [(&str, &str, StatFn); 10] = [
         "metadata_malformed_total",
         "Object metadata messages from NATS refused as malformed (logged, skipped)",
         |s, _| s.malformed.load(Relaxed),
+    ),
+    (
+        "index_snapshots_loaded_total",
+        "Listing indexes started from (or moved to) a shared snapshot",
+        |s, _| s.snapshots.loaded.load(Relaxed),
+    ),
+    (
+        "index_snapshots_refused_total",
+        "Listing snapshots refused as damaged (the index was rebuilt by replay)",
+        |s, _| s.snapshots.refused.load(Relaxed),
+    ),
+    (
+        "index_snapshots_written_total",
+        "Listing snapshots written by this gateway (as the collector's leader)",
+        |s, _| s.snapshots.written.load(Relaxed),
+    ),
+    (
+        "index_pages_read_total",
+        "Listing snapshot pages read from NATS (not found in the page cache)",
+        |s, _| s.snapshots.pages_read.load(Relaxed),
     ),
 ];
 

@@ -98,6 +98,10 @@ pub struct Cli {
     /// `server.cache.maxBytes`.
     #[arg(long, env = "JETS3_CACHE_MAX_BYTES")]
     pub cache_max_bytes: Option<u64>,
+    /// Memory for listing snapshot pages, across buckets; overrides
+    /// `server.cache.indexPagesBytes`.
+    #[arg(long, env = "JETS3_CACHE_INDEX_PAGES_BYTES")]
+    pub cache_index_pages_bytes: Option<u64>,
     /// Objects the cache holds at most; overrides `server.cache.maxEntries`.
     #[arg(long, env = "JETS3_CACHE_MAX_ENTRIES")]
     pub cache_max_entries: Option<usize>,
@@ -122,6 +126,18 @@ pub struct Cli {
     /// overrides `server.collector.completedUploadSeconds`.
     #[arg(long, env = "JETS3_COLLECTOR_COMPLETED_UPLOAD_SECONDS")]
     pub collector_completed_upload_seconds: Option<u64>,
+    /// Time between listing snapshots of each bucket, 0 for none; overrides
+    /// `server.collector.snapshotIntervalSeconds`.
+    #[arg(long, env = "JETS3_COLLECTOR_SNAPSHOT_INTERVAL_SECONDS")]
+    pub collector_snapshot_interval_seconds: Option<u64>,
+    /// Buckets with fewer NATS subjects get no listing snapshot; overrides
+    /// `server.collector.snapshotMinSubjects`.
+    #[arg(long, env = "JETS3_COLLECTOR_SNAPSHOT_MIN_SUBJECTS")]
+    pub collector_snapshot_min_subjects: Option<u64>,
+    /// Changed keys a snapshot writer holds in memory at once; overrides
+    /// `server.collector.snapshotBatchKeys`.
+    #[arg(long, env = "JETS3_COLLECTOR_SNAPSHOT_BATCH_KEYS")]
+    pub collector_snapshot_batch_keys: Option<usize>,
     /// Open connections per S3 listener, 0 for no cap [default: 4096]; overrides
     /// `server.connections.s3`.
     #[arg(long, env = "JETS3_S3_MAX_CONNECTIONS")]
@@ -165,6 +181,9 @@ impl Cli {
         if !self.trusted_proxies.is_empty() {
             s.trusted_proxies = self.trusted_proxies.clone();
         }
+        if let Some(b) = self.cache_index_pages_bytes {
+            s.cache.index_pages_bytes = b;
+        }
         if let Some(b) = self.cache_max_bytes {
             s.cache.max_bytes = b;
         }
@@ -187,10 +206,21 @@ impl Cli {
                 &mut c.completed_upload_seconds,
                 self.collector_completed_upload_seconds,
             ),
+            (
+                &mut c.snapshot_interval_seconds,
+                self.collector_snapshot_interval_seconds,
+            ),
+            (
+                &mut c.snapshot_min_subjects,
+                self.collector_snapshot_min_subjects,
+            ),
         ] {
             if let Some(v) = src {
                 *dst = v;
             }
+        }
+        if let Some(n) = self.collector_snapshot_batch_keys {
+            c.snapshot_batch_keys = n;
         }
         if let Some(n) = self.collector_max_purges_per_pass {
             c.max_purges_per_pass = n;

@@ -69,6 +69,15 @@ pub struct CollectorSettings {
     /// How long a completed multipart upload answers a repeated CompleteMultipartUpload
     /// with its result (S3 documents no such window; SDKs retry within seconds).
     pub completed_upload_seconds: u64,
+    /// Time between listing snapshots of each bucket; at most a quarter of
+    /// `orphanAfterSeconds` is used. 0: this gateway neither writes nor reads snapshots (it
+    /// replays each bucket it lists).
+    pub snapshot_interval_seconds: u64,
+    /// Buckets with fewer NATS subjects than this (about two per object) get no snapshot.
+    pub snapshot_min_subjects: u64,
+    /// Changed keys a snapshot writer holds in memory at once (more are merged from sorted
+    /// runs stored in NATS).
+    pub snapshot_batch_keys: usize,
 }
 
 impl Default for CollectorSettings {
@@ -81,6 +90,9 @@ impl Default for CollectorSettings {
             scan_interval_seconds: 600,
             max_purges_per_pass: 1000,
             completed_upload_seconds: 3600,
+            snapshot_interval_seconds: 300,
+            snapshot_min_subjects: 20_000,
+            snapshot_batch_keys: 200_000,
         }
     }
 }
@@ -104,7 +116,19 @@ impl CollectorSettings {
         if self.max_purges_per_pass == 0 {
             out.push("collector.maxPurgesPerPass must be at least 1".to_string());
         }
+        if self.snapshot_batch_keys == 0 {
+            out.push("collector.snapshotBatchKeys must be at least 1".to_string());
+        }
         out
+    }
+
+    /// Time between listing snapshots; `None` when they are off.
+    pub fn snapshot_interval(&self) -> Option<std::time::Duration> {
+        let quarter = self.orphan_after_seconds / 4;
+        match self.snapshot_interval_seconds {
+            0 => None,
+            n => Some(std::time::Duration::from_secs(n.min(quarter).max(1))),
+        }
     }
 }
 
@@ -173,6 +197,8 @@ pub struct CacheSettings {
     pub max_entries: usize,
     /// Largest object cached (a bucket's own `cache.maxObjectBytes` may lower it).
     pub max_object_bytes: u64,
+    /// Memory for listing snapshot pages, in bytes, across buckets.
+    pub index_pages_bytes: u64,
 }
 
 impl Default for CacheSettings {
@@ -181,6 +207,7 @@ impl Default for CacheSettings {
             max_bytes: 64 << 20,
             max_entries: 10_000,
             max_object_bytes: 1 << 20,
+            index_pages_bytes: 64 << 20,
         }
     }
 }
@@ -342,10 +369,27 @@ mod tests {
             "jets3-gateway",
             "--cache-max-bytes=1048576",
             "--cache-max-entries=100",
+            "--cache-index-pages-bytes=4096",
+            "--collector-snapshot-interval-seconds=0",
+            "--collector-snapshot-min-subjects=7",
+            "--collector-snapshot-batch-keys=9",
         ])
         .unwrap();
         let s = cli.server_settings(f.server).unwrap();
         assert_eq!((s.cache.max_bytes, s.cache.max_entries), (1 << 20, 100));
+        assert_eq!(s.cache.index_pages_bytes, 4096);
+        let c = &s.collector;
+        assert_eq!(c.snapshot_interval(), None, "0 turns snapshots off");
+        assert_eq!((c.snapshot_min_subjects, c.snapshot_batch_keys), (7, 9));
+        let on = CollectorSettings {
+            orphan_after_seconds: 400,
+            ..Default::default()
+        };
+        assert_eq!(
+            on.snapshot_interval(),
+            Some(std::time::Duration::from_secs(100)),
+            "a quarter of the orphan horizon at most"
+        );
         let cli = crate::config::cli::Cli::try_parse_from(["jets3-gateway"]).unwrap();
         assert_eq!(
             cli.server_settings(None).unwrap().cache,

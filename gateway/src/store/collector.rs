@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::direct::{last_for_subject, RawMsg};
+use super::index::writer;
 use super::lifecycle::{Retired, GC_KV};
 use super::meta::{chunk_subject, meta_subject, valid_nuid, Record};
 use super::scan;
@@ -79,6 +80,94 @@ pub struct CollectorStats {
     pub last_scan_millis: AtomicU64,
 }
 
+/// What a pass of listing snapshots did, over every bucket.
+#[derive(Debug, Default)]
+pub struct SnapshotPass {
+    /// Buckets whose snapshot moved.
+    pub buckets: u64,
+    pub pages_written: u64,
+    pub bytes_written: u64,
+    /// Sorted runs merged (changes too many to hold at once).
+    pub runs: u64,
+}
+
+/// Brings every bucket's listing snapshot up to date (see the index's `writer`); a bucket
+/// that fails is logged and left for the next time.
+async fn write_snapshots(
+    store: &Store,
+    settings: &CollectorSettings,
+) -> Result<SnapshotPass, NatsError> {
+    let mut pass = SnapshotPass::default();
+    let buckets = store
+        .list_buckets()
+        .await
+        .map_err(|e| NatsError::Other(e.to_string()))?;
+    for b in buckets {
+        let nats = b.nats;
+        let history = match store.versioning(&nats).await {
+            Ok(v) => v.has_history(),
+            Err(e) => {
+                tracing::debug!(bucket = nats, error = %e, "no snapshot: versioning unknown");
+                continue;
+            }
+        };
+        let info = match store.inner.js.get_stream(stream_name(&nats)).await {
+            Ok(s) => s.cached_info().clone(),
+            Err(e) => {
+                tracing::debug!(bucket = nats, error = %e, "no snapshot: no stream info");
+                continue;
+            }
+        };
+        let state = writer::StreamState {
+            created: info.created,
+            last_seq: info.state.last_sequence,
+            subjects: info.state.subjects_count,
+        };
+        let inner = &store.inner;
+        let started = Instant::now();
+        let limits = writer::Limits {
+            min_subjects: settings.snapshot_min_subjects,
+            batch: settings.snapshot_batch_keys,
+            refresh: Duration::from_secs(settings.orphan_after_seconds / 4),
+        };
+        match writer::write(
+            &inner.snapshots,
+            &inner.js,
+            &inner.client,
+            &nats,
+            history,
+            &state,
+            &limits,
+        )
+        .await
+        {
+            Ok(w) if w.manifests > 0 => {
+                inner
+                    .snapshots
+                    .stats
+                    .written
+                    .fetch_add(w.manifests, Ordering::Relaxed);
+                pass.buckets += 1;
+                pass.pages_written += w.pages_written;
+                pass.bytes_written += w.bytes_written;
+                pass.runs += w.runs;
+                tracing::info!(
+                    bucket = nats,
+                    pages = w.pages_written,
+                    bytes = w.bytes_written,
+                    messages = w.messages,
+                    runs = w.runs,
+                    millis = started.elapsed().as_millis() as u64,
+                    "listing snapshot written"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(bucket = nats, error = ?e, "listing snapshot failed"),
+        }
+    }
+    Ok(pass)
+}
+
 /// The collector of one gateway (it works only while it holds the lock).
 pub struct Collector {
     store: Store,
@@ -86,6 +175,9 @@ pub struct Collector {
     id: String,
     revision: std::sync::Mutex<Option<u64>>,
     stats: Arc<CollectorStats>,
+    last_snapshot: std::sync::Mutex<Option<Instant>>,
+    /// A snapshot pass is running.
+    snapshotting: Arc<AtomicBool>,
 }
 
 /// A retire record as read from `jets3_gc`.
@@ -104,6 +196,8 @@ impl Collector {
             id: nuid::next().to_string(),
             revision: std::sync::Mutex::new(None),
             stats: Arc::default(),
+            last_snapshot: std::sync::Mutex::new(None),
+            snapshotting: Arc::default(),
         }
     }
 
@@ -163,11 +257,33 @@ impl Collector {
                 .last_scan_millis
                 .store(scan_started.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
+        let snapshot_due = self.settings.snapshot_interval().is_some_and(|every| {
+            let last = *self.last_snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            last.is_none_or(|t| t.elapsed() >= every)
+        });
+        if snapshot_due && !self.snapshotting.swap(true, Ordering::AcqRel) {
+            // In the background: a bucket's first snapshot can take minutes, and retired
+            // versions must not wait for it.
+            *self.last_snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            let (store, settings) = (self.store.clone(), self.settings.clone());
+            let running = self.snapshotting.clone();
+            tokio::spawn(async move {
+                if let Err(e) = write_snapshots(&store, &settings).await {
+                    tracing::warn!(error = ?e, "listing snapshots not written");
+                }
+                running.store(false, Ordering::Release);
+            });
+        }
         self.stats.passes.fetch_add(1, Ordering::Relaxed);
         self.stats
             .last_pass_millis
             .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// Brings every bucket's listing snapshot up to date now.
+    pub async fn write_snapshots(&self) -> Result<SnapshotPass, NatsError> {
+        write_snapshots(&self.store, &self.settings).await
     }
 
     /// Takes or keeps the lock.

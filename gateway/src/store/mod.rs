@@ -72,9 +72,9 @@ use crate::config::settings::{CollectorSettings, NatsSettings};
 mod error;
 
 pub use changes::{Change, Changes};
-pub use collector::{Collector, CollectorStats};
+pub use collector::{Collector, CollectorStats, SnapshotPass};
 pub use error::{StoreError, StoreResult, Unmet};
-pub use index::{Entry, Index, Maps, VersionEntry};
+pub use index::{Index, KeyState, Need, SnapshotStats, Source, VersionEntry, View};
 pub use meta::{decode_tags, encode_tags, Marker, ObjectMeta, Record, CHUNK_SIZE};
 pub use objects::{Bucket, DeleteOutcome, Expect, Finished, NewObject};
 pub use uploads::{PartInfo, UploadInfo};
@@ -225,6 +225,8 @@ impl From<StoreError> for DeleteBucketError {
 pub struct StoreStats {
     /// Metadata messages refused as malformed.
     pub malformed: AtomicU64,
+    /// What the listing snapshots did.
+    pub snapshots: Arc<SnapshotStats>,
 }
 
 /// The connection to NATS and the cache of open buckets.
@@ -237,6 +239,7 @@ struct Inner {
     client: Client,
     js: Context,
     indexes: Mutex<HashMap<String, Arc<Index>>>,
+    snapshots: index::Snapshots,
     connects: Arc<AtomicU64>,
     /// Disconnects and dropped messages (slow consumer): gaps in subscriptions.
     interruptions: Arc<AtomicU64>,
@@ -261,10 +264,12 @@ fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
 }
 
 impl Store {
-    /// Connects (retrying forever in the background if NATS is not up yet).
+    /// Connects (retrying forever in the background if NATS is not up yet); listing
+    /// snapshot pages get `index_pages_bytes` of memory.
     pub async fn connect(
         settings: &NatsSettings,
         collector: &CollectorSettings,
+        index_pages_bytes: u64,
     ) -> Result<Store, crate::Error> {
         let connects = Arc::new(AtomicU64::new(0));
         let interruptions = Arc::new(AtomicU64::new(0));
@@ -310,16 +315,22 @@ impl Store {
             orphan_after: Duration::from_secs(collector.orphan_after_seconds),
             completed: Duration::from_secs(collector.completed_upload_seconds),
         };
+        let stats = StoreStats::default();
         let inner = Inner {
             lifecycle: Lifecycle::new(js.clone(), client.clone(), timing, 1),
             client,
             js,
             indexes: Mutex::new(HashMap::new()),
+            snapshots: index::Snapshots::new(
+                usize::try_from(index_pages_bytes).unwrap_or(usize::MAX),
+                stats.snapshots.clone(),
+                collector.snapshot_interval().is_some(),
+            ),
             connects,
             interruptions,
             uploads: tokio::sync::OnceCell::new(),
             versioning: versions::StateCache::default(),
-            stats: StoreStats::default(),
+            stats,
             on_write: std::sync::OnceLock::new(),
         };
         let store = Store {
@@ -516,6 +527,7 @@ impl Store {
         }
         self.forget_uploads(nats).await?;
         self.forget_index(nats);
+        self.forget_snapshot(nats).await;
         self.inner.versioning.forget(nats);
         self.inner
             .js
@@ -736,6 +748,18 @@ impl Store {
     /// A handle on one bucket's objects (no NATS round trip).
     pub fn bucket(&self, nats: &str) -> Bucket {
         Bucket::new(self.clone(), nats)
+    }
+
+    /// Removes a deleted bucket's listing snapshot (a bucket made again under the name
+    /// would refuse it anyway: it names the stream it was taken of).
+    async fn forget_snapshot(&self, nats: &str) {
+        let removed = match self.inner.snapshots.shared(&self.inner.js).await {
+            Ok(shared) => shared.forget(&self.inner.js, nats).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            tracing::debug!(error = ?e, bucket = nats, "listing snapshot left behind");
+        }
     }
 
     fn forget_index(&self, nats: &str) {

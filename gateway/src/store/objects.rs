@@ -10,13 +10,14 @@ use futures::{Stream, StreamExt};
 use time::OffsetDateTime;
 
 use super::direct::last_for_subject;
+use super::index::{self, Index, Need, Source, View, WalkError};
 use super::lifecycle::{Lifecycle, Retired};
 use super::meta::{
     absent_info, chunk_subject, digest_string, meta_subject, tombstone_info, ObjectInfoJson, Record,
 };
 use super::versions::{self, version_subject, Versioning};
 use super::writer::{self, ChunkWriter, Written};
-use super::{purge_subject, reader, Index, Marker, NatsError, ObjectMeta, Store};
+use super::{purge_subject, reader, Marker, NatsError, ObjectMeta, Store};
 use super::{StoreError, StoreResult, Unmet};
 
 /// Compare-and-set attempts before a write gives up with a conflict.
@@ -1010,23 +1011,21 @@ impl Bucket {
                 .filter(|i| i.is_alive() && i.has_history() == history)
                 .cloned()
         };
+        let inner = &self.store.inner;
         let index = match existing {
-            Some(i) => i,
+            Some(i) => {
+                let max_age = inner.lifecycle.timing.orphan_after / 2;
+                i.refresh(&inner.snapshots, &inner.js, &self.stream, max_age)
+                    .await;
+                i
+            }
             None => {
-                let started = Index::start(
-                    &self.store.inner.js,
-                    &self.stream,
-                    &self.nats,
-                    history,
-                    self.store.clone(),
-                )
-                .await;
+                let started = self.start_index(history).await;
                 let i = match started {
                     Ok(i) => i,
                     Err(e) => return Err(self.fail(e).await),
                 };
-                self.store
-                    .inner
+                inner
                     .indexes
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -1035,18 +1034,82 @@ impl Bucket {
             }
         };
         // A bucket deleted through another gateway answers "no responders" here.
-        match index
-            .catch_up(&self.store.inner.client, &self.stream, &self.nats)
-            .await
-        {
+        match index.catch_up(&inner.client, &self.stream).await {
             Ok(()) => Ok(index),
             Err(e) => Err(self.fail(e).await),
         }
     }
 
+    /// Starts the bucket's index, from its snapshot when a usable one exists.
+    async fn start_index(&self, history: bool) -> Result<Arc<Index>, NatsError> {
+        let inner = &self.store.inner;
+        let stream = inner.js.get_stream(&self.stream).await.map_err(|e| {
+            if super::is_stream_not_found(&e) {
+                NatsError::NoStream
+            } else {
+                NatsError::other(e)
+            }
+        })?;
+        let info = stream.cached_info();
+        let expected = index::Expected {
+            stream_created: info.created,
+            last_seq: info.state.last_sequence,
+            history,
+            max_age: inner.lifecycle.timing.orphan_after / 2,
+        };
+        let snapshot =
+            index::usable_snapshot(&inner.snapshots, &inner.js, &self.nats, &expected).await;
+        if snapshot.is_some() {
+            inner
+                .snapshots
+                .stats
+                .loaded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Index::start(
+            &inner.js,
+            &self.stream,
+            &self.nats,
+            &expected,
+            snapshot,
+            self.store.clone(),
+        )
+        .await
+    }
+
+    /// Runs a listing walk over the caught-up index from `init`; `step` is called again,
+    /// on the walk's state, after each snapshot page it asks for is loaded. A damaged
+    /// snapshot is refused and the walk runs again from `init` on an index rebuilt without it.
+    pub async fn walk<W: Clone>(
+        &self,
+        init: W,
+        mut step: impl FnMut(&mut W, &View<'_>) -> Result<(), Need>,
+    ) -> StoreResult<W> {
+        let inner = &self.store.inner;
+        for _ in 0..2 {
+            let index = self.index().await?;
+            let mut state = init.clone();
+            match index
+                .walk(&inner.snapshots, &inner.js, |v| step(&mut state, v))
+                .await
+            {
+                Ok(()) => return Ok(state),
+                Err(WalkError::Nats(e)) => return Err(self.fail(e).await),
+                Err(WalkError::Corrupt) => self.store.forget_index(&self.nats),
+            }
+        }
+        Err(self.err(NatsError::Other("the listing snapshot is damaged".into())))
+    }
+
     /// Whether the bucket holds no version at all (nor a delete marker).
     pub async fn is_empty(&self) -> StoreResult<bool> {
-        Ok(self.index().await?.is_empty())
+        let found = self
+            .walk(false, |found, v| {
+                *found = v.seek(std::ops::Bound::Unbounded)?.is_some();
+                Ok(())
+            })
+            .await?;
+        Ok(!found)
     }
 }
 

@@ -1,6 +1,5 @@
 //! ListObjects (v1), ListObjectsV2 and ListObjectVersions over the sorted index.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use axum::response::Response;
@@ -10,7 +9,7 @@ use base64::Engine;
 use crate::error::{S3Error, S3Result};
 use crate::s3::context::Ctx;
 use crate::s3::respond::{self, OWNER_ID, OWNER_NAME};
-use crate::store::{Entry, Maps, VersionEntry};
+use crate::store::{Need, Source, VersionEntry};
 use crate::xml::XmlWriter;
 
 /// Which listing the request asked for.
@@ -22,19 +21,13 @@ pub enum Flavor {
 }
 
 /// One page of a listing.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Page {
-    pub objects: Vec<(String, Entry)>,
+    pub objects: Vec<(String, VersionEntry)>,
     pub prefixes: Vec<String>,
     pub truncated: bool,
     /// The last key or common prefix returned, where the next page starts.
     pub last: Option<String>,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.size == other.size && self.etag == other.etag && self.modified == other.modified
-    }
 }
 
 /// The smallest string greater than every string starting with `p`, or near enough:
@@ -45,78 +38,111 @@ fn after_prefix(p: &str) -> String {
     s
 }
 
-/// Walks the index from `after` (exclusive), keeping keys under `prefix` and rolling up
-/// keys that contain `delimiter` after the prefix, until `max` entries are taken. As on S3,
-/// `max` 0 is an empty page that is not truncated.
-pub fn page(
-    map: &BTreeMap<String, Entry>,
-    prefix: &str,
-    delimiter: &str,
-    after: &str,
+/// One listing page being walked over the index, from `after` (exclusive): keeps keys
+/// under `prefix` and rolls up keys that contain `delimiter` after the prefix, until `max`
+/// entries are taken. As on S3, `max` 0 is an empty page that is not truncated. It can stop
+/// for a snapshot page and go on where it stopped.
+#[derive(Clone)]
+pub struct PageWalk<'a> {
+    prefix: &'a str,
+    delimiter: &'a str,
+    after: &'a str,
     max: usize,
-) -> Page {
-    let mut out = Page::default();
-    if max == 0 {
-        return out;
-    }
-    let mut lower: Bound<String> = if after >= prefix {
-        if after.is_empty() {
-            Bound::Unbounded
+    lower: Bound<String>,
+    taken: usize,
+    pub out: Page,
+}
+
+impl<'a> PageWalk<'a> {
+    pub fn new(prefix: &'a str, delimiter: &'a str, after: &'a str, max: usize) -> Self {
+        let lower = if after >= prefix {
+            if after.is_empty() {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded(after.to_string())
+            }
         } else {
-            Bound::Excluded(after.to_string())
+            Bound::Included(prefix.to_string())
+        };
+        PageWalk {
+            prefix,
+            delimiter,
+            after,
+            max,
+            lower,
+            taken: 0,
+            out: Page::default(),
         }
-    } else {
-        Bound::Included(prefix.to_string())
-    };
-    let mut taken = 0usize;
-    'outer: loop {
-        let range = map.range::<String, _>((lower.clone(), Bound::Unbounded));
-        for (key, entry) in range {
+    }
+
+    /// Walks on until the page is full or the keys end.
+    pub fn run(&mut self, src: &dyn Source) -> Result<(), Need> {
+        let (prefix, delimiter, after) = (self.prefix, self.delimiter, self.after);
+        if self.max == 0 {
+            return Ok(());
+        }
+        loop {
+            let found = match src.seek(self.lower.as_ref().map(String::as_str)) {
+                Ok(f) => f,
+                Err(need) => {
+                    self.lower = need.from.clone();
+                    return Err(need);
+                }
+            };
+            let Some((key, state)) = found else {
+                return Ok(());
+            };
             if !key.starts_with(prefix) {
                 if key.as_str() > prefix {
-                    break 'outer;
+                    return Ok(());
                 }
+                self.lower = Bound::Excluded(key);
                 continue;
             }
+            let Some(entry) = state.current() else {
+                // Only a delete marker or noncurrent versions.
+                self.lower = Bound::Excluded(key);
+                continue;
+            };
             let rest = &key[prefix.len()..];
             let group = if delimiter.is_empty() {
                 None
             } else {
                 rest.find(delimiter)
-                    .map(|i| &key[..prefix.len() + i + delimiter.len()])
+                    .map(|i| key[..prefix.len() + i + delimiter.len()].to_string())
             };
             if let Some(cp) = group {
-                let seen = (!after.is_empty() && cp <= after) || out.last.as_deref() == Some(cp);
+                let seen = (!after.is_empty() && cp.as_str() <= after)
+                    || self.out.last.as_deref() == Some(cp.as_str());
                 if seen {
                     // This group was returned already (here or on an earlier page).
-                    lower = Bound::Excluded(after_prefix(cp).max(key.clone()));
-                    continue 'outer;
+                    self.lower = Bound::Excluded(after_prefix(&cp).max(key));
+                    continue;
                 }
-                if taken == max {
-                    out.truncated = true;
-                    break 'outer;
+                if self.taken == self.max {
+                    self.out.truncated = true;
+                    return Ok(());
                 }
-                out.prefixes.push(cp.to_string());
-                out.last = Some(cp.to_string());
-                taken += 1;
-                lower = Bound::Excluded(after_prefix(cp));
-                continue 'outer;
+                self.lower = Bound::Excluded(after_prefix(&cp));
+                self.out.prefixes.push(cp.clone());
+                self.out.last = Some(cp);
+                self.taken += 1;
+                continue;
             }
-            if taken == max {
-                out.truncated = true;
-                break 'outer;
+            if self.taken == self.max {
+                self.out.truncated = true;
+                return Ok(());
             }
-            out.objects.push((key.clone(), entry.clone()));
-            out.last = Some(key.clone());
-            taken += 1;
+            self.out.objects.push((key.clone(), entry.clone()));
+            self.out.last = Some(key.clone());
+            self.taken += 1;
+            self.lower = Bound::Excluded(key);
         }
-        break;
     }
-    out
 }
 
 /// One page of ListObjectVersions.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct VersionsPage {
     /// Key, version, and whether it is the key's latest.
     pub versions: Vec<(String, VersionEntry, bool)>,
@@ -131,48 +157,71 @@ fn version_label(v: &VersionEntry) -> String {
     v.version.as_deref().unwrap_or("null").to_string()
 }
 
-/// Walks every version from the markers, keys in order and each key's versions newest
-/// first, rolling up keys under `delimiter` like [`page`] (`max` 0: empty, not truncated).
-pub fn versions_page(
-    maps: &Maps,
-    prefix: &str,
-    delimiter: &str,
-    key_marker: &str,
-    version_marker: Option<&str>,
+/// One page of ListObjectVersions being walked: keys in order and each key's versions
+/// newest first, rolling up keys under `delimiter` like [`PageWalk`] (`max` 0: empty, not
+/// truncated).
+#[derive(Clone)]
+pub struct VersionsWalk<'a> {
+    prefix: &'a str,
+    delimiter: &'a str,
+    key_marker: &'a str,
+    version_marker: Option<&'a str>,
     max: usize,
-) -> VersionsPage {
-    let mut out = VersionsPage::default();
-    if max == 0 {
-        return out;
-    }
-    let mut lower: Bound<String> = if key_marker < prefix || key_marker.is_empty() {
-        Bound::Included(prefix.to_string())
-    } else if version_marker.is_some() {
-        Bound::Included(key_marker.to_string())
-    } else {
-        Bound::Excluded(key_marker.to_string())
-    };
-    let mut taken = 0usize;
-    'outer: loop {
-        let keys: Vec<String> = maps
-            .version_keys(match &lower {
-                Bound::Included(k) => Bound::Included(k.as_str()),
-                Bound::Excluded(k) => Bound::Excluded(k.as_str()),
-                Bound::Unbounded => Bound::Unbounded,
-            })
-            .take(max + 2)
-            .map(str::to_string)
-            .collect();
-        if keys.is_empty() {
-            break;
+    lower: Bound<String>,
+    taken: usize,
+    pub out: VersionsPage,
+}
+
+impl<'a> VersionsWalk<'a> {
+    pub fn new(
+        prefix: &'a str,
+        delimiter: &'a str,
+        key_marker: &'a str,
+        version_marker: Option<&'a str>,
+        max: usize,
+    ) -> Self {
+        let lower = if key_marker < prefix || key_marker.is_empty() {
+            Bound::Included(prefix.to_string())
+        } else if version_marker.is_some() {
+            Bound::Included(key_marker.to_string())
+        } else {
+            Bound::Excluded(key_marker.to_string())
+        };
+        VersionsWalk {
+            prefix,
+            delimiter,
+            key_marker,
+            version_marker,
+            max,
+            lower,
+            taken: 0,
+            out: VersionsPage::default(),
         }
-        for key in keys {
+    }
+
+    /// Walks on until the page is full or the keys end.
+    pub fn run(&mut self, src: &dyn Source) -> Result<(), Need> {
+        let (prefix, delimiter, key_marker) = (self.prefix, self.delimiter, self.key_marker);
+        if self.max == 0 {
+            return Ok(());
+        }
+        loop {
+            let found = match src.seek(self.lower.as_ref().map(String::as_str)) {
+                Ok(f) => f,
+                Err(need) => {
+                    self.lower = need.from.clone();
+                    return Err(need);
+                }
+            };
+            let Some((key, state)) = found else {
+                return Ok(());
+            };
             if !key.starts_with(prefix) {
                 if key.as_str() > prefix {
-                    break 'outer;
+                    return Ok(());
                 }
-                lower = Bound::Excluded(key);
-                continue 'outer;
+                self.lower = Bound::Excluded(key);
+                continue;
             }
             let rest = &key[prefix.len()..];
             let group = if delimiter.is_empty() {
@@ -183,22 +232,22 @@ pub fn versions_page(
             };
             if let Some(cp) = group {
                 let seen = (!key_marker.is_empty() && cp.as_str() <= key_marker)
-                    || out.prefixes.last() == Some(&cp);
+                    || self.out.prefixes.last() == Some(&cp);
                 if !seen {
-                    if taken == max {
-                        out.truncated = true;
-                        break 'outer;
+                    if self.taken == self.max {
+                        self.out.truncated = true;
+                        return Ok(());
                     }
-                    out.prefixes.push(cp.clone());
-                    out.next = Some((cp.clone(), None));
-                    taken += 1;
+                    self.out.prefixes.push(cp.clone());
+                    self.out.next = Some((cp.clone(), None));
+                    self.taken += 1;
                 }
-                lower = Bound::Excluded(after_prefix(&cp).max(key));
-                continue 'outer;
+                self.lower = Bound::Excluded(after_prefix(&cp).max(key));
+                continue;
             }
-            let mut versions = maps.versions_of(&key);
+            let mut versions = state.versions();
             if key == key_marker {
-                if let Some(vm) = version_marker {
+                if let Some(vm) = self.version_marker {
                     match versions.iter().position(|(v, _)| version_label(v) == vm) {
                         Some(i) => {
                             versions.drain(..=i);
@@ -208,18 +257,17 @@ pub fn versions_page(
                 }
             }
             for (v, latest) in versions {
-                if taken == max {
-                    out.truncated = true;
-                    break 'outer;
+                if self.taken == self.max {
+                    self.out.truncated = true;
+                    return Ok(());
                 }
-                out.next = Some((key.clone(), Some(version_label(&v))));
-                out.versions.push((key.clone(), v, latest));
-                taken += 1;
+                self.out.next = Some((key.clone(), Some(version_label(&v))));
+                self.out.versions.push((key.clone(), v, latest));
+                self.taken += 1;
             }
-            lower = Bound::Excluded(key);
+            self.lower = Bound::Excluded(key);
         }
     }
-    out
 }
 
 fn url_encode(s: &str) -> String {
@@ -280,7 +328,7 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
             ),
         },
     };
-    let index = ctx.store_bucket()?.index().await?;
+    let bucket = ctx.store_bucket()?;
     if flavor == Flavor::Versions {
         let version_marker = ctx.query("version-id-marker").filter(|v| !v.is_empty());
         if version_marker.is_some() && after.is_empty() {
@@ -289,18 +337,14 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
             )
             .with("ArgumentName", "version-id-marker"));
         }
-        let page = {
-            let maps = index.read();
-            versions_page(&maps, &prefix, &delimiter, &after, version_marker, max)
-        };
+        let walk = VersionsWalk::new(&prefix, &delimiter, &after, version_marker, max);
+        let page = bucket.walk(walk, |w, v| w.run(v)).await?.out;
         return Ok(respond::xml(versions_xml(
             ctx, &b.s3, &prefix, &delimiter, &after, max, encode, &page,
         )));
     }
-    let page = {
-        let maps = index.read();
-        page(&maps.current, &prefix, &delimiter, &after, max)
-    };
+    let walk = PageWalk::new(&prefix, &delimiter, &after, max);
+    let page = bucket.walk(walk, |w, v| w.run(v)).await?.out;
     let enc = |s: &str| if encode { url_encode(s) } else { s.to_string() };
     let root = "ListBucketResult";
     let mut w = XmlWriter::new(root);
@@ -428,23 +472,42 @@ fn versions_xml(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::KeyState;
+    use std::collections::BTreeMap;
     use time::OffsetDateTime;
 
-    fn map(keys: &[&str]) -> BTreeMap<String, Entry> {
+    fn map(keys: &[&str]) -> BTreeMap<String, KeyState> {
         keys.iter()
             .map(|k| {
+                let latest = VersionEntry {
+                    version: None,
+                    stamp: 0,
+                    marker: false,
+                    size: 1,
+                    etag: "e".into(),
+                    modified: OffsetDateTime::UNIX_EPOCH,
+                };
                 (
                     k.to_string(),
-                    Entry {
-                        size: 1,
-                        etag: "e".into(),
-                        modified: OffsetDateTime::UNIX_EPOCH,
-                        version: None,
-                        stamp: 0,
+                    KeyState {
+                        latest: Some(latest),
+                        ..Default::default()
                     },
                 )
             })
             .collect()
+    }
+
+    fn page(
+        m: &BTreeMap<String, KeyState>,
+        prefix: &str,
+        delimiter: &str,
+        after: &str,
+        max: usize,
+    ) -> Page {
+        let mut w = PageWalk::new(prefix, delimiter, after, max);
+        w.run(m).expect("a map needs no pages");
+        w.out
     }
 
     fn keys(p: &Page) -> Vec<&str> {
