@@ -884,7 +884,7 @@ impl Bench {
             match (written, stream_state(js, &kv).await) {
                 (true, Some((msgs, bytes))) => (
                     format!(
-                        "written {waited:.0} s after start; {kv} {:.1} MiB in {msgs} messages",
+                        "written (seen {waited:.0} s after start); {kv} {:.1} MiB in {msgs} messages",
                         mib(bytes)
                     ),
                     "warm (snapshot)",
