@@ -10,6 +10,7 @@ help:
 	@echo "make tools   install the pinned third-party tools (tests and benchmarks) into \$${JETS3_TOOLS_DIR:-~/.cache/jets3}"
 	@echo "make bench-quick / make bench   jets3 side by side with nats-s3 and raw NATS (BENCHMARKS.md)"
 	@echo "make bench-lifecycle   bytes that linger after overwrites, collector pass time (BENCHMARKS.md)"
+	@echo "make bench-listing     buckets of 100k and 1M objects: first-page time, RSS and page latency per gateway start (BENCHMARKS.md)"
 	@echo "make bench-faults / make bench-soak   NATS-cluster faults and a 30-minute soak (RELIABILITY.md)"
 	@echo "make lint    cargo fmt --check, import cycles (scripts/check-cycles.py) and clippy -D warnings"
 	@echo "make build   cargo build --release -p jets3-gateway"
@@ -64,7 +65,7 @@ e2e-cluster:
 e2e-kind:
 	bash e2e/kind/e2e.sh
 # ---- side-by-side benchmark (BENCHMARKS.md) ------------------------------------------------------
-.PHONY: tools-bench bench bench-quick bench-lifecycle bench-faults bench-soak
+.PHONY: tools-bench bench bench-quick bench-lifecycle bench-listing bench-faults bench-soak
 
 tools-bench:
 	bash scripts/tools-bench.sh
@@ -90,3 +91,8 @@ bench-soak:
 bench-lifecycle:
 	bash scripts/tools.sh nats
 	$(CARGO) run --release -p jets3-gateway --example lifecycle_bench
+
+# Buckets of many objects seeded through NATS: time to the first page, RSS, page latency, warm
+# starts from listing snapshots (BENCHMARKS.md). JETS3_LISTING_SIZES="100000 1000000 10000000".
+bench-listing:
+	bash scripts/bench-listing.sh
