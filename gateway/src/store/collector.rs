@@ -80,6 +80,9 @@ pub struct CollectorStats {
     pub last_scan_millis: AtomicU64,
 }
 
+/// How soon a snapshot pass that failed for some bucket runs again.
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(60);
+
 /// What a pass of listing snapshots did, over every bucket.
 #[derive(Debug, Default)]
 pub struct SnapshotPass {
@@ -89,6 +92,8 @@ pub struct SnapshotPass {
     pub bytes_written: u64,
     /// Sorted runs merged (changes too many to hold at once).
     pub runs: u64,
+    /// Buckets whose snapshot could not be written.
+    pub failed: u64,
 }
 
 /// Brings every bucket's listing snapshot up to date (see the index's `writer`); a bucket
@@ -162,7 +167,10 @@ async fn write_snapshots(
                 );
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(bucket = nats, error = ?e, "listing snapshot failed"),
+            Err(e) => {
+                pass.failed += 1;
+                tracing::warn!(bucket = nats, error = ?e, "listing snapshot failed");
+            }
         }
     }
     Ok(pass)
@@ -175,7 +183,7 @@ pub struct Collector {
     id: String,
     revision: std::sync::Mutex<Option<u64>>,
     stats: Arc<CollectorStats>,
-    last_snapshot: std::sync::Mutex<Option<Instant>>,
+    last_snapshot: Arc<std::sync::Mutex<Option<Instant>>>,
     /// A snapshot pass is running.
     snapshotting: Arc<AtomicBool>,
 }
@@ -196,7 +204,7 @@ impl Collector {
             id: nuid::next().to_string(),
             revision: std::sync::Mutex::new(None),
             stats: Arc::default(),
-            last_snapshot: std::sync::Mutex::new(None),
+            last_snapshot: Arc::default(),
             snapshotting: Arc::default(),
         }
     }
@@ -267,9 +275,20 @@ impl Collector {
             *self.last_snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             let (store, settings) = (self.store.clone(), self.settings.clone());
             let running = self.snapshotting.clone();
+            let last = self.last_snapshot.clone();
             tokio::spawn(async move {
-                if let Err(e) = write_snapshots(&store, &settings).await {
-                    tracing::warn!(error = ?e, "listing snapshots not written");
+                let failed = match write_snapshots(&store, &settings).await {
+                    Ok(pass) => pass.failed > 0,
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "listing snapshots not written");
+                        true
+                    }
+                };
+                if failed {
+                    // Again in a minute, not a whole interval later.
+                    let every = settings.snapshot_interval().unwrap_or_default();
+                    let again = Instant::now().checked_sub(every.saturating_sub(SNAPSHOT_RETRY));
+                    *last.lock().unwrap_or_else(|p| p.into_inner()) = again;
                 }
                 running.store(false, Ordering::Release);
             });

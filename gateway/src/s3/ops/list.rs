@@ -388,7 +388,7 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
     let item = "Contents";
     for (key, e) in &page.objects {
         w.open(item).elem("Key", enc(key));
-        w.elem("LastModified", respond::iso8601(e.modified))
+        w.elem("LastModified", respond::iso8601(e.modified()))
             .elem("ETag", respond::quote(&e.etag))
             .elem("Size", e.size.to_string());
         if owner {
@@ -449,7 +449,7 @@ fn versions_xml(
             .elem("Key", enc(key))
             .elem("VersionId", version_label(v))
             .elem("IsLatest", latest.to_string())
-            .elem("LastModified", respond::iso8601(v.modified));
+            .elem("LastModified", respond::iso8601(v.modified()));
         if !v.marker {
             w.elem("ETag", respond::quote(&v.etag))
                 .elem("Size", v.size.to_string())
@@ -474,7 +474,6 @@ mod tests {
     use super::*;
     use crate::store::KeyState;
     use std::collections::BTreeMap;
-    use time::OffsetDateTime;
 
     fn map(keys: &[&str]) -> BTreeMap<String, KeyState> {
         keys.iter()
@@ -485,7 +484,7 @@ mod tests {
                     marker: false,
                     size: 1,
                     etag: "e".into(),
-                    modified: OffsetDateTime::UNIX_EPOCH,
+                    modified_ns: 0,
                 };
                 (
                     k.to_string(),

@@ -342,7 +342,10 @@ impl Index {
         let history = expected.history;
         let from = snapshot.as_ref().map_or(0, |m| m.seq);
         let deliver_policy = match from {
-            0 => DeliverPolicy::LastPerSubject,
+            // Every message in order, each overriding the last of its subject: the same
+            // state as the last per subject, without the server first finding the last
+            // message of every subject (24 s at ten million objects, past any timeout).
+            0 => DeliverPolicy::All,
             seq => DeliverPolicy::ByStartSequence {
                 start_sequence: seq + 1,
             },

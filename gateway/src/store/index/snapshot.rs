@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::state::{Delta, KeyState};
+use super::state::{Delta, KeyState, VersionEntry};
 
 /// The snapshot format this gateway reads and writes.
 pub const FORMAT: u32 = 1;
@@ -67,11 +67,25 @@ impl Page {
         Ok(page)
     }
 
-    /// About how much memory the decoded page holds.
+    /// About how much memory the decoded page holds: the vector's slots, each string on
+    /// the heap with the allocator's overhead, each noncurrent version's tree slot.
     pub fn weight(&self) -> usize {
+        const HEAP: usize = 16;
+        let entry = |v: &VersionEntry| {
+            v.etag.len() + HEAP + v.version.as_deref().map_or(0, |x| x.len() + HEAP)
+        };
+        let slot = std::mem::size_of::<(Box<str>, KeyState)>();
+        let version_slot = std::mem::size_of::<(Box<str>, VersionEntry)>() * 3 / 2;
         self.keys
             .iter()
-            .map(|(k, s)| k.len() + 64 + s.noncurrent.len() * 160)
+            .map(|(k, s)| {
+                let versions: usize = s
+                    .noncurrent
+                    .iter()
+                    .map(|(vid, v)| version_slot + vid.len() + HEAP + entry(v))
+                    .sum();
+                slot + k.len() + HEAP + s.latest.as_ref().map_or(0, entry) + versions
+            })
             .sum()
     }
 
@@ -258,7 +272,6 @@ pub fn deltas_of<'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::state::VersionEntry;
     use super::*;
 
     fn state(stamp: u64) -> KeyState {
@@ -269,7 +282,7 @@ mod tests {
                 marker: false,
                 size: u64::MAX - stamp,
                 etag: "d41d8cd98f00b204e9800998ecf8427e-10000".into(),
-                modified: OffsetDateTime::now_utc(),
+                modified_ns: super::super::state::unix_nanos(OffsetDateTime::now_utc()),
             }),
             ..Default::default()
         }

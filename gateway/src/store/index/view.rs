@@ -75,7 +75,7 @@ impl Overlay {
     /// Applies the message of one of a key's version subjects.
     fn apply_noncurrent(&mut self, key: String, vid: &str, entry: Option<VersionEntry>, seq: u64) {
         let d = self.deltas.entry(key.clone()).or_default();
-        d.noncurrent.insert(vid.into(), entry);
+        d.set_noncurrent(vid, entry);
         d.seq = seq;
         self.settle(&key, seq);
     }
@@ -88,9 +88,7 @@ impl Overlay {
         let Some(d) = self.deltas.get_mut(key) else {
             return;
         };
-        let before = d.noncurrent.len();
-        d.noncurrent.retain(|_, v| v.is_some());
-        let mut forgot = d.noncurrent.len() != before;
+        let mut forgot = d.drop_deleted_versions();
         if matches!(d.latest, Some(None)) {
             d.latest = None;
             forgot = true;
@@ -98,7 +96,7 @@ impl Overlay {
         if forgot {
             self.forgotten = self.forgotten.max(seq);
         }
-        if d.latest.is_none() && d.noncurrent.is_empty() {
+        if d.latest.is_none() && d.noncurrent.is_none() {
             self.deltas.remove(key);
         }
     }
@@ -214,7 +212,7 @@ mod tests {
             marker: false,
             size: stamp,
             etag: "e".into(),
-            modified: OffsetDateTime::UNIX_EPOCH,
+            modified_ns: 0,
         }
     }
 

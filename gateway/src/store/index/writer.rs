@@ -189,7 +189,9 @@ pub async fn write(
 }
 
 /// Reads the metadata messages after `m`'s sequence, up to the end of the stream as it was
-/// when the pass started, spilling to runs beyond a batch.
+/// when the pass started, spilling to runs beyond a batch. Each batch reads through its own
+/// consumer, removed before the batch is spilled: a consumer left unread while NATS stores a
+/// run can stall.
 #[allow(clippy::too_many_arguments)]
 async fn read_tail(
     shared: &Shared,
@@ -206,26 +208,86 @@ async fn read_tail(
         .get_stream_no_info(jets3_nats::names::stream_name(bucket))
         .await
         .map_err(NatsError::other)?;
-    let deliver_policy = match m.seq {
-        0 => DeliverPolicy::LastPerSubject,
-        seq => DeliverPolicy::ByStartSequence {
-            start_sequence: seq + 1,
-        },
-    };
+    let prefixes = Prefixes::of(bucket);
+    let mut runs: Option<Runs> = None;
+    let mut from = m.seq + 1;
+    loop {
+        let mut overlay = Overlay::new(true);
+        let span = (from, stream.last_seq);
+        let read = read_batch(
+            &s,
+            bucket,
+            history,
+            span,
+            batch,
+            &prefixes,
+            &mut overlay,
+            written,
+        )
+        .await;
+        let end = match read {
+            Ok(end) => end,
+            Err(e) => {
+                if let Some(r) = &runs {
+                    let _ = shared.forget_runs(js, bucket, &r.build).await;
+                }
+                return Err(e);
+            }
+        };
+        // Done at the end of the stream as it was when the pass started.
+        if end.pending == 0 || end.seq >= stream.last_seq {
+            return Ok(Tail {
+                deltas: overlay.into_deltas(),
+                runs,
+                seq: end.seq,
+                // When caught up, every later message was stored after the pass started.
+                valid_from: if end.pending == 0 {
+                    started
+                } else {
+                    end.stored
+                },
+            });
+        }
+        runs.get_or_insert_with(Runs::new)
+            .spill(shared, bucket, overlay.into_deltas())
+            .await?;
+        from = end.seq + 1;
+    }
+}
+
+/// Where a batch stopped.
+struct BatchEnd {
+    seq: u64,
+    pending: u64,
+    stored: OffsetDateTime,
+}
+
+/// Applies messages from sequence `from` on to `overlay` until it holds `batch` keys, no
+/// message is pending or it reached sequence `until`.
+#[allow(clippy::too_many_arguments)]
+async fn read_batch(
+    s: &async_nats::jetstream::stream::Stream<()>,
+    bucket: &str,
+    history: bool,
+    (from, until): (u64, u64),
+    batch: usize,
+    prefixes: &Prefixes,
+    overlay: &mut Overlay,
+    written: &mut Written,
+) -> Result<BatchEnd, NatsError> {
     let consumer = s
         .create_consumer(OrderedConfig {
             filter_subjects: filters(bucket, history),
-            deliver_policy,
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
             ..Default::default()
         })
         .await
         .map_err(NatsError::consumer)?;
     let name = consumer.cached_info().name.clone();
-    let mut runs: Option<Runs> = None;
     let result = async {
         let mut messages = consumer.messages().await.map_err(NatsError::other)?;
-        let prefixes = Prefixes::of(bucket);
-        let mut overlay = Overlay::new(true);
         loop {
             let next = tokio::time::timeout(Duration::from_secs(10), messages.next()).await;
             let msg = match next {
@@ -235,37 +297,24 @@ async fn read_tail(
                 Err(_) => return Err(NatsError::TimedOut),
             };
             let info = msg.info().map_err(NatsError::other)?;
-            let (seq, pending, stored) = (info.stream_sequence, info.pending, info.published);
             written.messages += 1;
-            if let Ok(Some(change)) = prefixes.decode(&msg.subject, &msg.payload, seq) {
-                overlay.apply(change, seq);
+            if let Ok(Some(change)) =
+                prefixes.decode(&msg.subject, &msg.payload, info.stream_sequence)
+            {
+                overlay.apply(change, info.stream_sequence);
             }
-            // Done at the end of the stream as it was when the pass started.
-            if pending == 0 || seq >= stream.last_seq {
-                return Ok(Tail {
-                    deltas: overlay.into_deltas(),
-                    runs: runs.take(),
-                    seq,
-                    // When caught up, every later message was stored after the pass started.
-                    valid_from: if pending == 0 { started } else { stored },
+            if info.pending == 0 || info.stream_sequence >= until || overlay.len() >= batch {
+                return Ok(BatchEnd {
+                    seq: info.stream_sequence,
+                    pending: info.pending,
+                    stored: info.published,
                 });
-            }
-            if overlay.len() >= batch {
-                let full = std::mem::replace(&mut overlay, Overlay::new(true));
-                runs.get_or_insert_with(Runs::new)
-                    .spill(shared, bucket, full.into_deltas())
-                    .await?;
             }
         }
     }
     .await;
     if let Err(e) = s.delete_consumer(&name).await {
         tracing::debug!(error = %e, "a snapshot consumer stays until it expires");
-    }
-    if result.is_err() {
-        if let Some(r) = &runs {
-            let _ = shared.forget_runs(js, bucket, &r.build).await;
-        }
     }
     result
 }
