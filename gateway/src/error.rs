@@ -373,6 +373,11 @@ impl From<StoreError> for S3Error {
             StoreError::Unmet(Unmet::Exists) => S3Error::precondition_failed("If-None-Match"),
             StoreError::Unmet(Unmet::EtagDiffers) => S3Error::precondition_failed("If-Match"),
             StoreError::TooSlow(message) => S3Error::new(S3Code::RequestTimeout, message),
+            StoreError::Loading => S3Error::new(
+                S3Code::ServiceUnavailable,
+                "The bucket's listing index is loading; retry.",
+            )
+            .header("Retry-After", "2"),
             StoreError::TooLarge { max } => S3Error::new(
                 S3Code::EntityTooLarge,
                 "Your proposed upload exceeds the maximum allowed size",
@@ -434,5 +439,18 @@ fn nats_error(e: NatsError, bucket: &str) -> S3Error {
             tracing::warn!(error = %text, bucket, "nats operation failed");
             S3Error::unavailable()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loading_index_is_retried_without_tripping_the_breaker() {
+        let e = S3Error::from(StoreError::Loading);
+        assert_eq!(e.code.as_str(), "ServiceUnavailable");
+        assert!(!e.nats_failure, "NATS answered: the breaker must not open");
+        assert!(e.headers.iter().any(|(h, _)| *h == "Retry-After"));
     }
 }

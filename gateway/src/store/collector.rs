@@ -137,7 +137,7 @@ async fn write_snapshots(
         };
         match writer::write(
             &inner.snapshots,
-            &inner.js,
+            &inner.js_replay,
             &inner.client,
             &nats,
             history,

@@ -21,6 +21,10 @@ pub enum StoreError {
     /// A conditional write found another state than it expected.
     #[error("condition not met: {0:?}")]
     Unmet(Unmet),
+    /// A bucket's listing index is still reading the bucket's metadata (NATS answers; the
+    /// bucket is large and has no usable snapshot).
+    #[error("the listing index is loading")]
+    Loading,
     /// The body came too slowly (its chunks could be taken for orphans).
     #[error("{0}")]
     TooSlow(&'static str),

@@ -220,6 +220,9 @@ impl From<StoreError> for DeleteBucketError {
     }
 }
 
+/// How long the creation of a consumer that replays a whole bucket may take.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Counters of what the store met, for metrics.
 #[derive(Default)]
 pub struct StoreStats {
@@ -238,7 +241,13 @@ pub struct Store {
 struct Inner {
     client: Client,
     js: Context,
+    /// For consumers that replay a whole bucket: NATS takes seconds to create one over
+    /// millions of subjects, longer than any request should wait.
+    js_replay: Context,
     indexes: Mutex<HashMap<String, Arc<Index>>>,
+    /// One index start at a time: requests that find none wait for it instead of each
+    /// starting a replay.
+    index_start: tokio::sync::Mutex<()>,
     snapshots: index::Snapshots,
     connects: Arc<AtomicU64>,
     /// Disconnects and dropped messages (slow consumer): gaps in subscriptions.
@@ -316,11 +325,16 @@ impl Store {
             completed: Duration::from_secs(collector.completed_upload_seconds),
         };
         let stats = StoreStats::default();
+        let js_replay = jetstream::ContextBuilder::new()
+            .timeout(REPLAY_TIMEOUT)
+            .build(client.clone());
         let inner = Inner {
             lifecycle: Lifecycle::new(js.clone(), client.clone(), timing, 1),
             client,
             js,
+            js_replay,
             indexes: Mutex::new(HashMap::new()),
+            index_start: tokio::sync::Mutex::new(()),
             snapshots: index::Snapshots::new(
                 usize::try_from(index_pages_bytes).unwrap_or(usize::MAX),
                 stats.snapshots.clone(),

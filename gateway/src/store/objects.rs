@@ -1000,28 +1000,19 @@ impl Bucket {
     pub async fn index(&self) -> StoreResult<Arc<Index>> {
         self.store.check_connected().await?;
         let history = self.versioning().await?.has_history();
-        let existing = {
-            let map = self
-                .store
-                .inner
-                .indexes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            map.get(&self.nats)
-                .filter(|i| i.is_alive() && i.has_history() == history)
-                .cloned()
-        };
         let inner = &self.store.inner;
-        let index = match existing {
-            Some(i) => {
-                let max_age = inner.lifecycle.timing.orphan_after / 2;
-                i.refresh(&inner.snapshots, &inner.js, &self.stream, max_age)
-                    .await;
-                i
-            }
+        if let Some(i) = self.live_index(history) {
+            let max_age = inner.lifecycle.timing.orphan_after / 2;
+            i.refresh(&inner.snapshots, &inner.js, &self.stream, max_age)
+                .await;
+            return self.caught_up(i).await;
+        }
+        // One start at a time: requests meanwhile wait for it, then find it.
+        let starting = inner.index_start.lock().await;
+        let index = match self.live_index(history) {
+            Some(i) => i,
             None => {
-                let started = self.start_index(history).await;
-                let i = match started {
+                let i = match self.start_index(history).await {
                     Ok(i) => i,
                     Err(e) => return Err(self.fail(e).await),
                 };
@@ -1033,10 +1024,31 @@ impl Bucket {
                 i
             }
         };
+        drop(starting);
+        self.caught_up(index).await
+    }
+
+    /// The bucket's index if one is running and follows what `history` asks.
+    fn live_index(&self, history: bool) -> Option<Arc<Index>> {
+        let map = self
+            .store
+            .inner
+            .indexes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(&self.nats)
+            .filter(|i| i.is_alive() && i.has_history() == history)
+            .cloned()
+    }
+
+    /// `index` once it has caught up with the stream.
+    async fn caught_up(&self, index: Arc<Index>) -> StoreResult<Arc<Index>> {
+        let inner = &self.store.inner;
         // A bucket deleted through another gateway answers "no responders" here.
         match index.catch_up(&inner.client, &self.stream).await {
             Ok(()) => Ok(index),
-            Err(e) => Err(self.fail(e).await),
+            Err(index::CatchUpError::Loading) => Err(StoreError::Loading),
+            Err(index::CatchUpError::Nats(e)) => Err(self.fail(e).await),
         }
     }
 
@@ -1067,7 +1079,7 @@ impl Bucket {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Index::start(
-            &inner.js,
+            &inner.js_replay,
             &self.stream,
             &self.nats,
             &expected,

@@ -287,6 +287,20 @@ pub async fn usable_snapshot(
     }
 }
 
+/// Why an index did not catch up.
+#[derive(Debug)]
+pub enum CatchUpError {
+    Nats(NatsError),
+    /// Still delivering the messages that were there when it started.
+    Loading,
+}
+
+impl From<NatsError> for CatchUpError {
+    fn from(e: NatsError) -> Self {
+        CatchUpError::Nats(e)
+    }
+}
+
 /// Why a walk over the index stopped.
 #[derive(Debug)]
 pub enum WalkError {
@@ -431,7 +445,7 @@ impl Index {
     /// the first metadata message after the last one applied, and waits for it, until
     /// there is none. That costs one Direct Get per followed subject tree when the index is
     /// current (a wildcard `last_by_subj` would scan every subject of the bucket).
-    pub async fn catch_up(&self, client: &Client, stream: &str) -> Result<(), NatsError> {
+    pub async fn catch_up(&self, client: &Client, stream: &str) -> Result<(), CatchUpError> {
         let filters = filters(&self.bucket, self.history);
         let wait = async {
             let mut applied = self.applied.subscribe();
@@ -448,7 +462,7 @@ impl Index {
                         first = false;
                     }
                     if applied.wait_for(|a| *a >= next.seq).await.is_err() {
-                        return Err(NatsError::Other("listing index stopped".into()));
+                        return Err(NatsError::Other("listing index stopped".into()).into());
                     }
                 }
             }
@@ -456,7 +470,8 @@ impl Index {
         };
         match tokio::time::timeout(CATCH_UP_TIMEOUT, wait).await {
             Ok(r) => r,
-            Err(_) => Err(NatsError::Other("listing index did not catch up".into())),
+            Err(_) if !*self.loaded.borrow() && self.is_alive() => Err(CatchUpError::Loading),
+            Err(_) => Err(NatsError::Other("listing index did not catch up".into()).into()),
         }
     }
 
