@@ -539,19 +539,22 @@ impl Collector {
             .map_err(|e| NatsError::Other(e.to_string()))?
             .has_history();
         let mut referenced: HashSet<String> = HashSet::new();
-        let mut old_tombstones = Vec::new();
+        // Each subject's last message decides whether it is an old tombstone.
+        let mut tombstones: std::collections::HashMap<String, bool> = Default::default();
         let mut filters = vec![names::meta_filter(nats)];
         if history {
             filters.push(versions_filter(nats));
         }
-        let (js, client) = (&self.store.inner.js, &self.store.inner.client);
+        let (js, client) = (&self.store.inner.js_replay, &self.store.inner.client);
         scan::replay(js, client, &stream, filters, |m| {
-            match Record::decode(m.payload, None, m.seq) {
-                Ok(Record::Gone { .. })
-                    if OffsetDateTime::now_utc() - m.stored > timing.orphan_after =>
-                {
-                    old_tombstones.push(m.subject.to_string())
-                }
+            let record = Record::decode(m.payload, None, m.seq);
+            let old = matches!(record, Ok(Record::Gone { .. }))
+                && OffsetDateTime::now_utc() - m.stored > timing.orphan_after;
+            if old || tombstones.contains_key(m.subject) {
+                tombstones.insert(m.subject.to_string(), old);
+            }
+            match record {
+                Ok(Record::Gone { .. }) => {}
                 Ok(r) => {
                     if let Some((nuid, _)) = r.chunks() {
                         referenced.insert(nuid.to_string());
@@ -619,7 +622,8 @@ impl Collector {
             self.stats.orphans_found.fetch_add(1, Ordering::Relaxed);
             tracing::info!(bucket = nats, nuid = %nuid, "collector found orphan chunks");
         }
-        for subject in old_tombstones {
+        let old_tombstones = tombstones.into_iter().filter(|(_, old)| *old);
+        for (subject, _) in old_tombstones {
             purge_subject(&self.store.inner.js, &stream, subject).await?;
             self.stats
                 .tombstones_removed
