@@ -566,3 +566,64 @@ async fn a_gateway_killed_mid_upload_leaves_nothing_after_the_collector() {
         .unwrap_or(0.0);
     assert!(found >= 2.0, "the collector found the orphans: {found}");
 }
+
+/// The tombstone of a version deleted by id goes once it is older than the orphan horizon;
+/// the key's other versions stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_tombstones_of_deleted_versions_are_removed() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let b = unique_bucket("tomb");
+    let env = Env::start_with(config_with(&[&b]), |s| {
+        s.collector.orphan_after_seconds = 3;
+        s.collector.scan_interval_seconds = 1;
+    })
+    .await;
+    let s3 = env.client();
+    ok(
+        s3.put_bucket_versioning()
+            .bucket(&b)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await,
+        "versioning on",
+    );
+    let first = ok(
+        s3.put_object()
+            .bucket(&b)
+            .key("k")
+            .body(b"one".to_vec().into())
+            .send()
+            .await,
+        "PUT one",
+    );
+    put(&s3, &b, "k", b"two").await;
+    ok(
+        s3.delete_object()
+            .bucket(&b)
+            .key("k")
+            .version_id(first.version_id().unwrap_or_default())
+            .send()
+            .await,
+        "delete version one",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while env
+        .metric("jets3_collector_tombstones_removed_total")
+        .await
+        .unwrap_or(0.0)
+        < 1.0
+    {
+        assert!(std::time::Instant::now() < deadline, "no tombstone removed");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(get_bytes(&s3, &b, "k").await, b"two");
+    let versions = ok(
+        s3.list_object_versions().bucket(&b).send().await,
+        "versions",
+    );
+    assert_eq!(versions.versions().len(), 1);
+}
