@@ -612,6 +612,21 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// The value of a metric line (name with labels, as exposed) on `/metrics`; 0 when absent.
+    pub async fn metric(&self, line: &str) -> f64 {
+        let admin = self.gw.admin_addr().expect("admin listener");
+        let r = send_raw(
+            admin,
+            &RawRequest::new("GET", "/metrics").to_bytes(&admin.to_string()),
+        )
+        .await;
+        r.text()
+            .lines()
+            .find(|l| l.starts_with(line) && l[line.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// S3 client for the admin credential, path style.
     pub fn client(&self) -> Client {
         s3_client(ClientOpts {

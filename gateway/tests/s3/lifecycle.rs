@@ -59,25 +59,11 @@ async fn a_slow_read_through_one_gateway_outlives_overwrite_and_delete_through_a
         .metric("jets3_collector_held_by_reads_total")
         .await
         .unwrap_or(0.0)
-        + peer_metric(&peer, "jets3_collector_held_by_reads_total").await;
+        + peer.metric("jets3_collector_held_by_reads_total").await;
     assert!(held >= 1.0, "a registered read held a retired version");
     // Once the reads are over, the old versions go.
     env.wait_holds_only_live(&b, 20).await;
     peer.gw.shutdown().await;
-}
-
-async fn peer_metric(peer: &Peer, line: &str) -> f64 {
-    let admin = peer.gw.admin_addr().expect("admin");
-    let r = send_raw(
-        admin,
-        &RawRequest::new("GET", "/metrics").to_bytes(&admin.to_string()),
-    )
-    .await;
-    r.text()
-        .lines()
-        .find(|l| l.starts_with(line) && l[line.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// Sends `bytes` and closes the connection after `delay`, whatever the gateway is doing.

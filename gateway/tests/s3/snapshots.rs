@@ -69,21 +69,6 @@ async fn replaying(env: &Env) -> Peer {
     .await
 }
 
-/// A metric of a peer gateway.
-async fn peer_metric(peer: &Peer, name: &str) -> f64 {
-    let admin = peer.gw.admin_addr().expect("admin listener");
-    let r = send_raw(
-        admin,
-        &RawRequest::new("GET", "/metrics").to_bytes(&admin.to_string()),
-    )
-    .await;
-    r.text()
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Every object (key, ETag, size) and common prefix, page by page.
 async fn listing(
     s3: &Client,
@@ -219,11 +204,11 @@ async fn a_gateway_started_from_a_snapshot_lists_what_a_replay_lists() {
     let from_replay = listing(&reference.client(), &b, None).await;
     let from_snapshot = listing(&fresh, &b, None).await;
     assert!(
-        peer_metric(&peer, "jets3_index_snapshots_loaded_total").await >= 1.0,
+        peer.metric("jets3_index_snapshots_loaded_total").await >= 1.0,
         "the second gateway started from the snapshot"
     );
     assert!(
-        peer_metric(&peer, "jets3_index_pages_read_total").await >= 2.0,
+        peer.metric("jets3_index_pages_read_total").await >= 2.0,
         "it read several snapshot pages"
     );
     let mut expected: Vec<String> = keys[..100]
@@ -256,7 +241,7 @@ async fn a_gateway_started_from_a_snapshot_lists_what_a_replay_lists() {
         listing(&reference.client(), &b, Some("/")).await
     );
     assert_eq!(
-        peer_metric(&reference, "jets3_index_snapshots_loaded_total").await,
+        reference.metric("jets3_index_snapshots_loaded_total").await,
         0.0
     );
 
@@ -303,10 +288,7 @@ async fn a_gateway_started_from_a_snapshot_lists_what_a_replay_lists() {
     // The first reader moves to the new snapshot on a listing (it looks every 10 s).
     tokio::time::sleep(std::time::Duration::from_millis(10_500)).await;
     assert_eq!(listing(&fresh, &b, None).await, now);
-    assert_eq!(
-        peer_metric(&peer, "jets3_index_snapshots_loaded_total").await,
-        2.0
-    );
+    assert_eq!(peer.metric("jets3_index_snapshots_loaded_total").await, 2.0);
     assert_eq!(
         listing(&fresh, &b, Some("/")).await,
         with_delimiter_now(&reference, &b).await
@@ -346,10 +328,7 @@ async fn writers_racing_leave_one_snapshot_and_nothing_else() {
         .map(|o| o.0)
         .collect();
     assert_eq!(got, keys[100..]);
-    assert_eq!(
-        peer_metric(&peer, "jets3_index_snapshots_loaded_total").await,
-        1.0
-    );
+    assert_eq!(peer.metric("jets3_index_snapshots_loaded_total").await, 1.0);
     assert!(!pages.is_empty() && pages.len() <= 2, "{pages:?}");
 }
 
@@ -400,7 +379,7 @@ async fn versions_listed_from_a_snapshot_equal_a_replay() {
     let replay = replaying(&env).await;
     let reference = replay.client();
     let from_snapshot = versions(&fresh, &b).await;
-    assert!(peer_metric(&peer, "jets3_index_snapshots_loaded_total").await >= 1.0);
+    assert!(peer.metric("jets3_index_snapshots_loaded_total").await >= 1.0);
     assert_eq!(from_snapshot, versions(&reference, &b).await);
     assert!(!from_snapshot.iter().any(|v| v.1 == victim_version));
     assert_eq!(from_snapshot.iter().filter(|v| v.3).count(), 25);
@@ -451,7 +430,7 @@ async fn a_damaged_snapshot_is_refused() {
         .collect();
     assert_eq!(got, keys, "the listing comes from a replay");
     assert_eq!(
-        peer_metric(&peer, "jets3_index_snapshots_refused_total").await,
+        peer.metric("jets3_index_snapshots_refused_total").await,
         1.0
     );
 }
@@ -487,8 +466,5 @@ async fn a_snapshot_of_a_bucket_made_again_is_not_used() {
         .map(|o| o.0)
         .collect();
     assert_eq!(got, fresh);
-    assert_eq!(
-        peer_metric(&peer, "jets3_index_snapshots_loaded_total").await,
-        0.0
-    );
+    assert_eq!(peer.metric("jets3_index_snapshots_loaded_total").await, 0.0);
 }

@@ -9,7 +9,7 @@ use base64::Engine;
 use crate::error::{S3Error, S3Result};
 use crate::s3::context::Ctx;
 use crate::s3::respond::{self, OWNER_ID, OWNER_NAME};
-use crate::store::{Need, Source, VersionEntry};
+use crate::store::{KeyState, Need, Source, VersionEntry};
 use crate::xml::XmlWriter;
 
 /// Which listing the request asked for.
@@ -36,6 +36,22 @@ fn after_prefix(p: &str) -> String {
     let mut s = p.to_string();
     s.push(char::MAX);
     s
+}
+
+/// The next key within `lower`; a walk that stops for a page resumes where the seek did.
+fn seek(src: &dyn Source, lower: &mut Bound<String>) -> Result<Option<(String, KeyState)>, Need> {
+    src.seek(lower.as_ref().map(String::as_str))
+        .inspect_err(|need| *lower = need.from.clone())
+}
+
+/// The common prefix `key` rolls up into: up to the first `delimiter` after `prefix`.
+fn common_prefix(key: &str, prefix: &str, delimiter: &str) -> Option<String> {
+    if delimiter.is_empty() {
+        return None;
+    }
+    key[prefix.len()..]
+        .find(delimiter)
+        .map(|i| key[..prefix.len() + i + delimiter.len()].to_string())
 }
 
 /// One listing page being walked over the index, from `after` (exclusive): keeps keys
@@ -82,14 +98,7 @@ impl<'a> PageWalk<'a> {
             return Ok(());
         }
         loop {
-            let found = match src.seek(self.lower.as_ref().map(String::as_str)) {
-                Ok(f) => f,
-                Err(need) => {
-                    self.lower = need.from.clone();
-                    return Err(need);
-                }
-            };
-            let Some((key, state)) = found else {
+            let Some((key, state)) = seek(src, &mut self.lower)? else {
                 return Ok(());
             };
             if !key.starts_with(prefix) {
@@ -104,13 +113,7 @@ impl<'a> PageWalk<'a> {
                 self.lower = Bound::Excluded(key);
                 continue;
             };
-            let rest = &key[prefix.len()..];
-            let group = if delimiter.is_empty() {
-                None
-            } else {
-                rest.find(delimiter)
-                    .map(|i| key[..prefix.len() + i + delimiter.len()].to_string())
-            };
+            let group = common_prefix(&key, prefix, delimiter);
             if let Some(cp) = group {
                 let seen = (!after.is_empty() && cp.as_str() <= after)
                     || self.out.last.as_deref() == Some(cp.as_str());
@@ -206,14 +209,7 @@ impl<'a> VersionsWalk<'a> {
             return Ok(());
         }
         loop {
-            let found = match src.seek(self.lower.as_ref().map(String::as_str)) {
-                Ok(f) => f,
-                Err(need) => {
-                    self.lower = need.from.clone();
-                    return Err(need);
-                }
-            };
-            let Some((key, state)) = found else {
+            let Some((key, state)) = seek(src, &mut self.lower)? else {
                 return Ok(());
             };
             if !key.starts_with(prefix) {
@@ -223,13 +219,7 @@ impl<'a> VersionsWalk<'a> {
                 self.lower = Bound::Excluded(key);
                 continue;
             }
-            let rest = &key[prefix.len()..];
-            let group = if delimiter.is_empty() {
-                None
-            } else {
-                rest.find(delimiter)
-                    .map(|i| key[..prefix.len() + i + delimiter.len()].to_string())
-            };
+            let group = common_prefix(&key, prefix, delimiter);
             if let Some(cp) = group {
                 let seen = (!key_marker.is_empty() && cp.as_str() <= key_marker)
                     || self.out.prefixes.last() == Some(&cp);
