@@ -423,8 +423,8 @@ impl<'a> Policy<'a> {
 }
 
 fn md5_hex(data: &[u8]) -> String {
-    use md5::Digest;
-    hex::encode(md5::Md5::digest(data))
+    use md5_reference::Digest;
+    hex::encode(md5_reference::Md5::digest(data))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -261,8 +261,7 @@ impl Ctx {
             }
         }
         if let Some(md5) = self.content_md5()? {
-            use md5::Digest;
-            let got: [u8; 16] = md5::Md5::digest(&body).into();
+            let got: [u8; 16] = md5_many::md5(&body);
             if got != md5 {
                 return Err(bad_digest());
             }

@@ -571,10 +571,7 @@ impl ObjectMeta {
 fn fallback_etag(digest: Option<&str>, nuid: &str) -> String {
     match digest.and_then(digest_bytes) {
         Some(d) => hex::encode(&d[..16]),
-        None => {
-            use md5::Digest;
-            hex::encode(md5::Md5::digest(nuid.as_bytes()))
-        }
+        None => hex::encode(md5_many::md5(nuid.as_bytes())),
     }
 }
 

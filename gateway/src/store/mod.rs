@@ -48,6 +48,7 @@ pub mod completion;
 mod direct;
 mod index;
 pub mod lifecycle;
+mod md5_lanes;
 pub mod meta;
 mod objects;
 mod reader;

@@ -9,9 +9,9 @@ use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::Context;
 use bytes::{Bytes, BytesMut};
-use md5::{Digest, Md5};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
+use super::md5_lanes::Md5;
 use super::meta::CHUNK_SIZE;
 use super::NatsError;
 
@@ -71,7 +71,7 @@ impl ChunkWriter {
             chunks: 0,
             first_seq: None,
             last_seq: 0,
-            md5: Some(Md5::new()),
+            md5: Some(Md5::default()),
             sha256: Sha256::new(),
             last_write: Instant::now(),
             max_pause,
@@ -98,9 +98,6 @@ impl ChunkWriter {
 
     /// Appends data, publishing every full chunk.
     pub async fn write(&mut self, mut data: Bytes) -> Result<(), NatsError> {
-        if let Some(md5) = self.md5.as_mut() {
-            md5.update(&data);
-        }
         self.sha256.update(&data);
         while !data.is_empty() {
             let take = (CHUNK_SIZE - self.next_len).min(data.len());
@@ -129,6 +126,10 @@ impl ChunkWriter {
     }
 
     async fn publish(&mut self, chunk: Bytes) -> Result<(), NatsError> {
+        // Whole chunks, not the body's pieces: equal-sized updates keep the MD5 lanes full.
+        if let Some(md5) = self.md5.as_mut() {
+            md5.update(&chunk).await;
+        }
         let len = chunk.len() as u64;
         let msg = PublishMessage::build()
             .payload(chunk)
@@ -181,7 +182,10 @@ impl ChunkWriter {
             size: self.offset,
             chunks: self.chunks,
             seq: self.first_seq.map(|f| (f, self.last_seq)),
-            md5: self.md5.map(|m| m.finalize().into()).unwrap_or_default(),
+            md5: match self.md5 {
+                Some(m) => m.finalize().await,
+                None => [0; 16],
+            },
             sha256: self.sha256.finalize().into(),
             last_write: self.last_write,
         })

@@ -23,7 +23,7 @@ use futures::StreamExt;
 use jets3_crds::{Access, BucketConfig, Credential, GatewayConfig, Grant, Permission, StorageKind};
 use jets3_gateway::config::settings::CollectorSettings;
 use jets3_gateway::{GatewayHandle, NatsSettings, ServerSettings};
-use md5::{Digest as _, Md5};
+use md5_reference::{Digest as _, Md5};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -6,7 +6,6 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::StatusCode;
-use md5::{Digest, Md5};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -478,10 +477,10 @@ impl Completing {
         sum: Option<(Algo, Kind)>,
         expected_sum: Option<String>,
     ) -> S3Result<ObjectMeta> {
-        let mut md5s = Md5::new();
+        let mut md5s = md5_many::Md5State::new();
         for p in chosen {
             if let Ok(raw) = hex::decode(&p.etag) {
-                md5s.update(raw);
+                md5s.update(&raw);
             }
         }
         let etag = format!("{}-{}", hex::encode(md5s.finalize()), chosen.len());
