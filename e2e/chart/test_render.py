@@ -130,6 +130,7 @@ def test_gateway_flags_follow_the_push_contract(default_objects):
         "--collector-interval-seconds": "5",
         "--collector-orphan-after-seconds": "3600",
         "--collector-scan-interval-seconds": "600",
+        "--collector-scan-batch-objects": "4000000",
         "--collector-max-purges-per-pass": "1000",
         "--collector-completed-upload-seconds": "3600",
         "--collector-snapshot-interval-seconds": "300",

@@ -138,6 +138,10 @@ pub struct Cli {
     /// `server.collector.snapshotBatchKeys`.
     #[arg(long, env = "JETS3_COLLECTOR_SNAPSHOT_BATCH_KEYS")]
     pub collector_snapshot_batch_keys: Option<usize>,
+    /// Objects whose chunk references one collector scan pass holds; overrides
+    /// `server.collector.scanBatchObjects`.
+    #[arg(long, env = "JETS3_COLLECTOR_SCAN_BATCH_OBJECTS")]
+    pub collector_scan_batch_objects: Option<u64>,
     /// Open connections per S3 listener, 0 for no cap [default: 4096]; overrides
     /// `server.connections.s3`.
     #[arg(long, env = "JETS3_S3_MAX_CONNECTIONS")]
@@ -214,6 +218,7 @@ impl Cli {
                 &mut c.snapshot_min_subjects,
                 self.collector_snapshot_min_subjects,
             ),
+            (&mut c.scan_batch_objects, self.collector_scan_batch_objects),
         ] {
             if let Some(v) = src {
                 *dst = v;

@@ -78,6 +78,9 @@ pub struct CollectorSettings {
     /// Changed keys a snapshot writer holds in memory at once (more are merged from sorted
     /// runs stored in NATS).
     pub snapshot_batch_keys: usize,
+    /// Objects whose chunk references one scan pass holds (8 bytes each); a bucket with
+    /// more NATS subjects is scanned in several passes over its metadata.
+    pub scan_batch_objects: u64,
 }
 
 impl Default for CollectorSettings {
@@ -93,6 +96,7 @@ impl Default for CollectorSettings {
             snapshot_interval_seconds: 300,
             snapshot_min_subjects: 20_000,
             snapshot_batch_keys: 200_000,
+            scan_batch_objects: 4_000_000,
         }
     }
 }
@@ -115,6 +119,9 @@ impl CollectorSettings {
         }
         if self.max_purges_per_pass == 0 {
             out.push("collector.maxPurgesPerPass must be at least 1".to_string());
+        }
+        if self.scan_batch_objects == 0 {
+            out.push("collector.scanBatchObjects must be at least 1".to_string());
         }
         if self.snapshot_batch_keys == 0 {
             out.push("collector.snapshotBatchKeys must be at least 1".to_string());
@@ -373,6 +380,7 @@ mod tests {
             "--collector-snapshot-interval-seconds=0",
             "--collector-snapshot-min-subjects=7",
             "--collector-snapshot-batch-keys=9",
+            "--collector-scan-batch-objects=11",
         ])
         .unwrap();
         let s = cli.server_settings(f.server).unwrap();
@@ -381,6 +389,7 @@ mod tests {
         let c = &s.collector;
         assert_eq!(c.snapshot_interval(), None, "0 turns snapshots off");
         assert_eq!((c.snapshot_min_subjects, c.snapshot_batch_keys), (7, 9));
+        assert_eq!(c.scan_batch_objects, 11);
         let on = CollectorSettings {
             orphan_after_seconds: 400,
             ..Default::default()

@@ -55,6 +55,26 @@ const MAX_RECORDS: usize = 100_000;
 /// The key of the clock probe in the retire records' bucket (no `.`: never a record).
 const CLOCK_KEY: &str = "clock";
 
+/// Which share of a bucket's versions a scan pass looks at.
+struct ScanPass<'a> {
+    nats: &'a str,
+    history: bool,
+    /// This pass's share, of how many.
+    share: (u64, u64),
+    seed: &'a std::collections::hash_map::RandomState,
+    /// Whether this pass also removes old tombstones (the first does).
+    tombstones: bool,
+}
+
+impl ScanPass<'_> {
+    /// The hash of `nuid` if its version falls in this pass's share.
+    fn mine(&self, nuid: &str) -> Option<u64> {
+        use std::hash::BuildHasher;
+        let h = self.seed.hash_one(nuid);
+        (h % self.share.1 == self.share.0).then_some(h)
+    }
+}
+
 /// What the collector did, for metrics.
 #[derive(Default)]
 pub struct CollectorStats {
@@ -523,14 +543,18 @@ impl Collector {
     }
 
     /// Retires one bucket's orphan chunks and removes its old tombstones.
+    ///
+    /// Memory stays bounded whatever the bucket's size: a pass holds the chunk references of
+    /// one share of the versions (by a hash of their nuid, seeded anew for every scan), 8
+    /// bytes each, and a bucket with more subjects than `collector.scanBatchObjects` is
+    /// read once per share. Two nuids with the same hash only keep an orphan until a later
+    /// scan; a referenced version is never taken for an orphan.
     async fn scan_bucket(
         &self,
         nats: &str,
         pending: &HashSet<(String, String)>,
         uploads: &[(String, Bytes)],
     ) -> Result<(), NatsError> {
-        let started = Instant::now();
-        let timing = self.store.inner.lifecycle.timing;
         let stream = stream_name(nats);
         let history = self
             .store
@@ -538,26 +562,63 @@ impl Collector {
             .await
             .map_err(|e| NatsError::Other(e.to_string()))?
             .has_history();
-        let mut referenced: HashSet<String> = HashSet::new();
+        let js_stream = self
+            .store
+            .inner
+            .js
+            .get_stream(&stream)
+            .await
+            .map_err(NatsError::other)?;
+        let subjects = js_stream.cached_info().state.subjects_count;
+        let shares = subjects.div_ceil(self.settings.scan_batch_objects).max(1);
+        let seed = std::collections::hash_map::RandomState::new();
+        for share in 0..shares {
+            let pass = ScanPass {
+                nats,
+                history,
+                share: (share, shares),
+                seed: &seed,
+                tombstones: share == 0,
+            };
+            self.scan_share(&pass, &js_stream, pending, uploads).await?;
+        }
+        Ok(())
+    }
+
+    /// One pass of a bucket's scan: its share of the orphans, and (in the first pass) the
+    /// old tombstones.
+    async fn scan_share(
+        &self,
+        pass: &ScanPass<'_>,
+        js_stream: &async_nats::jetstream::stream::Stream,
+        pending: &HashSet<(String, String)>,
+        uploads: &[(String, Bytes)],
+    ) -> Result<(), NatsError> {
+        let started = Instant::now();
+        let (nats, timing) = (pass.nats, self.store.inner.lifecycle.timing);
+        let stream = stream_name(nats);
+        let mut referenced: Vec<u64> = Vec::new();
         // Each subject's last message decides whether it is an old tombstone.
         let mut tombstones: std::collections::HashMap<String, bool> = Default::default();
         let mut filters = vec![names::meta_filter(nats)];
-        if history {
+        if pass.history {
             filters.push(versions_filter(nats));
         }
         let (js, client) = (&self.store.inner.js_replay, &self.store.inner.client);
         scan::replay(js, client, &stream, filters, |m| {
             let record = Record::decode(m.payload, None, m.seq);
-            let old = matches!(record, Ok(Record::Gone { .. }))
-                && OffsetDateTime::now_utc() - m.stored > timing.orphan_after;
-            if old || tombstones.contains_key(m.subject) {
-                tombstones.insert(m.subject.to_string(), old);
+            if pass.tombstones {
+                let old = matches!(record, Ok(Record::Gone { .. }))
+                    && OffsetDateTime::now_utc() - m.stored > timing.orphan_after;
+                if old || tombstones.contains_key(m.subject) {
+                    tombstones.insert(m.subject.to_string(), old);
+                }
             }
             match record {
                 Ok(Record::Gone { .. }) => {}
                 Ok(r) => {
-                    if let Some((nuid, _)) = r.chunks() {
-                        referenced.insert(nuid.to_string());
+                    if let Some(h) = r.chunks().and_then(|(nuid, _)| pass.mine(nuid)) {
+                        referenced.push(h);
                     }
                 }
                 Err(_) => {}
@@ -567,17 +628,12 @@ impl Collector {
         for (key, value) in uploads {
             if key.split('.').next() == Some(nats) {
                 if let Ok(p) = serde_json::from_slice::<PartInfo>(value) {
-                    referenced.insert(p.nuid);
+                    referenced.extend(pass.mine(&p.nuid));
                 }
             }
         }
-        let js_stream = self
-            .store
-            .inner
-            .js
-            .get_stream_no_info(&stream)
-            .await
-            .map_err(NatsError::other)?;
+        referenced.sort_unstable();
+        referenced.dedup();
         let prefix = names::chunk_prefix(nats);
         let mut subjects = js_stream
             .info_with_subjects(names::chunk_filter(nats))
@@ -588,13 +644,17 @@ impl Collector {
             let Some(nuid) = subject.strip_prefix(&prefix) else {
                 continue;
             };
+            let unreferenced = pass
+                .mine(nuid)
+                .is_some_and(|h| referenced.binary_search(&h).is_err());
             if valid_nuid(nuid)
-                && !referenced.contains(nuid)
+                && unreferenced
                 && !pending.contains(&(nats.to_string(), nuid.to_string()))
             {
                 candidates.push(nuid.to_string());
             }
         }
+        drop(referenced);
         for nuid in candidates {
             // Taking longer than this would let a version committed after the replay look
             // like an orphan: leave the rest to the next scan.

@@ -613,3 +613,47 @@ async fn old_tombstones_of_deleted_versions_are_removed() {
     );
     assert_eq!(versions.versions().len(), 1);
 }
+
+/// A bucket scanned in several passes, each holding the references of a share of its objects
+/// (`collector.scanBatchObjects`): every orphan goes and every object stays, whichever pass
+/// its chunks fall in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_in_several_passes_removes_every_orphan_and_keeps_every_object() {
+    let b = unique_bucket("passes");
+    let env = Env::start_with(config_with(&[&b]), |s| {
+        s.collector.orphan_after_seconds = 3;
+        s.collector.scan_batch_objects = 4;
+    })
+    .await;
+    let s3 = env.client();
+    let bodies: Vec<Vec<u8>> = (0..16).map(|i| data(1000 + i, i as u64)).collect();
+    for (i, body) in bodies.iter().enumerate() {
+        put(&s3, &b, &format!("k{i}"), body).await;
+    }
+    let before = env.chunk_subjects(&b).await;
+    assert_eq!(before.len(), 16, "one chunk subject per object");
+    let js = env.js().await;
+    for i in 0..12 {
+        let subject = jets3_nats::names::chunk_subject(&b, &nuid::next().to_string());
+        js.publish(subject, data(300, 100 + i).into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    assert_eq!(env.chunk_subjects(&b).await.len(), 28, "12 orphans more");
+    env.wait_holds_only_live(&b, 60).await;
+    assert_eq!(
+        env.chunk_subjects(&b).await,
+        before,
+        "only the objects' chunks"
+    );
+    for (i, body) in bodies.iter().enumerate() {
+        assert_eq!(&get_bytes(&s3, &b, &format!("k{i}")).await, body, "k{i}");
+    }
+    let found = env
+        .metric("jets3_collector_orphans_found_total")
+        .await
+        .unwrap_or(0.0);
+    assert_eq!(found, 12.0, "each orphan found once");
+}
