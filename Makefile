@@ -8,7 +8,7 @@ help:
 	@echo "make dev     run nats-server + jets3-gateway locally with a demo bucket (Ctrl-C stops)"
 	@echo "make test    install test tools, then fmt, clippy, cargo test, release build, chart, client and cluster suites"
 	@echo "make tools   install the pinned third-party tools (tests and benchmarks) into \$${JETS3_TOOLS_DIR:-~/.cache/jets3}"
-	@echo "make bench-quick / make bench   jets3 side by side with nats-s3 and raw NATS (BENCHMARKS.md)"
+	@echo "make bench-quick / make bench   jets3 side by side with nats-s3 and raw NATS (BENCHMARKS.md); make bench adds listing at 1k, 1M and 10M objects"
 	@echo "make bench-lifecycle   bytes that linger after overwrites, collector pass time (BENCHMARKS.md)"
 	@echo "make bench-listing     buckets of 100k and 1M objects: first-page time, RSS and page latency per gateway start (BENCHMARKS.md)"
 	@echo "make bench-faults / make bench-soak   NATS-cluster faults and a 30-minute soak (RELIABILITY.md)"
@@ -70,8 +70,11 @@ e2e-kind:
 tools-bench:
 	bash scripts/tools-bench.sh
 
+# The full run: the side-by-side table, then listing at 1k, 1M and 10M objects (about 25 GB of
+# free disk for the 10M bucket; JETS3_LISTING_SIZES picks others).
 bench:
 	bash scripts/bench.sh full
+	JETS3_LISTING_SIZES="$${JETS3_LISTING_SIZES:-1000 1000000 10000000}" bash scripts/bench-listing.sh
 
 bench-quick:
 	bash scripts/bench.sh quick
