@@ -97,12 +97,7 @@ pub async fn start(
     if !problems.is_empty() {
         return Err(Error::Config(problems.join("; ")));
     }
-    let store = Store::connect(
-        &settings.nats,
-        &settings.collector,
-        settings.cache.index_pages_bytes,
-    )
-    .await?;
+    let store = Store::connect(&settings.nats, &settings.collector, &settings.cache).await?;
     let collector = crate::store::Collector::new(store.clone(), settings.collector.clone());
     let metrics = Metrics::new();
     let audit = settings

@@ -102,6 +102,10 @@ pub struct Cli {
     /// `server.cache.indexPagesBytes`.
     #[arg(long, env = "JETS3_CACHE_INDEX_PAGES_BYTES")]
     pub cache_index_pages_bytes: Option<u64>,
+    /// Largest bucket (in NATS subjects) replayed when it has no usable listing snapshot, 0
+    /// for no limit; overrides `server.cache.replayMaxSubjects`.
+    #[arg(long, env = "JETS3_CACHE_REPLAY_MAX_SUBJECTS")]
+    pub cache_replay_max_subjects: Option<u64>,
     /// Objects the cache holds at most; overrides `server.cache.maxEntries`.
     #[arg(long, env = "JETS3_CACHE_MAX_ENTRIES")]
     pub cache_max_entries: Option<usize>,
@@ -187,6 +191,9 @@ impl Cli {
         }
         if let Some(b) = self.cache_index_pages_bytes {
             s.cache.index_pages_bytes = b;
+        }
+        if let Some(n) = self.cache_replay_max_subjects {
+            s.cache.replay_max_subjects = n;
         }
         if let Some(b) = self.cache_max_bytes {
             s.cache.max_bytes = b;

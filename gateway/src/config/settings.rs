@@ -206,6 +206,12 @@ pub struct CacheSettings {
     pub max_object_bytes: u64,
     /// Memory for listing snapshot pages, in bytes, across buckets.
     pub index_pages_bytes: u64,
+    /// A bucket without a usable listing snapshot is replayed into memory (about 270 bytes
+    /// per object) only if it has at most this many NATS subjects; a larger one answers
+    /// listings with 503 until the collector has written its snapshot. 0: no limit. Never
+    /// below `collector.snapshotMinSubjects` (smaller buckets get no snapshot), and not
+    /// applied when snapshots are off (every index then replays).
+    pub replay_max_subjects: u64,
 }
 
 impl Default for CacheSettings {
@@ -215,6 +221,7 @@ impl Default for CacheSettings {
             max_entries: 10_000,
             max_object_bytes: 1 << 20,
             index_pages_bytes: 64 << 20,
+            replay_max_subjects: 2_000_000,
         }
     }
 }
@@ -377,6 +384,7 @@ mod tests {
             "--cache-max-bytes=1048576",
             "--cache-max-entries=100",
             "--cache-index-pages-bytes=4096",
+            "--cache-replay-max-subjects=12",
             "--collector-snapshot-interval-seconds=0",
             "--collector-snapshot-min-subjects=7",
             "--collector-snapshot-batch-keys=9",
@@ -386,6 +394,7 @@ mod tests {
         let s = cli.server_settings(f.server).unwrap();
         assert_eq!((s.cache.max_bytes, s.cache.max_entries), (1 << 20, 100));
         assert_eq!(s.cache.index_pages_bytes, 4096);
+        assert_eq!(s.cache.replay_max_subjects, 12);
         let c = &s.collector;
         assert_eq!(c.snapshot_interval(), None, "0 turns snapshots off");
         assert_eq!((c.snapshot_min_subjects, c.snapshot_batch_keys), (7, 9));

@@ -68,7 +68,7 @@ use futures::StreamExt;
 use jets3_nats::names::{self, stream_name};
 use time::OffsetDateTime;
 
-use crate::config::settings::{CollectorSettings, NatsSettings};
+use crate::config::settings::{CacheSettings, CollectorSettings, NatsSettings};
 
 mod error;
 
@@ -274,12 +274,12 @@ fn is_stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
 }
 
 impl Store {
-    /// Connects (retrying forever in the background if NATS is not up yet); listing
-    /// snapshot pages get `index_pages_bytes` of memory.
+    /// Connects (retrying forever in the background if NATS is not up yet); listing indexes
+    /// follow `cache` (snapshot pages' memory, largest replay).
     pub async fn connect(
         settings: &NatsSettings,
         collector: &CollectorSettings,
-        index_pages_bytes: u64,
+        cache: &CacheSettings,
     ) -> Result<Store, crate::Error> {
         let connects = Arc::new(AtomicU64::new(0));
         let interruptions = Arc::new(AtomicU64::new(0));
@@ -337,9 +337,14 @@ impl Store {
             indexes: Mutex::new(HashMap::new()),
             index_start: tokio::sync::Mutex::new(()),
             snapshots: index::Snapshots::new(
-                usize::try_from(index_pages_bytes).unwrap_or(usize::MAX),
+                usize::try_from(cache.index_pages_bytes).unwrap_or(usize::MAX),
                 stats.snapshots.clone(),
                 collector.snapshot_interval().is_some(),
+                // Buckets that get no snapshot are always replayed.
+                match cache.replay_max_subjects {
+                    0 => 0,
+                    n => n.max(collector.snapshot_min_subjects),
+                },
             ),
             connects,
             interruptions,

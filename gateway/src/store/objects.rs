@@ -1013,7 +1013,8 @@ impl Bucket {
             Some(i) => i,
             None => {
                 let i = match self.start_index(history).await {
-                    Ok(i) => i,
+                    Ok(Some(i)) => i,
+                    Ok(None) => return Err(StoreError::Loading),
                     Err(e) => return Err(self.fail(e).await),
                 };
                 inner
@@ -1052,8 +1053,10 @@ impl Bucket {
         }
     }
 
-    /// Starts the bucket's index, from its snapshot when a usable one exists.
-    async fn start_index(&self, history: bool) -> Result<Arc<Index>, NatsError> {
+    /// Starts the bucket's index, from its snapshot when a usable one exists. `None`: there
+    /// is none and the bucket is too large to replay into memory (`cache.replayMaxSubjects`);
+    /// listings wait for the collector's leader to write it.
+    async fn start_index(&self, history: bool) -> Result<Option<Arc<Index>>, NatsError> {
         let inner = &self.store.inner;
         let stream = inner.js.get_stream(&self.stream).await.map_err(|e| {
             if super::is_stream_not_found(&e) {
@@ -1071,6 +1074,11 @@ impl Bucket {
         };
         let snapshot =
             index::usable_snapshot(&inner.snapshots, &inner.js, &self.nats, &expected).await;
+        let subjects = info.state.subjects_count;
+        if snapshot.is_none() && inner.snapshots.too_large_to_replay(subjects) {
+            tracing::debug!(bucket = %self.nats, subjects, "the listing waits for the bucket's snapshot");
+            return Ok(None);
+        }
         if snapshot.is_some() {
             inner
                 .snapshots
@@ -1087,6 +1095,7 @@ impl Bucket {
             self.store.clone(),
         )
         .await
+        .map(Some)
     }
 
     /// Runs a listing walk over the caught-up index from `init`; `step` is called again,

@@ -468,3 +468,58 @@ async fn a_snapshot_of_a_bucket_made_again_is_not_used() {
     assert_eq!(got, fresh);
     assert_eq!(peer.metric("jets3_index_snapshots_loaded_total").await, 0.0);
 }
+
+/// A bucket too large to replay into memory (`cache.replayMaxSubjects`) that has no snapshot
+/// yet answers listings with 503 and builds no index; once the collector's leader has written
+/// the snapshot, the same gateway lists it from there. A bucket below the snapshot threshold,
+/// or any bucket with snapshots off, is replayed whatever the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_too_large_to_replay_waits_for_its_snapshot() {
+    let b = unique_bucket("snapcap");
+    let env = start(&b).await;
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i:03}")).collect();
+    put_many(&env.client(), &b, &keys).await;
+    let capped = env
+        .peer_with(|s| {
+            s.collector.enabled = false;
+            s.collector.snapshot_min_subjects = 10;
+            s.cache.replay_max_subjects = 30;
+        })
+        .await;
+    for _ in 0..2 {
+        let r = capped.client().list_objects_v2().bucket(&b).send().await;
+        assert_eq!(
+            sdk_err(r),
+            (503, "ServiceUnavailable".to_string()),
+            "80 subjects, at most 30 replayed, no snapshot"
+        );
+    }
+    let names = |l: (Vec<(String, String, i64)>, Vec<String>)| -> Vec<String> {
+        l.0.into_iter().map(|o| o.0).collect()
+    };
+    // A bucket too small for a snapshot (collector.snapshotMinSubjects) is always replayed.
+    let floor = env
+        .peer_with(|s| {
+            s.collector.enabled = false;
+            s.cache.replay_max_subjects = 30;
+        })
+        .await;
+    assert_eq!(names(listing(&floor.client(), &b, None).await), keys);
+
+    assert_eq!(write_snapshots(&env).await.buckets, 1);
+    assert_eq!(names(listing(&capped.client(), &b, None).await), keys);
+    assert_eq!(
+        capped.metric("jets3_index_snapshots_loaded_total").await,
+        1.0
+    );
+
+    let off = env
+        .peer_with(|s| {
+            s.collector.enabled = false;
+            s.collector.snapshot_interval_seconds = 0;
+            s.collector.snapshot_min_subjects = 10;
+            s.cache.replay_max_subjects = 30;
+        })
+        .await;
+    assert_eq!(names(listing(&off.client(), &b, None).await), keys);
+}

@@ -176,17 +176,31 @@ pub struct Snapshots {
     pub stats: Arc<SnapshotStats>,
     /// Off: every index replays (snapshots are neither read nor written here).
     pub enabled: bool,
+    /// Larger buckets (in subjects, 0: none) wait for a snapshot instead of a replay.
+    replay_max_subjects: u64,
 }
 
 impl Snapshots {
-    pub fn new(cache_bytes: usize, stats: Arc<SnapshotStats>, enabled: bool) -> Snapshots {
+    pub fn new(
+        cache_bytes: usize,
+        stats: Arc<SnapshotStats>,
+        enabled: bool,
+        replay_max_subjects: u64,
+    ) -> Snapshots {
         Snapshots {
             enabled,
+            replay_max_subjects,
             shared: tokio::sync::OnceCell::new(),
             cache: PageCache::new(cache_bytes),
             refused: Mutex::new(HashSet::new()),
             stats,
         }
+    }
+
+    /// Whether a bucket of `subjects` without a usable snapshot must wait for one: a replay
+    /// would hold every object in memory.
+    pub fn too_large_to_replay(&self, subjects: u64) -> bool {
+        self.enabled && self.replay_max_subjects > 0 && subjects > self.replay_max_subjects
     }
 
     /// The KV bucket of snapshots.
