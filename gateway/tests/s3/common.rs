@@ -1585,3 +1585,23 @@ pub fn replace_file(path: &Path, contents: &str) {
     std::fs::write(&tmp, contents).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
+
+/// Sets bucket `b`'s versioning to `status` (PutBucketVersioning, which must succeed).
+pub async fn set_versioning(
+    s3: &Client,
+    b: &str,
+    status: aws_sdk_s3::types::BucketVersioningStatus,
+) {
+    ok(
+        s3.put_bucket_versioning()
+            .bucket(b)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(status)
+                    .build(),
+            )
+            .send()
+            .await,
+        "PutBucketVersioning",
+    );
+}

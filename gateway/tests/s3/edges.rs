@@ -4,7 +4,6 @@
 
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
-    VersioningConfiguration,
 };
 use jets3_crds::policy::canonical_user_id;
 use jets3_crds::{BucketCache, Permission};
@@ -303,18 +302,7 @@ async fn bucket_deleted_through_another_gateway_is_no_such_bucket() {
         a.create_bucket().bucket(&versioned).send().await,
         "CreateBucket",
     );
-    ok(
-        a.put_bucket_versioning()
-            .bucket(&versioned)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await,
-        "PutBucketVersioning",
-    );
+    set_versioning(&a, &versioned, BucketVersioningStatus::Enabled).await;
     for bucket in [&plain, &cached, &versioned] {
         put(&a, bucket, "k", b"v").await;
         // Gateway A reads everything once: caches, indexes and bucket state are warm.

@@ -557,7 +557,7 @@ async fn a_gateway_killed_mid_upload_leaves_nothing_after_the_collector() {
 /// the key's other versions stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_tombstones_of_deleted_versions_are_removed() {
-    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    use aws_sdk_s3::types::BucketVersioningStatus;
     let b = unique_bucket("tomb");
     let env = Env::start_with(config_with(&[&b]), |s| {
         s.collector.orphan_after_seconds = 3;
@@ -565,18 +565,7 @@ async fn old_tombstones_of_deleted_versions_are_removed() {
     })
     .await;
     let s3 = env.client();
-    ok(
-        s3.put_bucket_versioning()
-            .bucket(&b)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await,
-        "versioning on",
-    );
+    set_versioning(&s3, &b, BucketVersioningStatus::Enabled).await;
     let first = ok(
         s3.put_object()
             .bucket(&b)

@@ -2,9 +2,7 @@
 //! gateway, concurrent or not, and never commits the object twice; a repeat with other
 //! parts is refused; a Complete left unfinished by a dead gateway is taken over.
 
-use aws_sdk_s3::types::{
-    BucketVersioningStatus, CompletedMultipartUpload, VersioningConfiguration,
-};
+use aws_sdk_s3::types::{BucketVersioningStatus, CompletedMultipartUpload};
 use aws_sdk_s3::Client;
 use sha2::Digest;
 
@@ -12,21 +10,6 @@ use crate::common::*;
 use crate::multipart::{completed, create_upload, upload_part};
 
 const MIB: usize = 1024 * 1024;
-
-async fn enable_versioning(s3: &Client, b: &str) {
-    ok(
-        s3.put_bucket_versioning()
-            .bucket(b)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await,
-        "PutBucketVersioning",
-    );
-}
 
 async fn version_ids(s3: &Client, b: &str) -> Vec<String> {
     ok(
@@ -64,7 +47,7 @@ async fn a_retried_complete_answers_as_the_first() {
     let env = Env::with_buckets(&[&b]).await;
     let peer = env.peer().await;
     let s3 = env.client();
-    enable_versioning(&s3, &b).await;
+    set_versioning(&s3, &b, BucketVersioningStatus::Enabled).await;
     let parts = vec![data(5 * MIB, 1), data(1234, 2)];
     let (id, etags) = uploaded(&s3, &b, "k", &parts).await;
     let complete = |client: Client, etags: Vec<String>| {
@@ -168,7 +151,7 @@ async fn concurrent_completes_commit_once() {
     let env = Env::with_buckets(&[&b]).await;
     let peer = env.peer().await;
     let s3 = env.client();
-    enable_versioning(&s3, &b).await;
+    set_versioning(&s3, &b, BucketVersioningStatus::Enabled).await;
     let parts = vec![data(6 * MIB, 3), data(6 * MIB, 4), data(6 * MIB, 5)];
     let (id, etags) = uploaded(&s3, &b, "big", &parts).await;
     let clients = [s3.clone(), peer.client()];
@@ -283,7 +266,7 @@ async fn a_dead_gateways_complete_is_taken_over() {
     })
     .await;
     let s3 = env.client();
-    enable_versioning(&s3, &b).await;
+    set_versioning(&s3, &b, BucketVersioningStatus::Enabled).await;
     let parts = vec![data(5 * MIB, 11), data(77, 12)];
     let (id, etags) = uploaded(&s3, &b, "k", &parts).await;
     leave_claim(&env, &b, &id, &etags, "DEADGATEWAYNUID0000001").await;
@@ -331,7 +314,7 @@ async fn a_dead_gateways_committed_complete_is_finished() {
     })
     .await;
     let s3 = env.client();
-    enable_versioning(&s3, &b).await;
+    set_versioning(&s3, &b, BucketVersioningStatus::Enabled).await;
     let parts = vec![data(5 * MIB, 21), data(10, 22)];
     let (id, etags) = uploaded(&s3, &b, "k", &parts).await;
     // What the dead gateway did: everything up to and with the commit.

@@ -2,7 +2,7 @@
 //! changes since) lists exactly what a full replay lists, tokens work across gateways, and
 //! a damaged snapshot is refused.
 
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use aws_sdk_s3::types::BucketVersioningStatus;
 use aws_sdk_s3::Client;
 use futures::StreamExt;
 
@@ -337,18 +337,7 @@ async fn versions_listed_from_a_snapshot_equal_a_replay() {
     let b = unique_bucket("snapv");
     let env = start(&b).await;
     let s3 = env.client();
-    ok(
-        s3.put_bucket_versioning()
-            .bucket(&b)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await,
-        "versioning on",
-    );
+    set_versioning(&s3, &b, BucketVersioningStatus::Enabled).await;
     let keys: Vec<String> = (0..120).map(|i| format!("k/{i:04}")).collect();
     put_many(&s3, &b, &keys).await;
     put_many(&s3, &b, &keys[..60]).await;

@@ -10,17 +10,6 @@ use aws_sdk_s3::Client;
 
 use crate::common::*;
 
-async fn set_versioning(s3: &Client, b: &str, status: BucketVersioningStatus) {
-    ok(
-        s3.put_bucket_versioning()
-            .bucket(b)
-            .versioning_configuration(VersioningConfiguration::builder().status(status).build())
-            .send()
-            .await,
-        "PutBucketVersioning",
-    );
-}
-
 /// PUTs `body` and returns its version id.
 async fn put_version(s3: &Client, b: &str, key: &str, body: &[u8]) -> String {
     let out = ok(
