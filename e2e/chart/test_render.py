@@ -127,6 +127,7 @@ def test_gateway_flags_follow_the_push_contract(default_objects):
         "--cache-max-entries": "10000",
         "--cache-index-pages-bytes": "67108864",
         "--cache-replay-max-subjects": "2000000",
+        "--cache-small-reads-bytes": "33554432",
         "--collector-grace-seconds": "30",
         "--collector-interval-seconds": "5",
         "--collector-orphan-after-seconds": "3600",

@@ -91,7 +91,7 @@ const STORE_GAUGES: [(&str, &str, StatFn); 6] = [
 ];
 
 /// Counters mirrored from the store and the collector: name, help, value.
-const STORE_COUNTERS: [(&str, &str, StatFn); 14] = [
+const STORE_COUNTERS: [(&str, &str, StatFn); 16] = [
     (
         "collector_passes_total",
         "Collector passes run here",
@@ -161,6 +161,16 @@ const STORE_COUNTERS: [(&str, &str, StatFn); 14] = [
         "index_pages_read_total",
         "Listing snapshot pages read from NATS (not found in the page cache)",
         |s, _| s.snapshots.pages_read.load(Relaxed),
+    ),
+    (
+        "small_reads_hits_total",
+        "Reads of small objects whose bytes were in memory (cache.smallReadsBytes)",
+        |s, _| s.small_reads.hits.load(Relaxed),
+    ),
+    (
+        "small_reads_misses_total",
+        "Reads of small objects whose bytes were read from NATS",
+        |s, _| s.small_reads.misses.load(Relaxed),
     ),
 ];
 

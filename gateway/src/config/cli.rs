@@ -106,6 +106,10 @@ pub struct Cli {
     /// for no limit; overrides `server.cache.replayMaxSubjects`.
     #[arg(long, env = "JETS3_CACHE_REPLAY_MAX_SUBJECTS")]
     pub cache_replay_max_subjects: Option<u64>,
+    /// Memory for the bytes of small objects read recently (0 turns it off); overrides
+    /// `server.cache.smallReadsBytes`.
+    #[arg(long, env = "JETS3_CACHE_SMALL_READS_BYTES")]
+    pub cache_small_reads_bytes: Option<u64>,
     /// Objects the cache holds at most; overrides `server.cache.maxEntries`.
     #[arg(long, env = "JETS3_CACHE_MAX_ENTRIES")]
     pub cache_max_entries: Option<usize>,
@@ -194,6 +198,9 @@ impl Cli {
         }
         if let Some(n) = self.cache_replay_max_subjects {
             s.cache.replay_max_subjects = n;
+        }
+        if let Some(b) = self.cache_small_reads_bytes {
+            s.cache.small_reads_bytes = b;
         }
         if let Some(b) = self.cache_max_bytes {
             s.cache.max_bytes = b;

@@ -212,6 +212,9 @@ pub struct CacheSettings {
     /// below `collector.snapshotMinSubjects` (smaller buckets get no snapshot), and not
     /// applied when snapshots are off (every index then replays).
     pub replay_max_subjects: u64,
+    /// Memory for the bytes of small objects read recently, kept by their chunks' identity
+    /// and served after the key's lookup (so never stale); 0 turns it off.
+    pub small_reads_bytes: u64,
 }
 
 impl Default for CacheSettings {
@@ -222,6 +225,7 @@ impl Default for CacheSettings {
             max_object_bytes: 1 << 20,
             index_pages_bytes: 64 << 20,
             replay_max_subjects: 2_000_000,
+            small_reads_bytes: 32 << 20,
         }
     }
 }
@@ -385,6 +389,7 @@ mod tests {
             "--cache-max-entries=100",
             "--cache-index-pages-bytes=4096",
             "--cache-replay-max-subjects=12",
+            "--cache-small-reads-bytes=13",
             "--collector-snapshot-interval-seconds=0",
             "--collector-snapshot-min-subjects=7",
             "--collector-snapshot-batch-keys=9",
@@ -395,6 +400,7 @@ mod tests {
         assert_eq!((s.cache.max_bytes, s.cache.max_entries), (1 << 20, 100));
         assert_eq!(s.cache.index_pages_bytes, 4096);
         assert_eq!(s.cache.replay_max_subjects, 12);
+        assert_eq!(s.cache.small_reads_bytes, 13);
         let c = &s.collector;
         assert_eq!(c.snapshot_interval(), None, "0 turns snapshots off");
         assert_eq!((c.snapshot_min_subjects, c.snapshot_batch_keys), (7, 9));

@@ -43,6 +43,7 @@
 //! instead of retiring them.
 
 mod changes;
+mod chunk_cache;
 mod collector;
 pub mod completion;
 mod direct;
@@ -231,6 +232,8 @@ pub struct StoreStats {
     pub malformed: AtomicU64,
     /// What the listing snapshots did.
     pub snapshots: Arc<SnapshotStats>,
+    /// Small reads served from memory, and not.
+    pub small_reads: Arc<chunk_cache::ChunkCacheStats>,
 }
 
 /// The connection to NATS and the cache of open buckets.
@@ -255,6 +258,8 @@ struct Inner {
     interruptions: Arc<AtomicU64>,
     uploads: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
     lifecycle: Arc<Lifecycle>,
+    /// The bytes of small objects read recently.
+    small_reads: chunk_cache::ChunkCache,
     versioning: versions::StateCache,
     stats: StoreStats,
     on_write: std::sync::OnceLock<WriteHook>,
@@ -331,6 +336,10 @@ impl Store {
             .build(client.clone());
         let inner = Inner {
             lifecycle: Lifecycle::new(js.clone(), client.clone(), timing, 1),
+            small_reads: chunk_cache::ChunkCache::new(
+                usize::try_from(cache.small_reads_bytes).unwrap_or(usize::MAX),
+                stats.small_reads.clone(),
+            ),
             client,
             js,
             js_replay,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{future, stream, FutureExt, Stream, StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
 use super::direct::last_for_subject;
@@ -448,6 +448,47 @@ impl Bucket {
     }
 
     pub(super) fn read_batched(
+        &self,
+        meta: &ObjectMeta,
+        start: u64,
+        end: u64,
+        batch: usize,
+    ) -> impl Stream<Item = StoreResult<Bytes>> + Send + 'static {
+        let kept = &self.store.inner.small_reads;
+        if kept.covers(meta) && start < end && end <= meta.size {
+            let range = start as usize..end as usize;
+            if let Some(body) = kept
+                .get(&self.stream, meta)
+                .filter(|b| b.len() >= range.end)
+            {
+                let hit = future::ready(Ok(body.slice(range))).left_future();
+                return stream::once(hit).left_stream();
+            }
+            // Read whole (it is one chunk) and kept, then cut to the range.
+            let (this, meta) = (self.clone(), meta.clone());
+            let read = async move {
+                let pieces: Vec<Bytes> = this
+                    .read_chunks(&meta, 0, meta.size, batch)
+                    .try_collect()
+                    .await?;
+                let body = match <[Bytes; 1]>::try_from(pieces) {
+                    Ok([one]) => one,
+                    Err(pieces) => pieces.concat().into(),
+                };
+                if body.len() as u64 != meta.size {
+                    let bucket = this.nats.replace('_', ".");
+                    return Err(NatsError::Other("object chunks are missing".into()).on(&bucket));
+                }
+                this.store.inner.small_reads.put(&this.stream, &meta, &body);
+                Ok(body.slice(range))
+            };
+            return stream::once(read.right_future()).left_stream();
+        }
+        self.read_chunks(meta, start, end, batch).right_stream()
+    }
+
+    /// Streams bytes `[start, end)` of an object from its chunks in NATS.
+    fn read_chunks(
         &self,
         meta: &ObjectMeta,
         start: u64,

@@ -33,6 +33,7 @@ mod policies;
 mod push;
 mod ranges;
 mod retried_complete;
+mod small_reads;
 mod snapshots;
 mod soak;
 mod tls;

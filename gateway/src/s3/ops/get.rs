@@ -2,6 +2,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
+use bytes::Bytes;
 use futures::StreamExt;
 use http::StatusCode;
 use time::OffsetDateTime;
@@ -299,11 +300,18 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
         *resp.body_mut() = Body::from(body);
         return Ok(resp);
     }
+    // The first piece is read before the status is sent: a read that fails at once gets an
+    // error status instead of a cut-off 200, and hyper sends a small object's head and body
+    // in one write.
+    let mut pieces = Box::pin(ctx.store_bucket()?.read(meta, s.start, s.end));
+    let first = match pieces.next().await {
+        Some(first) => first?,
+        None => Bytes::new(),
+    };
     let gw = ctx.gw.clone();
-    let stream = ctx
-        .store_bucket()?
-        .read(meta, s.start, s.end)
-        .map(move |r| match r {
+    gw.metrics.bytes_out.inc_by(first.len() as u64);
+    let stream =
+        futures::stream::once(async move { Ok(first) }).chain(pieces.map(move |r| match r {
             Ok(b) => {
                 gw.metrics.bytes_out.inc_by(b.len() as u64);
                 Ok(b)
@@ -312,7 +320,7 @@ pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
                 tracing::warn!(error = %e, "object read failed mid-stream");
                 Err(std::io::Error::other(e.to_string()))
             }
-        });
+        }));
     *resp.body_mut() = match fill {
         Some(f) if span.is_none() && meta.size <= f.max() => {
             Body::from_stream(crate::cache::tee(Box::pin(stream), f, meta.clone()))
