@@ -78,7 +78,7 @@ pub use collector::{Collector, CollectorStats, SnapshotPass};
 pub use error::{StoreError, StoreResult, Unmet};
 pub use index::{Index, KeyState, Need, SnapshotStats, Source, VersionEntry, View};
 pub use meta::{decode_tags, encode_tags, Marker, ObjectMeta, Record, CHUNK_SIZE};
-pub use objects::{Bucket, DeleteOutcome, Expect, Finished, NewObject};
+pub use objects::{Bucket, DeleteOutcome, Expect, Finished, NewObject, Prior};
 pub use uploads::{PartInfo, UploadInfo};
 pub use versions::Versioning;
 pub use writer::Written;

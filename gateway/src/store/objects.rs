@@ -107,6 +107,11 @@ impl Lookup {
     }
 }
 
+/// A key's current version as a write's early check found it ([`Bucket::check_write`]): the
+/// write starts from it instead of looking again (the commit looks again once it is old, and
+/// its compare-and-set catches any change meanwhile).
+pub struct Prior(Lookup);
+
 /// Removes an uncommitted version's chunks unless disarmed (a failed write cleans up at
 /// once). It is disarmed before the commit is sent: from there on only the collector may
 /// remove the chunks, so a dropped request never purges a version that may be current.
@@ -365,9 +370,12 @@ impl Bucket {
         Ok(self.lookup_for_read(key).await?.current.object())
     }
 
-    /// Checks a conditional write's expectation against the key's current version.
-    pub async fn check_write(&self, key: &str, expect: &Expect) -> StoreResult<()> {
-        self.lookup(key).await?.check(key, expect)
+    /// Checks a conditional write's expectation against the key's current version, which it
+    /// returns for the write to start from ([`Bucket::put`]).
+    pub async fn check_write(&self, key: &str, expect: &Expect) -> StoreResult<Prior> {
+        let found = self.lookup(key).await?;
+        found.check(key, expect)?;
+        Ok(Prior(found))
     }
 
     /// One version of a key (`None`: the null version): the current one or a noncurrent
@@ -516,14 +524,15 @@ impl Bucket {
     }
 
     /// Writes an object from a body stream. Nothing becomes visible unless the whole body
-    /// arrives, `finish` accepts it, and `expect` holds.
+    /// arrives, `finish` accepts it, and `expect` holds. `prior`: what a [`Bucket::check_write`]
+    /// of this write found.
     #[tracing::instrument(level = "debug", name = "nats.put", skip_all, fields(bucket = %self.nats))]
     pub async fn put<S, E>(
         &self,
         obj: NewObject,
         body: S,
         max_size: u64,
-        expect: Expect,
+        (expect, prior): (Expect, Option<Prior>),
         finish: impl FnOnce(&Written) -> StoreResult<Finished>,
     ) -> StoreResult<ObjectMeta>
     where
@@ -535,12 +544,16 @@ impl Bucket {
         // The version this one replaces: looked up first when the write is conditional
         // (refused before any upload), else while the chunks are written (the compare-and-set
         // in `commit` catches a change in between).
-        let ((nuid, written, guard), found) = if expect == Expect::Any {
-            futures::try_join!(self.write_chunks(body, max_size), self.lookup(&obj.key))?
-        } else {
-            let found = self.lookup(&obj.key).await?;
-            found.check(&obj.key, &expect)?;
-            (self.write_chunks(body, max_size).await?, found)
+        let ((nuid, written, guard), found) = match prior {
+            Some(Prior(found)) => (self.write_chunks(body, max_size).await?, found),
+            None if expect == Expect::Any => {
+                futures::try_join!(self.write_chunks(body, max_size), self.lookup(&obj.key))?
+            }
+            None => {
+                let found = self.lookup(&obj.key).await?;
+                found.check(&obj.key, &expect)?;
+                (self.write_chunks(body, max_size).await?, found)
+            }
         };
         let finished = finish(&written)?;
         let key = obj.key.clone();

@@ -1056,6 +1056,94 @@ async fn expect_100_continue_is_honoured() {
     r.assert_error(403, "AccessDenied");
 }
 
+/// A PUT that waits for 100 Continue reads the key's metadata once (the check before the body
+/// is what the write starts from), and a version written between that check and the body is
+/// still replaced properly: retired, never left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_with_100_continue_looks_the_key_up_once() {
+    use futures::StreamExt;
+    let b = unique_bucket("cont-once");
+    // No collector here: its checks read keys too.
+    let env = Env::start_with(config_with(&[&b]), |s| s.collector.enabled = false).await;
+    let s3 = env.client();
+    put(&s3, &b, "k", &data(1000, 1)).await;
+    let nats = async_nats::connect(env.nats.url()).await.unwrap();
+    let mut lookups = nats
+        .subscribe(format!("$JS.API.DIRECT.GET.OBJ_{b}.$O.{b}.M.>"))
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+    let body = data(3000, 2);
+    let mut req = RawRequest::new("PUT", &format!("/{b}/k"))
+        .header("expect", "100-continue")
+        .header("content-length", &body.len().to_string());
+    sign_request(
+        &mut req,
+        &env.host(),
+        &Signer::admin(),
+        Payload::Precomputed(sha256_hex(&body)),
+    );
+    let mut stream = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    stream.write_all(&req.to_bytes(&env.host())).await.unwrap();
+    let mut buf = Vec::new();
+    let interim = read_response(&mut stream, &mut buf, false, false)
+        .await
+        .unwrap();
+    assert_eq!(interim.status, 100);
+    // Another write lands between the check and the body.
+    put(&s3, &b, "k", &data(2000, 3)).await;
+    let other_lookups = count_ready(&mut lookups).await;
+    stream.write_all(&body).await.unwrap();
+    let fin = read_response(&mut stream, &mut buf, false, true)
+        .await
+        .unwrap();
+    fin.assert_status(200);
+    assert!(get_bytes(&s3, &b, "k").await == body, "the last write wins");
+    let ours = count_ready(&mut lookups).await;
+    // The other PUT and the GET read the key once each; the 100-continue PUT once before the
+    // interim answer, and once more only because the key changed under it (its
+    // compare-and-set failed and it looked again).
+    assert_eq!(other_lookups, 2, "the check and the other PUT's lookup");
+    assert_eq!(ours, 2, "the retried commit's lookup and the GET's");
+
+    // Unchanged meanwhile: one lookup in all.
+    let mut stream = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    let mut req = RawRequest::new("PUT", &format!("/{b}/fresh"))
+        .header("expect", "100-continue")
+        .header("content-length", &body.len().to_string());
+    sign_request(
+        &mut req,
+        &env.host(),
+        &Signer::admin(),
+        Payload::Precomputed(sha256_hex(&body)),
+    );
+    stream.write_all(&req.to_bytes(&env.host())).await.unwrap();
+    let mut buf = Vec::new();
+    let interim = read_response(&mut stream, &mut buf, false, false)
+        .await
+        .unwrap();
+    assert_eq!(interim.status, 100);
+    stream.write_all(&body).await.unwrap();
+    read_response(&mut stream, &mut buf, false, true)
+        .await
+        .unwrap()
+        .assert_status(200);
+    assert_eq!(count_ready(&mut lookups).await, 1, "one lookup per PUT");
+    assert!(get_bytes(&s3, &b, "fresh").await == body);
+    // Both replaced versions of `k` were retired: a gateway with a collector purges them.
+    let _collector = env.peer().await;
+    env.wait_holds_only_live(&b, 20).await;
+
+    /// Messages the subscription received until it has been quiet for 300 ms.
+    async fn count_ready(sub: &mut async_nats::Subscriber) -> usize {
+        let mut n = 0;
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), sub.next()).await {
+            n += 1;
+        }
+        n
+    }
+}
+
 fn form_body(boundary: &str, fields: &[(&str, &str)], file: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     for (k, v) in fields {

@@ -209,7 +209,7 @@ pub async fn copy_object(ctx: &Ctx) -> S3Result<Response> {
     let expect = crate::s3::ops::write::write_expectation(ctx)?;
     let meta = ctx
         .store_bucket()?
-        .put(obj, body, max, expect, |_| {
+        .put(obj, body, max, (expect, None), |_| {
             let checksums: Vec<(String, String)> = hashers
                 .finish()
                 .into_iter()

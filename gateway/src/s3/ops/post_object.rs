@@ -555,7 +555,7 @@ pub async fn post_object(mut ctx: Ctx) -> S3Result<Response> {
     });
     guard.allow(u64::MAX);
     let meta = store
-        .put(obj, stream, max, Expect::Any, |w| {
+        .put(obj, stream, max, (Expect::Any, None), |w| {
             policy.check(&bucket.s3, &fields, w.size)?;
             if let Some(md5) = md5 {
                 if md5 != w.md5 {

@@ -34,13 +34,15 @@ pub async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     };
     let expect = write_expectation(&ctx)?;
     let bucket = ctx.store_bucket()?;
+    let mut prior = None;
     if expects_continue(&ctx) && expect == Expect::Any {
-        // The client waits to send the body: refuse a missing bucket before it does.
-        bucket.check_write(ctx.key()?, &expect).await?;
+        // The client waits to send the body: refuse a missing bucket before it does (and
+        // write from what this found).
+        prior = Some(bucket.check_write(ctx.key()?, &expect).await?);
     }
     let (body, checks) = ctx.upload_body()?;
     let meta = bucket
-        .put(obj, body, max, expect, |w| {
+        .put(obj, body, max, (expect, prior), |w| {
             let checksums = checks.verify(w)?;
             Ok(Finished::full_object(checksums))
         })
