@@ -43,7 +43,6 @@
 //! instead of retiring them.
 
 mod changes;
-mod chunk_cache;
 mod collector;
 pub mod completion;
 mod direct;
@@ -54,6 +53,7 @@ pub mod meta;
 mod objects;
 mod reader;
 mod scan;
+mod small_reads;
 mod uploads;
 pub mod versions;
 mod writer;
@@ -233,7 +233,7 @@ pub struct StoreStats {
     /// What the listing snapshots did.
     pub snapshots: Arc<SnapshotStats>,
     /// Small reads served from memory, and not.
-    pub small_reads: Arc<chunk_cache::ChunkCacheStats>,
+    pub small_reads: Arc<small_reads::SmallReadStats>,
 }
 
 /// The connection to NATS and the cache of open buckets.
@@ -259,7 +259,7 @@ struct Inner {
     uploads: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
     lifecycle: Arc<Lifecycle>,
     /// The bytes of small objects read recently.
-    small_reads: chunk_cache::ChunkCache,
+    small_reads: small_reads::SmallReads,
     versioning: versions::StateCache,
     stats: StoreStats,
     on_write: std::sync::OnceLock<WriteHook>,
@@ -336,7 +336,7 @@ impl Store {
             .build(client.clone());
         let inner = Inner {
             lifecycle: Lifecycle::new(js.clone(), client.clone(), timing, 1),
-            small_reads: chunk_cache::ChunkCache::new(
+            small_reads: small_reads::SmallReads::new(
                 usize::try_from(cache.small_reads_bytes).unwrap_or(usize::MAX),
                 stats.small_reads.clone(),
             ),

@@ -31,15 +31,15 @@ struct ChunkId {
 
 /// Hits and misses, for the metrics.
 #[derive(Default)]
-pub struct ChunkCacheStats {
+pub struct SmallReadStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
 }
 
 /// The cache of one gateway (empty when its budget is 0).
-pub struct ChunkCache {
+pub struct SmallReads {
     state: Option<Mutex<State>>,
-    pub stats: Arc<ChunkCacheStats>,
+    pub stats: Arc<SmallReadStats>,
 }
 
 struct State {
@@ -48,9 +48,9 @@ struct State {
     max_bytes: usize,
 }
 
-impl ChunkCache {
+impl SmallReads {
     /// A cache of at most `max_bytes` (0: none).
-    pub fn new(max_bytes: usize, stats: Arc<ChunkCacheStats>) -> ChunkCache {
+    pub fn new(max_bytes: usize, stats: Arc<SmallReadStats>) -> SmallReads {
         let state = (max_bytes > 0).then(|| {
             Mutex::new(State {
                 lru: LruCache::unbounded(),
@@ -58,24 +58,28 @@ impl ChunkCache {
                 max_bytes,
             })
         });
-        ChunkCache { state, stats }
+        SmallReads { state, stats }
     }
 
-    /// The key of `meta`'s bytes when they may be kept: a small object written by jets3
-    /// (its chunk sequences known) in one chunk.
-    fn id(stream: &str, meta: &ObjectMeta) -> Option<ChunkId> {
+    /// The sequence of `meta`'s one chunk when its bytes may be kept: a small object written
+    /// by jets3 (which records where its chunks are) in one chunk.
+    fn chunk_seq(meta: &ObjectMeta) -> Option<(u64, u64)> {
         let seq = meta.seq?;
         let small = meta.size > 0 && meta.size <= MAX_OBJECT && meta.chunks <= 1;
-        (small && seq.0 == seq.1).then(|| ChunkId {
+        (small && seq.0 == seq.1).then_some(seq)
+    }
+
+    fn id(stream: &str, meta: &ObjectMeta) -> Option<ChunkId> {
+        Some(ChunkId {
+            seq: Self::chunk_seq(meta)?,
             stream: stream.to_string(),
             nuid: meta.nuid.clone(),
-            seq,
         })
     }
 
     /// Whether reads of `meta` go through the cache.
     pub fn covers(&self, meta: &ObjectMeta) -> bool {
-        self.state.is_some() && Self::id("", meta).is_some()
+        self.state.is_some() && Self::chunk_seq(meta).is_some()
     }
 
     /// `meta`'s bytes, if kept.
@@ -157,7 +161,7 @@ mod tests {
 
     #[test]
     fn keeps_small_objects_by_their_chunks_within_budget() {
-        let c = ChunkCache::new(3 * (1000 + ENTRY_OVERHEAD), Arc::default());
+        let c = SmallReads::new(3 * (1000 + ENTRY_OVERHEAD), Arc::default());
         let a = meta("a", 1000, Some((5, 5)));
         assert!(c.get("S", &a).is_none());
         c.put("S", &a, &[1u8; 1000]);
@@ -185,7 +189,7 @@ mod tests {
 
     #[test]
     fn large_unpinned_or_empty_objects_are_not_kept() {
-        let c = ChunkCache::new(1 << 20, Arc::default());
+        let c = SmallReads::new(1 << 20, Arc::default());
         for m in [
             meta("big", MAX_OBJECT + 1, Some((1, 1))),
             meta("native", 10, None),
@@ -197,7 +201,7 @@ mod tests {
             assert!(c.get("S", &m).is_none());
         }
         assert_eq!(c.held(), 0);
-        let off = ChunkCache::new(0, Arc::default());
+        let off = SmallReads::new(0, Arc::default());
         let m = meta("a", 10, Some((1, 1)));
         off.put("S", &m, &[0; 10]);
         assert!(off.get("S", &m).is_none() && !off.covers(&m));
