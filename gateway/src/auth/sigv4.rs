@@ -1,6 +1,10 @@
 //! SigV4 primitives: signing key, string to sign, dates, credential scopes, chunk signatures.
 
+use std::num::NonZeroUsize;
+use std::sync::{LazyLock, Mutex};
+
 use hmac::{Hmac, Mac};
+use lru::LruCache;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -218,11 +222,27 @@ impl Credential {
         )
     }
 
-    /// The signing key for this scope.
+    /// The signing key for this scope (see [`KEYS`]).
     pub(super) fn signing_key(&self, secret: &str) -> [u8; 32] {
-        signing_key(secret, &self.date, &self.region, &self.service)
+        let id = format!("{}/{}/{}\n{secret}", self.date, self.region, self.service);
+        let mut keys = KEYS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = keys.get(&id) {
+            return *key;
+        }
+        let key = signing_key(secret, &self.date, &self.region, &self.service);
+        keys.put(id, key);
+        key
     }
 }
+
+/// Signing keys derived lately, by scope and secret. One key signs every request of its
+/// credential, region and day, so its four HMACs need not run for each request; a rotated
+/// secret is another entry.
+static KEYS: LazyLock<Mutex<LruCache<String, [u8; 32]>>> =
+    LazyLock::new(|| Mutex::new(LruCache::new(KEYS_KEPT)));
+
+/// Signing keys kept: one per credential and region each day, and the day before.
+const KEYS_KEPT: NonZeroUsize = NonZeroUsize::new(1024).expect("not zero");
 
 /// Parses `AK/YYYYMMDD/region/s3/aws4_request` and checks it against the request date and
 /// the configured region.
@@ -316,6 +336,30 @@ mod tests {
             hex::encode(ours),
             "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9"
         );
+    }
+
+    #[test]
+    fn kept_signing_keys_follow_the_secret_and_the_scope() {
+        let cred = |date: &str, region: &str| Credential {
+            access_key_id: "AK".into(),
+            date: date.into(),
+            region: region.into(),
+            service: "s3".into(),
+        };
+        for _ in 0..2 {
+            for (date, region, secret) in [
+                ("20150830", "us-east-1", "old-secret"),
+                ("20150830", "us-east-1", "rotated-secret"),
+                ("20150831", "us-east-1", "rotated-secret"),
+                ("20150831", "eu-west-1", "rotated-secret"),
+            ] {
+                assert_eq!(
+                    cred(date, region).signing_key(secret),
+                    signing_key(secret, date, region, "s3"),
+                    "{date} {region} {secret}"
+                );
+            }
+        }
     }
 
     #[test]

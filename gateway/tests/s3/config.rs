@@ -23,6 +23,44 @@ async fn lists_ok(env: &Env, ak: &str, sk: &str, b: &str) -> Result<(), (u16, St
     }
 }
 
+/// After a secret is rotated, requests signed with the old one are refused at once, and the new
+/// one signs (the signing keys the gateway keeps are per secret).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_is_the_only_one_that_signs() {
+    let b = unique_bucket("rotate");
+    let env = Env::with_buckets(&[&b]).await;
+    let mut cfg = env.config.clone();
+    cfg.generation = 2;
+    cfg.credentials
+        .push(credential(NEW_AK, NEW_SK, &[(&b, Permission::ReadWrite)]));
+    env.gw().set_config(cfg.clone()).expect("valid");
+    let works = eventually(3, || async {
+        lists_ok(&env, NEW_AK, NEW_SK, &b).await.is_ok()
+    })
+    .await;
+    assert!(works, "the credential works");
+    const ROTATED: &str = "new-key-secret-0002";
+    cfg.generation = 3;
+    for c in cfg
+        .credentials
+        .iter_mut()
+        .filter(|c| c.access_key_id == NEW_AK)
+    {
+        *c = credential(NEW_AK, ROTATED, &[(&b, Permission::ReadWrite)]);
+    }
+    env.gw().set_config(cfg).expect("valid");
+    let rotated = eventually(3, || async {
+        lists_ok(&env, NEW_AK, ROTATED, &b).await.is_ok()
+    })
+    .await;
+    assert!(rotated, "the rotated secret signs");
+    assert_eq!(
+        lists_ok(&env, NEW_AK, NEW_SK, &b).await,
+        Err((403, "SignatureDoesNotMatch".into())),
+        "the old secret no longer signs"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_and_removes_credentials() {
     let b = unique_bucket("reload");
