@@ -30,35 +30,31 @@ async fn a_rotated_secret_is_the_only_one_that_signs() {
     let b = unique_bucket("rotate");
     let env = Env::with_buckets(&[&b]).await;
     let mut cfg = env.config.clone();
-    cfg.generation = 2;
-    cfg.credentials
-        .push(credential(NEW_AK, NEW_SK, &[(&b, Permission::ReadWrite)]));
-    env.gw().set_config(cfg.clone()).expect("valid");
-    let works = eventually(3, || async {
-        lists_ok(&env, NEW_AK, NEW_SK, &b).await.is_ok()
-    })
-    .await;
-    assert!(works, "the credential works");
+    set_new_key(&env, &mut cfg, NEW_SK, &b).await;
     const ROTATED: &str = "new-key-secret-0002";
-    cfg.generation = 3;
-    for c in cfg
-        .credentials
-        .iter_mut()
-        .filter(|c| c.access_key_id == NEW_AK)
-    {
-        *c = credential(NEW_AK, ROTATED, &[(&b, Permission::ReadWrite)]);
-    }
-    env.gw().set_config(cfg).expect("valid");
-    let rotated = eventually(3, || async {
-        lists_ok(&env, NEW_AK, ROTATED, &b).await.is_ok()
-    })
-    .await;
-    assert!(rotated, "the rotated secret signs");
+    set_new_key(&env, &mut cfg, ROTATED, &b).await;
     assert_eq!(
         lists_ok(&env, NEW_AK, NEW_SK, &b).await,
         Err((403, "SignatureDoesNotMatch".into())),
         "the old secret no longer signs"
     );
+}
+
+/// Gives `NEW_AK` (added or replaced) `secret` and read-write access to `b` in a new
+/// generation of `cfg`, and waits until it signs.
+async fn set_new_key(env: &Env, cfg: &mut jets3_crds::GatewayConfig, secret: &str, b: &str) {
+    cfg.generation += 1;
+    cfg.credentials.retain(|c| c.access_key_id != NEW_AK);
+    cfg.credentials
+        .push(credential(NEW_AK, secret, &[(b, Permission::ReadWrite)]));
+    env.gw()
+        .set_config(cfg.clone())
+        .expect("a valid config is accepted");
+    let works = eventually(3, || async {
+        lists_ok(env, NEW_AK, secret, b).await.is_ok()
+    })
+    .await;
+    assert!(works, "the credential signs after the reload");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,24 +67,14 @@ async fn reload_adds_and_removes_credentials() {
     );
 
     let mut cfg = env.config.clone();
-    cfg.generation = 2;
-    cfg.credentials
-        .push(credential(NEW_AK, NEW_SK, &[(&b, Permission::ReadWrite)]));
-    env.gw()
-        .set_config(cfg.clone())
-        .expect("a valid config is accepted");
-    let works = eventually(3, || async {
-        lists_ok(&env, NEW_AK, NEW_SK, &b).await.is_ok()
-    })
-    .await;
-    assert!(works, "the new credential works after reload");
+    set_new_key(&env, &mut cfg, NEW_SK, &b).await;
     put(&env.client_for(NEW_AK, NEW_SK), &b, "k", b"by new key").await;
     lists_ok(&env, ADMIN_AK, ADMIN_SK, &b)
         .await
         .expect("the admin key still works");
 
     // Remove it again.
-    cfg.generation = 3;
+    cfg.generation += 1;
     cfg.credentials.retain(|c| c.access_key_id != NEW_AK);
     env.gw().set_config(cfg).expect("valid");
     let gone = eventually(3, || async {
