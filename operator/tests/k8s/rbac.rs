@@ -176,5 +176,28 @@ async fn with_watch_namespaces_the_operator_works_on_roles_alone_and_reads_no_ot
     }
     // The operator never needed them: nothing was refused along the way.
     let log = env.operator().log_text();
-    assert!(!log.contains("403") && !log.contains("forbidden"), "{log}");
+    assert!(!refused(&log), "{log}");
+}
+
+/// Whether a log tells of a refusal: "forbidden", or 403 as a word of its own (not part of a
+/// timestamp or a hash, such as `06:06:33.079403Z`).
+fn refused(log: &str) -> bool {
+    let word_at = |i: Option<usize>| {
+        i.and_then(|i| log.as_bytes().get(i))
+            .is_some_and(u8::is_ascii_alphanumeric)
+    };
+    log.to_ascii_lowercase().contains("forbidden")
+        || log
+            .match_indices("403")
+            .any(|(i, _)| !word_at(i.checked_sub(1)) && !word_at(Some(i + 3)))
+}
+
+#[test]
+fn a_refusal_is_told_from_digits_that_happen_to_read_403() {
+    assert!(!refused(
+        "2026-12-06T06:06:33.079403Z INFO published hash=d12c4031 id=ab403cd"
+    ));
+    assert!(refused("ApiError: 403 (reason: Forbidden)"));
+    assert!(refused("status 403"));
+    assert!(refused("secrets is forbidden: User cannot list"));
 }
