@@ -32,7 +32,8 @@
 //!    `collector.orphanAfterSeconds`, are retired by the collector's scan (and purged after
 //!    the grace period like any retired version). A writer never pauses half that long
 //!    between two chunks, or between its last chunk and its commit, so live writes are
-//!    never taken for orphans.
+//!    never taken for orphans: no attempt to publish a commit runs past that point, even
+//!    through a leader election (the write fails with 503 instead).
 //! 4. **Atomic conditions.** Conditional writes and deletes check their condition on the
 //!    version a compare-and-set then proves current. DeleteBucket first *fences* the stream
 //!    (`max_msg_size` 1: every publish is refused, on every gateway, atomically on the
@@ -738,6 +739,21 @@ impl Store {
     pub(crate) async fn through_failover<T, F, Fut>(
         &self,
         nats: &str,
+        op: F,
+    ) -> Result<T, NatsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, NatsError>>,
+    {
+        self.through_failover_until(nats, None, op).await
+    }
+
+    /// Like [`Store::through_failover`], but no attempt runs past `until`: an attempt
+    /// started before it is cut off there, and none starts after it.
+    pub(crate) async fn through_failover_until<T, F, Fut>(
+        &self,
+        nats: &str,
+        until: Option<std::time::Instant>,
         mut op: F,
     ) -> Result<T, NatsError>
     where
@@ -745,8 +761,10 @@ impl Store {
         Fut: std::future::Future<Output = Result<T, NatsError>>,
     {
         let started = std::time::Instant::now();
+        let until = until.unwrap_or(started + FAILOVER_BUDGET);
         loop {
-            let result = match tokio::time::timeout(ATTEMPT, op()).await {
+            let attempt = ATTEMPT.min(until.saturating_duration_since(std::time::Instant::now()));
+            let result = match tokio::time::timeout(attempt, op()).await {
                 Ok(r) => r,
                 Err(_) => Err(NatsError::TimedOut),
             };
@@ -754,7 +772,11 @@ impl Store {
                 Err(e) if e.transient() => self.settle(nats, e).await,
                 other => return other,
             };
-            if !e.transient() || started.elapsed() + ATTEMPT_PAUSE >= FAILOVER_BUDGET {
+            let now = std::time::Instant::now();
+            if !e.transient()
+                || now + ATTEMPT_PAUSE >= until
+                || now + ATTEMPT_PAUSE >= started + FAILOVER_BUDGET
+            {
                 return Err(e);
             }
             tokio::time::sleep(ATTEMPT_PAUSE).await;

@@ -588,7 +588,8 @@ impl Bucket {
         guard: PurgeGuard,
         written: &Written,
     ) -> Result<ObjectMeta, Committed> {
-        if written.last_write.elapsed() > self.lifecycle().timing.write_pause() {
+        let until = written.last_write + self.lifecycle().timing.write_pause();
+        if Instant::now() > until {
             // Too late: the collector may take these chunks for an orphan.
             return Err(Committed::No(StoreError::TooSlow(
                 "The upload took too long to complete.",
@@ -597,7 +598,13 @@ impl Bucket {
         let nuid = meta.nuid.clone();
         guard.disarm();
         match self
-            .commit(key, Record::Object(Box::new(meta)), expect, found)
+            .commit(
+                key,
+                Record::Object(Box::new(meta)),
+                expect,
+                found,
+                Some(until),
+            )
             .await
         {
             Ok(Record::Object(m)) => Ok(*m),
@@ -668,13 +675,15 @@ impl Bucket {
     /// key's current version: a compare-and-set on the key's metadata subject against
     /// `found` (looked up again whenever it changed). The version it replaces is preserved
     /// as noncurrent (versioning) or retired. Errors say whether `new` may have been
-    /// published.
+    /// published. `until`: when the chunks `new` references may start to look like an
+    /// orphan's to the collector; no attempt to publish it runs past that.
     async fn commit(
         &self,
         key: &str,
         mut new: Record,
         expect: &Expect,
         mut found: Lookup,
+        until: Option<Instant>,
     ) -> Result<Record, Committed> {
         let mode = self.versioning().await.map_err(Committed::No)?;
         let pause = self.lifecycle().timing.write_pause();
@@ -734,8 +743,19 @@ impl Bucket {
                     None => return Err(Committed::No(StoreError::internal("nothing to commit"))),
                 },
             };
+            if until.is_some_and(|u| Instant::now() >= u) {
+                // NATS held this commit up (an election, a lost answer): too late now.
+                return Err(Committed::No(self.err(NatsError::TimedOut)));
+            }
+            let payload = serde_json::to_vec(&info)
+                .map_err(|e| Committed::No(self.err(NatsError::other(e))))?;
             match self
-                .publish_info(&meta_subject(&self.nats, key), &info, Some(found.last_seq))
+                .publish_raw(
+                    &meta_subject(&self.nats, key),
+                    payload.into(),
+                    Some(found.last_seq),
+                    until,
+                )
                 .await
             {
                 Ok(seq) => {
@@ -791,7 +811,7 @@ impl Bucket {
                 },
             };
             match self
-                .publish_raw(&subject, payload.clone().into(), Some(expected))
+                .publish_raw(&subject, payload.clone().into(), Some(expected), None)
                 .await
             {
                 Ok(_) => {
@@ -850,14 +870,17 @@ impl Bucket {
         expected: Option<u64>,
     ) -> Result<u64, NatsError> {
         let payload = serde_json::to_vec(info).map_err(NatsError::other)?;
-        self.publish_raw(subject, payload.into(), expected).await
+        self.publish_raw(subject, payload.into(), expected, None)
+            .await
     }
 
+    /// Publishes a metadata message through a leader election, never past `until`.
     async fn publish_raw(
         &self,
         subject: &str,
         payload: Bytes,
         expected: Option<u64>,
+        until: Option<Instant>,
     ) -> Result<u64, NatsError> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Rollup", "sub");
@@ -873,7 +896,7 @@ impl Bucket {
         let js = &self.store.inner.js;
         let ack = self
             .store
-            .through_failover(&self.nats, || async {
+            .through_failover_until(&self.nats, until, || async {
                 js.publish_with_headers(subject.to_string(), headers.clone(), payload.clone())
                     .await
                     .map_err(NatsError::publish)?
@@ -923,7 +946,7 @@ impl Bucket {
                 meta_seq: 0,
             }),
         };
-        match self.commit(key, new, expect, found).await {
+        match self.commit(key, new, expect, found, None).await {
             Ok(Record::Marker(m)) => Ok(DeleteOutcome {
                 marker: true,
                 version: Some(m.version),

@@ -11,6 +11,7 @@ use futures::{Stream, StreamExt};
 use jets3_nats::names;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Instant;
 use time::OffsetDateTime;
 
 use super::completion::{Claim, Completed, Completion};
@@ -239,17 +240,27 @@ impl Bucket {
             seq: written.seq,
             checksums,
         };
-        if written.last_write.elapsed() > self.lifecycle().timing.write_pause() {
+        // Past this the collector may take the part's chunks for an orphan's.
+        let until = written.last_write + self.lifecycle().timing.write_pause();
+        if Instant::now() > until {
             return Err(StoreError::TooSlow("The upload took too long to complete."));
         }
         let kv = self.store.uploads().await?;
         let key = format!("{}.{id}.{n}", self.nats);
         let previous = kv.get(key.clone()).await.map_err(kv_err)?;
         let value = serde_json::to_vec(&part).map_err(StoreError::internal)?;
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.err(NatsError::TimedOut));
+        }
         // The part record is the commit point: from here on only the collector removes
         // the chunks.
         guard.disarm();
-        kv.put(key.clone(), value.into()).await.map_err(kv_err)?;
+        match tokio::time::timeout(left, kv.put(key.clone(), value.into())).await {
+            Ok(put) => put.map_err(kv_err)?,
+            // It may still land: its chunks are then the part's, else an orphan's.
+            Err(_) => return Err(self.err(NatsError::TimedOut)),
+        };
         // The upload may have been aborted or completed meanwhile: then drop this part.
         if self.upload(id).await.is_err() {
             let _ = super::forget_key(&self.store.inner.js, UPLOADS_KV, &key).await;

@@ -257,6 +257,153 @@ async fn request_timeouts_during_nats_stalls_never_lose_a_version() {
     assert_every_key_whole(&s3, &b, &keys).await;
 }
 
+/// A commit whose metadata publishes are lost on the way (NATS never stores them, the
+/// gateway tries again as through a leader election) is not made once its chunks could
+/// look like an orphan's to the collector: the PUT fails with 503 and leaves nothing, where
+/// it used to be acknowledged seconds later, after the collector had taken its chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_held_up_past_the_write_pause_fails_and_never_loses_the_object() {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    let b = unique_bucket("lostmeta");
+    let nats = NatsServer::start().await;
+    let proxy = crate::netfault::FaultProxy::start(&nats.url()).await;
+    let mut s = settings_for(&proxy.url);
+    s.collector.orphan_after_seconds = 3;
+    let env = Env::launch(nats, s, Some(config_with(&[&b]))).await;
+    env.wait_ready().await;
+    env.wait_declared_buckets(&env.config).await;
+    let s3 = env.client();
+    let kept = data(100 << 10, 1);
+    put(&s3, &b, "kept", &kept).await;
+    let body = data(300 << 10, 2);
+    // Every metadata publish of the bucket is lost for 5 s: longer than the orphan horizon.
+    proxy.lose_publishes_to(Some(&format!("$O.{b}.M.")));
+    let put_body = async {
+        let started = std::time::Instant::now();
+        let r = s3
+            .put_object()
+            .bucket(&b)
+            .key("k")
+            .body(body.clone().into())
+            .send()
+            .await;
+        (r, started.elapsed())
+    };
+    let heal = async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        proxy.lose_publishes_to(None);
+    };
+    let ((r, took), ()) = tokio::join!(put_body, heal);
+    assert!(proxy.lost() >= 1, "the metadata publish was lost");
+    // Past the horizon, the grace period and a few collector passes.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let got = s3.get_object().bucket(&b).key("k").send().await;
+    match r {
+        Ok(_) => {
+            let out = got.unwrap_or_else(|e| {
+                panic!(
+                    "the PUT was acknowledged after {took:?}, then GET: {:?} {:?}",
+                    e.code(),
+                    e.message()
+                )
+            });
+            let bytes = out.body.collect().await.expect("body").to_vec();
+            assert!(bytes == body, "the acknowledged object reads back whole");
+        }
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            assert_eq!(status, Some(503), "{:?}", e.code());
+            assert!(
+                took < Duration::from_secs(3),
+                "it failed within the write pause: {took:?}"
+            );
+            let code = got.err().and_then(|e| e.code().map(str::to_string));
+            assert_eq!(
+                code.as_deref(),
+                Some("NoSuchKey"),
+                "a failed PUT leaves nothing"
+            );
+        }
+    }
+    assert_eq!(get_bytes(&s3, &b, "kept").await, kept);
+    env.wait_holds_only_live(&b, 30).await;
+}
+
+/// The same for a part: a part record that reaches NATS seconds late is refused (503) instead
+/// of acknowledged over chunks the collector may have taken for an orphan's meanwhile, and
+/// the upload completes whole with the part sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_record_held_up_past_the_write_pause_fails_and_never_loses_the_part() {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    let b = unique_bucket("heldpart");
+    let nats = NatsServer::start().await;
+    let proxy = crate::netfault::FaultProxy::start(&nats.url()).await;
+    let mut s = settings_for(&proxy.url);
+    s.collector.orphan_after_seconds = 3;
+    let env = Env::launch(nats, s, Some(config_with(&[&b]))).await;
+    env.wait_ready().await;
+    env.wait_declared_buckets(&env.config).await;
+    let s3 = env.client();
+    let id = crate::multipart::create_upload(&s3, &b, "mp").await;
+    let body = data(300 << 10, 3);
+    // Part records of this upload reach NATS 4 s late: past the orphan horizon, within the
+    // client's 5 s wait for the answer.
+    proxy.hold_publishes_to(
+        &format!("$KV.jets3_uploads.{b}.{id}."),
+        Duration::from_secs(4),
+    );
+    let started = std::time::Instant::now();
+    let r = s3
+        .upload_part()
+        .bucket(&b)
+        .key("mp")
+        .upload_id(&id)
+        .part_number(1)
+        .body(body.clone().into())
+        .send()
+        .await;
+    let took = started.elapsed();
+    assert!(proxy.lost() >= 1, "the part record was held up");
+    let etag = match r {
+        Ok(out) => out.e_tag().expect("ETag").to_string(),
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            assert_eq!(status, Some(503), "{:?}", e.code());
+            assert!(
+                took < Duration::from_secs(3),
+                "it failed within the write pause: {took:?}"
+            );
+            // Once the held record has landed, the client sends the part again.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            proxy.lose_publishes_to(None);
+            crate::multipart::upload_part(&s3, &b, "mp", &id, 1, &body).await
+        }
+    };
+    proxy.lose_publishes_to(None);
+    // Past the horizon, the grace period and a few collector passes.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let done = s3
+        .complete_multipart_upload()
+        .bucket(&b)
+        .key("mp")
+        .upload_id(&id)
+        .multipart_upload(crate::multipart::completed(&[(1, &etag)]))
+        .send()
+        .await;
+    if let Err(e) = &done {
+        panic!(
+            "Complete after an acknowledged part ({took:?}): {:?} {:?}",
+            e.code(),
+            e.message()
+        );
+    }
+    assert!(
+        get_bytes(&s3, &b, "mp").await == body,
+        "the object reads back whole"
+    );
+    env.wait_holds_only_live(&b, 30).await;
+}
+
 /// Metadata written by someone else (a native client, or anyone with stream access) is
 /// validated: a wildcard nuid never reaches a purge, a short digest never panics, odd
 /// headers never reach a response, and listings keep working.

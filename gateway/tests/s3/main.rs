@@ -27,6 +27,7 @@ mod limits;
 mod list;
 mod multipart;
 mod nats;
+mod netfault;
 mod objects;
 mod part_reads;
 mod policies;

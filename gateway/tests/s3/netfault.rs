@@ -1,0 +1,142 @@
+//! A TCP proxy in front of a nats-server that loses or holds up chosen publishes of its
+//! clients on the way: the faults of a message that never reached a stream (a leader that
+//! died before storing it) or reached it late (a slow link, a stalled server), at exactly
+//! the point a test picks.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The proxy; every connection it accepts goes to the upstream server.
+pub struct FaultProxy {
+    pub url: String,
+    rule: Arc<Mutex<Option<Rule>>>,
+    lost: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What becomes of the publishes to subjects starting with `prefix`.
+#[derive(Clone)]
+struct Rule {
+    prefix: String,
+    /// `None`: lost; else delivered this much later (the rest of the traffic goes on).
+    hold: Option<Duration>,
+}
+
+impl FaultProxy {
+    /// A proxy to `upstream` (`nats://host:port`) that loses nothing yet.
+    pub async fn start(upstream: &str) -> FaultProxy {
+        let upstream = upstream.trim_start_matches("nats://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("nats://{}", listener.local_addr().expect("addr"));
+        let rule: Arc<Mutex<Option<Rule>>> = Arc::default();
+        let lost = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (l, n) = (rule.clone(), lost.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                tokio::spawn(relay(client, server, l.clone(), n.clone()));
+            }
+        });
+        FaultProxy {
+            url,
+            rule,
+            lost,
+            task,
+        }
+    }
+
+    /// From now on, loses every publish to a subject starting with `prefix` (`None`: none).
+    pub fn lose_publishes_to(&self, prefix: Option<&str>) {
+        *self.rule.lock().expect("lock") = prefix.map(|p| Rule {
+            prefix: p.to_string(),
+            hold: None,
+        });
+    }
+
+    /// From now on, delivers every publish to a subject starting with `prefix` `hold` late.
+    pub fn hold_publishes_to(&self, prefix: &str, hold: Duration) {
+        *self.rule.lock().expect("lock") = Some(Rule {
+            prefix: prefix.to_string(),
+            hold: Some(hold),
+        });
+    }
+
+    /// How many publishes it lost or held up.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies the server's side as it comes; reads the client's side one protocol operation at
+/// a time and forwards all but the lost or held publishes (whole messages, so a held one
+/// delivered later never splits another).
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    rule: Arc<Mutex<Option<Rule>>>,
+    lost: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let (client_rd, mut client_wr) = client.into_split();
+    let (mut server_rd, server_wr) = server.into_split();
+    let server_wr = Arc::new(tokio::sync::Mutex::new(server_wr));
+    let down = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut server_rd, &mut client_wr).await;
+    });
+    let mut rd = BufReader::new(client_rd);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match rd.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let op = words.first().map(|w| w.to_ascii_uppercase());
+        // PUB <subject> [reply] <size>, HPUB <subject> [reply] <header size> <total size>
+        let payload = match op.as_deref() {
+            Some("PUB" | "HPUB") => words.last().and_then(|n| n.parse::<usize>().ok()),
+            _ => None,
+        };
+        let mut message = line.clone();
+        if let Some(size) = payload {
+            let mut body = vec![0u8; size + 2];
+            if rd.read_exact(&mut body).await.is_err() {
+                break;
+            }
+            message.extend_from_slice(&body);
+            let subject = words.get(1).copied().unwrap_or_default();
+            let matched = rule
+                .lock()
+                .expect("lock")
+                .clone()
+                .filter(|r| subject.starts_with(&r.prefix));
+            if let Some(r) = matched {
+                lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(hold) = r.hold {
+                    let wr = server_wr.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(hold).await;
+                        let _ = wr.lock().await.write_all(&message).await;
+                    });
+                }
+                continue;
+            }
+        }
+        if server_wr.lock().await.write_all(&message).await.is_err() {
+            break;
+        }
+    }
+    down.abort();
+}
