@@ -8,7 +8,10 @@
 //!    that nothing references them again;
 //! 2. every `scanIntervalSeconds`, scans each bucket: chunk subjects that no current or
 //!    noncurrent version, upload part or retire record references and whose last chunk is
-//!    older than the orphan horizon are retired (and purged by a later pass), tombstones of
+//!    older than the orphan horizon are retired as orphans, and purged by a later scan that
+//!    still finds them unreferenced once the grace period is over (so a commit that reached
+//!    NATS late but before that scan, or a first scan that read a replica behind, costs no
+//!    version its chunks; an orphan referenced by then is forgotten), tombstones of
 //!    deleted versions older than the horizon are removed, part records of vanished
 //!    uploads and uploads older than the multipart expiry are removed, and a fence left by
 //!    a DeleteBucket that died half way is lifted.
@@ -16,7 +19,7 @@
 //! A gateway killed at any point leaves only retire records, orphans or stale records,
 //! which the next passes clean.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -216,6 +219,19 @@ struct RetireRecord {
     age: Duration,
 }
 
+impl RetireRecord {
+    /// Retired by a scan: purged only once a later scan confirms it (see the module doc).
+    fn orphan(&self) -> bool {
+        self.record.why == ORPHAN
+    }
+}
+
+/// Retire records by bucket and nuid.
+type Pending<'a> = HashMap<(String, String), &'a RetireRecord>;
+
+/// Why a version found by a scan was retired.
+const ORPHAN: &str = "orphan";
+
 impl Collector {
     pub fn new(store: Store, settings: CollectorSettings) -> Collector {
         Collector {
@@ -276,9 +292,9 @@ impl Collector {
         self.purge_retired(&records).await?;
         if scan {
             let scan_started = Instant::now();
-            let pending: HashSet<(String, String)> = records
+            let pending: Pending = records
                 .iter()
-                .map(|r| (r.bucket.clone(), r.nuid.clone()))
+                .map(|r| ((r.bucket.clone(), r.nuid.clone()), r))
                 .collect();
             self.scan(&pending, expiry).await?;
             self.stats
@@ -412,7 +428,7 @@ impl Collector {
         let grace = self.store.inner.lifecycle.timing.grace;
         let due: Vec<&RetireRecord> = records
             .iter()
-            .filter(|r| r.age >= grace)
+            .filter(|r| r.age >= grace && !r.orphan())
             .take(self.settings.max_purges_per_pass)
             .collect();
         let mut due = due.into_iter();
@@ -433,9 +449,7 @@ impl Collector {
 
     /// Purges one retired version unless it is referenced or read; `true` if purged.
     async fn purge_one(&self, r: &RetireRecord) -> Result<bool, NatsError> {
-        let js = &self.store.inner.js;
-        let record_key = format!("{}.{}", r.bucket, r.nuid);
-        let forget = || super::forget_key(js, GC_KV, &record_key);
+        let forget = || self.forget(r);
         if !valid_nuid(&r.nuid) {
             forget().await?;
             return Ok(false);
@@ -480,6 +494,12 @@ impl Collector {
         Ok(true)
     }
 
+    /// Removes a retire record.
+    async fn forget(&self, r: &RetireRecord) -> Result<(), NatsError> {
+        let record_key = format!("{}.{}", r.bucket, r.nuid);
+        super::forget_key(&self.store.inner.js, GC_KV, &record_key).await
+    }
+
     /// Whether key `key`'s current or a noncurrent version uses chunks `nuid`.
     async fn referenced(&self, bucket: &str, key: &str, nuid: &str) -> Result<bool, NatsError> {
         let client = &self.store.inner.client;
@@ -504,17 +524,20 @@ impl Collector {
     }
 
     /// Scans every bucket for orphans, old tombstones, stale uploads and stale fences.
-    async fn scan(
-        &self,
-        pending: &HashSet<(String, String)>,
-        expiry: Option<u64>,
-    ) -> Result<(), NatsError> {
+    async fn scan(&self, pending: &Pending<'_>, expiry: Option<u64>) -> Result<(), NatsError> {
         let buckets = self
             .store
             .list_buckets()
             .await
             .map_err(|e| NatsError::Other(e.to_string()))?;
         let uploads = self.uploads().await?;
+        // Orphans of buckets deleted since went with them.
+        let names: HashSet<&str> = buckets.iter().map(|b| b.nats.as_str()).collect();
+        for r in pending.values() {
+            if r.orphan() && !names.contains(r.bucket.as_str()) {
+                self.forget(r).await?;
+            }
+        }
         for b in buckets {
             if let Some(since) = Store::fenced_since(&b.metadata) {
                 if OffsetDateTime::now_utc() - since > STALE_FENCE {
@@ -552,7 +575,7 @@ impl Collector {
     async fn scan_bucket(
         &self,
         nats: &str,
-        pending: &HashSet<(String, String)>,
+        pending: &Pending<'_>,
         uploads: &[(String, Bytes)],
     ) -> Result<(), NatsError> {
         let stream = stream_name(nats);
@@ -591,7 +614,7 @@ impl Collector {
         &self,
         pass: &ScanPass<'_>,
         js_stream: &async_nats::jetstream::stream::Stream,
-        pending: &HashSet<(String, String)>,
+        pending: &Pending<'_>,
         uploads: &[(String, Bytes)],
     ) -> Result<(), NatsError> {
         let started = Instant::now();
@@ -640,25 +663,59 @@ impl Collector {
             .await
             .map_err(NatsError::other)?;
         let mut candidates = Vec::new();
+        // Orphans retired by an earlier scan: still unreferenced (purged once their grace
+        // period is over), or referenced again (forgotten).
+        let (mut confirmed, mut revived) = (Vec::new(), Vec::new());
+        let mut seen = HashSet::new();
         while let Some((subject, _count)) = subjects.try_next().await.map_err(NatsError::other)? {
             let Some(nuid) = subject.strip_prefix(&prefix) else {
                 continue;
             };
-            let unreferenced = pass
-                .mine(nuid)
-                .is_some_and(|h| referenced.binary_search(&h).is_err());
-            if valid_nuid(nuid)
-                && unreferenced
-                && !pending.contains(&(nats.to_string(), nuid.to_string()))
-            {
-                candidates.push(nuid.to_string());
+            let Some(h) = pass.mine(nuid) else {
+                continue;
+            };
+            let unreferenced = referenced.binary_search(&h).is_err();
+            match pending.get(&(nats.to_string(), nuid.to_string())) {
+                Some(r) if r.orphan() => {
+                    seen.insert(nuid.to_string());
+                    if !unreferenced {
+                        revived.push(*r);
+                    } else if r.age >= timing.grace {
+                        confirmed.push(*r);
+                    }
+                }
+                Some(_) => {}
+                None if unreferenced && valid_nuid(nuid) => candidates.push(nuid.to_string()),
+                None => {}
             }
         }
         drop(referenced);
+        for r in revived {
+            tracing::info!(bucket = nats, nuid = %r.nuid, "an orphan was committed after all: kept");
+            self.forget(r).await?;
+        }
+        // Orphan records whose chunks are gone (purged by an earlier pass that did not
+        // forget them, or by DeleteBucket).
+        for r in pending.values() {
+            if r.orphan()
+                && r.bucket == nats
+                && pass.mine(&r.nuid).is_some()
+                && !seen.contains(&r.nuid)
+            {
+                self.forget(r).await?;
+            }
+        }
+        // Taking longer than this would let a version committed after the replay look like
+        // an orphan: leave the rest to the next scan.
+        let fresh = || started.elapsed() <= timing.orphan_after / 4;
+        for r in confirmed {
+            if !fresh() {
+                break;
+            }
+            self.purge_one(r).await?;
+        }
         for nuid in candidates {
-            // Taking longer than this would let a version committed after the replay look
-            // like an orphan: leave the rest to the next scan.
-            if started.elapsed() > timing.orphan_after / 4 {
+            if !fresh() {
                 break;
             }
             let subject = chunk_subject(nats, &nuid);
@@ -672,7 +729,7 @@ impl Collector {
             let record = Retired {
                 key: String::new(),
                 size: 0,
-                why: "orphan".into(),
+                why: ORPHAN.into(),
             };
             self.store
                 .inner

@@ -329,6 +329,66 @@ async fn a_commit_held_up_past_the_write_pause_fails_and_never_loses_the_object(
     env.wait_holds_only_live(&b, 30).await;
 }
 
+/// A commit that reaches NATS late (held up on the way past the orphan horizon; its PUT has
+/// failed by then) makes a version that reads back whole: the collector's scan took its
+/// chunks for an orphan's before the commit arrived, and purges only what a later scan
+/// still finds unreferenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_arrives_late_is_never_left_without_its_chunks() {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    let b = unique_bucket("latemeta");
+    let nats = NatsServer::start().await;
+    let proxy = crate::netfault::FaultProxy::start(&nats.url()).await;
+    let mut s = settings_for(&proxy.url);
+    s.collector.orphan_after_seconds = 3;
+    s.collector.grace_seconds = 4;
+    let env = Env::launch(nats, s, Some(config_with(&[&b]))).await;
+    env.wait_ready().await;
+    env.wait_declared_buckets(&env.config).await;
+    let s3 = env.client();
+    let body = data(300 << 10, 4);
+    // The chunks look like an orphan's from 3 s on; the commit lands after 5 s, before the
+    // grace period of a retirement in between is over.
+    proxy.hold_publishes_to(&format!("$O.{b}.M."), Duration::from_secs(5));
+    let r = s3
+        .put_object()
+        .bucket(&b)
+        .key("k")
+        .body(body.clone().into())
+        .send()
+        .await;
+    proxy.lose_publishes_to(None);
+    assert!(proxy.lost() >= 1, "the commit was held up");
+    let found = env
+        .metric("jets3_collector_orphans_found_total")
+        .await
+        .unwrap_or(0.0);
+    // Past the grace period of that retirement, and a few passes.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let got = s3.get_object().bucket(&b).key("k").send().await;
+    match got {
+        Ok(out) => {
+            let bytes = out.body.collect().await.expect("body").to_vec();
+            assert!(bytes == body, "the version reads back whole");
+        }
+        Err(e) => assert_eq!(
+            e.code(),
+            Some("NoSuchKey"),
+            "PUT {:?}",
+            r.err().map(|e| e.code().map(str::to_string))
+        ),
+    }
+    let after = env
+        .metric("jets3_collector_orphans_found_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(
+        after > found,
+        "the scan took the chunks for an orphan's meanwhile"
+    );
+    env.wait_holds_only_live(&b, 30).await;
+}
+
 /// The same for a part: a part record that reaches NATS seconds late is refused (503) instead
 /// of acknowledged over chunks the collector may have taken for an orphan's meanwhile, and
 /// the upload completes whole with the part sent again.
