@@ -57,6 +57,8 @@ const STALE_FENCE: Duration = Duration::from_secs(60);
 const MAX_RECORDS: usize = 100_000;
 /// The key of the clock probe in the retire records' bucket (no `.`: never a record).
 const CLOCK_KEY: &str = "clock";
+/// How long the collector's own small writes (its lock, the clock probe) may take.
+const WRITE_WAIT: Duration = Duration::from_secs(2);
 
 /// Which share of a bucket's versions a scan pass looks at.
 struct ScanPass<'a> {
@@ -204,7 +206,10 @@ pub struct Collector {
     store: Store,
     settings: CollectorSettings,
     id: String,
-    revision: std::sync::Mutex<Option<u64>>,
+    /// The lock while this gateway holds it: its revision, and when it was last refreshed.
+    lock: std::sync::Mutex<Option<(u64, Instant)>>,
+    /// The last clock probe that went through: when, and the time it read.
+    clock: std::sync::Mutex<Option<(Instant, OffsetDateTime)>>,
     stats: Arc<CollectorStats>,
     last_snapshot: Arc<std::sync::Mutex<Option<Instant>>>,
     /// A snapshot pass is running.
@@ -238,7 +243,8 @@ impl Collector {
             store,
             settings,
             id: nuid::next().to_string(),
-            revision: std::sync::Mutex::new(None),
+            lock: std::sync::Mutex::new(None),
+            clock: std::sync::Mutex::new(None),
             stats: Arc::default(),
             last_snapshot: Arc::default(),
             snapshotting: Arc::default(),
@@ -341,45 +347,89 @@ impl Collector {
         write_snapshots(&self.store, &self.settings).await
     }
 
-    /// Takes or keeps the lock.
+    /// Takes or keeps the lock. A refresh that NATS did not take (it is full, slow or
+    /// between leaders) keeps a lock refreshed less than half its lifetime ago: nobody else
+    /// can have it, and a full server needs the collector's purges most.
     async fn lead(&self) -> Result<bool, NatsError> {
+        use async_nats::jetstream::kv::UpdateErrorKind;
         let kv = self.store.inner.lifecycle.locks(LOCK_TTL).await?;
-        let held = *self.revision.lock().unwrap_or_else(|p| p.into_inner());
+        let held = *self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let value = Bytes::from(self.id.clone());
-        let create = |value| async {
-            match kv.create(LOCK_KEY, value).await {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::debug!(error = %e, "collector lock held elsewhere");
-                    None
+        let result = match held {
+            Some((rev, refreshed)) => {
+                let update = kv.update(LOCK_KEY, value.clone(), rev);
+                match tokio::time::timeout(WRITE_WAIT, update).await {
+                    Ok(Ok(r)) => Some(r),
+                    Ok(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                        self.take(kv, value).await
+                    }
+                    _ if refreshed.elapsed() < LOCK_TTL / 2 => {
+                        tracing::debug!("collector lock not refreshed: kept");
+                        return Ok(true);
+                    }
+                    Ok(Err(e)) => return Err(NatsError::other(e)),
+                    Err(_) => return Err(NatsError::TimedOut),
                 }
             }
+            None => self.take(kv, value).await,
         };
-        let result = match held {
-            Some(rev) => match kv.update(LOCK_KEY, value.clone(), rev).await {
-                Ok(r) => Some(r),
-                Err(_) => create(value).await,
-            },
-            None => create(value).await,
-        };
-        *self.revision.lock().unwrap_or_else(|p| p.into_inner()) = result;
+        *self.lock.lock().unwrap_or_else(|p| p.into_inner()) = result.map(|r| (r, Instant::now()));
         Ok(result.is_some())
+    }
+
+    /// Takes the lock if it is free, or back if it still holds this gateway's id (a refresh
+    /// whose answer was lost); its revision then.
+    async fn take(&self, kv: &async_nats::jetstream::kv::Store, value: Bytes) -> Option<u64> {
+        use async_nats::jetstream::kv::CreateErrorKind;
+        match kv.create(LOCK_KEY, value.clone()).await {
+            Ok(r) => Some(r),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+                let ours = kv.entry(LOCK_KEY).await.ok().flatten()?;
+                if ours.value != value {
+                    tracing::debug!("collector lock held elsewhere");
+                    return None;
+                }
+                kv.update(LOCK_KEY, value, ours.revision).await.ok()
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "collector lock not taken");
+                None
+            }
+        }
     }
 
     /// The time on the clock that stamps retire records: a probe written to their KV bucket.
     /// Ages compare two stamps of that clock, so a gateway whose own clock is off never
-    /// purges early.
+    /// purges early. When NATS takes no write (it is full, or slow), the last probe's time
+    /// moved on by this gateway's monotonic clock (a little behind the true time: never
+    /// early either).
     async fn gc_clock(&self) -> Result<OffsetDateTime, NatsError> {
-        let gc = self.store.inner.lifecycle.gc().await?;
-        gc.put(CLOCK_KEY, Bytes::new())
-            .await
-            .map_err(NatsError::other)?;
-        let entry = gc
-            .entry(CLOCK_KEY)
-            .await
-            .map_err(NatsError::other)?
-            .ok_or_else(|| NatsError::Other("the clock probe vanished".into()))?;
-        Ok(entry.created)
+        let probe = async {
+            let gc = self.store.inner.lifecycle.gc().await?;
+            gc.put(CLOCK_KEY, Bytes::new())
+                .await
+                .map_err(NatsError::other)?;
+            let entry = gc
+                .entry(CLOCK_KEY)
+                .await
+                .map_err(NatsError::other)?
+                .ok_or_else(|| NatsError::Other("the clock probe vanished".into()))?;
+            Ok::<_, NatsError>(entry.created)
+        };
+        let last = &self.clock;
+        match tokio::time::timeout(WRITE_WAIT, probe).await {
+            Ok(Ok(now)) => {
+                *last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), now));
+                Ok(now)
+            }
+            failed => match *last.lock().unwrap_or_else(|p| p.into_inner()) {
+                Some((at, then)) => Ok(then + at.elapsed()),
+                None => Err(match failed {
+                    Ok(Err(e)) => e,
+                    _ => NatsError::TimedOut,
+                }),
+            },
+        }
     }
 
     /// Every retire record, oldest first, with the waiting-work gauges updated.

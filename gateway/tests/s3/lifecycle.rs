@@ -277,7 +277,7 @@ async fn a_commit_held_up_past_the_write_pause_fails_and_never_loses_the_object(
     put(&s3, &b, "kept", &kept).await;
     let body = data(300 << 10, 2);
     // Every metadata publish of the bucket is lost for 5 s: longer than the orphan horizon.
-    proxy.lose_publishes_to(Some(&format!("$O.{b}.M.")));
+    proxy.lose_publishes_to(&[&format!("$O.{b}.M.")]);
     let put_body = async {
         let started = std::time::Instant::now();
         let r = s3
@@ -291,7 +291,7 @@ async fn a_commit_held_up_past_the_write_pause_fails_and_never_loses_the_object(
     };
     let heal = async {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        proxy.lose_publishes_to(None);
+        proxy.heal();
     };
     let ((r, took), ()) = tokio::join!(put_body, heal);
     assert!(proxy.lost() >= 1, "the metadata publish was lost");
@@ -349,7 +349,7 @@ async fn a_commit_that_arrives_late_is_never_left_without_its_chunks() {
     let body = data(300 << 10, 4);
     // The chunks look like an orphan's from 3 s on; the commit lands after 5 s, before the
     // grace period of a retirement in between is over.
-    proxy.hold_publishes_to(&format!("$O.{b}.M."), Duration::from_secs(5));
+    proxy.hold_publishes_to(&[&format!("$O.{b}.M.")], Duration::from_secs(5));
     let r = s3
         .put_object()
         .bucket(&b)
@@ -357,7 +357,7 @@ async fn a_commit_that_arrives_late_is_never_left_without_its_chunks() {
         .body(body.clone().into())
         .send()
         .await;
-    proxy.lose_publishes_to(None);
+    proxy.heal();
     assert!(proxy.lost() >= 1, "the commit was held up");
     let found = env
         .metric("jets3_collector_orphans_found_total")
@@ -409,7 +409,7 @@ async fn a_part_record_held_up_past_the_write_pause_fails_and_never_loses_the_pa
     // Part records of this upload reach NATS 4 s late: past the orphan horizon, within the
     // client's 5 s wait for the answer.
     proxy.hold_publishes_to(
-        &format!("$KV.jets3_uploads.{b}.{id}."),
+        &[&format!("$KV.jets3_uploads.{b}.{id}.")],
         Duration::from_secs(4),
     );
     let started = std::time::Instant::now();
@@ -435,11 +435,11 @@ async fn a_part_record_held_up_past_the_write_pause_fails_and_never_loses_the_pa
             );
             // Once the held record has landed, the client sends the part again.
             tokio::time::sleep(Duration::from_secs(5)).await;
-            proxy.lose_publishes_to(None);
+            proxy.heal();
             crate::multipart::upload_part(&s3, &b, "mp", &id, 1, &body).await
         }
     };
-    proxy.lose_publishes_to(None);
+    proxy.heal();
     // Past the horizon, the grace period and a few collector passes.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let done = s3
@@ -461,6 +461,44 @@ async fn a_part_record_held_up_past_the_write_pause_fails_and_never_loses_the_pa
         get_bytes(&s3, &b, "mp").await == body,
         "the object reads back whole"
     );
+    env.wait_holds_only_live(&b, 30).await;
+}
+
+/// The collector's own writes (its lock's refresh, the probe of the records' clock) failing
+/// for a while, as on a NATS that is full or slow, do not stop it: it keeps a lock it
+/// refreshed recently and reads the time from its last probe, so a deleted version's room
+/// comes back after the grace period all the same. It used to lose its own lock until the
+/// lock expired (30 s), and to purge nothing without a probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_purges_while_nats_refuses_its_own_writes() {
+    let b = unique_bucket("gcwrites");
+    let nats = NatsServer::start().await;
+    let proxy = crate::netfault::FaultProxy::start(&nats.url()).await;
+    let env = Env::launch(nats, settings_for(&proxy.url), Some(config_with(&[&b]))).await;
+    env.wait_ready().await;
+    env.wait_declared_buckets(&env.config).await;
+    let s3 = env.client();
+    put(&s3, &b, "gone", &data(300 << 10, 1)).await;
+    put(&s3, &b, "kept", &data(100 << 10, 2)).await;
+    let leading = eventually(10, || async {
+        env.metric("jets3_collector_leader").await == Some(1.0)
+    })
+    .await;
+    assert!(leading, "the collector leads");
+    let before = env.chunk_subjects(&b).await.len();
+    ok(
+        s3.delete_object().bucket(&b).key("gone").send().await,
+        "DELETE",
+    );
+    // From now on (for longer than the test waits) NATS never gets the lock's refresh or a
+    // clock probe.
+    proxy.lose_publishes_to(&["$KV.jets3_locks.", "$KV.jets3_gc.clock"]);
+    let purged = eventually(12, || async { env.chunk_subjects(&b).await.len() < before }).await;
+    let lost = proxy.lost();
+    proxy.heal();
+    assert!(lost >= 1, "the collector's writes were lost");
+    assert!(purged, "the deleted version is purged within 12 s");
+    assert_eq!(get_bytes(&s3, &b, "kept").await, data(100 << 10, 2));
     env.wait_holds_only_live(&b, 30).await;
 }
 

@@ -17,10 +17,10 @@ pub struct FaultProxy {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// What becomes of the publishes to subjects starting with `prefix`.
+/// What becomes of the publishes to subjects starting with one of `prefixes`.
 #[derive(Clone)]
 struct Rule {
-    prefix: String,
+    prefixes: Vec<String>,
     /// `None`: lost; else delivered this much later (the rest of the traffic goes on).
     hold: Option<Duration>,
 }
@@ -50,19 +50,26 @@ impl FaultProxy {
         }
     }
 
-    /// From now on, loses every publish to a subject starting with `prefix` (`None`: none).
-    pub fn lose_publishes_to(&self, prefix: Option<&str>) {
-        *self.rule.lock().expect("lock") = prefix.map(|p| Rule {
-            prefix: p.to_string(),
-            hold: None,
-        });
+    /// From now on, loses every publish to a subject starting with one of `prefixes`.
+    pub fn lose_publishes_to(&self, prefixes: &[&str]) {
+        self.set(prefixes, None);
     }
 
-    /// From now on, delivers every publish to a subject starting with `prefix` `hold` late.
-    pub fn hold_publishes_to(&self, prefix: &str, hold: Duration) {
+    /// From now on, delivers every publish to a subject starting with one of `prefixes`
+    /// `hold` late.
+    pub fn hold_publishes_to(&self, prefixes: &[&str], hold: Duration) {
+        self.set(prefixes, Some(hold));
+    }
+
+    /// From now on, forwards everything.
+    pub fn heal(&self) {
+        self.set(&[], None);
+    }
+
+    fn set(&self, prefixes: &[&str], hold: Option<Duration>) {
         *self.rule.lock().expect("lock") = Some(Rule {
-            prefix: prefix.to_string(),
-            hold: Some(hold),
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            hold,
         });
     }
 
@@ -121,7 +128,7 @@ async fn relay(
                 .lock()
                 .expect("lock")
                 .clone()
-                .filter(|r| subject.starts_with(&r.prefix));
+                .filter(|r| r.prefixes.iter().any(|p| subject.starts_with(p)));
             if let Some(r) = matched {
                 lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Some(hold) = r.hold {
