@@ -265,13 +265,10 @@ async fn request_timeouts_during_nats_stalls_never_lose_a_version() {
 async fn a_commit_held_up_past_the_write_pause_fails_and_never_loses_the_object() {
     use aws_sdk_s3::error::ProvideErrorMetadata;
     let b = unique_bucket("lostmeta");
-    let nats = NatsServer::start().await;
-    let proxy = crate::netfault::FaultProxy::start(&nats.url()).await;
-    let mut s = settings_for(&proxy.url);
-    s.collector.orphan_after_seconds = 3;
-    let env = Env::launch(nats, s, Some(config_with(&[&b]))).await;
-    env.wait_ready().await;
-    env.wait_declared_buckets(&env.config).await;
+    let (env, proxy) = crate::netfault::env_behind_proxy(&b, |s| {
+        s.collector.orphan_after_seconds = 3;
+    })
+    .await;
     let s3 = env.client();
     let kept = data(100 << 10, 1);
     put(&s3, &b, "kept", &kept).await;
@@ -337,14 +334,11 @@ async fn a_commit_held_up_past_the_write_pause_fails_and_never_loses_the_object(
 async fn a_commit_that_arrives_late_is_never_left_without_its_chunks() {
     use aws_sdk_s3::error::ProvideErrorMetadata;
     let b = unique_bucket("latemeta");
-    let nats = NatsServer::start().await;
-    let proxy = crate::netfault::FaultProxy::start(&nats.url()).await;
-    let mut s = settings_for(&proxy.url);
-    s.collector.orphan_after_seconds = 3;
-    s.collector.grace_seconds = 4;
-    let env = Env::launch(nats, s, Some(config_with(&[&b]))).await;
-    env.wait_ready().await;
-    env.wait_declared_buckets(&env.config).await;
+    let (env, proxy) = crate::netfault::env_behind_proxy(&b, |s| {
+        s.collector.orphan_after_seconds = 3;
+        s.collector.grace_seconds = 4;
+    })
+    .await;
     let s3 = env.client();
     let body = data(300 << 10, 4);
     // The chunks look like an orphan's from 3 s on; the commit lands after 5 s, before the
@@ -396,13 +390,10 @@ async fn a_commit_that_arrives_late_is_never_left_without_its_chunks() {
 async fn a_part_record_held_up_past_the_write_pause_fails_and_never_loses_the_part() {
     use aws_sdk_s3::error::ProvideErrorMetadata;
     let b = unique_bucket("heldpart");
-    let nats = NatsServer::start().await;
-    let proxy = crate::netfault::FaultProxy::start(&nats.url()).await;
-    let mut s = settings_for(&proxy.url);
-    s.collector.orphan_after_seconds = 3;
-    let env = Env::launch(nats, s, Some(config_with(&[&b]))).await;
-    env.wait_ready().await;
-    env.wait_declared_buckets(&env.config).await;
+    let (env, proxy) = crate::netfault::env_behind_proxy(&b, |s| {
+        s.collector.orphan_after_seconds = 3;
+    })
+    .await;
     let s3 = env.client();
     let id = crate::multipart::create_upload(&s3, &b, "mp").await;
     let body = data(300 << 10, 3);
@@ -472,11 +463,7 @@ async fn a_part_record_held_up_past_the_write_pause_fails_and_never_loses_the_pa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_collector_purges_while_nats_refuses_its_own_writes() {
     let b = unique_bucket("gcwrites");
-    let nats = NatsServer::start().await;
-    let proxy = crate::netfault::FaultProxy::start(&nats.url()).await;
-    let env = Env::launch(nats, settings_for(&proxy.url), Some(config_with(&[&b]))).await;
-    env.wait_ready().await;
-    env.wait_declared_buckets(&env.config).await;
+    let (env, proxy) = crate::netfault::env_behind_proxy(&b, |_| {}).await;
     let s3 = env.client();
     put(&s3, &b, "gone", &data(300 << 10, 1)).await;
     put(&s3, &b, "kept", &data(100 << 10, 2)).await;

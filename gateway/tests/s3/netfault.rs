@@ -6,8 +6,27 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use jets3_gateway::ServerSettings;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::common::*;
+
+/// A nats-server, a proxy in front of it, and a ready gateway on the proxy serving `bucket`,
+/// with its server settings changed by `settings`.
+pub async fn env_behind_proxy(
+    bucket: &str,
+    settings: impl FnOnce(&mut ServerSettings),
+) -> (Env, FaultProxy) {
+    let nats = NatsServer::start().await;
+    let proxy = FaultProxy::start(&nats.url()).await;
+    let mut s = settings_for(&proxy.url);
+    settings(&mut s);
+    let env = Env::launch(nats, s, Some(config_with(&[bucket]))).await;
+    env.wait_ready().await;
+    env.wait_declared_buckets(&env.config).await;
+    (env, proxy)
+}
 
 /// The proxy; every connection it accepts goes to the upstream server.
 pub struct FaultProxy {
@@ -63,7 +82,7 @@ impl FaultProxy {
 
     /// From now on, forwards everything.
     pub fn heal(&self) {
-        self.set(&[], None);
+        *self.rule.lock().expect("lock") = None;
     }
 
     fn set(&self, prefixes: &[&str], hold: Option<Duration>) {
