@@ -91,7 +91,7 @@ const STORE_GAUGES: [(&str, &str, StatFn); 6] = [
 ];
 
 /// Counters mirrored from the store and the collector: name, help, value.
-const STORE_COUNTERS: [(&str, &str, StatFn); 16] = [
+const STORE_COUNTERS: [(&str, &str, StatFn); 18] = [
     (
         "collector_passes_total",
         "Collector passes run here",
@@ -121,6 +121,16 @@ const STORE_COUNTERS: [(&str, &str, StatFn); 16] = [
         "collector_orphans_found_total",
         "Chunk sets that nothing referenced, found and retired by the collector",
         |_, c| c.orphans_found.load(Relaxed),
+    ),
+    (
+        "collector_compacted_versions_total",
+        "Spliced multipart versions the collector rewrote into the native layout",
+        |_, c| c.compacted_versions.load(Relaxed),
+    ),
+    (
+        "collector_compacted_bytes_total",
+        "Object bytes of the versions the collector compacted",
+        |_, c| c.compacted_bytes.load(Relaxed),
     ),
     (
         "collector_uploads_expired_total",

@@ -16,6 +16,9 @@
 //!    uploads and uploads older than the multipart expiry are removed, and a fence left by
 //!    a DeleteBucket that died half way is lifted.
 //!
+//! 3. compacts the spliced multipart versions that records mark (one at a time, in the
+//!    background; see `compaction`).
+//!
 //! A gateway killed at any point leaves only retire records, orphans or stale records,
 //! which the next passes clean.
 
@@ -30,6 +33,7 @@ use futures::{StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use super::compaction::Compacted;
 use super::direct::{last_for_subject, RawMsg};
 use super::index::writer;
 use super::lifecycle::{Retired, GC_KV};
@@ -99,6 +103,9 @@ pub struct CollectorStats {
     pub uploads_expired: AtomicU64,
     pub tombstones_removed: AtomicU64,
     pub fences_lifted: AtomicU64,
+    /// Spliced multipart versions rewritten into the native layout, and their bytes.
+    pub compacted_versions: AtomicU64,
+    pub compacted_bytes: AtomicU64,
     /// Duration of the last pass, in milliseconds.
     pub last_pass_millis: AtomicU64,
     /// Duration of the last scan, in milliseconds.
@@ -214,6 +221,8 @@ pub struct Collector {
     last_snapshot: Arc<std::sync::Mutex<Option<Instant>>>,
     /// A snapshot pass is running.
     snapshotting: Arc<AtomicBool>,
+    /// Compactions are running.
+    compacting: Arc<AtomicBool>,
 }
 
 /// A retire record as read from `jets3_gc`.
@@ -229,6 +238,11 @@ impl RetireRecord {
     fn orphan(&self) -> bool {
         self.record.why == ORPHAN
     }
+
+    /// A spliced version to compact, not chunks to purge.
+    fn compaction(&self) -> bool {
+        self.record.why == COMPACT
+    }
 }
 
 /// Retire records by bucket and nuid.
@@ -236,6 +250,8 @@ type Pending<'a> = HashMap<(String, String), &'a RetireRecord>;
 
 /// Why a version found by a scan was retired.
 const ORPHAN: &str = "orphan";
+/// Why a record marks a spliced version to compact.
+pub(super) const COMPACT: &str = "compact";
 
 impl Collector {
     pub fn new(store: Store, settings: CollectorSettings) -> Collector {
@@ -248,6 +264,7 @@ impl Collector {
             stats: Arc::default(),
             last_snapshot: Arc::default(),
             snapshotting: Arc::default(),
+            compacting: Arc::default(),
         }
     }
 
@@ -296,6 +313,7 @@ impl Collector {
         let started = Instant::now();
         let records = self.retire_records().await?;
         self.purge_retired(&records).await?;
+        self.start_compactions(&records);
         if scan {
             let scan_started = Instant::now();
             let pending: Pending = records
@@ -461,11 +479,12 @@ impl Collector {
                 age: age(&m, now),
             });
         }
-        let bytes: u64 = out.iter().map(|r| r.record.size).sum();
-        let oldest = out.iter().map(|r| r.age).max().unwrap_or_default();
+        let retired = || out.iter().filter(|r| !r.compaction());
+        let bytes: u64 = retired().map(|r| r.record.size).sum();
+        let oldest = retired().map(|r| r.age).max().unwrap_or_default();
         self.stats
             .pending
-            .store(out.len() as u64, Ordering::Relaxed);
+            .store(retired().count() as u64, Ordering::Relaxed);
         self.stats.pending_bytes.store(bytes, Ordering::Relaxed);
         self.stats
             .oldest_pending_seconds
@@ -473,12 +492,55 @@ impl Collector {
         Ok(out)
     }
 
+    /// Compacts the spliced versions that records mark, one at a time, in the background
+    /// (a large one takes a while, and purges must not wait for it); unless the last
+    /// compactions are still running.
+    fn start_compactions(&self, records: &[RetireRecord]) {
+        let due: Vec<(String, String, String)> = records
+            .iter()
+            .filter(|r| r.compaction())
+            .map(|r| (r.bucket.clone(), r.record.key.clone(), r.nuid.clone()))
+            .collect();
+        if due.is_empty() || self.compacting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (store, stats, running) = (
+            self.store.clone(),
+            self.stats.clone(),
+            self.compacting.clone(),
+        );
+        tokio::spawn(async move {
+            for (bucket, key, nuid) in due {
+                let done = match store.bucket(&bucket).compact(&key, &nuid).await {
+                    Ok(Compacted::Done(bytes)) => {
+                        stats.compacted_versions.fetch_add(1, Ordering::Relaxed);
+                        stats.compacted_bytes.fetch_add(bytes, Ordering::Relaxed);
+                        true
+                    }
+                    Ok(Compacted::Gone) => true,
+                    Ok(Compacted::Later) => false,
+                    Err(e) => {
+                        tracing::warn!(bucket, key, error = %e, "compaction failed");
+                        false
+                    }
+                };
+                let record = format!("{bucket}.{nuid}");
+                if done {
+                    if let Err(e) = super::forget_key(&store.inner.js, GC_KV, &record).await {
+                        tracing::debug!(record, error = ?e, "compaction record not removed");
+                    }
+                }
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
+
     /// Purges retired versions whose grace period is over, [`PURGE_CONCURRENCY`] at a time.
     async fn purge_retired(&self, records: &[RetireRecord]) -> Result<(), NatsError> {
         let grace = self.store.inner.lifecycle.timing.grace;
         let due: Vec<&RetireRecord> = records
             .iter()
-            .filter(|r| r.age >= grace && !r.orphan())
+            .filter(|r| r.age >= grace && !r.orphan() && !r.compaction())
             .take(self.settings.max_purges_per_pass)
             .collect();
         let mut due = due.into_iter();
@@ -519,13 +581,13 @@ impl Collector {
             forget().await?;
             return Ok(false);
         }
-        if self
-            .store
-            .inner
-            .lifecycle
-            .is_read(&r.bucket, &r.nuid)
-            .await?
-        {
+        let lifecycle = &self.store.inner.lifecycle;
+        let read = lifecycle.is_read(&r.bucket, &r.nuid).await?
+            || match &r.record.owner {
+                Some(owner) => lifecycle.is_read(&r.bucket, owner).await?,
+                None => false,
+            };
+        if read {
             self.stats.held_by_reads.fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
@@ -554,12 +616,8 @@ impl Collector {
     async fn referenced(&self, bucket: &str, key: &str, nuid: &str) -> Result<bool, NatsError> {
         let client = &self.store.inner.client;
         let stream = stream_name(bucket);
-        let uses = |m: &RawMsg| {
-            Record::decode(&m.payload, Some(key), m.seq)
-                .ok()
-                .and_then(|r| r.chunks().map(|(n, _)| n == nuid))
-                .unwrap_or(false)
-        };
+        let uses =
+            |m: &RawMsg| Record::decode(&m.payload, Some(key), m.seq).is_ok_and(|r| r.uses(nuid));
         if let Some(m) = last_for_subject(client, &stream, &meta_subject(bucket, key)).await? {
             if uses(&m) {
                 return Ok(true);
@@ -584,7 +642,7 @@ impl Collector {
         // Orphans of buckets deleted since went with them.
         let names: HashSet<&str> = buckets.iter().map(|b| b.nats.as_str()).collect();
         for r in pending.values() {
-            if r.orphan() && !names.contains(r.bucket.as_str()) {
+            if (r.orphan() || r.compaction()) && !names.contains(r.bucket.as_str()) {
                 self.forget(r).await?;
             }
         }
@@ -671,6 +729,8 @@ impl Collector {
         let (nats, timing) = (pass.nats, self.store.inner.lifecycle.timing);
         let stream = stream_name(nats);
         let mut referenced: Vec<u64> = Vec::new();
+        let meta_prefix = names::meta_prefix(nats);
+        let mut unmarked = Vec::new();
         // Each subject's last message decides whether it is an old tombstone.
         let mut tombstones: std::collections::HashMap<String, bool> = Default::default();
         let mut filters = vec![names::meta_filter(nats)];
@@ -690,8 +750,14 @@ impl Collector {
             match record {
                 Ok(Record::Gone { .. }) => {}
                 Ok(r) => {
-                    if let Some(h) = r.chunks().and_then(|(nuid, _)| pass.mine(nuid)) {
-                        referenced.push(h);
+                    referenced.extend(r.chunk_sets().filter_map(|(nuid, _)| pass.mine(nuid)));
+                    if let Record::Object(o) = &r {
+                        // A spliced current version whose compaction record was lost.
+                        let current = m.subject.starts_with(&meta_prefix);
+                        let marked = || pending.contains_key(&(nats.to_string(), o.nuid.clone()));
+                        if current && !o.segments.is_empty() && pass.tombstones && !marked() {
+                            unmarked.push((o.key.clone(), o.nuid.clone(), o.size));
+                        }
                     }
                 }
                 Err(_) => {}
@@ -780,6 +846,7 @@ impl Collector {
                 key: String::new(),
                 size: 0,
                 why: ORPHAN.into(),
+                owner: None,
             };
             self.store
                 .inner
@@ -788,6 +855,19 @@ impl Collector {
                 .await?;
             self.stats.orphans_found.fetch_add(1, Ordering::Relaxed);
             tracing::info!(bucket = nats, nuid = %nuid, "collector found orphan chunks");
+        }
+        for (key, nuid, size) in unmarked {
+            let record = Retired {
+                key,
+                size,
+                why: COMPACT.into(),
+                owner: None,
+            };
+            self.store
+                .inner
+                .lifecycle
+                .retire_acked(nats, &nuid, record)
+                .await?;
         }
         let old_tombstones = tombstones.into_iter().filter(|(_, old)| *old);
         for (subject, _) in old_tombstones {

@@ -274,7 +274,7 @@ impl Bucket {
                     .await
                 {
                     Ok(_) => {
-                        self.retire_parts(id).await?;
+                        self.retire_parts(id, key, Some(&meta)).await?;
                         return Ok(UploadState::Done(done));
                     }
                     Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,

@@ -38,9 +38,13 @@ pub struct Retired {
     /// Object bytes of the version.
     #[serde(default)]
     pub size: u64,
-    /// Why: `replaced`, `deleted`, `part`, `orphan`.
+    /// Why: `replaced`, `deleted`, `part`, `orphan`, `compacted`; `compact` marks a spliced
+    /// version to compact (not chunks to purge).
     #[serde(default)]
     pub why: String,
+    /// The spliced version these chunks are a part of: its reads hold them too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Timing of the lifecycle, from the collector settings.

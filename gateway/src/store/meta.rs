@@ -37,6 +37,11 @@ const STAMP: &str = "jets3.stamp";
 const MARKER: &str = "jets3.marker";
 /// Set on a tombstone: a noncurrent version that was deleted by id.
 const GONE: &str = "jets3.gone";
+/// Where a spliced multipart version's bytes are: each part's chunks, in order
+/// (`<nuid>` or `<nuid>:<first>-<last>`, comma-separated, one per entry of `jets3.parts`).
+const SEGMENTS: &str = "jets3.segments";
+/// The nuid a compacted version had while it was spliced.
+const SPLICED: &str = "jets3.spliced";
 
 /// Longest NUID accepted from NATS (native NUIDs have 22 characters).
 const MAX_NUID: usize = 64;
@@ -126,6 +131,49 @@ pub struct ObjectMeta {
     pub stamp: u64,
     /// The object ACL set when it was written (or with PutObjectAcl); `None`: private.
     pub acl: Option<crate::access::acl::Acl>,
+    /// A spliced multipart version's bytes: its parts' chunks, in order (`nuid` then holds
+    /// no chunks). Empty for every other object.
+    pub segments: Vec<Segment>,
+    /// The nuid this version had while it was spliced, once it is compacted.
+    pub spliced: Option<String>,
+}
+
+/// One part's chunks in a spliced version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub nuid: String,
+    pub size: u64,
+    /// Stream sequences of its first and last chunk, when known.
+    pub seq: Option<(u64, u64)>,
+}
+
+impl Segment {
+    /// A view of the segment as an object of its own, to read it.
+    pub fn as_object(&self) -> ObjectMeta {
+        ObjectMeta {
+            key: String::new(),
+            size: self.size,
+            etag: String::new(),
+            modified: OffsetDateTime::UNIX_EPOCH,
+            nuid: self.nuid.clone(),
+            chunks: self.size.div_ceil(CHUNK_SIZE as u64),
+            digest: None,
+            headers: Vec::new(),
+            tags: Vec::new(),
+            checksums: Vec::new(),
+            checksum_type: None,
+            parts: Vec::new(),
+            part_checksums: Vec::new(),
+            seq: self.seq,
+            meta_seq: 0,
+            is_link: false,
+            version: None,
+            stamp: 0,
+            acl: None,
+            segments: Vec::new(),
+            spliced: None,
+        }
+    }
 }
 
 /// A delete marker: an S3 version without content, current or not.
@@ -245,12 +293,33 @@ impl Record {
         }
     }
 
-    /// The chunks an object holds: (nuid, size).
-    pub fn chunks(&self) -> Option<(&str, u64)> {
+    /// The nuid that names an object's version (a spliced one's holds no chunks itself).
+    pub fn identity(&self) -> Option<&str> {
         match self {
-            Record::Object(m) if !m.is_link => Some((m.nuid.as_str(), m.size)),
+            Record::Object(m) if !m.is_link => Some(m.nuid.as_str()),
             _ => None,
         }
+    }
+
+    /// The chunk subjects an object's bytes are on: (nuid, bytes), one for a plain object,
+    /// one per part for a spliced one, none for anything else.
+    pub fn chunk_sets(&self) -> impl Iterator<Item = (&str, u64)> {
+        let (whole, segments) = match self {
+            Record::Object(m) if m.is_link => (None, &[][..]),
+            Record::Object(m) if m.segments.is_empty() => {
+                (Some((m.nuid.as_str(), m.size)), &[][..])
+            }
+            Record::Object(m) => (None, m.segments.as_slice()),
+            _ => (None, &[][..]),
+        };
+        whole
+            .into_iter()
+            .chain(segments.iter().map(|s| (s.nuid.as_str(), s.size)))
+    }
+
+    /// Whether the object's bytes are on chunk subject `nuid`.
+    pub fn uses(&self, nuid: &str) -> bool {
+        self.chunk_sets().any(|(n, _)| n == nuid)
     }
 
     /// Whether this is an object or a delete marker (an S3 version).
@@ -394,6 +463,14 @@ impl ObjectMeta {
             .unwrap_or("application/octet-stream")
     }
 
+    /// Whether the object's bytes are on chunk subject `nuid`.
+    pub fn uses(&self, nuid: &str) -> bool {
+        match self.segments.is_empty() {
+            true => !self.is_link && self.nuid == nuid,
+            false => self.segments.iter().any(|s| s.nuid == nuid),
+        }
+    }
+
     /// Decodes a metadata message; `None` for deleted objects and malformed ones.
     pub fn from_info(info: ObjectInfoJson, meta_seq: u64) -> Option<ObjectMeta> {
         Record::from_info(info, meta_seq).ok()?.object()
@@ -406,7 +483,13 @@ impl ObjectMeta {
         stamp: u64,
         modified: OffsetDateTime,
     ) -> Result<ObjectMeta, Malformed> {
-        let is_link = info.options.as_ref().is_some_and(|o| o.link.is_some());
+        let segments = match info.metadata.get(SEGMENTS) {
+            Some(v) => decode_segments(v, info.metadata.get(PARTS), info.size)?,
+            None => Vec::new(),
+        };
+        // A spliced version is a link for native clients, and not one for jets3.
+        let is_link =
+            segments.is_empty() && info.options.as_ref().is_some_and(|o| o.link.is_some());
         if !is_link && !valid_nuid(&info.nuid) {
             return Err(Malformed(format!("bad nuid {:?}", info.nuid)));
         }
@@ -500,6 +583,12 @@ impl ObjectMeta {
                 .metadata
                 .get(ACL)
                 .and_then(|a| crate::access::acl::Acl::decode(a)),
+            segments,
+            spliced: info
+                .metadata
+                .get(SPLICED)
+                .filter(|n| valid_nuid(n))
+                .cloned(),
         })
     }
 
@@ -536,6 +625,12 @@ impl ObjectMeta {
         if let Some(v) = &self.version {
             metadata.insert(VERSION.to_string(), v.clone());
         }
+        if !self.segments.is_empty() {
+            metadata.insert(SEGMENTS.to_string(), encode_segments(&self.segments));
+        }
+        if let Some(n) = &self.spliced {
+            metadata.insert(SPLICED.to_string(), n.clone());
+        }
         let headers = if self.headers.is_empty() {
             None
         } else {
@@ -553,7 +648,9 @@ impl ObjectMeta {
             headers,
             options: Some(OptionsJson {
                 max_chunk_size: Some(CHUNK_SIZE as u64),
-                link: None,
+                // Native clients refuse to read a link to a whole bucket: a spliced version
+                // is not theirs to read until it is compacted.
+                link: (!self.segments.is_empty()).then(|| serde_json::json!({ "bucket": bucket })),
             }),
             bucket: bucket.to_string(),
             nuid: self.nuid.clone(),
@@ -564,6 +661,67 @@ impl ObjectMeta {
             deleted: false,
         }
     }
+}
+
+/// `jets3.segments` of a spliced version.
+fn encode_segments(segments: &[Segment]) -> String {
+    let mut out = String::with_capacity(segments.len() * 48);
+    for (i, s) in segments.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&s.nuid);
+        if let Some((a, b)) = s.seq {
+            out.push_str(&format!(":{a}-{b}"));
+        }
+    }
+    out
+}
+
+/// Decodes `jets3.segments` against the part sizes in `jets3.parts`: one valid segment per
+/// part, summing to the object's size, or the message is refused (its bytes could not be
+/// found).
+fn decode_segments(v: &str, parts: Option<&String>, size: u64) -> Result<Vec<Segment>, Malformed> {
+    let bad = || Malformed("bad segments".into());
+    let sizes: Vec<u64> = parts
+        .ok_or_else(bad)?
+        .split(',')
+        .map(|n| n.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let entries: Vec<&str> = v.split(',').collect();
+    if entries.len() != sizes.len() || sizes.len() > MAX_PARTS {
+        return Err(bad());
+    }
+    let total = sizes.iter().try_fold(0u64, |a, b| a.checked_add(*b));
+    if total != Some(size) {
+        return Err(bad());
+    }
+    entries
+        .iter()
+        .zip(sizes)
+        .map(|(e, size)| {
+            let (nuid, seq) = match e.split_once(':') {
+                None => (*e, None),
+                Some((nuid, range)) => {
+                    let (a, b) = range.split_once('-').ok_or_else(bad)?;
+                    let (a, b): (u64, u64) =
+                        (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                    if a < 1 || a > b {
+                        return Err(bad());
+                    }
+                    (nuid, Some((a, b)))
+                }
+            };
+            if !valid_nuid(nuid) {
+                return Err(bad());
+            }
+            Ok(Segment {
+                nuid: nuid.to_string(),
+                size,
+                seq,
+            })
+        })
+        .collect()
 }
 
 /// Native objects carry no MD5: derive a stable ETag from their SHA-256 digest (or, without
@@ -676,6 +834,8 @@ mod tests {
             version: Some("00000001234567890abcdef".into()),
             stamp: 42,
             acl: None,
+            segments: vec![],
+            spliced: None,
         }
     }
 
@@ -841,5 +1001,70 @@ mod tests {
         let info: ObjectInfoJson =
             serde_json::from_str(r#"{"name":"x","bucket":"b","deleted":true}"#).expect("parse");
         assert!(ObjectMeta::from_info(info, 1).is_none());
+    }
+
+    fn spliced() -> ObjectMeta {
+        let mut m = sample();
+        m.nuid = "SPLICE".into();
+        m.size = 300;
+        m.chunks = 0;
+        m.seq = None;
+        m.digest = None;
+        m.parts = vec![200, 100];
+        m.segments = vec![
+            Segment {
+                nuid: "P1".into(),
+                size: 200,
+                seq: Some((3, 4)),
+            },
+            Segment {
+                nuid: "P2".into(),
+                size: 100,
+                seq: None,
+            },
+        ];
+        m
+    }
+
+    #[test]
+    fn a_spliced_version_round_trips_and_is_a_bucket_link_to_native_clients() {
+        let m = spliced();
+        let info = m.to_info("b");
+        let link = info.options.as_ref().and_then(|o| o.link.clone());
+        assert_eq!(link, Some(serde_json::json!({ "bucket": "b" })));
+        let back = ObjectMeta::from_info(info, 9).expect("decodes");
+        assert_eq!(back.segments, m.segments);
+        assert!(!back.is_link, "jets3 reads it");
+        let r = Record::Object(Box::new(back));
+        let sets: Vec<(&str, u64)> = r.chunk_sets().collect();
+        assert_eq!(sets, vec![("P1", 200), ("P2", 100)]);
+        assert_eq!(r.identity(), Some("SPLICE"));
+        assert!(r.uses("P2") && !r.uses("SPLICE"));
+    }
+
+    #[test]
+    fn segments_that_do_not_fit_the_parts_are_refused() {
+        let good = serde_json::to_value(spliced().to_info("x")).expect("json");
+        for (parts, segments) in [
+            ("200,100", "P1:3-4"),
+            ("200,100", "P1:3-4,P2,P3"),
+            ("200,99", "P1:3-4,P2"),
+            ("200,100", "P1:4-3,P2"),
+            ("200,100", "P1:0-3,P2"),
+            ("200,100", "P1:3,P2"),
+            ("200,100", "a.b,P2"),
+            ("200,100", "P1:x-4,P2"),
+            ("", "P1"),
+        ] {
+            let mut v = good.clone();
+            v["name"] = "x".into();
+            v["metadata"][PARTS] = parts.into();
+            v["metadata"][SEGMENTS] = segments.into();
+            let json = serde_json::to_string(&v).expect("json");
+            assert!(
+                decode(&json).is_err(),
+                "parts {parts:?} segments {segments:?} accepted"
+            );
+        }
     }
 }

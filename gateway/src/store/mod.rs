@@ -45,6 +45,7 @@
 
 mod changes;
 mod collector;
+mod compaction;
 pub mod completion;
 mod direct;
 mod index;
@@ -80,7 +81,7 @@ pub use error::{StoreError, StoreResult, Unmet};
 pub use index::{Index, KeyState, Need, SnapshotStats, Source, VersionEntry, View};
 pub use meta::{decode_tags, encode_tags, Marker, ObjectMeta, Record, CHUNK_SIZE};
 pub use objects::{Bucket, DeleteOutcome, Expect, Finished, NewObject, Prior};
-pub use uploads::{PartInfo, UploadInfo};
+pub use uploads::{Observer, PartInfo, UploadInfo};
 pub use versions::Versioning;
 pub use writer::Written;
 

@@ -78,9 +78,9 @@ pub struct DeleteOutcome {
 /// What a key's metadata subject holds now.
 #[derive(Debug)]
 pub(super) struct Lookup {
-    current: Record,
+    pub(super) current: Record,
     /// Sequence of the last metadata message (0 if none).
-    last_seq: u64,
+    pub(super) last_seq: u64,
     at: Instant,
 }
 
@@ -180,6 +180,16 @@ pub(super) fn new_version_meta(
         version: None,
         stamp: 0,
         acl: obj.acl,
+        segments: Vec::new(),
+        spliced: None,
+    }
+}
+
+/// The nuid a compacted version had while it was spliced.
+fn spliced_from(r: &Record) -> Option<&str> {
+    match r {
+        Record::Object(m) => m.spliced.as_deref(),
+        _ => None,
     }
 }
 
@@ -412,7 +422,7 @@ impl Bucket {
         nuid: &str,
     ) -> StoreResult<Option<ObjectMeta>> {
         let current = self.lookup(key).await?.current;
-        if current.chunks().is_some_and(|(n, _)| n == nuid) {
+        if current.identity() == Some(nuid) || spliced_from(&current) == Some(nuid) {
             return Ok(current.object());
         }
         if !self.versioning().await?.has_history() {
@@ -423,7 +433,7 @@ impl Bucket {
             .await?
             .into_iter()
             .map(|(r, _)| r)
-            .find(|r| r.chunks().is_some_and(|(n, _)| n == nuid))
+            .find(|r| r.identity() == Some(nuid) || spliced_from(r) == Some(nuid))
             .and_then(Record::object))
     }
 
@@ -509,15 +519,29 @@ impl Bucket {
         let span = end.saturating_sub(start);
         let hold = (span > (batch * super::CHUNK_SIZE) as u64)
             .then(|| self.lifecycle().hold(&self.nats, &meta.nuid));
-        reader::read_range(
-            self.store.inner.client.clone(),
-            self.stream.clone(),
-            &self.nats,
-            meta,
-            (start, end),
-            batch,
-        )
-        .map(move |r| {
+        let (client, stream) = (self.store.inner.client.clone(), self.stream.clone());
+        let pieces = if meta.segments.is_empty() {
+            reader::read_range(client, stream, &self.nats, meta, (start, end), batch).left_stream()
+        } else {
+            // A spliced version: each part's share of the range, in order.
+            let mut ranges = Vec::new();
+            let mut at = 0u64;
+            for s in &meta.segments {
+                let (lo, hi) = (start.max(at), end.min(at + s.size));
+                if lo < hi {
+                    ranges.push((s.as_object(), lo - at, hi - at));
+                }
+                at += s.size;
+            }
+            let nats = self.nats.clone();
+            stream::iter(ranges)
+                .flat_map(move |(part, lo, hi)| {
+                    let (client, stream) = (client.clone(), stream.clone());
+                    reader::read_range(client, stream, &nats, &part, (lo, hi), batch)
+                })
+                .right_stream()
+        };
+        pieces.map(move |r| {
             let _held = &hold;
             r.map_err(|e| e.on(&bucket))
         })
@@ -623,6 +647,26 @@ impl Bucket {
         }
     }
 
+    /// Commits a version whose chunks something else keeps until then (a spliced version's
+    /// parts): nothing to purge if it is refused.
+    pub(super) async fn commit_new(
+        &self,
+        key: &str,
+        meta: ObjectMeta,
+        expect: &Expect,
+        found: Lookup,
+    ) -> Result<ObjectMeta, Committed> {
+        match self
+            .commit(key, Record::Object(Box::new(meta)), expect, found, None)
+            .await?
+        {
+            Record::Object(m) => Ok(*m),
+            _ => Err(Committed::Unknown(StoreError::internal(
+                "commit returned no object",
+            ))),
+        }
+    }
+
     /// A chunk writer for a new version and the guard that purges it unless disarmed.
     pub(super) fn new_version(&self, subject: String) -> (PurgeGuard, ChunkWriter) {
         let pending = writer::Pending::default();
@@ -691,7 +735,7 @@ impl Bucket {
             if found.at.elapsed() > pause / 2 {
                 found = self.lookup(key).await.map_err(Committed::No)?;
             }
-            if let (Some((ours, _)), Some((theirs, _))) = (new.chunks(), found.current.chunks()) {
+            if let (Some(ours), Some(theirs)) = (new.identity(), found.current.identity()) {
                 if ours == theirs {
                     // An attempt whose answer was lost did land: that is the commit.
                     return Ok(found.current);
@@ -722,7 +766,7 @@ impl Bucket {
                         .await
                         .map_err(Committed::No)?;
                 if !preserved {
-                    retire = found.current.chunks().map(|(n, s)| (n.to_string(), s));
+                    retire = Some(&found.current);
                 }
             }
             // A new null version also replaces a noncurrent null version.
@@ -764,10 +808,9 @@ impl Bucket {
                         Record::Marker(m) => m.meta_seq = seq,
                         _ => {}
                     }
-                    let new_nuid = new.chunks().map(|(n, _)| n.to_string());
-                    if let Some((nuid, size)) = retire {
-                        if Some(&nuid) != new_nuid.as_ref() {
-                            self.retire(&nuid, size, key, "replaced").await;
+                    if let Some(old) = retire {
+                        if old.identity() != new.identity() {
+                            self.retire_version(old, key, "replaced").await;
                         }
                     }
                     if let Some((old, seq)) = stale_null {
@@ -806,7 +849,7 @@ impl Bucket {
                 Some(m) => match Record::decode(&m.payload, Some(key), m.seq) {
                     Ok(Record::Gone { stamp }) if Some(stamp) == cur.stamp() => return Ok(false),
                     // A stale copy of this version, an older null version, or junk.
-                    Ok(r) => (m.seq, r.chunks().map(|(n, s)| (n.to_string(), s))),
+                    Ok(r) => (m.seq, Some(r)),
                     Err(_) => (m.seq, None),
                 },
             };
@@ -815,9 +858,9 @@ impl Bucket {
                 .await
             {
                 Ok(_) => {
-                    if let Some((nuid, size)) = replaced {
-                        if Some(nuid.as_str()) != cur.chunks().map(|(n, _)| n) {
-                            self.retire(&nuid, size, key, "replaced").await;
+                    if let Some(old) = replaced {
+                        if old.identity() != cur.identity() {
+                            self.retire_version(&old, key, "replaced").await;
                         }
                     }
                     return Ok(true);
@@ -835,11 +878,7 @@ impl Bucket {
         let info = tombstone_info(&self.nats, key, version, old.stamp().unwrap_or(0));
         let subject = version_subject(&self.nats, key, version);
         match self.publish_info(&subject, &info, Some(seq)).await {
-            Ok(_) => {
-                if let Some((nuid, size)) = old.chunks() {
-                    self.retire(nuid, size, key, "replaced").await;
-                }
-            }
+            Ok(_) => self.retire_version(old, key, "replaced").await,
             Err(e) => tracing::debug!(error = ?e, key, "noncurrent version not buried"),
         }
     }
@@ -852,7 +891,31 @@ impl Bucket {
             key: key.to_string(),
             size,
             why: why.to_string(),
+            owner: None,
         };
+        self.retire_record(nuid, record).await
+    }
+
+    /// Retires every chunk subject of a version (a spliced one's parts name the version,
+    /// whose reads hold them).
+    pub(super) async fn retire_version(&self, version: &Record, key: &str, why: &str) {
+        let owner = match version {
+            Record::Object(m) if !m.segments.is_empty() => Some(m.nuid.clone()),
+            _ => None,
+        };
+        for (nuid, size) in version.chunk_sets() {
+            let record = Retired {
+                key: key.to_string(),
+                size,
+                why: why.to_string(),
+                owner: owner.clone(),
+            };
+            self.retire_record(nuid, record).await;
+        }
+    }
+
+    async fn retire_record(&self, nuid: &str, record: Retired) {
+        let key = record.key.clone();
         if let Err(e) = self.lifecycle().retire(&self.nats, nuid, record).await {
             tracing::warn!(bucket = %self.nats, key, error = ?e, "no room for a retire record: purging the replaced version now");
             let subject = chunk_subject(&self.nats, nuid);
@@ -875,7 +938,7 @@ impl Bucket {
     }
 
     /// Publishes a metadata message through a leader election, never past `until`.
-    async fn publish_raw(
+    pub(super) async fn publish_raw(
         &self,
         subject: &str,
         payload: Bytes,
@@ -987,9 +1050,7 @@ impl Bucket {
             };
             if found.current.version() == Some(version) {
                 if self.delete_current(key, version, &found).await? {
-                    if let Some((nuid, size)) = found.current.chunks() {
-                        self.retire(nuid, size, key, "deleted").await;
-                    }
+                    self.retire_version(&found.current, key, "deleted").await;
                     return Ok(outcome);
                 }
                 continue;
@@ -1006,9 +1067,7 @@ impl Bucket {
                 .await
             {
                 Ok(_) => {
-                    if let Some((nuid, size)) = old.chunks() {
-                        self.retire(nuid, size, key, "deleted").await;
-                    }
+                    self.retire_version(&old, key, "deleted").await;
                     return Ok(DeleteOutcome {
                         marker: matches!(old, Record::Marker(_)),
                         ..gone

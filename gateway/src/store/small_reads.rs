@@ -156,6 +156,8 @@ mod tests {
             version: None,
             stamp: 0,
             acl: None,
+            segments: Vec::new(),
+            spliced: None,
         }
     }
 

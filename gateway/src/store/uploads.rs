@@ -2,28 +2,61 @@
 //! the object bucket's own stream.
 //!
 //! Keys: `<bucket>.<uploadId>` holds the upload, `<bucket>.<uploadId>.<n>` part `n`.
-//! Completing copies the parts' chunks, in order, into one normal object version, so
-//! the result stays readable by native NATS clients.
+//! Completing splices the parts into a version that names their chunks (see
+//! `compaction`: the collector later copies it into the native layout), or, when a
+//! checksum must be computed over the bytes, copies them into one new version at once.
+//! A part's chunks are referenced by its record until a committed version names them;
+//! a part retired with its upload names the upload's key, so the collector keeps it if a
+//! version of the key uses it.
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use jets3_nats::names;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 use time::OffsetDateTime;
 
+use super::collector::COMPACT;
 use super::completion::{Claim, Completed, Completion};
-use super::meta::{chunk_subject, ObjectMeta};
+use super::lifecycle::Retired;
+use super::meta::{chunk_subject, ObjectMeta, Segment};
 use super::objects::new_version_meta;
 use super::objects::Committed;
 use super::{Bucket, Expect, Finished, NatsError, Store, Written};
 use super::{StoreError, StoreResult};
 
-/// Chunks per Direct Get batch, and chunks read ahead, when assembling an upload.
-const COPY_BATCH: usize = 32;
-const COPY_AHEAD: usize = 64;
+/// Bytes a segment takes in a spliced version's metadata besides its nuid (its sequences
+/// and its size in `jets3.parts`), and the most a part list may take: more parts are
+/// copied instead (NATS's default message limit is 1 MiB).
+const SEGMENT_BYTES: usize = 48;
+const MAX_SEGMENTS_BYTES: usize = 512 * 1024;
+
+/// The metadata of a version spliced from `parts` (its version id and stamp are set when
+/// it is committed).
+fn spliced_meta(
+    obj: super::NewObject,
+    nuid: String,
+    parts: &[PartInfo],
+    finished: Finished,
+) -> ObjectMeta {
+    let layout = Written {
+        size: parts.iter().map(|p| p.size).sum(),
+        chunks: 0,
+        seq: None,
+        md5: [0; 16],
+        sha256: [0; 32],
+        last_write: Instant::now(),
+    };
+    let mut meta = new_version_meta(obj, nuid, &layout, finished);
+    meta.digest = None;
+    meta.segments = parts.iter().map(PartInfo::segment).collect();
+    meta
+}
+
+/// What sees each byte of an upload copied at Complete.
+pub type Observer<'a> = dyn FnMut(&[u8]) + Send + 'a;
 
 /// The KV bucket holding upload state.
 pub const UPLOADS_KV: &str = "jets3_uploads";
@@ -82,29 +115,18 @@ impl PartInfo {
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
+    /// Where the part's bytes are, as a segment of a spliced version.
+    pub fn segment(&self) -> Segment {
+        Segment {
+            nuid: self.nuid.clone(),
+            size: self.size,
+            seq: self.seq,
+        }
+    }
+
     /// A metadata view of the part, to read it like an object.
     fn as_object(&self) -> ObjectMeta {
-        ObjectMeta {
-            key: String::new(),
-            size: self.size,
-            etag: self.etag.clone(),
-            modified: self.modified_at(),
-            nuid: self.nuid.clone(),
-            chunks: 0,
-            digest: None,
-            headers: Vec::new(),
-            tags: Vec::new(),
-            checksums: Vec::new(),
-            checksum_type: None,
-            parts: Vec::new(),
-            part_checksums: Vec::new(),
-            seq: self.seq,
-            meta_seq: 0,
-            is_link: false,
-            version: None,
-            stamp: 0,
-            acl: None,
-        }
+        self.segment().as_object()
     }
 }
 
@@ -229,7 +251,7 @@ impl Bucket {
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Into<StoreError>,
     {
-        self.upload(id).await?;
+        let upload = self.upload(id).await?;
         let (nuid, written, guard) = self.write_chunks(body, max).await?;
         let checksums = finish(&written)?;
         let part = PartInfo {
@@ -264,20 +286,21 @@ impl Bucket {
         // The upload may have been aborted or completed meanwhile: then drop this part.
         if self.upload(id).await.is_err() {
             let _ = super::forget_key(&self.store.inner.js, UPLOADS_KV, &key).await;
-            self.retire_part(&part).await;
+            self.retire_part(&part, &upload.key).await;
             return Err(StoreError::NoSuchUpload(id.to_string()));
         }
         if let Some(prev) = previous.and_then(|v| serde_json::from_slice::<PartInfo>(&v).ok()) {
             if prev.nuid != part.nuid {
-                self.retire_part(&prev).await;
+                self.retire_part(&prev, &upload.key).await;
             }
         }
         Ok(part)
     }
 
-    /// Retires a part's chunks (a Complete may still be reading them).
-    async fn retire_part(&self, part: &PartInfo) {
-        self.retire(&part.nuid, part.size, "", "part").await;
+    /// Retires a part's chunks (a Complete may still be reading them) of an upload of key
+    /// `key`.
+    async fn retire_part(&self, part: &PartInfo, key: &str) {
+        self.retire(&part.nuid, part.size, key, "part").await;
     }
 
     /// Reads bytes `[start, end)` of a stored part.
@@ -290,10 +313,13 @@ impl Bucket {
         self.read(&part.as_object(), start, end)
     }
 
-    /// Assembles the chosen parts, in order, into the object `obj` under `claim`: the
-    /// parts' chunks are streamed into one new version (never held whole), committed, and
-    /// the result recorded; then the parts are retired. `finish` also gives each part's
-    /// checksum (composite checksums).
+    /// Completes upload `id` into the object `obj` from the chosen parts, under `claim`.
+    /// Without `observe` (nothing to compute over the bytes) the parts are **spliced**: the
+    /// new version names their chunks, nothing is copied, and the collector compacts it
+    /// later (see `compaction`). With it (or a part list too long to name in one metadata
+    /// message) their chunks are streamed into one new version, each byte seen by
+    /// `observe`. Then the version is committed, the result recorded and the parts it
+    /// does not use retired. `finish` gives the checksums and each part's checksum.
     #[allow(clippy::too_many_arguments)]
     pub async fn complete_upload(
         &self,
@@ -302,19 +328,32 @@ impl Bucket {
         obj: super::NewObject,
         parts: &[PartInfo],
         expect: Expect,
-        finish: impl FnOnce(&Written) -> StoreResult<(Finished, Vec<String>)>,
-        observe: &mut (dyn FnMut(&[u8]) + Send),
+        finish: impl FnOnce() -> StoreResult<(Finished, Vec<String>)>,
+        observe: Option<&mut Observer<'_>>,
     ) -> StoreResult<ObjectMeta> {
         let _done = self.writing(&obj.key);
-        let assembled = self.assemble(&claim.nuid, parts, observe).await;
-        let (guard, written) = match assembled {
+        let splice = match observe {
+            None => self.can_splice(id, &obj.key, parts).await,
+            Some(_) => Ok(false),
+        };
+        let assembled = match (splice, observe) {
+            (Ok(true), _) => Ok(None),
+            (Ok(false), observe) => {
+                let mut nothing = |_: &[u8]| {};
+                self.assemble(&claim.nuid, parts, observe.unwrap_or(&mut nothing))
+                    .await
+                    .map(Some)
+            }
+            (Err(e), _) => Err(e),
+        };
+        let assembled = match assembled {
             Ok(a) => a,
             Err(e) => {
                 claim.release().await;
                 return Err(e);
             }
         };
-        let (finished, part_checksums) = match finish(&written) {
+        let (finished, part_checksums) = match finish() {
             Ok(f) => f,
             Err(e) => {
                 claim.release().await;
@@ -322,29 +361,43 @@ impl Bucket {
             }
         };
         let key = obj.key.clone();
-        let mut meta = new_version_meta(obj, claim.nuid.clone(), &written, finished);
+        let mut meta = match &assembled {
+            Some((_, written)) => new_version_meta(obj, claim.nuid.clone(), written, finished),
+            None => spliced_meta(obj, claim.nuid.clone(), parts, finished),
+        };
         meta.part_checksums = part_checksums;
         if let Some(old) = claim.lapsed.clone() {
             // The dead Complete this one took over may have committed after all.
             if let Some(theirs) = self.version_with_chunks(&key, &old).await? {
-                drop(guard);
+                drop(assembled);
                 claim.finish(Completed::of(&theirs)).await?;
-                self.retire_parts(id).await?;
+                self.retire_parts(id, &key, Some(&theirs)).await?;
                 return Ok(theirs);
             }
         }
         let found = self.lookup(&key).await?;
         claim.confirm(id).await?;
-        match self
-            .commit_version(&key, meta, &expect, found, guard, &written)
-            .await
-        {
+        let committed = match assembled {
+            Some((guard, written)) => {
+                self.commit_version(&key, meta, &expect, found, guard, &written)
+                    .await
+            }
+            // The parts' records keep their chunks until the commit names them.
+            None => self.commit_new(&key, meta, &expect, found).await,
+        };
+        match committed {
             Ok(stored) => {
                 if let Err(e) = claim.finish(Completed::of(&stored)).await {
                     // A retry finds the version by its nuid once the claim lapses.
                     tracing::warn!(upload_id = id, error = %e, "completion not recorded");
                 }
-                self.retire_parts(id).await?;
+                if !stored.segments.is_empty() {
+                    self.mark_for_compaction(&stored).await;
+                }
+                if let Err(e) = self.retire_parts(id, &key, Some(&stored)).await {
+                    // Removed with the upload's record at the end of its window.
+                    tracing::warn!(upload_id = id, error = %e, "part records not removed");
+                }
                 Ok(stored)
             }
             Err(Committed::No(e)) => {
@@ -353,6 +406,50 @@ impl Bucket {
             }
             // Maybe published: the claim stays, a retry resolves it once it lapses.
             Err(Committed::Unknown(e)) => Err(e),
+        }
+    }
+
+    /// Whether a Complete (holding its claim) may splice `parts`: each is still its part
+    /// number's record (a part uploaded again before the claim would otherwise lose its
+    /// chunks to the retirement of the old one), and the part list fits one metadata
+    /// message.
+    async fn can_splice(&self, id: &str, key: &str, parts: &[PartInfo]) -> StoreResult<bool> {
+        let named: usize = parts.iter().map(|p| p.nuid.len() + SEGMENT_BYTES).sum();
+        if named > MAX_SEGMENTS_BYTES {
+            return Ok(false);
+        }
+        let stored: HashSet<String> = self
+            .parts(id)
+            .await?
+            .into_values()
+            .map(|p| p.nuid)
+            .collect();
+        let unchanged = parts.iter().all(|p| stored.contains(&p.nuid));
+        if !unchanged {
+            tracing::debug!(
+                upload_id = id,
+                key,
+                "parts replaced during Complete: copied"
+            );
+        }
+        Ok(unchanged)
+    }
+
+    /// Records that spliced version `meta` is to be compacted (the collector's scan finds
+    /// it too if this record is lost).
+    async fn mark_for_compaction(&self, meta: &ObjectMeta) {
+        let record = Retired {
+            key: meta.key.clone(),
+            size: meta.size,
+            why: COMPACT.into(),
+            owner: None,
+        };
+        if let Err(e) = self
+            .lifecycle()
+            .retire(&self.nats, &meta.nuid, record)
+            .await
+        {
+            tracing::debug!(bucket = %self.nats, key = %meta.key, error = ?e, "compaction not recorded: the scan finds it");
         }
     }
 
@@ -366,33 +463,8 @@ impl Bucket {
         let subject = chunk_subject(&self.nats, nuid);
         let (guard, mut writer) = self.new_version(subject);
         writer.skip_md5();
-        // Read ahead in a task while this one writes: the copy runs at the speed of the
-        // slower side instead of the sum of both.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<StoreResult<Bytes>>(COPY_AHEAD);
-        let reader = self.clone();
-        let sources: Vec<PartInfo> = parts.to_vec();
-        tokio::spawn(async move {
-            for part in sources {
-                let mut stream =
-                    Box::pin(reader.read_batched(&part.as_object(), 0, part.size, COPY_BATCH));
-                while let Some(piece) = stream.next().await {
-                    let failed = piece.is_err();
-                    if tx.send(piece).await.is_err() || failed {
-                        return;
-                    }
-                }
-            }
-        });
-        let mut copied = 0u64;
-        while let Some(piece) = rx.recv().await {
-            let piece = piece?;
-            copied += piece.len() as u64;
-            observe(&piece);
-            writer.write(piece).await.map_err(|e| self.err(e))?;
-        }
-        if copied != parts.iter().map(|p| p.size).sum::<u64>() {
-            return Err(StoreError::internal("multipart assembly ended early"));
-        }
+        let sources = parts.iter().map(PartInfo::as_object).collect();
+        self.copy_into(&mut writer, sources, observe).await?;
         let written = writer.finish().await.map_err(|e| self.err(e))?;
         Ok((guard, written))
     }
@@ -402,47 +474,62 @@ impl Bucket {
     pub async fn abort_upload(&self, id: &str) -> StoreResult<()> {
         let kv = self.store.uploads().await?;
         let key = format!("{}.{id}", self.nats);
-        loop {
+        let upload_key = loop {
             let (info, revision) = self.upload_entry(id).await?;
             if info.completion.is_some() {
                 return Err(StoreError::NoSuchUpload(id.to_string()));
             }
             match kv.purge_expect_revision(key.clone(), Some(revision)).await {
-                Ok(()) => break,
+                Ok(()) => break info.key,
                 // Changed meanwhile (a claim, a part): look again.
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => return Err(kv_err(e)),
             }
-        }
+        };
         // The compare-and-set purge leaves a marker; drop it so aborted uploads leave nothing.
         let _ = super::forget_key(&self.store.inner.js, UPLOADS_KV, &key).await;
-        self.retire_parts(id).await
+        self.retire_parts(id, &upload_key, None).await
     }
 
     /// Removes an upload's record whatever it holds, and its parts (expiry, the window of a
-    /// completed upload).
+    /// completed upload). The parts go first: a part record never outlives its upload's,
+    /// which names the key a spliced version of them would be under.
     pub(super) async fn forget_upload(&self, id: &str) -> StoreResult<()> {
-        self.store.uploads().await?;
+        let key = match self.upload_entry(id).await {
+            Ok((info, _)) => info.key,
+            Err(StoreError::NoSuchUpload(_)) => String::new(),
+            Err(e) => return Err(e),
+        };
+        self.retire_parts(id, &key, None).await?;
         super::forget_key(
             &self.store.inner.js,
             UPLOADS_KV,
             &format!("{}.{id}", self.nats),
         )
         .await
-        .map_err(|e| e.on(&self.nats))?;
-        self.retire_parts(id).await
+        .map_err(|e| e.on(&self.nats))
     }
 
-    /// Removes the part records of an upload and retires their chunks.
-    pub(super) async fn retire_parts(&self, id: &str) -> StoreResult<()> {
+    /// Removes the part records of upload `id` (of key `key`) and retires the chunks that
+    /// version `kept` does not use. A retired part names the key, so the collector keeps
+    /// it if a version of the key uses it after all.
+    pub(super) async fn retire_parts(
+        &self,
+        id: &str,
+        key: &str,
+        kept: Option<&ObjectMeta>,
+    ) -> StoreResult<()> {
         for (n, part) in self.parts(id).await? {
-            let _ = super::forget_key(
+            super::forget_key(
                 &self.store.inner.js,
                 UPLOADS_KV,
                 &format!("{}.{id}.{n}", self.nats),
             )
-            .await;
-            self.retire_part(&part).await;
+            .await
+            .map_err(|e| e.on(&self.nats))?;
+            if !kept.is_some_and(|m| m.uses(&part.nuid)) {
+                self.retire_part(&part, key).await;
+            }
         }
         Ok(())
     }

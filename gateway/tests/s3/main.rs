@@ -37,5 +37,6 @@ mod retried_complete;
 mod small_reads;
 mod snapshots;
 mod soak;
+mod spliced;
 mod tls;
 mod versions;

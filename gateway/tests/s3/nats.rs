@@ -41,7 +41,7 @@ async fn gateway_objects_read_back_natively() {
     let big = data(MIB + 4321, 41);
     put(&s3, &b, "small.txt", &small).await;
     put(&s3, &b, "dir/big.bin", &big).await;
-    // A multipart object is a normal NATS object too.
+    // A multipart object is a normal NATS object too, once the collector has compacted it.
     let id = crate::multipart::create_upload(&s3, &b, "mp.bin").await;
     let p1 = data(5 * MIB, 42);
     let p2 = data(1000, 43);
@@ -64,6 +64,17 @@ async fn gateway_objects_read_back_natively() {
         .get_object_store(b.replace('.', "_"))
         .await
         .expect("the NATS bucket is the S3 name with . mapped to _");
+    let compacted = eventually(20, || async {
+        match store.get("mp.bin").await {
+            Ok(mut o) => {
+                let mut out = Vec::new();
+                o.read_to_end(&mut out).await.is_ok() && out == mp
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(compacted, "the multipart object is compacted");
     for (name, want) in [
         ("small.txt", &small),
         ("dir/big.bin", &big),
