@@ -922,7 +922,9 @@ impl Collector {
                     .map_err(|e| NatsError::Other(e.to_string()))?;
                 self.stats.uploads_expired.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(bucket, upload_id = id, key = %info.key, "expired multipart upload");
-            } else if done.is_none() {
+            } else {
+                // Its parts go with its record (which names the key they may be spliced
+                // into), not before.
                 live.insert((bucket.to_string(), id.to_string()));
             }
         }

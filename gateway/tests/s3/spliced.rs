@@ -250,15 +250,22 @@ async fn a_read_begun_on_a_spliced_version_outlives_its_compaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn part_records_left_behind_never_free_a_spliced_versions_parts() {
-    // A Complete whose gateway died before it removed the part records leaves them to the
-    // collector, which retires them with the upload; the spliced version (noncurrent here,
-    // so never compacted) still uses them.
+    // Removed with the upload's record once its window is over.
+    part_records_left_behind(1, 600).await;
+    // Older than the orphan horizon while the upload's record is still kept.
+    part_records_left_behind(3600, 3).await;
+}
+
+/// A Complete whose gateway died before it removed the part records leaves them to the
+/// collector; the spliced version (noncurrent here, so never compacted) still uses them.
+async fn part_records_left_behind(window: u64, orphan_after: u64) {
     let b = unique_bucket("splice-left");
     let mut cfg = config_with(&[&b]);
     cfg.limits.multipart_expiry_seconds = 1;
     let env = Env::start_with(cfg, |s| {
         s.collector.enabled = false;
-        s.collector.completed_upload_seconds = 1;
+        s.collector.completed_upload_seconds = window;
+        s.collector.orphan_after_seconds = orphan_after;
     })
     .await;
     let settings = CollectorSettings {
@@ -289,19 +296,21 @@ async fn part_records_left_behind_never_free_a_spliced_versions_parts() {
     for (k, v) in &records {
         kv.put(k, v.clone().into()).await.expect("put back");
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // The upload's window is over: its record and the parts' go, then the purges run.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // The upload's window, or the parts' horizon, is over: then the purges run.
     for _ in 0..10 {
         let _ = collector.pass(Some(1), true).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let left = kv.keys().await.expect("keys");
-    use futures::TryStreamExt;
-    let left: Vec<String> = left.try_collect().await.expect("keys");
-    assert!(
-        !left.iter().any(|k| k.starts_with(&b.replace('.', "_"))),
-        "the upload's records are gone: {left:?}"
-    );
+    if window < orphan_after {
+        let left = kv.keys().await.expect("keys");
+        use futures::TryStreamExt;
+        let left: Vec<String> = left.try_collect().await.expect("keys");
+        assert!(
+            !left.iter().any(|k| k.starts_with(&b.replace('.', "_"))),
+            "the upload's records are gone: {left:?}"
+        );
+    }
     let old = ok(
         s3.get_object()
             .bucket(&b)
