@@ -948,7 +948,7 @@ impl Collector {
             super::forget_key(&self.store.inner.js, super::uploads::UPLOADS_KV, key).await?;
             self.store
                 .bucket(bucket)
-                .retire(&part.nuid, part.size, "", "part")
+                .retire(&part.nuid, part.size, &part.key, "part")
                 .await;
         }
         Ok(())

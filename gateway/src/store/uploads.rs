@@ -4,7 +4,8 @@
 //! Keys: `<bucket>.<uploadId>` holds the upload, `<bucket>.<uploadId>.<n>` part `n`.
 //! Completing splices the parts into a version that names their chunks (see
 //! `compaction`: the collector later copies it into the native layout), or, when a
-//! checksum must be computed over the bytes, copies them into one new version at once.
+//! checksum must be computed over the bytes (its parts' values do not combine), copies
+//! them into one new version at once.
 //! A part's chunks are referenced by its record until a committed version names them;
 //! a part retired with its upload names the upload's key, so the collector keeps it if a
 //! version of the key uses it.
@@ -106,6 +107,10 @@ pub struct PartInfo {
     pub seq: Option<(u64, u64)>,
     #[serde(default)]
     pub checksums: Vec<(String, String)>,
+    /// The key of the part's upload: a part record that outlives its upload's (which
+    /// should not happen) still says which key's versions may use its chunks.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
 }
 
 impl PartInfo {
@@ -261,6 +266,7 @@ impl Bucket {
             modified: OffsetDateTime::now_utc().unix_timestamp_nanos(),
             seq: written.seq,
             checksums,
+            key: upload.key.clone(),
         };
         // Past this the collector may take the part's chunks for an orphan's.
         let until = written.last_write + self.lifecycle().timing.write_pause();

@@ -251,14 +251,16 @@ async fn a_read_begun_on_a_spliced_version_outlives_its_compaction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn part_records_left_behind_never_free_a_spliced_versions_parts() {
     // Removed with the upload's record once its window is over.
-    part_records_left_behind(1, 600).await;
+    part_records_left_behind(1, 600, false).await;
     // Older than the orphan horizon while the upload's record is still kept.
-    part_records_left_behind(3600, 3).await;
+    part_records_left_behind(3600, 3, false).await;
+    // Older than the orphan horizon, and the upload's record is gone.
+    part_records_left_behind(3600, 3, true).await;
 }
 
 /// A Complete whose gateway died before it removed the part records leaves them to the
 /// collector; the spliced version (noncurrent here, so never compacted) still uses them.
-async fn part_records_left_behind(window: u64, orphan_after: u64) {
+async fn part_records_left_behind(window: u64, orphan_after: u64, drop_upload: bool) {
     let b = unique_bucket("splice-left");
     let mut cfg = config_with(&[&b]);
     cfg.limits.multipart_expiry_seconds = 1;
@@ -295,6 +297,10 @@ async fn part_records_left_behind(window: u64, orphan_after: u64) {
         .expect("uploads KV");
     for (k, v) in &records {
         kv.put(k, v.clone().into()).await.expect("put back");
+    }
+    if drop_upload {
+        let (upload, _) = records[0].0.rsplit_once('.').expect("part key");
+        kv.purge(upload).await.expect("drop the upload's record");
     }
     tokio::time::sleep(Duration::from_millis(3500)).await;
     // The upload's window, or the parts' horizon, is over: then the purges run.

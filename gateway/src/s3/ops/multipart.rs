@@ -9,7 +9,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::checksum::{Algo, Assembly, Kind};
+use crate::checksum::{self, Algo, Assembly, Kind};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::s3::context::Ctx;
 use crate::s3::respond::{self, OWNER_ID, OWNER_NAME};
@@ -492,7 +492,19 @@ impl Completing {
             parts: sizes.clone(),
             acl: info.acl.clone().filter(|a| a.is_valid()),
         };
-        let assembly = std::sync::Mutex::new(sum.map(|(a, k)| Assembly::new(a, k, &sizes)));
+        // The checksum from the parts' own values when they combine; else over the bytes.
+        let from_parts = sum.and_then(|(a, k)| {
+            let named: Vec<(Option<&str>, u64)> = chosen
+                .iter()
+                .map(|p| {
+                    let value = p.checksums.iter().find(|(n, _)| Algo::parse(n) == Some(a));
+                    (value.map(|(_, v)| v.as_str()), p.size)
+                })
+                .collect();
+            checksum::from_parts(a, k, &named)
+        });
+        let over_bytes = sum.filter(|_| from_parts.is_none());
+        let assembly = std::sync::Mutex::new(over_bytes.map(|(a, k)| Assembly::new(a, k, &sizes)));
         let mut observe = |b: &[u8]| {
             if let Some(h) = assembly.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
                 h.update(b);
@@ -500,9 +512,9 @@ impl Completing {
         };
         let finish = || {
             let h = assembly.lock().unwrap_or_else(|p| p.into_inner()).take();
-            let (checksums, checksum_type, part_checksums) = match (sum, h) {
-                (Some((a, k)), Some(h)) => {
-                    let (value, parts) = h.finish();
+            let computed = from_parts.or_else(|| h.map(Assembly::finish));
+            let (checksums, checksum_type, part_checksums) = match (sum, computed) {
+                (Some((a, k)), Some((value, parts))) => {
                     // The value a client names may leave out the `-<parts>`.
                     let (bare, _) = value.rsplit_once('-').unwrap_or((&value, ""));
                     if expected_sum
@@ -538,7 +550,8 @@ impl Completing {
                 self.expect.clone(),
                 finish,
                 // Nothing to compute over the bytes: the parts may be spliced.
-                sum.is_some()
+                over_bytes
+                    .is_some()
                     .then_some(&mut observe as &mut crate::store::Observer<'_>),
             )
             .await
