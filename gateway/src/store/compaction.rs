@@ -74,7 +74,12 @@ impl Bucket {
 
     /// Compacts key `key`'s current version if it is still the spliced version `nuid`.
     pub(super) async fn compact(&self, key: &str, nuid: &str) -> StoreResult<Compacted> {
-        let found = self.lookup(key).await?;
+        let found = match self.lookup(key).await {
+            Ok(found) => found,
+            // The bucket is gone, and the version with it.
+            Err(e) if e.not_found() => return Ok(Compacted::Gone),
+            Err(e) => return Err(e),
+        };
         let spliced = match &found.current {
             Record::Object(m) if m.nuid == nuid && !m.segments.is_empty() => m,
             _ => return Ok(Compacted::Gone),
