@@ -28,11 +28,29 @@ use super::objects::Committed;
 use super::{Bucket, Expect, Finished, NatsError, Store, Written};
 use super::{StoreError, StoreResult};
 
-/// Bytes a segment takes in a spliced version's metadata besides its nuid (its sequences
-/// and its size in `jets3.parts`), and the most a part list may take: more parts are
-/// copied instead (NATS's default message limit is 1 MiB).
+/// Bytes a segment takes in a spliced version's metadata besides its nuid and checksum
+/// (its sequences and its size in `jets3.parts`), and the most a part list may take: more
+/// parts are copied instead (NATS's default message limit is 1 MiB).
 const SEGMENT_BYTES: usize = 48;
 const MAX_SEGMENTS_BYTES: usize = 512 * 1024;
+
+/// Whether a spliced version can name `parts` in a metadata message NATS takes (at most
+/// `max_payload` bytes, 0 when unknown): half of it at most, the rest is for the other
+/// metadata.
+fn names_fit(parts: &[PartInfo], max_payload: usize) -> bool {
+    let max = match max_payload {
+        0 => MAX_SEGMENTS_BYTES,
+        n => (n / 2).min(MAX_SEGMENTS_BYTES),
+    };
+    let named: usize = parts
+        .iter()
+        .map(|p| {
+            let sums: usize = p.checksums.iter().map(|(_, v)| v.len() + 1).sum();
+            p.nuid.len() + SEGMENT_BYTES + sums
+        })
+        .sum();
+    named <= max
+}
 
 /// The metadata of a version spliced from `parts` (its version id and stamp are set when
 /// it is committed).
@@ -420,8 +438,7 @@ impl Bucket {
     /// chunks to the retirement of the old one), and the part list fits one metadata
     /// message.
     async fn can_splice(&self, id: &str, key: &str, parts: &[PartInfo]) -> StoreResult<bool> {
-        let named: usize = parts.iter().map(|p| p.nuid.len() + SEGMENT_BYTES).sum();
-        if named > MAX_SEGMENTS_BYTES {
+        if !names_fit(parts, self.store.inner.client.server_info().max_payload) {
             return Ok(false);
         }
         let stored: HashSet<String> = self
@@ -538,5 +555,66 @@ impl Bucket {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(n: usize, sum: &str) -> Vec<PartInfo> {
+        (0..n)
+            .map(|i| PartInfo {
+                nuid: format!("{i:0>22}"),
+                size: 5 << 20,
+                etag: String::new(),
+                modified: 0,
+                seq: Some((1_000_000_000, 1_000_000_040)),
+                checksums: vec![("SHA256".into(), sum.into())],
+                key: "k".into(),
+            })
+            .collect()
+    }
+
+    /// Every part list a splice takes encodes into metadata NATS accepts.
+    #[test]
+    fn a_spliced_version_names_only_what_one_message_holds() {
+        let sha = "x".repeat(44);
+        for (payload, n, fits) in [
+            (1 << 20, 100, true),
+            (1 << 20, 4_000, true),
+            (1 << 20, 8_000, false),
+            (0, 4_000, true),
+            (256 << 10, 1_000, true),
+            (256 << 10, 3_000, false),
+        ] {
+            let list = parts(n, &sha);
+            assert_eq!(names_fit(&list, payload), fits, "{n} parts, max {payload}");
+            if fits {
+                let meta = spliced_meta(
+                    crate::store::NewObject {
+                        key: "k".repeat(1024),
+                        headers: Vec::new(),
+                        tags: Vec::new(),
+                        parts: list.iter().map(|p| p.size).collect(),
+                        acl: None,
+                    },
+                    "N".repeat(22),
+                    &list,
+                    Finished {
+                        checksums: vec![("SHA256".into(), format!("{sha}-{n}"))],
+                        checksum_type: Some("COMPOSITE".into()),
+                        etag: Some(format!("{}-{n}", "e".repeat(32))),
+                    },
+                );
+                let mut meta = meta;
+                meta.part_checksums = vec![sha.clone(); n];
+                let bytes = serde_json::to_vec(&meta.to_info("bucket"))
+                    .expect("json")
+                    .len();
+                let max = if payload == 0 { 1 << 20 } else { payload };
+                assert!(bytes < max, "{n} parts: {bytes} bytes, max {max}");
+            }
+        }
     }
 }
