@@ -535,6 +535,12 @@ impl Env {
     /// The nuid and chunk count of every version that metadata references in NATS bucket
     /// `nats` (current versions, and noncurrent ones with versioning).
     pub async fn live_versions(&self, nats: &str) -> BTreeMap<String, u64> {
+        self.live_chunks(nats, false).await
+    }
+
+    /// Like [`Env::live_versions`]; with `parts`, also the parts a spliced version's bytes
+    /// are on, with a count of 0 (not checked).
+    async fn live_chunks(&self, nats: &str, parts: bool) -> BTreeMap<String, u64> {
         use futures::TryStreamExt;
         let js = self.js().await;
         let stream = js.get_stream(format!("OBJ_{nats}")).await.expect("stream");
@@ -564,6 +570,14 @@ impl Env {
                 if let Some(nuid) = v["nuid"].as_str() {
                     out.insert(nuid.to_string(), v["chunks"].as_u64().unwrap_or(0));
                 }
+                if !parts {
+                    continue;
+                }
+                let segments = v["metadata"]["jets3.segments"].as_str().unwrap_or("");
+                for segment in segments.split(',').filter(|s| !s.is_empty()) {
+                    let nuid = segment.split(':').next().unwrap_or(segment);
+                    out.insert(nuid.to_string(), 0);
+                }
             }
         }
         out
@@ -574,8 +588,10 @@ impl Env {
     pub async fn wait_holds_only_live(&self, nats: &str, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
+            // Live versions first: a version committed in between (a compaction) then has
+            // all its chunks in the listing that follows.
+            let live = self.live_chunks(nats, true).await;
             let chunks = self.chunk_subjects(nats).await;
-            let live = self.live_versions(nats).await;
             let missing: Vec<&String> = live
                 .iter()
                 .filter(|(n, c)| **c > 0 && chunks.get(*n) != Some(c))
