@@ -319,7 +319,7 @@ impl Record {
 
     /// Whether the object's bytes are on chunk subject `nuid`.
     pub fn uses(&self, nuid: &str) -> bool {
-        self.chunk_sets().any(|(n, _)| n == nuid)
+        matches!(self, Record::Object(m) if m.uses(nuid))
     }
 
     /// Whether this is an object or a delete marker (an S3 version).

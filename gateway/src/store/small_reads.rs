@@ -136,29 +136,14 @@ mod tests {
     use super::*;
 
     fn meta(nuid: &str, size: u64, seq: Option<(u64, u64)>) -> ObjectMeta {
-        ObjectMeta {
-            key: "k".into(),
-            size,
-            etag: String::new(),
-            modified: time::OffsetDateTime::UNIX_EPOCH,
+        let mut m = crate::store::meta::Segment {
             nuid: nuid.into(),
-            chunks: seq.map_or(1, |(f, l)| l - f + 1),
-            digest: None,
-            headers: Vec::new(),
-            tags: Vec::new(),
-            checksums: Vec::new(),
-            checksum_type: None,
-            parts: Vec::new(),
-            part_checksums: Vec::new(),
+            size,
             seq,
-            meta_seq: 1,
-            is_link: false,
-            version: None,
-            stamp: 0,
-            acl: None,
-            segments: Vec::new(),
-            spliced: None,
         }
+        .as_object();
+        m.chunks = seq.map_or(1, |(f, l)| l - f + 1);
+        m
     }
 
     #[test]

@@ -29,32 +29,24 @@ async fn obj_bytes(env: &Env) -> u64 {
     env.obj_streams().await.values().map(|(_, b)| *b).sum()
 }
 
-/// Uploads `parts` to a new upload of `key` and completes it; the part records as stored
-/// (KV key and value) just before the Complete, and the ETag.
-async fn upload_and_complete(
-    env: &Env,
-    s3: &Client,
-    b: &str,
-    key: &str,
-    parts: &[&[u8]],
-) -> (Vec<(String, Vec<u8>)>, String) {
+/// The multipart upload records' KV bucket.
+async fn uploads_kv(env: &Env) -> async_nats::jetstream::kv::Store {
+    let js = env.js().await;
+    js.get_key_value("jets3_uploads").await.expect("uploads KV")
+}
+
+/// Uploads `parts` to a new upload of `key`: its id and the parts' ETags.
+async fn upload_parts(s3: &Client, b: &str, key: &str, parts: &[&[u8]]) -> (String, Vec<String>) {
     let id = create_upload(s3, b, key).await;
     let mut etags = Vec::new();
     for (i, p) in parts.iter().enumerate() {
         etags.push(upload_part(s3, b, key, &id, i as i32 + 1, p).await);
     }
-    let kv = env
-        .js()
-        .await
-        .get_key_value("jets3_uploads")
-        .await
-        .expect("uploads KV");
-    let mut records = Vec::new();
-    for n in 1..=parts.len() {
-        let k = format!("{}.{id}.{n}", b.replace('.', "_"));
-        let v = kv.get(&k).await.expect("part record").expect("stored");
-        records.push((k, v.to_vec()));
-    }
+    (id, etags)
+}
+
+/// Completes upload `id` of `key` with every part: the ETag.
+async fn complete(s3: &Client, b: &str, key: &str, id: &str, etags: &[String]) -> String {
     let list: Vec<(i32, &str)> = etags
         .iter()
         .enumerate()
@@ -64,13 +56,34 @@ async fn upload_and_complete(
         s3.complete_multipart_upload()
             .bucket(b)
             .key(key)
-            .upload_id(&id)
+            .upload_id(id)
             .multipart_upload(completed(&list))
             .send()
             .await,
         "Complete",
     );
-    (records, done.e_tag().unwrap_or_default().to_string())
+    done.e_tag().unwrap_or_default().to_string()
+}
+
+/// Uploads `parts` to a new upload of `key` and completes it; the part records as stored
+/// (KV key and value) just before the Complete.
+async fn upload_and_complete(
+    env: &Env,
+    s3: &Client,
+    b: &str,
+    key: &str,
+    parts: &[&[u8]],
+) -> Vec<(String, Vec<u8>)> {
+    let (id, etags) = upload_parts(s3, b, key, parts).await;
+    let kv = uploads_kv(env).await;
+    let mut records = Vec::new();
+    for n in 1..=parts.len() {
+        let k = format!("{}.{id}.{n}", b.replace('.', "_"));
+        let v = kv.get(&k).await.expect("part record").expect("stored");
+        records.push((k, v.to_vec()));
+    }
+    complete(s3, b, key, &id, &etags).await;
+    records
 }
 
 async fn get_range(s3: &Client, b: &str, k: &str, range: &str) -> Vec<u8> {
@@ -103,28 +116,9 @@ async fn complete_copies_nothing_reads_at_once_and_compaction_makes_it_native() 
     let parts = [data(5 * MIB, 1), data(5 * MIB, 2), data(1234, 3)];
     let whole = parts.concat();
     let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-    let id = create_upload(&s3, &b, "mp").await;
-    let mut etags = Vec::new();
-    for (i, p) in refs.iter().enumerate() {
-        etags.push(upload_part(&s3, &b, "mp", &id, i as i32 + 1, p).await);
-    }
+    let (id, etags) = upload_parts(&s3, &b, "mp", &refs).await;
     let before = obj_bytes(&env).await;
-    let list: Vec<(i32, &str)> = etags
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (i as i32 + 1, e.as_str()))
-        .collect();
-    let done = ok(
-        s3.complete_multipart_upload()
-            .bucket(&b)
-            .key("mp")
-            .upload_id(&id)
-            .multipart_upload(completed(&list))
-            .send()
-            .await,
-        "Complete",
-    );
-    let etag = done.e_tag().unwrap_or_default().to_string();
+    let etag = complete(&s3, &b, "mp", &id, &etags).await;
     assert_eq!(etag, multipart_etag(&refs));
     let after = obj_bytes(&env).await;
     assert!(
@@ -279,7 +273,7 @@ async fn part_records_left_behind(window: u64, orphan_after: u64, drop_upload: b
     set_versioning(&s3, &b, aws_sdk_s3::types::BucketVersioningStatus::Enabled).await;
     let parts = [data(5 * MIB, 21), data(300 * 1024, 22)];
     let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
-    let (records, _) = upload_and_complete(&env, &s3, &b, "k", &refs).await;
+    let records = upload_and_complete(&env, &s3, &b, "k", &refs).await;
     let versions = ok(
         s3.list_object_versions().bucket(&b).send().await,
         "ListObjectVersions",
@@ -289,12 +283,7 @@ async fn part_records_left_behind(window: u64, orphan_after: u64, drop_upload: b
         .expect("version id")
         .to_string();
     put(&s3, &b, "k", b"newer").await;
-    let kv = env
-        .js()
-        .await
-        .get_key_value("jets3_uploads")
-        .await
-        .expect("uploads KV");
+    let kv = uploads_kv(&env).await;
     for (k, v) in &records {
         kv.put(k, v.clone().into()).await.expect("put back");
     }
