@@ -5,12 +5,15 @@
 //! for a fraction of the CPU of hashing each alone. So an upload's hasher keeps its bytes
 //! until it has [`BATCH_BYTES`] of them and hands them, with a copy of its state, to the lane
 //! threads, which hash whatever the uploads have sent together. Each hasher has at most one
-//! batch out; its next bytes wait for the answer. Small bodies never leave the request's task.
+//! batch out; its next bytes wait for the answer. A lane thread hashes one 128 KiB piece of
+//! every batch it holds per step, and batches that arrive meanwhile join the next step. Small
+//! bodies never leave the request's task.
 //! A hasher that loses its answer (a lane thread that panicked) hashes the batch itself from
 //! what it kept: the result never depends on the threads.
 
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, TryLockError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use md5_many::{Md5Many, Md5State};
@@ -20,8 +23,12 @@ use tokio::sync::oneshot;
 const BATCH_BYTES: usize = 256 * 1024;
 /// Bytes a hasher may hold unhashed before its writer waits for the lanes.
 const MAX_HELD: usize = 8 * 1024 * 1024;
-/// Batches one lane thread takes at a time, at most.
+/// Batches one lane thread hashes side by side, at most.
 const MAX_LANES: usize = 32;
+/// How long a lane thread waits for more batches to fill its SIMD lanes: a call hashes 16
+/// (AVX-512) batches for the price of about three, so one that starts with a single batch
+/// wastes most of it. A request finishing its body never waits (see [`Job::now`]).
+const GATHER: Duration = Duration::from_millis(2);
 
 /// Incremental MD5 of one body.
 pub struct Md5 {
@@ -72,22 +79,23 @@ impl Md5 {
                 }
             }
         }
-        self.send();
+        self.send(false);
     }
 
     /// The digest of every byte added.
     pub async fn finalize(mut self) -> [u8; 16] {
         self.settle().await;
         if self.held_len >= BATCH_BYTES {
-            self.send();
+            self.send(true);
             self.settle().await;
         }
         hash_inline(&mut self.state, &self.held);
         self.state.finalize()
     }
 
-    /// Sends the held bytes to the lanes (inline when no lane thread runs).
-    fn send(&mut self) {
+    /// Sends the held bytes to the lanes (inline when no lane thread runs); `now`: a request
+    /// waits for the answer.
+    fn send(&mut self, now: bool) {
         let bytes = std::mem::take(&mut self.held);
         self.held_len = 0;
         let (reply, answer) = oneshot::channel();
@@ -95,10 +103,12 @@ impl Md5 {
             state: self.state,
             bytes: bytes.clone(),
             reply,
+            now,
         };
-        match LANES.as_ref().map(|tx| tx.send(job)) {
-            Some(Ok(())) => self.out = Some((bytes, answer)),
-            _ => hash_inline(&mut self.state, &bytes),
+        if LANES.as_ref().is_some_and(|tx| tx.send(job).is_ok()) {
+            self.out = Some((bytes, answer));
+        } else {
+            hash_inline(&mut self.state, &bytes);
         }
     }
 
@@ -124,6 +134,8 @@ struct Job {
     state: Md5State,
     bytes: Vec<Bytes>,
     reply: oneshot::Sender<Md5State>,
+    /// Hash at once: a request waits for it.
+    now: bool,
 }
 
 /// The lane threads' queue, or none when no thread could start.
@@ -151,39 +163,85 @@ fn start_lanes() -> Option<Sender<Job>> {
     (started > 0).then_some(tx)
 }
 
-/// Takes every waiting batch (up to [`MAX_LANES`]) and hashes them side by side, one piece of
-/// each per step.
+/// A batch being hashed: its state so far and its next piece.
+struct Lane {
+    job: Job,
+    state: Md5State,
+    next: usize,
+}
+
+/// Hashes the waiting batches side by side, one piece of each per step. Batches that arrive
+/// meanwhile join at the next step, so a long batch keeps company and the lanes stay full.
 fn run_lanes(rx: &Mutex<Receiver<Job>>) {
     let engine = Md5Many::new();
-    loop {
-        let mut jobs = Vec::with_capacity(MAX_LANES);
-        {
-            let rx = lock(rx);
-            match rx.recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => return,
-            }
-            while jobs.len() < MAX_LANES {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
+    let mut lanes: Vec<Lane> = Vec::with_capacity(MAX_LANES);
+    while take_jobs(rx, &mut lanes, engine.lanes()) {
+        let mut states: Vec<Md5State> = lanes.iter().map(|l| l.state).collect();
+        let pieces: Vec<(usize, &[u8])> = lanes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.job.bytes.get(l.next).map(|b| (i, &b[..])))
+            .collect();
+        hash_step(engine, &mut states, &pieces);
+        for (lane, state) in lanes.iter_mut().zip(states) {
+            lane.state = state;
+            lane.next += 1;
         }
-        let mut states: Vec<Md5State> = jobs.iter().map(|j| j.state).collect();
-        let steps = jobs.iter().map(|j| j.bytes.len()).max().unwrap_or(0);
-        for step in 0..steps {
-            let pieces: Vec<(usize, &[u8])> = jobs
-                .iter()
-                .enumerate()
-                .filter_map(|(i, j)| j.bytes.get(step).map(|b| (i, &b[..])))
-                .collect();
-            hash_step(engine, &mut states, &pieces);
-        }
-        for (job, state) in jobs.into_iter().zip(states) {
-            let _ = job.reply.send(state);
+        let (done, rest): (Vec<Lane>, Vec<Lane>) =
+            lanes.drain(..).partition(|l| l.next >= l.job.bytes.len());
+        lanes = rest;
+        for lane in done {
+            let _ = lane.job.reply.send(lane.state);
         }
     }
+}
+
+/// Adds waiting batches to `lanes` (up to [`MAX_LANES`]). An idle thread waits for one, then
+/// up to [`GATHER`] for enough to fill `want` lanes; a busy one takes only what is there, and
+/// nothing while another thread holds the queue (an idle one may hold it until the next
+/// batch comes, which may wait for this thread's answers). False when the queue is closed.
+fn take_jobs(rx: &Mutex<Receiver<Job>>, lanes: &mut Vec<Lane>, want: usize) -> bool {
+    let rx = if lanes.is_empty() {
+        lock(rx)
+    } else {
+        match rx.try_lock() {
+            Ok(rx) => rx,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return true,
+        }
+    };
+    let push = |lanes: &mut Vec<Lane>, job: Job| {
+        let state = job.state;
+        lanes.push(Lane {
+            job,
+            state,
+            next: 0,
+        })
+    };
+    let until = if lanes.is_empty() {
+        match rx.recv() {
+            Ok(job) => push(lanes, job),
+            Err(_) => return false,
+        }
+        Instant::now() + GATHER
+    } else {
+        Instant::now()
+    };
+    while lanes.len() < MAX_LANES {
+        if let Ok(job) = rx.try_recv() {
+            push(lanes, job);
+            continue;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if lanes.len() >= want || left.is_zero() || lanes.iter().any(|l| l.job.now) {
+            break;
+        }
+        match rx.recv_timeout(left) {
+            Ok(job) => push(lanes, job),
+            Err(_) => break,
+        }
+    }
+    true
 }
 
 /// Fewest streams worth a SIMD call: a call costs about as much as three scalar streams,
@@ -226,6 +284,7 @@ fn hash_step(engine: Md5Many, states: &mut [Md5State], pieces: &[(usize, &[u8])]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::meta::CHUNK_SIZE;
     use md5_reference::Digest;
 
     fn body(seed: u64, len: usize) -> Vec<u8> {
@@ -278,6 +337,42 @@ mod tests {
         for t in tasks {
             let (len, piece, want, got) = t.await.expect("task");
             assert_eq!(got, want, "{len} bytes in pieces of {piece}");
+        }
+    }
+
+    /// Two lane threads on one queue: the idle one holds the queue while it waits for a batch,
+    /// and the busy one still finishes its long batch, though nothing more comes until it does
+    /// (uploads wait for their answers).
+    #[test]
+    fn a_busy_lane_thread_never_waits_for_an_idle_one() {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..2 {
+            let rx = rx.clone();
+            std::thread::spawn(move || run_lanes(&rx));
+        }
+        for (seed, pieces) in [(1, 400), (2, 3)] {
+            let data = body(seed, pieces * CHUNK_SIZE);
+            let want: [u8; 16] = md5_reference::Md5::digest(&data).into();
+            let (reply, answer) = oneshot::channel();
+            let bytes = data
+                .chunks(CHUNK_SIZE)
+                .map(Bytes::copy_from_slice)
+                .collect();
+            let job = Job {
+                state: Md5State::new(),
+                bytes,
+                reply,
+                now: false,
+            };
+            tx.send(job).expect("queue");
+            let (done, got) = mpsc::channel();
+            std::thread::spawn(move || done.send(answer.blocking_recv()));
+            let state = got
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("the batch of {pieces} pieces was never answered"))
+                .expect("answer");
+            assert_eq!(state.finalize(), want, "{pieces} pieces");
         }
     }
 
