@@ -1,6 +1,7 @@
 //! CompleteMultipartUpload without copying: a spliced version reads at once through S3,
 //! and the collector compacts it into the native layout without cutting a read or losing
-//! a part. The collector runs by hand here, so each state can be looked at.
+//! a part, nor a newer write that races it. The collector runs by hand here, so each state
+//! can be looked at.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -317,4 +318,85 @@ async fn part_records_left_behind(window: u64, orphan_after: u64, drop_upload: b
     );
     let old = old.body.collect().await.expect("body").into_bytes();
     assert!(old == parts.concat(), "the spliced version is whole");
+}
+
+/// A compaction whose swap is held up in NATS while another gateway overwrites the key: the
+/// swap is refused (the key moved on), the newer write stays, the copy is purged, and the
+/// spliced version's parts go with the version the overwrite replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_that_loses_the_race_to_an_overwrite_leaves_it_and_no_copy() {
+    let b = unique_bucket("splice-race");
+    let (env, proxy) = crate::netfault::env_behind_proxy(&b, |s| s.collector.enabled = false).await;
+    let settings = CollectorSettings {
+        grace_seconds: 2,
+        ..Default::default()
+    };
+    let collector = Collector::new(env.gw().gateway().store.clone(), settings);
+    let s3 = env.client();
+    let parts = [data(5 * MIB, 21), data(5 * MIB, 22), data(777, 23)];
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    let (id, etags) = upload_parts(&s3, &b, "mp", &refs).await;
+    complete(&s3, &b, "mp", &id, &etags).await;
+    // Another gateway, straight on NATS: its writes are never held.
+    let peer = env.peer().await;
+
+    // The compaction copies the parts, then its swap of the metadata reaches NATS 4 s late.
+    proxy.hold_publishes_to(&[&format!("$O.{b}.M.")], Duration::from_secs(4));
+    let _ = collector.pass(None, false).await;
+    let held = eventually(20, || async { proxy.lost() >= 1 }).await;
+    assert!(held, "the compaction's swap was held up");
+    let newer = data(3 * MIB, 24);
+    let put = ok(
+        peer.client()
+            .put_object()
+            .bucket(&b)
+            .key("mp")
+            .body(newer.clone().into())
+            .send()
+            .await,
+        "PUT through the other gateway",
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.heal();
+
+    // The newer write is the object, for S3 and native clients alike, and stays so.
+    for _ in 0..3 {
+        let _ = collector.pass(None, false).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let head = ok(s3.head_object().bucket(&b).key("mp").send().await, "HEAD");
+    assert_eq!(head.e_tag(), put.e_tag(), "the overwrite's ETag");
+    assert!(
+        get_bytes(&s3, &b, "mp").await == newer,
+        "S3 reads the overwrite"
+    );
+    let js = env.js().await;
+    let store = js.get_object_store(&b).await.expect("store");
+    let mut native = Vec::new();
+    store
+        .get("mp")
+        .await
+        .expect("native get")
+        .read_to_end(&mut native)
+        .await
+        .expect("native read");
+    assert!(native == newer, "native clients read the overwrite");
+    assert_eq!(
+        collector.stats().compacted_versions.load(Relaxed),
+        0,
+        "the refused swap counts as no compaction"
+    );
+
+    // Neither the copy nor the parts outlive this: only the overwrite's chunks are left.
+    let purged = eventually(30, || async {
+        let _ = collector.pass(None, false).await;
+        obj_bytes(&env).await < newer.len() as u64 + 64 * 1024
+    })
+    .await;
+    assert!(
+        purged,
+        "only the overwrite's bytes are left: {} bytes",
+        obj_bytes(&env).await
+    );
+    env.wait_holds_only_live(&b, 30).await;
 }
