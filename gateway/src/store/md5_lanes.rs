@@ -27,7 +27,8 @@ const MAX_HELD: usize = 8 * 1024 * 1024;
 const MAX_LANES: usize = 32;
 /// How long a lane thread waits for more batches to fill its SIMD lanes: a call hashes 16
 /// (AVX-512) batches for the price of about three, so one that starts with a single batch
-/// wastes most of it. A request finishing its body never waits (see [`Job::now`]).
+/// wastes most of it. The batch sent when a body ends never waits (see [`Job::now`]); one sent
+/// before may, so a body of 256 KiB or more may take up to this much longer.
 const GATHER: Duration = Duration::from_millis(2);
 
 /// Incremental MD5 of one body.
