@@ -18,12 +18,17 @@ use crate::multipart::{completed, create_upload, upload_part};
 /// A gateway whose collector only runs when the test says.
 async fn env_without_collector(b: &str) -> (Env, Collector) {
     let env = Env::start_with(config_with(&[b]), |s| s.collector.enabled = false).await;
+    let collector = hand_collector(&env);
+    (env, collector)
+}
+
+/// A collector on `env`'s gateway store that runs only when the test calls it.
+fn hand_collector(env: &Env) -> Collector {
     let settings = CollectorSettings {
         grace_seconds: 2,
         ..Default::default()
     };
-    let collector = Collector::new(env.gw().gateway().store.clone(), settings);
-    (env, collector)
+    Collector::new(env.gw().gateway().store.clone(), settings)
 }
 
 async fn obj_bytes(env: &Env) -> u64 {
@@ -327,11 +332,7 @@ async fn part_records_left_behind(window: u64, orphan_after: u64, drop_upload: b
 async fn a_compaction_that_loses_the_race_to_an_overwrite_leaves_it_and_no_copy() {
     let b = unique_bucket("splice-race");
     let (env, proxy) = crate::netfault::env_behind_proxy(&b, |s| s.collector.enabled = false).await;
-    let settings = CollectorSettings {
-        grace_seconds: 2,
-        ..Default::default()
-    };
-    let collector = Collector::new(env.gw().gateway().store.clone(), settings);
+    let collector = hand_collector(&env);
     let s3 = env.client();
     let parts = [data(5 * MIB, 21), data(5 * MIB, 22), data(777, 23)];
     let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
