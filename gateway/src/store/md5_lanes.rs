@@ -27,8 +27,7 @@ const MAX_HELD: usize = 8 * 1024 * 1024;
 const MAX_LANES: usize = 32;
 /// How long a lane thread waits for more batches to fill its SIMD lanes: a call hashes 16
 /// (AVX-512) batches for the price of about three, so one that starts with a single batch
-/// wastes most of it. The batch sent when a body ends never waits (see [`Job::now`]); one sent
-/// before may, so a body of 256 KiB or more may take up to this much longer.
+/// wastes most of it. Nothing a request waits for waits out the gather (see [`Job::now`]).
 const GATHER: Duration = Duration::from_millis(2);
 
 /// Incremental MD5 of one body.
@@ -40,6 +39,8 @@ pub struct Md5 {
     /// Bytes after `out`, not sent yet.
     held: Vec<Bytes>,
     held_len: usize,
+    /// The lane threads' queue; none: hash inline.
+    lanes: Option<&'static Sender<Job>>,
 }
 
 impl Default for Md5 {
@@ -49,6 +50,7 @@ impl Default for Md5 {
             out: None,
             held: Vec::new(),
             held_len: 0,
+            lanes: LANES.as_ref(),
         }
     }
 }
@@ -65,7 +67,7 @@ impl Md5 {
             return;
         }
         if self.out.is_some() && self.held_len >= MAX_HELD {
-            self.settle().await;
+            self.settle(true).await;
         } else if let Some((_, answer)) = self.out.as_mut() {
             match answer.try_recv() {
                 Ok(state) => {
@@ -85,10 +87,10 @@ impl Md5 {
 
     /// The digest of every byte added.
     pub async fn finalize(mut self) -> [u8; 16] {
-        self.settle().await;
+        self.settle(true).await;
         if self.held_len >= BATCH_BYTES {
             self.send(true);
-            self.settle().await;
+            self.settle(false).await;
         }
         hash_inline(&mut self.state, &self.held);
         self.state.finalize()
@@ -106,20 +108,44 @@ impl Md5 {
             reply,
             now,
         };
-        if LANES.as_ref().is_some_and(|tx| tx.send(job).is_ok()) {
+        if self.lanes.is_some_and(|tx| tx.send(job).is_ok()) {
             self.out = Some((bytes, answer));
         } else {
             hash_inline(&mut self.state, &bytes);
         }
     }
 
-    /// Waits for the batch at the lanes; hashes it here if its answer is lost.
-    async fn settle(&mut self) {
-        if let Some((bytes, answer)) = self.out.take() {
-            match answer.await {
-                Ok(state) => self.state = state,
-                Err(_) => hash_inline(&mut self.state, &bytes),
+    /// Waits for the batch at the lanes; hashes it here if its answer is lost. `nudge`: the
+    /// batch was sent without [`Job::now`], so a lane thread may be gathering more before it
+    /// starts: tell it to start now.
+    async fn settle(&mut self, nudge: bool) {
+        if let Some((bytes, mut answer)) = self.out.take() {
+            let answered = match answer.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    if nudge {
+                        self.nudge();
+                    }
+                    answer.await.ok()
+                }
+                other => other.ok(),
+            };
+            match answered {
+                Some(state) => self.state = state,
+                None => hash_inline(&mut self.state, &bytes),
             }
+        }
+    }
+
+    /// An empty batch that a request waits for: it ends a lane thread's gather.
+    fn nudge(&self) {
+        if let Some(tx) = self.lanes {
+            let (reply, _) = oneshot::channel();
+            let _ = tx.send(Job {
+                state: Md5State::new(),
+                bytes: Vec::new(),
+                reply,
+                now: true,
+            });
         }
     }
 }
@@ -156,7 +182,7 @@ fn start_lanes() -> Option<Sender<Job>> {
         let rx = rx.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("jets3-md5-{n}"))
-            .spawn(move || run_lanes(&rx));
+            .spawn(move || run_lanes(&rx, GATHER));
         if spawned.is_ok() {
             started += 1;
         }
@@ -173,10 +199,10 @@ struct Lane {
 
 /// Hashes the waiting batches side by side, one piece of each per step. Batches that arrive
 /// meanwhile join at the next step, so a long batch keeps company and the lanes stay full.
-fn run_lanes(rx: &Mutex<Receiver<Job>>) {
+fn run_lanes(rx: &Mutex<Receiver<Job>>, gather: Duration) {
     let engine = Md5Many::new();
     let mut lanes: Vec<Lane> = Vec::with_capacity(MAX_LANES);
-    while take_jobs(rx, &mut lanes, engine.lanes()) {
+    while take_jobs(rx, &mut lanes, engine.lanes(), gather) {
         let mut states: Vec<Md5State> = lanes.iter().map(|l| l.state).collect();
         let pieces: Vec<(usize, &[u8])> = lanes
             .iter()
@@ -198,10 +224,15 @@ fn run_lanes(rx: &Mutex<Receiver<Job>>) {
 }
 
 /// Adds waiting batches to `lanes` (up to [`MAX_LANES`]). An idle thread waits for one, then
-/// up to [`GATHER`] for enough to fill `want` lanes; a busy one takes only what is there, and
+/// up to `gather` for enough to fill `want` lanes (or a batch sent [`Job::now`]); a busy one takes only what is there, and
 /// nothing while another thread holds the queue (an idle one may hold it until the next
 /// batch comes, which may wait for this thread's answers). False when the queue is closed.
-fn take_jobs(rx: &Mutex<Receiver<Job>>, lanes: &mut Vec<Lane>, want: usize) -> bool {
+fn take_jobs(
+    rx: &Mutex<Receiver<Job>>,
+    lanes: &mut Vec<Lane>,
+    want: usize,
+    gather: Duration,
+) -> bool {
     let rx = if lanes.is_empty() {
         lock(rx)
     } else {
@@ -224,7 +255,7 @@ fn take_jobs(rx: &Mutex<Receiver<Job>>, lanes: &mut Vec<Lane>, want: usize) -> b
             Ok(job) => push(lanes, job),
             Err(_) => return false,
         }
-        Instant::now() + GATHER
+        Instant::now() + gather
     } else {
         Instant::now()
     };
@@ -350,7 +381,7 @@ mod tests {
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..2 {
             let rx = rx.clone();
-            std::thread::spawn(move || run_lanes(&rx));
+            std::thread::spawn(move || run_lanes(&rx, GATHER));
         }
         for (seed, pieces) in [(1, 400), (2, 3)] {
             let data = body(seed, pieces * CHUNK_SIZE);
@@ -374,6 +405,34 @@ mod tests {
                 .unwrap_or_else(|_| panic!("the batch of {pieces} pieces was never answered"))
                 .expect("answer");
             assert_eq!(state.finalize(), want, "{pieces} pieces");
+        }
+    }
+
+    /// A hasher whose request waits for a batch it sent without [`Job::now`] (at the body's
+    /// end, or holding too much) never waits out a lane thread's gather: here one of an hour.
+    #[tokio::test]
+    async fn a_waiting_request_never_waits_out_the_gather() {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        std::thread::spawn(move || run_lanes(&rx, Duration::from_secs(3600)));
+        let lanes: &'static Sender<Job> = Box::leak(Box::new(tx));
+        for len in [BATCH_BYTES, BATCH_BYTES + 1000, MAX_HELD + 3 * BATCH_BYTES] {
+            let data = body(len as u64, len);
+            let want: [u8; 16] = md5_reference::Md5::digest(&data).into();
+            let mut h = Md5 {
+                lanes: Some(lanes),
+                ..Md5::default()
+            };
+            let hashed = async {
+                for p in data.chunks(CHUNK_SIZE) {
+                    h.update(&Bytes::copy_from_slice(p)).await;
+                }
+                h.finalize().await
+            };
+            let got = tokio::time::timeout(Duration::from_secs(30), hashed)
+                .await
+                .unwrap_or_else(|_| panic!("a body of {len} bytes waited out the gather"));
+            assert_eq!(got, want, "{len} bytes");
         }
     }
 
