@@ -2,7 +2,7 @@
 # The side-by-side benchmark: jets3-gateway, the Go nats-s3 gateway and raw NATS, in one run,
 # on one nats-server, the systems alternating within every round (see BENCHMARKS.md).
 #
-#   scripts/bench.sh quick    (make bench-quick) fewer rounds and shorter runs: about 5.5 minutes on the 2-core machine
+#   scripts/bench.sh quick    (make bench-quick) fewer rounds and shorter runs: about 6 minutes on the 2-core machine
 #   scripts/bench.sh full     (make bench)       3 rounds of 10 s runs: under 30 minutes
 #
 # It installs nats-server (scripts/tools.sh nats), nats-s3 and warp (scripts/tools-bench.sh),
