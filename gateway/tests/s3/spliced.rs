@@ -401,3 +401,47 @@ async fn a_compaction_that_loses_the_race_to_an_overwrite_leaves_it_and_no_copy(
     );
     env.wait_holds_only_live(&b, 30).await;
 }
+
+/// A part uploaded again (through another gateway) after a Complete read its part list and
+/// before its claim reached NATS: the upload retires the part the Complete names. The
+/// Complete copies the parts instead of splicing them: the object is the parts it named, and
+/// once the collector has run past the grace nothing is left that no version references (a
+/// splice there leaves chunks behind for the hourly orphan scan: checked by splicing
+/// regardless).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_replaced_before_the_claim_lands_is_copied_not_spliced() {
+    let b = unique_bucket("splice-reup");
+    let (env, proxy) = crate::netfault::env_behind_proxy(&b, |s| s.collector.enabled = false).await;
+    let collector = hand_collector(&env);
+    let s3 = env.client();
+    let peer = env.peer_with(|s| s.collector.enabled = false).await;
+    let parts = [data(5 * MIB, 31), data(300 * 1024, 32)];
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    let (id, etags) = upload_parts(&s3, &b, "k", &refs).await;
+
+    // The Complete's claim (its write of the upload's record) reaches NATS 1.5 s late
+    // (NATS answers the gateway within its 3 s request timeout).
+    let record = format!("$KV.jets3_uploads.{}.{id}", b.replace('.', "_"));
+    proxy.hold_publishes_to(&[&record], Duration::from_millis(1500));
+    let completing = {
+        let (s3, b, id) = (s3.clone(), b.clone(), id.clone());
+        tokio::spawn(async move { complete(&s3, &b, "k", &id, &etags).await })
+    };
+    let held = eventually(20, || async { proxy.lost() >= 1 }).await;
+    assert!(held, "the Complete's claim was held up");
+    upload_part(&peer.client(), &b, "k", &id, 2, &data(300 * 1024, 33)).await;
+    completing.await.expect("the Complete");
+    proxy.heal();
+
+    // Past the grace: the part the upload replaced is purged.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..4 {
+        let _ = collector.pass(None, false).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        get_bytes(&s3, &b, "k").await == parts.concat(),
+        "the object is the parts its Complete named"
+    );
+    env.wait_holds_only_live(&b, 30).await;
+}
