@@ -39,10 +39,28 @@ pub fn jwks_address_refused(ip: IpAddr, https: bool, allow_insecure: bool) -> Op
     }
 }
 
+/// `url` as messages and logs name it: without user info or query, either of which may hold
+/// a secret.
+pub fn jwks_url_shown(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let rest = rest.split('#').next().unwrap_or_default();
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, _)) => (r, "?…"),
+        None => (rest, ""),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}{host}{path}{query}")
+}
+
 /// Checks a `jwksUrl`: `https://host[:port]/...`, or `http://` to `localhost` or a loopback
 /// address; no user info; no link-local or metadata address literal.
 pub fn check_jwks_url(url: &str, allow_insecure: bool) -> Result<(), String> {
-    let not_url = || format!("{url:?} is not an http(s) URL");
+    let shown = jwks_url_shown(url);
+    let not_url = || format!("{shown:?} is not an http(s) URL");
     let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
         (Some(r), _) => (true, r),
         (None, Some(r)) => (false, r),
@@ -53,7 +71,7 @@ pub fn check_jwks_url(url: &str, allow_insecure: bool) -> Result<(), String> {
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
-        return Err(format!("{url:?} must not carry user info"));
+        return Err(format!("{shown:?} must not carry user info"));
     }
     let (host, port, literal) = match authority.strip_prefix('[') {
         Some(r) => {
@@ -73,12 +91,12 @@ pub fn check_jwks_url(url: &str, allow_insecure: bool) -> Result<(), String> {
     }
     match literal.ok_or(()) {
         Ok(ip) => match jwks_address_refused(ip, https, allow_insecure) {
-            Some(why) => Err(format!("{url:?} names {why}")),
+            Some(why) => Err(format!("{shown:?} names {why}")),
             None => Ok(()),
         },
         Err(_) if https || allow_insecure || host.eq_ignore_ascii_case("localhost") => Ok(()),
         Err(_) => Err(format!(
-            "{url:?}: plain http only to localhost or a loopback address (else https)"
+            "{shown:?}: plain http only to localhost or a loopback address (else https)"
         )),
     }
 }
@@ -127,6 +145,37 @@ mod tests {
             assert_eq!(check_jwks_url(opted, true), Ok(()), "{opted}");
         }
         assert!(check_jwks_url("https://u@x/y", true).is_err());
+        for (url, shown) in [
+            ("https://idp.example/certs", "https://idp.example/certs"),
+            (
+                "https://u:pw@idp.example:8443/a/certs?token=t0k#f",
+                "https://idp.example:8443/a/certs?…",
+            ),
+            ("http://[::1]:8080/k", "http://[::1]:8080/k"),
+            ("https://u:p@idp.example", "https://idp.example"),
+            ("u:p@idp/x", "idp/x"),
+        ] {
+            assert_eq!(jwks_url_shown(url), shown, "{url}");
+        }
+        // What is refused is named without its user info or query.
+        for (bad, named) in [
+            (
+                "https://reader:s3cret@idp.example.com/certs",
+                "https://idp.example.com/certs",
+            ),
+            (
+                "http://10.0.0.7/certs?token=t0k3n",
+                "http://10.0.0.7/certs?…",
+            ),
+            (
+                "https://169.254.169.254/x?key=t0k3n",
+                "https://169.254.169.254/x?…",
+            ),
+        ] {
+            let why = check_jwks_url(bad, false).expect_err(bad);
+            assert!(!why.contains("s3cret") && !why.contains("t0k3n"), "{why}");
+            assert!(why.contains(named), "{why}");
+        }
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert!(jwks_address_refused(ip("169.254.1.1"), true, false).is_some());
         assert!(jwks_address_refused(ip("192.0.2.1"), false, false).is_some());

@@ -23,7 +23,7 @@ pub use config::{
     Access, BucketConfig, CorsRule, Credential, GatewayConfig, Grant, Limits, PublicAccessBlock,
     StorageKind, VersioningStatus, MAX_GENERATION_STEP,
 };
-pub use jwks_url::{check_jwks_url, jwks_address_refused, metadata_address};
+pub use jwks_url::{check_jwks_url, jwks_address_refused, jwks_url_shown, metadata_address};
 pub use jwt::{
     ClaimOp, ClaimRule, JwtAlgorithm, JwtAuth, JwtKey, TokenSource, TokenSourceKind, MAX_LEEWAY,
     MIN_HMAC_SECRET,

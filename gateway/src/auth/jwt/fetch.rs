@@ -86,10 +86,11 @@ async fn get_inner(url: &str, limit: usize, allow_insecure: bool) -> Result<Byte
         .await
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
     let _ = tcp.set_nodelay(true);
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .unwrap_or_else(|| host.clone());
+    // Host and port only: user info in the URL is not sent.
+    let authority = match uri.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
     let path = uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
@@ -142,6 +143,42 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Host header names the URL's host and port only: user info in the URL is neither
+    /// sent nor taken for part of the host.
+    #[tokio::test]
+    async fn the_host_header_names_only_host_and_port() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let (mut head, mut buf) = (Vec::new(), [0u8; 1024]);
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await.expect("read") {
+                    0 => break,
+                    n => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                .await
+                .expect("write");
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        let url = format!("http://reader:s3cret@127.0.0.1:{port}/certs?x=1");
+        let body = get(&url, 1024, Duration::from_secs(5), false)
+            .await
+            .expect("fetched");
+        assert_eq!(&body[..], b"{}");
+        let head = server.await.expect("server");
+        assert!(
+            head.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")),
+            "{head}"
+        );
+        assert!(!head.contains("s3cret"), "{head}");
+    }
 
     #[tokio::test]
     async fn resolved_addresses_are_checked() {

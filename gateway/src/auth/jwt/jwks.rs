@@ -111,12 +111,12 @@ impl Jwks {
         s.attempted = Some(now);
         match result {
             Ok(keys) => {
-                tracing::debug!(url = %self.url, keys = keys.len(), "JWKS fetched");
+                tracing::debug!(url = %jets3_crds::jwks_url_shown(&self.url), keys = keys.len(), "JWKS fetched");
                 s.keys = Arc::new(keys);
                 s.fetched = Some(now);
             }
             Err(e) => {
-                tracing::warn!(url = %self.url, error = %e, "cannot fetch JWKS; keeping the keys held")
+                tracing::warn!(url = %jets3_crds::jwks_url_shown(&self.url), error = %e, "cannot fetch JWKS; keeping the keys held")
             }
         }
     }
@@ -177,4 +177,47 @@ fn parse(body: &[u8]) -> Result<Vec<Key>, String> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A fetch that fails logs where it went, but not the URL's user info or query, which
+    /// may hold a secret.
+    #[tokio::test]
+    async fn a_failed_fetch_logs_no_secret_of_its_url() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let url = "http://reader:s3cret@127.0.0.1:1/certs?token=t0k3n";
+        let jwks = Jwks::shared(url, Duration::from_secs(60), Duration::ZERO, false);
+        jwks.fetch(None).await;
+        let text = String::from_utf8_lossy(&logs.0.lock().expect("log buffer")).to_string();
+        assert!(text.contains("cannot fetch JWKS"), "{text}");
+        assert!(text.contains("http://127.0.0.1:1/certs?…"), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("t0k3n"),
+            "{text}"
+        );
+    }
 }
