@@ -91,7 +91,7 @@ const STORE_GAUGES: [(&str, &str, StatFn); 6] = [
 ];
 
 /// Counters mirrored from the store and the collector: name, help, value.
-const STORE_COUNTERS: [(&str, &str, StatFn); 18] = [
+const STORE_COUNTERS: [(&str, &str, StatFn); 20] = [
     (
         "collector_passes_total",
         "Collector passes run here",
@@ -176,6 +176,16 @@ const STORE_COUNTERS: [(&str, &str, StatFn); 18] = [
         "small_reads_hits_total",
         "Reads of small objects whose bytes were in memory (cache.smallReadsBytes)",
         |s, _| s.small_reads.hits.load(Relaxed),
+    ),
+    (
+        "put_lookups_skipped_total",
+        "Blind writes that guessed their key new, rightly, and so never looked it up",
+        |s, _| s.new_key_guesses.right.load(Relaxed),
+    ),
+    (
+        "put_guesses_wrong_total",
+        "Blind writes that guessed their key new, wrongly (refused, looked up, committed again)",
+        |s, _| s.new_key_guesses.wrong.load(Relaxed),
     ),
     (
         "small_reads_misses_total",

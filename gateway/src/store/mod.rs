@@ -52,6 +52,7 @@ mod index;
 pub mod lifecycle;
 mod md5_lanes;
 pub mod meta;
+pub mod new_keys;
 mod objects;
 mod reader;
 mod scan;
@@ -236,6 +237,8 @@ pub struct StoreStats {
     pub snapshots: Arc<SnapshotStats>,
     /// Small reads served from memory, and not.
     pub small_reads: Arc<small_reads::SmallReadStats>,
+    /// Blind writes that skipped the lookup of their key (see [`new_keys`]).
+    pub new_key_guesses: Arc<new_keys::GuessStats>,
 }
 
 /// The connection to NATS and the cache of open buckets.
@@ -263,6 +266,7 @@ struct Inner {
     /// The bytes of small objects read recently.
     small_reads: small_reads::SmallReads,
     versioning: versions::StateCache,
+    new_keys: new_keys::NewKeys,
     stats: StoreStats,
     on_write: std::sync::OnceLock<WriteHook>,
 }
@@ -361,6 +365,7 @@ impl Store {
             interruptions,
             uploads: tokio::sync::OnceCell::new(),
             versioning: versions::StateCache::default(),
+            new_keys: new_keys::NewKeys::new(stats.new_key_guesses.clone()),
             stats,
             on_write: std::sync::OnceLock::new(),
         };
@@ -560,6 +565,7 @@ impl Store {
         self.forget_index(nats);
         self.forget_snapshot(nats).await;
         self.inner.versioning.forget(nats);
+        self.inner.new_keys.forget(nats);
         self.inner
             .js
             .delete_stream(stream_name(nats))

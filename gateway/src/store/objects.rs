@@ -82,9 +82,21 @@ pub(super) struct Lookup {
     /// Sequence of the last metadata message (0 if none).
     pub(super) last_seq: u64,
     at: Instant,
+    /// Not looked up: a blind write's guess that the key has no current version.
+    guessed: bool,
 }
 
 impl Lookup {
+    /// The guess that the key has no current version (see [`super::new_keys`]).
+    fn new_key() -> Lookup {
+        Lookup {
+            current: Record::Absent,
+            last_seq: 0,
+            at: Instant::now(),
+            guessed: true,
+        }
+    }
+
     fn object(&self) -> Option<&ObjectMeta> {
         match &self.current {
             Record::Object(m) => Some(m),
@@ -309,11 +321,13 @@ impl Bucket {
                     current: Record::Absent,
                     last_seq: 0,
                     at,
+                    guessed: false,
                 },
                 Some((current, last_seq)) => Lookup {
                     current,
                     last_seq,
                     at,
+                    guessed: false,
                 },
             },
         )
@@ -358,6 +372,7 @@ impl Bucket {
                 current: Record::Absent,
                 last_seq: 0,
                 at,
+                guessed: false,
             },
             Some(m) => Lookup {
                 current: Record::decode(&m.payload, Some(key), m.sequence).unwrap_or_else(|why| {
@@ -366,6 +381,7 @@ impl Bucket {
                 }),
                 last_seq: m.sequence,
                 at,
+                guessed: false,
             },
         })
     }
@@ -566,12 +582,20 @@ impl Bucket {
         let _done = self.writing(&obj.key);
         self.store.check_connected().await?;
         // The version this one replaces: looked up first when the write is conditional
-        // (refused before any upload), else while the chunks are written (the compare-and-set
-        // in `commit` catches a change in between).
+        // (refused before any upload); for a blind one guessed absent while the bucket's
+        // blind writes mostly create keys, else looked up while the chunks are written (the
+        // compare-and-set in `commit` catches a wrong guess or a change in between).
+        let new_keys = &self.store.inner.new_keys;
         let ((nuid, written, guard), found) = match prior {
             Some(Prior(found)) => (self.write_chunks(body, max_size).await?, found),
+            None if expect == Expect::Any && new_keys.expect_new(&self.nats) => {
+                (self.write_chunks(body, max_size).await?, Lookup::new_key())
+            }
             None if expect == Expect::Any => {
-                futures::try_join!(self.write_chunks(body, max_size), self.lookup(&obj.key))?
+                let (w, found) =
+                    futures::try_join!(self.write_chunks(body, max_size), self.lookup(&obj.key))?;
+                new_keys.saw(&self.nats, found.last_seq != 0);
+                (w, found)
             }
             None => {
                 let found = self.lookup(&obj.key).await?;
@@ -793,15 +817,24 @@ impl Bucket {
             }
             let payload = serde_json::to_vec(&info)
                 .map_err(|e| Committed::No(self.err(NatsError::other(e))))?;
-            match self
+            let published = self
                 .publish_raw(
                     &meta_subject(&self.nats, key),
                     payload.into(),
                     Some(found.last_seq),
                     until,
                 )
-                .await
-            {
+                .await;
+            if found.guessed {
+                match &published {
+                    Ok(_) => self.store.inner.new_keys.guessed(&self.nats, false),
+                    Err(NatsError::WrongLastSequence) => {
+                        self.store.inner.new_keys.guessed(&self.nats, true)
+                    }
+                    Err(_) => {}
+                }
+            }
+            match published {
                 Ok(seq) => {
                     match &mut new {
                         Record::Object(m) => m.meta_seq = seq,

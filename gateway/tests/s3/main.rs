@@ -28,6 +28,7 @@ mod list;
 mod multipart;
 mod nats;
 mod netfault;
+mod new_keys;
 mod objects;
 mod part_reads;
 mod policies;

@@ -1,7 +1,7 @@
 //! A TCP proxy in front of a nats-server that loses or holds up chosen publishes of its
 //! clients on the way: the faults of a message that never reached a stream (a leader that
 //! died before storing it) or reached it late (a slow link, a stalled server), at exactly
-//! the point a test picks.
+//! the point a test picks. It also counts its clients' publishes by subject.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,8 +33,12 @@ pub struct FaultProxy {
     pub url: String,
     rule: Arc<Mutex<Option<Rule>>>,
     lost: Arc<std::sync::atomic::AtomicU64>,
+    subjects: Subjects,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// The subject of every publish that reached the proxy, in order.
+type Subjects = Arc<Mutex<Vec<String>>>;
 
 /// What becomes of the publishes to subjects starting with one of `prefixes`.
 #[derive(Clone)]
@@ -52,19 +56,21 @@ impl FaultProxy {
         let url = format!("nats://{}", listener.local_addr().expect("addr"));
         let rule: Arc<Mutex<Option<Rule>>> = Arc::default();
         let lost = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (l, n) = (rule.clone(), lost.clone());
+        let subjects = Subjects::default();
+        let (l, n, s) = (rule.clone(), lost.clone(), subjects.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(&upstream).await else {
                     continue;
                 };
-                tokio::spawn(relay(client, server, l.clone(), n.clone()));
+                tokio::spawn(relay(client, server, l.clone(), n.clone(), s.clone()));
             }
         });
         FaultProxy {
             url,
             rule,
             lost,
+            subjects,
             task,
         }
     }
@@ -96,6 +102,12 @@ impl FaultProxy {
     pub fn lost(&self) -> u64 {
         self.lost.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// How many publishes to a subject starting with `prefix` reached the proxy so far.
+    pub fn publishes_to(&self, prefix: &str) -> usize {
+        let subjects = self.subjects.lock().expect("lock");
+        subjects.iter().filter(|s| s.starts_with(prefix)).count()
+    }
 }
 
 impl Drop for FaultProxy {
@@ -112,6 +124,7 @@ async fn relay(
     server: TcpStream,
     rule: Arc<Mutex<Option<Rule>>>,
     lost: Arc<std::sync::atomic::AtomicU64>,
+    subjects: Subjects,
 ) {
     let (client_rd, mut client_wr) = client.into_split();
     let (mut server_rd, server_wr) = server.into_split();
@@ -143,6 +156,7 @@ async fn relay(
             }
             message.extend_from_slice(&body);
             let subject = words.get(1).copied().unwrap_or_default();
+            subjects.lock().expect("lock").push(subject.to_string());
             let matched = rule
                 .lock()
                 .expect("lock")
