@@ -612,23 +612,58 @@ impl Collector {
         super::forget_key(&self.store.inner.js, GC_KV, &record_key).await
     }
 
-    /// Whether key `key`'s current or a noncurrent version uses chunks `nuid`.
+    /// Whether key `key`'s current or a noncurrent version uses chunks `nuid`: the last check
+    /// before a purge. On a replicated stream the stream's leader answers (see
+    /// [`Store::leader_last`]): a replica that is behind could miss the version that took
+    /// these chunks back, and they would be purged under it.
     async fn referenced(&self, bucket: &str, key: &str, nuid: &str) -> Result<bool, NatsError> {
+        let uses = |payload: &[u8], seq| {
+            Record::decode(payload, Some(key), seq).is_ok_and(|r| r.uses(nuid))
+        };
+        let (meta, filter) = (meta_subject(bucket, key), key_versions_filter(bucket, key));
+        let replicas = self
+            .store
+            .replicas(bucket)
+            .await
+            .map_err(|e| NatsError::Other(e.to_string()))?;
+        if replicas > 1 {
+            if let Some((seq, payload)) = self.store.leader_last(bucket, &meta).await? {
+                if uses(&payload, seq) {
+                    return Ok(true);
+                }
+            }
+            let stream = self
+                .store
+                .inner
+                .js
+                .get_stream_no_info(stream_name(bucket))
+                .await
+                .map_err(NatsError::other)?;
+            let mut versions = stream
+                .info_with_subjects(filter)
+                .await
+                .map_err(NatsError::other)?;
+            while let Some((subject, _)) = versions.try_next().await.map_err(NatsError::other)? {
+                if let Some((seq, payload)) = self.store.leader_last(bucket, &subject).await? {
+                    if uses(&payload, seq) {
+                        return Ok(true);
+                    }
+                }
+            }
+            return Ok(false);
+        }
         let client = &self.store.inner.client;
         let stream = stream_name(bucket);
-        let uses =
-            |m: &RawMsg| Record::decode(&m.payload, Some(key), m.seq).is_ok_and(|r| r.uses(nuid));
-        if let Some(m) = last_for_subject(client, &stream, &meta_subject(bucket, key)).await? {
-            if uses(&m) {
+        if let Some(m) = last_for_subject(client, &stream, &meta).await? {
+            if uses(&m.payload, m.seq) {
                 return Ok(true);
             }
         }
-        let filter = key_versions_filter(bucket, key);
         let js = &self.store.inner.js;
         Ok(scan::last_messages(js, client, &stream, &filter)
             .await?
             .iter()
-            .any(uses))
+            .any(|m| uses(&m.payload, m.seq)))
     }
 
     /// Scans every bucket for orphans, old tombstones, stale uploads and stale fences.

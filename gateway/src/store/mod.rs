@@ -755,6 +755,37 @@ impl Store {
         self.through_failover_until(nats, None, op).await
     }
 
+    /// The last message on `subject` in bucket `nats`'s stream as the stream's leader has it
+    /// (the JetStream API, through a leader election if one is under way): its sequence and
+    /// payload. On a replicated stream a Direct Get may be answered by a replica that is
+    /// behind (one that was partitioned or frozen), which shows an older message or none.
+    pub(crate) async fn leader_last(
+        &self,
+        nats: &str,
+        subject: &str,
+    ) -> Result<Option<(u64, bytes::Bytes)>, NatsError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
+        let stream = self
+            .inner
+            .js
+            .get_stream_no_info(stream_name(nats))
+            .await
+            .map_err(NatsError::other)?;
+        self.through_failover(nats, || async {
+            match stream.get_last_raw_message_by_subject(subject).await {
+                Ok(m) => Ok(Some((m.sequence, m.payload))),
+                Err(e) if e.kind() == K::NoMessageFound => Ok(None),
+                // A leader between terms answers with errors of its own: all of them are
+                // tried again within the failover budget ("not found" is settled).
+                Err(e) => {
+                    tracing::debug!(error = %e, "the stream leader did not answer a read");
+                    Err(NatsError::NoResponders)
+                }
+            }
+        })
+        .await
+    }
+
     /// Like [`Store::through_failover`], but no attempt runs past `until`: an attempt
     /// started before it is cut off there, and none starts after it.
     pub(crate) async fn through_failover_until<T, F, Fut>(

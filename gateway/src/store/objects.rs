@@ -345,26 +345,9 @@ impl Bucket {
         self.store.check_connected().await?;
         let at = Instant::now();
         let subject = meta_subject(&self.nats, key);
-        let js = &self.store.inner.js;
-        let stream = js
-            .get_stream_no_info(&self.stream)
-            .await
-            .map_err(|e| self.err(NatsError::other(e)))?;
-        use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
         let got = self
             .store
-            .through_failover(&self.nats, || async {
-                match stream.get_last_raw_message_by_subject(&subject).await {
-                    Ok(m) => Ok(Some(m)),
-                    Err(e) if e.kind() == K::NoMessageFound => Ok(None),
-                    // A leader between terms answers with errors of its own: all of them are
-                    // tried again within the failover budget ("not found" is settled).
-                    Err(e) => {
-                        tracing::debug!(error = %e, "the stream leader did not answer a read");
-                        Err(NatsError::NoResponders)
-                    }
-                }
-            })
+            .leader_last(&self.nats, &subject)
             .await
             .map_err(|e| self.err(e))?;
         Ok(match got {
@@ -374,12 +357,12 @@ impl Bucket {
                 at,
                 guessed: false,
             },
-            Some(m) => Lookup {
-                current: Record::decode(&m.payload, Some(key), m.sequence).unwrap_or_else(|why| {
+            Some((seq, payload)) => Lookup {
+                current: Record::decode(&payload, Some(key), seq).unwrap_or_else(|why| {
                     self.store.malformed(&subject, &why);
                     Record::Absent
                 }),
-                last_seq: m.sequence,
+                last_seq: seq,
                 at,
                 guessed: false,
             },

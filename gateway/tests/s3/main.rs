@@ -34,6 +34,7 @@ mod part_reads;
 mod policies;
 mod push;
 mod ranges;
+mod replicated_purges;
 mod retried_complete;
 mod small_reads;
 mod snapshots;
