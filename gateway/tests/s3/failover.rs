@@ -213,16 +213,24 @@ async fn raw_probe(
     })
 }
 
-/// Checks every client's keys against its ledger, through `s3`.
+/// Checks every client's keys against its ledger, through `s3`. A 503 (the stream between
+/// leaders just after a fault) is retried for up to 10 s, as a client would.
 pub async fn check_ledgers(s3: &Client, bucket: &str, ledgers: &[Ledger]) -> u64 {
     let mut checked = 0;
     for l in ledgers {
         for (key, want) in &l.keys {
-            let got = match s3.get_object().bucket(bucket).key(key).send().await {
-                Ok(out) => Some(out.body.collect().await.expect("body").to_vec()),
-                Err(e) => {
-                    assert_eq!(describe(&e), "404 NoSuchKey", "{key}");
-                    None
+            let mut tries = 0;
+            let got = loop {
+                match s3.get_object().bucket(bucket).key(key).send().await {
+                    Ok(out) => break Some(out.body.collect().await.expect("body").to_vec()),
+                    Err(e) if describe(&e).starts_with("503 ") && tries < 20 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => {
+                        assert_eq!(describe(&e), "404 NoSuchKey", "{key}");
+                        break None;
+                    }
                 }
             };
             assert!(
