@@ -30,6 +30,7 @@ WORKLOADS = OrderedDict(
     [
         ("put-4k-c1", ("PUT 4 KiB, 1 client", "ops_s", True)),
         ("put-4k-c16", ("PUT 4 KiB, 16 clients", "ops_s", True)),
+        ("put-4k-over-c16", ("PUT 4 KiB over existing keys, 16 clients", "ops_s", True)),
         ("put-256k-c1", ("PUT 256 KiB, 1 client", "ops_s", True)),
         ("get-4k-c1", ("GET 4 KiB, 1 client", "ops_s", True)),
         ("get-4k-c16", ("GET 4 KiB, 16 clients", "ops_s", True)),

@@ -115,6 +115,8 @@ enum Op {
     Drop,
     Seed,
     Put,
+    /// PUTs over 8 keys per client: after the first eight, every PUT replaces an object.
+    Overwrite,
     Get,
     Mixed,
     List,
@@ -1189,6 +1191,15 @@ async fn main_inner(args: Args) -> Result<(), String> {
             run(&cpu, clients, seconds, None, move |c, n| {
                 let (t, b, body) = (t.clone(), b.clone(), body.clone());
                 async move { t.put(&b, &format!("p-{c}-{n}"), body).await }
+            })
+            .await
+        }
+        Op::Overwrite => {
+            let body = payload(size);
+            let (t, b) = (target.clone(), bucket.clone());
+            run(&cpu, clients, seconds, None, move |c, n| {
+                let (t, b, body) = (t.clone(), b.clone(), body.clone());
+                async move { t.put(&b, &format!("o-{c}-{}", n % 8), body).await }
             })
             .await
         }
