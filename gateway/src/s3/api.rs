@@ -316,7 +316,10 @@ async fn serve(
         Ok(a) => a,
         Err(e) => return ("Unknown", Err(e.resource(raw_path))),
     };
-    let query = router::parse_query(raw_query.as_deref());
+    let query = match router::parse_query(raw_query.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return ("Unknown", Err(e.resource(raw_path))),
+    };
     let ep = match router::parse(
         &parts.method,
         bucket.as_deref(),

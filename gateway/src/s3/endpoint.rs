@@ -3,7 +3,7 @@
 
 use http::{HeaderMap, Method};
 
-use crate::error::{S3Error, S3Result};
+use crate::error::{S3Code, S3Error, S3Result};
 
 /// An S3 operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,23 +206,28 @@ fn has(q: &Query, name: &str) -> bool {
     q.iter().any(|(k, _)| k == name)
 }
 
-/// Decodes a raw query string (`+` is a space, as S3 clients send it only encoded).
-pub fn parse_query(raw: Option<&str>) -> Query {
-    let Some(raw) = raw else { return Vec::new() };
+/// Decodes a raw query string (`+` is a space, as S3 clients send it only encoded). A name
+/// or value that does not decode to UTF-8 is `InvalidURI`, as in the path: decoded lossily,
+/// two raw prefixes or markers would name one stored key.
+pub fn parse_query(raw: Option<&str>) -> S3Result<Query> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
     raw.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
+            Ok((decode(k)?, decode(v)?))
         })
         .collect()
 }
 
-fn decode(s: &str) -> String {
+fn decode(s: &str) -> S3Result<String> {
     let s = s.replace('+', " ");
     percent_encoding::percent_decode_str(&s)
-        .decode_utf8_lossy()
-        .into_owned()
+        .decode_utf8()
+        .map(|d| d.into_owned())
+        .map_err(|_| S3Error::new(S3Code::InvalidURI, "Couldn't parse the specified URI."))
 }
 
 /// Sub-resources that are S3 operations we do not serve.
@@ -400,7 +405,7 @@ mod tests {
     use super::*;
 
     fn ep(method: Method, bucket: Option<&str>, key: Option<&str>, query: &str) -> Endpoint {
-        let q = parse_query(Some(query));
+        let q = parse_query(Some(query)).expect("UTF-8");
         parse(&method, bucket, key, &q, &HeaderMap::new()).expect("parses")
     }
 
@@ -455,7 +460,7 @@ mod tests {
     fn copy_source_header_selects_copy() {
         let mut h = HeaderMap::new();
         h.insert("x-amz-copy-source", "src/k".parse().expect("header"));
-        let q = parse_query(Some("partNumber=2&uploadId=u"));
+        let q = parse_query(Some("partNumber=2&uploadId=u")).expect("UTF-8");
         assert_eq!(
             parse(&Method::PUT, Some("b"), Some("k"), &q, &h).expect("parses"),
             Endpoint::UploadPartCopy
@@ -468,9 +473,13 @@ mod tests {
 
     #[test]
     fn decodes_query_values() {
-        let q = parse_query(Some("prefix=a%2Fb+c&delimiter=%2F&empty"));
+        let q = parse_query(Some("prefix=a%2Fb+c&delimiter=%2F&empty")).expect("UTF-8");
         assert_eq!(query_get(&q, "prefix"), Some("a/b c"));
         assert_eq!(query_get(&q, "delimiter"), Some("/"));
         assert_eq!(query_get(&q, "empty"), Some(""));
+        for bad in ["prefix=%FF", "a%C3%28=1", "marker=x%ED%A0%80"] {
+            let e = parse_query(Some(bad)).expect_err(bad);
+            assert_eq!(e.code, S3Code::InvalidURI, "{bad}");
+        }
     }
 }

@@ -9,7 +9,7 @@
 use aws_sdk_s3::types::{Delete, ObjectIdentifier, Tag, Tagging};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use jets3_crds::{GatewayConfig, IpFilter, Permission, RateLimit};
+use jets3_crds::{Access, GatewayConfig, IpFilter, Permission, RateLimit};
 use serde_json::json;
 use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
@@ -878,6 +878,48 @@ async fn complete_needs_exact_part_etags() {
             .await,
         "If-Match: * still matches any object",
     );
+}
+
+/// A query whose percent-decoding is not UTF-8 is `400 InvalidURI` too: decoded lossily, an
+/// anonymous listing of a public bucket with `prefix=%FF` listed the stored key
+/// `\u{FFFD}x` (two raw prefixes named one). A PUT that carries one stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_that_are_not_utf8_are_refused() {
+    let b = unique_bucket("utf8q");
+    let mut cfg = config_with(&[&b]);
+    cfg.buckets[0].access = Access::PublicRead;
+    let env = Env::start(cfg).await;
+    let s3 = env.client();
+    put(&s3, &b, "\u{FFFD}x", b"v").await;
+    let before = env.obj_streams().await;
+    for query in [
+        "list-type=2&prefix=%FF",
+        "list-type=2&start-after=%C3%28",
+        "prefix=%ED%A0%80",
+        "versions&key-marker=%FF",
+        "uploads&prefix=%FF",
+    ] {
+        env.send(RawRequest::new("GET", &format!("/{b}?{query}")))
+            .await
+            .assert_error(400, "InvalidURI");
+    }
+    env.send(RawRequest::new(
+        "GET",
+        &format!("/{b}/%EF%BF%BDx?versionId=%FF"),
+    ))
+    .await
+    .assert_error(400, "InvalidURI");
+    env.send_signed(RawRequest::new("PUT", &format!("/{b}/k?x-id=%FF")).body("x"))
+        .await
+        .assert_error(400, "InvalidURI");
+    env.wait_streams_equal(&before, "refused queries").await;
+    // The same prefix, well encoded, lists the key.
+    env.send(RawRequest::new(
+        "GET",
+        &format!("/{b}?list-type=2&prefix=%EF%BF%BD"),
+    ))
+    .await
+    .assert_status(200);
 }
 
 /// A path whose percent-decoding is not UTF-8 is `400 InvalidURI` (it was decoded lossily,
