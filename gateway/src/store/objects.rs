@@ -390,7 +390,7 @@ impl Bucket {
     /// One version of a key (`None`: the null version): the current one or a noncurrent
     /// one; `None` when there is no such version.
     pub async fn version(&self, key: &str, version: Option<&str>) -> StoreResult<Option<Record>> {
-        let current = self.lookup(key).await?.current;
+        let current = self.lookup_for_read(key).await?.current;
         if current.version() == Some(version) {
             return Ok(Some(current));
         }
@@ -398,10 +398,38 @@ impl Bucket {
             return Ok(None);
         }
         Ok(self
-            .noncurrent(key, version)
+            .noncurrent_for_read(key, version)
             .await?
-            .map(|(r, _)| r)
             .filter(|r| r.version() == Some(version)))
+    }
+
+    /// A noncurrent version's record, for a read: on a replicated stream from its leader, as
+    /// [`Bucket::lookup_for_read`] reads the current one (a replica behind would answer
+    /// NoSuchVersion for a version that exists, or show one deleted since).
+    async fn noncurrent_for_read(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> StoreResult<Option<Record>> {
+        if self.store.replicas(&self.nats).await? <= 1 {
+            return Ok(self.noncurrent(key, version).await?.map(|(r, _)| r));
+        }
+        self.store.check_connected().await?;
+        let subject = version_subject(&self.nats, key, version);
+        let got = self
+            .store
+            .leader_last(&self.nats, &subject)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(got.and_then(
+            |(seq, payload)| match Record::decode(&payload, Some(key), seq) {
+                Ok(r) => Some(r),
+                Err(why) => {
+                    self.store.malformed(&subject, &why);
+                    None
+                }
+            },
+        ))
     }
 
     /// A noncurrent version's record and sequence.

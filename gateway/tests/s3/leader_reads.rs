@@ -1,7 +1,8 @@
-//! On a replicated bucket, the collector's last check before it purges a retired version (is
-//! it referenced again?) asks the stream leader. A Direct Get may be answered by a replica
-//! that is behind (a frozen stream leader that comes back answered with an older version:
-//! see `failover.rs`), and a check answered so would purge the chunks of a live version.
+//! On a replicated bucket, the reads that decide a purge (is a retired version referenced
+//! again?) or answer for a version (GET and HEAD with a version id) ask the stream leader. A
+//! Direct Get may be answered by a replica that is behind (a frozen stream leader that comes
+//! back answered with an older version: see `failover.rs`): a purge decided so would take the
+//! chunks of a live version, a read would answer NoSuchVersion for one that exists.
 
 use std::time::Duration;
 
@@ -241,4 +242,76 @@ async fn chunk_count(js: &async_nats::jetstream::Context, b: &str) -> usize {
         .await
         .expect("subjects");
     subjects.len()
+}
+
+/// GET and HEAD of a noncurrent and of the current version by id read both from the leader:
+/// no Direct Get of the key's metadata or of the version's subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_by_version_id_asks_the_stream_leader() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let b = unique_bucket("version-r3");
+    let env = r3(&b).await;
+    ok(
+        env.s3
+            .put_bucket_versioning()
+            .bucket(&b)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await,
+        "enable versioning",
+    );
+    let bodies = [data(3000, 8), data(4000, 9)];
+    let mut ids = Vec::new();
+    for body in &bodies {
+        let out = ok(
+            env.s3
+                .put_object()
+                .bucket(&b)
+                .key("k")
+                .body(body.clone().into())
+                .send()
+                .await,
+            "PUT",
+        );
+        ids.push(out.version_id().expect("a version id").to_string());
+    }
+    let direct = |subject: String| format!("$JS.API.DIRECT.GET.OBJ_{b}.{subject}");
+    let watched = [
+        direct(meta_subject(&b, "k")),
+        direct(version_subject(&b, "k", Some(&ids[0]))),
+    ];
+    let before: Vec<usize> = watched.iter().map(|w| env.proxy.publishes_to(w)).collect();
+    for (id, body) in ids.iter().zip(&bodies) {
+        let got = ok(
+            env.s3
+                .get_object()
+                .bucket(&b)
+                .key("k")
+                .version_id(id)
+                .send()
+                .await,
+            "GET by version id",
+        );
+        let bytes = got.body.collect().await.expect("body").into_bytes();
+        assert!(bytes.as_ref() == body.as_slice(), "version {id} reads back");
+        let head = ok(
+            env.s3
+                .head_object()
+                .bucket(&b)
+                .key("k")
+                .version_id(id)
+                .send()
+                .await,
+            "HEAD by version id",
+        );
+        assert_eq!(head.content_length(), Some(body.len() as i64));
+    }
+    for (w, n) in watched.iter().zip(before) {
+        assert_eq!(env.proxy.publishes_to(w) - n, 0, "no Direct Get of {w}");
+    }
+    env.gw.shutdown().await;
 }
