@@ -809,6 +809,26 @@ pub async fn put(client: &Client, bucket: &str, key: &str, body: &[u8]) -> Strin
     out.e_tag().unwrap_or_default().to_string()
 }
 
+/// The bytes of version `id` of `bucket/key`.
+pub async fn get_version_bytes(client: &Client, bucket: &str, key: &str, id: &str) -> Vec<u8> {
+    let out = ok(
+        client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .version_id(id)
+            .send()
+            .await,
+        &format!("GetObject {bucket}/{key} version {id}"),
+    );
+    out.body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec()
+}
+
 pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
     let out = ok(
         client.get_object().bucket(bucket).key(key).send().await,

@@ -212,19 +212,8 @@ async fn a_noncurrent_version_on_the_leader_is_kept() {
         env.collect_until(&b, &record, 3).await,
         "the record of the noncurrent version is forgotten, its chunks kept"
     );
-    let got = ok(
-        env.s3
-            .get_object()
-            .bucket(&b)
-            .key("k")
-            .version_id(&id)
-            .send()
-            .await,
-        "GET the noncurrent version",
-    );
-    let bytes = got.body.collect().await.expect("body").into_bytes();
     assert!(
-        bytes.as_ref() == old.as_slice(),
+        get_version_bytes(&env.s3, &b, "k", &id).await == old,
         "the noncurrent version stays whole"
     );
     env.gw.shutdown().await;
@@ -286,18 +275,10 @@ async fn a_read_by_version_id_asks_the_stream_leader() {
     ];
     let before: Vec<usize> = watched.iter().map(|w| env.proxy.publishes_to(w)).collect();
     for (id, body) in ids.iter().zip(&bodies) {
-        let got = ok(
-            env.s3
-                .get_object()
-                .bucket(&b)
-                .key("k")
-                .version_id(id)
-                .send()
-                .await,
-            "GET by version id",
+        assert!(
+            get_version_bytes(&env.s3, &b, "k", id).await == *body,
+            "version {id} reads back"
         );
-        let bytes = got.body.collect().await.expect("body").into_bytes();
-        assert!(bytes.as_ref() == body.as_slice(), "version {id} reads back");
         let head = ok(
             env.s3
                 .head_object()
