@@ -174,25 +174,13 @@ async fn the_last_check_before_a_purge_asks_the_stream_leader() {
 /// that is still listed is kept, readable by its id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_noncurrent_version_on_the_leader_is_kept() {
-    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    use aws_sdk_s3::types::BucketVersioningStatus;
     let b = unique_bucket("purge-r3v");
     let env = r3(&b).await;
     // An overwrite before versioning: its retire record makes the gateway create the KV.
     put(&env.s3, &b, "warm", &data(1000, 6)).await;
     put(&env.s3, &b, "warm", &data(1000, 7)).await;
-    ok(
-        env.s3
-            .put_bucket_versioning()
-            .bucket(&b)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await,
-        "enable versioning",
-    );
+    set_versioning(&env.s3, &b, BucketVersioningStatus::Enabled).await;
     let old = data(200 << 10, 4);
     let first = ok(
         env.s3
@@ -237,22 +225,10 @@ async fn chunk_count(js: &async_nats::jetstream::Context, b: &str) -> usize {
 /// no Direct Get of the key's metadata or of the version's subject.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_by_version_id_asks_the_stream_leader() {
-    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    use aws_sdk_s3::types::BucketVersioningStatus;
     let b = unique_bucket("version-r3");
     let env = r3(&b).await;
-    ok(
-        env.s3
-            .put_bucket_versioning()
-            .bucket(&b)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await,
-        "enable versioning",
-    );
+    set_versioning(&env.s3, &b, BucketVersioningStatus::Enabled).await;
     let bodies = [data(3000, 8), data(4000, 9)];
     let mut ids = Vec::new();
     for body in &bodies {

@@ -2,7 +2,7 @@
 //! whose blind PUTs replace keys looks them up again; either way every version ends where it
 //! belongs, also when two gateways create the same key at once.
 
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use aws_sdk_s3::types::BucketVersioningStatus;
 use jets3_gateway::store::meta::meta_subject;
 
 use crate::common::*;
@@ -72,18 +72,7 @@ async fn a_wrong_guess_keeps_the_replaced_version() {
     let b = unique_bucket("newkeys-v");
     let (env, proxy) = env_behind_proxy(&b, |_| {}).await;
     let s3 = env.client();
-    ok(
-        s3.put_bucket_versioning()
-            .bucket(&b)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await,
-        "enable versioning",
-    );
+    set_versioning(&s3, &b, BucketVersioningStatus::Enabled).await;
     let commits = meta_subject(&b, "k");
     let before = proxy.publishes_to(&commits);
     let bodies: Vec<Vec<u8>> = (0..3).map(|i| data(5000 + i, i as u64)).collect();
