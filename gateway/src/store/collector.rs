@@ -38,7 +38,7 @@ use super::direct::{last_for_subject, RawMsg};
 use super::index::writer;
 use super::lifecycle::{Retired, GC_KV};
 use super::meta::{chunk_subject, meta_subject, valid_nuid, Record};
-use super::scan;
+use super::scan::{self, Reach};
 use super::uploads::{PartInfo, UploadInfo};
 use super::versions::{key_versions_filter, versions_filter};
 use jets3_nats::names::{self, stream_name};
@@ -457,7 +457,9 @@ impl Collector {
         let prefix = names::kv_prefix(GC_KV);
         let stream = names::kv_stream(GC_KV);
         let mut out = Vec::new();
-        let msgs = scan::last_messages(js, client, &stream, &format!("{prefix}>")).await?;
+        // A record a replica does not show yet waits for a later pass.
+        let filter = format!("{prefix}>");
+        let msgs = scan::last_messages(js, client, &stream, &filter, Reach::Any).await?;
         for m in msgs {
             if matches!(m.header("KV-Operation"), Some("DEL") | Some("PURGE")) {
                 continue;
@@ -660,10 +662,12 @@ impl Collector {
             }
         }
         let js = &self.store.inner.js;
-        Ok(scan::last_messages(js, client, &stream, &filter)
-            .await?
-            .iter()
-            .any(|m| uses(&m.payload, m.seq)))
+        Ok(
+            scan::last_messages(js, client, &stream, &filter, Reach::Any)
+                .await?
+                .iter()
+                .any(|m| uses(&m.payload, m.seq)),
+        )
     }
 
     /// Scans every bucket for orphans, old tombstones, stale uploads and stale fences.
@@ -700,10 +704,11 @@ impl Collector {
         self.clean_uploads(&uploads, expiry).await
     }
 
-    /// Upload records and part records of every bucket: (KV key, value).
+    /// Upload records and part records of every bucket: (KV key, value); all the leader
+    /// holds, since a part a replica does not show yet would look like an orphan.
     async fn uploads(&self) -> Result<Vec<(String, Bytes)>, NatsError> {
         self.store
-            .kv_scan(">")
+            .kv_scan(">", Reach::Leader)
             .await
             .map_err(|e| NatsError::Other(e.to_string()))
     }
@@ -773,7 +778,7 @@ impl Collector {
             filters.push(versions_filter(nats));
         }
         let (js, client) = (&self.store.inner.js_replay, &self.store.inner.client);
-        scan::replay(js, client, &stream, filters, |m| {
+        scan::replay(js, client, &stream, filters, Reach::Leader, |m| {
             let record = Record::decode(m.payload, None, m.seq);
             if pass.tombstones {
                 let old = matches!(record, Ok(Record::Gone { .. }))
@@ -865,16 +870,26 @@ impl Collector {
             }
             self.purge_one(r).await?;
         }
+        let replicated = js_stream.cached_info().config.num_replicas > 1;
         for nuid in candidates {
             if !fresh() {
                 break;
             }
             let subject = chunk_subject(nats, &nuid);
-            let Some(last) = last_for_subject(&self.store.inner.client, &stream, &subject).await?
-            else {
+            // On a replicated bucket the leader says when the chunks were last written: a
+            // replica behind shows an older message, and an upload still writing them would
+            // look abandoned.
+            let stored = if replicated {
+                self.store.leader_stored(nats, &subject).await?
+            } else {
+                last_for_subject(&self.store.inner.client, &stream, &subject)
+                    .await?
+                    .and_then(|m| stored_at(&m))
+            };
+            let Some(stored) = stored else {
                 continue;
             };
-            if age(&last, OffsetDateTime::now_utc()) < timing.orphan_after {
+            if OffsetDateTime::now_utc() - stored < timing.orphan_after {
                 continue;
             }
             let record = Retired {
@@ -992,13 +1007,16 @@ impl Collector {
 
 /// How long before `now` NATS stored a message read by Direct Get (zero when unknown).
 fn age(m: &RawMsg, now: OffsetDateTime) -> Duration {
-    let stored = m.header("Nats-Time-Stamp").and_then(|t| {
-        OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-    });
-    match stored {
+    match stored_at(m) {
         Some(t) => (now - t).try_into().unwrap_or_default(),
         None => Duration::ZERO,
     }
+}
+
+/// When NATS stored a message a Direct Get answered.
+fn stored_at(m: &RawMsg) -> Option<OffsetDateTime> {
+    m.header("Nats-Time-Stamp")
+        .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
 }
 
 #[cfg(test)]

@@ -764,6 +764,26 @@ impl Store {
         nats: &str,
         subject: &str,
     ) -> Result<Option<(u64, bytes::Bytes)>, NatsError> {
+        let m = self.leader_message(nats, subject).await?;
+        Ok(m.map(|m| (m.sequence, m.payload)))
+    }
+
+    /// When the last message on `subject` in bucket `nats`'s stream was stored, as the
+    /// stream's leader has it (see [`Store::leader_last`]).
+    pub(crate) async fn leader_stored(
+        &self,
+        nats: &str,
+        subject: &str,
+    ) -> Result<Option<OffsetDateTime>, NatsError> {
+        let m = self.leader_message(nats, subject).await?;
+        Ok(m.map(|m| m.time))
+    }
+
+    async fn leader_message(
+        &self,
+        nats: &str,
+        subject: &str,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, NatsError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
         let stream = self
             .inner
@@ -773,7 +793,7 @@ impl Store {
             .map_err(NatsError::other)?;
         self.through_failover(nats, || async {
             match stream.get_last_raw_message_by_subject(subject).await {
-                Ok(m) => Ok(Some((m.sequence, m.payload))),
+                Ok(m) => Ok(Some(m)),
                 Err(e) if e.kind() == K::NoMessageFound => Ok(None),
                 // A leader between terms answers with errors of its own: all of them are
                 // tried again within the failover budget ("not found" is settled).

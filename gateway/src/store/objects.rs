@@ -15,6 +15,7 @@ use super::lifecycle::{Lifecycle, Retired};
 use super::meta::{
     absent_info, chunk_subject, digest_string, meta_subject, tombstone_info, ObjectInfoJson, Record,
 };
+use super::scan::Reach;
 use super::versions::{self, version_subject, Versioning};
 use super::writer::{self, ChunkWriter, Written};
 use super::{purge_subject, reader, Marker, NatsError, ObjectMeta, Store};
@@ -468,7 +469,7 @@ impl Bucket {
     async fn noncurrent_all(&self, key: &str) -> StoreResult<Vec<(Record, u64)>> {
         let filter = versions::key_versions_filter(&self.nats, key);
         let (js, client) = (&self.store.inner.js, &self.store.inner.client);
-        let msgs = super::scan::last_messages(js, client, &self.stream, &filter)
+        let msgs = super::scan::last_messages(js, client, &self.stream, &filter, Reach::Any)
             .await
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();

@@ -1,6 +1,8 @@
 //! The last message of every subject matching a filter, at any scale: one Direct Get batch
 //! when the answer is small (no server state), an ordered consumer replay when it is not
-//! (a multi-last Direct Get refuses to match too many subjects).
+//! (a multi-last Direct Get refuses to match too many subjects). Either may be answered by
+//! a replica that is behind; a read that must miss nothing the leader holds asks for
+//! [`Reach::Leader`].
 
 use std::time::Duration;
 
@@ -25,29 +27,86 @@ pub struct Replayed<'a> {
     pub headers: Option<&'a async_nats::HeaderMap>,
 }
 
+/// How complete a read of a stream's subjects must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// What the server that answers holds: on a replicated stream a replica that is behind
+    /// (restarted and catching up, or frozen for a while) answers with less.
+    Any,
+    /// At least every message the stream's leader held when the read began: what a
+    /// decision that something is unreferenced (and may be purged) needs.
+    Leader,
+}
+
+/// The sequence of the last message matching any of `filters` as the stream's leader has
+/// it (the JetStream API, not a Direct Get); `None` when none matches.
+async fn leader_floor(
+    js: &Context,
+    stream: &str,
+    filters: &[String],
+) -> Result<Option<u64>, NatsError> {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
+    let s = js
+        .get_stream_no_info(stream)
+        .await
+        .map_err(NatsError::other)?;
+    let mut floor = None;
+    for filter in filters {
+        match s.get_last_raw_message_by_subject(filter).await {
+            Ok(m) => floor = floor.max(Some(m.sequence)),
+            Err(e) if e.kind() == K::NoMessageFound => {}
+            Err(e) => return Err(NatsError::other(e)),
+        }
+    }
+    Ok(floor)
+}
+
 /// Feeds the last message of every subject matching `filters` to `f`, through an ordered
-/// consumer (removed when done, not left to expire).
+/// consumer (removed when done, not left to expire). With [`Reach::Leader`] the replay does
+/// not end before it has delivered the last matching message the leader held when it began:
+/// a consumer placed on a replica that is behind waits for it to catch up, or times out.
 pub async fn replay(
     js: &Context,
     client: &Client,
     stream: &str,
     filters: Vec<String>,
+    reach: Reach,
     f: impl FnMut(Replayed<'_>),
 ) -> Result<(), NatsError> {
-    let mut any = false;
-    for filter in &filters {
-        any |= next_for_subject(client, stream, filter, 1).await?.is_some();
-    }
-    if !any {
-        return Ok(());
-    }
+    let floor = match reach {
+        Reach::Leader => match leader_floor(js, stream, &filters).await? {
+            Some(seq) => seq,
+            None => return Ok(()),
+        },
+        Reach::Any => {
+            let mut any = false;
+            for filter in &filters {
+                any |= next_for_subject(client, stream, filter, 1).await?.is_some();
+            }
+            if !any {
+                return Ok(());
+            }
+            0
+        }
+    };
+    replay_from(js, stream, filters, floor, f).await
+}
+
+/// [`replay`] once the floor is known (0: none).
+async fn replay_from(
+    js: &Context,
+    stream: &str,
+    filters: Vec<String>,
+    floor: u64,
+    f: impl FnMut(Replayed<'_>),
+) -> Result<(), NatsError> {
     let s = js
         .get_stream_no_info(stream)
         .await
         .map_err(NatsError::other)?;
     let consumer = s
         .create_consumer(OrderedConfig {
-            filter_subjects: filters,
+            filter_subjects: filters.clone(),
             // Every message in order (callers keep the last of each subject): asking NATS
             // for the last per subject first takes it 24 s at ten million subjects.
             deliver_policy: DeliverPolicy::All,
@@ -56,15 +115,38 @@ pub async fn replay(
         .await
         .map_err(NatsError::consumer)?;
     let name = consumer.cached_info().name.clone();
-    let result = feed(consumer, f).await;
+    let result = feed(
+        consumer,
+        Floor {
+            js,
+            stream,
+            filters: &filters,
+            seq: floor,
+        },
+        f,
+    )
+    .await;
     if let Err(e) = s.delete_consumer(&name).await {
         tracing::debug!(error = %e, "a replay's consumer stays until it expires");
     }
     result
 }
 
+/// How far a replay must reach: the leader's last matching message (`seq`, 0 for none).
+struct Floor<'a> {
+    js: &'a Context,
+    stream: &'a str,
+    filters: &'a [String],
+    seq: u64,
+}
+
+/// Delivers the consumer's messages to `f` until its server has no more and the floor has
+/// come. When it has no more short of the floor, the leader is asked again: the floor's
+/// message may have been removed since (a KV key purged), and what the leader holds now is
+/// what counts.
 async fn feed(
     consumer: async_nats::jetstream::consumer::Consumer<OrderedConfig>,
+    mut floor: Floor<'_>,
     mut f: impl FnMut(Replayed<'_>),
 ) -> Result<(), NatsError> {
     let mut messages = consumer.messages().await.map_err(NatsError::other)?;
@@ -85,25 +167,48 @@ async fn feed(
             stored,
             headers: msg.headers.as_ref(),
         });
-        if pending == 0 {
+        if pending > 0 {
+            continue;
+        }
+        if seq >= floor.seq {
+            return Ok(());
+        }
+        // "Nothing pending" from a replica that is behind is not the end: more comes as
+        // it catches up.
+        floor.seq = leader_floor(floor.js, floor.stream, floor.filters)
+            .await?
+            .unwrap_or(0);
+        if seq >= floor.seq {
             return Ok(());
         }
     }
 }
 
-/// The last message of every subject matching `filter`.
+/// The last message of every subject matching `filter`, as complete as `reach` asks.
 pub async fn last_messages(
     js: &Context,
     client: &Client,
     stream: &str,
     filter: &str,
+    reach: Reach,
 ) -> Result<Vec<RawMsg>, NatsError> {
+    let filters = vec![filter.to_string()];
+    let floor = match reach {
+        Reach::Leader => match leader_floor(js, stream, &filters).await? {
+            Some(seq) => seq,
+            None => return Ok(Vec::new()),
+        },
+        Reach::Any => 0,
+    };
     if let Some(small) = batch(client, stream, filter).await? {
-        return Ok(small);
+        // A replica behind answers without the leader's last message: replay instead.
+        if floor == 0 || small.iter().any(|m| m.seq >= floor) {
+            return Ok(small);
+        }
     }
     let mut out: Vec<RawMsg> = Vec::new();
     let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    replay(js, client, stream, vec![filter.to_string()], |m| {
+    let keep = |m: Replayed<'_>| {
         // As a Direct Get answers it: with the time NATS stored the message.
         let mut headers = m.headers.cloned().unwrap_or_default();
         if let Ok(t) = m
@@ -126,8 +231,11 @@ pub async fn last_messages(
                 out.push(msg);
             }
         }
-    })
-    .await?;
+    };
+    match reach {
+        Reach::Leader => replay_from(js, stream, filters, floor, keep).await?,
+        Reach::Any => replay(js, client, stream, filters, reach, keep).await?,
+    }
     Ok(out)
 }
 

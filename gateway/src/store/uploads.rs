@@ -25,6 +25,7 @@ use super::lifecycle::Retired;
 use super::meta::{chunk_subject, ObjectMeta, Segment};
 use super::objects::new_version_meta;
 use super::objects::Committed;
+use super::scan::Reach;
 use super::{Bucket, Expect, Finished, NatsError, Store, Written};
 use super::{StoreError, StoreResult};
 
@@ -188,14 +189,23 @@ impl Store {
     }
 
     /// Latest values of KV keys matching `filter` (below the bucket's prefix), skipping deletes.
-    pub(super) async fn kv_scan(&self, filter: &str) -> StoreResult<Vec<(String, Bytes)>> {
+    pub(super) async fn kv_scan(
+        &self,
+        filter: &str,
+        reach: Reach,
+    ) -> StoreResult<Vec<(String, Bytes)>> {
         self.uploads().await?;
         let stream = names::kv_stream(UPLOADS_KV);
         let subject = names::kv_subject(UPLOADS_KV, filter);
-        let msgs =
-            super::scan::last_messages(&self.inner.js, &self.inner.client, &stream, &subject)
-                .await
-                .map_err(|e| e.on(""))?;
+        let msgs = super::scan::last_messages(
+            &self.inner.js,
+            &self.inner.client,
+            &stream,
+            &subject,
+            reach,
+        )
+        .await
+        .map_err(|e| e.on(""))?;
         let mut out = Vec::new();
         for msg in msgs {
             if matches!(msg.header("KV-Operation"), Some("DEL") | Some("PURGE")) {
@@ -236,7 +246,7 @@ impl Bucket {
     pub async fn uploads(&self) -> StoreResult<Vec<(String, UploadInfo)>> {
         Ok(self
             .store
-            .kv_scan(&format!("{}.*", self.nats))
+            .kv_scan(&format!("{}.*", self.nats), Reach::Any)
             .await?
             .into_iter()
             .filter_map(|(k, v)| {
@@ -251,7 +261,7 @@ impl Bucket {
     pub async fn parts(&self, id: &str) -> StoreResult<BTreeMap<u32, PartInfo>> {
         Ok(self
             .store
-            .kv_scan(&format!("{}.{id}.*", self.nats))
+            .kv_scan(&format!("{}.{id}.*", self.nats), Reach::Any)
             .await?
             .into_iter()
             .filter_map(|(k, v)| {

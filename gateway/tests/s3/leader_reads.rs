@@ -2,7 +2,8 @@
 //! again?) or answer for a version (GET and HEAD with a version id) ask the stream leader. A
 //! Direct Get may be answered by a replica that is behind (a frozen stream leader that comes
 //! back answered with an older version: see `failover.rs`): a purge decided so would take the
-//! chunks of a live version, a read would answer NoSuchVersion for one that exists.
+//! chunks of a live version, a read would answer NoSuchVersion for one that exists. The
+//! collector's orphan scan reads at least as far as the leader held when it began.
 
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ async fn r3(b: &str) -> R3 {
         ..Default::default()
     };
     s.collector.enabled = false;
+    // The store's orphan horizon (the tests' own collectors run the passes).
+    s.collector.orphan_after_seconds = 4;
     let gw = jets3_gateway::start(s, Some(cfg)).await.expect("start");
     let admin = gw.admin_addr().expect("admin");
     let ready = eventually(60, || async {
@@ -271,4 +274,167 @@ async fn a_read_by_version_id_asks_the_stream_leader() {
         assert_eq!(env.proxy.publishes_to(w) - n, 0, "no Direct Get of {w}");
     }
     env.gw.shutdown().await;
+}
+
+/// A collector pass's orphan scan reads the bucket's metadata and the upload records at least
+/// as far as the stream leaders held them when it began (it asks each leader for the last
+/// matching sequence, and a replay does not end before it): a replay or a Direct Get batch
+/// answered by a replica that is behind (restarted and catching up) would show the chunks of
+/// live objects and parts as orphans; the leader says how old a candidate's chunks are (a
+/// replica behind shows an older message). The scan still finds a real orphan, and only that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orphan_scan_reads_as_far_as_the_leader() {
+    let b = unique_bucket("scan-r3");
+    let env = r3(&b).await;
+    let body = data(10_000, 11);
+    put(&env.s3, &b, "a", &body).await;
+    put(&env.s3, &b, "b", &body).await;
+    // An upload with one part: only the uploads KV references its chunks.
+    let up = ok(
+        env.s3
+            .create_multipart_upload()
+            .bucket(&b)
+            .key("mp")
+            .send()
+            .await,
+        "CreateMultipartUpload",
+    );
+    let id = up.upload_id().expect("upload id").to_string();
+    let part = data(5 << 20, 12);
+    let etag = ok(
+        env.s3
+            .upload_part()
+            .bucket(&b)
+            .key("mp")
+            .upload_id(&id)
+            .part_number(1)
+            .body(part.clone().into())
+            .send()
+            .await,
+        "UploadPart",
+    )
+    .e_tag()
+    .expect("etag")
+    .to_string();
+    // An orphan: a chunk no metadata names.
+    let orphan = "ORPHAN0000000000000001";
+    env.js
+        .publish(format!("$O.{b}.C.{orphan}"), "lost".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let collector = Collector::new(
+        env.gw.gateway().store.clone(),
+        CollectorSettings {
+            orphan_after_seconds: 4,
+            grace_seconds: 1,
+            ..Default::default()
+        },
+    );
+    let leader = |stream: &str| format!("$JS.API.STREAM.MSG.GET.{stream}");
+    let (obj, kv) = (leader(&format!("OBJ_{b}")), leader("KV_jets3_uploads"));
+    let direct = format!("$JS.API.DIRECT.GET.OBJ_{b}.$O.{b}.C.{orphan}");
+    let before = (env.proxy.publishes_to(&obj), env.proxy.publishes_to(&kv));
+    collector.pass(None, true).await.expect("first pass");
+    assert_eq!(
+        env.proxy.publishes_to(&direct),
+        0,
+        "no Direct Get said how old the orphan's chunks are"
+    );
+    assert!(
+        env.proxy.publishes_to(&obj) > before.0,
+        "the bucket's leader was asked how far the metadata goes"
+    );
+    assert!(
+        env.proxy.publishes_to(&kv) > before.1,
+        "the uploads KV's leader was asked how far the upload records go"
+    );
+    // Later passes purge the orphan once its grace period is over.
+    let purged = eventually(20, || async {
+        let _ = collector.pass(None, true).await;
+        chunk_count(&env.js, &b).await <= 3
+    })
+    .await;
+    assert!(purged, "the orphan is purged");
+    assert_eq!(chunk_count(&env.js, &b).await, 3, "a, b and the part stay");
+    assert!(get_bytes(&env.s3, &b, "a").await == body);
+    assert!(get_bytes(&env.s3, &b, "b").await == body);
+    let done = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+        .parts(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(1)
+                .e_tag(etag)
+                .build(),
+        )
+        .build();
+    ok(
+        env.s3
+            .complete_multipart_upload()
+            .bucket(&b)
+            .key("mp")
+            .upload_id(&id)
+            .multipart_upload(done)
+            .send()
+            .await,
+        "CompleteMultipartUpload",
+    );
+    assert!(
+        get_bytes(&env.s3, &b, "mp").await == part,
+        "the part's bytes stay"
+    );
+    env.gw.shutdown().await;
+}
+
+/// The last upload record the leader showed when a scan began is removed before the scan
+/// reads the records (an upload aborted on another gateway): the scan asks the leader again
+/// and goes on, instead of waiting for a record that will never come and failing the pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_goes_on_when_the_last_record_it_waited_for_is_removed() {
+    let b = unique_bucket("scan-gone");
+    let (env, proxy) = crate::netfault::env_behind_proxy(&b, |s| s.collector.enabled = false).await;
+    let s3 = env.client();
+    let mut ids = Vec::new();
+    for key in ["one", "two"] {
+        let up = ok(
+            s3.create_multipart_upload()
+                .bucket(&b)
+                .key(key)
+                .send()
+                .await,
+            "CreateMultipartUpload",
+        );
+        ids.push(up.upload_id().expect("upload id").to_string());
+    }
+    let collector = Collector::new(
+        env.gw.as_ref().expect("gateway").gateway().store.clone(),
+        CollectorSettings::default(),
+    );
+    // The records' batch read is held up; meanwhile the last record goes.
+    let batch = "$JS.API.DIRECT.GET.KV_jets3_uploads";
+    let before = proxy.publishes_to(batch);
+    proxy.hold_publishes_to(&[batch], Duration::from_millis(1500));
+    let pass = tokio::spawn(async move { collector.pass(None, true).await });
+    assert!(
+        eventually(10, || async { proxy.publishes_to(batch) > before }).await,
+        "the scan read the upload records"
+    );
+    let kv = env
+        .js()
+        .await
+        .get_stream("KV_jets3_uploads")
+        .await
+        .expect("kv");
+    kv.purge()
+        .filter(format!("$KV.jets3_uploads.{b}.{}", ids[1]))
+        .await
+        .expect("purge");
+    let passed = pass.await.expect("pass task");
+    assert!(passed.is_ok(), "the pass went on: {passed:?}");
+    let uploads = ok(
+        s3.list_multipart_uploads().bucket(&b).send().await,
+        "ListMultipartUploads",
+    );
+    assert_eq!(uploads.uploads().len(), 1, "the other upload stays");
 }
