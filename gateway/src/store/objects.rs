@@ -465,11 +465,17 @@ impl Bucket {
             .and_then(Record::object))
     }
 
-    /// Every noncurrent version of a key (objects and markers), with their sequences.
+    /// Every noncurrent version of a key (objects and markers), with their sequences. Writes
+    /// decide from them (which version becomes current, whether a lapsed Complete committed),
+    /// so on a replicated stream they are read as far as the leader holds them.
     async fn noncurrent_all(&self, key: &str) -> StoreResult<Vec<(Record, u64)>> {
         let filter = versions::key_versions_filter(&self.nats, key);
+        let reach = match self.store.replicas(&self.nats).await? {
+            0 | 1 => Reach::Any,
+            _ => Reach::Leader,
+        };
         let (js, client) = (&self.store.inner.js, &self.store.inner.client);
-        let msgs = super::scan::last_messages(js, client, &self.stream, &filter, Reach::Any)
+        let msgs = super::scan::last_messages(js, client, &self.stream, &filter, reach)
             .await
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();

@@ -438,3 +438,52 @@ async fn a_scan_goes_on_when_the_last_record_it_waited_for_is_removed() {
     );
     assert_eq!(uploads.uploads().len(), 1, "the other upload stays");
 }
+
+/// Deleting the current version by id makes the newest noncurrent version current; on a
+/// replicated bucket the noncurrent versions it chooses from are read as far as the leader
+/// holds them (a replica behind would miss the newest and make an older one current).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_current_version_reads_the_others_as_far_as_the_leader() {
+    use aws_sdk_s3::types::BucketVersioningStatus;
+    use jets3_gateway::store::versions::key_versions_filter;
+    let b = unique_bucket("delete-r3");
+    let env = r3(&b).await;
+    set_versioning(&env.s3, &b, BucketVersioningStatus::Enabled).await;
+    let bodies = [data(2000, 21), data(3000, 22), data(4000, 23)];
+    let mut ids = Vec::new();
+    for body in &bodies {
+        let out = ok(
+            env.s3
+                .put_object()
+                .bucket(&b)
+                .key("k")
+                .body(body.clone().into())
+                .send()
+                .await,
+            "PUT",
+        );
+        ids.push(out.version_id().expect("a version id").to_string());
+    }
+    let leader = format!("$JS.API.STREAM.MSG.GET.OBJ_{b}");
+    let filter = format!("\"last_by_subj\":\"{}\"", key_versions_filter(&b, "k"));
+    let before = env.proxy.api_requests(&leader, &filter);
+    ok(
+        env.s3
+            .delete_object()
+            .bucket(&b)
+            .key("k")
+            .version_id(&ids[2])
+            .send()
+            .await,
+        "DELETE the current version",
+    );
+    assert!(
+        env.proxy.api_requests(&leader, &filter) > before,
+        "the leader was asked how far the key's noncurrent versions go"
+    );
+    assert!(
+        get_bytes(&env.s3, &b, "k").await == bodies[1],
+        "the newest other version is current"
+    );
+    env.gw.shutdown().await;
+}

@@ -37,8 +37,9 @@ pub struct FaultProxy {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The subject of every publish that reached the proxy, in order.
-type Subjects = Arc<Mutex<Vec<String>>>;
+/// The subject of every publish that reached the proxy, in order, with the body of those
+/// to the JetStream API (requests, small; the data's bodies are not kept).
+type Subjects = Arc<Mutex<Vec<(String, Option<Vec<u8>>)>>>;
 
 /// What becomes of the publishes to subjects starting with one of `prefixes`.
 #[derive(Clone)]
@@ -106,7 +107,25 @@ impl FaultProxy {
     /// How many publishes to a subject starting with `prefix` reached the proxy so far.
     pub fn publishes_to(&self, prefix: &str) -> usize {
         let subjects = self.subjects.lock().expect("lock");
-        subjects.iter().filter(|s| s.starts_with(prefix)).count()
+        subjects
+            .iter()
+            .filter(|(s, _)| s.starts_with(prefix))
+            .count()
+    }
+
+    /// How many requests to a JetStream API subject starting with `prefix` whose body
+    /// contains `needle` reached the proxy so far.
+    pub fn api_requests(&self, prefix: &str, needle: &str) -> usize {
+        let subjects = self.subjects.lock().expect("lock");
+        subjects
+            .iter()
+            .filter(|(s, body)| {
+                s.starts_with(prefix)
+                    && body
+                        .as_deref()
+                        .is_some_and(|b| find(b, needle.as_bytes()).is_some())
+            })
+            .count()
     }
 }
 
@@ -156,7 +175,11 @@ async fn relay(
             }
             message.extend_from_slice(&body);
             let subject = words.get(1).copied().unwrap_or_default();
-            subjects.lock().expect("lock").push(subject.to_string());
+            let api = subject.starts_with("$JS.API.").then(|| body.clone());
+            subjects
+                .lock()
+                .expect("lock")
+                .push((subject.to_string(), api));
             let matched = rule
                 .lock()
                 .expect("lock")
