@@ -809,6 +809,20 @@ pub async fn put(client: &Client, bucket: &str, key: &str, body: &[u8]) -> Strin
     out.e_tag().unwrap_or_default().to_string()
 }
 
+/// PUTs `body` and returns its version id.
+pub async fn put_version(s3: &Client, b: &str, key: &str, body: &[u8]) -> String {
+    let out = ok(
+        s3.put_object()
+            .bucket(b)
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await,
+        "PUT",
+    );
+    out.version_id().expect("x-amz-version-id").to_string()
+}
+
 /// The bytes of version `id` of `bucket/key`.
 pub async fn get_version_bytes(client: &Client, bucket: &str, key: &str, id: &str) -> Vec<u8> {
     let out = ok(

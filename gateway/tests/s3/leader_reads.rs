@@ -235,17 +235,7 @@ async fn a_read_by_version_id_asks_the_stream_leader() {
     let bodies = [data(3000, 8), data(4000, 9)];
     let mut ids = Vec::new();
     for body in &bodies {
-        let out = ok(
-            env.s3
-                .put_object()
-                .bucket(&b)
-                .key("k")
-                .body(body.clone().into())
-                .send()
-                .await,
-            "PUT",
-        );
-        ids.push(out.version_id().expect("a version id").to_string());
+        ids.push(put_version(&env.s3, &b, "k", body).await);
     }
     let direct = |subject: String| format!("$JS.API.DIRECT.GET.OBJ_{b}.{subject}");
     let watched = [
@@ -452,17 +442,7 @@ async fn deleting_the_current_version_reads_the_others_as_far_as_the_leader() {
     let bodies = [data(2000, 21), data(3000, 22), data(4000, 23)];
     let mut ids = Vec::new();
     for body in &bodies {
-        let out = ok(
-            env.s3
-                .put_object()
-                .bucket(&b)
-                .key("k")
-                .body(body.clone().into())
-                .send()
-                .await,
-            "PUT",
-        );
-        ids.push(out.version_id().expect("a version id").to_string());
+        ids.push(put_version(&env.s3, &b, "k", body).await);
     }
     let leader = format!("$JS.API.STREAM.MSG.GET.OBJ_{b}");
     let filter = format!("\"last_by_subj\":\"{}\"", key_versions_filter(&b, "k"));

@@ -10,20 +10,6 @@ use aws_sdk_s3::Client;
 
 use crate::common::*;
 
-/// PUTs `body` and returns its version id.
-async fn put_version(s3: &Client, b: &str, key: &str, body: &[u8]) -> String {
-    let out = ok(
-        s3.put_object()
-            .bucket(b)
-            .key(key)
-            .body(body.to_vec().into())
-            .send()
-            .await,
-        "PUT",
-    );
-    out.version_id().expect("x-amz-version-id").to_string()
-}
-
 async fn get_version(s3: &Client, b: &str, key: &str, v: &str) -> Vec<u8> {
     let out = ok(
         s3.get_object()
