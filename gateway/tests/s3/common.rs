@@ -80,16 +80,10 @@ impl GatewayProcess {
             .spawn()
             .expect("start the gateway binary");
         let admin: SocketAddr = ([127, 0, 0, 1], admin).into();
-        let ready = eventually(30, || async {
-            try_send_raw(
-                admin,
-                &RawRequest::new("GET", "/readyz").to_bytes(&admin.to_string()),
-            )
-            .await
-            .is_some_and(|r| r.status == 200)
-        })
-        .await;
-        assert!(ready, "the gateway binary became ready");
+        assert!(
+            ready_within(admin, 30).await,
+            "the gateway binary became ready"
+        );
         GatewayProcess {
             child,
             addr: ([127, 0, 0, 1], s3).into(),
@@ -491,19 +485,7 @@ impl Env {
             .await
             .unwrap_or_else(|e| panic!("second gateway start failed: {e:?}"));
         let admin = gw.admin_addr().expect("admin listener");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let r = send_raw(
-                admin,
-                &RawRequest::new("GET", "/readyz").to_bytes(&admin.to_string()),
-            )
-            .await;
-            if r.status == 200 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "second gateway not ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(ready_within(admin, 15).await, "second gateway not ready");
         Peer {
             addr: gw.s3_addr(),
             gw,
@@ -807,6 +789,20 @@ pub async fn put(client: &Client, bucket: &str, key: &str, body: &[u8]) -> Strin
         &format!("PutObject {bucket}/{key}"),
     );
     out.e_tag().unwrap_or_default().to_string()
+}
+
+/// Whether the gateway whose admin listener is `admin` answers `/readyz` with 200 within
+/// `secs` (as a readinessProbe would see it).
+pub async fn ready_within(admin: SocketAddr, secs: u64) -> bool {
+    eventually(secs, || async {
+        try_send_raw(
+            admin,
+            &RawRequest::new("GET", "/readyz").to_bytes(&admin.to_string()),
+        )
+        .await
+        .is_some_and(|r| r.status == 200)
+    })
+    .await
 }
 
 /// PUTs `body` and returns its version id.

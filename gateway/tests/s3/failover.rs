@@ -70,16 +70,10 @@ async fn gateway_on(cluster: &NatsCluster, config: &jets3_crds::GatewayConfig) -
         .await
         .expect("gateway start");
     let admin = gw.admin_addr().expect("admin");
-    let ready = eventually(60, || async {
-        try_send_raw(
-            admin,
-            &RawRequest::new("GET", "/readyz").to_bytes(&admin.to_string()),
-        )
-        .await
-        .is_some_and(|r| r.status == 200)
-    })
-    .await;
-    assert!(ready, "gateway ready on the cluster");
+    assert!(
+        ready_within(admin, 60).await,
+        "gateway ready on the cluster"
+    );
     gw
 }
 

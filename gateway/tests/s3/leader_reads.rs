@@ -45,16 +45,10 @@ async fn r3(b: &str) -> R3 {
     s.collector.orphan_after_seconds = 4;
     let gw = jets3_gateway::start(s, Some(cfg)).await.expect("start");
     let admin = gw.admin_addr().expect("admin");
-    let ready = eventually(60, || async {
-        try_send_raw(
-            admin,
-            &RawRequest::new("GET", "/readyz").to_bytes(&admin.to_string()),
-        )
-        .await
-        .is_some_and(|r| r.status == 200)
-    })
-    .await;
-    assert!(ready, "gateway ready on the cluster");
+    assert!(
+        ready_within(admin, 60).await,
+        "gateway ready on the cluster"
+    );
     cluster.leader_of(&format!("OBJ_{b}")).await;
     let s3 = s3_client(ClientOpts {
         endpoint: format!("http://{}", gw.s3_addr()),
