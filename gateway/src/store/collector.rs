@@ -777,8 +777,17 @@ impl Collector {
         if pass.history {
             filters.push(versions_filter(nats));
         }
+        // On a replicated bucket the replay must reach what the leader holds; a single
+        // server holds all there is (and asking it for the last of every metadata subject
+        // would walk them all).
+        let replicated = js_stream.cached_info().config.num_replicas > 1;
+        let reach = if replicated {
+            Reach::Leader
+        } else {
+            Reach::Any
+        };
         let (js, client) = (&self.store.inner.js_replay, &self.store.inner.client);
-        scan::replay(js, client, &stream, filters, Reach::Leader, |m| {
+        scan::replay(js, client, &stream, filters, reach, |m| {
             let record = Record::decode(m.payload, None, m.seq);
             if pass.tombstones {
                 let old = matches!(record, Ok(Record::Gone { .. }))
@@ -870,7 +879,6 @@ impl Collector {
             }
             self.purge_one(r).await?;
         }
-        let replicated = js_stream.cached_info().config.num_replicas > 1;
         for nuid in candidates {
             if !fresh() {
                 break;
