@@ -191,7 +191,8 @@ impl AppState {
     }
 }
 
-/// Creates the NATS buckets the config marks `create: true`, retrying until NATS is up.
+/// Creates the NATS buckets the config marks `create: true`, retrying until NATS is up,
+/// then gives jets3's own KV buckets as many replicas as the most replicated bucket.
 fn spawn_bucket_creation(gateway: Arc<AppState>) {
     tokio::spawn(async move {
         let Some(compiled) = gateway.compiled() else {
@@ -220,6 +221,18 @@ fn spawn_bucket_creation(gateway: Arc<AppState>) {
                         }
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
+                }
+            }
+        }
+        for attempt in 0u32.. {
+            let buckets = compiled.config.buckets.iter().map(|b| b.nats_name());
+            match gateway.store.raise_internal_replicas(buckets).await {
+                Ok(()) => break,
+                Err(e) => {
+                    if attempt % 10 == 0 {
+                        tracing::warn!(error = %e, "cannot check the KV buckets' replicas yet");
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use super::direct::last_for_subject;
+use super::internal::InternalReplicas;
 use super::meta::valid_nuid;
 use super::NatsError;
 
@@ -86,27 +87,16 @@ pub struct Lifecycle {
     reads: OnceCell<kv::Store>,
     locks: OnceCell<kv::Store>,
     /// Replicas of the KV buckets jets3 creates.
-    replicas: usize,
-}
-
-/// Opens a KV bucket, creating it with `config` if it does not exist.
-pub async fn open_kv(js: &Context, config: kv::Config) -> Result<kv::Store, NatsError> {
-    let name = config.bucket.clone();
-    if let Ok(s) = js.get_key_value(&name).await {
-        return Ok(s);
-    }
-    match js.create_key_value(config).await {
-        Ok(s) => Ok(s),
-        // Another gateway created it first.
-        Err(_) => js
-            .get_key_value(&name)
-            .await
-            .map_err(|e| NatsError::Other(e.to_string())),
-    }
+    replicas: InternalReplicas,
 }
 
 impl Lifecycle {
-    pub fn new(js: Context, client: Client, timing: Timing, replicas: usize) -> Arc<Lifecycle> {
+    pub fn new(
+        js: Context,
+        client: Client,
+        timing: Timing,
+        replicas: InternalReplicas,
+    ) -> Arc<Lifecycle> {
         Arc::new(Lifecycle {
             js,
             client,
@@ -122,13 +112,12 @@ impl Lifecycle {
     pub async fn gc(&self) -> Result<&kv::Store, NatsError> {
         self.gc
             .get_or_try_init(|| {
-                open_kv(
+                self.replicas.open(
                     &self.js,
                     kv::Config {
                         bucket: GC_KV.into(),
                         description: "jets3: retired versions waiting for the collector".into(),
                         history: 1,
-                        num_replicas: self.replicas,
                         ..Default::default()
                     },
                 )
@@ -140,14 +129,13 @@ impl Lifecycle {
     pub async fn reads(&self) -> Result<&kv::Store, NatsError> {
         self.reads
             .get_or_try_init(|| {
-                open_kv(
+                self.replicas.open(
                     &self.js,
                     kv::Config {
                         bucket: READS_KV.into(),
                         description: "jets3: reads that hold retired versions".into(),
                         history: 1,
                         max_age: self.timing.grace,
-                        num_replicas: self.replicas,
                         ..Default::default()
                     },
                 )
@@ -159,14 +147,13 @@ impl Lifecycle {
     pub async fn locks(&self, ttl: Duration) -> Result<&kv::Store, NatsError> {
         self.locks
             .get_or_try_init(|| {
-                open_kv(
+                self.replicas.open(
                     &self.js,
                     kv::Config {
                         bucket: LOCKS_KV.into(),
                         description: "jets3: leadership of background work".into(),
                         history: 1,
                         max_age: ttl,
-                        num_replicas: self.replicas,
                         ..Default::default()
                     },
                 )

@@ -49,6 +49,7 @@ mod compaction;
 pub mod completion;
 mod direct;
 mod index;
+mod internal;
 pub mod lifecycle;
 mod md5_lanes;
 pub mod meta;
@@ -74,6 +75,7 @@ use time::OffsetDateTime;
 
 use crate::config::settings::{CacheSettings, CollectorSettings, NatsSettings};
 
+use internal::InternalReplicas;
 mod error;
 
 pub use changes::{Change, Changes};
@@ -248,6 +250,8 @@ pub struct Store {
 }
 
 struct Inner {
+    /// Replicas of jets3's own KV buckets (see [`internal`]).
+    internal_replicas: InternalReplicas,
     client: Client,
     js: Context,
     /// For consumers that replay a whole bucket: NATS takes seconds to create one over
@@ -337,11 +341,17 @@ impl Store {
             completed: Duration::from_secs(collector.completed_upload_seconds),
         };
         let stats = StoreStats::default();
+        let internal_replicas = InternalReplicas::default();
         let js_replay = jetstream::ContextBuilder::new()
             .timeout(REPLAY_TIMEOUT)
             .build(client.clone());
         let inner = Inner {
-            lifecycle: Lifecycle::new(js.clone(), client.clone(), timing, 1),
+            lifecycle: Lifecycle::new(
+                js.clone(),
+                client.clone(),
+                timing,
+                internal_replicas.clone(),
+            ),
             small_reads: small_reads::SmallReads::new(
                 usize::try_from(cache.small_reads_bytes).unwrap_or(usize::MAX),
                 stats.small_reads.clone(),
@@ -360,6 +370,7 @@ impl Store {
                     0 => 0,
                     n => n.max(collector.snapshot_min_subjects),
                 },
+                internal_replicas.clone(),
             ),
             connects,
             interruptions,
@@ -368,11 +379,42 @@ impl Store {
             new_keys: new_keys::NewKeys::new(stats.new_key_guesses.clone()),
             stats,
             on_write: std::sync::OnceLock::new(),
+            internal_replicas,
         };
         let store = Store {
             inner: Arc::new(inner),
         };
         Ok(store)
+    }
+
+    /// Raises jets3's own KV buckets to the replicas of the most replicated of `buckets`
+    /// (NATS names; those that do not exist are skipped), never lowering them (see
+    /// [`internal`]). The streams say how many replicas they have: a config may leave it to
+    /// the operator.
+    pub async fn raise_internal_replicas(
+        &self,
+        buckets: impl Iterator<Item = String>,
+    ) -> StoreResult<()> {
+        let mut replicas = 1;
+        for nats in buckets {
+            // Not through the bucket-state cache: filled here, as a config comes in, it
+            // would keep a versioning state read before a change for its whole TTL.
+            match self.inner.js.get_stream(stream_name(&nats)).await {
+                Ok(s) => replicas = replicas.max(s.cached_info().config.num_replicas),
+                Err(e) if is_stream_not_found(&e) => {}
+                Err(e) => return Err(NatsError::other(e).on(&nats)),
+            }
+        }
+        let kvs = [
+            lifecycle::GC_KV,
+            lifecycle::READS_KV,
+            lifecycle::LOCKS_KV,
+            uploads::UPLOADS_KV,
+            index::INDEX_KV,
+        ];
+        let js = &self.inner.js;
+        let raised = self.inner.internal_replicas.raise(js, &kvs, replicas);
+        raised.await.map_err(|e| e.on(""))
     }
 
     /// Whether the NATS connection is up now.

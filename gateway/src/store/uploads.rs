@@ -165,25 +165,18 @@ impl Store {
         if let Some(s) = self.inner.uploads.get() {
             return Ok(s.clone());
         }
-        let js = &self.inner.js;
-        let store = match js.get_key_value(UPLOADS_KV).await {
-            Ok(s) => s,
-            Err(_) => {
-                let created = js
-                    .create_key_value(kv::Config {
-                        bucket: UPLOADS_KV.into(),
-                        description: "jets3 multipart uploads in progress".into(),
-                        history: 1,
-                        ..Default::default()
-                    })
-                    .await;
-                match created {
-                    Ok(s) => s,
-                    // Another gateway created it first.
-                    Err(_) => js.get_key_value(UPLOADS_KV).await.map_err(kv_err)?,
-                }
-            }
+        let config = kv::Config {
+            bucket: UPLOADS_KV.into(),
+            description: "jets3 multipart uploads in progress".into(),
+            history: 1,
+            ..Default::default()
         };
+        let store = self
+            .inner
+            .internal_replicas
+            .open(&self.inner.js, config)
+            .await
+            .map_err(|e| e.on(""))?;
         let _ = self.inner.uploads.set(store.clone());
         Ok(store)
     }

@@ -628,3 +628,97 @@ async fn a_full_server_refuses_writes_cleanly_and_takes_them_again_once_there_is
         );
     }
 }
+
+/// jets3's own KV buckets keep as many replicas as the most replicated bucket: with a
+/// three-replica bucket, a multipart upload goes on after the server that led the uploads KV
+/// is killed (with one replica its state went with that server). A KV bucket created with
+/// one replica before (an older gateway's) is raised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_kv_buckets_survive_a_server_as_the_buckets_do() {
+    let mut cluster = NatsCluster::start(3).await;
+    let client = async_nats::connect(cluster.urls()[1].as_str())
+        .await
+        .expect("connect");
+    let js = async_nats::jetstream::new(client);
+    js.create_key_value(async_nats::jetstream::kv::Config {
+        bucket: "jets3_gc".into(),
+        history: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("an older gateway's KV bucket");
+    let b = unique_bucket("kv-r3");
+    let mut cfg = config_with(&[]);
+    let mut bc = bucket_cfg(&b);
+    bc.replicas = 3;
+    cfg.buckets.push(bc);
+    let gw = gateway_on(&cluster, &cfg).await;
+    cluster.leader_of(&format!("OBJ_{b}")).await;
+    let s3 = client_of(&gw);
+    let up = ok(
+        s3.create_multipart_upload()
+            .bucket(&b)
+            .key("mp")
+            .send()
+            .await,
+        "CreateMultipartUpload",
+    );
+    let id = up.upload_id().expect("upload id").to_string();
+    let replicas = |kv: &'static str| {
+        let js = js.clone();
+        async move {
+            let mut s = js.get_stream(format!("KV_{kv}")).await.ok()?;
+            Some(s.info().await.ok()?.config.num_replicas)
+        }
+    };
+    for kv in ["jets3_uploads", "jets3_gc"] {
+        assert!(
+            eventually(20, || async { replicas(kv).await == Some(3) }).await,
+            "KV bucket {kv} has three replicas"
+        );
+    }
+    let leader = cluster.leader_of("KV_jets3_uploads").await;
+    cluster.kill(leader);
+    let part = data(6 << 20, 31);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let etag = loop {
+        let r = s3
+            .upload_part()
+            .bucket(&b)
+            .key("mp")
+            .upload_id(&id)
+            .part_number(1)
+            .body(part.clone().into())
+            .send()
+            .await;
+        let e = match r {
+            Ok(o) => break o.e_tag().unwrap_or_default().to_string(),
+            Err(e) => describe(&e),
+        };
+        assert!(
+            retryable(&e) && Instant::now() < deadline,
+            "UploadPart once the uploads KV has a new leader: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let done = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+        .parts(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(1)
+                .e_tag(etag)
+                .build(),
+        )
+        .build();
+    ok(
+        s3.complete_multipart_upload()
+            .bucket(&b)
+            .key("mp")
+            .upload_id(&id)
+            .multipart_upload(done)
+            .send()
+            .await,
+        "CompleteMultipartUpload",
+    );
+    assert!(get_bytes(&s3, &b, "mp").await == part);
+    gw.shutdown().await;
+}

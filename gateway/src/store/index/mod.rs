@@ -37,10 +37,11 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::direct::next_for_subject;
+use super::internal::InternalReplicas;
 use super::meta::{token_key, Malformed, Record};
 use super::versions::versions_filter;
 use super::{NatsError, Store};
-pub use shared::{ReadError, Shared};
+pub use shared::{ReadError, Shared, INDEX_KV};
 pub use snapshot::{Manifest, Page};
 pub use state::{KeyState, VersionEntry};
 use view::Overlay;
@@ -171,6 +172,7 @@ pub struct SnapshotStats {
 /// What every bucket's index shares: the snapshots, the page cache, refused manifests.
 pub struct Snapshots {
     pub shared: tokio::sync::OnceCell<Shared>,
+    replicas: InternalReplicas,
     pub cache: PageCache,
     pub refused: Mutex<HashSet<String>>,
     pub stats: Arc<SnapshotStats>,
@@ -186,11 +188,13 @@ impl Snapshots {
         stats: Arc<SnapshotStats>,
         enabled: bool,
         replay_max_subjects: u64,
+        replicas: InternalReplicas,
     ) -> Snapshots {
         Snapshots {
             enabled,
             replay_max_subjects,
             shared: tokio::sync::OnceCell::new(),
+            replicas,
             cache: PageCache::new(cache_bytes),
             refused: Mutex::new(HashSet::new()),
             stats,
@@ -205,7 +209,9 @@ impl Snapshots {
 
     /// The KV bucket of snapshots.
     pub async fn shared(&self, js: &Context) -> Result<&Shared, NatsError> {
-        self.shared.get_or_try_init(|| Shared::open(js, 1)).await
+        self.shared
+            .get_or_try_init(|| Shared::open(js, &self.replicas))
+            .await
     }
 
     fn refuse(&self, id: &str, why: &dyn std::fmt::Display) {

@@ -8,7 +8,7 @@ use async_nats::jetstream::{kv, Context};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::super::lifecycle::open_kv;
+use super::super::internal::InternalReplicas;
 use super::super::NatsError;
 use super::snapshot::{Corrupt, Manifest, Page};
 
@@ -72,18 +72,14 @@ fn kv_error(e: impl std::fmt::Display) -> NatsError {
 
 impl Shared {
     /// Opens (or creates) the KV bucket.
-    pub async fn open(js: &Context, replicas: usize) -> Result<Shared, NatsError> {
-        let kv = open_kv(
-            js,
-            kv::Config {
-                bucket: INDEX_KV.into(),
-                description: "jets3: listing snapshots".into(),
-                history: 1,
-                num_replicas: replicas,
-                ..Default::default()
-            },
-        )
-        .await?;
+    pub async fn open(js: &Context, replicas: &InternalReplicas) -> Result<Shared, NatsError> {
+        let config = kv::Config {
+            bucket: INDEX_KV.into(),
+            description: "jets3: listing snapshots".into(),
+            history: 1,
+            ..Default::default()
+        };
+        let kv = replicas.open(js, config).await?;
         Ok(Shared { kv })
     }
 

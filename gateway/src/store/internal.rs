@@ -1,0 +1,88 @@
+//! jets3's own KV buckets (retire records, reads, locks, multipart uploads, listing
+//! snapshots) keep as many replicas as the most replicated bucket of the config: a NATS
+//! server lost takes none of them with it where the buckets themselves survive it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_nats::jetstream::{kv, Context};
+use jets3_nats::names;
+
+use super::NatsError;
+
+/// How many replicas jets3's own KV buckets get (shared by whoever opens one).
+#[derive(Debug, Clone)]
+pub struct InternalReplicas(Arc<AtomicUsize>);
+
+impl Default for InternalReplicas {
+    fn default() -> Self {
+        InternalReplicas(Arc::new(AtomicUsize::new(1)))
+    }
+}
+
+impl InternalReplicas {
+    fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Opens one of jets3's KV buckets, creating it with `config` and the replicas in force
+    /// if it does not exist.
+    pub async fn open(&self, js: &Context, mut config: kv::Config) -> Result<kv::Store, NatsError> {
+        let name = config.bucket.clone();
+        if let Ok(s) = js.get_key_value(&name).await {
+            return Ok(s);
+        }
+        let replicas = self.get();
+        config.num_replicas = replicas;
+        let store = match js.create_key_value(config).await {
+            Ok(s) => s,
+            // Another gateway created it first.
+            Err(_) => js
+                .get_key_value(&name)
+                .await
+                .map_err(|e| NatsError::Other(e.to_string()))?,
+        };
+        // Raised while it was being created: a raise that looked before it existed missed it.
+        if self.get() > replicas {
+            raise_one(js, &name, self.get()).await?;
+        }
+        Ok(store)
+    }
+
+    /// Raises the KV buckets `kvs` to `replicas` (never lowers them): those created from
+    /// now on get it, and existing ones with fewer are updated.
+    pub async fn raise(
+        &self,
+        js: &Context,
+        kvs: &[&str],
+        replicas: usize,
+    ) -> Result<(), NatsError> {
+        self.0.fetch_max(replicas.clamp(1, 5), Ordering::Relaxed);
+        for kv in kvs {
+            raise_one(js, kv, self.get()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Gives KV bucket `kv` `replicas` if it exists with fewer. A cluster with too few servers
+/// refuses the update; the bucket then stays as it is.
+async fn raise_one(js: &Context, kv: &str, replicas: usize) -> Result<(), NatsError> {
+    let stream = match js.get_stream(names::kv_stream(kv)).await {
+        Ok(s) => s,
+        Err(e) if super::is_stream_not_found(&e) => return Ok(()),
+        Err(e) => return Err(NatsError::other(e)),
+    };
+    let mut config = stream.cached_info().config.clone();
+    if config.num_replicas >= replicas {
+        return Ok(());
+    }
+    config.num_replicas = replicas;
+    match js.update_stream(config).await {
+        Ok(_) => tracing::info!(kv, replicas, "raised the replicas of a KV bucket"),
+        Err(e) => {
+            tracing::warn!(kv, replicas, error = %e, "cannot raise the replicas of a KV bucket")
+        }
+    }
+    Ok(())
+}
