@@ -2,27 +2,48 @@
 //! snapshots) keep as many replicas as the most replicated bucket of the config: a NATS
 //! server lost takes none of them with it where the buckets themselves survive it.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::{kv, Context};
 use jets3_nats::names;
 
 use super::NatsError;
 
-/// How many replicas jets3's own KV buckets get (shared by whoever opens one).
-#[derive(Debug, Clone)]
-pub struct InternalReplicas(Arc<AtomicUsize>);
+/// How many replicas jets3's own KV buckets get (shared by whoever opens one), and the
+/// buckets already counted for it.
+#[derive(Debug, Clone, Default)]
+pub struct InternalReplicas(Arc<Counted>);
 
-impl Default for InternalReplicas {
+#[derive(Debug)]
+struct Counted {
+    replicas: AtomicUsize,
+    buckets: Mutex<HashSet<String>>,
+}
+
+impl Default for Counted {
     fn default() -> Self {
-        InternalReplicas(Arc::new(AtomicUsize::new(1)))
+        Counted {
+            replicas: AtomicUsize::new(1),
+            buckets: Mutex::new(HashSet::new()),
+        }
     }
 }
 
 impl InternalReplicas {
     fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.0.replicas.load(Ordering::Relaxed)
+    }
+
+    fn counted(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0.buckets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Those of `buckets` not counted yet: a config coming in reads only new buckets' streams.
+    pub fn uncounted(&self, buckets: impl Iterator<Item = String>) -> Vec<String> {
+        let counted = self.counted();
+        buckets.filter(|b| !counted.contains(b)).collect()
     }
 
     /// Opens one of jets3's KV buckets, creating it with `config` and the replicas in force
@@ -49,18 +70,25 @@ impl InternalReplicas {
         Ok(store)
     }
 
-    /// Raises the KV buckets `kvs` to `replicas` (never lowers them): those created from
-    /// now on get it, and existing ones with fewer are updated.
+    /// Raises the KV buckets `kvs` to `replicas`, the most of `buckets` (never lowers
+    /// them): those created from now on get it, and existing ones with fewer are updated.
+    /// Then `buckets` count as counted.
     pub async fn raise(
         &self,
         js: &Context,
         kvs: &[&str],
         replicas: usize,
+        buckets: Vec<String>,
     ) -> Result<(), NatsError> {
-        self.0.fetch_max(replicas.clamp(1, 5), Ordering::Relaxed);
-        for kv in kvs {
-            raise_one(js, kv, self.get()).await?;
+        if replicas > self.get() {
+            self.0
+                .replicas
+                .fetch_max(replicas.clamp(1, 5), Ordering::Relaxed);
+            for kv in kvs {
+                raise_one(js, kv, self.get()).await?;
+            }
         }
+        self.counted().extend(buckets);
         Ok(())
     }
 }

@@ -388,22 +388,25 @@ impl Store {
     }
 
     /// Raises jets3's own KV buckets to the replicas of the most replicated of `buckets`
-    /// (NATS names; those that do not exist are skipped), never lowering them (see
-    /// [`internal`]). The streams say how many replicas they have: a config may leave it to
-    /// the operator.
+    /// (NATS names; those that do not exist are skipped, and those counted before), never
+    /// lowering them (see [`internal`]). The streams say how many replicas they have: a
+    /// config may leave it to the operator.
     pub async fn raise_internal_replicas(
         &self,
         buckets: impl Iterator<Item = String>,
     ) -> StoreResult<()> {
-        let mut replicas = 1;
-        for nats in buckets {
+        let internal = &self.inner.internal_replicas;
+        let (mut replicas, mut found) = (1, Vec::new());
+        for nats in internal.uncounted(buckets) {
             // Not through the bucket-state cache: filled here, as a config comes in, it
             // would keep a versioning state read before a change for its whole TTL.
             match self.inner.js.get_stream(stream_name(&nats)).await {
                 Ok(s) => replicas = replicas.max(s.cached_info().config.num_replicas),
-                Err(e) if is_stream_not_found(&e) => {}
+                // Counted once it exists.
+                Err(e) if is_stream_not_found(&e) => continue,
                 Err(e) => return Err(NatsError::other(e).on(&nats)),
             }
+            found.push(nats);
         }
         let kvs = [
             lifecycle::GC_KV,
@@ -412,8 +415,7 @@ impl Store {
             uploads::UPLOADS_KV,
             index::INDEX_KV,
         ];
-        let js = &self.inner.js;
-        let raised = self.inner.internal_replicas.raise(js, &kvs, replicas);
+        let raised = internal.raise(&self.inner.js, &kvs, replicas, found);
         raised.await.map_err(|e| e.on(""))
     }
 
