@@ -655,15 +655,7 @@ async fn internal_kv_buckets_survive_a_server_as_the_buckets_do() {
     let gw = gateway_on(&cluster, &cfg).await;
     cluster.leader_of(&format!("OBJ_{b}")).await;
     let s3 = client_of(&gw);
-    let up = ok(
-        s3.create_multipart_upload()
-            .bucket(&b)
-            .key("mp")
-            .send()
-            .await,
-        "CreateMultipartUpload",
-    );
-    let id = up.upload_id().expect("upload id").to_string();
+    let id = crate::multipart::create_upload(&s3, &b, "mp").await;
     let replicas = |kv: &'static str| {
         let js = js.clone();
         async move {
@@ -701,24 +693,7 @@ async fn internal_kv_buckets_survive_a_server_as_the_buckets_do() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let done = aws_sdk_s3::types::CompletedMultipartUpload::builder()
-        .parts(
-            aws_sdk_s3::types::CompletedPart::builder()
-                .part_number(1)
-                .e_tag(etag)
-                .build(),
-        )
-        .build();
-    ok(
-        s3.complete_multipart_upload()
-            .bucket(&b)
-            .key("mp")
-            .upload_id(&id)
-            .multipart_upload(done)
-            .send()
-            .await,
-        "CompleteMultipartUpload",
-    );
+    crate::multipart::complete(&s3, &b, "mp", &id, &[etag]).await;
     assert!(get_bytes(&s3, &b, "mp").await == part);
     gw.shutdown().await;
 }

@@ -274,32 +274,9 @@ async fn the_orphan_scan_reads_as_far_as_the_leader() {
     put(&env.s3, &b, "a", &body).await;
     put(&env.s3, &b, "b", &body).await;
     // An upload with one part: only the uploads KV references its chunks.
-    let up = ok(
-        env.s3
-            .create_multipart_upload()
-            .bucket(&b)
-            .key("mp")
-            .send()
-            .await,
-        "CreateMultipartUpload",
-    );
-    let id = up.upload_id().expect("upload id").to_string();
+    let id = crate::multipart::create_upload(&env.s3, &b, "mp").await;
     let part = data(5 << 20, 12);
-    let etag = ok(
-        env.s3
-            .upload_part()
-            .bucket(&b)
-            .key("mp")
-            .upload_id(&id)
-            .part_number(1)
-            .body(part.clone().into())
-            .send()
-            .await,
-        "UploadPart",
-    )
-    .e_tag()
-    .expect("etag")
-    .to_string();
+    let etag = crate::multipart::upload_part(&env.s3, &b, "mp", &id, 1, &part).await;
     // An orphan: a chunk no metadata names.
     let orphan = "ORPHAN0000000000000001";
     env.js
@@ -345,25 +322,7 @@ async fn the_orphan_scan_reads_as_far_as_the_leader() {
     assert_eq!(chunk_count(&env.js, &b).await, 3, "a, b and the part stay");
     assert!(get_bytes(&env.s3, &b, "a").await == body);
     assert!(get_bytes(&env.s3, &b, "b").await == body);
-    let done = aws_sdk_s3::types::CompletedMultipartUpload::builder()
-        .parts(
-            aws_sdk_s3::types::CompletedPart::builder()
-                .part_number(1)
-                .e_tag(etag)
-                .build(),
-        )
-        .build();
-    ok(
-        env.s3
-            .complete_multipart_upload()
-            .bucket(&b)
-            .key("mp")
-            .upload_id(&id)
-            .multipart_upload(done)
-            .send()
-            .await,
-        "CompleteMultipartUpload",
-    );
+    crate::multipart::complete(&env.s3, &b, "mp", &id, &[etag]).await;
     assert!(
         get_bytes(&env.s3, &b, "mp").await == part,
         "the part's bytes stay"
@@ -381,15 +340,7 @@ async fn a_scan_goes_on_when_the_last_record_it_waited_for_is_removed() {
     let s3 = env.client();
     let mut ids = Vec::new();
     for key in ["one", "two"] {
-        let up = ok(
-            s3.create_multipart_upload()
-                .bucket(&b)
-                .key(key)
-                .send()
-                .await,
-            "CreateMultipartUpload",
-        );
-        ids.push(up.upload_id().expect("upload id").to_string());
+        ids.push(crate::multipart::create_upload(&s3, &b, key).await);
     }
     let collector = Collector::new(
         env.gw.as_ref().expect("gateway").gateway().store.clone(),

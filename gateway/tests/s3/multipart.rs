@@ -34,6 +34,26 @@ pub async fn upload_part(s3: &Client, b: &str, k: &str, id: &str, n: i32, body: 
     out.e_tag().expect("part ETag").to_string()
 }
 
+/// Completes upload `id` of `key` with every part: the ETag.
+pub async fn complete(s3: &Client, b: &str, key: &str, id: &str, etags: &[String]) -> String {
+    let list: Vec<(i32, &str)> = etags
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i as i32 + 1, e.as_str()))
+        .collect();
+    let done = ok(
+        s3.complete_multipart_upload()
+            .bucket(b)
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(completed(&list))
+            .send()
+            .await,
+        "Complete",
+    );
+    done.e_tag().unwrap_or_default().to_string()
+}
+
 pub fn completed(parts: &[(i32, &str)]) -> CompletedMultipartUpload {
     CompletedMultipartUpload::builder()
         .set_parts(Some(

@@ -13,7 +13,7 @@ use sha2::Digest;
 use tokio::io::AsyncReadExt;
 
 use crate::common::*;
-use crate::multipart::{completed, create_upload, upload_part};
+use crate::multipart::{complete, create_upload, upload_part};
 
 /// A gateway whose collector only runs when the test says.
 async fn env_without_collector(b: &str) -> (Env, Collector) {
@@ -49,26 +49,6 @@ async fn upload_parts(s3: &Client, b: &str, key: &str, parts: &[&[u8]]) -> (Stri
         etags.push(upload_part(s3, b, key, &id, i as i32 + 1, p).await);
     }
     (id, etags)
-}
-
-/// Completes upload `id` of `key` with every part: the ETag.
-async fn complete(s3: &Client, b: &str, key: &str, id: &str, etags: &[String]) -> String {
-    let list: Vec<(i32, &str)> = etags
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (i as i32 + 1, e.as_str()))
-        .collect();
-    let done = ok(
-        s3.complete_multipart_upload()
-            .bucket(b)
-            .key(key)
-            .upload_id(id)
-            .multipart_upload(completed(&list))
-            .send()
-            .await,
-        "Complete",
-    );
-    done.e_tag().unwrap_or_default().to_string()
 }
 
 /// Uploads `parts` to a new upload of `key` and completes it; the part records as stored
