@@ -655,7 +655,14 @@ async fn internal_kv_buckets_survive_a_server_as_the_buckets_do() {
     let gw = gateway_on(&cluster, &cfg).await;
     cluster.leader_of(&format!("OBJ_{b}")).await;
     let s3 = client_of(&gw);
-    let id = crate::multipart::create_upload(&s3, &b, "mp").await;
+    // A fresh cluster's first KV bucket of three replicas may take a while to answer.
+    let id = retried(60, "CreateMultipartUpload", || {
+        s3.create_multipart_upload().bucket(&b).key("mp").send()
+    })
+    .await
+    .upload_id()
+    .unwrap_or_default()
+    .to_string();
     let replicas = |kv: &'static str| {
         let js = js.clone();
         async move {
@@ -665,35 +672,57 @@ async fn internal_kv_buckets_survive_a_server_as_the_buckets_do() {
     };
     for kv in ["jets3_uploads", "jets3_gc"] {
         assert!(
-            eventually(20, || async { replicas(kv).await == Some(3) }).await,
+            eventually(60, || async { replicas(kv).await == Some(3) }).await,
             "KV bucket {kv} has three replicas"
         );
     }
     let leader = cluster.leader_of("KV_jets3_uploads").await;
     cluster.kill(leader);
     let part = data(6 << 20, 31);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let etag = loop {
-        let r = s3
-            .upload_part()
+    let etag = retried(
+        60,
+        "UploadPart once the uploads KV has a new leader",
+        || {
+            s3.upload_part()
+                .bucket(&b)
+                .key("mp")
+                .upload_id(&id)
+                .part_number(1)
+                .body(part.clone().into())
+                .send()
+        },
+    )
+    .await
+    .e_tag()
+    .unwrap_or_default()
+    .to_string();
+    retried(30, "CompleteMultipartUpload", || {
+        s3.complete_multipart_upload()
             .bucket(&b)
             .key("mp")
             .upload_id(&id)
-            .part_number(1)
-            .body(part.clone().into())
+            .multipart_upload(crate::multipart::completed(&[(1, etag.as_str())]))
             .send()
-            .await;
-        let e = match r {
-            Ok(o) => break o.e_tag().unwrap_or_default().to_string(),
-            Err(e) => describe(&e),
-        };
-        assert!(
-            retryable(&e) && Instant::now() < deadline,
-            "UploadPart once the uploads KV has a new leader: {e}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    crate::multipart::complete(&s3, &b, "mp", &id, &[etag]).await;
+    })
+    .await;
     assert!(get_bytes(&s3, &b, "mp").await == part);
     gw.shutdown().await;
+}
+
+/// Runs `op` until it succeeds, for up to `secs`, as long as it fails only retryably.
+async fn retried<T, E, F, Fut>(secs: u64, what: &str, mut op: F) -> T
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, aws_sdk_s3::error::SdkError<E, HttpResponse>>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let e = match op().await {
+            Ok(out) => return out,
+            Err(e) => describe(&e),
+        };
+        assert!(retryable(&e) && Instant::now() < deadline, "{what}: {e}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
