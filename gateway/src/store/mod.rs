@@ -133,10 +133,19 @@ pub enum NatsError {
 
 /// JetStream's "message size exceeds maximum allowed": what a fenced stream answers.
 const MSG_TOO_BIG: u64 = 10054;
+/// JetStream's "wrong last sequence" for a publish whose subject another proposal in flight
+/// is writing (a replicated stream): a lost race, as the code async-nats knows.
+const WRONG_LAST_SEQUENCE_IN_FLIGHT: u64 = 10164;
 
 impl NatsError {
     fn publish(e: async_nats::jetstream::context::PublishError) -> Self {
         use async_nats::jetstream::context::PublishErrorKind as K;
+        let code = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+            .map(|j| j.error_code().0);
+        if code == Some(WRONG_LAST_SEQUENCE_IN_FLIGHT) {
+            return NatsError::WrongLastSequence;
+        }
         match e.kind() {
             // async-nats reports a publish nothing answered as "stream not found": a stream
             // that is missing, or between leaders.

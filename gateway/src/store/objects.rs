@@ -22,7 +22,18 @@ use super::{purge_subject, reader, Marker, NatsError, ObjectMeta, Store};
 use super::{StoreError, StoreResult, Unmet};
 
 /// Compare-and-set attempts before a write gives up with a conflict.
-const COMMIT_TRIES: usize = 16;
+const COMMIT_TRIES: usize = 64;
+
+/// The pause after compare-and-set attempt `attempt` (from 0) lost a race, before the next:
+/// random up to a bound that doubles from 1 ms to 64 ms, so that writers racing on a key
+/// spread out instead of meeting again (a replicated stream refuses a publish to a subject
+/// while another one to it is in flight).
+async fn after_lost_race(attempt: usize) {
+    use rand::Rng;
+    let bound = 1u64 << attempt.min(6);
+    let ms = rand::thread_rng().gen_range(0..=bound);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
 
 /// What a conditional write expects to find.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -773,7 +784,7 @@ impl Bucket {
     ) -> Result<Record, Committed> {
         let mode = self.versioning().await.map_err(Committed::No)?;
         let pause = self.lifecycle().timing.write_pause();
-        for _ in 0..COMMIT_TRIES {
+        for attempt in 0..COMMIT_TRIES {
             if found.at.elapsed() > pause / 2 {
                 found = self.lookup(key).await.map_err(Committed::No)?;
             }
@@ -870,6 +881,7 @@ impl Bucket {
                     return Ok(new);
                 }
                 Err(NatsError::WrongLastSequence) => {
+                    after_lost_race(attempt).await;
                     found = self.lookup(key).await.map_err(Committed::Unknown)?;
                 }
                 Err(e @ (NatsError::Closing | NatsError::NoStream | NatsError::StorageFull(_))) => {
@@ -890,7 +902,7 @@ impl Bucket {
         let version = cur.version().flatten();
         let subject = version_subject(&self.nats, key, version);
         let payload = serde_json::to_vec(&info).map_err(StoreError::internal)?;
-        for _ in 0..COMMIT_TRIES {
+        for attempt in 0..COMMIT_TRIES {
             let existing = last_for_subject(&self.store.inner.client, &self.stream, &subject)
                 .await
                 .map_err(|e| self.err(e))?;
@@ -916,7 +928,7 @@ impl Bucket {
                     }
                     return Ok(true);
                 }
-                Err(NatsError::WrongLastSequence) => continue,
+                Err(NatsError::WrongLastSequence) => after_lost_race(attempt).await,
                 Err(e) => return Err(self.err(e)),
             }
         }
@@ -1093,7 +1105,7 @@ impl Bucket {
             }
             return self.delete(key, &Expect::Any).await;
         }
-        for _ in 0..COMMIT_TRIES {
+        for attempt in 0..COMMIT_TRIES {
             let found = self.lookup(key).await?;
             let outcome = DeleteOutcome {
                 marker: matches!(found.current, Record::Marker(_)),
@@ -1104,6 +1116,7 @@ impl Bucket {
                     self.retire_version(&found.current, key, "deleted").await;
                     return Ok(outcome);
                 }
+                after_lost_race(attempt).await;
                 continue;
             }
             let Some((old, seq)) = self.noncurrent(key, version).await? else {
@@ -1124,7 +1137,7 @@ impl Bucket {
                         ..gone
                     });
                 }
-                Err(NatsError::WrongLastSequence) => continue,
+                Err(NatsError::WrongLastSequence) => after_lost_race(attempt).await,
                 Err(e) => return Err(self.err(e)),
             }
         }

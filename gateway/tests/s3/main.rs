@@ -34,6 +34,7 @@ mod objects;
 mod part_reads;
 mod policies;
 mod push;
+mod racing_writes;
 mod ranges;
 mod retried_complete;
 mod small_reads;
