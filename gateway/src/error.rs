@@ -435,6 +435,10 @@ fn nats_error(e: NatsError, bucket: &str) -> S3Error {
             tracing::warn!(bucket, full = what, error = %text, "a write found no room");
             S3Error::new(S3Code::InsufficientStorage, message)
         }
+        NatsError::BatchRefused => {
+            tracing::warn!(bucket, "NATS took no atomic batch");
+            S3Error::unavailable()
+        }
         NatsError::Other(text) => {
             tracing::warn!(error = %text, bucket, "nats operation failed");
             S3Error::unavailable()

@@ -20,8 +20,9 @@ pub fn bucket_of_stream(stream: &str) -> Option<&str> {
 }
 
 /// The stream config of a new object-store bucket, laid out exactly as async-nats's
-/// `create_object_store` does (rollup, direct get, discard new, no compression); storage,
-/// replicas, limits and metadata are the caller's.
+/// `create_object_store` does (rollup, direct get, discard new, no compression), and with
+/// atomic batches allowed (a small object's chunk and metadata as one publish; servers
+/// before 2.12 ignore it); storage, replicas, limits and metadata are the caller's.
 pub fn object_store_stream(bucket: &str) -> stream::Config {
     stream::Config {
         name: stream_name(bucket),
@@ -29,6 +30,7 @@ pub fn object_store_stream(bucket: &str) -> stream::Config {
         discard: DiscardPolicy::New,
         allow_rollup: true,
         allow_direct: true,
+        allow_atomic_publish: true,
         compression: Some(Compression::None),
         ..Default::default()
     }

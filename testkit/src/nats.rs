@@ -227,6 +227,12 @@ impl NatsCluster {
     /// `n` servers configured as one cluster, none started: [`NatsCluster::restart`] starts
     /// each (as pods that come up one after another).
     pub fn configure(n: usize) -> NatsCluster {
+        NatsCluster::configure_with(n, "")
+    }
+
+    /// [`NatsCluster::configure`], with `extra` (e.g. a `jetstream {}` block of limits) in
+    /// every node's config file.
+    pub fn configure_with(n: usize, extra: &str) -> NatsCluster {
         // Client and route ports all distinct: the listeners are held until all are picked.
         let held: Vec<TcpListener> = (0..2 * n)
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
@@ -247,7 +253,7 @@ impl NatsCluster {
             .zip(route_ports)
             .map(|(client, p)| {
                 let conf = format!(
-                    "cluster {{\n  name: {name}\n  listen: 127.0.0.1:{p}\n  routes: [{}]\n}}\n",
+                    "cluster {{\n  name: {name}\n  listen: 127.0.0.1:{p}\n  routes: [{}]\n}}\n{extra}",
                     routes.join(", ")
                 );
                 NatsServer::new(*client, Some(conf), true)
@@ -261,7 +267,12 @@ impl NatsCluster {
 
     /// Starts `n` clustered servers and waits until JetStream answers through each.
     pub async fn start(n: usize) -> NatsCluster {
-        let mut cluster = NatsCluster::configure(n);
+        NatsCluster::start_with(n, "").await
+    }
+
+    /// [`NatsCluster::start`] with `extra` in every node's config file.
+    pub async fn start_with(n: usize, extra: &str) -> NatsCluster {
+        let mut cluster = NatsCluster::configure_with(n, extra);
         for node in &mut cluster.nodes {
             node.spawn().await;
         }

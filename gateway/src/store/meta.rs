@@ -22,6 +22,9 @@ pub const CHUNK_SIZE: usize = 128 * 1024;
 
 const ETAG: &str = "jets3.etag";
 const SEQ: &str = "jets3.seq";
+/// `jets3.seq` of a version whose one chunk sits right before its metadata message (both
+/// published as one atomic batch, before the sequences were known).
+const SEQ_CHUNK_BEFORE: &str = "-1";
 const TAGS: &str = "jets3.tags";
 const ACL: &str = "jets3.acl";
 const PARTS: &str = "jets3.parts";
@@ -337,6 +340,13 @@ impl Record {
     }
 }
 
+/// Records in a version's metadata that its one chunk sits right before the metadata
+/// message (they go as one atomic batch).
+pub fn mark_chunk_before(info: &mut ObjectInfoJson) {
+    info.metadata
+        .insert(SEQ.to_string(), SEQ_CHUNK_BEFORE.to_string());
+}
+
 /// The message of a key deleted without a marker, as native clients write it.
 pub fn absent_info(bucket: &str, key: &str, nuid: &str) -> ObjectInfoJson {
     ObjectInfoJson {
@@ -500,6 +510,9 @@ impl ObjectMeta {
             None => fallback_etag(digest.as_deref(), &info.nuid),
         };
         let seq = info.metadata.get(SEQ).and_then(|s| {
+            if s == SEQ_CHUNK_BEFORE {
+                return (meta_seq > 1).then(|| (meta_seq - 1, meta_seq - 1));
+            }
             let (a, b) = s.split_once(',')?;
             let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
             (a >= 1 && a <= b).then_some((a, b))
@@ -893,6 +906,20 @@ mod tests {
         let r = Record::decode(br#"{"name":"y","bucket":"b","nuid":"N1"}"#, Some("x"), 1);
         assert!(r.is_err());
         assert!(Record::decode(b"not json", Some("x"), 1).is_err());
+    }
+
+    #[test]
+    fn a_chunk_before_its_metadata_is_found_by_the_metadatas_sequence() {
+        let mut m = sample();
+        m.seq = None;
+        let mut info = m.to_info("b");
+        mark_chunk_before(&mut info);
+        let back = ObjectMeta::from_info(info.clone(), 10).expect("object");
+        assert_eq!(back.seq, Some((9, 9)));
+        // Written out again (a noncurrent copy elsewhere in the stream): absolute.
+        let again = ObjectMeta::from_info(back.to_info("b"), 40).expect("object");
+        assert_eq!(again.seq, Some((9, 9)));
+        assert_eq!(ObjectMeta::from_info(info, 1).expect("object").seq, None);
     }
 
     #[test]

@@ -127,6 +127,10 @@ pub enum NatsError {
     TimedOut,
     /// The bucket's `max_bytes`, or the server's JetStream storage, is full.
     StorageFull(String),
+    /// NATS took no atomic batch, and stored nothing of it: atomic publishes are off for
+    /// the stream, too many batches are in flight, or the batch's first message was lost (a
+    /// leader change between its two messages).
+    BatchRefused,
     /// Anything else: unreachable, timed out, refused.
     Other(String),
 }
@@ -136,6 +140,9 @@ const MSG_TOO_BIG: u64 = 10054;
 /// JetStream's "wrong last sequence" for a publish whose subject another proposal in flight
 /// is writing (a replicated stream): a lost race, as the code async-nats knows.
 const WRONG_LAST_SEQUENCE_IN_FLIGHT: u64 = 10164;
+/// JetStream's answers to an atomic batch it did not take: atomic publish disabled, batch
+/// incomplete, too many in flight.
+const BATCH_REFUSED: [u64; 3] = [10174, 10176, 10210];
 
 impl NatsError {
     fn publish(e: async_nats::jetstream::context::PublishError) -> Self {
@@ -143,8 +150,10 @@ impl NatsError {
         let code = std::error::Error::source(&e)
             .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
             .map(|j| j.error_code().0);
-        if code == Some(WRONG_LAST_SEQUENCE_IN_FLIGHT) {
-            return NatsError::WrongLastSequence;
+        match code {
+            Some(WRONG_LAST_SEQUENCE_IN_FLIGHT) => return NatsError::WrongLastSequence,
+            Some(c) if BATCH_REFUSED.contains(&c) => return NatsError::BatchRefused,
+            _ => {}
         }
         match e.kind() {
             // async-nats reports a publish nothing answered as "stream not found": a stream
@@ -719,6 +728,11 @@ impl Store {
         Ok(self.bucket_state(nats).await?.replicas)
     }
 
+    /// Whether a small object's chunk and metadata go to the bucket as one atomic batch.
+    pub(crate) async fn batched_writes(&self, nats: &str) -> StoreResult<bool> {
+        Ok(self.bucket_state(nats).await?.batched_writes)
+    }
+
     async fn bucket_state(&self, nats: &str) -> StoreResult<versions::BucketState> {
         if let Some(v) = self.inner.versioning.get(nats) {
             return Ok(v);
@@ -744,9 +758,12 @@ impl Store {
             None if has_v => Versioning::Suspended,
             None => Versioning::Off,
         };
+        let replicas = info.config.num_replicas.max(1);
         let state = versions::BucketState {
             versioning,
-            replicas: info.config.num_replicas.max(1),
+            replicas,
+            batched_writes: info.config.allow_atomic_publish
+                && (replicas > 1 || info.config.storage == StorageType::Memory),
         };
         self.inner.versioning.set(nats, state);
         Ok(state)

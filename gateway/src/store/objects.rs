@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use async_nats::jetstream::message::PublishMessage;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::{future, stream, FutureExt, Stream, StreamExt, TryStreamExt};
@@ -13,11 +14,12 @@ use super::direct::last_for_subject;
 use super::index::{self, Index, Need, Source, View, WalkError};
 use super::lifecycle::{Lifecycle, Retired};
 use super::meta::{
-    absent_info, chunk_subject, digest_string, meta_subject, tombstone_info, ObjectInfoJson, Record,
+    absent_info, chunk_subject, digest_string, mark_chunk_before, meta_subject, tombstone_info,
+    ObjectInfoJson, Record,
 };
 use super::scan::Reach;
 use super::versions::{self, version_subject, Versioning};
-use super::writer::{self, ChunkWriter, Written};
+use super::writer::{self, ChunkWriter, Written, OFFSET_HEADER};
 use super::{purge_subject, reader, Marker, NatsError, ObjectMeta, Store};
 use super::{StoreError, StoreResult, Unmet};
 
@@ -34,6 +36,11 @@ async fn after_lost_race(attempt: usize) {
     let ms = rand::thread_rng().gen_range(0..=bound);
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
+
+/// The headers of an atomic batch (NATS ADR-50).
+const BATCH_ID: &str = "Nats-Batch-Id";
+const BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
+const BATCH_COMMIT: &str = "Nats-Batch-Commit";
 
 /// What a conditional write expects to find.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -615,21 +622,25 @@ impl Bucket {
         // blind writes mostly create keys, else looked up while the chunks are written (the
         // compare-and-set in `commit` catches a wrong guess or a change in between).
         let new_keys = &self.store.inner.new_keys;
+        let hold = self.store.batched_writes(&self.nats).await?;
         let ((nuid, written, guard), found) = match prior {
-            Some(Prior(found)) => (self.write_chunks(body, max_size).await?, found),
-            None if expect == Expect::Any && new_keys.expect_new(&self.nats) => {
-                (self.write_chunks(body, max_size).await?, Lookup::new_key())
-            }
+            Some(Prior(found)) => (self.write_chunks(body, max_size, hold).await?, found),
+            None if expect == Expect::Any && new_keys.expect_new(&self.nats) => (
+                self.write_chunks(body, max_size, hold).await?,
+                Lookup::new_key(),
+            ),
             None if expect == Expect::Any => {
-                let (w, found) =
-                    futures::try_join!(self.write_chunks(body, max_size), self.lookup(&obj.key))?;
+                let (w, found) = futures::try_join!(
+                    self.write_chunks(body, max_size, hold),
+                    self.lookup(&obj.key)
+                )?;
                 new_keys.saw(&self.nats, found.last_seq != 0);
                 (w, found)
             }
             None => {
                 let found = self.lookup(&obj.key).await?;
                 found.check(&obj.key, &expect)?;
-                (self.write_chunks(body, max_size).await?, found)
+                (self.write_chunks(body, max_size, hold).await?, found)
             }
         };
         let finished = finish(&written)?;
@@ -681,6 +692,7 @@ impl Bucket {
                 expect,
                 found,
                 Some(until),
+                written.held.clone(),
             )
             .await
         {
@@ -710,7 +722,14 @@ impl Bucket {
         found: Lookup,
     ) -> Result<ObjectMeta, Committed> {
         match self
-            .commit(key, Record::Object(Box::new(meta)), expect, found, None)
+            .commit(
+                key,
+                Record::Object(Box::new(meta)),
+                expect,
+                found,
+                None,
+                None,
+            )
             .await?
         {
             Record::Object(m) => Ok(*m),
@@ -739,10 +758,12 @@ impl Bucket {
     }
 
     /// Writes a body as chunks of a new version id; the guard purges them unless disarmed.
+    /// `hold`: a body of one chunk is kept for the commit instead ([`Written::held`]).
     pub(super) async fn write_chunks<S, E>(
         &self,
         mut body: S,
         max_size: u64,
+        hold: bool,
     ) -> StoreResult<(String, Written, PurgeGuard)>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
@@ -751,6 +772,9 @@ impl Bucket {
         let nuid = nuid::next().to_string();
         let subject = chunk_subject(&self.nats, &nuid);
         let (guard, mut writer) = self.new_version(subject);
+        if hold {
+            writer.hold_single_chunk();
+        }
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(Into::into)?;
             writer.check_pause()?;
@@ -773,7 +797,9 @@ impl Bucket {
     /// `found` (looked up again whenever it changed). The version it replaces is preserved
     /// as noncurrent (versioning) or retired. Errors say whether `new` may have been
     /// published. `until`: when the chunks `new` references may start to look like an
-    /// orphan's to the collector; no attempt to publish it runs past that.
+    /// orphan's to the collector; no attempt to publish it runs past that. `held`: the one
+    /// chunk of `new`, not yet published: it goes with the metadata as one atomic batch, so
+    /// both land or neither does (two publishes if NATS takes no batch).
     async fn commit(
         &self,
         key: &str,
@@ -781,6 +807,7 @@ impl Bucket {
         expect: &Expect,
         mut found: Lookup,
         until: Option<Instant>,
+        mut held: Option<Bytes>,
     ) -> Result<Record, Committed> {
         let mode = self.versioning().await.map_err(Committed::No)?;
         let pause = self.lifecycle().timing.write_pause();
@@ -831,7 +858,7 @@ impl Bucket {
                     .filter(|(r, _)| r.is_version()),
                 _ => None,
             };
-            let info = match &new {
+            let mut info = match &new {
                 Record::Absent => {
                     absent_info(&self.nats, key, found.object().map_or("", |m| &m.nuid))
                 }
@@ -840,20 +867,30 @@ impl Bucket {
                     None => return Err(Committed::No(StoreError::internal("nothing to commit"))),
                 },
             };
+            let batch = match (&held, &new) {
+                (Some(chunk), Record::Object(m)) => {
+                    mark_chunk_before(&mut info);
+                    Some((chunk_subject(&self.nats, &m.nuid), chunk.clone()))
+                }
+                _ => None,
+            };
             if until.is_some_and(|u| Instant::now() >= u) {
                 // NATS held this commit up (an election, a lost answer): too late now.
                 return Err(Committed::No(self.err(NatsError::TimedOut)));
             }
             let payload = serde_json::to_vec(&info)
                 .map_err(|e| Committed::No(self.err(NatsError::other(e))))?;
-            let published = self
-                .publish_raw(
-                    &meta_subject(&self.nats, key),
-                    payload.into(),
-                    Some(found.last_seq),
-                    until,
-                )
-                .await;
+            let subject = meta_subject(&self.nats, key);
+            let published = match batch {
+                Some(batch) => {
+                    self.publish_batch(batch, &subject, payload.into(), found.last_seq, until)
+                        .await
+                }
+                None => {
+                    self.publish_raw(&subject, payload.into(), Some(found.last_seq), until)
+                        .await
+                }
+            };
             if found.guessed {
                 match &published {
                     Ok(_) => self.store.inner.new_keys.guessed(&self.nats, false),
@@ -866,6 +903,11 @@ impl Bucket {
             match published {
                 Ok(seq) => {
                     match &mut new {
+                        Record::Object(m) if held.is_some() => {
+                            // The batch's chunk sits right before its metadata.
+                            m.seq = Some((seq - 1, seq - 1));
+                            m.meta_seq = seq;
+                        }
                         Record::Object(m) => m.meta_seq = seq,
                         Record::Marker(m) => m.meta_seq = seq,
                         _ => {}
@@ -883,6 +925,16 @@ impl Bucket {
                 Err(NatsError::WrongLastSequence) => {
                     after_lost_race(attempt).await;
                     found = self.lookup(key).await.map_err(Committed::Unknown)?;
+                }
+                Err(NatsError::BatchRefused) => {
+                    // Nothing of the batch landed: the chunk alone first, then the metadata.
+                    if let (Some(chunk), Record::Object(m)) = (held.take(), &mut new) {
+                        let seq = self
+                            .publish_chunk(&m.nuid, chunk)
+                            .await
+                            .map_err(|e| Committed::No(self.err(e)))?;
+                        m.seq = Some((seq, seq));
+                    }
                 }
                 Err(e @ (NatsError::Closing | NatsError::NoStream | NatsError::StorageFull(_))) => {
                     return Err(Committed::No(self.err(e)))
@@ -1000,6 +1052,67 @@ impl Bucket {
             .await
     }
 
+    /// Publishes a version's one chunk and its metadata (on `subject`, a compare-and-set
+    /// against `expected`) as one atomic batch, through a leader election, never past
+    /// `until`: both land or neither does. The chunk goes without a reply asked for (its
+    /// errors come back as the commit's); an attempt is a new batch.
+    async fn publish_batch(
+        &self,
+        (chunk_subject, chunk): (String, Bytes),
+        subject: &str,
+        payload: Bytes,
+        expected: u64,
+        until: Option<Instant>,
+    ) -> Result<u64, NatsError> {
+        let (client, js) = (&self.store.inner.client, &self.store.inner.js);
+        let ack = self
+            .store
+            .through_failover_until(&self.nats, until, || async {
+                let id = nuid::next().to_string();
+                let mut first = HeaderMap::new();
+                first.insert(BATCH_ID, id.as_str());
+                first.insert(BATCH_SEQUENCE, "1");
+                first.insert(OFFSET_HEADER, "0");
+                client
+                    .publish_with_headers(chunk_subject.clone(), first, chunk.clone())
+                    .await
+                    .map_err(NatsError::other)?;
+                let mut last = HeaderMap::new();
+                last.insert(BATCH_ID, id.as_str());
+                last.insert(BATCH_SEQUENCE, "2");
+                last.insert(BATCH_COMMIT, "1");
+                last.insert("Nats-Rollup", "sub");
+                last.insert(
+                    "Nats-Expected-Last-Subject-Sequence",
+                    expected.to_string().as_str(),
+                );
+                js.publish_with_headers(subject.to_string(), last, payload.clone())
+                    .await
+                    .map_err(NatsError::publish)?
+                    .await
+                    .map_err(NatsError::publish)
+            })
+            .await?;
+        Ok(ack.sequence)
+    }
+
+    /// Publishes a version's one chunk on its own (an atomic batch refused); its sequence.
+    async fn publish_chunk(&self, nuid: &str, chunk: Bytes) -> Result<u64, NatsError> {
+        let msg = PublishMessage::build()
+            .payload(chunk)
+            .header(OFFSET_HEADER, "0");
+        let ack = self
+            .store
+            .inner
+            .js
+            .send_publish(chunk_subject(&self.nats, nuid), msg)
+            .await
+            .map_err(NatsError::publish)?
+            .await
+            .map_err(NatsError::publish)?;
+        Ok(ack.sequence)
+    }
+
     /// Publishes a metadata message through a leader election, never past `until`.
     pub(super) async fn publish_raw(
         &self,
@@ -1072,7 +1185,7 @@ impl Bucket {
                 meta_seq: 0,
             }),
         };
-        match self.commit(key, new, expect, found, None).await {
+        match self.commit(key, new, expect, found, None, None).await {
             Ok(Record::Marker(m)) => Ok(DeleteOutcome {
                 marker: true,
                 version: Some(m.version),

@@ -68,6 +68,7 @@ fn spliced_meta(
         md5: [0; 16],
         sha256: [0; 32],
         last_write: Instant::now(),
+        held: None,
     };
     let mut meta = new_version_meta(obj, nuid, &layout, finished);
     meta.digest = None;
@@ -278,7 +279,7 @@ impl Bucket {
         E: Into<StoreError>,
     {
         let upload = self.upload(id).await?;
-        let (nuid, written, guard) = self.write_chunks(body, max).await?;
+        let (nuid, written, guard) = self.write_chunks(body, max, false).await?;
         let checksums = finish(&written)?;
         let part = PartInfo {
             nuid,

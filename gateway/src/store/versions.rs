@@ -105,6 +105,10 @@ pub struct BucketState {
     pub versioning: Versioning,
     /// Stream replicas: above 1, a Direct Get may be answered by a replica that is behind.
     pub replicas: usize,
+    /// A small object's chunk and metadata go as one atomic batch: the stream allows it and
+    /// stages batches in memory (replicated or memory streams; a file stream of one replica
+    /// stages each batch in files of its own, slower than two publishes).
+    pub batched_writes: bool,
 }
 
 /// Bucket states read from the streams, kept for [`STATE_TTL`].

@@ -32,6 +32,9 @@ pub struct Written {
     pub sha256: [u8; 32],
     /// When the last chunk was sent.
     pub last_write: Instant,
+    /// The object's one chunk, not published yet: it goes with the metadata as one atomic
+    /// batch (see [`ChunkWriter::hold_single_chunk`]).
+    pub held: Option<Bytes>,
 }
 
 /// Publishes sent but not yet acknowledged, shared with the purge guard so that an
@@ -55,6 +58,8 @@ pub struct ChunkWriter {
     last_write: Instant,
     /// The longest pause allowed between two chunks.
     max_pause: Duration,
+    /// Keep an object of one chunk instead of publishing it.
+    hold_single: bool,
 }
 
 impl ChunkWriter {
@@ -75,6 +80,7 @@ impl ChunkWriter {
             sha256: Sha256::new(),
             last_write: Instant::now(),
             max_pause,
+            hold_single: false,
         }
     }
 
@@ -84,6 +90,12 @@ impl ChunkWriter {
             return Err(StoreError::TooSlow("The upload paused for too long."));
         }
         Ok(())
+    }
+
+    /// Keeps the chunk of an object that fits in one instead of publishing it: the caller
+    /// publishes it with the metadata ([`Written::held`]).
+    pub fn hold_single_chunk(&mut self) {
+        self.hold_single = true;
     }
 
     /// Skips the MD5 (when the ETag comes from elsewhere, as for multipart objects).
@@ -171,9 +183,14 @@ impl ChunkWriter {
 
     /// Publishes the last partial chunk and waits for every ack.
     pub async fn finish(mut self) -> Result<Written, NatsError> {
+        let mut held = None;
         if self.next_len > 0 {
             let chunk = self.take_chunk();
-            self.publish(chunk).await?;
+            if self.hold_single && self.chunks == 0 {
+                held = Some(self.keep(chunk).await);
+            } else {
+                self.publish(chunk).await?;
+            }
         }
         while self.in_flight() > 0 {
             self.await_oldest().await?;
@@ -188,6 +205,18 @@ impl ChunkWriter {
             },
             sha256: self.sha256.finalize().into(),
             last_write: self.last_write,
+            held,
         })
+    }
+
+    /// Counts `chunk` as written without publishing it.
+    async fn keep(&mut self, chunk: Bytes) -> Bytes {
+        if let Some(md5) = self.md5.as_mut() {
+            md5.update(&chunk).await;
+        }
+        self.offset += chunk.len() as u64;
+        self.chunks += 1;
+        self.last_write = Instant::now();
+        chunk
     }
 }
