@@ -461,13 +461,15 @@ impl Bucket {
             .await
     }
 
-    /// The key's version (current or noncurrent) whose chunks are `nuid`, if one is.
+    /// The key's version (current or noncurrent) whose chunks are `nuid`, if one is. A
+    /// Complete taking over a dead one's decides from it whether that one committed, so on a
+    /// replicated stream the leader answers (a replica behind would say no: a second commit).
     pub(super) async fn version_with_chunks(
         &self,
         key: &str,
         nuid: &str,
     ) -> StoreResult<Option<ObjectMeta>> {
-        let current = self.lookup(key).await?.current;
+        let current = self.lookup_for_read(key).await?.current;
         if current.identity() == Some(nuid) || spliced_from(&current) == Some(nuid) {
             return Ok(current.object());
         }

@@ -16,6 +16,7 @@ use jets3_gateway::{GatewayHandle, NatsSettings};
 
 use crate::common::*;
 use crate::netfault::FaultProxy;
+use crate::retried_complete::{leave_claim, list, uploaded, version_ids};
 
 /// A gateway (its own collector off) on a three-node cluster through a proxy, serving bucket
 /// `b` with three replicas; a client of it, and a JetStream context on another node.
@@ -201,6 +202,53 @@ async fn a_noncurrent_version_on_the_leader_is_kept() {
         get_version_bytes(&env.s3, &b, "k", &id).await == old,
         "the noncurrent version stays whole"
     );
+    env.gw.shutdown().await;
+}
+
+/// A Complete that takes over a dead gateway's asks the stream leader whether that one
+/// committed: a replica that is behind would say it did not, and the object would be
+/// committed a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_asks_the_stream_leader_whether_the_dead_complete_committed() {
+    use aws_sdk_s3::types::BucketVersioningStatus;
+    let b = unique_bucket("takeover-r3");
+    let env = r3(&b).await;
+    set_versioning(&env.s3, &b, BucketVersioningStatus::Enabled).await;
+    let parts = vec![data(5 << 20, 31), data(10, 32)];
+    let (id, etags) = uploaded(&env.s3, &b, "k", &parts).await;
+    let kv = env.js.get_key_value("jets3_uploads").await.expect("KV");
+    let record = format!("{b}.{id}");
+    let in_progress = kv.get(&record).await.expect("get").expect("the upload");
+    let complete = || {
+        env.s3
+            .complete_multipart_upload()
+            .bucket(&b)
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(list(&etags))
+            .send()
+    };
+    let first = ok(complete().await, "Complete");
+    // What a gateway that died right after its commit leaves.
+    let stream = env.js.get_stream(format!("OBJ_{b}")).await.expect("stream");
+    let meta = stream
+        .direct_get_last_for_subject(meta_subject(&b, "k"))
+        .await
+        .expect("metadata");
+    let info: serde_json::Value = serde_json::from_slice(&meta.payload).expect("json");
+    let nuid = info["nuid"].as_str().expect("nuid").to_string();
+    kv.put(&record, in_progress).await.expect("put");
+    leave_claim(&env.js, &b, &id, &etags, &nuid).await;
+    let direct = format!("$JS.API.DIRECT.GET.OBJ_{b}.{}", meta_subject(&b, "k"));
+    let before = env.proxy.publishes_to(&direct);
+    let again = ok(complete().await, "Complete retried after the commit");
+    assert_eq!(again.e_tag(), first.e_tag());
+    assert_eq!(
+        env.proxy.publishes_to(&direct) - before,
+        0,
+        "no Direct Get decided whether the dead Complete committed"
+    );
+    assert_eq!(version_ids(&env.s3, &b).await.len(), 1, "committed once");
     env.gw.shutdown().await;
 }
 

@@ -11,7 +11,7 @@ use crate::multipart::{completed, create_upload, upload_part};
 
 const MIB: usize = 1024 * 1024;
 
-async fn version_ids(s3: &Client, b: &str) -> Vec<String> {
+pub async fn version_ids(s3: &Client, b: &str) -> Vec<String> {
     ok(
         s3.list_object_versions().bucket(b).send().await,
         "ListObjectVersions",
@@ -23,7 +23,7 @@ async fn version_ids(s3: &Client, b: &str) -> Vec<String> {
 }
 
 /// An upload of `parts` to `key`; returns its id and the parts' ETags.
-async fn uploaded(s3: &Client, b: &str, key: &str, parts: &[Vec<u8>]) -> (String, Vec<String>) {
+pub async fn uploaded(s3: &Client, b: &str, key: &str, parts: &[Vec<u8>]) -> (String, Vec<String>) {
     let id = create_upload(s3, b, key).await;
     let mut etags = Vec::new();
     for (i, p) in parts.iter().enumerate() {
@@ -32,7 +32,7 @@ async fn uploaded(s3: &Client, b: &str, key: &str, parts: &[Vec<u8>]) -> (String
     (id, etags)
 }
 
-fn list(etags: &[String]) -> CompletedMultipartUpload {
+pub fn list(etags: &[String]) -> CompletedMultipartUpload {
     let parts: Vec<(i32, &str)> = etags
         .iter()
         .enumerate()
@@ -236,10 +236,14 @@ fn parts_digest(etags: &[String]) -> String {
 
 /// Rewrites an upload's record as a gateway that died while completing it leaves it: a
 /// claim on `nuid`, never finished.
-async fn leave_claim(env: &Env, b: &str, id: &str, etags: &[String], nuid: &str) {
-    let kv = env
-        .js()
-        .await
+pub async fn leave_claim(
+    js: &async_nats::jetstream::Context,
+    b: &str,
+    id: &str,
+    etags: &[String],
+    nuid: &str,
+) {
+    let kv = js
         .get_key_value("jets3_uploads")
         .await
         .expect("the uploads KV bucket");
@@ -269,7 +273,7 @@ async fn a_dead_gateways_complete_is_taken_over() {
     set_versioning(&s3, &b, BucketVersioningStatus::Enabled).await;
     let parts = vec![data(5 * MIB, 11), data(77, 12)];
     let (id, etags) = uploaded(&s3, &b, "k", &parts).await;
-    leave_claim(&env, &b, &id, &etags, "DEADGATEWAYNUID0000001").await;
+    leave_claim(&env.js().await, &b, &id, &etags, "DEADGATEWAYNUID0000001").await;
     // Meanwhile the upload is being completed: no part can be added.
     let r = s3
         .upload_part()
@@ -340,7 +344,7 @@ async fn a_dead_gateways_committed_complete_is_finished() {
     let nuid = live.keys().next().unwrap().clone();
     // ... and not after it: the record still says "being completed".
     kv.put(format!("{b}.{id}"), in_progress).await.unwrap();
-    leave_claim(&env, &b, &id, &etags, &nuid).await;
+    leave_claim(&env.js().await, &b, &id, &etags, &nuid).await;
     let again = ok(
         s3.complete_multipart_upload()
             .bucket(&b)
