@@ -37,6 +37,20 @@ async fn after_lost_race(attempt: usize) {
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
 
+/// The headers of a metadata message: it replaces the subject's earlier ones, and with
+/// `expected` only if the subject's last message is that sequence (0: none).
+fn meta_headers(expected: Option<u64>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Rollup", "sub");
+    if let Some(seq) = expected {
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            seq.to_string().as_str(),
+        );
+    }
+    headers
+}
+
 /// The headers of an atomic batch (NATS ADR-50).
 const BATCH_ID: &str = "Nats-Batch-Id";
 const BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
@@ -1079,15 +1093,10 @@ impl Bucket {
                     .publish_with_headers(chunk_subject.clone(), first, chunk.clone())
                     .await
                     .map_err(NatsError::other)?;
-                let mut last = HeaderMap::new();
+                let mut last = meta_headers(Some(expected));
                 last.insert(BATCH_ID, id.as_str());
                 last.insert(BATCH_SEQUENCE, "2");
                 last.insert(BATCH_COMMIT, "1");
-                last.insert("Nats-Rollup", "sub");
-                last.insert(
-                    "Nats-Expected-Last-Subject-Sequence",
-                    expected.to_string().as_str(),
-                );
                 js.publish_with_headers(subject.to_string(), last, payload.clone())
                     .await
                     .map_err(NatsError::publish)?
@@ -1123,14 +1132,7 @@ impl Bucket {
         expected: Option<u64>,
         until: Option<Instant>,
     ) -> Result<u64, NatsError> {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Rollup", "sub");
-        if let Some(seq) = expected {
-            headers.insert(
-                "Nats-Expected-Last-Subject-Sequence",
-                seq.to_string().as_str(),
-            );
-        }
+        let mut headers = meta_headers(expected);
         // Tried again through a leader election: the message id makes NATS store it once
         // even when an attempt whose ack was lost did land.
         headers.insert("Nats-Msg-Id", nuid::next().to_string().as_str());

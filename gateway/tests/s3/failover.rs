@@ -59,7 +59,10 @@ fn retryable(e: &str) -> bool {
     e.starts_with("503 ") || e.starts_with("transport ")
 }
 
-async fn gateway_on(cluster: &NatsCluster, config: &jets3_crds::GatewayConfig) -> GatewayHandle {
+pub async fn gateway_on(
+    cluster: &NatsCluster,
+    config: &jets3_crds::GatewayConfig,
+) -> GatewayHandle {
     init_logging();
     let mut s = settings_for(&cluster.urls()[0]);
     s.nats = NatsSettings {

@@ -10,24 +10,10 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use jets3_gateway::store::meta::{chunk_subject, meta_subject};
-use jets3_gateway::{GatewayHandle, NatsSettings};
+use jets3_gateway::GatewayHandle;
 
 use crate::common::*;
-
-async fn gateway_on(cluster: &NatsCluster, config: &jets3_crds::GatewayConfig) -> GatewayHandle {
-    init_logging();
-    let mut s = settings_for(&cluster.urls()[0]);
-    s.nats = NatsSettings {
-        servers: cluster.urls(),
-        ..Default::default()
-    };
-    let gw = jets3_gateway::start(s, Some(config.clone()))
-        .await
-        .expect("gateway start");
-    let admin = gw.admin_addr().expect("admin");
-    assert!(ready_within(admin, 60).await, "gateway ready");
-    gw
-}
+use crate::failover::gateway_on;
 
 /// Sixteen clients, half on each of two gateways, of one three-replica bucket.
 async fn writers(cluster: &NatsCluster, b: &str) -> (Vec<GatewayHandle>, Vec<Client>) {
@@ -65,7 +51,7 @@ fn status_of<E: ProvideErrorMetadata + std::fmt::Debug>(
 async fn blind_writes_racing_on_a_key_all_succeed() {
     let cluster = NatsCluster::start(3).await;
     let b = unique_bucket("race");
-    let (_gws, clients) = writers(&cluster, &b).await;
+    let (gws, clients) = writers(&cluster, &b).await;
     let mut tasks = Vec::new();
     for (i, s3) in clients.into_iter().enumerate() {
         let b = b.clone();
@@ -99,24 +85,11 @@ async fn blind_writes_racing_on_a_key_all_succeed() {
     }
     assert!(failures.is_empty(), "blind writes failed: {failures:?}");
     let s3 = s3_client(ClientOpts {
-        endpoint: format!("http://{}", _gws[0].s3_addr()),
+        endpoint: format!("http://{}", gws[0].s3_addr()),
         creds: Some((ADMIN_AK.into(), ADMIN_SK.into())),
         ..Default::default()
     });
-    let got = s3
-        .get_object()
-        .bucket(&b)
-        .key("hot")
-        .send()
-        .await
-        .expect("get");
-    let got = got
-        .body
-        .collect()
-        .await
-        .expect("body")
-        .into_bytes()
-        .to_vec();
+    let got = get_bytes(&s3, &b, "hot").await;
     assert!(written.contains(&got), "the key holds one of the writes");
 }
 
@@ -153,21 +126,7 @@ async fn creates_racing_on_a_key_one_wins_the_others_get_412() {
         }
         assert!(others.is_empty(), "round {round}: {others:?}");
         assert_eq!(won.len(), 1, "round {round}: exactly one create wins");
-        let s3 = &clients[0];
-        let got = s3
-            .get_object()
-            .bucket(&b)
-            .key(&key)
-            .send()
-            .await
-            .expect("get");
-        let got = got
-            .body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes()
-            .to_vec();
+        let got = get_bytes(&clients[0], &b, &key).await;
         assert_eq!(got, won[0], "round {round}: the winner's bytes");
     }
     drop(gws);
