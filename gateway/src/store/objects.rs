@@ -51,6 +51,20 @@ fn meta_headers(expected: Option<u64>) -> HeaderMap {
     headers
 }
 
+/// Publishes a message and waits for JetStream's ack.
+async fn publish_acked(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    headers: HeaderMap,
+    payload: Bytes,
+) -> Result<async_nats::jetstream::publish::PublishAck, NatsError> {
+    js.publish_with_headers(subject.to_string(), headers, payload)
+        .await
+        .map_err(NatsError::publish)?
+        .await
+        .map_err(NatsError::publish)
+}
+
 /// The headers of an atomic batch (NATS ADR-50).
 const BATCH_ID: &str = "Nats-Batch-Id";
 const BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
@@ -1097,11 +1111,7 @@ impl Bucket {
                 last.insert(BATCH_ID, id.as_str());
                 last.insert(BATCH_SEQUENCE, "2");
                 last.insert(BATCH_COMMIT, "1");
-                js.publish_with_headers(subject.to_string(), last, payload.clone())
-                    .await
-                    .map_err(NatsError::publish)?
-                    .await
-                    .map_err(NatsError::publish)
+                publish_acked(js, subject, last, payload.clone()).await
             })
             .await?;
         Ok(ack.sequence)
@@ -1140,11 +1150,7 @@ impl Bucket {
         let ack = self
             .store
             .through_failover_until(&self.nats, until, || async {
-                js.publish_with_headers(subject.to_string(), headers.clone(), payload.clone())
-                    .await
-                    .map_err(NatsError::publish)?
-                    .await
-                    .map_err(NatsError::publish)
+                publish_acked(js, subject, headers.clone(), payload.clone()).await
             })
             .await?;
         Ok(ack.sequence)
