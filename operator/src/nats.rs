@@ -84,6 +84,13 @@ impl Nats {
         }
     }
 
+    /// Whether the server takes atomic batches (NATS 2.12 and later; older servers drop the
+    /// stream setting that allows them).
+    pub fn has_atomic_batches(&self) -> bool {
+        semver::Version::parse(&self.client.server_info().version)
+            .is_ok_and(|v| (v.major, v.minor) >= (2, 12))
+    }
+
     /// A message each time the connection is (re-)established.
     pub fn reconnects(&self) -> broadcast::Receiver<()> {
         self.reconnects.subscribe()

@@ -11,6 +11,11 @@
 //! | compression     | `compression` (`s2` or `none`)                |
 //! | placement       | `placement`                                   |
 //! | metadata        | `metadata`, next to the keys below            |
+//! | (none)          | `allow_atomic`: on, on servers that have it   |
+//!
+//! Atomic batches let the gateway write a small object's chunk and metadata in one publish
+//! on replicated buckets; streams made before jets3 asked for them (or by other tools) get
+//! them turned on, except mirrors and async-persist streams, where NATS has none.
 //!
 //! `maxObjectBytes` has no stream counterpart (objects are chunked, so the stream's message
 //! size limit does not bound them): the gateway enforces it from the `GatewayConfig`.
@@ -22,7 +27,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_nats::jetstream::stream::{self, Compression, Placement, StorageType};
+use async_nats::jetstream::stream::{self, Compression, PersistenceMode, Placement, StorageType};
 use jets3_crds::k8s::{S3Bucket, StorageType as SpecStorage};
 
 /// Stream metadata key naming the S3Bucket (`<namespace>/<name>`) the bucket belongs to.
@@ -59,6 +64,8 @@ pub struct Desired {
     pub description: Option<String>,
     /// The spec's metadata plus [`OWNER_KEY`].
     pub metadata: HashMap<String, String>,
+    /// Atomic batches on (NATS 2.12 and later); never turned off.
+    pub atomic: bool,
 }
 
 impl Desired {
@@ -89,7 +96,21 @@ impl Desired {
             }),
             description: spec.description.clone(),
             metadata,
+            atomic: false,
         }
+    }
+
+    /// These settings with atomic batches asked for when the servers have them.
+    pub fn with_atomic(mut self, servers_have_them: bool) -> Desired {
+        self.atomic = servers_have_them;
+        self
+    }
+
+    /// Whether atomic batches are asked for and `actual` can have them.
+    fn wants_atomic(&self, actual: &stream::Config) -> bool {
+        self.atomic
+            && actual.mirror.is_none()
+            && actual.persist_mode != Some(PersistenceMode::Async)
     }
 
     /// Whether the stream's storage is the one asked for (NATS cannot change it).
@@ -97,7 +118,8 @@ impl Desired {
         actual.storage == self.storage
     }
 
-    /// The spec fields whose value differs on the stream, by their spec names.
+    /// The spec fields whose value differs on the stream, by their spec names, and "atomic
+    /// batches" while those are off where they were asked for.
     pub fn differences(&self, actual: &stream::Config) -> Vec<&'static str> {
         let mut out = Vec::new();
         if actual.num_replicas.max(1) != self.replicas {
@@ -131,6 +153,9 @@ impl Desired {
         if theirs != ours {
             out.push("metadata");
         }
+        if self.wants_atomic(actual) && !actual.allow_atomic_publish {
+            out.push("atomic batches");
+        }
         out
     }
 
@@ -152,6 +177,9 @@ impl Desired {
             .metadata
             .retain(|k, _| reserved(k) && k.as_str() != OWNER_KEY);
         config.metadata.extend(self.metadata.clone());
+        if self.wants_atomic(&config) {
+            config.allow_atomic_publish = true;
+        }
         config
     }
 }
@@ -318,6 +346,33 @@ pub(crate) mod tests {
         assert_eq!(applied.metadata[OWNER_KEY], "team-a/media");
         assert_eq!(applied.metadata["team"], "x");
         assert!(!applied.metadata.contains_key("native"));
+    }
+
+    #[test]
+    fn atomic_batches_are_turned_on_where_the_stream_can_have_them() {
+        let d = Desired::of(&bucket(serde_json::json!({})), 1).with_atomic(true);
+        // A stream from before jets3 asked for them.
+        let mut before = d.apply(object_store_stream("media"));
+        before.allow_atomic_publish = false;
+        assert_eq!(d.differences(&before), vec!["atomic batches"]);
+        let after = d.apply(before.clone());
+        assert!(after.allow_atomic_publish);
+        assert!(d.differences(&after).is_empty());
+        // A server without them, a mirror, an async-persist stream: left as they are.
+        let old_server = Desired::of(&bucket(serde_json::json!({})), 1);
+        assert!(old_server.differences(&before).is_empty());
+        assert!(!old_server.apply(before.clone()).allow_atomic_publish);
+        let mut mirror = before.clone();
+        mirror.mirror = Some(stream::Source {
+            name: "elsewhere".into(),
+            ..Default::default()
+        });
+        let mut async_persist = before.clone();
+        async_persist.persist_mode = Some(PersistenceMode::Async);
+        for other in [mirror, async_persist] {
+            assert!(d.differences(&other).is_empty());
+            assert!(!d.apply(other).allow_atomic_publish);
+        }
     }
 
     #[test]

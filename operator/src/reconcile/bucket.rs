@@ -303,7 +303,8 @@ impl BucketExt for S3Bucket {
 /// Makes the NATS bucket exist with the spec's configuration, where NATS allows.
 async fn provision(b: &S3Bucket, ctx: &Context) -> Result<Provisioned> {
     let nats = b.nats_bucket_name();
-    let desired = Desired::of(b, ctx.nats.cluster_size());
+    let desired =
+        Desired::of(b, ctx.nats.cluster_size()).with_atomic(ctx.nats.has_atomic_batches());
     let me = owner_id(b);
     let Some(info) = ctx.nats.bucket(&nats).await? else {
         let config = desired.apply(jets3_nats::names::object_store_stream(&nats));

@@ -394,6 +394,10 @@ async fn an_existing_nats_bucket_is_adopted_only_when_the_spec_says_so() {
     let info = env.nats.bucket("native").await.unwrap();
     assert_eq!(info.config.description.as_deref(), Some("adopted"));
     assert_eq!(info.config.metadata["jets3.owner"], format!("{ns}/native"));
+    assert!(
+        !untouched.config.allow_atomic_publish && info.config.allow_atomic_publish,
+        "a native bucket gets atomic batches (a small object in one publish)"
+    );
     assert!(env
         .event(ns, "native", "BucketAdopted")
         .await
