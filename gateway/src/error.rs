@@ -1,6 +1,6 @@
 //! S3 error codes and the gateway's single error type.
 
-use crate::store::{NatsError, StoreError, Unmet};
+use crate::store::{Full, NatsError, StoreError, Unmet};
 use axum::response::Response;
 use http::{HeaderValue, StatusCode};
 
@@ -426,11 +426,10 @@ fn nats_error(e: NatsError, bucket: &str) -> S3Error {
             tracing::warn!(bucket, "NATS did not answer in time");
             S3Error::unavailable()
         }
-        NatsError::StorageFull(text) => {
-            let (message, what) = if text.contains("maximum bytes") {
-                ("The bucket is full: it holds its maxBytes.", "bucket")
-            } else {
-                ("The NATS server is out of storage.", "server")
+        NatsError::StorageFull(full, text) => {
+            let (message, what) = match full {
+                Full::Bucket => ("The bucket is full: it holds its maxBytes.", "bucket"),
+                Full::Server => ("The NATS server is out of storage.", "server"),
             };
             tracing::warn!(bucket, full = what, error = %text, "a write found no room");
             S3Error::new(S3Code::InsufficientStorage, message)

@@ -122,7 +122,7 @@ impl Bucket {
                 NatsError::WrongLastSequence
                 | NatsError::Closing
                 | NatsError::NoStream
-                | NatsError::StorageFull(_),
+                | NatsError::StorageFull(..),
             ) => Ok(Compacted::Later),
             Err(e) => {
                 // It may have landed: the next look finds out, the orphan scan takes the

@@ -182,7 +182,7 @@ impl Lifecycle {
         .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e @ NatsError::StorageFull(_)) => Err(e),
+            Err(e @ NatsError::StorageFull(..)) => Err(e),
             Err(e) => {
                 tracing::debug!(bucket, nuid, error = ?e, "retire record not stored: the orphan scan will find it");
                 Ok(())

@@ -125,8 +125,9 @@ pub enum NatsError {
     Closing,
     /// NATS did not answer in time (a leader election, a slow or frozen server).
     TimedOut,
-    /// The bucket's `max_bytes`, or the server's JetStream storage, is full.
-    StorageFull(String),
+    /// The bucket's `max_bytes`, or the server's (or account's) JetStream storage, is full;
+    /// NATS's words.
+    StorageFull(Full, String),
     /// NATS took no atomic batch, and stored nothing of it: atomic publishes are off for
     /// the stream, too many batches are in flight, or the batch's first message was lost (a
     /// leader change between its two messages).
@@ -135,8 +136,23 @@ pub enum NatsError {
     Other(String),
 }
 
+/// What has no room left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The bucket holds its `max_bytes`.
+    Bucket,
+    /// The server's or the account's JetStream storage.
+    Server,
+}
+
 /// JetStream's "message size exceeds maximum allowed": what a fenced stream answers.
 const MSG_TOO_BIG: u64 = 10054;
+/// JetStream's "storing the message failed", whose description says why: "maximum bytes
+/// exceeded" when the stream holds its `max_bytes`.
+const STORE_FAILED: u64 = 10077;
+/// JetStream's answers when the account's or the server's storage has no room: account
+/// resource limits, insufficient resources, memory, storage.
+const NO_ROOM: [u64; 4] = [10002, 10023, 10028, 10047];
 /// JetStream's "wrong last sequence" for a publish whose subject another proposal in flight
 /// is writing (a replicated stream): a lost race, as the code async-nats knows.
 const WRONG_LAST_SEQUENCE_IN_FLIGHT: u64 = 10164;
@@ -147,13 +163,20 @@ const BATCH_REFUSED: [u64; 3] = [10174, 10176, 10210];
 impl NatsError {
     fn publish(e: async_nats::jetstream::context::PublishError) -> Self {
         use async_nats::jetstream::context::PublishErrorKind as K;
-        let code = std::error::Error::source(&e)
-            .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
-            .map(|j| j.error_code().0);
-        match code {
-            Some(WRONG_LAST_SEQUENCE_IN_FLIGHT) => return NatsError::WrongLastSequence,
-            Some(c) if BATCH_REFUSED.contains(&c) => return NatsError::BatchRefused,
-            _ => {}
+        let answer = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>());
+        if let Some(answer) = answer {
+            let text = answer.to_string();
+            match answer.error_code().0 {
+                WRONG_LAST_SEQUENCE_IN_FLIGHT => return NatsError::WrongLastSequence,
+                c if BATCH_REFUSED.contains(&c) => return NatsError::BatchRefused,
+                MSG_TOO_BIG => return NatsError::Closing,
+                c if NO_ROOM.contains(&c) => return NatsError::StorageFull(Full::Server, text),
+                STORE_FAILED if text.contains("maximum bytes exceeded") => {
+                    return NatsError::StorageFull(Full::Bucket, text)
+                }
+                _ => {}
+            }
         }
         match e.kind() {
             // async-nats reports a publish nothing answered as "stream not found": a stream
@@ -165,15 +188,6 @@ impl NatsError {
                 let text = e.to_string();
                 if text.contains("no responders") {
                     NatsError::NoResponders
-                } else if text.contains(&MSG_TOO_BIG.to_string())
-                    || text.contains("message size exceeds maximum allowed")
-                {
-                    NatsError::Closing
-                } else if text.contains("maximum bytes exceeded")
-                    || text.contains("insufficient resources")
-                    || text.contains("insufficient storage")
-                {
-                    NatsError::StorageFull(text)
                 } else {
                     NatsError::Other(text)
                 }
@@ -975,4 +989,52 @@ async fn purge_subject(js: &Context, stream: &str, subject: String) -> Result<()
         .map_err(NatsError::other)?;
     s.purge().filter(subject).await.map_err(NatsError::other)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+
+    /// What a publish NATS refused with JetStream error `code` maps to.
+    fn refused(code: u64, description: &str) -> NatsError {
+        let answer: async_nats::jetstream::Error = serde_json::from_value(serde_json::json!({
+            "code": 400, "err_code": code, "description": description
+        }))
+        .expect("a JetStream error");
+        NatsError::publish(PublishError::with_source(PublishErrorKind::Other, answer))
+    }
+
+    #[test]
+    fn a_refused_publish_is_read_by_its_jetstream_code() {
+        assert!(matches!(
+            refused(10164, "wrong last sequence"),
+            NatsError::WrongLastSequence
+        ));
+        for code in BATCH_REFUSED {
+            assert!(matches!(refused(code, "batch"), NatsError::BatchRefused));
+        }
+        assert!(matches!(
+            refused(10054, "message size exceeds maximum allowed"),
+            NatsError::Closing
+        ));
+        for code in NO_ROOM {
+            assert!(matches!(
+                refused(code, "insufficient resources"),
+                NatsError::StorageFull(Full::Server, _)
+            ));
+        }
+        assert!(matches!(
+            refused(10077, "maximum bytes exceeded"),
+            NatsError::StorageFull(Full::Bucket, _)
+        ));
+        assert!(matches!(
+            refused(10077, "maximum messages exceeded"),
+            NatsError::Other(_)
+        ));
+        assert!(matches!(
+            refused(10999, "something new"),
+            NatsError::Other(_)
+        ));
+    }
 }

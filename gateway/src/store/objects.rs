@@ -966,9 +966,9 @@ impl Bucket {
                         m.seq = Some((seq, seq));
                     }
                 }
-                Err(e @ (NatsError::Closing | NatsError::NoStream | NatsError::StorageFull(_))) => {
-                    return Err(Committed::No(self.err(e)))
-                }
+                Err(
+                    e @ (NatsError::Closing | NatsError::NoStream | NatsError::StorageFull(..)),
+                ) => return Err(Committed::No(self.err(e))),
                 Err(e) => return Err(Committed::Unknown(self.err(e))),
             }
         }
