@@ -39,6 +39,7 @@ use super::index::writer;
 use super::lifecycle::{Retired, GC_KV};
 use super::meta::{chunk_subject, meta_subject, valid_nuid, Record};
 use super::scan::{self, Reach};
+use super::subjects::leader_subjects;
 use super::uploads::{PartInfo, UploadInfo};
 use super::versions::{key_versions_filter, versions_filter};
 use jets3_nats::names::{self, stream_name};
@@ -634,18 +635,12 @@ impl Collector {
                     return Ok(true);
                 }
             }
-            let stream = self
+            let (js, stream) = (&self.store.inner.js, stream_name(bucket));
+            let versions = self
                 .store
-                .inner
-                .js
-                .get_stream_no_info(stream_name(bucket))
-                .await
-                .map_err(NatsError::other)?;
-            let mut versions = stream
-                .info_with_subjects(filter)
-                .await
-                .map_err(NatsError::other)?;
-            while let Some((subject, _)) = versions.try_next().await.map_err(NatsError::other)? {
+                .through_failover(bucket, || leader_subjects(js, &stream, &filter))
+                .await?;
+            for subject in versions {
                 if let Some((seq, payload)) = self.store.leader_last(bucket, &subject).await? {
                     if uses(&payload, seq) {
                         return Ok(true);

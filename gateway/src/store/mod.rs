@@ -58,6 +58,7 @@ mod objects;
 mod reader;
 mod scan;
 mod small_reads;
+mod subjects;
 mod uploads;
 pub mod versions;
 mod writer;

@@ -21,7 +21,7 @@ use crate::retried_complete::{leave_claim, list, uploaded, version_ids};
 /// A gateway (its own collector off) on a three-node cluster through a proxy, serving bucket
 /// `b` with three replicas; a client of it, and a JetStream context on another node.
 struct R3 {
-    _cluster: NatsCluster,
+    cluster: NatsCluster,
     proxy: FaultProxy,
     gw: GatewayHandle,
     s3: aws_sdk_s3::Client,
@@ -68,7 +68,7 @@ async fn r3(b: &str) -> R3 {
         },
     );
     R3 {
-        _cluster: cluster,
+        cluster,
         proxy,
         gw,
         s3,
@@ -115,16 +115,28 @@ impl R3 {
     }
 
     /// Runs collector passes until `record` is forgotten and the stream holds `chunks` chunk
-    /// subjects.
+    /// subjects; when they never do, prints what the last pass left.
     async fn collect_until(&self, b: &str, record: &str, chunks: usize) -> bool {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let gc = self.gc().await;
-        eventually(20, || async {
-            let _ = self.collector.pass(None, false).await;
-            let forgotten = matches!(gc.get(record).await, Ok(None));
-            forgotten && chunk_count(&self.js, b).await == chunks
+        let last = std::sync::Mutex::new(String::new());
+        let done = eventually(20, || async {
+            let pass = self.collector.pass(None, false).await;
+            let kept = gc.get(record).await.map(|r| r.is_some());
+            let subjects = chunk_subjects(&self.js, b).await;
+            let done = matches!(kept, Ok(false)) && subjects.len() == chunks;
+            *last.lock().unwrap() =
+                format!("pass {pass:?}, record kept {kept:?}, chunk subjects {subjects:?}");
+            done
         })
-        .await
+        .await;
+        if !done {
+            eprintln!(
+                "collect_until({b}, {record}, {chunks}): {}",
+                last.lock().unwrap()
+            );
+        }
+        done
     }
 }
 
@@ -205,6 +217,117 @@ async fn a_noncurrent_version_on_the_leader_is_kept() {
     env.gw.shutdown().await;
 }
 
+/// A replica that has lost its leader answers STREAM.INFO from what it holds (nats-server's
+/// `jsStreamInfoRequest` lets a leaderless member of the group answer), and one that is
+/// behind lacks a version written meanwhile. The collector's last check before a purge lists
+/// the key's versions: it takes no answer that is not the leader's. No timing of real servers
+/// makes such a replica answer first on demand, so the test plays it: the proxy holds the
+/// listing requests back from the servers for a while, and the test answers each first with
+/// what such a replica sends (no leader, itself among the replicas, no subjects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_without_a_leader_does_not_list_a_keys_versions() {
+    use aws_sdk_s3::types::BucketVersioningStatus;
+    let b = unique_bucket("stale-info");
+    let env = r3(&b).await;
+    // An overwrite before versioning: its retire record makes the gateway create the KV.
+    put(&env.s3, &b, "warm", &data(1000, 6)).await;
+    put(&env.s3, &b, "warm", &data(1000, 7)).await;
+    set_versioning(&env.s3, &b, BucketVersioningStatus::Enabled).await;
+    let old = data(200 << 10, 8);
+    let first = ok(
+        env.s3
+            .put_object()
+            .bucket(&b)
+            .key("k")
+            .body(old.clone().into())
+            .send()
+            .await,
+        "PUT",
+    );
+    let id = first.version_id().expect("a version id").to_string();
+    put(&env.s3, &b, "k", &data(1000, 9)).await;
+    let record = env
+        .retire_by_hand(&b, &version_subject(&b, "k", Some(&id)), "k")
+        .await;
+
+    // What a replica without a leader, and behind, answers.
+    let stale = async_nats::connect(env.cluster.urls()[2].as_str())
+        .await
+        .expect("connect");
+    let api = format!("$JS.API.STREAM.INFO.OBJ_{b}");
+    let real = stale
+        .request(api.clone(), "".into())
+        .await
+        .expect("stream info");
+    let mut answer: serde_json::Value = serde_json::from_slice(&real.payload).expect("json");
+    let cluster = &mut answer["cluster"];
+    let leader = cluster["leader"].take();
+    cluster["replicas"]
+        .as_array_mut()
+        .expect("replicas")
+        .push(serde_json::json!({"name": leader, "current": true, "active": 0}));
+    cluster.as_object_mut().expect("cluster").remove("leader");
+    answer["state"]
+        .as_object_mut()
+        .expect("state")
+        .remove("subjects");
+    answer["state"]["num_subjects"] = 0.into();
+    answer["total"] = 0.into();
+    let answer = bytes::Bytes::from(answer.to_string());
+
+    env.proxy
+        .hold_publishes_to(&[api.as_str()], Duration::from_millis(500));
+    let versions = jets3_gateway::store::versions::key_versions_filter(&b, "k");
+    let answered = || env.proxy.api_replies(&api, &versions);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let passes = async {
+        for _ in 0..20 {
+            let _ = env.collector.pass(None, false).await;
+            if !answered().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let play = async {
+        let mut done = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::time::Instant::now() < deadline {
+            for reply in answered().into_iter().skip(done) {
+                stale.publish(reply, answer.clone()).await.expect("answer");
+                done += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(40), async {
+        tokio::select! {
+            _ = passes => {}
+            _ = play => {}
+        }
+    })
+    .await;
+    env.proxy.heal();
+    assert!(
+        answered().len() > 1,
+        "the collector listed the key's versions, took no answer without the leader, and asked again"
+    );
+    assert_eq!(
+        chunk_subjects(&env.js, &b).await.len(),
+        3,
+        "no version's chunks were purged on a stale replica's word"
+    );
+    assert!(
+        env.collect_until(&b, &record, 3).await,
+        "with the leader answering, the record is forgotten and the version kept"
+    );
+    assert!(
+        get_version_bytes(&env.s3, &b, "k", &id).await == old,
+        "the noncurrent version stays whole"
+    );
+    env.gw.shutdown().await;
+}
+
 /// A Complete that takes over a dead gateway's asks the stream leader whether that one
 /// committed: a replica that is behind would say it did not, and the object would be
 /// committed a second time.
@@ -252,18 +375,17 @@ async fn a_takeover_asks_the_stream_leader_whether_the_dead_complete_committed()
     env.gw.shutdown().await;
 }
 
-/// How many chunk subjects bucket `b`'s stream holds.
-async fn chunk_count(js: &async_nats::jetstream::Context, b: &str) -> usize {
+/// The chunk subjects bucket `b`'s stream holds, with their message counts.
+async fn chunk_subjects(js: &async_nats::jetstream::Context, b: &str) -> Vec<(String, usize)> {
     use futures::TryStreamExt;
     let stream = js.get_stream(format!("OBJ_{b}")).await.expect("stream");
-    let subjects: Vec<(String, usize)> = stream
+    stream
         .info_with_subjects(format!("$O.{b}.C.>"))
         .await
         .expect("subjects")
         .try_collect()
         .await
-        .expect("subjects");
-    subjects.len()
+        .expect("subjects")
 }
 
 /// GET and HEAD of a noncurrent and of the current version by id read both from the leader:
@@ -363,11 +485,15 @@ async fn the_orphan_scan_reads_as_far_as_the_leader() {
     // Later passes purge the orphan once its grace period is over.
     let purged = eventually(20, || async {
         let _ = collector.pass(None, true).await;
-        chunk_count(&env.js, &b).await <= 3
+        chunk_subjects(&env.js, &b).await.len() <= 3
     })
     .await;
     assert!(purged, "the orphan is purged");
-    assert_eq!(chunk_count(&env.js, &b).await, 3, "a, b and the part stay");
+    assert_eq!(
+        chunk_subjects(&env.js, &b).await.len(),
+        3,
+        "a, b and the part stay"
+    );
     assert!(get_bytes(&env.s3, &b, "a").await == body);
     assert!(get_bytes(&env.s3, &b, "b").await == body);
     crate::multipart::complete(&env.s3, &b, "mp", &id, &[etag]).await;

@@ -37,9 +37,16 @@ pub struct FaultProxy {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The subject of every publish that reached the proxy, in order, with the body of those
-/// to the JetStream API (requests, small; the data's bodies are not kept).
-type Subjects = Arc<Mutex<Vec<(String, Option<Vec<u8>>)>>>;
+/// Every publish that reached the proxy, in order.
+type Subjects = Arc<Mutex<Vec<Publish>>>;
+
+/// A publish's subject and reply subject, with the body of those to the JetStream API
+/// (requests, small; the data's bodies are not kept).
+struct Publish {
+    subject: String,
+    reply: Option<String>,
+    api: Option<Vec<u8>>,
+}
 
 /// What becomes of the publishes to subjects starting with one of `prefixes`.
 #[derive(Clone)]
@@ -109,23 +116,30 @@ impl FaultProxy {
         let subjects = self.subjects.lock().expect("lock");
         subjects
             .iter()
-            .filter(|(s, _)| s.starts_with(prefix))
+            .filter(|p| p.subject.starts_with(prefix))
             .count()
     }
 
     /// How many requests to a JetStream API subject starting with `prefix` whose body
     /// contains `needle` reached the proxy so far.
     pub fn api_requests(&self, prefix: &str, needle: &str) -> usize {
+        self.api_replies(prefix, needle).len()
+    }
+
+    /// The reply subjects of the requests to a JetStream API subject starting with `prefix`
+    /// whose body contains `needle`, in the order they reached the proxy.
+    pub fn api_replies(&self, prefix: &str, needle: &str) -> Vec<String> {
         let subjects = self.subjects.lock().expect("lock");
         subjects
             .iter()
-            .filter(|(s, body)| {
-                s.starts_with(prefix)
-                    && body
+            .filter(|p| {
+                p.subject.starts_with(prefix)
+                    && p.api
                         .as_deref()
                         .is_some_and(|b| find(b, needle.as_bytes()).is_some())
             })
-            .count()
+            .map(|p| p.reply.clone().unwrap_or_default())
+            .collect()
     }
 }
 
@@ -176,10 +190,13 @@ async fn relay(
             message.extend_from_slice(&body);
             let subject = words.get(1).copied().unwrap_or_default();
             let api = subject.starts_with("$JS.API.").then(|| body.clone());
-            subjects
-                .lock()
-                .expect("lock")
-                .push((subject.to_string(), api));
+            let with_reply = if op.as_deref() == Some("PUB") { 4 } else { 5 };
+            let reply = (words.len() == with_reply).then(|| words[2].to_string());
+            subjects.lock().expect("lock").push(Publish {
+                subject: subject.to_string(),
+                reply,
+                api,
+            });
             let matched = rule
                 .lock()
                 .expect("lock")
