@@ -713,7 +713,7 @@ async fn internal_kv_buckets_survive_a_server_as_the_buckets_do() {
 }
 
 /// Runs `op` until it succeeds, for up to `secs`, as long as it fails only retryably.
-async fn retried<T, E, F, Fut>(secs: u64, what: &str, mut op: F) -> T
+pub async fn retried<T, E, F, Fut>(secs: u64, what: &str, mut op: F) -> T
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     F: FnMut() -> Fut,

@@ -7,7 +7,7 @@ use aws_sdk_s3::Client;
 use sha2::Digest;
 
 use crate::common::*;
-use crate::multipart::{completed, create_upload, upload_part};
+use crate::multipart::{completed, upload_part};
 
 const MIB: usize = 1024 * 1024;
 
@@ -24,7 +24,15 @@ pub async fn version_ids(s3: &Client, b: &str) -> Vec<String> {
 
 /// An upload of `parts` to `key`; returns its id and the parts' ETags.
 pub async fn uploaded(s3: &Client, b: &str, key: &str, parts: &[Vec<u8>]) -> (String, Vec<String>) {
-    let id = create_upload(s3, b, key).await;
+    // A fresh cluster's first KV bucket of three replicas may take a while to answer (503,
+    // which clients retry).
+    let id = crate::failover::retried(60, "CreateMultipartUpload", || {
+        s3.create_multipart_upload().bucket(b).key(key).send()
+    })
+    .await
+    .upload_id()
+    .expect("UploadId")
+    .to_string();
     let mut etags = Vec::new();
     for (i, p) in parts.iter().enumerate() {
         etags.push(upload_part(s3, b, key, &id, i as i32 + 1, p).await);
