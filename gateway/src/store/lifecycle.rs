@@ -13,12 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{kv, Context};
-use async_nats::Client;
 use jets3_nats::names;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-use super::direct::last_for_subject;
 use super::internal::InternalReplicas;
 use super::meta::valid_nuid;
 use super::NatsError;
@@ -81,7 +79,6 @@ impl Timing {
 /// The lifecycle KV buckets of one connection.
 pub struct Lifecycle {
     js: Context,
-    client: Client,
     pub timing: Timing,
     gc: OnceCell<kv::Store>,
     reads: OnceCell<kv::Store>,
@@ -91,15 +88,9 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    pub fn new(
-        js: Context,
-        client: Client,
-        timing: Timing,
-        replicas: InternalReplicas,
-    ) -> Arc<Lifecycle> {
+    pub fn new(js: Context, timing: Timing, replicas: InternalReplicas) -> Arc<Lifecycle> {
         Arc::new(Lifecycle {
             js,
-            client,
             timing,
             gc: OnceCell::new(),
             reads: OnceCell::new(),
@@ -209,16 +200,26 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Whether any live reader holds version `nuid` of `bucket`.
+    /// Whether any live reader holds version `nuid` of `bucket`. The KV stream's leader
+    /// answers (the JetStream API, not a Direct Get): a replica that is behind could miss
+    /// the registration, and the version would be purged under the read.
     pub async fn is_read(&self, bucket: &str, nuid: &str) -> Result<bool, NatsError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
         self.reads().await?;
-        let msg = last_for_subject(
-            &self.client,
-            &names::kv_stream(READS_KV),
-            &names::kv_subject(READS_KV, &format!("{bucket}.{nuid}.*")),
-        )
-        .await?;
-        Ok(msg.is_some_and(|m| !matches!(m.header("KV-Operation"), Some("DEL") | Some("PURGE"))))
+        let stream = self
+            .js
+            .get_stream_no_info(names::kv_stream(READS_KV))
+            .await
+            .map_err(NatsError::other)?;
+        let subject = names::kv_subject(READS_KV, &format!("{bucket}.{nuid}.*"));
+        match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => Ok(!matches!(
+                m.headers.get("KV-Operation").map(|v| v.as_str()),
+                Some("DEL" | "PURGE")
+            )),
+            Err(e) if e.kind() == K::NoMessageFound => Ok(false),
+            Err(e) => Err(NatsError::other(e)),
+        }
     }
 
     /// Holds version `nuid` of `bucket` for a read until the returned guard drops: after a

@@ -37,7 +37,8 @@
 //! 4. **Atomic conditions.** Conditional writes and deletes check their condition on the
 //!    version a compare-and-set then proves current. DeleteBucket first *fences* the stream
 //!    (`max_msg_size` 1: every publish is refused, on every gateway, atomically on the
-//!    server), then checks that the bucket is empty and deletes it, or lifts the fence.
+//!    server), then checks that the bucket is empty, as far as the stream leader holds, and
+//!    deletes it, or lifts the fence.
 //! 5. **Untrusted metadata.** Everything read from NATS is validated ([`meta::Record`]).
 //!
 //! Versioning ([`versions`]) keeps replaced versions on `$O.<b>.V.<key>.<versionId>`
@@ -379,12 +380,7 @@ impl Store {
             .timeout(REPLAY_TIMEOUT)
             .build(client.clone());
         let inner = Inner {
-            lifecycle: Lifecycle::new(
-                js.clone(),
-                client.clone(),
-                timing,
-                internal_replicas.clone(),
-            ),
+            lifecycle: Lifecycle::new(js.clone(), timing, internal_replicas.clone()),
             small_reads: small_reads::SmallReads::new(
                 usize::try_from(cache.small_reads_bytes).unwrap_or(usize::MAX),
                 stats.small_reads.clone(),
@@ -626,7 +622,7 @@ impl Store {
             return Err(DeleteBucketError::NotEmpty);
         }
         self.fence(nats).await.map_err(|e| e.on(nats))?;
-        let empty = bucket.is_empty().await;
+        let empty = bucket.is_empty_on_leader().await;
         match empty {
             Ok(true) => {}
             Ok(false) => {

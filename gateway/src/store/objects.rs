@@ -17,7 +17,7 @@ use super::meta::{
     absent_info, chunk_subject, digest_string, mark_chunk_before, meta_subject, tombstone_info,
     ObjectInfoJson, Record,
 };
-use super::scan::Reach;
+use super::scan::{self, Reach};
 use super::versions::{self, version_subject, Versioning};
 use super::writer::{self, ChunkWriter, Written, OFFSET_HEADER};
 use super::{purge_subject, reader, Marker, NatsError, ObjectMeta, Store};
@@ -1443,6 +1443,30 @@ impl Bucket {
             }
         }
         Err(self.err(NatsError::Other("the listing snapshot is damaged".into())))
+    }
+
+    /// Like [`Bucket::is_empty`], counting everything the stream's leader holds:
+    /// DeleteBucket's last check. On a replicated bucket the index may follow a replica that
+    /// is behind, and its catch-up asks Direct Gets such a replica may answer: either could
+    /// miss a version just written, which the delete would take with it.
+    pub(super) async fn is_empty_on_leader(&self) -> StoreResult<bool> {
+        if self.store.replicas(&self.nats).await? > 1 {
+            let history = self.versioning().await?.has_history();
+            let filters = index::filters(&self.nats, history);
+            let js = &self.store.inner.js;
+            let floor = scan::leader_floor(js, &self.stream, &filters)
+                .await
+                .map_err(|e| self.err(e))?;
+            if let Some(seq) = floor {
+                let index = self.index().await?;
+                match index.reach(seq).await {
+                    Ok(()) => {}
+                    Err(index::CatchUpError::Loading) => return Err(StoreError::Loading),
+                    Err(index::CatchUpError::Nats(e)) => return Err(self.fail(e).await),
+                }
+            }
+        }
+        self.is_empty().await
     }
 
     /// Whether the bucket holds no version at all (nor a delete marker).

@@ -328,6 +328,158 @@ async fn a_replica_without_a_leader_does_not_list_a_keys_versions() {
     env.gw.shutdown().await;
 }
 
+/// DeleteBucket's last check, behind the fence, counts what the stream leader holds: the
+/// listing index may follow a replica that is behind, and its catch-up asks Direct Gets such
+/// a replica may answer, so either could miss an object just written and the bucket would be
+/// deleted with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_bucket_checks_emptiness_as_far_as_the_leader_holds() {
+    let b = unique_bucket("del-r3");
+    let env = r3(&b).await;
+    put(&env.s3, &b, "gone", &data(1000, 1)).await;
+    ok(
+        env.s3.delete_object().bucket(&b).key("gone").send().await,
+        "DELETE",
+    );
+    // The gateway's index is running; an object lands through another server.
+    assert!(env.s3.list_objects_v2().bucket(&b).send().await.is_ok());
+    let store = env
+        .js
+        .get_object_store(&b)
+        .await
+        .expect("the bucket as a native object store");
+    store
+        .put("late", &mut &b"written natively"[..])
+        .await
+        .expect("native put");
+    let refused = env.s3.delete_bucket().bucket(&b).send().await;
+    assert_eq!(sdk_err(refused), (409, "BucketNotEmpty".to_string()));
+    store.delete("late").await.expect("native delete");
+    let leader = format!("$JS.API.STREAM.MSG.GET.OBJ_{b}");
+    let before = env.proxy.publishes_to(&leader);
+    ok(
+        env.s3.delete_bucket().bucket(&b).send().await,
+        "DeleteBucket of an empty bucket",
+    );
+    assert!(
+        env.proxy.publishes_to(&leader) > before,
+        "the stream leader was asked how far the bucket goes"
+    );
+    assert!(env.js.get_stream(format!("OBJ_{b}")).await.is_err());
+    env.gw.shutdown().await;
+}
+
+/// A long read registered in `jets3_reads` holds the version it reads past the grace period.
+/// The collector asks the KV stream's leader whether one does: a Direct Get, which a replica
+/// behind answers without the registration, would let the version be purged under the read.
+/// The test plays that replica: the proxy holds Direct Gets to the KV back from the servers
+/// while the test answers each first with "404 Message Not Found", as such a replica does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_the_leader_holds_keeps_the_version_it_reads() {
+    use futures::TryStreamExt;
+    use jets3_gateway::store::lifecycle::READS_KV;
+    let b = unique_bucket("held-r3");
+    let env = r3(&b).await;
+    put(&env.s3, &b, "k", &data(300 << 10, 1)).await;
+    put(&env.s3, &b, "k", &data(1000, 2)).await;
+    let gc = env.gc().await;
+    let records: Vec<String> = gc
+        .keys()
+        .await
+        .expect("keys")
+        .try_collect()
+        .await
+        .expect("keys");
+    let retired = records
+        .iter()
+        .find_map(|k| k.strip_prefix(&format!("{b}.")))
+        .expect("the replaced version's retire record")
+        .to_string();
+    // The registry as the gateway makes it: registrations expire after the grace period, so
+    // a long read refreshes its own.
+    let reads = env
+        .js
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: READS_KV.into(),
+            history: 1,
+            max_age: Duration::from_secs(2),
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .expect("reads KV");
+    let reader = format!("{b}.{retired}.reader");
+    let register = || reads.put(reader.clone(), bytes::Bytes::new());
+    register().await.expect("a registered read");
+
+    // What a replica behind answers.
+    let url = env.cluster.urls()[2]
+        .trim_start_matches("nats://")
+        .to_string();
+    let mut stale = tokio::net::TcpStream::connect(url).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stale,
+        b"CONNECT {\"verbose\":false,\"headers\":true}\r\n",
+    )
+    .await
+    .expect("connect");
+    let api = format!("$JS.API.DIRECT.GET.KV_{READS_KV}");
+    env.proxy
+        .hold_publishes_to(&[api.as_str()], Duration::from_millis(500));
+    let asked = || env.proxy.replies_to(&api);
+    let passes = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for _ in 0..20 {
+            let _ = env.collector.pass(None, false).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let play = async {
+        let mut done = 0;
+        let mut refreshed = tokio::time::Instant::now();
+        loop {
+            if refreshed.elapsed() > Duration::from_millis(300) {
+                register().await.expect("the read goes on");
+                refreshed = tokio::time::Instant::now();
+            }
+            for reply in asked().into_iter().skip(done) {
+                let status = "NATS/1.0 404 Message Not Found\r\n\r\n";
+                let n = status.len();
+                let frame = format!("HPUB {reply} {n} {n}\r\n{status}\r\n");
+                tokio::io::AsyncWriteExt::write_all(&mut stale, frame.as_bytes())
+                    .await
+                    .expect("answer");
+                done += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        _ = passes => {}
+        _ = play => {}
+    }
+    env.proxy.heal();
+    assert!(
+        asked().is_empty(),
+        "no Direct Get decided whether a read holds the version"
+    );
+    let subject = format!("$O.{b}.C.{retired}");
+    assert!(
+        chunk_subjects(&env.js, &b)
+            .await
+            .iter()
+            .any(|(s, _)| *s == subject),
+        "the version a read holds is not purged"
+    );
+    reads.purge(&reader).await.expect("the read ends");
+    let record = format!("{b}.{retired}");
+    assert!(
+        env.collect_until(&b, &record, 1).await,
+        "once no read holds it, the version is purged"
+    );
+    env.gw.shutdown().await;
+}
+
 /// A Complete that takes over a dead gateway's asks the stream leader whether that one
 /// committed: a replica that is behind would say it did not, and the object would be
 /// committed a second time.

@@ -126,6 +126,17 @@ impl FaultProxy {
         self.api_replies(prefix, needle).len()
     }
 
+    /// The reply subjects of the publishes to a subject starting with `prefix`, in the order
+    /// they reached the proxy.
+    pub fn replies_to(&self, prefix: &str) -> Vec<String> {
+        let subjects = self.subjects.lock().expect("lock");
+        subjects
+            .iter()
+            .filter(|p| p.subject.starts_with(prefix))
+            .filter_map(|p| p.reply.clone())
+            .collect()
+    }
+
     /// The reply subjects of the requests to a JetStream API subject starting with `prefix`
     /// whose body contains `needle`, in the order they reached the proxy.
     pub fn api_replies(&self, prefix: &str, needle: &str) -> Vec<String> {

@@ -495,6 +495,22 @@ impl Index {
         }
     }
 
+    /// Waits until the index has applied the message at stream sequence `seq` (the last one
+    /// it follows that the stream's leader holds), for [`CATCH_UP_TIMEOUT`] at most.
+    pub async fn reach(&self, seq: u64) -> Result<(), CatchUpError> {
+        let mut applied = self.applied.subscribe();
+        let reached = tokio::time::timeout(CATCH_UP_TIMEOUT, async {
+            applied.wait_for(|a| *a >= seq).await.map(|_| ())
+        })
+        .await;
+        match reached {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(NatsError::Other("listing index stopped".into()).into()),
+            Err(_) if !*self.loaded.borrow() && self.is_alive() => Err(CatchUpError::Loading),
+            Err(_) => Err(NatsError::Other("listing index did not reach the leader".into()).into()),
+        }
+    }
+
     /// Moves to a newer snapshot when one was written (looked for at most every
     /// [`HEAD_CHECK`]); the changes it holds leave memory.
     pub async fn refresh(
