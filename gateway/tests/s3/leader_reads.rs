@@ -110,6 +110,32 @@ impl R3 {
         record_key
     }
 
+    /// With versioning on, key "k" with a noncurrent version of 200 KiB whose chunks also
+    /// have a retire record (and "warm", whose overwrite before versioning made the gateway
+    /// create the KV): the version's id, its bytes and the record's key.
+    async fn noncurrent_retired_by_hand(&self, b: &str) -> (String, Vec<u8>, String) {
+        use aws_sdk_s3::types::BucketVersioningStatus;
+        put(&self.s3, b, "warm", &data(1000, 6)).await;
+        put(&self.s3, b, "warm", &data(1000, 7)).await;
+        set_versioning(&self.s3, b, BucketVersioningStatus::Enabled).await;
+        let old = data(200 << 10, 4);
+        let first = ok(
+            self.s3
+                .put_object()
+                .bucket(b)
+                .key("k")
+                .body(old.clone().into())
+                .send()
+                .await,
+            "PUT",
+        );
+        let id = first.version_id().expect("a version id").to_string();
+        put(&self.s3, b, "k", &data(100 << 10, 5)).await;
+        let subject = version_subject(b, "k", Some(&id));
+        let record = self.retire_by_hand(b, &subject, "k").await;
+        (id, old, record)
+    }
+
     async fn gc(&self) -> async_nats::jetstream::kv::Store {
         self.js.get_key_value(GC_KV).await.expect("gc kv")
     }
@@ -184,28 +210,9 @@ async fn the_last_check_before_a_purge_asks_the_stream_leader() {
 /// that is still listed is kept, readable by its id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_noncurrent_version_on_the_leader_is_kept() {
-    use aws_sdk_s3::types::BucketVersioningStatus;
     let b = unique_bucket("purge-r3v");
     let env = r3(&b).await;
-    // An overwrite before versioning: its retire record makes the gateway create the KV.
-    put(&env.s3, &b, "warm", &data(1000, 6)).await;
-    put(&env.s3, &b, "warm", &data(1000, 7)).await;
-    set_versioning(&env.s3, &b, BucketVersioningStatus::Enabled).await;
-    let old = data(200 << 10, 4);
-    let first = ok(
-        env.s3
-            .put_object()
-            .bucket(&b)
-            .key("k")
-            .body(old.clone().into())
-            .send()
-            .await,
-        "PUT",
-    );
-    let id = first.version_id().expect("a version id").to_string();
-    put(&env.s3, &b, "k", &data(100 << 10, 5)).await;
-    let subject = version_subject(&b, "k", Some(&id));
-    let record = env.retire_by_hand(&b, &subject, "k").await;
+    let (id, old, record) = env.noncurrent_retired_by_hand(&b).await;
     assert!(
         env.collect_until(&b, &record, 3).await,
         "the record of the noncurrent version is forgotten, its chunks kept"
@@ -226,29 +233,9 @@ async fn a_noncurrent_version_on_the_leader_is_kept() {
 /// what such a replica sends (no leader, itself among the replicas, no subjects).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_without_a_leader_does_not_list_a_keys_versions() {
-    use aws_sdk_s3::types::BucketVersioningStatus;
     let b = unique_bucket("stale-info");
     let env = r3(&b).await;
-    // An overwrite before versioning: its retire record makes the gateway create the KV.
-    put(&env.s3, &b, "warm", &data(1000, 6)).await;
-    put(&env.s3, &b, "warm", &data(1000, 7)).await;
-    set_versioning(&env.s3, &b, BucketVersioningStatus::Enabled).await;
-    let old = data(200 << 10, 8);
-    let first = ok(
-        env.s3
-            .put_object()
-            .bucket(&b)
-            .key("k")
-            .body(old.clone().into())
-            .send()
-            .await,
-        "PUT",
-    );
-    let id = first.version_id().expect("a version id").to_string();
-    put(&env.s3, &b, "k", &data(1000, 9)).await;
-    let record = env
-        .retire_by_hand(&b, &version_subject(&b, "k", Some(&id)), "k")
-        .await;
+    let (id, old, record) = env.noncurrent_retired_by_hand(&b).await;
 
     // What a replica without a leader, and behind, answers.
     let stale = async_nats::connect(env.cluster.urls()[2].as_str())
