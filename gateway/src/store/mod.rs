@@ -613,26 +613,40 @@ impl Store {
 
     /// Deletes a bucket if it holds no version: fences the stream so that no write can
     /// land meanwhile, checks, then deletes it (uploads in progress go with it) or lifts
-    /// the fence.
+    /// the fence. From the fence on it runs detached: a request dropped midway (the client
+    /// hung up, the request timed out) never leaves the fence up.
     pub async fn delete_bucket_if_empty(&self, nats: &str) -> Result<(), DeleteBucketError> {
         self.check_connected().await?;
-        let bucket = self.bucket(nats);
         // Cheap refusal first: most non-empty buckets never need the fence.
-        if !bucket.is_empty().await? {
+        if !self.bucket(nats).is_empty().await? {
             return Err(DeleteBucketError::NotEmpty);
         }
-        self.fence(nats).await.map_err(|e| e.on(nats))?;
-        let empty = bucket.is_empty_on_leader().await;
-        match empty {
-            Ok(true) => {}
-            Ok(false) => {
-                self.unfence(nats).await.map_err(|e| e.on(nats))?;
-                return Err(DeleteBucketError::NotEmpty);
+        let (store, name) = (self.clone(), nats.to_string());
+        tokio::spawn(async move { store.delete_fenced(&name).await })
+            .await
+            .map_err(|e| DeleteBucketError::Store(StoreError::internal(e)))?
+    }
+
+    /// [`Store::delete_bucket_if_empty`] from the fence on: whatever keeps the bucket from
+    /// being deleted also lifts the fence.
+    async fn delete_fenced(&self, nats: &str) -> Result<(), DeleteBucketError> {
+        let deleted = match self.fence(nats).await {
+            Ok(()) => self.delete_behind_fence(nats).await,
+            // The fence may be up all the same (its answer lost on the way).
+            Err(e) => Err(e.on(nats).into()),
+        };
+        if deleted.is_err() {
+            if let Err(e) = self.unfence(nats).await {
+                tracing::warn!(bucket = nats, error = ?e, "a DeleteBucket that did not delete could not lift its fence");
             }
-            Err(e) => {
-                let _ = self.unfence(nats).await;
-                return Err(e.into());
-            }
+        }
+        deleted
+    }
+
+    /// Deletes the fenced bucket if it holds no version, as far as its stream leader holds.
+    async fn delete_behind_fence(&self, nats: &str) -> Result<(), DeleteBucketError> {
+        if !self.bucket(nats).is_empty_on_leader().await? {
+            return Err(DeleteBucketError::NotEmpty);
         }
         self.forget_uploads(nats).await?;
         self.forget_index(nats);

@@ -627,6 +627,44 @@ async fn delete_bucket_never_loses_a_concurrent_acknowledged_put() {
     peer.gw.shutdown().await;
 }
 
+/// A DeleteBucket whose client hangs up while the fence is on its way to NATS still
+/// finishes: the fence goes up after the client left, the bucket turns out to hold an
+/// object (written meanwhile by a native client), so the fence comes down again and the
+/// bucket takes writes at once, not only after the collector lifts a dead fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_bucket_whose_client_hangs_up_never_leaves_its_fence() {
+    let b = unique_bucket("fenced");
+    let (env, proxy) = crate::netfault::env_behind_proxy(&b, |_| {}).await;
+    let hold = Duration::from_secs(2);
+    proxy.hold_publishes_to(&["$JS.API.STREAM.UPDATE."], hold);
+    let req = RawRequest::new("DELETE", &format!("/{b}"));
+    send_and_hang_up(&env, signed(&env, req), Duration::from_millis(300)).await;
+    assert_eq!(
+        proxy.publishes_to("$JS.API.STREAM.UPDATE."),
+        1,
+        "the fence was sent before the client hung up"
+    );
+    let js = env.js().await;
+    let store = js.get_object_store(&b).await.expect("object store");
+    store
+        .put("native", &mut &b"written natively"[..])
+        .await
+        .expect("a native write before the fence lands");
+    // The fence lands after `hold`; whatever DeleteBucket decides, it is over soon after.
+    tokio::time::sleep(hold + Duration::from_secs(2)).await;
+    let mut stream = js.get_stream(format!("OBJ_{b}")).await.expect("stream");
+    let config = stream.info().await.expect("info").config.clone();
+    assert!(
+        !config.metadata.contains_key("jets3.closing") && config.max_message_size != 1,
+        "the fence is down: {:?}, max_msg_size {}",
+        config.metadata,
+        config.max_message_size
+    );
+    let s3 = env.client();
+    put(&s3, &b, "after", b"takes writes").await;
+    assert_eq!(get_bytes(&s3, &b, "native").await, b"written natively");
+}
+
 /// DeleteObject with If-Match deletes only the version it names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditional_delete_checks_the_version_it_deletes() {
