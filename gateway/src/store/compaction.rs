@@ -74,7 +74,8 @@ impl Bucket {
 
     /// Compacts key `key`'s current version if it is still the spliced version `nuid`.
     pub(super) async fn compact(&self, key: &str, nuid: &str) -> StoreResult<Compacted> {
-        let found = match self.lookup(key).await {
+        // "Gone" forgets the job: decided on what the stream leader holds.
+        let found = match self.settled_lookup(key).await {
             Ok(found) => found,
             // The bucket is gone, and the version with it.
             Err(e) if e.not_found() => return Ok(Compacted::Gone),

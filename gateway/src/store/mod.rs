@@ -645,7 +645,7 @@ impl Store {
 
     /// Deletes the fenced bucket if it holds no version, as far as its stream leader holds.
     async fn delete_behind_fence(&self, nats: &str) -> Result<(), DeleteBucketError> {
-        if !self.bucket(nats).is_empty_on_leader().await? {
+        if !self.bucket(nats).is_empty().await? {
             return Err(DeleteBucketError::NotEmpty);
         }
         self.forget_uploads(nats).await?;
@@ -874,12 +874,42 @@ impl Store {
         Ok(m.map(|m| m.time))
     }
 
+    /// The first message on `filter` (wildcards allowed) at or after sequence `from` in
+    /// bucket `nats`'s stream, as its leader has it (see [`Store::leader_last`]): its
+    /// sequence.
+    pub(crate) async fn leader_next(
+        &self,
+        nats: &str,
+        filter: &str,
+        from: u64,
+    ) -> Result<Option<u64>, NatsError> {
+        let m = self
+            .leader_query(nats, |s| {
+                s.raw_message_builder()
+                    .sequence(from)
+                    .next_by_subject(filter)
+            })
+            .await?;
+        Ok(m.map(|m| m.sequence))
+    }
+
     async fn leader_message(
         &self,
         nats: &str,
         subject: &str,
     ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, NatsError> {
-        use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
+        self.leader_query(nats, |s| s.raw_message_builder().last_by_subject(subject))
+            .await
+    }
+
+    /// Sends the message request `ask` builds to bucket `nats`'s stream leader (the
+    /// JetStream API), through a leader election if one is under way.
+    async fn leader_query(
+        &self,
+        nats: &str,
+        ask: impl Fn(&jetstream::stream::Stream<()>) -> jetstream::stream::RawMessageBuilder,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, NatsError> {
+        use async_nats::jetstream::stream::RawMessageErrorKind as K;
         let stream = self
             .inner
             .js
@@ -887,7 +917,7 @@ impl Store {
             .await
             .map_err(NatsError::other)?;
         self.through_failover(nats, || async {
-            match stream.get_last_raw_message_by_subject(subject).await {
+            match ask(&stream).send().await {
                 Ok(m) => Ok(Some(m)),
                 Err(e) if e.kind() == K::NoMessageFound => Ok(None),
                 // A leader between terms answers with errors of its own: all of them are

@@ -4,20 +4,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_nats::jetstream::message::PublishMessage;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::{future, stream, FutureExt, Stream, StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
-use super::direct::last_for_subject;
+use super::direct::{last_for_subject, next_for_subject};
 use super::index::{self, Index, Need, Source, View, WalkError};
 use super::lifecycle::{Lifecycle, Retired};
 use super::meta::{
     absent_info, chunk_subject, digest_string, mark_chunk_before, meta_subject, tombstone_info,
     ObjectInfoJson, Record,
 };
-use super::scan::{self, Reach};
+use super::scan::Reach;
 use super::versions::{self, version_subject, Versioning};
 use super::writer::{self, ChunkWriter, Written, OFFSET_HEADER};
 use super::{purge_subject, reader, Marker, NatsError, ObjectMeta, Store};
@@ -131,6 +130,9 @@ pub(super) struct Lookup {
     at: Instant,
     /// Not looked up: a blind write's guess that the key has no current version.
     guessed: bool,
+    /// Read from the stream's leader (or the only server of a one-replica stream): what a
+    /// decision taken without a compare-and-set may rest on.
+    settled: bool,
 }
 
 impl Lookup {
@@ -141,6 +143,7 @@ impl Lookup {
             last_seq: 0,
             at: Instant::now(),
             guessed: true,
+            settled: false,
         }
     }
 
@@ -369,25 +372,32 @@ impl Bucket {
                     last_seq: 0,
                     at,
                     guessed: false,
+                    settled: false,
                 },
                 Some((current, last_seq)) => Lookup {
                     current,
                     last_seq,
                     at,
                     guessed: false,
+                    settled: false,
                 },
             },
         )
     }
 
-    /// The key's current version, for a read. On a replicated stream a Direct Get may be
-    /// answered by a replica that is behind (one that was partitioned or frozen), which would
-    /// show an older version or none at all; so there the stream's leader answers (the
-    /// JetStream API), through a leader election if one is under way. Chunks need no such
-    /// care: a version's chunks never change, a replica that lacks them says so.
-    async fn lookup_for_read(&self, key: &str) -> StoreResult<Lookup> {
+    /// The key's current version, for a read or a decision taken without a compare-and-set.
+    /// On a replicated stream a Direct Get may be answered by a replica that is behind (one
+    /// that was partitioned or frozen, or has not yet applied a write acknowledged a moment
+    /// ago), which would show an older version or none at all; so there the stream's leader
+    /// answers (the JetStream API), through a leader election if one is under way. Chunks
+    /// need no such care: a version's chunks never change, a replica that lacks them says so.
+    pub(super) async fn settled_lookup(&self, key: &str) -> StoreResult<Lookup> {
         if self.store.replicas(&self.nats).await? <= 1 {
-            return self.lookup(key).await;
+            let found = self.lookup(key).await?;
+            return Ok(Lookup {
+                settled: true,
+                ..found
+            });
         }
         self.store.check_connected().await?;
         let at = Instant::now();
@@ -403,6 +413,7 @@ impl Bucket {
                 last_seq: 0,
                 at,
                 guessed: false,
+                settled: true,
             },
             Some((seq, payload)) => Lookup {
                 current: Record::decode(&payload, Some(key), seq).unwrap_or_else(|why| {
@@ -412,32 +423,46 @@ impl Bucket {
                 last_seq: seq,
                 at,
                 guessed: false,
+                settled: true,
             },
         })
     }
 
     /// What the key's metadata subject holds: its current version (object or marker).
     pub async fn current(&self, key: &str) -> StoreResult<Record> {
-        Ok(self.lookup_for_read(key).await?.current)
+        Ok(self.settled_lookup(key).await?.current)
     }
 
     /// The object's metadata, or `None` if there is no such key.
     pub async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
-        Ok(self.lookup_for_read(key).await?.current.object())
+        Ok(self.settled_lookup(key).await?.current.object())
     }
 
     /// Checks a conditional write's expectation against the key's current version, which it
     /// returns for the write to start from ([`Bucket::put`]).
     pub async fn check_write(&self, key: &str, expect: &Expect) -> StoreResult<Prior> {
-        let found = self.lookup(key).await?;
+        let mut found = self.lookup(key).await?;
+        if found.check(key, expect).is_err() {
+            // Refused without a compare-and-set: only on what the stream leader holds.
+            found = self.settle(key, found).await?;
+        }
         found.check(key, expect)?;
         Ok(Prior(found))
+    }
+
+    /// `found` if a decision taken without a compare-and-set may rest on it, else the key's
+    /// current version as the stream's leader holds it ([`Bucket::settled_lookup`]).
+    async fn settle(&self, key: &str, found: Lookup) -> StoreResult<Lookup> {
+        if found.settled || self.store.replicas(&self.nats).await? <= 1 {
+            return Ok(found);
+        }
+        self.settled_lookup(key).await
     }
 
     /// One version of a key (`None`: the null version): the current one or a noncurrent
     /// one; `None` when there is no such version.
     pub async fn version(&self, key: &str, version: Option<&str>) -> StoreResult<Option<Record>> {
-        let current = self.lookup_for_read(key).await?.current;
+        let current = self.settled_lookup(key).await?.current;
         if current.version() == Some(version) {
             return Ok(Some(current));
         }
@@ -445,48 +470,40 @@ impl Bucket {
             return Ok(None);
         }
         Ok(self
-            .noncurrent_for_read(key, version)
+            .noncurrent(key, version)
             .await?
+            .map(|(r, _)| r)
             .filter(|r| r.version() == Some(version)))
     }
 
-    /// A noncurrent version's record, for a read: on a replicated stream from its leader, as
-    /// [`Bucket::lookup_for_read`] reads the current one (a replica behind would answer
-    /// NoSuchVersion for a version that exists, or show one deleted since).
-    async fn noncurrent_for_read(
-        &self,
-        key: &str,
-        version: Option<&str>,
-    ) -> StoreResult<Option<Record>> {
-        if self.store.replicas(&self.nats).await? <= 1 {
-            return Ok(self.noncurrent(key, version).await?.map(|(r, _)| r));
-        }
-        self.store.check_connected().await?;
-        let subject = version_subject(&self.nats, key, version);
-        let got = self
-            .store
-            .leader_last(&self.nats, &subject)
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(got.and_then(
-            |(seq, payload)| match Record::decode(&payload, Some(key), seq) {
-                Ok(r) => Some(r),
-                Err(why) => {
-                    self.store.malformed(&subject, &why);
-                    None
-                }
-            },
-        ))
-    }
-
-    /// A noncurrent version's record and sequence.
+    /// A noncurrent version's record and sequence: on a replicated stream from its leader,
+    /// as [`Bucket::settled_lookup`] reads the current one (a replica behind would answer
+    /// NoSuchVersion for a version that exists, or show one deleted since). Malformed
+    /// metadata reads as absent.
     async fn noncurrent(
         &self,
         key: &str,
         version: Option<&str>,
     ) -> StoreResult<Option<(Record, u64)>> {
-        self.read_record(&version_subject(&self.nats, key, version), key)
+        let subject = version_subject(&self.nats, key, version);
+        if self.store.replicas(&self.nats).await? <= 1 {
+            return self.read_record(&subject, key).await;
+        }
+        self.store.check_connected().await?;
+        let got = self
+            .store
+            .leader_last(&self.nats, &subject)
             .await
+            .map_err(|e| self.err(e))?;
+        Ok(got.map(
+            |(seq, payload)| match Record::decode(&payload, Some(key), seq) {
+                Ok(r) => (r, seq),
+                Err(why) => {
+                    self.store.malformed(&subject, &why);
+                    (Record::Absent, seq)
+                }
+            },
+        ))
     }
 
     /// The key's version (current or noncurrent) whose chunks are `nuid`, if one is. A
@@ -497,7 +514,7 @@ impl Bucket {
         key: &str,
         nuid: &str,
     ) -> StoreResult<Option<ObjectMeta>> {
-        let current = self.lookup_for_read(key).await?.current;
+        let current = self.settled_lookup(key).await?.current;
         if current.identity() == Some(nuid) || spliced_from(&current) == Some(nuid) {
             return Ok(current.object());
         }
@@ -668,8 +685,7 @@ impl Bucket {
                 (w, found)
             }
             None => {
-                let found = self.lookup(&obj.key).await?;
-                found.check(&obj.key, &expect)?;
+                let Prior(found) = self.check_write(&obj.key, &expect).await?;
                 (self.write_chunks(body, max_size, hold).await?, found)
             }
         };
@@ -845,6 +861,12 @@ impl Bucket {
             if found.at.elapsed() > pause / 2 {
                 found = self.lookup(key).await.map_err(Committed::No)?;
             }
+            // A refused condition, or a delete of a key that shows no object, ends the commit
+            // without a compare-and-set: only on what the stream leader holds.
+            let unmet = found.check(key, expect).is_err();
+            if unmet || matches!(new, Record::Absent) && found.object().is_none() {
+                found = self.settle(key, found).await.map_err(Committed::No)?;
+            }
             if let (Some(ours), Some(theirs)) = (new.identity(), found.current.identity()) {
                 if ours == theirs {
                     // An attempt whose answer was lost did land: that is the commit.
@@ -954,7 +976,9 @@ impl Bucket {
                 }
                 Err(NatsError::WrongLastSequence) => {
                     after_lost_race(attempt).await;
-                    found = self.lookup(key).await.map_err(Committed::Unknown)?;
+                    // Lost to another writer, or to a replica behind that showed an older
+                    // version: the leader says which.
+                    found = self.settled_lookup(key).await.map_err(Committed::Unknown)?;
                 }
                 Err(NatsError::BatchRefused) => {
                     // Nothing of the batch landed: the chunk alone first, then the metadata.
@@ -984,18 +1008,26 @@ impl Bucket {
         let version = cur.version().flatten();
         let subject = version_subject(&self.nats, key, version);
         let payload = serde_json::to_vec(&info).map_err(StoreError::internal)?;
+        let replicated = self.store.replicas(&self.nats).await? > 1;
         for attempt in 0..COMMIT_TRIES {
-            let existing = last_for_subject(&self.store.inner.client, &self.stream, &subject)
-                .await
-                .map_err(|e| self.err(e))?;
+            // After a refused compare-and-set, the leader says what the subject holds (a
+            // replica behind may have shown an older message, or none).
+            let existing = if attempt > 0 && replicated {
+                self.store.leader_last(&self.nats, &subject).await
+            } else {
+                last_for_subject(&self.store.inner.client, &self.stream, &subject)
+                    .await
+                    .map(|m| m.map(|m| (m.seq, m.payload)))
+            }
+            .map_err(|e| self.err(e))?;
             let (expected, replaced) = match &existing {
                 None => (0, None),
-                Some(m) if m.payload == payload => return Ok(true),
-                Some(m) => match Record::decode(&m.payload, Some(key), m.seq) {
+                Some((_, p)) if *p == payload => return Ok(true),
+                Some((seq, p)) => match Record::decode(p, Some(key), *seq) {
                     Ok(Record::Gone { stamp }) if Some(stamp) == cur.stamp() => return Ok(false),
                     // A stale copy of this version, an older null version, or junk.
-                    Ok(r) => (m.seq, Some(r)),
-                    Err(_) => (m.seq, None),
+                    Ok(r) => (*seq, Some(r)),
+                    Err(_) => (*seq, None),
                 },
             };
             match self
@@ -1119,18 +1151,10 @@ impl Bucket {
 
     /// Publishes a version's one chunk on its own (an atomic batch refused); its sequence.
     async fn publish_chunk(&self, nuid: &str, chunk: Bytes) -> Result<u64, NatsError> {
-        let msg = PublishMessage::build()
-            .payload(chunk)
-            .header(OFFSET_HEADER, "0");
-        let ack = self
-            .store
-            .inner
-            .js
-            .send_publish(chunk_subject(&self.nats, nuid), msg)
-            .await
-            .map_err(NatsError::publish)?
-            .await
-            .map_err(NatsError::publish)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(OFFSET_HEADER, "0");
+        let subject = chunk_subject(&self.nats, nuid);
+        let ack = publish_acked(&self.store.inner.js, &subject, headers, chunk).await?;
         Ok(ack.sequence)
     }
 
@@ -1162,7 +1186,8 @@ impl Bucket {
     pub async fn update_meta(&self, meta: &ObjectMeta) -> StoreResult<ObjectMeta> {
         let _done = self.writing(&meta.key);
         self.store.check_connected().await?;
-        let found = self.lookup(&meta.key).await?;
+        // Which subject holds the version decides where the compare-and-set goes.
+        let found = self.settled_lookup(&meta.key).await?;
         let subject = if found.current.version() == Some(meta.version.as_deref()) {
             meta_subject(&self.nats, &meta.key)
         } else {
@@ -1229,7 +1254,8 @@ impl Bucket {
             return self.delete(key, &Expect::Any).await;
         }
         for attempt in 0..COMMIT_TRIES {
-            let found = self.lookup(key).await?;
+            // "No such version" ends it without a compare-and-set: asked of the leader.
+            let found = self.settled_lookup(key).await?;
             let outcome = DeleteOutcome {
                 marker: matches!(found.current, Record::Marker(_)),
                 ..gone.clone()
@@ -1365,11 +1391,23 @@ impl Bucket {
             .cloned()
     }
 
-    /// `index` once it has caught up with the stream.
+    /// `index` once it has caught up with the stream, as far as the stream's leader holds
+    /// it: on a replicated stream the leader says how far that is (the JetStream API), since
+    /// a Direct Get may be answered by a replica that is behind and does not have a version
+    /// just written yet (read-after-write across gateways).
     async fn caught_up(&self, index: Arc<Index>) -> StoreResult<Arc<Index>> {
-        let inner = &self.store.inner;
+        let client = &self.store.inner.client;
+        let leader = self.store.replicas(&self.nats).await? > 1;
+        let next = |filter: String, from: u64| async move {
+            if leader {
+                self.store.leader_next(&self.nats, &filter, from).await
+            } else {
+                let m = next_for_subject(client, &self.stream, &filter, from).await?;
+                Ok(m.map(|m| m.seq))
+            }
+        };
         // A bucket deleted through another gateway answers "no responders" here.
-        match index.catch_up(&inner.client, &self.stream).await {
+        match index.catch_up(next).await {
             Ok(()) => Ok(index),
             Err(index::CatchUpError::Loading) => Err(StoreError::Loading),
             Err(index::CatchUpError::Nats(e)) => Err(self.fail(e).await),
@@ -1445,31 +1483,8 @@ impl Bucket {
         Err(self.err(NatsError::Other("the listing snapshot is damaged".into())))
     }
 
-    /// Like [`Bucket::is_empty`], counting everything the stream's leader holds:
-    /// DeleteBucket's last check. On a replicated bucket the index may follow a replica that
-    /// is behind, and its catch-up asks Direct Gets such a replica may answer: either could
-    /// miss a version just written, which the delete would take with it.
-    pub(super) async fn is_empty_on_leader(&self) -> StoreResult<bool> {
-        if self.store.replicas(&self.nats).await? > 1 {
-            let history = self.versioning().await?.has_history();
-            let filters = index::filters(&self.nats, history);
-            let js = &self.store.inner.js;
-            let floor = scan::leader_floor(js, &self.stream, &filters)
-                .await
-                .map_err(|e| self.err(e))?;
-            if let Some(seq) = floor {
-                let index = self.index().await?;
-                match index.reach(seq).await {
-                    Ok(()) => {}
-                    Err(index::CatchUpError::Loading) => return Err(StoreError::Loading),
-                    Err(index::CatchUpError::Nats(e)) => return Err(self.fail(e).await),
-                }
-            }
-        }
-        self.is_empty().await
-    }
-
-    /// Whether the bucket holds no version at all (nor a delete marker).
+    /// Whether the bucket holds no version at all (nor a delete marker), as far as the
+    /// stream's leader holds (see [`Bucket::caught_up`]): DeleteBucket's check.
     pub async fn is_empty(&self) -> StoreResult<bool> {
         let found = self
             .walk(false, |found, v| {

@@ -40,7 +40,7 @@ pub enum Reach {
 
 /// The sequence of the last message matching any of `filters` as the stream's leader has
 /// it (the JetStream API, not a Direct Get); `None` when none matches.
-pub(super) async fn leader_floor(
+async fn leader_floor(
     js: &Context,
     stream: &str,
     filters: &[String],

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
+
 use jets3_gateway::config::settings::CollectorSettings;
 use jets3_gateway::store::lifecycle::{Retired, GC_KV};
 use jets3_gateway::store::meta::meta_subject;
@@ -134,6 +136,44 @@ impl R3 {
         let subject = version_subject(b, "k", Some(&id));
         let record = self.retire_by_hand(b, &subject, "k").await;
         (id, old, record)
+    }
+
+    /// Plays a replica that is behind, for the requests to subjects starting with `api`
+    /// that the proxy holds back from the servers: answers each first with "404 Message Not
+    /// Found", a Direct Get's answer from a replica that lacks the message. Runs until
+    /// dropped.
+    async fn answer_not_found(&self, api: &str) {
+        let url = self.cluster.urls()[2]
+            .trim_start_matches("nats://")
+            .to_string();
+        let mut stale = tokio::net::TcpStream::connect(url).await.expect("connect");
+        let hello = b"CONNECT {\"verbose\":false,\"headers\":true}\r\n";
+        stale.write_all(hello).await.expect("connect");
+        let mut done = 0;
+        loop {
+            for reply in self.proxy.replies_to(api).into_iter().skip(done) {
+                let status = "NATS/1.0 404 Message Not Found\r\n\r\n";
+                let n = status.len();
+                let frame = format!("HPUB {reply} {n} {n}\r\n{status}\r\n");
+                stale.write_all(frame.as_bytes()).await.expect("answer");
+                done += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Runs `work` while the gateway's Direct Gets of bucket `b` reach only a replica that
+    /// is behind ([`R3::answer_not_found`]).
+    async fn behind<T>(&self, b: &str, work: impl std::future::Future<Output = T>) -> T {
+        let api = format!("$JS.API.DIRECT.GET.OBJ_{b}");
+        self.proxy
+            .hold_publishes_to(&[api.as_str()], Duration::from_secs(2));
+        let done = tokio::select! {
+            done = work => done,
+            _ = self.answer_not_found(&api) => unreachable!(),
+        };
+        self.proxy.heal();
+        done
     }
 
     async fn gc(&self) -> async_nats::jetstream::kv::Store {
@@ -319,6 +359,110 @@ async fn a_replica_without_a_leader_does_not_list_a_keys_versions() {
     env.gw.shutdown().await;
 }
 
+/// A listing shows what the stream leader holds: an object written through another server
+/// is listed at once, even when the gateway's listing index follows a replica that is behind.
+/// The test plays that replica: the proxy holds the index's deliveries back, and answers its
+/// Direct Gets first with "404 Message Not Found" (nothing newer), as such a replica does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_shows_what_the_leader_holds() {
+    let b = unique_bucket("list-r3");
+    let env = r3(&b).await;
+    put(&env.s3, &b, "a", &data(1000, 1)).await;
+    assert_eq!(list_all_keys(&env.s3, &b).await, ["a"]);
+    env.proxy
+        .hold_deliveries_replying_to(&[&format!("$JS.ACK.OBJ_{b}.")], Duration::from_secs(2));
+    let store = env
+        .js
+        .get_object_store(&b)
+        .await
+        .expect("the bucket as a native object store");
+    store
+        .put("late", &mut &b"written natively"[..])
+        .await
+        .expect("native put");
+    let listed = env.behind(&b, list_all_keys(&env.s3, &b)).await;
+    assert_eq!(
+        listed,
+        ["a", "late"],
+        "the listing shows the leader's objects"
+    );
+    env.gw.shutdown().await;
+}
+
+/// What a write or a delete decides without a compare-and-set rests on what the stream
+/// leader holds: a refused condition (412, or 404 for If-Match on no object), a delete of a
+/// key that shows no object, "no such version". The gateway looks keys up with Direct Gets,
+/// which the test answers first with "404 Message Not Found" (as a replica that has not yet
+/// applied the writes does): each request must still act on the objects written before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_decided_without_a_compare_and_set_ask_the_leader() {
+    use aws_sdk_s3::types::BucketVersioningStatus;
+    let b = unique_bucket("cas-r3");
+    let env = r3(&b).await;
+    let etag = put(&env.s3, &b, "cond", &data(1000, 1)).await;
+    put(&env.s3, &b, "gone", &data(1000, 2)).await;
+    put(&env.s3, &b, "over", &data(1000, 5)).await;
+    let direct = format!("$JS.API.DIRECT.GET.OBJ_{b}.{}", meta_subject(&b, "over"));
+    let before = env.proxy.publishes_to(&direct);
+    let (overwritten, replaced, deleted) = env
+        .behind(&b, async {
+            // A blind overwrite: its compare-and-set, refused on what the replica showed,
+            // tries again on what the leader holds.
+            let overwritten = env
+                .s3
+                .put_object()
+                .bucket(&b)
+                .key("over")
+                .body(data(1000, 6).into())
+                .send()
+                .await;
+            let replaced = env
+                .s3
+                .put_object()
+                .bucket(&b)
+                .key("cond")
+                .if_match(&etag)
+                .body(data(1000, 4).into())
+                .send()
+                .await;
+            let deleted = env.s3.delete_object().bucket(&b).key("gone").send().await;
+            (overwritten, replaced, deleted)
+        })
+        .await;
+    ok(overwritten, "PUT over an existing key");
+    assert!(
+        env.proxy.publishes_to(&direct) - before <= 1,
+        "after a refused compare-and-set the overwrite asked the leader"
+    );
+    assert_eq!(get_bytes(&env.s3, &b, "over").await, data(1000, 6));
+    ok(replaced, "PUT If-Match the current ETag");
+    ok(deleted, "DELETE");
+    assert_eq!(get_bytes(&env.s3, &b, "cond").await, data(1000, 4));
+    let r = env.s3.get_object().bucket(&b).key("gone").send().await;
+    assert_eq!(sdk_err(r).0, 404, "the deleted key is gone");
+
+    set_versioning(&env.s3, &b, BucketVersioningStatus::Enabled).await;
+    let id = put_version(&env.s3, &b, "versioned", &data(1000, 3)).await;
+    let delete = env
+        .s3
+        .delete_object()
+        .bucket(&b)
+        .key("versioned")
+        .version_id(&id)
+        .send();
+    ok(env.behind(&b, delete).await, "DELETE by version id");
+    let r = env
+        .s3
+        .get_object()
+        .bucket(&b)
+        .key("versioned")
+        .version_id(&id)
+        .send()
+        .await;
+    assert_eq!(sdk_err(r).0, 404, "the deleted version is gone");
+    env.gw.shutdown().await;
+}
+
 /// DeleteBucket's last check, behind the fence, counts what the stream leader holds: the
 /// listing index may follow a replica that is behind, and its catch-up asks Direct Gets such
 /// a replica may answer, so either could miss an object just written and the bucket would be
@@ -403,17 +547,6 @@ async fn a_read_the_leader_holds_keeps_the_version_it_reads() {
     let register = || reads.put(reader.clone(), bytes::Bytes::new());
     register().await.expect("a registered read");
 
-    // What a replica behind answers.
-    let url = env.cluster.urls()[2]
-        .trim_start_matches("nats://")
-        .to_string();
-    let mut stale = tokio::net::TcpStream::connect(url).await.expect("connect");
-    tokio::io::AsyncWriteExt::write_all(
-        &mut stale,
-        b"CONNECT {\"verbose\":false,\"headers\":true}\r\n",
-    )
-    .await
-    .expect("connect");
     let api = format!("$JS.API.DIRECT.GET.KV_{READS_KV}");
     env.proxy
         .hold_publishes_to(&[api.as_str()], Duration::from_secs(2));
@@ -425,29 +558,16 @@ async fn a_read_the_leader_holds_keeps_the_version_it_reads() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
-    let play = async {
-        let mut done = 0;
-        let mut refreshed = tokio::time::Instant::now();
+    let refresh = async {
         loop {
-            if refreshed.elapsed() > Duration::from_millis(300) {
-                register().await.expect("the read goes on");
-                refreshed = tokio::time::Instant::now();
-            }
-            for reply in asked().into_iter().skip(done) {
-                let status = "NATS/1.0 404 Message Not Found\r\n\r\n";
-                let n = status.len();
-                let frame = format!("HPUB {reply} {n} {n}\r\n{status}\r\n");
-                tokio::io::AsyncWriteExt::write_all(&mut stale, frame.as_bytes())
-                    .await
-                    .expect("answer");
-                done += 1;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            register().await.expect("the read goes on");
         }
     };
     tokio::select! {
         _ = passes => {}
-        _ = play => {}
+        _ = env.answer_not_found(&api) => {}
+        _ = refresh => {}
     }
     env.proxy.heal();
     assert!(

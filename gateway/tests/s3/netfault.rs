@@ -32,6 +32,8 @@ pub async fn env_behind_proxy(
 pub struct FaultProxy {
     pub url: String,
     rule: Arc<Mutex<Option<Rule>>>,
+    /// What becomes of the messages the server delivers, by their reply subjects.
+    deliveries: Arc<Mutex<Option<Rule>>>,
     lost: Arc<std::sync::atomic::AtomicU64>,
     subjects: Subjects,
     task: tokio::task::JoinHandle<()>,
@@ -63,20 +65,31 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("nats://{}", listener.local_addr().expect("addr"));
         let rule: Arc<Mutex<Option<Rule>>> = Arc::default();
+        let deliveries: Arc<Mutex<Option<Rule>>> = Arc::default();
         let lost = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let subjects = Subjects::default();
-        let (l, n, s) = (rule.clone(), lost.clone(), subjects.clone());
+        let (l, d, n, s) = (
+            rule.clone(),
+            deliveries.clone(),
+            lost.clone(),
+            subjects.clone(),
+        );
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(&upstream).await else {
                     continue;
                 };
-                tokio::spawn(relay(client, server, l.clone(), n.clone(), s.clone()));
+                let rules = Rules {
+                    publishes: l.clone(),
+                    deliveries: d.clone(),
+                };
+                tokio::spawn(relay(client, server, rules, n.clone(), s.clone()));
             }
         });
         FaultProxy {
             url,
             rule,
+            deliveries,
             lost,
             subjects,
             task,
@@ -94,9 +107,20 @@ impl FaultProxy {
         self.set(prefixes, Some(hold));
     }
 
+    /// From now on, delivers every message from the server whose reply subject starts with
+    /// one of `prefixes` (e.g. a consumer's `$JS.ACK.<stream>.`) `hold` late: what a client
+    /// of a replica that is behind sees.
+    pub fn hold_deliveries_replying_to(&self, prefixes: &[&str], hold: Duration) {
+        *self.deliveries.lock().expect("lock") = Some(Rule {
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            hold: Some(hold),
+        });
+    }
+
     /// From now on, forwards everything.
     pub fn heal(&self) {
         *self.rule.lock().expect("lock") = None;
+        *self.deliveries.lock().expect("lock") = None;
     }
 
     fn set(&self, prefixes: &[&str], hold: Option<Duration>) {
@@ -160,62 +184,111 @@ impl Drop for FaultProxy {
     }
 }
 
-/// Copies the server's side as it comes; reads the client's side one protocol operation at
-/// a time and forwards all but the lost or held publishes (whole messages, so a held one
-/// delivered later never splits another).
+/// The rules of one relayed connection.
+struct Rules {
+    publishes: Arc<Mutex<Option<Rule>>>,
+    deliveries: Arc<Mutex<Option<Rule>>>,
+}
+
+/// One protocol operation read from `rd`: its line's words and its whole bytes (with the
+/// payload of a message). `None` at the end of the stream.
+async fn next_op<R: AsyncBufReadExt + Unpin>(rd: &mut R) -> Option<(Vec<String>, Vec<u8>)> {
+    let mut line = Vec::new();
+    match rd.read_until(b'\n', &mut line).await {
+        Ok(0) | Err(_) => return None,
+        Ok(_) => {}
+    }
+    let words: Vec<String> = String::from_utf8_lossy(&line)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let op = words.first().map(|w| w.to_ascii_uppercase());
+    // PUB <subject> [reply] <size>, HPUB <subject> [reply] <header size> <total size>,
+    // MSG <subject> <sid> [reply] <size>, HMSG <subject> <sid> [reply] <header size> <total>
+    if matches!(op.as_deref(), Some("PUB" | "HPUB" | "MSG" | "HMSG")) {
+        let size = words.last().and_then(|n| n.parse::<usize>().ok())?;
+        let mut body = vec![0u8; size + 2];
+        rd.read_exact(&mut body).await.ok()?;
+        line.extend_from_slice(&body);
+    }
+    Some((words, line))
+}
+
+/// Whether `rule` (if any) covers `subject`: then the hold it asks for (`None`: lost).
+fn covered(rule: &Mutex<Option<Rule>>, subject: &str) -> Option<Option<Duration>> {
+    rule.lock()
+        .expect("lock")
+        .as_ref()
+        .filter(|r| r.prefixes.iter().any(|p| subject.starts_with(p)))
+        .map(|r| r.hold)
+}
+
+/// Reads the server's side one protocol operation at a time and forwards all but the held
+/// deliveries (delivered later, whole).
+async fn relay_down(
+    server_rd: tokio::net::tcp::OwnedReadHalf,
+    client_wr: tokio::net::tcp::OwnedWriteHalf,
+    deliveries: Arc<Mutex<Option<Rule>>>,
+) {
+    let client_wr = Arc::new(tokio::sync::Mutex::new(client_wr));
+    let mut rd = BufReader::with_capacity(1 << 16, server_rd);
+    while let Some((words, message)) = next_op(&mut rd).await {
+        let op = words.first().map(|w| w.to_ascii_uppercase());
+        let reply = match op.as_deref() {
+            Some("MSG") if words.len() == 5 => Some(words[3].as_str()),
+            Some("HMSG") if words.len() == 6 => Some(words[3].as_str()),
+            _ => None,
+        };
+        if let Some(Some(hold)) = reply.and_then(|r| covered(&deliveries, r)) {
+            let wr = client_wr.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(hold).await;
+                let _ = wr.lock().await.write_all(&message).await;
+            });
+            continue;
+        }
+        if client_wr.lock().await.write_all(&message).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Relays the server's side ([`relay_down`]); reads the client's side one protocol
+/// operation at a time and forwards all but the lost or held publishes (whole messages, so
+/// a held one delivered later never splits another).
 async fn relay(
     client: TcpStream,
     server: TcpStream,
-    rule: Arc<Mutex<Option<Rule>>>,
+    rules: Rules,
     lost: Arc<std::sync::atomic::AtomicU64>,
     subjects: Subjects,
 ) {
-    let (client_rd, mut client_wr) = client.into_split();
-    let (mut server_rd, server_wr) = server.into_split();
+    let (client_rd, client_wr) = client.into_split();
+    let (server_rd, server_wr) = server.into_split();
     let server_wr = Arc::new(tokio::sync::Mutex::new(server_wr));
-    let down = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut server_rd, &mut client_wr).await;
-    });
+    let down = tokio::spawn(relay_down(server_rd, client_wr, rules.deliveries));
     let mut rd = BufReader::new(client_rd);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match rd.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        let text = String::from_utf8_lossy(&line);
-        let words: Vec<&str> = text.split_whitespace().collect();
+    while let Some((words, message)) = next_op(&mut rd).await {
         let op = words.first().map(|w| w.to_ascii_uppercase());
-        // PUB <subject> [reply] <size>, HPUB <subject> [reply] <header size> <total size>
-        let payload = match op.as_deref() {
-            Some("PUB" | "HPUB") => words.last().and_then(|n| n.parse::<usize>().ok()),
-            _ => None,
-        };
-        let mut message = line.clone();
-        if let Some(size) = payload {
-            let mut body = vec![0u8; size + 2];
-            if rd.read_exact(&mut body).await.is_err() {
-                break;
-            }
-            message.extend_from_slice(&body);
-            let subject = words.get(1).copied().unwrap_or_default();
-            let api = subject.starts_with("$JS.API.").then(|| body.clone());
+        if matches!(op.as_deref(), Some("PUB" | "HPUB")) {
+            let subject = words.get(1).cloned().unwrap_or_default();
+            let head = message
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            let api = subject
+                .starts_with("$JS.API.")
+                .then(|| message[head..].to_vec());
             let with_reply = if op.as_deref() == Some("PUB") { 4 } else { 5 };
-            let reply = (words.len() == with_reply).then(|| words[2].to_string());
+            let reply = (words.len() == with_reply).then(|| words[2].clone());
             subjects.lock().expect("lock").push(Publish {
-                subject: subject.to_string(),
+                subject: subject.clone(),
                 reply,
                 api,
             });
-            let matched = rule
-                .lock()
-                .expect("lock")
-                .clone()
-                .filter(|r| r.prefixes.iter().any(|p| subject.starts_with(p)));
-            if let Some(r) = matched {
+            if let Some(hold) = covered(&rules.publishes, &subject) {
                 lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Some(hold) = r.hold {
+                if let Some(hold) = hold {
                     let wr = server_wr.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(hold).await;

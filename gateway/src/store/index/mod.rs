@@ -30,13 +30,11 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
 use async_nats::jetstream::Context;
-use async_nats::Client;
 use futures::StreamExt;
 use jets3_nats::names;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::direct::next_for_subject;
 use super::internal::InternalReplicas;
 use super::meta::{token_key, Malformed, Record};
 use super::versions::versions_filter;
@@ -461,11 +459,17 @@ impl Index {
         self.history
     }
 
-    /// Waits until every metadata message in the stream now has been applied: asks for
-    /// the first metadata message after the last one applied, and waits for it, until
-    /// there is none. That costs one Direct Get per followed subject tree when the index is
-    /// current (a wildcard `last_by_subj` would scan every subject of the bucket).
-    pub async fn catch_up(&self, client: &Client, stream: &str) -> Result<(), CatchUpError> {
+    /// Waits until every metadata message in the stream now has been applied: asks `next`
+    /// for the sequence of the first metadata message after the last one applied (by
+    /// subject filter), and waits for it, until there is none. That costs one request per
+    /// followed subject tree when the index is current (a wildcard `last_by_subj` would scan
+    /// every subject of the bucket). `next` must answer as far as the stream's leader holds:
+    /// the index may follow a replica that is behind.
+    pub async fn catch_up<F, Fut>(&self, next: F) -> Result<(), CatchUpError>
+    where
+        F: Fn(String, u64) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<u64>, NatsError>>,
+    {
         let filters = filters(&self.bucket, self.history);
         let wait = async {
             let mut applied = self.applied.subscribe();
@@ -474,14 +478,15 @@ impl Index {
             for filter in &filters {
                 loop {
                     let from = *applied.borrow() + 1;
-                    let next = next_for_subject(client, stream, filter, from).await?;
-                    let Some(next) = next else { break };
+                    let Some(next) = next(filter.clone(), from).await? else {
+                        break;
+                    };
                     if first {
                         // Still loading: let the consumer finish its initial pass first.
                         let _ = loaded.wait_for(|l| *l).await;
                         first = false;
                     }
-                    if applied.wait_for(|a| *a >= next.seq).await.is_err() {
+                    if applied.wait_for(|a| *a >= next).await.is_err() {
                         return Err(NatsError::Other("listing index stopped".into()).into());
                     }
                 }
@@ -492,22 +497,6 @@ impl Index {
             Ok(r) => r,
             Err(_) if !*self.loaded.borrow() && self.is_alive() => Err(CatchUpError::Loading),
             Err(_) => Err(NatsError::Other("listing index did not catch up".into()).into()),
-        }
-    }
-
-    /// Waits until the index has applied the message at stream sequence `seq` (the last one
-    /// it follows that the stream's leader holds), for [`CATCH_UP_TIMEOUT`] at most.
-    pub async fn reach(&self, seq: u64) -> Result<(), CatchUpError> {
-        let mut applied = self.applied.subscribe();
-        let reached = tokio::time::timeout(CATCH_UP_TIMEOUT, async {
-            applied.wait_for(|a| *a >= seq).await.map(|_| ())
-        })
-        .await;
-        match reached {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(NatsError::Other("listing index stopped".into()).into()),
-            Err(_) if !*self.loaded.borrow() && self.is_alive() => Err(CatchUpError::Loading),
-            Err(_) => Err(NatsError::Other("listing index did not reach the leader".into()).into()),
         }
     }
 
