@@ -703,7 +703,7 @@ impl Collector {
     /// holds, since a part a replica does not show yet would look like an orphan.
     async fn uploads(&self) -> Result<Vec<(String, Bytes)>, NatsError> {
         self.store
-            .kv_scan(">", Reach::Leader)
+            .kv_scan(">")
             .await
             .map_err(|e| NatsError::Other(e.to_string()))
     }

@@ -197,20 +197,30 @@ impl Drop for Claim {
 }
 
 impl Bucket {
-    /// The record of an upload of this bucket, completion included, and its revision.
+    /// The record of an upload of this bucket, completion included, and its revision. Its
+    /// absence is confirmed by the KV stream's leader before it is believed.
     pub(super) async fn upload_entry(&self, id: &str) -> StoreResult<(UploadInfo, u64)> {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(StoreError::NoSuchUpload(id.to_string()));
         }
         let kv = self.store.uploads().await?;
+        let key = format!("{}.{id}", self.nats);
         let entry = kv
-            .entry(format!("{}.{id}", self.nats))
+            .entry(key.as_str())
             .await
             .map_err(kv_err)?
             .filter(|e| e.operation == kv::Operation::Put)
-            .ok_or_else(|| StoreError::NoSuchUpload(id.to_string()))?;
-        let info = serde_json::from_slice(&entry.value).map_err(StoreError::internal)?;
-        Ok((info, entry.revision))
+            .map(|e| (e.value, e.revision));
+        let (value, revision) = match entry {
+            Some(found) => found,
+            // "No such upload" from a replica that is behind (one that has not yet applied
+            // an upload created a moment ago) would refuse its parts: the leader decides.
+            None => leader_entry(&kv, &key)
+                .await?
+                .ok_or_else(|| StoreError::NoSuchUpload(id.to_string()))?,
+        };
+        let info = serde_json::from_slice(&value).map_err(StoreError::internal)?;
+        Ok((info, revision))
     }
 
     /// Looks at upload `id` for a Complete of `key` with the parts of `digest`: waits while
@@ -354,5 +364,20 @@ impl Bucket {
             lapsed,
             digest: digest.to_string(),
         }))
+    }
+}
+
+/// KV `kv`'s live value of `key` and its revision as the leader of the KV's stream holds it
+/// (the JetStream API, not a Direct Get); `None` when it is absent, deleted or purged.
+async fn leader_entry(kv: &kv::Store, key: &str) -> StoreResult<Option<(Bytes, u64)>> {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
+    let subject = format!("{}{key}", kv.prefix);
+    match kv.stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(m) => {
+            let op = m.headers.get("KV-Operation").map(|v| v.as_str());
+            Ok((!matches!(op, Some("DEL" | "PURGE"))).then_some((m.payload, m.sequence)))
+        }
+        Err(e) if e.kind() == K::NoMessageFound => Ok(None),
+        Err(e) => Err(kv_err(e)),
     }
 }

@@ -182,12 +182,11 @@ impl Store {
         Ok(store)
     }
 
-    /// Latest values of KV keys matching `filter` (below the bucket's prefix), skipping deletes.
-    pub(super) async fn kv_scan(
-        &self,
-        filter: &str,
-        reach: Reach,
-    ) -> StoreResult<Vec<(String, Bytes)>> {
+    /// Latest values of KV keys matching `filter` (below the bucket's prefix), skipping
+    /// deletes, at least as far as the KV stream's leader holds them: a replica behind would
+    /// miss an upload or a part recorded a moment ago (a Complete would then refuse a part
+    /// its client uploaded through another gateway).
+    pub(super) async fn kv_scan(&self, filter: &str) -> StoreResult<Vec<(String, Bytes)>> {
         self.uploads().await?;
         let stream = names::kv_stream(UPLOADS_KV);
         let subject = names::kv_subject(UPLOADS_KV, filter);
@@ -196,7 +195,7 @@ impl Store {
             &self.inner.client,
             &stream,
             &subject,
-            reach,
+            Reach::Leader,
         )
         .await
         .map_err(|e| e.on(""))?;
@@ -240,7 +239,7 @@ impl Bucket {
     pub async fn uploads(&self) -> StoreResult<Vec<(String, UploadInfo)>> {
         Ok(self
             .store
-            .kv_scan(&format!("{}.*", self.nats), Reach::Any)
+            .kv_scan(&format!("{}.*", self.nats))
             .await?
             .into_iter()
             .filter_map(|(k, v)| {
@@ -255,7 +254,7 @@ impl Bucket {
     pub async fn parts(&self, id: &str) -> StoreResult<BTreeMap<u32, PartInfo>> {
         Ok(self
             .store
-            .kv_scan(&format!("{}.{id}.*", self.nats), Reach::Any)
+            .kv_scan(&format!("{}.{id}.*", self.nats))
             .await?
             .into_iter()
             .filter_map(|(k, v)| {

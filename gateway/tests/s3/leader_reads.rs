@@ -162,10 +162,10 @@ impl R3 {
         }
     }
 
-    /// Runs `work` while the gateway's Direct Gets of bucket `b` reach only a replica that
-    /// is behind ([`R3::answer_not_found`]).
-    async fn behind<T>(&self, b: &str, work: impl std::future::Future<Output = T>) -> T {
-        let api = format!("$JS.API.DIRECT.GET.OBJ_{b}");
+    /// Runs `work` while the gateway's Direct Gets of `stream` reach only a replica that is
+    /// behind ([`R3::answer_not_found`]).
+    async fn behind<T>(&self, stream: &str, work: impl std::future::Future<Output = T>) -> T {
+        let api = format!("$JS.API.DIRECT.GET.{stream}");
         self.proxy
             .hold_publishes_to(&[api.as_str()], Duration::from_secs(2));
         let done = tokio::select! {
@@ -380,7 +380,9 @@ async fn a_listing_shows_what_the_leader_holds() {
         .put("late", &mut &b"written natively"[..])
         .await
         .expect("native put");
-    let listed = env.behind(&b, list_all_keys(&env.s3, &b)).await;
+    let listed = env
+        .behind(&format!("OBJ_{b}"), list_all_keys(&env.s3, &b))
+        .await;
     assert_eq!(
         listed,
         ["a", "late"],
@@ -405,7 +407,7 @@ async fn writes_decided_without_a_compare_and_set_ask_the_leader() {
     let direct = format!("$JS.API.DIRECT.GET.OBJ_{b}.{}", meta_subject(&b, "over"));
     let before = env.proxy.publishes_to(&direct);
     let (overwritten, replaced, deleted) = env
-        .behind(&b, async {
+        .behind(&format!("OBJ_{b}"), async {
             // A blind overwrite: its compare-and-set, refused on what the replica showed,
             // tries again on what the leader holds.
             let overwritten = env
@@ -450,7 +452,10 @@ async fn writes_decided_without_a_compare_and_set_ask_the_leader() {
         .key("versioned")
         .version_id(&id)
         .send();
-    ok(env.behind(&b, delete).await, "DELETE by version id");
+    ok(
+        env.behind(&format!("OBJ_{b}"), delete).await,
+        "DELETE by version id",
+    );
     let r = env
         .s3
         .get_object()
@@ -460,6 +465,69 @@ async fn writes_decided_without_a_compare_and_set_ask_the_leader() {
         .send()
         .await;
     assert_eq!(sdk_err(r).0, 404, "the deleted version is gone");
+    env.gw.shutdown().await;
+}
+
+/// An upload and its parts recorded through another gateway are there at once: "no such
+/// upload" (an UploadPart refused, or its part dropped as the upload's record seemed gone)
+/// and the parts a listing or a Complete finds rest on what the leader of the uploads' KV
+/// stream holds, not on a replica that has not yet applied the records (played as in the
+/// tests above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_and_its_parts_are_there_as_far_as_the_leader_holds() {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let b = unique_bucket("mpu-r3");
+    let env = r3(&b).await;
+    let s3 = &env.s3;
+    // The first upload creates the uploads' KV bucket (three replicas): 503 until it stands.
+    let id = crate::failover::retried(60, "CreateMultipartUpload", || {
+        s3.create_multipart_upload().bucket(&b).key("k").send()
+    })
+    .await
+    .upload_id()
+    .expect("UploadId")
+    .to_string();
+    let body = data(6 << 20, 7);
+    let (listed, completed) = env
+        .behind("KV_jets3_uploads", async {
+            let part = s3.upload_part().bucket(&b).key("k").upload_id(&id);
+            let part = ok(
+                part.part_number(1).body(body.clone().into()).send().await,
+                "UploadPart",
+            );
+            let listed = s3
+                .list_parts()
+                .bucket(&b)
+                .key("k")
+                .upload_id(&id)
+                .send()
+                .await;
+            let done = CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(part.e_tag().unwrap_or_default())
+                        .build(),
+                )
+                .build();
+            let completed = s3
+                .complete_multipart_upload()
+                .bucket(&b)
+                .key("k")
+                .upload_id(&id)
+                .multipart_upload(done)
+                .send()
+                .await;
+            (listed, completed)
+        })
+        .await;
+    let listed = ok(listed, "ListParts");
+    assert_eq!(listed.parts().len(), 1, "the part is listed");
+    ok(completed, "Complete");
+    assert!(
+        get_bytes(s3, &b, "k").await == body,
+        "the part is the object"
+    );
     env.gw.shutdown().await;
 }
 
