@@ -393,20 +393,24 @@ async fn a_listing_shows_what_the_leader_holds() {
 
 /// What a write or a delete decides without a compare-and-set rests on what the stream
 /// leader holds: a refused condition (412, or 404 for If-Match on no object), a delete of a
-/// key that shows no object, "no such version". The gateway looks keys up with Direct Gets,
-/// which the test answers first with "404 Message Not Found" (as a replica that has not yet
-/// applied the writes does): each request must still act on the objects written before.
+/// key that shows no object, "no such version", the subject a tagging update goes to. The
+/// gateway looks keys up with Direct Gets, which the test answers first with "404 Message
+/// Not Found" (as a replica that has not yet applied the writes does): each request must
+/// still act on the objects written before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_decided_without_a_compare_and_set_ask_the_leader() {
-    use aws_sdk_s3::types::BucketVersioningStatus;
+    use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging};
     let b = unique_bucket("cas-r3");
     let env = r3(&b).await;
     let etag = put(&env.s3, &b, "cond", &data(1000, 1)).await;
     put(&env.s3, &b, "gone", &data(1000, 2)).await;
     put(&env.s3, &b, "over", &data(1000, 5)).await;
+    put(&env.s3, &b, "tagged", &data(1000, 7)).await;
     let direct = format!("$JS.API.DIRECT.GET.OBJ_{b}.{}", meta_subject(&b, "over"));
     let before = env.proxy.publishes_to(&direct);
-    let (overwritten, replaced, deleted) = env
+    let tag = Tag::builder().key("t").value("1").build().expect("tag");
+    let tagging = Tagging::builder().tag_set(tag).build().expect("tagging");
+    let (overwritten, replaced, deleted, tagged) = env
         .behind(&format!("OBJ_{b}"), async {
             // A blind overwrite: its compare-and-set, refused on what the replica showed,
             // tries again on what the leader holds.
@@ -428,7 +432,15 @@ async fn writes_decided_without_a_compare_and_set_ask_the_leader() {
                 .send()
                 .await;
             let deleted = env.s3.delete_object().bucket(&b).key("gone").send().await;
-            (overwritten, replaced, deleted)
+            let tagged = env
+                .s3
+                .put_object_tagging()
+                .bucket(&b)
+                .key("tagged")
+                .tagging(tagging)
+                .send()
+                .await;
+            (overwritten, replaced, deleted, tagged)
         })
         .await;
     ok(overwritten, "PUT over an existing key");
@@ -442,6 +454,10 @@ async fn writes_decided_without_a_compare_and_set_ask_the_leader() {
     assert_eq!(get_bytes(&env.s3, &b, "cond").await, data(1000, 4));
     let r = env.s3.get_object().bucket(&b).key("gone").send().await;
     assert_eq!(sdk_err(r).0, 404, "the deleted key is gone");
+    ok(tagged, "PutObjectTagging");
+    let tags = env.s3.get_object_tagging().bucket(&b).key("tagged").send();
+    let tags = ok(tags.await, "GetObjectTagging");
+    assert_eq!(tags.tag_set().len(), 1, "the object is tagged");
 
     set_versioning(&env.s3, &b, BucketVersioningStatus::Enabled).await;
     let id = put_version(&env.s3, &b, "versioned", &data(1000, 3)).await;
