@@ -618,9 +618,13 @@ impl Bucket {
         let span = end.saturating_sub(start);
         let hold = (span > (batch * super::CHUNK_SIZE) as u64)
             .then(|| self.lifecycle().hold(&self.nats, &meta.nuid));
-        let (client, stream) = (self.store.inner.client.clone(), self.stream.clone());
+        let inner = &self.store.inner;
+        let (nats, stream) = (
+            (inner.client.clone(), inner.js.clone()),
+            self.stream.clone(),
+        );
         let pieces = if meta.segments.is_empty() {
-            reader::read_range(client, stream, &self.nats, meta, (start, end), batch).left_stream()
+            reader::read_range(nats, stream, &self.nats, meta, (start, end), batch).left_stream()
         } else {
             // A spliced version: each part's share of the range, in order.
             let mut ranges = Vec::new();
@@ -632,11 +636,11 @@ impl Bucket {
                 }
                 at += s.size;
             }
-            let nats = self.nats.clone();
+            let bucket_name = self.nats.clone();
             stream::iter(ranges)
                 .flat_map(move |(part, lo, hi)| {
-                    let (client, stream) = (client.clone(), stream.clone());
-                    reader::read_range(client, stream, &nats, &part, (lo, hi), batch)
+                    let (nats, stream) = (nats.clone(), stream.clone());
+                    reader::read_range(nats, stream, &bucket_name, &part, (lo, hi), batch)
                 })
                 .right_stream()
         };

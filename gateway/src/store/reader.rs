@@ -1,6 +1,7 @@
 //! Streams a byte range of an object from its chunks with batched Direct Gets:
 //! no consumer, bounded memory, and a direct (or searched) start deep inside large objects.
 
+use async_nats::jetstream::Context;
 use async_nats::Client;
 use bytes::Bytes;
 use futures::stream::{self, Stream, StreamExt};
@@ -16,6 +17,8 @@ pub const CLIENT_BATCH: usize = 8;
 /// Where a read continues: the next sequence to ask for and the byte offset it holds.
 struct Cursor {
     client: Client,
+    /// For the stream leader's answer after a Direct Get found nothing.
+    js: Context,
     stream: String,
     subject: String,
     next_seq: u64,
@@ -38,8 +41,9 @@ struct Cursor {
 const CHUNK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Misses in a row a read tries again before it fails. A Direct Get of a replicated stream
-/// may reach a replica that is still catching up (after a partition or a restart); the
-/// next request usually reaches another one.
+/// may reach a replica that is still catching up (after a partition or a restart, or on a
+/// write acknowledged a moment ago): the stream leader is asked then, and the next request
+/// may reach another replica.
 const MAX_MISSES: u32 = 6;
 
 fn missing() -> NatsError {
@@ -48,7 +52,7 @@ fn missing() -> NatsError {
 
 /// Reads `[start, end)` of the object, `batch` chunks per Direct Get.
 pub fn read_range(
-    client: Client,
+    (client, js): (Client, Context),
     stream: String,
     bucket: &str,
     meta: &ObjectMeta,
@@ -61,6 +65,7 @@ pub fn read_range(
     let init = async move {
         let mut cur = Cursor {
             client,
+            js,
             stream,
             subject,
             next_seq: seq.map(|(f, _)| f).unwrap_or(1),
@@ -120,9 +125,13 @@ impl Cursor {
                 (lo + (frac / (hi_idx - lo_idx) as u128) as u64).min(hi)
             };
             bisect = !bisect;
-            let msg = next_for_subject(&self.client, &self.stream, &self.subject, guess).await?;
+            let msg =
+                match next_for_subject(&self.client, &self.stream, &self.subject, guess).await? {
+                    Some(msg) => Some(msg),
+                    None => self.leader_chunk(guess).await?,
+                };
             let Some(msg) = msg else {
-                return Err(NatsError::Other("object chunks are missing".into()));
+                return Err(missing());
             };
             let Some(off) = chunk_offset(&msg) else {
                 // Not written by jets3: read from the start.
@@ -167,6 +176,47 @@ impl Cursor {
         }
     }
 
+    /// The first chunk at or after `from` as the stream leader has it (the JetStream API).
+    async fn leader_chunk(&self, from: u64) -> Result<Option<RawMsg>, NatsError> {
+        use async_nats::jetstream::stream::RawMessageErrorKind as K;
+        let stream = self
+            .js
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(NatsError::other)?;
+        let asked = stream
+            .raw_message_builder()
+            .sequence(from)
+            .next_by_subject(self.subject.as_str())
+            .send();
+        match tokio::time::timeout(CHUNK_WAIT, asked).await {
+            Ok(Ok(m)) => Ok(Some(RawMsg {
+                seq: m.sequence,
+                subject: m.subject.to_string(),
+                headers: Some(m.headers),
+                payload: m.payload,
+            })),
+            Ok(Err(e)) if e.kind() == K::NoMessageFound => Ok(None),
+            Ok(Err(e)) => Err(NatsError::other(e)),
+            Err(_) => Err(NatsError::TimedOut),
+        }
+    }
+
+    /// After a Direct Get found no chunk where one must be: the stream leader's answer is
+    /// served next, else it counts as a miss.
+    async fn not_found(&mut self) -> Result<(), NatsError> {
+        match self.leader_chunk(self.next_seq).await {
+            Ok(Some(msg)) => {
+                self.misses = 0;
+                self.next_seq = msg.seq + 1;
+                self.offset += msg.payload.len() as u64;
+                self.first = Some(msg);
+                Ok(())
+            }
+            Ok(None) | Err(_) => self.missed().await,
+        }
+    }
+
     /// Counts a miss; fails once there were too many in a row, else waits a moment.
     async fn missed(&mut self) -> Result<(), NatsError> {
         self.misses += 1;
@@ -203,7 +253,7 @@ impl Cursor {
                 let msg = match self.answered(asked).await? {
                     Some(Some(msg)) => msg,
                     Some(None) => {
-                        self.missed().await?;
+                        self.not_found().await?;
                         continue;
                     }
                     None => continue,
@@ -251,7 +301,7 @@ impl Cursor {
                 None => {
                     self.batch = None;
                     if std::mem::take(&mut self.in_batch) == 0 {
-                        self.missed().await?;
+                        self.not_found().await?;
                     }
                 }
             }

@@ -547,6 +547,41 @@ async fn an_upload_and_its_parts_are_there_as_far_as_the_leader_holds() {
     env.gw.shutdown().await;
 }
 
+/// A GET whose chunk Direct Gets reach a replica that has not yet applied them (the key
+/// itself is read from the leader) takes the chunks from the leader, whole and at once,
+/// for a whole object, a multi-chunk one and a range deep inside it; it does not fail with
+/// "chunks missing" after its retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_a_replica_lacks_are_read_from_the_leader() {
+    let b = unique_bucket("chunks-r3");
+    let env = r3(&b).await;
+    let (small, large) = (data(1000, 1), data(300 << 10, 2));
+    put(&env.s3, &b, "small", &small).await;
+    put(&env.s3, &b, "large", &large).await;
+    let s3 = &env.s3;
+    let (got_small, got_large, got_range) = env
+        .behind(&format!("OBJ_{b}"), async {
+            let range = s3
+                .get_object()
+                .bucket(&b)
+                .key("large")
+                .range("bytes=200000-250000")
+                .send()
+                .await;
+            let range = ok(range, "Range GET").body.collect().await;
+            (
+                get_bytes(s3, &b, "small").await,
+                get_bytes(s3, &b, "large").await,
+                range.expect("range body").into_bytes().to_vec(),
+            )
+        })
+        .await;
+    assert!(got_small == small, "the small object");
+    assert!(got_large == large, "the large object");
+    assert!(got_range == large[200000..=250000], "the range");
+    env.gw.shutdown().await;
+}
+
 /// DeleteBucket's last check, behind the fence, counts what the stream leader holds: the
 /// listing index may follow a replica that is behind, and its catch-up asks Direct Gets such
 /// a replica may answer, so either could miss an object just written and the bucket would be
