@@ -197,6 +197,23 @@ impl NatsError {
         }
     }
 
+    /// A failed write to a KV bucket (its publish is somewhere in `e`'s sources).
+    fn kv_write(e: &(dyn std::error::Error + 'static)) -> Self {
+        use async_nats::jetstream::context::{PublishError, PublishErrorKind as K};
+        let mut source = Some(e);
+        while let Some(e) = source {
+            if let Some(p) = e.downcast_ref::<PublishError>() {
+                match p.kind() {
+                    K::StreamNotFound => return NatsError::NoResponders,
+                    K::TimedOut => return NatsError::TimedOut,
+                    _ => {}
+                }
+            }
+            source = e.source();
+        }
+        NatsError::Other(e.to_string())
+    }
+
     fn consumer(e: async_nats::jetstream::stream::ConsumerError) -> Self {
         let text = e.to_string();
         if text.contains("stream not found") {
@@ -937,33 +954,13 @@ impl Store {
         &self,
         nats: &str,
         until: Option<std::time::Instant>,
-        mut op: F,
+        op: F,
     ) -> Result<T, NatsError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, NatsError>>,
     {
-        let started = std::time::Instant::now();
-        let until = until.unwrap_or(started + FAILOVER_BUDGET);
-        loop {
-            let attempt = ATTEMPT.min(until.saturating_duration_since(std::time::Instant::now()));
-            let result = match tokio::time::timeout(attempt, op()).await {
-                Ok(r) => r,
-                Err(_) => Err(NatsError::TimedOut),
-            };
-            let e = match result {
-                Err(e) if e.transient() => self.settle(nats, e).await,
-                other => return other,
-            };
-            let now = std::time::Instant::now();
-            if !e.transient()
-                || now + ATTEMPT_PAUSE >= until
-                || now + ATTEMPT_PAUSE >= started + FAILOVER_BUDGET
-            {
-                return Err(e);
-            }
-            tokio::time::sleep(ATTEMPT_PAUSE).await;
-        }
+        failover(until, op, |e| self.settle(nats, e)).await
     }
 
     /// Sets the hook told of every write through this store (the object cache, which so
@@ -1030,6 +1027,58 @@ async fn purge_subject(js: &Context, stream: &str, subject: String) -> Result<()
         .map_err(NatsError::other)?;
     s.purge().filter(subject).await.map_err(NatsError::other)?;
     Ok(())
+}
+
+/// Runs an operation on one of jets3's own KV buckets through a leader election, or while
+/// the KV bucket is being created (its stream answers no publishes yet), as
+/// [`Store::through_failover`] does for a bucket's metadata.
+/// No attempt runs past `until`.
+pub(super) async fn kv_through_failover<T, F, Fut>(
+    until: Option<std::time::Instant>,
+    op: F,
+) -> Result<T, NatsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, NatsError>>,
+{
+    failover(until, op, std::future::ready).await
+}
+
+/// Tries `op` until it succeeds or fails for good, each attempt within [`ATTEMPT`] and all
+/// within [`FAILOVER_BUDGET`] (none past `until`); `settle` may turn a transient failure
+/// into a lasting one.
+async fn failover<T, F, Fut, S, SFut>(
+    until: Option<std::time::Instant>,
+    mut op: F,
+    settle: S,
+) -> Result<T, NatsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, NatsError>>,
+    S: Fn(NatsError) -> SFut,
+    SFut: std::future::Future<Output = NatsError>,
+{
+    let started = std::time::Instant::now();
+    let until = until.unwrap_or(started + FAILOVER_BUDGET);
+    loop {
+        let attempt = ATTEMPT.min(until.saturating_duration_since(std::time::Instant::now()));
+        let result = match tokio::time::timeout(attempt, op()).await {
+            Ok(r) => r,
+            Err(_) => Err(NatsError::TimedOut),
+        };
+        let e = match result {
+            Err(e) if e.transient() => settle(e).await,
+            other => return other,
+        };
+        let now = std::time::Instant::now();
+        if !e.transient()
+            || now + ATTEMPT_PAUSE >= until
+            || now + ATTEMPT_PAUSE >= started + FAILOVER_BUDGET
+        {
+            return Err(e);
+        }
+        tokio::time::sleep(ATTEMPT_PAUSE).await;
+    }
 }
 
 #[cfg(test)]

@@ -220,10 +220,23 @@ impl Bucket {
     pub async fn create_upload(&self, info: &UploadInfo) -> StoreResult<String> {
         let kv = self.store.uploads().await?;
         let id = nuid::next().to_string();
-        let value = serde_json::to_vec(info).map_err(StoreError::internal)?;
-        kv.create(format!("{}.{id}", self.nats), value.into())
-            .await
-            .map_err(kv_err)?;
+        let value = Bytes::from(serde_json::to_vec(info).map_err(StoreError::internal)?);
+        let key = format!("{}.{id}", self.nats);
+        let mut attempts = 0;
+        super::kv_through_failover(None, || {
+            attempts += 1;
+            let (kv, key, value, retry) = (&kv, &key, value.clone(), attempts > 1);
+            async move {
+                match kv.create(key, value).await {
+                    Ok(_) => Ok(()),
+                    // The id is new: an attempt that timed out was stored after all.
+                    Err(e) if retry && e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(()),
+                    Err(e) => Err(NatsError::kv_write(&e)),
+                }
+            }
+        })
+        .await
+        .map_err(|e| e.on(""))?;
         Ok(id)
     }
 
@@ -298,18 +311,26 @@ impl Bucket {
         let key = format!("{}.{id}.{n}", self.nats);
         let previous = kv.get(key.clone()).await.map_err(kv_err)?;
         let value = serde_json::to_vec(&part).map_err(StoreError::internal)?;
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if Instant::now() >= until {
             return Err(self.err(NatsError::TimedOut));
         }
         // The part record is the commit point: from here on only the collector removes
         // the chunks.
         guard.disarm();
-        match tokio::time::timeout(left, kv.put(key.clone(), value.into())).await {
-            Ok(put) => put.map_err(kv_err)?,
-            // It may still land: its chunks are then the part's, else an orphan's.
-            Err(_) => return Err(self.err(NatsError::TimedOut)),
-        };
+        // A put that timed out may still land: its chunks are then the part's, else an
+        // orphan's. Putting the same record again is harmless.
+        let value = Bytes::from(value);
+        super::kv_through_failover(Some(until), || {
+            let (kv, key, value) = (&kv, &key, value.clone());
+            async move {
+                kv.put(key, value)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| NatsError::kv_write(&e))
+            }
+        })
+        .await
+        .map_err(|e| self.err(e))?;
         // The upload may have been aborted or completed meanwhile: then drop this part.
         if self.upload(id).await.is_err() {
             let _ = super::forget_key(&self.store.inner.js, UPLOADS_KV, &key).await;

@@ -162,6 +162,39 @@ impl R3 {
         }
     }
 
+    /// Plays a stream that is not listening (being created, or between leaders) for the
+    /// publishes to subjects starting with `prefix`, which the proxy loses: answers the first
+    /// `n` with "503 No Responders" (or as many as come within 10 s), then forwards
+    /// everything again.
+    async fn answer_no_responders(&self, prefix: &str, n: usize) {
+        let earlier = self.proxy.replies_to(prefix).len();
+        self.proxy.lose_publishes_to(&[prefix]);
+        let url = self.cluster.urls()[2]
+            .trim_start_matches("nats://")
+            .to_string();
+        let mut answerer = tokio::net::TcpStream::connect(url).await.expect("connect");
+        let hello = b"CONNECT {\"verbose\":false,\"headers\":true}\r\n";
+        answerer.write_all(hello).await.expect("connect");
+        let mut done = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while done < n && tokio::time::Instant::now() < deadline {
+            let replies = self
+                .proxy
+                .replies_to(prefix)
+                .into_iter()
+                .skip(earlier + done);
+            for reply in replies.take(n - done) {
+                let status = "NATS/1.0 503\r\n\r\n";
+                let len = status.len();
+                let frame = format!("HPUB {reply} {len} {len}\r\n{status}\r\n");
+                answerer.write_all(frame.as_bytes()).await.expect("answer");
+                done += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.proxy.heal();
+    }
+
     /// Runs `work` while the gateway's Direct Gets of `stream` reach only a replica that is
     /// behind ([`R3::answer_not_found`]).
     async fn behind<T>(&self, stream: &str, work: impl std::future::Future<Output = T>) -> T {
@@ -484,6 +517,72 @@ async fn writes_decided_without_a_compare_and_set_ask_the_leader() {
     env.gw.shutdown().await;
 }
 
+/// CreateMultipartUpload and UploadPart write their records to jets3's uploads KV bucket
+/// (three replicas here): a write nothing answers, while that bucket is being created or is
+/// between leaders, is tried again, as object writes are, instead of answering 503.
+#[tokio::test]
+async fn upload_records_nothing_answers_are_written_once_something_does() {
+    let b = unique_bucket("mpu-nr");
+    let env = r3(&b).await;
+    let s3 = &env.s3;
+    let first = crate::failover::retried(60, "the uploads KV's creation", || {
+        s3.create_multipart_upload().bucket(&b).key("first").send()
+    })
+    .await;
+    let records = "$KV.jets3_uploads.";
+    let before = env.proxy.replies_to(records).len();
+    let (created, ()) = tokio::join!(
+        s3.create_multipart_upload().bucket(&b).key("k").send(),
+        env.answer_no_responders(records, 3),
+    );
+    let id = ok(created, "CreateMultipartUpload")
+        .upload_id()
+        .expect("UploadId")
+        .to_string();
+    let tried = env.proxy.replies_to(records).len() - before;
+    assert!(tried > 3, "tried again: {tried} publishes");
+    let listed = ok(
+        s3.list_multipart_uploads().bucket(&b).send().await,
+        "ListMultipartUploads",
+    );
+    let mut ids: Vec<_> = listed
+        .uploads()
+        .iter()
+        .filter_map(|u| u.upload_id())
+        .collect();
+    ids.sort();
+    let mut want = vec![id.as_str(), first.upload_id().expect("UploadId")];
+    want.sort();
+    assert_eq!(ids, want);
+
+    let body = data(100 << 10, 3);
+    let before = env.proxy.replies_to(records).len();
+    let (stored, ()) = tokio::join!(
+        s3.upload_part()
+            .bucket(&b)
+            .key("k")
+            .upload_id(&id)
+            .part_number(1)
+            .body(body.clone().into())
+            .send(),
+        env.answer_no_responders(records, 2),
+    );
+    ok(stored, "UploadPart");
+    let tried = env.proxy.replies_to(records).len() - before;
+    assert!(tried > 2, "tried again: {tried} publishes");
+    let parts = ok(
+        s3.list_parts()
+            .bucket(&b)
+            .key("k")
+            .upload_id(&id)
+            .send()
+            .await,
+        "ListParts",
+    );
+    let sizes: Vec<_> = parts.parts().iter().map(|p| p.size()).collect();
+    assert_eq!(sizes, [Some(100 << 10)]);
+}
+
 /// An upload and its parts recorded through another gateway are there at once: "no such
 /// upload" (an UploadPart refused, or its part dropped as the upload's record seemed gone)
 /// and the parts a listing or a Complete finds rest on what the leader of the uploads' KV
@@ -495,7 +594,8 @@ async fn an_upload_and_its_parts_are_there_as_far_as_the_leader_holds() {
     let b = unique_bucket("mpu-r3");
     let env = r3(&b).await;
     let s3 = &env.s3;
-    // The first upload creates the uploads' KV bucket (three replicas): 503 until it stands.
+    // The first upload creates the uploads' KV bucket (three replicas), which on a loaded
+    // machine can outlast the request.
     let id = crate::failover::retried(60, "CreateMultipartUpload", || {
         s3.create_multipart_upload().bucket(&b).key("k").send()
     })
@@ -664,7 +764,17 @@ async fn a_read_the_leader_holds_keeps_the_version_it_reads() {
         .expect("reads KV");
     let reader = format!("{b}.{retired}.reader");
     let register = || reads.put(reader.clone(), bytes::Bytes::new());
-    register().await.expect("a registered read");
+    // A stream just created on three servers answers publishes once its group has formed:
+    // until then a publish finds no responders (async-nats says StreamNotFound).
+    let mut first = register().await;
+    for _ in 0..50 {
+        if first.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        first = register().await;
+    }
+    first.expect("a registered read");
 
     let api = format!("$JS.API.DIRECT.GET.KV_{READS_KV}");
     env.proxy
