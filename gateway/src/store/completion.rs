@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use time::OffsetDateTime;
 
+use super::direct::{from_leader, kv_live};
 use super::uploads::{kv_err, UploadInfo};
 use super::{Bucket, ObjectMeta};
 use super::{StoreError, StoreResult};
@@ -370,14 +371,10 @@ impl Bucket {
 /// KV `kv`'s live value of `key` and its revision as the leader of the KV's stream holds it
 /// (the JetStream API, not a Direct Get); `None` when it is absent, deleted or purged.
 async fn leader_entry(kv: &kv::Store, key: &str) -> StoreResult<Option<(Bytes, u64)>> {
-    use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
-    let subject = format!("{}{key}", kv.prefix);
-    match kv.stream.get_last_raw_message_by_subject(&subject).await {
-        Ok(m) => {
-            let op = m.headers.get("KV-Operation").map(|v| v.as_str());
-            Ok((!matches!(op, Some("DEL" | "PURGE"))).then_some((m.payload, m.sequence)))
-        }
-        Err(e) if e.kind() == K::NoMessageFound => Ok(None),
-        Err(e) => Err(kv_err(e)),
-    }
+    let ask = kv
+        .stream
+        .raw_message_builder()
+        .last_by_subject(format!("{}{key}", kv.prefix));
+    let m = from_leader(ask).await.map_err(kv_err)?;
+    Ok(m.filter(kv_live).map(|m| (m.payload, m.sequence)))
 }

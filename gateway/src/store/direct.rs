@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream::{RawMessageBuilder, RawMessageError, RawMessageErrorKind};
 use async_nats::{Client, HeaderMap, StatusCode, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -26,6 +28,24 @@ impl RawMsg {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The message `ask` names as its stream's leader holds it (the JetStream API, not a Direct
+/// Get, which a replica that is behind may answer); `None` when there is none.
+pub(super) async fn from_leader(
+    ask: RawMessageBuilder,
+) -> Result<Option<StreamMessage>, RawMessageError> {
+    match ask.send().await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a KV stream's message is a value, not a delete or purge marker.
+pub(super) fn kv_live(m: &StreamMessage) -> bool {
+    let op = m.headers.get("KV-Operation").map(|v| v.as_str());
+    !matches!(op, Some("DEL" | "PURGE"))
+}
 
 #[derive(Serialize, Default)]
 struct Request<'a> {

@@ -17,6 +17,7 @@ use jets3_nats::names;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
+use super::direct::{from_leader, kv_live};
 use super::internal::InternalReplicas;
 use super::meta::valid_nuid;
 use super::NatsError;
@@ -204,7 +205,6 @@ impl Lifecycle {
     /// answers (the JetStream API, not a Direct Get): a replica that is behind could miss
     /// the registration, and the version would be purged under the read.
     pub async fn is_read(&self, bucket: &str, nuid: &str) -> Result<bool, NatsError> {
-        use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
         self.reads().await?;
         let stream = self
             .js
@@ -212,14 +212,10 @@ impl Lifecycle {
             .await
             .map_err(NatsError::other)?;
         let subject = names::kv_subject(READS_KV, &format!("{bucket}.{nuid}.*"));
-        match stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(m) => Ok(!matches!(
-                m.headers.get("KV-Operation").map(|v| v.as_str()),
-                Some("DEL" | "PURGE")
-            )),
-            Err(e) if e.kind() == K::NoMessageFound => Ok(false),
-            Err(e) => Err(NatsError::other(e)),
-        }
+        let registered = from_leader(stream.raw_message_builder().last_by_subject(subject))
+            .await
+            .map_err(NatsError::other)?;
+        Ok(registered.is_some_and(|m| kv_live(&m)))
     }
 
     /// Holds version `nuid` of `bucket` for a read until the returned guard drops: after a

@@ -926,7 +926,6 @@ impl Store {
         nats: &str,
         ask: impl Fn(&jetstream::stream::Stream<()>) -> jetstream::stream::RawMessageBuilder,
     ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, NatsError> {
-        use async_nats::jetstream::stream::RawMessageErrorKind as K;
         let stream = self
             .inner
             .js
@@ -934,9 +933,8 @@ impl Store {
             .await
             .map_err(NatsError::other)?;
         self.through_failover(nats, || async {
-            match ask(&stream).send().await {
-                Ok(m) => Ok(Some(m)),
-                Err(e) if e.kind() == K::NoMessageFound => Ok(None),
+            match direct::from_leader(ask(&stream)).await {
+                Ok(m) => Ok(m),
                 // A leader between terms answers with errors of its own: all of them are
                 // tried again within the failover budget ("not found" is settled).
                 Err(e) => {

@@ -6,7 +6,7 @@ use async_nats::Client;
 use bytes::Bytes;
 use futures::stream::{self, Stream, StreamExt};
 
-use super::direct::{next_for_subject, Batch, RawMsg};
+use super::direct::{from_leader, next_for_subject, Batch, RawMsg};
 use super::meta::{chunk_subject, ObjectMeta, CHUNK_SIZE};
 use super::writer::OFFSET_HEADER;
 use super::NatsError;
@@ -178,25 +178,22 @@ impl Cursor {
 
     /// The first chunk at or after `from` as the stream leader has it (the JetStream API).
     async fn leader_chunk(&self, from: u64) -> Result<Option<RawMsg>, NatsError> {
-        use async_nats::jetstream::stream::RawMessageErrorKind as K;
         let stream = self
             .js
             .get_stream_no_info(&self.stream)
             .await
             .map_err(NatsError::other)?;
-        let asked = stream
+        let ask = stream
             .raw_message_builder()
             .sequence(from)
-            .next_by_subject(self.subject.as_str())
-            .send();
-        match tokio::time::timeout(CHUNK_WAIT, asked).await {
-            Ok(Ok(m)) => Ok(Some(RawMsg {
+            .next_by_subject(self.subject.as_str());
+        match tokio::time::timeout(CHUNK_WAIT, from_leader(ask)).await {
+            Ok(Ok(m)) => Ok(m.map(|m| RawMsg {
                 seq: m.sequence,
                 subject: m.subject.to_string(),
                 headers: Some(m.headers),
                 payload: m.payload,
             })),
-            Ok(Err(e)) if e.kind() == K::NoMessageFound => Ok(None),
             Ok(Err(e)) => Err(NatsError::other(e)),
             Err(_) => Err(NatsError::TimedOut),
         }
