@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 
 use super::direct::{from_leader, kv_live};
 use super::uploads::{kv_err, UploadInfo};
-use super::{Bucket, ObjectMeta};
+use super::{Bucket, NatsError, ObjectMeta};
 use super::{StoreError, StoreResult};
 
 /// A Complete's claim on an upload, and then its result.
@@ -140,11 +140,7 @@ impl Claim {
         if self.lost.load(Ordering::Relaxed) {
             return Err(StoreError::NoSuchUpload(id.to_string()));
         }
-        match self
-            .kv
-            .update(&self.key, self.value.clone(), self.revision())
-            .await
-        {
+        match update(&self.kv, &self.key, self.value.clone(), self.revision()).await {
             Ok(rev) => {
                 *self.revision.lock().unwrap_or_else(|p| p.into_inner()) = rev;
                 Ok(())
@@ -166,8 +162,7 @@ impl Claim {
             done: Some(done),
         });
         let value = serde_json::to_vec(&record).map_err(StoreError::internal)?;
-        self.kv
-            .update(&self.key, value.into(), self.revision())
+        update(&self.kv, &self.key, value.into(), self.revision())
             .await
             .map_err(kv_err)?;
         Ok(())
@@ -280,10 +275,7 @@ impl Bucket {
                 });
                 let value = serde_json::to_vec(&record).map_err(StoreError::internal)?;
                 let kv = self.store.uploads().await?;
-                match kv
-                    .update(format!("{}.{id}", self.nats), value.into(), revision)
-                    .await
-                {
+                match update(&kv, &format!("{}.{id}", self.nats), value.into(), revision).await {
                     Ok(_) => {
                         self.retire_parts(id, key, Some(&meta)).await?;
                         return Ok(UploadState::Done(done));
@@ -322,7 +314,7 @@ impl Bucket {
         let value: Bytes = serde_json::to_vec(&record)
             .map_err(StoreError::internal)?
             .into();
-        let rev = match kv.update(&key, value.clone(), revision).await {
+        let rev = match update(&kv, &key, value.clone(), revision).await {
             Ok(rev) => rev,
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => return Ok(None),
             Err(e) => return Err(kv_err(e)),
@@ -365,6 +357,29 @@ impl Bucket {
             lapsed,
             digest: digest.to_string(),
         }))
+    }
+}
+
+/// `kv.update`, tried again while nothing answers it (the uploads KV between leaders, or
+/// just created): such an attempt stored nothing, so the revision it expects still holds.
+/// Any other failure, a timeout included (the update may have landed), is the caller's.
+async fn update(
+    kv: &kv::Store,
+    key: &str,
+    value: Bytes,
+    revision: u64,
+) -> Result<u64, kv::UpdateError> {
+    let deadline = Instant::now() + super::FAILOVER_BUDGET;
+    loop {
+        match kv.update(key, value.clone(), revision).await {
+            Err(e)
+                if matches!(NatsError::kv_write(&e), NatsError::NoResponders)
+                    && Instant::now() + super::ATTEMPT_PAUSE < deadline =>
+            {
+                tokio::time::sleep(super::ATTEMPT_PAUSE).await;
+            }
+            done => return done,
+        }
     }
 }
 

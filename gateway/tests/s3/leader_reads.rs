@@ -517,11 +517,13 @@ async fn writes_decided_without_a_compare_and_set_ask_the_leader() {
     env.gw.shutdown().await;
 }
 
-/// CreateMultipartUpload and UploadPart write their records to jets3's uploads KV bucket
-/// (three replicas here): a write nothing answers, while that bucket is being created or is
-/// between leaders, is tried again, as object writes are, instead of answering 503.
+/// CreateMultipartUpload, UploadPart and CompleteMultipartUpload write their records to
+/// jets3's uploads KV bucket (three replicas here): a write nothing answers, while that
+/// bucket is being created or is between leaders, is tried again, as object writes are,
+/// instead of answering 503.
 #[tokio::test]
 async fn upload_records_nothing_answers_are_written_once_something_does() {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
     let b = unique_bucket("mpu-nr");
     let env = r3(&b).await;
     let s3 = &env.s3;
@@ -581,6 +583,25 @@ async fn upload_records_nothing_answers_are_written_once_something_does() {
     );
     let sizes: Vec<_> = parts.parts().iter().map(|p| p.size()).collect();
     assert_eq!(sizes, [Some(100 << 10)]);
+
+    let etag = parts.parts()[0].e_tag().expect("ETag").to_string();
+    let done = CompletedMultipartUpload::builder()
+        .parts(CompletedPart::builder().part_number(1).e_tag(etag).build())
+        .build();
+    let before = env.proxy.replies_to(records).len();
+    let (completed, ()) = tokio::join!(
+        s3.complete_multipart_upload()
+            .bucket(&b)
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(done)
+            .send(),
+        env.answer_no_responders(records, 2),
+    );
+    ok(completed, "CompleteMultipartUpload");
+    let tried = env.proxy.replies_to(records).len() - before;
+    assert!(tried > 2, "tried again: {tried} publishes");
+    assert!(get_bytes(s3, &b, "k").await == body);
 }
 
 /// An upload and its parts recorded through another gateway are there at once: "no such
