@@ -138,17 +138,23 @@ impl R3 {
         (id, old, record)
     }
 
+    /// A bare NATS protocol connection to the third server, to answer requests by hand.
+    async fn raw_connection(&self) -> tokio::net::TcpStream {
+        let url = self.cluster.urls()[2]
+            .trim_start_matches("nats://")
+            .to_string();
+        let mut conn = tokio::net::TcpStream::connect(url).await.expect("connect");
+        let hello = b"CONNECT {\"verbose\":false,\"headers\":true}\r\n";
+        conn.write_all(hello).await.expect("connect");
+        conn
+    }
+
     /// Plays a replica that is behind, for the requests to subjects starting with `api`
     /// that the proxy holds back from the servers: answers each first with "404 Message Not
     /// Found", a Direct Get's answer from a replica that lacks the message. Runs until
     /// dropped.
     async fn answer_not_found(&self, api: &str) {
-        let url = self.cluster.urls()[2]
-            .trim_start_matches("nats://")
-            .to_string();
-        let mut stale = tokio::net::TcpStream::connect(url).await.expect("connect");
-        let hello = b"CONNECT {\"verbose\":false,\"headers\":true}\r\n";
-        stale.write_all(hello).await.expect("connect");
+        let mut stale = self.raw_connection().await;
         let mut done = 0;
         loop {
             for reply in self.proxy.replies_to(api).into_iter().skip(done) {
@@ -169,12 +175,7 @@ impl R3 {
     async fn answer_no_responders(&self, prefix: &str, n: usize) {
         let earlier = self.proxy.replies_to(prefix).len();
         self.proxy.lose_publishes_to(&[prefix]);
-        let url = self.cluster.urls()[2]
-            .trim_start_matches("nats://")
-            .to_string();
-        let mut answerer = tokio::net::TcpStream::connect(url).await.expect("connect");
-        let hello = b"CONNECT {\"verbose\":false,\"headers\":true}\r\n";
-        answerer.write_all(hello).await.expect("connect");
+        let mut answerer = self.raw_connection().await;
         let mut done = 0;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while done < n && tokio::time::Instant::now() < deadline {
