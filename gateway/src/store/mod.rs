@@ -197,9 +197,11 @@ impl NatsError {
         }
     }
 
-    /// A failed write to a KV bucket (its publish is somewhere in `e`'s sources).
+    /// A failed write to a KV bucket: what its publish, or the Direct Get by which a create
+    /// tells an existing key from a failed write, met (somewhere in `e`'s sources).
     fn kv_write(e: &(dyn std::error::Error + 'static)) -> Self {
         use async_nats::jetstream::context::{PublishError, PublishErrorKind as K};
+        use async_nats::jetstream::stream::{DirectGetError, DirectGetErrorKind as D};
         let mut source = Some(e);
         while let Some(e) = source {
             if let Some(p) = e.downcast_ref::<PublishError>() {
@@ -207,6 +209,12 @@ impl NatsError {
                     K::StreamNotFound => return NatsError::NoResponders,
                     K::TimedOut => return NatsError::TimedOut,
                     _ => {}
+                }
+            }
+            if let Some(g) = e.downcast_ref::<DirectGetError>() {
+                if matches!(g.kind(), D::ErrorResponse(c, _) if c == async_nats::StatusCode::NO_RESPONDERS)
+                {
+                    return NatsError::NoResponders;
                 }
             }
             source = e.source();
