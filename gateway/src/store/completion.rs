@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 
 use super::direct::{from_leader, kv_live};
 use super::uploads::{kv_err, UploadInfo};
-use super::{Bucket, NatsError, ObjectMeta};
+use super::{Bucket, ObjectMeta};
 use super::{StoreError, StoreResult};
 
 /// A Complete's claim on an upload, and then its result.
@@ -201,8 +201,7 @@ impl Bucket {
         }
         let kv = self.store.uploads().await?;
         let key = format!("{}.{id}", self.nats);
-        let entry = kv
-            .entry(key.as_str())
+        let entry = super::until_answered(None, || kv.entry(key.as_str()))
             .await
             .map_err(kv_err)?
             .filter(|e| e.operation == kv::Operation::Put)
@@ -360,27 +359,14 @@ impl Bucket {
     }
 }
 
-/// `kv.update`, tried again while nothing answers it (the uploads KV between leaders, or
-/// just created): such an attempt stored nothing, so the revision it expects still holds.
-/// Any other failure, a timeout included (the update may have landed), is the caller's.
+/// `kv.update`, tried again while nothing answers it (see [`super::until_answered`]).
 async fn update(
     kv: &kv::Store,
     key: &str,
     value: Bytes,
     revision: u64,
 ) -> Result<u64, kv::UpdateError> {
-    let deadline = Instant::now() + super::FAILOVER_BUDGET;
-    loop {
-        match kv.update(key, value.clone(), revision).await {
-            Err(e)
-                if matches!(NatsError::kv_write(&e), NatsError::NoResponders)
-                    && Instant::now() + super::ATTEMPT_PAUSE < deadline =>
-            {
-                tokio::time::sleep(super::ATTEMPT_PAUSE).await;
-            }
-            done => return done,
-        }
-    }
+    super::until_answered(None, || kv.update(key, value.clone(), revision)).await
 }
 
 /// KV `kv`'s live value of `key` and its revision as the leader of the KV's stream holds it

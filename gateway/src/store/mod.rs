@@ -960,13 +960,33 @@ impl Store {
         &self,
         nats: &str,
         until: Option<std::time::Instant>,
-        op: F,
+        mut op: F,
     ) -> Result<T, NatsError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, NatsError>>,
     {
-        failover(until, op, |e| self.settle(nats, e)).await
+        let started = std::time::Instant::now();
+        let until = until.unwrap_or(started + FAILOVER_BUDGET);
+        loop {
+            let attempt = ATTEMPT.min(until.saturating_duration_since(std::time::Instant::now()));
+            let result = match tokio::time::timeout(attempt, op()).await {
+                Ok(r) => r,
+                Err(_) => Err(NatsError::TimedOut),
+            };
+            let e = match result {
+                Err(e) if e.transient() => self.settle(nats, e).await,
+                other => return other,
+            };
+            let now = std::time::Instant::now();
+            if !e.transient()
+                || now + ATTEMPT_PAUSE >= until
+                || now + ATTEMPT_PAUSE >= started + FAILOVER_BUDGET
+            {
+                return Err(e);
+            }
+            tokio::time::sleep(ATTEMPT_PAUSE).await;
+        }
     }
 
     /// Sets the hook told of every write through this store (the object cache, which so
@@ -1035,55 +1055,32 @@ async fn purge_subject(js: &Context, stream: &str, subject: String) -> Result<()
     Ok(())
 }
 
-/// Runs an operation on one of jets3's own KV buckets through a leader election, or while
-/// the KV bucket is being created (its stream answers no publishes yet), as
-/// [`Store::through_failover`] does for a bucket's metadata.
-/// No attempt runs past `until`.
-pub(super) async fn kv_through_failover<T, F, Fut>(
+/// Runs a request to one of jets3's own KV buckets again while nothing answers it (the KV's
+/// stream between leaders, or just created): such an attempt read or stored nothing. Every
+/// other failure is the caller's, a timeout included: a write that timed out may still
+/// land, and writing it again could put it back over a newer one. No attempt starts past
+/// `until`, nor past [`FAILOVER_BUDGET`] from now; none is cut short here.
+pub(super) async fn until_answered<T, E, F, Fut>(
     until: Option<std::time::Instant>,
-    op: F,
-) -> Result<T, NatsError>
+    mut write: F,
+) -> Result<T, E>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, NatsError>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::error::Error + 'static,
 {
-    failover(until, op, std::future::ready).await
-}
-
-/// Tries `op` until it succeeds or fails for good, each attempt within [`ATTEMPT`] and all
-/// within [`FAILOVER_BUDGET`] (none past `until`); `settle` may turn a transient failure
-/// into a lasting one.
-async fn failover<T, F, Fut, S, SFut>(
-    until: Option<std::time::Instant>,
-    mut op: F,
-    settle: S,
-) -> Result<T, NatsError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, NatsError>>,
-    S: Fn(NatsError) -> SFut,
-    SFut: std::future::Future<Output = NatsError>,
-{
-    let started = std::time::Instant::now();
-    let until = until.unwrap_or(started + FAILOVER_BUDGET);
+    let budget = std::time::Instant::now() + FAILOVER_BUDGET;
+    let until = until.map_or(budget, |u| u.min(budget));
     loop {
-        let attempt = ATTEMPT.min(until.saturating_duration_since(std::time::Instant::now()));
-        let result = match tokio::time::timeout(attempt, op()).await {
-            Ok(r) => r,
-            Err(_) => Err(NatsError::TimedOut),
-        };
-        let e = match result {
-            Err(e) if e.transient() => settle(e).await,
-            other => return other,
-        };
-        let now = std::time::Instant::now();
-        if !e.transient()
-            || now + ATTEMPT_PAUSE >= until
-            || now + ATTEMPT_PAUSE >= started + FAILOVER_BUDGET
-        {
-            return Err(e);
+        match write().await {
+            Err(e)
+                if matches!(NatsError::kv_write(&e), NatsError::NoResponders)
+                    && std::time::Instant::now() + ATTEMPT_PAUSE < until =>
+            {
+                tokio::time::sleep(ATTEMPT_PAUSE).await;
+            }
+            done => return done,
         }
-        tokio::time::sleep(ATTEMPT_PAUSE).await;
     }
 }
 

@@ -222,21 +222,17 @@ impl Bucket {
         let id = nuid::next().to_string();
         let value = Bytes::from(serde_json::to_vec(info).map_err(StoreError::internal)?);
         let key = format!("{}.{id}", self.nats);
-        let mut attempts = 0;
-        super::kv_through_failover(None, || {
-            attempts += 1;
-            let (kv, key, value, retry) = (&kv, &key, value.clone(), attempts > 1);
-            async move {
-                match kv.create(key, value).await {
-                    Ok(_) => Ok(()),
-                    // The id is new: an attempt that timed out was stored after all.
-                    Err(e) if retry && e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(()),
-                    Err(e) => Err(NatsError::kv_write(&e)),
-                }
+        super::until_answered(None, || async {
+            match kv.create(&key, value.clone()).await {
+                Ok(_) => Ok(()),
+                // The id is new: a record under it is this one (a write that timed out
+                // and landed after all, found by the lookup with which `create` ends).
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(e),
             }
         })
         .await
-        .map_err(|e| e.on(""))?;
+        .map_err(|e| NatsError::kv_write(&e).on(""))?;
         Ok(id)
     }
 
@@ -309,7 +305,9 @@ impl Bucket {
         }
         let kv = self.store.uploads().await?;
         let key = format!("{}.{id}.{n}", self.nats);
-        let previous = kv.get(key.clone()).await.map_err(kv_err)?;
+        let previous = super::until_answered(Some(until), || kv.get(key.clone()))
+            .await
+            .map_err(kv_err)?;
         let value = serde_json::to_vec(&part).map_err(StoreError::internal)?;
         if Instant::now() >= until {
             return Err(self.err(NatsError::TimedOut));
@@ -318,19 +316,15 @@ impl Bucket {
         // the chunks.
         guard.disarm();
         // A put that timed out may still land: its chunks are then the part's, else an
-        // orphan's. Putting the same record again is harmless.
+        // orphan's. It is not put again: by then another UploadPart of this number may
+        // have replaced it and retired its chunks.
+        // Nor is it acknowledged past `until`.
         let value = Bytes::from(value);
-        super::kv_through_failover(Some(until), || {
-            let (kv, key, value) = (&kv, &key, value.clone());
-            async move {
-                kv.put(key, value)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| NatsError::kv_write(&e))
-            }
-        })
-        .await
-        .map_err(|e| self.err(e))?;
+        let put = super::until_answered(Some(until), || kv.put(&key, value.clone()));
+        match tokio::time::timeout_at(until.into(), put).await {
+            Ok(put) => put.map_err(|e| self.err(NatsError::kv_write(&e)))?,
+            Err(_) => return Err(self.err(NatsError::TimedOut)),
+        };
         // The upload may have been aborted or completed meanwhile: then drop this part.
         if self.upload(id).await.is_err() {
             let _ = super::forget_key(&self.store.inner.js, UPLOADS_KV, &key).await;
@@ -526,7 +520,8 @@ impl Bucket {
             if info.completion.is_some() {
                 return Err(StoreError::NoSuchUpload(id.to_string()));
             }
-            match kv.purge_expect_revision(key.clone(), Some(revision)).await {
+            let purge = || kv.purge_expect_revision(key.clone(), Some(revision));
+            match super::until_answered(None, purge).await {
                 Ok(()) => break info.key,
                 // Changed meanwhile (a claim, a part): look again.
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,

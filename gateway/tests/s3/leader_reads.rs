@@ -523,9 +523,9 @@ async fn writes_decided_without_a_compare_and_set_ask_the_leader() {
 }
 
 /// CreateMultipartUpload, UploadPart and CompleteMultipartUpload write their records to
-/// jets3's uploads KV bucket (three replicas here): a write nothing answers, while that
-/// bucket is being created or is between leaders, is tried again, as object writes are,
-/// instead of answering 503.
+/// jets3's uploads KV bucket (three replicas here), and UploadPart reads the part's earlier
+/// record first: a request nothing answers, while that bucket is being created or is
+/// between leaders, is tried again, as object writes are, instead of answering 503.
 #[tokio::test]
 async fn upload_records_nothing_answers_are_written_once_something_does() {
     use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -566,21 +566,29 @@ async fn upload_records_nothing_answers_are_written_once_something_does() {
     want.sort();
     assert_eq!(ids, want);
 
+    // UploadPart reads the upload's record, then the part's earlier record, then writes the
+    // part's: each in turn finds no responder, twice. The Direct Gets name the key.
+    let nats = b.replace('.', "_");
+    let upload = format!("{lookups}{records}{nats}.{id}");
+    let (part_read, part_write) = (format!("{upload}.1"), format!("{records}{nats}.{id}.1"));
     let body = data(100 << 10, 3);
-    let before = env.proxy.replies_to(records).len();
-    let (stored, ()) = tokio::join!(
-        s3.upload_part()
-            .bucket(&b)
-            .key("k")
-            .upload_id(&id)
-            .part_number(1)
-            .body(body.clone().into())
-            .send(),
-        env.answer_no_responders(&records_only, 2),
-    );
-    ok(stored, "UploadPart");
-    let tried = env.proxy.replies_to(records).len() - before;
-    assert!(tried > 2, "tried again: {tried} publishes");
+    for step in [&upload, &part_read, &part_write] {
+        let before = env.proxy.replies_to(step).len();
+        let prefixes = [step.as_str()];
+        let (stored, ()) = tokio::join!(
+            s3.upload_part()
+                .bucket(&b)
+                .key("k")
+                .upload_id(&id)
+                .part_number(1)
+                .body(body.clone().into())
+                .send(),
+            env.answer_no_responders(&prefixes, 2),
+        );
+        ok(stored, "UploadPart");
+        let tried = env.proxy.replies_to(step).len() - before;
+        assert!(tried > 2, "tried again: {tried} requests to {step}");
+    }
     let parts = ok(
         s3.list_parts()
             .bucket(&b)
@@ -611,6 +619,28 @@ async fn upload_records_nothing_answers_are_written_once_something_does() {
     let tried = env.proxy.replies_to(records).len() - before;
     assert!(tried > 2, "tried again: {tried} publishes");
     assert!(get_bytes(s3, &b, "k").await == body);
+
+    // AbortMultipartUpload's purge of the record (the record's read played above).
+    let first = first.upload_id().expect("UploadId");
+    let record = format!("{records}{nats}.{first}");
+    let before = env.proxy.replies_to(&record).len();
+    let prefixes = [record.as_str()];
+    let (aborted, ()) = tokio::join!(
+        s3.abort_multipart_upload()
+            .bucket(&b)
+            .key("first")
+            .upload_id(first)
+            .send(),
+        env.answer_no_responders(&prefixes, 2),
+    );
+    ok(aborted, "AbortMultipartUpload");
+    let tried = env.proxy.replies_to(&record).len() - before;
+    assert!(tried > 2, "tried again: {tried} publishes");
+    let listed = ok(
+        s3.list_multipart_uploads().bucket(&b).send().await,
+        "ListMultipartUploads",
+    );
+    assert!(listed.uploads().is_empty(), "{:?}", listed.uploads());
 }
 
 /// An upload and its parts recorded through another gateway are there at once: "no such
