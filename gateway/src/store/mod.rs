@@ -197,10 +197,11 @@ impl NatsError {
         }
     }
 
-    /// A failed write to a KV bucket: what its publish, or the Direct Get by which a create
-    /// tells an existing key from a failed write, met (somewhere in `e`'s sources).
-    fn kv_write(e: &(dyn std::error::Error + 'static)) -> Self {
+    /// A failed request to a stream (a KV bucket's publish, Direct Get or JetStream API
+    /// request): what it met, somewhere in `e`'s sources.
+    fn within(e: &(dyn std::error::Error + 'static)) -> Self {
         use async_nats::jetstream::context::{PublishError, PublishErrorKind as K};
+        use async_nats::jetstream::context::{RequestError, RequestErrorKind as R};
         use async_nats::jetstream::stream::{DirectGetError, DirectGetErrorKind as D};
         let mut source = Some(e);
         while let Some(e) = source {
@@ -208,6 +209,13 @@ impl NatsError {
                 match p.kind() {
                     K::StreamNotFound => return NatsError::NoResponders,
                     K::TimedOut => return NatsError::TimedOut,
+                    _ => {}
+                }
+            }
+            if let Some(r) = e.downcast_ref::<RequestError>() {
+                match r.kind() {
+                    R::NoResponders => return NatsError::NoResponders,
+                    R::TimedOut => return NatsError::TimedOut,
                     _ => {}
                 }
             }
@@ -1055,11 +1063,28 @@ async fn purge_subject(js: &Context, stream: &str, subject: String) -> Result<()
     Ok(())
 }
 
+/// Whether a failed request found nothing to answer it (see [`until_answered`]).
+pub(super) trait Unanswered {
+    fn unanswered(&self) -> bool;
+}
+
+impl<E: std::error::Error + 'static> Unanswered for E {
+    fn unanswered(&self) -> bool {
+        matches!(NatsError::within(self), NatsError::NoResponders)
+    }
+}
+
+impl Unanswered for NatsError {
+    fn unanswered(&self) -> bool {
+        matches!(self, NatsError::NoResponders)
+    }
+}
+
 /// Runs a request to one of jets3's own KV buckets again while nothing answers it (the KV's
 /// stream between leaders, or just created): such an attempt read or stored nothing. Every
 /// other failure is the caller's, a timeout included: a write that timed out may still
-/// land, and writing it again could put it back over a newer one. No attempt starts past
-/// `until`, nor past [`FAILOVER_BUDGET`] from now; none is cut short here.
+/// land, and writing it again could put it back over a newer one. No attempt but the first
+/// starts past `until`, nor past [`FAILOVER_BUDGET`] from now; none is cut short here.
 pub(super) async fn until_answered<T, E, F, Fut>(
     until: Option<std::time::Instant>,
     mut write: F,
@@ -1067,16 +1092,13 @@ pub(super) async fn until_answered<T, E, F, Fut>(
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
-    E: std::error::Error + 'static,
+    E: Unanswered,
 {
     let budget = std::time::Instant::now() + FAILOVER_BUDGET;
     let until = until.map_or(budget, |u| u.min(budget));
     loop {
         match write().await {
-            Err(e)
-                if matches!(NatsError::kv_write(&e), NatsError::NoResponders)
-                    && std::time::Instant::now() + ATTEMPT_PAUSE < until =>
-            {
+            Err(e) if e.unanswered() && std::time::Instant::now() + ATTEMPT_PAUSE < until => {
                 tokio::time::sleep(ATTEMPT_PAUSE).await;
             }
             done => return done,

@@ -55,7 +55,7 @@ async fn leader_floor(
         match s.get_last_raw_message_by_subject(filter).await {
             Ok(m) => floor = floor.max(Some(m.sequence)),
             Err(e) if e.kind() == K::NoMessageFound => {}
-            Err(e) => return Err(NatsError::other(e)),
+            Err(e) => return Err(NatsError::within(&e)),
         }
     }
     Ok(floor)

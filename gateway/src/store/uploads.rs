@@ -190,13 +190,10 @@ impl Store {
         self.uploads().await?;
         let stream = names::kv_stream(UPLOADS_KV);
         let subject = names::kv_subject(UPLOADS_KV, filter);
-        let msgs = super::scan::last_messages(
-            &self.inner.js,
-            &self.inner.client,
-            &stream,
-            &subject,
-            Reach::Leader,
-        )
+        let (js, client) = (&self.inner.js, &self.inner.client);
+        let msgs = super::until_answered(None, || {
+            super::scan::last_messages(js, client, &stream, &subject, Reach::Leader)
+        })
         .await
         .map_err(|e| e.on(""))?;
         let mut out = Vec::new();
@@ -232,7 +229,7 @@ impl Bucket {
             }
         })
         .await
-        .map_err(|e| NatsError::kv_write(&e).on(""))?;
+        .map_err(|e| NatsError::within(&e).on(""))?;
         Ok(id)
     }
 
@@ -322,7 +319,7 @@ impl Bucket {
         let value = Bytes::from(value);
         let put = super::until_answered(Some(until), || kv.put(&key, value.clone()));
         match tokio::time::timeout_at(until.into(), put).await {
-            Ok(put) => put.map_err(|e| self.err(NatsError::kv_write(&e)))?,
+            Ok(put) => put.map_err(|e| self.err(NatsError::within(&e)))?,
             Err(_) => return Err(self.err(NatsError::TimedOut)),
         };
         // The upload may have been aborted or completed meanwhile: then drop this part.

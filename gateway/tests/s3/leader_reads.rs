@@ -589,15 +589,16 @@ async fn upload_records_nothing_answers_are_written_once_something_does() {
         let tried = env.proxy.replies_to(step).len() - before;
         assert!(tried > 2, "tried again: {tried} requests to {step}");
     }
-    let parts = ok(
-        s3.list_parts()
-            .bucket(&b)
-            .key("k")
-            .upload_id(&id)
-            .send()
-            .await,
-        "ListParts",
+    // ListParts asks the leader how far its records go first.
+    let floor = ["$JS.API.STREAM.MSG.GET.KV_jets3_uploads"];
+    let before = env.proxy.replies_to(floor[0]).len();
+    let (parts, ()) = tokio::join!(
+        s3.list_parts().bucket(&b).key("k").upload_id(&id).send(),
+        env.answer_no_responders(&floor, 2),
     );
+    let parts = ok(parts, "ListParts");
+    let tried = env.proxy.replies_to(floor[0]).len() - before;
+    assert!(tried > 2, "tried again: {tried} requests to {floor:?}");
     let sizes: Vec<_> = parts.parts().iter().map(|p| p.size()).collect();
     assert_eq!(sizes, [Some(100 << 10)]);
 
