@@ -862,7 +862,7 @@ async fn abandoned_uploads_expire() {
     assert_eq!(get_bytes(&s3, &b, "fresh").await, b"fresh part");
 }
 
-/// A part's record that reaches NATS late (2.4 s: past one metadata attempt, within the
+/// A part's record that reaches NATS late (2.2 s: past one metadata attempt, within the
 /// 3 s NATS request timeout) is written once. A write that timed out may still land, and
 /// writing it again could put it back over the record of a later UploadPart of the same
 /// number, which has retired this one's chunks by then.
@@ -873,7 +873,7 @@ async fn a_late_part_record_is_written_once() {
     let s3 = env.client();
     let id = create_upload(&s3, &b, "k").await;
     let record = format!("$KV.jets3_uploads.{}.{id}.1", b.replace('.', "_"));
-    proxy.hold_publishes_to(&[&record], Duration::from_millis(2400));
+    proxy.hold_publishes_to(&[&record], Duration::from_millis(2200));
     let body = data(100 << 10, 41);
     let etag = upload_part(&s3, &b, "k", &id, 1, &body).await;
     proxy.heal();
