@@ -1141,6 +1141,16 @@ async fn main_inner(args: Args) -> Result<(), String> {
             })
             .await
             .map_err(err_text)?;
+            // `ObjectStore::get` reads through an ordered consumer that it leaves to expire
+            // (5 s idle): at a benchmark's rate they outnumber nats-server's default limit
+            // of 1000 consumers per stream, which a limit of the stream's own replaces.
+            let mut stream = js
+                .get_stream(format!("OBJ_{bucket}"))
+                .await
+                .map_err(err_text)?;
+            let mut config = stream.info().await.map_err(err_text)?.config.clone();
+            config.max_consumers = 1 << 20;
+            js.update_stream(config).await.map_err(err_text)?;
             return Ok(());
         }
         Op::Drop => {
