@@ -1087,7 +1087,7 @@ impl Unanswered for NatsError {
 /// starts past `until`, nor past [`FAILOVER_BUDGET`] from now; none is cut short here.
 pub(super) async fn until_answered<T, E, F, Fut>(
     until: Option<std::time::Instant>,
-    mut write: F,
+    mut request: F,
 ) -> Result<T, E>
 where
     F: FnMut() -> Fut,
@@ -1097,7 +1097,7 @@ where
     let budget = std::time::Instant::now() + FAILOVER_BUDGET;
     let until = until.map_or(budget, |u| u.min(budget));
     loop {
-        match write().await {
+        match request().await {
             Err(e) if e.unanswered() && std::time::Instant::now() + ATTEMPT_PAUSE < until => {
                 tokio::time::sleep(ATTEMPT_PAUSE).await;
             }

@@ -313,9 +313,8 @@ impl Bucket {
         // the chunks.
         guard.disarm();
         // A put that timed out may still land: its chunks are then the part's, else an
-        // orphan's. It is not put again: by then another UploadPart of this number may
-        // have replaced it and retired its chunks.
-        // Nor is it acknowledged past `until`.
+        // orphan's. It is not put again (by then another UploadPart of this number may
+        // have replaced it and retired its chunks), nor acknowledged past `until`.
         let value = Bytes::from(value);
         let put = super::until_answered(Some(until), || kv.put(&key, value.clone()));
         match tokio::time::timeout_at(until.into(), put).await {
