@@ -370,12 +370,11 @@ async fn update(
 }
 
 /// KV `kv`'s live value of `key` and its revision as the leader of the KV's stream holds it
-/// (the JetStream API, not a Direct Get); `None` when it is absent, deleted or purged.
+/// (the JetStream API, not a Direct Get), asked again while no leader answers; `None` when
+/// it is absent, deleted or purged.
 async fn leader_entry(kv: &kv::Store, key: &str) -> StoreResult<Option<(Bytes, u64)>> {
-    let ask = kv
-        .stream
-        .raw_message_builder()
-        .last_by_subject(format!("{}{key}", kv.prefix));
-    let m = from_leader(ask).await.map_err(kv_err)?;
+    let subject = format!("{}{key}", kv.prefix);
+    let ask = || from_leader(kv.stream.raw_message_builder().last_by_subject(&subject));
+    let m = super::until_answered(None, ask).await.map_err(kv_err)?;
     Ok(m.filter(kv_live).map(|m| (m.payload, m.sequence)))
 }

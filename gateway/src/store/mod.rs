@@ -1120,6 +1120,37 @@ mod tests {
         NatsError::publish(PublishError::with_source(PublishErrorKind::Other, answer))
     }
 
+    /// A write to the uploads' KV that nothing answered (its stream between leaders) is an
+    /// election, as on every other stream: not a failure of NATS for the circuit breaker.
+    #[test]
+    fn an_unanswered_uploads_kv_write_reads_as_an_election() {
+        use async_nats::jetstream::kv::{UpdateError, UpdateErrorKind};
+        let unanswered = PublishError::new(PublishErrorKind::StreamNotFound);
+        let e = uploads::kv_err(UpdateError::from(unanswered));
+        assert!(
+            matches!(
+                &e,
+                StoreError::Nats {
+                    error: NatsError::NoResponders,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let stale = UpdateError::new(UpdateErrorKind::WrongLastRevision);
+        let e = uploads::kv_err(stale);
+        assert!(
+            matches!(
+                &e,
+                StoreError::Nats {
+                    error: NatsError::Other(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
     #[test]
     fn a_refused_publish_is_read_by_its_jetstream_code() {
         assert!(matches!(

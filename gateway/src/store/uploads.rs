@@ -155,8 +155,10 @@ impl PartInfo {
     }
 }
 
-pub(super) fn kv_err(e: impl std::fmt::Display) -> StoreError {
-    NatsError::Other(e.to_string()).on("")
+/// A failed request to the uploads' KV as a store error: "no responders" and timeouts read
+/// as everywhere else (see [`NatsError::within`]).
+pub(super) fn kv_err(e: impl std::error::Error + 'static) -> StoreError {
+    NatsError::within(&e).on("")
 }
 
 impl Store {

@@ -601,6 +601,22 @@ async fn upload_records_nothing_answers_are_written_once_something_does() {
     assert!(tried > 2, "tried again: {tried} requests to {floor:?}");
     let sizes: Vec<_> = parts.parts().iter().map(|p| p.size()).collect();
     assert_eq!(sizes, [Some(100 << 10)]);
+    // An upload no replica shows is asked of the leader before it is called missing: that
+    // question too finds no responder, twice, and is asked again.
+    let before = env.proxy.replies_to(floor[0]).len();
+    let (missing, ()) = tokio::join!(
+        s3.upload_part()
+            .bucket(&b)
+            .key("k")
+            .upload_id("NoSuchUploadId0123456789")
+            .part_number(1)
+            .body(body.clone().into())
+            .send(),
+        env.answer_no_responders(&floor, 2),
+    );
+    assert_eq!(sdk_err(missing), (404, "NoSuchUpload".into()));
+    let tried = env.proxy.replies_to(floor[0]).len() - before;
+    assert!(tried > 2, "tried again: {tried} requests to {floor:?}");
 
     let etag = parts.parts()[0].e_tag().expect("ETag").to_string();
     let done = CompletedMultipartUpload::builder()
