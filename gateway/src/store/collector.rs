@@ -299,6 +299,8 @@ impl Collector {
                 Err(e) => {
                     self.stats.pass_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = ?e, "collector pass failed");
+                    // One of its KV buckets deleted would fail every pass from now on.
+                    self.store.restore_internal_kvs().await;
                 }
             }
         }
@@ -346,6 +348,7 @@ impl Collector {
                     }
                 };
                 if failed {
+                    store.restore_internal_kvs().await;
                     // Again in a minute, not a whole interval later.
                     let every = settings.snapshot_interval().unwrap_or_default();
                     let again = Instant::now().checked_sub(every.saturating_sub(SNAPSHOT_RETRY));

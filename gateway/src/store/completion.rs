@@ -201,7 +201,9 @@ impl Bucket {
         }
         let kv = self.store.uploads().await?;
         let key = format!("{}.{id}", self.nats);
-        let entry = super::until_answered(None, || kv.entry(key.as_str()))
+        let entry = self
+            .store
+            .on_uploads(|| kv.entry(key.as_str()))
             .await
             .map_err(kv_err)?
             .filter(|e| e.operation == kv::Operation::Put)

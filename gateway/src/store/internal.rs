@@ -1,8 +1,9 @@
 //! jets3's own KV buckets (retire records, reads, locks, multipart uploads, listing
 //! snapshots) keep as many replicas as the most replicated bucket of the config: a NATS
-//! server lost takes none of them with it where the buckets themselves survive it.
+//! server lost takes none of them with it where the buckets themselves survive it. One
+//! deleted while gateways run is made again by the first of them to miss it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +21,8 @@ pub struct InternalReplicas(Arc<Counted>);
 struct Counted {
     replicas: AtomicUsize,
     buckets: Mutex<HashSet<String>>,
+    /// The KV buckets opened here, by name, with the config they are made with.
+    opened: Mutex<HashMap<String, kv::Config>>,
 }
 
 impl Default for Counted {
@@ -27,6 +30,7 @@ impl Default for Counted {
         Counted {
             replicas: AtomicUsize::new(1),
             buckets: Mutex::new(HashSet::new()),
+            opened: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -48,11 +52,43 @@ impl InternalReplicas {
 
     /// Opens one of jets3's KV buckets, creating it with `config` and the replicas in force
     /// if it does not exist.
-    pub async fn open(&self, js: &Context, mut config: kv::Config) -> Result<kv::Store, NatsError> {
+    pub async fn open(&self, js: &Context, config: kv::Config) -> Result<kv::Store, NatsError> {
         let name = config.bucket.clone();
+        self.opened().insert(name.clone(), config.clone());
         if let Ok(s) = js.get_key_value(&name).await {
             return Ok(s);
         }
+        self.create(js, config).await
+    }
+
+    fn opened(&self) -> std::sync::MutexGuard<'_, HashMap<String, kv::Config>> {
+        self.0.opened.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes those of the KV buckets opened here that no longer exist (deleted while this
+    /// gateway runs) again, empty; their names. Handles opened before keep working: a KV
+    /// handle names its stream, and the stream comes back as it was made.
+    pub async fn restore(&self, js: &Context) -> Result<Vec<String>, NatsError> {
+        let opened: Vec<kv::Config> = self.opened().values().cloned().collect();
+        let mut restored = Vec::new();
+        for config in opened {
+            let name = config.bucket.clone();
+            match js.get_stream(names::kv_stream(&name)).await {
+                Ok(_) => continue,
+                Err(e) if super::is_stream_not_found(&e) => {}
+                Err(e) => return Err(NatsError::other(e)),
+            }
+            self.create(js, config).await?;
+            tracing::warn!(kv = %name, "a jets3 KV bucket was gone: made again, empty");
+            restored.push(name);
+        }
+        Ok(restored)
+    }
+
+    /// Creates KV bucket `config` with the replicas in force (or finds it made by another
+    /// gateway meanwhile).
+    async fn create(&self, js: &Context, mut config: kv::Config) -> Result<kv::Store, NatsError> {
+        let name = config.bucket.clone();
         let replicas = self.get();
         config.num_replicas = replicas;
         let store = match js.create_key_value(config).await {

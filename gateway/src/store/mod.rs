@@ -104,6 +104,10 @@ const FAILOVER_BUDGET: Duration = Duration::from_secs(10);
 const ATTEMPT: Duration = Duration::from_secs(2);
 /// The pause between attempts.
 const ATTEMPT_PAUSE: Duration = Duration::from_millis(200);
+
+/// The longest a check for deleted KV buckets of jets3's may hold up a request.
+const RESTORE_WAIT: Duration = Duration::from_secs(1);
+
 /// How long a request waits for the client to reconnect (to another server of a cluster).
 const RECONNECT_WAIT: Duration = Duration::from_secs(2);
 
@@ -479,6 +483,19 @@ impl Store {
         ];
         let raised = internal.raise(&self.inner.js, &kvs, replicas, found);
         raised.await.map_err(|e| e.on(""))
+    }
+
+    /// Makes jets3's own KV buckets that were deleted while this gateway runs again (see
+    /// [`internal`]), within [`RESTORE_WAIT`] (in an election the check itself may wait on
+    /// NATS); a failure is only logged: the next miss tries again.
+    pub(super) async fn restore_internal_kvs(&self) {
+        let internal = &self.inner.internal_replicas;
+        let restore = internal.restore(&self.inner.js);
+        match tokio::time::timeout(RESTORE_WAIT, restore).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = ?e, "could not check jets3's KV buckets"),
+            Err(_) => tracing::debug!("no answer on jets3's KV buckets"),
+        }
     }
 
     /// Whether the NATS connection is up now.

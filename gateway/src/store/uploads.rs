@@ -184,6 +184,31 @@ impl Store {
         Ok(store)
     }
 
+    /// [`super::until_answered`] for a request that starts a multipart operation: the first
+    /// time nothing answers, jets3's KV buckets found deleted are made again (empty: the
+    /// uploads the deleted one held went with it) before the request is tried again.
+    pub(super) async fn on_uploads<T, E, F, Fut>(&self, mut request: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: super::Unanswered,
+    {
+        let checked = std::sync::atomic::AtomicBool::new(false);
+        super::until_answered(None, || {
+            let attempt = request();
+            let checked = &checked;
+            async move {
+                let result = attempt.await;
+                let unanswered = matches!(&result, Err(e) if e.unanswered());
+                if unanswered && !checked.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    self.restore_internal_kvs().await;
+                }
+                result
+            }
+        })
+        .await
+    }
+
     /// Latest values of KV keys matching `filter` (below the bucket's prefix), skipping
     /// deletes, at least as far as the KV stream's leader holds them: a replica behind would
     /// miss an upload or a part recorded a moment ago (a Complete would then refuse a part
@@ -193,11 +218,10 @@ impl Store {
         let stream = names::kv_stream(UPLOADS_KV);
         let subject = names::kv_subject(UPLOADS_KV, filter);
         let (js, client) = (&self.inner.js, &self.inner.client);
-        let msgs = super::until_answered(None, || {
-            super::scan::last_messages(js, client, &stream, &subject, Reach::Leader)
-        })
-        .await
-        .map_err(|e| e.on(""))?;
+        let msgs = self
+            .on_uploads(|| super::scan::last_messages(js, client, &stream, &subject, Reach::Leader))
+            .await
+            .map_err(|e| e.on(""))?;
         let mut out = Vec::new();
         for msg in msgs {
             if matches!(msg.header("KV-Operation"), Some("DEL") | Some("PURGE")) {
@@ -221,7 +245,7 @@ impl Bucket {
         let id = nuid::next().to_string();
         let value = Bytes::from(serde_json::to_vec(info).map_err(StoreError::internal)?);
         let key = format!("{}.{id}", self.nats);
-        super::until_answered(None, || async {
+        let create = || async {
             match kv.create(&key, value.clone()).await {
                 Ok(_) => Ok(()),
                 // The id is new: a record under it is this one (a write that timed out
@@ -229,9 +253,11 @@ impl Bucket {
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(()),
                 Err(e) => Err(e),
             }
-        })
-        .await
-        .map_err(|e| NatsError::within(&e).on(""))?;
+        };
+        self.store
+            .on_uploads(create)
+            .await
+            .map_err(|e| NatsError::within(&e).on(""))?;
         Ok(id)
     }
 

@@ -919,3 +919,122 @@ async fn a_scan_in_several_passes_removes_every_orphan_and_keeps_every_object() 
         .unwrap_or(0.0);
     assert_eq!(found, 12.0, "each orphan found once");
 }
+
+/// Whether every stream of `names` exists, polled for up to `secs` seconds.
+async fn streams_exist(js: &async_nats::jetstream::Context, names: &[&str], secs: u64) -> bool {
+    eventually(secs, || async {
+        for name in names {
+            if js.get_stream(*name).await.is_err() {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+}
+
+/// The collector's own KV buckets deleted under a running gateway (an operator's slip, a
+/// stream lost) are made again: its lock, retire records and read registry went with them,
+/// and it purges what an overwrite retires again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collectors_kv_buckets_deleted_under_a_running_gateway_are_made_again() {
+    let b = unique_bucket("kvgone");
+    let env = Env::with_buckets(&[&b]).await;
+    let s3 = env.client();
+    let js = env.js().await;
+    let size = 200 << 10;
+    put(&s3, &b, "k", &data(size, 1)).await;
+    put(&s3, &b, "k", &data(size, 2)).await;
+    let one_copy = (size + size / 10 + (64 << 10)) as u64;
+    let obj_bytes = || async {
+        env.obj_streams()
+            .await
+            .values()
+            .map(|(_, b)| *b)
+            .sum::<u64>()
+    };
+    let settled = || eventually(20, || async { obj_bytes().await <= one_copy });
+    assert!(
+        settled().await,
+        "the first version purged: {} bytes",
+        obj_bytes().await
+    );
+
+    let kvs = ["KV_jets3_gc", "KV_jets3_locks", "KV_jets3_reads"];
+    for name in kvs {
+        js.delete_stream(name).await.expect("delete a jets3 KV");
+    }
+    assert!(streams_exist(&js, &kvs, 20).await, "made again");
+    put(&s3, &b, "k", &data(size, 3)).await;
+    assert!(
+        settled().await,
+        "the second version purged: {} bytes",
+        obj_bytes().await
+    );
+    assert!(get_bytes(&s3, &b, "k").await == data(size, 3));
+}
+
+/// The uploads' KV deleted under a running gateway (no collector to notice) is made again
+/// by the first multipart request that misses it: a new upload starts at once and
+/// completes, and an upload the deleted KV held is NoSuchUpload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uploads_kv_deleted_under_a_running_gateway_is_made_again() {
+    let b = unique_bucket("upsgone");
+    let env = Env::start_with(config_with(&[&b]), |s| s.collector.enabled = false).await;
+    let s3 = env.client();
+    let js = env.js().await;
+    let old = ok(
+        s3.create_multipart_upload()
+            .bucket(&b)
+            .key("m")
+            .send()
+            .await,
+        "CreateMultipartUpload",
+    );
+    let old = old.upload_id().expect("UploadId").to_string();
+
+    js.delete_stream("KV_jets3_uploads")
+        .await
+        .expect("delete the uploads' KV");
+    let started = std::time::Instant::now();
+    let new = ok(
+        s3.create_multipart_upload()
+            .bucket(&b)
+            .key("m")
+            .send()
+            .await,
+        "CreateMultipartUpload after the uploads' KV was deleted",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    let new = new.upload_id().expect("UploadId");
+    let part = data(100 << 10, 3);
+    let send_part = |id: String| {
+        s3.upload_part()
+            .bucket(&b)
+            .key("m")
+            .upload_id(id)
+            .part_number(1)
+            .body(part.clone().into())
+            .send()
+    };
+    assert_eq!(sdk_err(send_part(old).await), (404, "NoSuchUpload".into()));
+    let etag = ok(send_part(new.to_string()).await, "UploadPart");
+    let etag = etag.e_tag().expect("ETag").to_string();
+    let done = CompletedMultipartUpload::builder()
+        .parts(CompletedPart::builder().part_number(1).e_tag(etag).build())
+        .build();
+    let completed = s3
+        .complete_multipart_upload()
+        .bucket(&b)
+        .key("m")
+        .upload_id(new)
+        .multipart_upload(done)
+        .send()
+        .await;
+    ok(completed, "CompleteMultipartUpload");
+    assert!(get_bytes(&s3, &b, "m").await == part);
+}
