@@ -254,10 +254,7 @@ impl Bucket {
                 Err(e) => Err(e),
             }
         };
-        self.store
-            .on_uploads(create)
-            .await
-            .map_err(|e| NatsError::within(&e).on(""))?;
+        self.store.on_uploads(create).await.map_err(kv_err)?;
         Ok(id)
     }
 
