@@ -46,6 +46,7 @@ async fn leader_floor(
     filters: &[String],
 ) -> Result<Option<u64>, NatsError> {
     use async_nats::jetstream::stream::LastRawMessageErrorKind as K;
+    use async_nats::jetstream::ErrorCode;
     let s = js
         .get_stream_no_info(stream)
         .await
@@ -55,6 +56,11 @@ async fn leader_floor(
         match s.get_last_raw_message_by_subject(filter).await {
             Ok(m) => floor = floor.max(Some(m.sequence)),
             Err(e) if e.kind() == K::NoMessageFound => {}
+            // The JetStream API answers for a stream that is not there (no responders is
+            // a Direct Get's way of saying so).
+            Err(e) if matches!(e.kind(), K::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND) => {
+                return Err(NatsError::NoStream)
+            }
             Err(e) => return Err(NatsError::within(&e)),
         }
     }

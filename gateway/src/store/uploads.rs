@@ -218,10 +218,20 @@ impl Store {
         let stream = names::kv_stream(UPLOADS_KV);
         let subject = names::kv_subject(UPLOADS_KV, filter);
         let (js, client) = (&self.inner.js, &self.inner.client);
-        let msgs = self
-            .on_uploads(|| super::scan::last_messages(js, client, &stream, &subject, Reach::Leader))
-            .await
-            .map_err(|e| e.on(""))?;
+        let scan = || super::scan::last_messages(js, client, &stream, &subject, Reach::Leader);
+        let msgs = match self.on_uploads(scan).await {
+            // The KV's stream was deleted: the JetStream API says so, no Direct Get is asked.
+            Err(NatsError::NoStream) => {
+                self.restore_internal_kvs().await;
+                self.on_uploads(scan).await
+            }
+            scanned => scanned,
+        }
+        .map_err(|e| match e {
+            // Not made again (yet): the bucket is there, jets3's own KV is not.
+            NatsError::NoStream => NatsError::NoResponders.on(""),
+            e => e.on(""),
+        })?;
         let mut out = Vec::new();
         for msg in msgs {
             if matches!(msg.header("KV-Operation"), Some("DEL") | Some("PURGE")) {

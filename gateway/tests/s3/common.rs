@@ -839,6 +839,33 @@ pub async fn get_version_bytes(client: &Client, bucket: &str, key: &str, id: &st
         .to_vec()
 }
 
+/// Starts an upload of `key` (CreateMultipartUpload); its id.
+pub async fn start_upload(client: &Client, bucket: &str, key: &str) -> String {
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await;
+    let created = ok(created, "CreateMultipartUpload");
+    created.upload_id().expect("UploadId").to_string()
+}
+
+/// The ids of the uploads in progress in `bucket` (ListMultipartUploads), sorted.
+pub async fn upload_ids(client: &Client, bucket: &str) -> Vec<String> {
+    let listed = ok(
+        client.list_multipart_uploads().bucket(bucket).send().await,
+        "ListMultipartUploads",
+    );
+    let mut ids: Vec<String> = listed
+        .uploads()
+        .iter()
+        .filter_map(|u| u.upload_id().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
+
 pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
     let out = ok(
         client.get_object().bucket(bucket).key(key).send().await,

@@ -974,28 +974,27 @@ async fn the_collectors_kv_buckets_deleted_under_a_running_gateway_are_made_agai
     assert!(get_bytes(&s3, &b, "k").await == data(size, 3));
 }
 
+/// A gateway without a collector (nothing else to notice), an upload started in a new
+/// bucket, then the uploads' KV deleted: the gateway, the bucket and the upload's id.
+async fn uploads_kv_deleted(prefix: &str) -> (Env, String, String) {
+    let b = unique_bucket(prefix);
+    let env = Env::start_with(config_with(&[&b]), |s| s.collector.enabled = false).await;
+    let old = start_upload(&env.client(), &b, "m").await;
+    env.js()
+        .await
+        .delete_stream("KV_jets3_uploads")
+        .await
+        .expect("delete the uploads' KV");
+    (env, b, old)
+}
+
 /// The uploads' KV deleted under a running gateway (no collector to notice) is made again
 /// by the first multipart request that misses it: a new upload starts at once and
 /// completes, and an upload the deleted KV held is NoSuchUpload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_uploads_kv_deleted_under_a_running_gateway_is_made_again() {
-    let b = unique_bucket("upsgone");
-    let env = Env::start_with(config_with(&[&b]), |s| s.collector.enabled = false).await;
+    let (env, b, old) = uploads_kv_deleted("upsgone").await;
     let s3 = env.client();
-    let js = env.js().await;
-    let old = ok(
-        s3.create_multipart_upload()
-            .bucket(&b)
-            .key("m")
-            .send()
-            .await,
-        "CreateMultipartUpload",
-    );
-    let old = old.upload_id().expect("UploadId").to_string();
-
-    js.delete_stream("KV_jets3_uploads")
-        .await
-        .expect("delete the uploads' KV");
     let started = std::time::Instant::now();
     let new = ok(
         s3.create_multipart_upload()
@@ -1037,4 +1036,64 @@ async fn the_uploads_kv_deleted_under_a_running_gateway_is_made_again() {
         .await;
     ok(completed, "CompleteMultipartUpload");
     assert!(get_bytes(&s3, &b, "m").await == part);
+}
+
+/// Two gateways that miss the deleted uploads' KV at the same moment both make it again,
+/// or find it made by the other: both uploads start, and each gateway lists both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_missing_the_deleted_uploads_kv_at_once_both_go_on() {
+    let b = unique_bucket("upstwo");
+    let env = Env::start_with(config_with(&[&b]), |s| s.collector.enabled = false).await;
+    let peer = env.peer_with(|s| s.collector.enabled = false).await;
+    let (via_a, via_b) = (env.client(), peer.client());
+    let js = env.js().await;
+    let start = |s3| start_upload(s3, &b, "m");
+    for s3 in [&via_a, &via_b] {
+        start(s3).await;
+    }
+    for round in 0..3 {
+        js.delete_stream("KV_jets3_uploads")
+            .await
+            .expect("delete the uploads' KV");
+        let (a, b_id) = tokio::join!(start(&via_a), start(&via_b));
+        let mut started = vec![a, b_id];
+        started.sort();
+        for s3 in [&via_a, &via_b] {
+            assert_eq!(upload_ids(s3, &b).await, started, "round {round}");
+        }
+    }
+}
+
+/// A listing is the first request to miss the deleted uploads' KV: the JetStream API says
+/// "stream not found" where a Direct Get finds no responders. The listing answers at once
+/// with no uploads, and the KV is there again for the next upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_of_uploads_after_the_uploads_kv_was_deleted_is_empty_and_makes_it_again() {
+    let (env, b, old) = uploads_kv_deleted("upslist").await;
+    let s3 = env.client();
+    let js = env.js().await;
+    let started = std::time::Instant::now();
+    let listed = ok(
+        s3.list_multipart_uploads().bucket(&b).send().await,
+        "ListMultipartUploads after the uploads' KV was deleted",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(listed.uploads().is_empty(), "{:?}", listed.uploads());
+    js.get_stream("KV_jets3_uploads")
+        .await
+        .expect("the uploads' KV is made again");
+    let parts = s3
+        .list_parts()
+        .bucket(&b)
+        .key("m")
+        .upload_id(old)
+        .send()
+        .await;
+    assert_eq!(sdk_err(parts), (404, "NoSuchUpload".into()));
+    let new = start_upload(&s3, &b, "m").await;
+    assert_eq!(upload_ids(&s3, &b).await, [new]);
 }
