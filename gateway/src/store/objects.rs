@@ -1465,14 +1465,16 @@ impl Bucket {
 
     /// Runs a listing walk over the caught-up index from `init`; `step` is called again,
     /// on the walk's state, after each snapshot page it asks for is loaded. A damaged
-    /// snapshot is refused and the walk runs again from `init` on an index rebuilt without it.
+    /// snapshot is refused and the walk runs again from `init` on an index rebuilt without it;
+    /// so is one whose KV was deleted (made again, empty, it lacks the pages).
     pub async fn walk<W: Clone>(
         &self,
         init: W,
         mut step: impl FnMut(&mut W, &View<'_>) -> Result<(), Need>,
     ) -> StoreResult<W> {
         let inner = &self.store.inner;
-        for _ in 0..2 {
+        let mut restored = false;
+        for _ in 0..3 {
             let index = self.index().await?;
             let mut state = init.clone();
             match index
@@ -1480,6 +1482,10 @@ impl Bucket {
                 .await
             {
                 Ok(()) => return Ok(state),
+                Err(WalkError::Nats(NatsError::NoResponders)) if !restored => {
+                    self.store.restore_internal_kvs().await;
+                    restored = true;
+                }
                 Err(WalkError::Nats(e)) => return Err(self.fail(e).await),
                 Err(WalkError::Corrupt) => self.store.forget_index(&self.nats),
             }

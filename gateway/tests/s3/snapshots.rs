@@ -512,3 +512,49 @@ async fn a_bucket_too_large_to_replay_waits_for_its_snapshot() {
         .await;
     assert_eq!(names(listing(&off.client(), &b, None).await), keys);
 }
+
+/// The snapshots' KV deleted under a gateway that reads its pages from there (too little
+/// page memory to keep them): its listings go on from a replay, whole, and the KV is made
+/// again for the next snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_go_on_when_the_snapshots_kv_is_deleted() {
+    let b = unique_bucket("snapgone");
+    let env = start(&b).await;
+    let pad = "p".repeat(300);
+    let keys: Vec<String> = (0..2500)
+        .map(|i| format!("d{}/{pad}{i:05}", i % 7))
+        .collect();
+    put_many(&env.client(), &b, &keys).await;
+    write_snapshots(&env).await;
+    let peer = env
+        .peer_with(|s| {
+            s.collector.enabled = false;
+            s.cache.index_pages_bytes = 4096;
+        })
+        .await;
+    let before = listing(&peer.client(), &b, None).await;
+    assert!(
+        peer.metric("jets3_index_snapshots_loaded_total").await >= 1.0,
+        "the gateway started from the snapshot"
+    );
+    assert_eq!(before.0.len(), keys.len());
+
+    env.js()
+        .await
+        .delete_stream("KV_jets3_index")
+        .await
+        .expect("delete the snapshots' KV");
+    let started = std::time::Instant::now();
+    let after = listing(&peer.client(), &b, None).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(after, before);
+    env.js()
+        .await
+        .get_stream("KV_jets3_index")
+        .await
+        .expect("the snapshots' KV is made again");
+}

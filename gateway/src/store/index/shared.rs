@@ -83,8 +83,9 @@ impl Shared {
         Ok(Shared { kv })
     }
 
+    /// A read nothing answered is an election, or the KV deleted ([`NatsError::NoResponders`]).
     async fn get(&self, key: &str) -> Result<Option<Bytes>, NatsError> {
-        self.kv.get(key).await.map_err(kv_error)
+        self.kv.get(key).await.map_err(|e| NatsError::within(&e))
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), NatsError> {
