@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use super::compaction::Compacted;
 use super::direct::{last_for_subject, RawMsg};
 use super::index::writer;
-use super::lifecycle::{Retired, GC_KV};
+use super::lifecycle::{Retired, GC_KV, READS_KV};
 use super::meta::{chunk_subject, meta_subject, valid_nuid, Record};
 use super::scan::{self, Reach};
 use super::subjects::leader_subjects;
@@ -444,14 +444,17 @@ impl Collector {
                 *last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), now));
                 Ok(now)
             }
-            failed => match *last.lock().unwrap_or_else(|p| p.into_inner()) {
-                Some((at, then)) => Ok(then + at.elapsed()),
-                None => Err(match failed {
-                    Ok(Err(e)) => e,
-                    _ => NatsError::TimedOut,
-                }),
-            },
+            failed => self.clock_since_probe().ok_or(match failed {
+                Ok(Err(e)) => e,
+                _ => NatsError::TimedOut,
+            }),
         }
+    }
+
+    /// [`Collector::gc_clock`] from its last probe, moved on by the monotonic clock.
+    fn clock_since_probe(&self) -> Option<OffsetDateTime> {
+        let last = *self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        last.map(|(at, then)| then + at.elapsed())
     }
 
     /// Every retire record, oldest first, with the waiting-work gauges updated.
@@ -549,6 +552,9 @@ impl Collector {
             .filter(|r| r.age >= grace && !r.orphan() && !r.compaction())
             .take(self.settings.max_purges_per_pass)
             .collect();
+        if due.is_empty() || !self.read_registry_settled().await? {
+            return Ok(());
+        }
         let mut due = due.into_iter();
         let mut running = FuturesUnordered::new();
         loop {
@@ -563,6 +569,27 @@ impl Collector {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// Whether the read registry has been there two renewal periods: one made again (deleted
+    /// under running gateways) lacks the running reads until each renews its registration,
+    /// and a purge on its word would cut them.
+    async fn read_registry_settled(&self) -> Result<bool, NatsError> {
+        let lifecycle = &self.store.inner.lifecycle;
+        lifecycle.reads().await?;
+        let registry = names::kv_stream(READS_KV);
+        let info = self.store.inner.js.get_stream(&registry).await;
+        let created = info.map_err(NatsError::other)?.cached_info().created;
+        // Probed by this pass's reading of the retire records.
+        let now = match self.clock_since_probe() {
+            Some(now) => now,
+            None => self.gc_clock().await?,
+        };
+        let settled = now - created >= 2 * lifecycle.timing.register_every();
+        if !settled {
+            tracing::info!("the read registry is new: purges wait for running reads to renew");
+        }
+        Ok(settled)
     }
 
     /// Purges one retired version unless it is referenced or read; `true` if purged.
