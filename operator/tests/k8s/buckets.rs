@@ -103,8 +103,16 @@ async fn bucket_is_created_updated_and_deleted_with_the_spec() {
         })
         .await;
     assert!(newer.generation > cfg.generation);
-    let b = env.condition(&api, "media", "Ready", "True", None).await;
-    assert_eq!(b.status.unwrap().observed_generation, b.metadata.generation);
+    // The config follows the spec at once; the status follows the reconcile that applied it.
+    eventually("Ready for the updated spec", || async {
+        let b = api.get("media").await.ok()?;
+        let ready = conditions_of(&b)
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let observed = b.status.as_ref()?.observed_generation;
+        (ready && observed == b.metadata.generation).then_some(())
+    })
+    .await;
 
     // deletionPolicy Delete removes the NATS bucket, then the finalizer.
     env.delete(&api, "media").await;
