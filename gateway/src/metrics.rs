@@ -91,7 +91,7 @@ const STORE_GAUGES: [(&str, &str, StatFn); 6] = [
 ];
 
 /// Counters mirrored from the store and the collector: name, help, value.
-const STORE_COUNTERS: [(&str, &str, StatFn); 20] = [
+const STORE_COUNTERS: [(&str, &str, StatFn); 21] = [
     (
         "collector_passes_total",
         "Collector passes run here",
@@ -116,6 +116,11 @@ const STORE_COUNTERS: [(&str, &str, StatFn); 20] = [
         "collector_held_by_reads_total",
         "Purges put off because a registered read still held the version",
         |_, c| c.held_by_reads.load(Relaxed),
+    ),
+    (
+        "collector_deferred_new_registry_total",
+        "Purges put off because the read registry was made again too lately to know every running read",
+        |_, c| c.deferred_new_registry.load(Relaxed),
     ),
     (
         "collector_orphans_found_total",

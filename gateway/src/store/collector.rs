@@ -100,6 +100,8 @@ pub struct CollectorStats {
     pub purged_bytes: AtomicU64,
     /// Retired versions kept past their grace period by a registered read.
     pub held_by_reads: AtomicU64,
+    /// Purges put off because the read registry was too new to know every running read.
+    pub deferred_new_registry: AtomicU64,
     pub orphans_found: AtomicU64,
     pub uploads_expired: AtomicU64,
     pub tombstones_removed: AtomicU64,
@@ -552,7 +554,7 @@ impl Collector {
             .filter(|r| r.age >= grace && !r.orphan() && !r.compaction())
             .take(self.settings.max_purges_per_pass)
             .collect();
-        if due.is_empty() || !self.read_registry_settled().await? {
+        if due.is_empty() {
             return Ok(());
         }
         let mut due = due.into_iter();
@@ -571,25 +573,16 @@ impl Collector {
         }
     }
 
-    /// Whether the read registry has been there two renewal periods: one made again (deleted
-    /// under running gateways) lacks the running reads until each renews its registration,
-    /// and a purge on its word would cut them.
-    async fn read_registry_settled(&self) -> Result<bool, NatsError> {
+    /// Whether the read registry had been there two renewal periods at `asked`, the time a
+    /// question to it was sent: one made again (deleted under running gateways, even in the
+    /// middle of this pass) lacks the running reads until each renews its registration, and
+    /// a purge on its word would cut them.
+    async fn read_registry_settled(&self, asked: OffsetDateTime) -> Result<bool, NatsError> {
         let lifecycle = &self.store.inner.lifecycle;
-        lifecycle.reads().await?;
         let registry = names::kv_stream(READS_KV);
         let info = self.store.inner.js.get_stream(&registry).await;
         let created = info.map_err(NatsError::other)?.cached_info().created;
-        // Probed by this pass's reading of the retire records.
-        let now = match self.clock_since_probe() {
-            Some(now) => now,
-            None => self.gc_clock().await?,
-        };
-        let settled = now - created >= 2 * lifecycle.timing.register_every();
-        if !settled {
-            tracing::info!("the read registry is new: purges wait for running reads to renew");
-        }
-        Ok(settled)
+        Ok(asked - created >= 2 * lifecycle.timing.register_every())
     }
 
     /// Purges one retired version unless it is referenced or read; `true` if purged.
@@ -615,6 +608,11 @@ impl Collector {
             return Ok(false);
         }
         let lifecycle = &self.store.inner.lifecycle;
+        // Probed by this pass's reading of the retire records.
+        let asked = match self.clock_since_probe() {
+            Some(now) => now,
+            None => self.gc_clock().await?,
+        };
         let read = lifecycle.is_read(&r.bucket, &r.nuid).await?
             || match &r.record.owner {
                 Some(owner) => lifecycle.is_read(&r.bucket, owner).await?,
@@ -622,6 +620,15 @@ impl Collector {
             };
         if read {
             self.stats.held_by_reads.fetch_add(1, Ordering::Relaxed);
+            return Ok(false);
+        }
+        // The registry that answered is the one there now: made again since it was asked,
+        // it is younger than `asked`.
+        if !self.read_registry_settled(asked).await? {
+            tracing::debug!(bucket = %r.bucket, nuid = %r.nuid, "the read registry is new: the purge waits for running reads to renew");
+            self.stats
+                .deferred_new_registry
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(false);
         }
         purge_subject(

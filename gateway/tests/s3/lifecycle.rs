@@ -100,18 +100,7 @@ async fn a_read_registry_made_again_cuts_no_running_read() {
     let led = collector.pass(None, false).await;
     assert!(matches!(led, Ok(true)), "the collector leads: {led:?}");
 
-    let js = env.js().await;
-    js.delete_stream("KV_jets3_reads")
-        .await
-        .expect("delete the read registry");
-    js.create_key_value(async_nats::jetstream::kv::Config {
-        bucket: "jets3_reads".into(),
-        history: 1,
-        max_age: grace,
-        ..Default::default()
-    })
-    .await
-    .expect("make the read registry again");
+    remake_read_registry(&env, grace).await;
     let led = collector.pass(None, false).await;
     assert!(
         matches!(led, Ok(true)),
@@ -131,6 +120,89 @@ async fn a_read_registry_made_again_cuts_no_running_read() {
     })
     .await;
     assert!(only_live, "the retired version is purged in the end");
+}
+
+/// Deletes the read registry and makes it again, empty, as a gateway restoring it would.
+async fn remake_read_registry(env: &Env, grace: Duration) {
+    let js = env.js().await;
+    js.delete_stream("KV_jets3_reads")
+        .await
+        .expect("delete the read registry");
+    js.create_key_value(read_registry(grace))
+        .await
+        .expect("make the read registry again");
+}
+
+/// The read registry's config, as a gateway of grace period `grace` makes it.
+fn read_registry(grace: Duration) -> async_nats::jetstream::kv::Config {
+    async_nats::jetstream::kv::Config {
+        bucket: "jets3_reads".into(),
+        history: 1,
+        max_age: grace,
+        ..Default::default()
+    }
+}
+
+/// The read registry made again in the middle of a pass, after the pass began and before
+/// one of its purges asked whether the version is read: the registry that answers lacks the
+/// registration of a read running on another gateway (made here by hand, so no renewal
+/// comes), and the purge must wait instead of taking the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_registry_made_again_during_a_pass_purges_nothing_on_its_word() {
+    let b = unique_bucket("readsmid");
+    let grace = Duration::from_secs(4);
+    let (env, proxy) = crate::netfault::env_behind_proxy(&b, |s| {
+        s.collector.enabled = false;
+        s.collector.grace_seconds = grace.as_secs();
+    })
+    .await;
+    let s3 = env.client();
+    put(&s3, &b, "k", &data(300 << 10, 12)).await;
+    let first: Vec<String> = env.live_versions(&b).await.into_keys().collect();
+    put(&s3, &b, "k", b"new").await;
+    let [old] = first.as_slice() else {
+        panic!("one version first: {first:?}")
+    };
+    // A read of the old version, registered as a gateway registers one.
+    let js = env.js().await;
+    let reads = js
+        .create_key_value(read_registry(grace))
+        .await
+        .expect("registry");
+    reads
+        .put(format!("{b}.{old}.elsewhere"), bytes::Bytes::new())
+        .await
+        .expect("register the read");
+    tokio::time::sleep(grace + Duration::from_millis(500)).await;
+    reads
+        .put(format!("{b}.{old}.elsewhere"), bytes::Bytes::new())
+        .await
+        .expect("renew the read");
+
+    // The pass's question to the registry reaches it only after the registry is made again.
+    let ask = "$JS.API.STREAM.MSG.GET.KV_jets3_reads";
+    proxy.hold_publishes_to(&[ask], Duration::from_secs(2));
+    let settings = jets3_gateway::config::settings::CollectorSettings {
+        grace_seconds: grace.as_secs(),
+        ..Default::default()
+    };
+    let collector =
+        jets3_gateway::store::Collector::new(env.gw().gateway().store.clone(), settings);
+    let stats = collector.stats();
+    let pass = tokio::spawn(async move { collector.pass(None, false).await });
+    let asked = eventually(10, || async { proxy.lost() >= 1 }).await;
+    assert!(asked, "the pass asked the registry");
+    remake_read_registry(&env, grace).await;
+    let led = pass.await.expect("pass task");
+    proxy.heal();
+    assert!(matches!(led, Ok(true)), "the collector leads: {led:?}");
+    let held = env.chunk_subjects(&b).await;
+    assert!(
+        held.contains_key(old.as_str()),
+        "the read version's chunks stay: {held:?}"
+    );
+    let deferred = stats.deferred_new_registry.load(Ordering::Relaxed);
+    assert_eq!(deferred, 1, "the purge was put off");
 }
 
 /// Sends `bytes` and closes the connection after `delay`, whatever the gateway is doing.
