@@ -1267,6 +1267,7 @@ impl Bucket {
             if found.current.version() == Some(version) {
                 if self.delete_current(key, version, &found).await? {
                     self.retire_version(&found.current, key, "deleted").await;
+                    self.no_deleted_current(key).await?;
                     return Ok(outcome);
                 }
                 after_lost_race(attempt).await;
@@ -1285,6 +1286,7 @@ impl Bucket {
             {
                 Ok(_) => {
                     self.retire_version(&old, key, "deleted").await;
+                    self.no_deleted_current(key).await?;
                     return Ok(DeleteOutcome {
                         marker: matches!(old, Record::Marker(_)),
                         ..gone
@@ -1293,6 +1295,35 @@ impl Bucket {
                 Err(NatsError::WrongLastSequence) => after_lost_race(attempt).await,
                 Err(e) => return Err(self.err(e)),
             }
+        }
+        Err(self.err(NatsError::WrongLastSequence))
+    }
+
+    /// Ends a race of two deletes by id: one of the current version makes the next newest
+    /// current while the other deletes that one as noncurrent, and the version deleted comes
+    /// back. Whichever of the two looks last finds the current version tombstoned (its
+    /// version subject says deleted, with the same stamp) and deletes it as current, the next
+    /// newest becoming current in its place, until the current version is one not deleted.
+    async fn no_deleted_current(&self, key: &str) -> StoreResult<()> {
+        for _ in 0..COMMIT_TRIES {
+            let found = self.settled_lookup(key).await?;
+            let Some(version) = found.current.version() else {
+                return Ok(());
+            };
+            let deleted = match self.noncurrent(key, version).await? {
+                Some((Record::Gone { stamp }, _)) => Some(stamp) == found.current.stamp(),
+                _ => false,
+            };
+            if !deleted {
+                return Ok(());
+            }
+            tracing::debug!(
+                key,
+                ?version,
+                "a version deleted by id was made current meanwhile: deleting it again"
+            );
+            // Lost to another write of the key: look again at once (it made progress).
+            self.delete_current(key, version, &found).await?;
         }
         Err(self.err(NatsError::WrongLastSequence))
     }
