@@ -85,7 +85,10 @@ pub async fn source(ctx: &Ctx) -> S3Result<Source> {
         _ => return Err(S3Error::no_such_key(src_key)),
     };
     check_source_conditions(ctx, &meta)?;
-    let same_as_target = ctx.bucket.as_ref().map(|b| b.s3.as_str()) == Some(src_bucket)
+    // A copy of a version named by id onto its own key restores it (S3's way to bring a
+    // previous version back, also over a delete marker): not a copy "to itself".
+    let same_as_target = version.is_none()
+        && ctx.bucket.as_ref().map(|b| b.s3.as_str()) == Some(src_bucket)
         && ctx.key.as_deref() == Some(src_key);
     Ok(Source {
         bucket,
