@@ -261,8 +261,32 @@ pub async fn authorize(gw: &AppState, compiled: &CompiledConfig, s: &Subject<'_>
         if acl.is_some_and(|a| a.allows(caller_id, perm, pab.ignore_public_acls)) {
             return Ok(());
         }
+        // No object to read: S3 answers 404 to whoever may list the bucket (its ACL's
+        // READ, say), so that the read says what a listing would.
+        if meta.is_none() && missing_key_is_404(s) && may_list(gw, compiled, s).await {
+            return Err(S3Error::no_such_key(key));
+        }
     }
     Err(S3Error::access_denied())
+}
+
+/// Whether a read of `s`'s key that finds no object answers by the caller's right to list
+/// the bucket (404 with it, 403 without): S3's rule for GetObject and HeadObject of the
+/// current version, so that only who may list learns which keys do not exist.
+pub fn missing_key_is_404(s: &Subject<'_>) -> bool {
+    matches!(s.ep, Endpoint::GetObject | Endpoint::HeadObject)
+        && query_get(s.query, "versionId").is_none()
+}
+
+/// Whether the caller of `s` may list its bucket (`s3:ListBucket`: grants, policy, ACL).
+pub async fn may_list(gw: &AppState, compiled: &CompiledConfig, s: &Subject<'_>) -> bool {
+    let list = Subject {
+        ep: Endpoint::ListObjectsV2,
+        key: None,
+        query: &Query::new(),
+        ..*s
+    };
+    Box::pin(authorize(gw, compiled, &list)).await.is_ok()
 }
 
 /// The version a request addresses (the current one without `versionId`), if any.

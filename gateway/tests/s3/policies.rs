@@ -890,3 +890,53 @@ async fn request_object_tags_decide_writes() {
         "CreateMultipartUpload tagged open",
     );
 }
+
+/// A GET or HEAD of a key with no object answers as S3 does: 404 NoSuchKey to a caller who
+/// may list the bucket, 403 to one who may only read objects (who must not learn which keys
+/// do not exist), whatever allows the read: a policy, or the bucket's ACL for listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_is_404_only_for_who_may_list() {
+    let b = unique_bucket("missing");
+    let env = Env::start(config(&[&b], false)).await;
+    let admin = env.client();
+    let reader = env.client_for(R_AK, R_SK);
+    put(&admin, &b, "there", b"x").await;
+    let get = |key: &'static str| reader.get_object().bucket(&b).key(key).send();
+    let head = |key: &'static str| reader.head_object().bucket(&b).key(key).send();
+    let read_only = |actions: &str| {
+        format!(
+            r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{}"}},"Action":[{actions}],"Resource":["arn:aws:s3:::{b}","arn:aws:s3:::{b}/*"]}}]}}"#,
+            user_arn(R_AK)
+        )
+    };
+
+    put_policy(&env, &b, &read_only(r#""s3:GetObject""#)).await;
+    ok(get("there").await, "GET an object it may read");
+    assert_eq!(sdk_err(get("nothing").await), denied(), "GET, no list");
+    assert_eq!(sdk_err(head("nothing").await).0, 403, "HEAD, no list");
+
+    put_policy(&env, &b, &read_only(r#""s3:GetObject","s3:ListBucket""#)).await;
+    assert_eq!(sdk_err(get("nothing").await), (404, "NoSuchKey".into()));
+    assert_eq!(sdk_err(head("nothing").await).0, 404, "HEAD with list");
+
+    // The bucket's ACL lets everyone list, no object ACL lets anyone read.
+    ok(
+        admin.delete_bucket_policy().bucket(&b).send().await,
+        "DeleteBucketPolicy",
+    );
+    ok(
+        admin
+            .put_bucket_acl()
+            .bucket(&b)
+            .acl(BucketCannedAcl::PublicRead)
+            .send()
+            .await,
+        "PutBucketAcl public-read",
+    );
+    assert_eq!(anon_get(&env, &b, "nothing").await, 404, "anonymous lister");
+    assert_eq!(
+        anon_get(&env, &b, "there").await,
+        403,
+        "object not readable"
+    );
+}

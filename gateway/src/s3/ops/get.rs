@@ -179,8 +179,34 @@ fn cache_limit(ctx: &Ctx) -> Option<u64> {
     (c.enabled && plain).then_some(c.max_object_bytes)
 }
 
-/// GetObject and HeadObject.
+/// GetObject and HeadObject. A key with no object answers 404 only to a caller who may
+/// list the bucket, and 403 to others (S3's rule: they learn nothing a listing would not
+/// tell them).
 pub async fn get_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
+    let read = read_object(ctx, head).await;
+    let Err(e) = &read else { return read };
+    if e.code != S3Code::NoSuchKey {
+        return read;
+    }
+    let s = crate::access::Subject {
+        ep: ctx.ep,
+        bucket: ctx.bucket.as_ref(),
+        key: ctx.key.as_deref(),
+        principal: ctx.principal.as_ref(),
+        headers: &ctx.headers,
+        query: &ctx.query,
+        client: &ctx.client,
+        presigned: ctx.query("X-Amz-Signature").is_some(),
+    };
+    if crate::access::missing_key_is_404(&s)
+        && !crate::access::may_list(&ctx.gw, &ctx.compiled, &s).await
+    {
+        return Err(S3Error::access_denied());
+    }
+    read
+}
+
+async fn read_object(ctx: &Ctx, head: bool) -> S3Result<Response> {
     let limit = cache_limit(ctx);
     let (nats, key) = (&ctx.bucket_ref()?.nats, ctx.key()?);
     let hit = limit.and_then(|_| ctx.gw.cache.lookup(nats, key));
