@@ -414,8 +414,9 @@ async fn copy_tagging_and_batch_delete_take_version_ids() {
     assert_eq!(c.copy_source_version_id(), Some(v1.as_str()));
     assert!(c.version_id().is_some());
     assert_eq!(get_bytes(&s3, &b, "dst").await, b"first");
-    // Tags of a noncurrent version, without touching the current one.
-    ok(
+    // Tags of a noncurrent version, without touching the current one; each tagging call
+    // and GetObjectAttributes name the version they acted on.
+    let tagged = ok(
         s3.put_object_tagging()
             .bucket(&b)
             .key("src")
@@ -430,6 +431,7 @@ async fn copy_tagging_and_batch_delete_take_version_ids() {
             .await,
         "PutObjectTagging versionId",
     );
+    assert_eq!(tagged.version_id(), Some(v1.as_str()));
     let t = ok(
         s3.get_object_tagging()
             .bucket(&b)
@@ -440,11 +442,33 @@ async fn copy_tagging_and_batch_delete_take_version_ids() {
         "GetObjectTagging versionId",
     );
     assert_eq!(t.tag_set().len(), 1);
+    assert_eq!(t.version_id(), Some(v1.as_str()));
     let t = ok(
         s3.get_object_tagging().bucket(&b).key("src").send().await,
         "current",
     );
     assert!(t.tag_set().is_empty());
+    assert_eq!(t.version_id(), Some(v2.as_str()));
+    let untagged = ok(
+        s3.delete_object_tagging()
+            .bucket(&b)
+            .key("src")
+            .send()
+            .await,
+        "DeleteObjectTagging",
+    );
+    assert_eq!(untagged.version_id(), Some(v2.as_str()));
+    let attrs = ok(
+        s3.get_object_attributes()
+            .bucket(&b)
+            .key("src")
+            .version_id(&v1)
+            .object_attributes(aws_sdk_s3::types::ObjectAttributes::ObjectSize)
+            .send()
+            .await,
+        "GetObjectAttributes versionId",
+    );
+    assert_eq!(attrs.version_id(), Some(v1.as_str()));
     assert_eq!(get_version(&other, &b, "src", &v1).await, b"first");
     // DeleteObjects with and without version ids.
     let del = ok(
@@ -474,7 +498,36 @@ async fn copy_tagging_and_batch_delete_take_version_ids() {
         .find(|d| d.key() == Some("dst"))
         .expect("dst");
     assert_eq!(dst.delete_marker(), Some(true));
-    assert!(dst.delete_marker_version_id().is_some());
+    let marker = dst.delete_marker_version_id().expect("the marker's id");
+    // Deleting the marker by its id names it too.
+    let del = ok(
+        s3.delete_objects()
+            .bucket(&b)
+            .delete(
+                Delete::builder()
+                    .objects(
+                        ObjectIdentifier::builder()
+                            .key("dst")
+                            .version_id(marker)
+                            .build()
+                            .expect("id"),
+                    )
+                    .build()
+                    .expect("delete"),
+            )
+            .send()
+            .await,
+        "DeleteObjects of the marker",
+    );
+    let gone = &del.deleted()[0];
+    assert_eq!(gone.delete_marker(), Some(true));
+    assert_eq!(gone.version_id(), Some(marker));
+    assert_eq!(gone.delete_marker_version_id(), Some(marker));
+    assert_eq!(
+        get_bytes(&s3, &b, "dst").await,
+        b"first",
+        "the marker is gone"
+    );
     let r = s3
         .get_object()
         .bucket(&b)

@@ -128,16 +128,15 @@ pub async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
                     w.open("Deleted").elem("Key", &entry.key);
                     w.opt("VersionId", entry.version_id.as_deref());
                     if outcome.marker {
+                        // The marker made, or the one deleted by its id.
                         w.elem("DeleteMarker", "true");
-                        if entry.version_id.is_none() {
-                            w.opt(
-                                "DeleteMarkerVersionId",
-                                outcome
-                                    .version
-                                    .as_ref()
-                                    .map(|v| v.as_deref().unwrap_or("null")),
-                            );
-                        }
+                        w.opt(
+                            "DeleteMarkerVersionId",
+                            outcome
+                                .version
+                                .as_ref()
+                                .map(|v| v.as_deref().unwrap_or("null")),
+                        );
                     }
                     w.close("Deleted");
                 }

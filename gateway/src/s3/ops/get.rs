@@ -436,6 +436,8 @@ pub async fn get_object_attributes(ctx: &Ctx) -> S3Result<Response> {
         "last-modified",
         respond::http_date(meta.modified),
     );
+    let mode = ctx.store_bucket()?.versioning().await?;
+    crate::s3::ops::common::version_header(&mut resp, meta.version.as_deref(), mode);
     Ok(resp)
 }
 

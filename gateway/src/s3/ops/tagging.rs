@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::s3::context::Ctx;
 use crate::s3::respond;
-use crate::store::{decode_tags, encode_tags};
+use crate::store::{decode_tags, encode_tags, ObjectMeta};
 use crate::xml::{self, XmlWriter};
 
 /// Stream metadata key holding a bucket's tags.
@@ -93,7 +93,7 @@ fn render(tags: &[(String, String)]) -> Response {
 /// GetObjectTagging.
 pub async fn get_object_tagging(ctx: &Ctx) -> S3Result<Response> {
     let meta = crate::s3::ops::common::require_object(ctx).await?;
-    Ok(render(&meta.tags))
+    with_version(ctx, &meta, render(&meta.tags)).await
 }
 
 /// PutObjectTagging: replaces the tag set (metadata only, no data copy).
@@ -102,7 +102,7 @@ pub async fn put_object_tagging(mut ctx: Ctx) -> S3Result<Response> {
     let mut meta = crate::s3::ops::common::require_object(&ctx).await?;
     meta.tags = tags;
     ctx.store_bucket()?.update_meta(&meta).await?;
-    Ok(respond::empty(StatusCode::OK))
+    with_version(&ctx, &meta, respond::empty(StatusCode::OK)).await
 }
 
 /// DeleteObjectTagging.
@@ -112,7 +112,14 @@ pub async fn delete_object_tagging(ctx: &Ctx) -> S3Result<Response> {
         meta.tags.clear();
         ctx.store_bucket()?.update_meta(&meta).await?;
     }
-    Ok(respond::empty(StatusCode::NO_CONTENT))
+    with_version(ctx, &meta, respond::empty(StatusCode::NO_CONTENT)).await
+}
+
+/// `resp` with `x-amz-version-id` naming the version whose tags it read or changed.
+async fn with_version(ctx: &Ctx, meta: &ObjectMeta, mut resp: Response) -> S3Result<Response> {
+    let mode = ctx.store_bucket()?.versioning().await?;
+    crate::s3::ops::common::version_header(&mut resp, meta.version.as_deref(), mode);
+    Ok(resp)
 }
 
 /// GetBucketTagging: NoSuchTagSet when none is set.
