@@ -466,11 +466,18 @@ async fn serve(
             let answered = gw.store.ping_after_reconnect().await;
             gw.breaker.confirm(answered, breaker, &gw.metrics);
         }
-        let mut resp = result?;
-        if let (Some(origin), Some(b)) = (origin, cors_bucket) {
-            crate::s3::ops::cors::decorate(gw, &b, &origin, &parts.method, &mut resp).await;
+        let (Some(origin), Some(b)) = (origin, cors_bucket) else {
+            return result;
+        };
+        match result {
+            Ok(mut resp) => {
+                crate::s3::ops::cors::decorate(gw, &b, &origin, &parts.method, &mut resp).await;
+                Ok(resp)
+            }
+            Err(e) => {
+                Err(crate::s3::ops::cors::decorate_error(gw, &b, &origin, &parts.method, e).await)
+            }
         }
-        Ok(resp)
     }
     .await;
     (

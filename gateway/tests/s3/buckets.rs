@@ -544,6 +544,27 @@ async fn cors_preflight_and_response_headers() {
         .await;
     r.assert_status(200);
     assert_eq!(r.header("access-control-allow-origin"), None);
+    // An error answered to an allowed Origin carries the rule's headers too, so that the
+    // browser's script reads the error instead of a network failure.
+    let r = env
+        .send_signed(
+            RawRequest::new("GET", &format!("/{b}/missing"))
+                .header("origin", "https://app.example.com"),
+        )
+        .await;
+    r.assert_error(404, "NoSuchKey");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    let r = env
+        .send_signed(
+            RawRequest::new("GET", &format!("/{b}/missing"))
+                .header("origin", "https://evil.example.com"),
+        )
+        .await;
+    r.assert_error(404, "NoSuchKey");
+    assert_eq!(r.header("access-control-allow-origin"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

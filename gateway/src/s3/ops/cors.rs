@@ -61,36 +61,46 @@ pub(crate) fn find<'a>(
 }
 
 fn allow_headers(resp: &mut Response, rule: &CorsRule, origin: &str) {
-    let any = rule.allowed_origins.iter().any(|o| o == "*");
-    respond::set(
-        resp,
-        "access-control-allow-origin",
-        if any { "*" } else { origin },
-    );
-    if !any {
-        respond::set(resp, "access-control-allow-credentials", "true");
+    for (name, value) in allowed(rule, origin) {
+        if name == "vary" {
+            resp.headers_mut().append(
+                http::header::VARY,
+                HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("Origin")),
+            );
+        } else {
+            respond::set(resp, name, value);
+        }
     }
-    respond::set(
-        resp,
+}
+
+/// The headers that let `origin` read a response under `rule`.
+fn allowed(rule: &CorsRule, origin: &str) -> Vec<(&'static str, String)> {
+    let any = rule.allowed_origins.iter().any(|o| o == "*");
+    let mut out = vec![(
+        "access-control-allow-origin",
+        if any { "*" } else { origin }.to_string(),
+    )];
+    if !any {
+        out.push(("access-control-allow-credentials", "true".into()));
+    }
+    out.push((
         "access-control-allow-methods",
         rule.allowed_methods.join(", "),
-    );
+    ));
     if !rule.expose_headers.is_empty() {
-        respond::set(
-            resp,
+        out.push((
             "access-control-expose-headers",
             rule.expose_headers.join(", "),
-        );
+        ));
     }
     if let Some(age) = rule.max_age_seconds {
-        respond::set(resp, "access-control-max-age", age.to_string());
+        out.push(("access-control-max-age", age.to_string()));
     }
-    resp.headers_mut().append(
-        http::header::VARY,
-        HeaderValue::from_static(
-            "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
-        ),
-    );
+    out.push((
+        "vary",
+        "Origin, Access-Control-Request-Headers, Access-Control-Request-Method".into(),
+    ));
+    out
 }
 
 fn forbidden(msg: &str) -> S3Error {
@@ -145,6 +155,23 @@ pub async fn decorate(
     if let Some(rule) = find(&rules, origin, method.as_str(), &[]) {
         allow_headers(resp, rule, origin);
     }
+}
+
+/// An error answered to a request a rule allows, with the CORS headers of that rule: a
+/// browser script then reads the error (a 404, a 412) instead of a network failure.
+pub async fn decorate_error(
+    gw: &AppState,
+    b: &BucketRef,
+    origin: &str,
+    method: &Method,
+    mut e: S3Error,
+) -> S3Error {
+    if let Ok(Some(rules)) = rules(gw, b).await {
+        if let Some(rule) = find(&rules, origin, method.as_str(), &[]) {
+            e.headers.extend(allowed(rule, origin));
+        }
+    }
+    e
 }
 
 #[derive(Deserialize)]
