@@ -290,7 +290,14 @@ const KEYS: &[&str] = &[
     "s3:x-amz-acl",
     "s3:x-amz-content-sha256",
     "s3:x-amz-copy-source",
+    "s3:x-amz-grant-full-control",
+    "s3:x-amz-grant-read",
+    "s3:x-amz-grant-read-acp",
+    "s3:x-amz-grant-write",
+    "s3:x-amz-grant-write-acp",
     "s3:x-amz-metadata-directive",
+    "s3:x-amz-server-side-encryption",
+    "s3:x-amz-storage-class",
 ];
 
 /// Tag-named condition key prefixes.

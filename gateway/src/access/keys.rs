@@ -89,10 +89,17 @@ impl Context for Keys<'_> {
                 query_get(self.s.query, &key[3..]).map(Cow::Borrowed)
             }
             "s3:versionid" => query_get(self.s.query, "versionId").map(Cow::Borrowed),
+            "s3:x-amz-copy-source" => self.header("x-amz-copy-source").map(copy_source),
             "s3:x-amz-acl"
             | "s3:x-amz-content-sha256"
-            | "s3:x-amz-copy-source"
-            | "s3:x-amz-metadata-directive" => self.header(&key[3..]),
+            | "s3:x-amz-metadata-directive"
+            | "s3:x-amz-grant-read"
+            | "s3:x-amz-grant-write"
+            | "s3:x-amz-grant-read-acp"
+            | "s3:x-amz-grant-write-acp"
+            | "s3:x-amz-grant-full-control"
+            | "s3:x-amz-storage-class"
+            | "s3:x-amz-server-side-encryption" => self.header(&key[3..]),
             "s3:signatureversion" => match self.s.principal {
                 Some(Principal::AccessKey(_)) => Some(Cow::Borrowed("AWS4-HMAC-SHA256")),
                 _ => None,
@@ -116,4 +123,21 @@ impl Context for Keys<'_> {
             }
         }
     }
+}
+
+/// A copy source as the copy reads it, `bucket/key` decoded (and `?versionId=...` as sent):
+/// the header's other spellings of the same source (a leading `/`, percent-encoded
+/// characters) must meet the same conditions.
+fn copy_source(raw: Cow<'_, str>) -> Cow<'_, str> {
+    let (path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw.as_ref(), None),
+    };
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut out = decoded.strip_prefix('/').unwrap_or(&decoded).to_string();
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Cow::Owned(out)
 }

@@ -198,24 +198,63 @@ async fn create_bucket_again_by_owner_and_by_someone_else() {
         "CreateBucket with a grant",
     );
     put(&s3, &mine, "k", b"kept").await;
-    // us-east-1: the owner's second CreateBucket is a 200 and changes nothing.
+    let granted = || async {
+        let acl = ok(
+            s3.get_bucket_acl().bucket(&mine).send().await,
+            "GetBucketAcl",
+        );
+        acl.grants()
+            .iter()
+            .any(|g| g.grantee().and_then(|e| e.id()) == Some(grantee.as_str()))
+    };
+    assert!(granted().await, "the grant made at creation");
+    // us-east-1: the owner's second CreateBucket is a 200 that keeps the objects and
+    // resets the bucket's ACL (S3's legacy behaviour there): to private without ACL
+    // headers, to what they say with them.
     let again = ok(
         s3.create_bucket().bucket(&mine).send().await,
         "CreateBucket of an owned bucket in us-east-1",
     );
     assert_eq!(again.location(), Some(format!("/{mine}").as_str()));
     assert_eq!(get_bytes(&s3, &mine, "k").await, b"kept");
-    // Its ACL too: the grant made at creation is still there.
-    let acl = ok(
-        s3.get_bucket_acl().bucket(&mine).send().await,
-        "GetBucketAcl",
+    assert!(!granted().await, "reset to private");
+    ok(
+        s3.create_bucket()
+            .bucket(&mine)
+            .grant_read(format!("id=\"{grantee}\""))
+            .send()
+            .await,
+        "CreateBucket again with a grant",
     );
-    assert!(
-        acl.grants()
-            .iter()
-            .any(|g| g.grantee().and_then(|e| e.id()) == Some(grantee.as_str())),
-        "{:?}",
-        acl.grants()
+    assert!(granted().await, "set by the second CreateBucket");
+    // The bucket's own Block Public Access decides a public ACL, not the gateway's default.
+    ok(
+        s3.put_public_access_block()
+            .bucket(&mine)
+            .public_access_block_configuration(
+                aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(false)
+                    .ignore_public_acls(false)
+                    .build(),
+            )
+            .send()
+            .await,
+        "PutPublicAccessBlock",
+    );
+    ok(
+        s3.create_bucket()
+            .bucket(&mine)
+            .acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead)
+            .send()
+            .await,
+        "CreateBucket again, public-read",
+    );
+    assert_eq!(
+        env.send(RawRequest::new("GET", &format!("/{mine}")))
+            .await
+            .status,
+        200,
+        "anonymous listing"
     );
     // Another key's bucket: BucketAlreadyExists.
     let r = other.create_bucket().bucket(&mine).send().await;

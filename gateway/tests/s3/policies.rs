@@ -940,3 +940,123 @@ async fn a_missing_key_is_404_only_for_who_may_list() {
         "object not readable"
     );
 }
+
+/// A Deny on `s3:x-amz-copy-source` holds however the header spells the source (a leading
+/// `/`, percent-encoded characters); a policy may also decide on the `x-amz-grant-*`,
+/// `x-amz-storage-class` and `x-amz-server-side-encryption` a request sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_header_conditions_hold_however_the_request_spells_them() {
+    let b = unique_bucket("condkeys");
+    let env = Env::start(config(&[&b], false)).await;
+    let admin = env.client();
+    let writer = env.client_for(W_AK, W_SK);
+    put(&admin, &b, "secret/s", b"s").await;
+    put(&admin, &b, "public/p", b"p").await;
+    put_policy(
+        &env,
+        &b,
+        &format!(
+            r#"{{"Statement":[{{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::{b}/*","Condition":{{"StringLike":{{"s3:x-amz-copy-source":"{b}/secret/*"}}}}}},
+            {{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::{b}/*","Condition":{{"StringLike":{{"s3:x-amz-grant-full-control":"*"}}}}}},
+            {{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::{b}/*","Condition":{{"StringEquals":{{"s3:x-amz-storage-class":"GLACIER"}}}}}}]}}"#
+        ),
+    )
+    .await;
+    let copy = |source: String| {
+        writer
+            .copy_object()
+            .bucket(&b)
+            .key("copy")
+            .copy_source(source)
+            .send()
+    };
+    ok(copy(format!("{b}/public/p")).await, "copy of a public key");
+    for source in [
+        format!("{b}/secret/s"),
+        format!("/{b}/secret/s"),
+        format!("{b}/secr%65t/s"),
+        format!("/{b}/secret%2Fs"),
+    ] {
+        assert_eq!(sdk_err(copy(source.clone()).await), denied(), "{source}");
+    }
+    let granted = writer
+        .put_object()
+        .bucket(&b)
+        .key("g")
+        .grant_full_control(format!("id={}", canonical_user_id(W_AK)))
+        .body(b"g".to_vec().into())
+        .send()
+        .await;
+    assert_eq!(sdk_err(granted), denied(), "x-amz-grant-full-control");
+    let cold = writer
+        .put_object()
+        .bucket(&b)
+        .key("c")
+        .storage_class(aws_sdk_s3::types::StorageClass::Glacier)
+        .body(b"c".to_vec().into())
+        .send()
+        .await;
+    assert_eq!(sdk_err(cold), denied(), "x-amz-storage-class");
+    put(&writer, &b, "plain", b"p").await;
+}
+
+/// An object written by another credential than the bucket's owner is that credential's, as
+/// S3 with ACLs has it, whether or not the write sent ACL headers: it reads its object and
+/// its ACL back, and the ACL names it as owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_belongs_to_the_credential_that_wrote_it() {
+    let declared = unique_bucket("declw");
+    let env = Env::start(config(&[&declared], false)).await;
+    let admin = env.client();
+    let reader = env.client_for(R_AK, R_SK);
+    let b = unique_bucket("ownw");
+    ok(
+        admin.create_bucket().bucket(&b).send().await,
+        "CreateBucket",
+    );
+    put_policy(
+        &env,
+        &b,
+        &format!(
+            r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{}"}},"Action":"s3:PutObject","Resource":"arn:aws:s3:::{b}/*"}}]}}"#,
+            user_arn(R_AK)
+        ),
+    )
+    .await;
+    put(&reader, &b, "plain", b"p").await;
+    ok(
+        reader
+            .put_object()
+            .bucket(&b)
+            .key("private")
+            .acl(ObjectCannedAcl::Private)
+            .body(b"q".to_vec().into())
+            .send()
+            .await,
+        "PUT with x-amz-acl: private",
+    );
+    put(&admin, &b, "admins", b"a").await;
+    let writer_id = canonical_user_id(R_AK);
+    for (key, body) in [("plain", b"p"), ("private", b"q")] {
+        assert_eq!(get_bytes(&reader, &b, key).await, body, "{key}");
+        let acl = ok(
+            reader.get_object_acl().bucket(&b).key(key).send().await,
+            "GetObjectAcl by its writer",
+        );
+        let owner = acl.owner().and_then(|o| o.id()).map(str::to_string);
+        assert_eq!(owner, Some(writer_id.clone()), "{key}");
+    }
+    let acl = ok(
+        admin.get_object_acl().bucket(&b).key("admins").send().await,
+        "GetObjectAcl of the owner's object",
+    );
+    assert_eq!(
+        acl.owner().and_then(|o| o.id()),
+        Some(canonical_user_id(ADMIN_AK).as_str())
+    );
+    assert_eq!(
+        sdk_err(reader.get_object().bucket(&b).key("admins").send().await),
+        denied(),
+        "the owner's object stays the owner's"
+    );
+}

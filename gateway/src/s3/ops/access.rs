@@ -61,65 +61,97 @@ fn check_public_acl(acl: &Acl, pab: &PublicAccessBlock) -> S3Result<()> {
     Ok(())
 }
 
-/// The ACL an object write sets with `x-amz-acl` or `x-amz-grant-*` (`None`: private).
+/// The ACL an object write sets with `x-amz-acl` or `x-amz-grant-*` (`None`: private,
+/// owned by the bucket's owner).
 pub async fn request_acl(ctx: &Ctx) -> S3Result<Option<Acl>> {
-    // Without ACL headers nothing needs the bucket's state.
-    if !acl::requested(&ctx.headers) {
-        return Ok(None);
-    }
     let b = ctx.bucket_ref()?;
     let s = stored(ctx, b).await?;
     let owner = bucket_owner(ctx, &s);
-    let acl = acl::from_headers(&ctx.headers, &caller_id(ctx), &owner, &*ctx.compiled)?;
+    let writer = caller_id(ctx);
+    let acl = if acl::requested(&ctx.headers) {
+        acl::from_headers(&ctx.headers, &writer, &owner, &*ctx.compiled)?
+    } else {
+        None
+    };
     if let Some(a) = &acl {
         check_public_acl(a, &crate::access::public_access_block(&ctx.compiled, b, &s))?;
     }
-    // Private is what no ACL means: nothing to store.
-    Ok(acl.filter(|a| *a != Acl::private(&a.owner)))
+    Ok(owned_by_writer(
+        acl,
+        writer_key(ctx).map(|_| writer),
+        &owner,
+    ))
+}
+
+/// The access key of a request signed by one (anonymous and token callers write as the
+/// bucket's owner).
+fn writer_key(ctx: &Ctx) -> Option<&str> {
+    match &ctx.principal {
+        Some(Principal::AccessKey(k)) => Some(k),
+        _ => None,
+    }
+}
+
+/// The ACL to store for an object written by `writer` (a credential's canonical id) with
+/// the ACL `asked`: the writer owns what it writes, as S3 with ACLs has it, so a private
+/// object of another credential than the bucket's owner records that owner; a private one of
+/// the bucket's owner (or of no credential) stores nothing, which reads as just that.
+fn owned_by_writer(asked: Option<Acl>, writer: Option<String>, bucket_owner: &str) -> Option<Acl> {
+    let acl = match (asked, writer) {
+        (Some(a), _) => a,
+        (None, Some(w)) => Acl::private(&w),
+        (None, None) => return None,
+    };
+    (acl != Acl::private(bucket_owner)).then_some(acl)
 }
 
 /// The ACL the canned `acl` field of a POST upload signed by `access_key` sets.
 pub async fn form_acl(ctx: &Ctx, access_key: &str, canned: Option<&str>) -> S3Result<Option<Acl>> {
-    let Some(canned) = canned else {
-        return Ok(None);
-    };
-    let mut headers = http::HeaderMap::new();
-    let value = http::HeaderValue::from_str(canned.trim())
-        .map_err(|_| S3Error::invalid_argument("Invalid canned ACL"))?;
-    headers.insert("x-amz-acl", value);
     let b = ctx.bucket_ref()?;
     let s = stored(ctx, b).await?;
-    let caller = ctx
+    let owner = bucket_owner(ctx, &s);
+    let writer = ctx
         .compiled
         .principal_id(access_key)
-        .map_or_else(|| respond::OWNER_ID.to_string(), |p| p.canonical.clone());
-    let acl = acl::from_headers(&headers, &caller, &bucket_owner(ctx, &s), &*ctx.compiled)?;
+        .map(|p| p.canonical.clone());
+    let acl = match canned {
+        Some(canned) => {
+            let mut headers = http::HeaderMap::new();
+            let value = http::HeaderValue::from_str(canned.trim())
+                .map_err(|_| S3Error::invalid_argument("Invalid canned ACL"))?;
+            headers.insert("x-amz-acl", value);
+            let caller = writer.as_deref().unwrap_or(respond::OWNER_ID);
+            acl::from_headers(&headers, caller, &owner, &*ctx.compiled)?
+        }
+        None => None,
+    };
     if let Some(a) = &acl {
         check_public_acl(a, &crate::access::public_access_block(&ctx.compiled, b, &s))?;
     }
-    Ok(acl.filter(|a| *a != Acl::private(&a.owner)))
+    Ok(owned_by_writer(acl, writer, &owner))
 }
 
 /// The ACL of a bucket CreateBucket makes: the caller owns it, with the canned ACL or
 /// grants it asks for. Checked before the bucket is made.
-pub fn create_bucket_acl(ctx: &Ctx) -> S3Result<Acl> {
+pub async fn create_bucket_acl(ctx: &Ctx) -> S3Result<Acl> {
     let b = ctx.bucket_ref()?;
-    let owner = caller_id(ctx);
-    let acl = acl::from_headers(&ctx.headers, &owner, &owner, &*ctx.compiled)?
+    // A bucket that exists (a CreateBucket of its owner resets its ACL) keeps its owner and
+    // its own Block Public Access; a new one is the caller's.
+    let s = stored(ctx, b).await?;
+    let owner = bucket_owner(ctx, &s);
+    let acl = acl::from_headers(&ctx.headers, &caller_id(ctx), &owner, &*ctx.compiled)?
         .unwrap_or_else(|| Acl::private(&owner));
     if acl != Acl::private(&owner) && b.public_read() {
         return Err(set_by_config(&b.s3, "public access", "access"));
     }
-    let pab = b
-        .config
-        .as_ref()
-        .and_then(|c| c.public_access_block)
-        .unwrap_or(ctx.compiled.config.public_access_block);
-    check_public_acl(&acl, &pab)?;
+    check_public_acl(
+        &acl,
+        &crate::access::public_access_block(&ctx.compiled, b, &s),
+    )?;
     Ok(acl)
 }
 
-/// Records a new bucket's ACL (its owner first of all).
+/// Records a bucket's ACL (its owner first of all).
 pub async fn store_bucket_acl(ctx: &Ctx, acl: &Acl) -> S3Result<()> {
     let b = ctx.bucket_ref()?;
     set(ctx, b, ACL_KEY, Some(acl.encode())).await

@@ -92,7 +92,7 @@ pub(crate) struct CreateBucketConfiguration {
 /// CreateBucket: a new object-store bucket, owned by the access key that created it.
 pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     let b = ctx.bucket_ref()?.clone();
-    let acl = crate::s3::ops::access::create_bucket_acl(&ctx)?;
+    let acl = crate::s3::ops::access::create_bucket_acl(&ctx).await?;
     let limit = ctx.compiled.config.limits.max_xml_body_bytes;
     let body = ctx.read_small_body(limit).await?;
     if !body.iter().all(u8::is_ascii_whitespace) {
@@ -122,8 +122,10 @@ pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     if ctx.gw.store.create_bucket(&b.nats, &opts, caller).await? {
         crate::s3::ops::access::store_bucket_acl(&ctx, &acl).await?;
     } else {
-        // S3's us-east-1 answers 200 and changes nothing, the ACL included.
+        // S3's us-east-1 answers its owner 200 and resets the bucket's ACL (to the one the
+        // request sets, else private).
         already_there(&ctx, caller).await?;
+        crate::s3::ops::access::store_bucket_acl(&ctx, &acl).await?;
     }
     let mut r = respond::empty(StatusCode::OK);
     respond::set(&mut r, "location", format!("/{}", b.s3));
