@@ -288,8 +288,13 @@ impl Acl {
     }
 
     /// Whether it gives `need` to the caller (`None`: anonymous). With `ignore_public`
-    /// (Block Public Access), grants to the groups count for nothing.
+    /// (Block Public Access), grants to the groups count for nothing. The owner may always
+    /// read and change the ACL itself, whatever it grants (as on S3).
     pub fn allows(&self, caller: Option<&str>, need: Perm, ignore_public: bool) -> bool {
+        let acp = matches!(need, Perm::ReadAcp | Perm::WriteAcp);
+        if acp && caller == Some(self.owner.as_str()) {
+            return true;
+        }
         self.grants.iter().any(|(g, p)| {
             p.covers(need)
                 && match g {
@@ -421,6 +426,11 @@ mod tests {
             .expect("set");
         assert!(acl.allows(Some(&id(3)), Perm::Read, false));
         assert!(!acl.allows(Some(&id(3)), Perm::Write, false));
+        // Its owner has granted itself nothing, and may still read and change the ACL.
+        assert!(!acl.allows(Some(&id(1)), Perm::Read, true));
+        assert!(acl.allows(Some(&id(1)), Perm::ReadAcp, false));
+        assert!(acl.allows(Some(&id(1)), Perm::WriteAcp, false));
+        assert!(!acl.allows(Some(&id(3)), Perm::ReadAcp, false));
         h.insert(
             "x-amz-grant-write",
             format!("id={}", id(4)).parse().expect("h"),
