@@ -286,13 +286,34 @@ async fn list_v2_fetch_owner() {
             .await,
         "ListObjectsV2 fetch-owner",
     );
-    assert!(
-        out.contents()[0]
-            .owner()
-            .and_then(|o| o.id())
-            .is_some_and(|id| !id.is_empty()),
-        "Owner with fetch-owner=true"
+    // The owner every listing shows is the one the ACLs name (S3 has one canonical id).
+    let acl = ok(
+        s3.get_object_acl().bucket(&b).key("k").send().await,
+        "GetObjectAcl",
     );
+    let owner = acl.owner().and_then(|o| o.id()).expect("ACL owner");
+    let listed = out.contents()[0].owner().and_then(|o| o.id());
+    assert_eq!(listed, Some(owner), "ListObjectsV2 fetch-owner");
+    let v1 = ok(s3.list_objects().bucket(&b).send().await, "ListObjects");
+    assert_eq!(v1.contents()[0].owner().and_then(|o| o.id()), Some(owner));
+    let versions = ok(
+        s3.list_object_versions().bucket(&b).send().await,
+        "ListObjectVersions",
+    );
+    assert_eq!(
+        versions.versions()[0].owner().and_then(|o| o.id()),
+        Some(owner)
+    );
+    let buckets = ok(s3.list_buckets().send().await, "ListBuckets");
+    assert_eq!(buckets.owner().and_then(|o| o.id()), Some(owner));
+    start_upload(&s3, &b, "up").await;
+    let uploads = ok(
+        s3.list_multipart_uploads().bucket(&b).send().await,
+        "ListMultipartUploads",
+    );
+    let up = &uploads.uploads()[0];
+    assert_eq!(up.owner().and_then(|o| o.id()), Some(owner));
+    assert_eq!(up.initiator().and_then(|o| o.id()), Some(owner));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,18 @@ async fn stored(ctx: &Ctx, b: &BucketRef) -> S3Result<std::sync::Arc<Stored>> {
     ctx.gw.access.get(&ctx.gw.store, &b.s3, &b.nats).await
 }
 
+/// The canonical id of the owner of the request's bucket, as its ACL names it (listings show
+/// it as every object's owner, as GetObjectAcl does for objects without an ACL of their own).
+pub async fn bucket_owner_id(ctx: &Ctx) -> S3Result<String> {
+    let b = ctx.bucket_ref()?;
+    Ok(bucket_owner(ctx, &*stored(ctx, b).await?))
+}
+
+/// The caller's canonical id (the owner ListBuckets shows).
+pub fn caller_owner_id(ctx: &Ctx) -> String {
+    caller_id(ctx)
+}
+
 fn bucket_owner(ctx: &Ctx, s: &Stored) -> String {
     match &s.acl {
         Some(a) => a.owner.clone(),

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::s3::context::Ctx;
 use crate::s3::ops::common::require_bucket;
-use crate::s3::respond::{self, OWNER_ID, OWNER_NAME};
+use crate::s3::respond::{self, OWNER_NAME};
 use crate::store::{BucketOptions, DeleteBucketError};
 use crate::xml::{self, XmlWriter};
 
@@ -66,7 +66,7 @@ pub async fn list_buckets(ctx: &Ctx) -> S3Result<Response> {
     };
     let mut w = XmlWriter::new("ListAllMyBucketsResult");
     w.open("Owner")
-        .elem("ID", OWNER_ID)
+        .elem("ID", crate::s3::ops::access::caller_owner_id(ctx))
         .elem("DisplayName", OWNER_NAME)
         .close("Owner")
         .open("Buckets");

@@ -8,7 +8,7 @@ use base64::Engine;
 
 use crate::error::{S3Error, S3Result};
 use crate::s3::context::Ctx;
-use crate::s3::respond::{self, OWNER_ID, OWNER_NAME};
+use crate::s3::respond::{self, OWNER_NAME};
 use crate::store::{KeyState, Need, Source, VersionEntry};
 use crate::xml::XmlWriter;
 
@@ -287,6 +287,7 @@ fn max_keys(ctx: &Ctx) -> S3Result<usize> {
 /// Serves the three listing flavors.
 pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
     let b = ctx.bucket_ref()?;
+    let owner_id = crate::s3::ops::access::bucket_owner_id(ctx).await?;
     let prefix = ctx.query("prefix").unwrap_or_default().to_string();
     let delimiter = ctx.query("delimiter").unwrap_or_default().to_string();
     let encode = match ctx.query("encoding-type") {
@@ -330,7 +331,7 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
         let walk = VersionsWalk::new(&prefix, &delimiter, &after, version_marker, max);
         let page = bucket.walk(walk, |w, v| w.run(v)).await?.out;
         return Ok(respond::xml(versions_xml(
-            ctx, &b.s3, &prefix, &delimiter, &after, max, encode, &page,
+            ctx, &b.s3, &prefix, &delimiter, &after, max, encode, &page, &owner_id,
         )));
     }
     let walk = PageWalk::new(&prefix, &delimiter, &after, max);
@@ -383,7 +384,7 @@ pub async fn list_objects(ctx: &Ctx, flavor: Flavor) -> S3Result<Response> {
             .elem("Size", e.size.to_string());
         if owner {
             w.open("Owner")
-                .elem("ID", OWNER_ID)
+                .elem("ID", &owner_id)
                 .elem("DisplayName", OWNER_NAME)
                 .close("Owner");
         }
@@ -408,6 +409,7 @@ fn versions_xml(
     max: usize,
     encode: bool,
     page: &VersionsPage,
+    owner_id: &str,
 ) -> String {
     let enc = |s: &str| if encode { url_encode(s) } else { s.to_string() };
     let root = "ListVersionsResult";
@@ -446,7 +448,7 @@ fn versions_xml(
                 .elem("StorageClass", "STANDARD");
         }
         w.open("Owner")
-            .elem("ID", OWNER_ID)
+            .elem("ID", owner_id)
             .elem("DisplayName", OWNER_NAME)
             .close("Owner")
             .close(item);

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::checksum::{self, Algo, Assembly, Kind};
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::s3::context::Ctx;
-use crate::s3::respond::{self, OWNER_ID, OWNER_NAME};
+use crate::s3::respond::{self, OWNER_NAME};
 use crate::store::completion::{parts_digest, Claim, Completed, UploadState};
 use crate::store::{
     Expect, Finished, NewObject, ObjectMeta, PartInfo, StoreError, UploadInfo, Versioning,
@@ -698,8 +698,9 @@ pub async fn list_parts(ctx: &Ctx) -> S3Result<Response> {
     w.elem("Bucket", &ctx.bucket_ref()?.s3)
         .elem("Key", &info.key)
         .elem("UploadId", &id);
-    owner(&mut w, "Initiator");
-    owner(&mut w, "Owner");
+    let owner_id = crate::s3::ops::access::bucket_owner_id(ctx).await?;
+    owner(&mut w, "Initiator", &owner_id);
+    owner(&mut w, "Owner", &owner_id);
     w.elem("StorageClass", "STANDARD")
         .elem("PartNumberMarker", marker.to_string());
     if let Some((n, _)) = shown.last() {
@@ -725,9 +726,9 @@ pub async fn list_parts(ctx: &Ctx) -> S3Result<Response> {
     Ok(respond::xml(w.finish("ListPartsResult")))
 }
 
-fn owner(w: &mut XmlWriter, tag: &str) {
+fn owner(w: &mut XmlWriter, tag: &str, id: &str) {
     w.open(tag)
-        .elem("ID", OWNER_ID)
+        .elem("ID", id)
         .elem("DisplayName", OWNER_NAME)
         .close(tag);
 }
@@ -806,10 +807,11 @@ pub async fn list_uploads(ctx: &Ctx) -> S3Result<Response> {
     }
     w.elem("MaxUploads", max.to_string())
         .elem("IsTruncated", truncated.to_string());
+    let owner_id = crate::s3::ops::access::bucket_owner_id(ctx).await?;
     for (id, info) in &items {
         w.open("Upload").elem("Key", &info.key).elem("UploadId", id);
-        owner(&mut w, "Initiator");
-        owner(&mut w, "Owner");
+        owner(&mut w, "Initiator", &owner_id);
+        owner(&mut w, "Owner", &owner_id);
         w.elem("StorageClass", "STANDARD")
             .elem("Initiated", respond::iso8601(info.initiated_at()));
         w.opt("ChecksumAlgorithm", info.checksum_algorithm.as_deref());
