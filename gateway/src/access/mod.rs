@@ -267,6 +267,11 @@ pub async fn authorize(gw: &AppState, compiled: &CompiledConfig, s: &Subject<'_>
             return Err(S3Error::no_such_key(key));
         }
     }
+    // A bucket that does not exist is no secret (S3 answers so to anyone), except to a
+    // caller who may not make it.
+    if !stored.exists && s.ep != Endpoint::CreateBucket {
+        return Err(S3Error::no_such_bucket(&bucket.s3));
+    }
     Err(S3Error::access_denied())
 }
 

@@ -39,6 +39,8 @@ pub struct Stored {
     /// The document and its compiled form.
     pub policy: Option<(String, Arc<Policy>)>,
     pub pab: Option<PublicAccessBlock>,
+    /// Whether the bucket's stream exists.
+    pub exists: bool,
 }
 
 impl Stored {
@@ -53,6 +55,7 @@ impl Stored {
                     .map(|p| (t.clone(), Arc::new(p)))
             }),
             pab: md.get(PAB_KEY).and_then(|t| serde_json::from_str(t).ok()),
+            exists: true,
         }
     }
 }

@@ -1060,3 +1060,39 @@ async fn an_object_belongs_to_the_credential_that_wrote_it() {
         "the owner's object stays the owner's"
     );
 }
+
+/// A bucket that does not exist is NoSuchBucket to anyone, as S3 answers (its absence is no
+/// secret), while a bucket that exists stays AccessDenied to who may not use it, and making
+/// one stays AccessDenied to who may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_no_such_bucket_to_anyone() {
+    let b = unique_bucket("there");
+    let env = Env::start(config(&[&b], true)).await;
+    let reader = env.client_for(R_AK, R_SK);
+    let gone = unique_bucket("nobucket");
+    let no_bucket = (404, "NoSuchBucket".to_string());
+    assert_eq!(
+        sdk_err(reader.get_object().bucket(&gone).key("k").send().await),
+        no_bucket
+    );
+    assert_eq!(
+        sdk_err(reader.list_objects_v2().bucket(&gone).send().await),
+        no_bucket
+    );
+    assert_eq!(
+        sdk_err(reader.delete_object().bucket(&gone).key("k").send().await),
+        no_bucket
+    );
+    assert_eq!(anon_get(&env, &gone, "k").await, 404);
+    assert_eq!(
+        sdk_err(reader.create_bucket().bucket(&gone).send().await),
+        denied(),
+        "no right to make it"
+    );
+    assert_eq!(
+        sdk_err(reader.get_object().bucket(&b).key("k").send().await),
+        denied(),
+        "a bucket that exists"
+    );
+    assert_eq!(anon_get(&env, &b, "k").await, 403);
+}

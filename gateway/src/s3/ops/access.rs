@@ -78,13 +78,19 @@ fn check_public_acl(acl: &Acl, pab: &PublicAccessBlock) -> S3Result<()> {
 pub async fn request_acl(ctx: &Ctx) -> S3Result<Option<Acl>> {
     let b = ctx.bucket_ref()?;
     let s = stored(ctx, b).await?;
+    if !acl::requested(&ctx.headers) {
+        // Without an ACL of its own the bucket's owner is the caller: nothing to record.
+        return Ok(match (&s.acl, writer_key(ctx)) {
+            (Some(bucket), Some(_)) => {
+                let writer = caller_id(ctx);
+                (writer != bucket.owner).then(|| Acl::private(&writer))
+            }
+            _ => None,
+        });
+    }
     let owner = bucket_owner(ctx, &s);
     let writer = caller_id(ctx);
-    let acl = if acl::requested(&ctx.headers) {
-        acl::from_headers(&ctx.headers, &writer, &owner, &*ctx.compiled)?
-    } else {
-        None
-    };
+    let acl = acl::from_headers(&ctx.headers, &writer, &owner, &*ctx.compiled)?;
     if let Some(a) = &acl {
         check_public_acl(a, &crate::access::public_access_block(&ctx.compiled, b, &s))?;
     }
