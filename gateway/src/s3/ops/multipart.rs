@@ -387,7 +387,24 @@ impl Completing {
             };
             let sum = checksum_of(&info);
             let expected_sum = self.asked.check(sum)?;
-            let chosen = self.choose().await?;
+            let chosen = match self.choose().await {
+                Ok(chosen) => chosen,
+                // The parts may have gone with a Complete that ended since the upload read
+                // open (or an abort): answer as the upload now says.
+                Err(e) if e.code == S3Code::InvalidPart => {
+                    match self
+                        .bucket
+                        .complete_state(&self.id, &self.key, &self.digest)
+                        .await?
+                    {
+                        UploadState::Open { revision: now, .. } if now == revision => {
+                            return Err(e)
+                        }
+                        _ => continue,
+                    }
+                }
+                Err(e) => return Err(e),
+            };
             if self.expect != Expect::Any {
                 // Fail before assembling when the condition already does not hold.
                 self.bucket.check_write(&self.key, &self.expect).await?;
