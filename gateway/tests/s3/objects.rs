@@ -1452,3 +1452,91 @@ async fn concurrent_large_puts_keep_their_own_etags() {
     let head = s3.head_object().bucket(&b).key("big/bad").send().await;
     assert!(head.is_err(), "the refused upload left no object");
 }
+
+/// Tag and ACL changes of one object at once, through two gateways, all succeed (S3 makes
+/// them unconditional; jets3 once refused the one that lost the compare-and-set with 409),
+/// and the object ends with one of the tag sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_and_acl_changes_at_once_all_land() {
+    use aws_sdk_s3::types::{ObjectCannedAcl, Tag, Tagging};
+    let b = unique_bucket("tagrace");
+    let env = Env::with_buckets(&[&b]).await;
+    let peer = env.peer().await;
+    let clients = [env.client(), peer.client()];
+    put(&clients[0], &b, "k", b"v").await;
+    let tagging = |v: usize| {
+        Tagging::builder()
+            .tag_set(
+                Tag::builder()
+                    .key("t")
+                    .value(v.to_string())
+                    .build()
+                    .expect("tag"),
+            )
+            .build()
+            .expect("tagging")
+    };
+    let mut refused = Vec::new();
+    for round in 0..30 {
+        let tags = (0..4).map(|i| {
+            let s3 = clients[i % 2].clone();
+            let (b, t) = (b.clone(), tagging(i));
+            async move {
+                s3.put_object_tagging()
+                    .bucket(b)
+                    .key("k")
+                    .tagging(t)
+                    .send()
+                    .await
+                    .map(|_| ())
+            }
+        });
+        let acls = (0..2).map(|i| {
+            let s3 = clients[i % 2].clone();
+            let b = b.clone();
+            async move {
+                s3.put_object_acl()
+                    .bucket(b)
+                    .key("k")
+                    .acl(ObjectCannedAcl::Private)
+                    .send()
+                    .await
+                    .map(|_| ())
+            }
+        });
+        let (tags, acls) = futures::future::join(
+            futures::future::join_all(tags),
+            futures::future::join_all(acls),
+        )
+        .await;
+        for r in tags {
+            if let Err(e) = r {
+                refused.push((round, sdk_err::<(), _>(Err(e))));
+            }
+        }
+        for r in acls {
+            if let Err(e) = r {
+                refused.push((round, sdk_err::<(), _>(Err(e))));
+            }
+        }
+        let got = ok(
+            clients[0]
+                .get_object_tagging()
+                .bucket(&b)
+                .key("k")
+                .send()
+                .await,
+            "GetObjectTagging",
+        );
+        let value = got.tag_set().first().map(|t| t.value().to_string());
+        assert!(
+            value
+                .as_deref()
+                .is_some_and(|v| ["0", "1", "2", "3"].contains(&v)),
+            "round {round}: {value:?}"
+        );
+    }
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    assert_eq!(get_bytes(&clients[0], &b, "k").await, b"v");
+    peer.gw.shutdown().await;
+}

@@ -242,9 +242,10 @@ pub async fn put_acl(mut ctx: Ctx) -> S3Result<Response> {
         &crate::access::public_access_block(&ctx.compiled, &b, &s),
     )?;
     match object {
-        Some(mut meta) => {
-            meta.acl = Some(acl).filter(|a| *a != Acl::private(&a.owner));
-            ctx.store_bucket()?.update_meta(&meta).await?;
+        Some(meta) => {
+            // Private to the bucket's owner is what no ACL means; anyone else's is recorded.
+            let acl = Some(acl).filter(|a| *a != Acl::private(&bucket_owner));
+            crate::s3::ops::common::update_object(&ctx, meta, |m| m.acl = acl.clone()).await?;
         }
         None => {
             if b.public_read() {

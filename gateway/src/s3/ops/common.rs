@@ -65,6 +65,34 @@ pub async fn require_object(ctx: &Ctx) -> S3Result<ObjectMeta> {
     Ok(meta)
 }
 
+/// Writes `change` into the metadata of the version the request addresses (`meta`, as read
+/// for it), reading it again and changing it again when another write to the key's metadata
+/// (a tagging or ACL change, the collector's compaction of the version) lands in between:
+/// these changes are unconditional in S3, not conflicts to report.
+pub async fn update_object(
+    ctx: &Ctx,
+    mut meta: ObjectMeta,
+    change: impl Fn(&mut ObjectMeta),
+) -> S3Result<ObjectMeta> {
+    const TRIES: usize = 16;
+    for _ in 1..TRIES {
+        change(&mut meta);
+        match ctx
+            .store_bucket()?
+            .update_meta(&meta)
+            .await
+            .map_err(S3Error::from)
+        {
+            Err(e) if e.code == S3Code::ConditionalRequestConflict => {
+                meta = require_object(ctx).await?;
+            }
+            done => return done,
+        }
+    }
+    change(&mut meta);
+    Ok(ctx.store_bucket()?.update_meta(&meta).await?)
+}
+
 /// A version id as S3 shows it (`null` for the null version).
 pub fn version_label(v: Option<&str>) -> String {
     v.unwrap_or("null").to_string()

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::error::{S3Code, S3Error, S3Result};
 use crate::s3::context::Ctx;
+use crate::s3::ops::common::update_object;
 use crate::s3::respond;
 use crate::store::{decode_tags, encode_tags, ObjectMeta};
 use crate::xml::{self, XmlWriter};
@@ -99,9 +100,8 @@ pub async fn get_object_tagging(ctx: &Ctx) -> S3Result<Response> {
 /// PutObjectTagging: replaces the tag set (metadata only, no data copy).
 pub async fn put_object_tagging(mut ctx: Ctx) -> S3Result<Response> {
     let tags = read_tags(&mut ctx, 10).await?;
-    let mut meta = crate::s3::ops::common::require_object(&ctx).await?;
-    meta.tags = tags;
-    ctx.store_bucket()?.update_meta(&meta).await?;
+    let meta = crate::s3::ops::common::require_object(&ctx).await?;
+    let meta = update_object(&ctx, meta, |m| m.tags = tags.clone()).await?;
     with_version(&ctx, &meta, respond::empty(StatusCode::OK)).await
 }
 
@@ -109,8 +109,7 @@ pub async fn put_object_tagging(mut ctx: Ctx) -> S3Result<Response> {
 pub async fn delete_object_tagging(ctx: &Ctx) -> S3Result<Response> {
     let mut meta = crate::s3::ops::common::require_object(ctx).await?;
     if !meta.tags.is_empty() {
-        meta.tags.clear();
-        ctx.store_bucket()?.update_meta(&meta).await?;
+        meta = update_object(ctx, meta, |m| m.tags.clear()).await?;
     }
     with_version(ctx, &meta, respond::empty(StatusCode::NO_CONTENT)).await
 }
