@@ -1194,6 +1194,10 @@ impl Bucket {
         let found = self.settled_lookup(&meta.key).await?;
         let subject = if found.current.version() == Some(meta.version.as_deref()) {
             meta_subject(&self.nats, &meta.key)
+        } else if self.versioning().await? == Versioning::Off {
+            // Without versioning a version that is not current is gone (deleted or
+            // replaced since `meta` was read), and the stream has no V subjects to try.
+            return Err(self.err(NatsError::WrongLastSequence));
         } else {
             version_subject(&self.nats, &meta.key, meta.version.as_deref())
         };

@@ -1540,3 +1540,70 @@ async fn tag_and_acl_changes_at_once_all_land() {
     assert_eq!(get_bytes(&clients[0], &b, "k").await, b"v");
     peer.gw.shutdown().await;
 }
+
+/// Tagging or an ACL change that reads a key just before a DELETE removes it, on a bucket
+/// that never had versioning, answers NoSuchKey (or lands first): it stalled for seconds on
+/// a subject the bucket does not have and answered 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tagging_a_key_deleted_meanwhile_is_no_such_key() {
+    let b = unique_bucket("tagdel");
+    let env = Env::with_buckets(&[&b]).await;
+    let s3 = env.client();
+    let tagging = Tagging::builder()
+        .tag_set(Tag::builder().key("t").value("v").build().expect("tag"))
+        .build()
+        .expect("tagging");
+    let mut answers: HashMap<(u16, String), usize> = HashMap::new();
+    for round in 0..20 {
+        let key = format!("k{round}");
+        put(&s3, &b, &key, b"v").await;
+        let tags = (0..3).map(|_| {
+            let (s3, b, key, t) = (s3.clone(), b.clone(), key.clone(), tagging.clone());
+            async move {
+                let r = s3
+                    .put_object_tagging()
+                    .bucket(b)
+                    .key(key)
+                    .tagging(t)
+                    .send()
+                    .await;
+                match r {
+                    Ok(_) => (200, String::new()),
+                    Err(e) => sdk_err::<(), _>(Err(e)),
+                }
+            }
+        });
+        let acl = {
+            let (s3, b, key) = (s3.clone(), b.clone(), key.clone());
+            async move {
+                match s3
+                    .put_object_acl()
+                    .bucket(b)
+                    .key(key)
+                    .acl(ObjectCannedAcl::Private)
+                    .send()
+                    .await
+                {
+                    Ok(_) => (200, String::new()),
+                    Err(e) => sdk_err::<(), _>(Err(e)),
+                }
+            }
+        };
+        let delete = s3.delete_object().bucket(&b).key(&key).send();
+        let (tags, acl, deleted) =
+            futures::future::join3(futures::future::join_all(tags), acl, delete).await;
+        ok(deleted, "DeleteObject");
+        for answer in tags.into_iter().chain([acl]) {
+            *answers.entry(answer).or_default() += 1;
+        }
+        let gone = s3.head_object().bucket(&b).key(&key).send().await;
+        assert_eq!(sdk_err(gone).0, 404, "round {round}: the key is gone");
+    }
+    let wrong: Vec<_> = answers
+        .iter()
+        .filter(|((status, code), _)| {
+            *status != 200 && (*status, code.as_str()) != (404, "NoSuchKey")
+        })
+        .collect();
+    assert!(wrong.is_empty(), "answers: {answers:?}");
+}
