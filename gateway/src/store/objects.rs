@@ -462,18 +462,32 @@ impl Bucket {
     /// One version of a key (`None`: the null version): the current one or a noncurrent
     /// one; `None` when there is no such version.
     pub async fn version(&self, key: &str, version: Option<&str>) -> StoreResult<Option<Record>> {
-        let current = self.settled_lookup(key).await?.current;
-        if current.version() == Some(version) {
-            return Ok(Some(current));
+        let mut found = self.settled_lookup(key).await?;
+        // Each further read follows a write to the key that landed meanwhile.
+        for _ in 0..8 {
+            if found.current.version() == Some(version) {
+                return Ok(Some(found.current));
+            }
+            if self.versioning().await? == Versioning::Off {
+                return Ok(None);
+            }
+            let old = self
+                .noncurrent(key, version)
+                .await?
+                .map(|(r, _)| r)
+                .filter(|r| r.version() == Some(version));
+            if old.is_some() {
+                return Ok(old);
+            }
+            // A write between the two reads may have moved the version: a new null
+            // version becomes current before the noncurrent one is dropped.
+            let again = self.settled_lookup(key).await?;
+            if again.last_seq == found.last_seq {
+                return Ok(None);
+            }
+            found = again;
         }
-        if self.versioning().await? == Versioning::Off {
-            return Ok(None);
-        }
-        Ok(self
-            .noncurrent(key, version)
-            .await?
-            .map(|(r, _)| r)
-            .filter(|r| r.version() == Some(version)))
+        Ok(None)
     }
 
     /// A noncurrent version's record and sequence: on a replicated stream from its leader,

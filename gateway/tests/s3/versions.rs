@@ -695,3 +695,119 @@ async fn a_previous_version_is_restored_by_copying_it_onto_its_key() {
     let (status, code) = sdk_err(itself);
     assert_eq!((status, code.as_str()), (400, "InvalidRequest"));
 }
+
+/// While versioning is suspended, a PUT makes a new null version and drops the noncurrent
+/// one: reads of `versionId=null` at that moment find one or the other, never
+/// NoSuchVersion, and tagging changes of the noncurrent null version at once leave no
+/// second null version behind (listed, or shown once the new one is deleted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_null_version_is_always_there_while_a_suspended_put_replaces_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let b = unique_bucket("vnullrace");
+    let env = Env::with_buckets(&[&b]).await;
+    let s3 = env.client();
+    let mut missing = Vec::new();
+    let mut doubled = Vec::new();
+    for round in 0..30 {
+        set_versioning(&s3, &b, BucketVersioningStatus::Suspended).await;
+        put(&s3, &b, "k", b"old null").await;
+        set_versioning(&s3, &b, BucketVersioningStatus::Enabled).await;
+        put_version(&s3, &b, "k", b"versioned").await;
+        set_versioning(&s3, &b, BucketVersioningStatus::Suspended).await;
+        let done = Arc::new(AtomicBool::new(false));
+        let readers = (0..3).map(|_| {
+            let (s3, b, done) = (s3.clone(), b.clone(), done.clone());
+            async move {
+                let mut answers = Vec::new();
+                while !done.load(Ordering::Acquire) {
+                    let r = s3
+                        .get_object()
+                        .bucket(&b)
+                        .key("k")
+                        .version_id("null")
+                        .send()
+                        .await;
+                    answers.push(match r {
+                        Ok(out) => out.body.collect().await.expect("body").to_vec(),
+                        Err(e) => format!("{:?}", sdk_err::<(), _>(Err(e))).into_bytes(),
+                    });
+                }
+                answers
+            }
+        });
+        let taggers = (0..3).map(|_| {
+            let (s3, b, done) = (s3.clone(), b.clone(), done.clone());
+            let tagging = Tagging::builder()
+                .tag_set(Tag::builder().key("t").value("v").build().expect("tag"))
+                .build()
+                .expect("tagging");
+            async move {
+                while !done.load(Ordering::Acquire) {
+                    ok(
+                        s3.put_object_tagging()
+                            .bucket(&b)
+                            .key("k")
+                            .version_id("null")
+                            .tagging(tagging.clone())
+                            .send()
+                            .await,
+                        "PutObjectTagging versionId=null",
+                    );
+                }
+            }
+        });
+        let writer = {
+            let (s3, b, done) = (s3.clone(), b.clone(), done.clone());
+            async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                put(&s3, &b, "k", b"new null").await;
+                done.store(true, Ordering::Release);
+            }
+        };
+        let (answers, _, ()) = futures::future::join3(
+            futures::future::join_all(readers),
+            futures::future::join_all(taggers),
+            writer,
+        )
+        .await;
+        for a in answers.into_iter().flatten() {
+            if a != b"old null" && a != b"new null" {
+                missing.push((round, String::from_utf8_lossy(&a).into_owned()));
+            }
+        }
+        let nulls = all_versions(&s3, &b, 1000)
+            .await
+            .into_iter()
+            .filter(|(_, id, _, _)| id == "null")
+            .count();
+        if nulls != 1 {
+            doubled.push((round, nulls));
+        }
+        assert_eq!(get_version(&s3, &b, "k", "null").await, b"new null");
+        ok(
+            s3.delete_object()
+                .bucket(&b)
+                .key("k")
+                .version_id("null")
+                .send()
+                .await,
+            "DELETE versionId=null",
+        );
+        let after = s3
+            .get_object()
+            .bucket(&b)
+            .key("k")
+            .version_id("null")
+            .send()
+            .await;
+        if after.is_ok() {
+            doubled.push((round, 2));
+        }
+    }
+    assert!(missing.is_empty(), "reads of versionId=null: {missing:?}");
+    assert!(
+        doubled.is_empty(),
+        "null versions left (listed, or shown after a delete): {doubled:?}"
+    );
+}
