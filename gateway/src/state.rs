@@ -206,7 +206,7 @@ fn spawn_bucket_creation(gateway: Arc<AppState>) {
             for attempt in 0u32.. {
                 match gateway
                     .store
-                    .create_bucket(&b.nats_name(), &opts, None)
+                    .create_bucket(&b.nats_name(), &opts, None, Default::default())
                     .await
                 {
                     Ok(created) => {

@@ -595,12 +595,14 @@ impl Store {
     }
 
     /// Creates an object-store bucket (the stream `create_object_store` makes, with the
-    /// creator's access key in its metadata); `false` if it already existed.
+    /// creator's access key and `metadata` in its metadata, all there from the start);
+    /// `false` if it already existed.
     pub async fn create_bucket(
         &self,
         nats: &str,
         opts: &BucketOptions,
         owner: Option<&str>,
+        mut metadata: HashMap<String, String>,
     ) -> StoreResult<bool> {
         self.check_connected().await?;
         if self.bucket_info(nats).await?.is_some() {
@@ -613,9 +615,12 @@ impl Store {
                 StorageType::File
             },
             num_replicas: opts.replicas,
-            metadata: owner
-                .map(|o| HashMap::from([(OWNER_KEY.to_string(), o.to_string())]))
-                .unwrap_or_default(),
+            metadata: {
+                if let Some(o) = owner {
+                    metadata.insert(OWNER_KEY.to_string(), o.to_string());
+                }
+                metadata
+            },
             ..names::object_store_stream(nats)
         };
         match self.inner.js.create_stream(config).await {

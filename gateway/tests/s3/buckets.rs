@@ -7,6 +7,7 @@ use aws_sdk_s3::types::{
     BucketCannedAcl, BucketLocationConstraint, CorsConfiguration, CorsRule,
     CreateBucketConfiguration, Permission as AclPermission, Tag, Tagging,
 };
+use jets3_crds::policy::canonical_user_id;
 use jets3_crds::{CorsRule as CfgCorsRule, GatewayConfig, Permission};
 
 use crate::common::*;
@@ -651,4 +652,67 @@ async fn create_and_delete_bucket_need_admin() {
         env.client().head_bucket().bucket(&b).send().await,
         "bucket still there",
     );
+}
+
+/// Two keys create the same bucket at once through two gateways: one gets 200, the other
+/// 409 BucketAlreadyExists, and from then on GetBucketAcl through either gateway, by
+/// either key, names the winner as the owner (it named the reader while the winner's ACL
+/// was not yet recorded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bucket_two_keys_create_at_once_is_the_winners() {
+    const OTHER: (&str, &str) = ("AKIAOTHER00000000002", "other-secret-2");
+    let mut cfg = config_with(&[]);
+    cfg.credentials
+        .push(credential(OTHER.0, OTHER.1, &[("*", Permission::Admin)]));
+    let env = Env::start(cfg).await;
+    let peer = env.peer().await;
+    let on_peer = |(ak, sk): (&str, &str)| {
+        s3_client(ClientOpts {
+            endpoint: format!("http://{}", peer.addr),
+            creds: Some((ak.to_string(), sk.to_string())),
+            ..Default::default()
+        })
+    };
+    let (admin, other) = (env.client(), on_peer(OTHER));
+    let readers = [
+        env.client(),
+        env.client_for(OTHER.0, OTHER.1),
+        on_peer((ADMIN_AK, ADMIN_SK)),
+        on_peer(OTHER),
+    ];
+    let mut wrong = Vec::new();
+    for round in 0..15 {
+        let name = unique_bucket(&format!("race{round}"));
+        let (a, o) = futures::future::join(
+            admin.create_bucket().bucket(&name).send(),
+            other.create_bucket().bucket(&name).send(),
+        )
+        .await;
+        let (winner, lost) = match (a, o) {
+            (Ok(_), Err(e)) => (ADMIN_AK, sdk_err::<(), _>(Err(e))),
+            (Err(e), Ok(_)) => (OTHER.0, sdk_err::<(), _>(Err(e))),
+            other => panic!("round {round}: one CreateBucket wins: {other:?}"),
+        };
+        assert_eq!(
+            lost,
+            (409, "BucketAlreadyExists".to_string()),
+            "round {round}"
+        );
+        let owner = canonical_user_id(winner);
+        for (i, s3) in readers.iter().enumerate() {
+            let acl = ok(
+                s3.get_bucket_acl().bucket(&name).send().await,
+                "GetBucketAcl",
+            );
+            let shown = acl.owner().and_then(|o| o.id()).unwrap_or_default();
+            if shown != owner {
+                wrong.push((round, i, winner));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "owner shown wrong (round, reader, winner): {wrong:?}"
+    );
+    peer.gw.shutdown().await;
 }

@@ -169,6 +169,11 @@ pub async fn create_bucket_acl(ctx: &Ctx) -> S3Result<Acl> {
     Ok(acl)
 }
 
+/// A bucket's ACL as the stream metadata a new bucket is made with.
+pub fn bucket_acl_metadata(acl: &Acl) -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([(ACL_KEY.to_string(), acl.encode())])
+}
+
 /// Records a bucket's ACL (its owner first of all).
 pub async fn store_bucket_acl(ctx: &Ctx, acl: &Acl) -> S3Result<()> {
     let b = ctx.bucket_ref()?;

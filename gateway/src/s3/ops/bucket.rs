@@ -119,9 +119,16 @@ pub async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
         },
     };
     let caller = ctx.principal.as_ref().and_then(|p| p.access_key());
-    if ctx.gw.store.create_bucket(&b.nats, &opts, caller).await? {
-        crate::s3::ops::access::store_bucket_acl(&ctx, &acl).await?;
-    } else {
+    // The ACL goes in with the bucket: no reader sees the bucket without its owner.
+    let metadata = crate::s3::ops::access::bucket_acl_metadata(&acl);
+    let created = ctx
+        .gw
+        .store
+        .create_bucket(&b.nats, &opts, caller, metadata)
+        .await;
+    // Its state was read to check the request, maybe as a bucket that did not exist.
+    ctx.gw.access.forget(&b.nats);
+    if !created? {
         // S3's us-east-1 answers its owner 200 and resets the bucket's ACL (to the one the
         // request sets, else private).
         already_there(&ctx, caller).await?;
