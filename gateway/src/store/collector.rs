@@ -53,7 +53,7 @@ use crate::config::settings::CollectorSettings;
 const PURGE_CONCURRENCY: usize = 16;
 
 /// How long the collector's lock lives without a refresh.
-const LOCK_TTL: Duration = Duration::from_secs(30);
+const LOCK_TTL: Duration = super::lifecycle::LOCKS_TTL;
 /// The lock's key.
 const LOCK_KEY: &str = "collector";
 /// A fence older than this was left by a DeleteBucket that died.
@@ -376,7 +376,7 @@ impl Collector {
     /// can have it, and a full server needs the collector's purges most.
     async fn lead(&self) -> Result<bool, NatsError> {
         use async_nats::jetstream::kv::UpdateErrorKind;
-        let kv = self.store.inner.lifecycle.locks(LOCK_TTL).await?;
+        let kv = self.store.inner.lifecycle.locks().await?;
         let held = *self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let value = Bytes::from(self.id.clone());
         let result = match held {

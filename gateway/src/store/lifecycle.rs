@@ -26,8 +26,10 @@ use super::NatsError;
 pub const GC_KV: &str = "jets3_gc";
 /// KV bucket of read registrations.
 pub const READS_KV: &str = "jets3_reads";
-/// KV bucket of locks (the collector's leadership).
+/// KV bucket of locks (the collector's leadership, changes of a bucket's config).
 pub const LOCKS_KV: &str = "jets3_locks";
+/// How long an entry of the locks lives unless refreshed (the KV's max age).
+pub const LOCKS_TTL: Duration = Duration::from_secs(30);
 
 /// A retire record: what the chunks held, for logs and metrics.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -136,7 +138,7 @@ impl Lifecycle {
     }
 
     /// The locks.
-    pub async fn locks(&self, ttl: Duration) -> Result<&kv::Store, NatsError> {
+    pub async fn locks(&self) -> Result<&kv::Store, NatsError> {
         self.locks
             .get_or_try_init(|| {
                 self.replicas.open(
@@ -145,7 +147,7 @@ impl Lifecycle {
                         bucket: LOCKS_KV.into(),
                         description: "jets3: leadership of background work".into(),
                         history: 1,
-                        max_age: ttl,
+                        max_age: LOCKS_TTL,
                         ..Default::default()
                     },
                 )

@@ -48,6 +48,7 @@ mod changes;
 mod collector;
 mod compaction;
 pub mod completion;
+mod config_lock;
 mod direct;
 mod index;
 mod internal;
@@ -643,27 +644,20 @@ impl Store {
         value: Option<String>,
     ) -> StoreResult<()> {
         self.check_connected().await?;
-        let mut stream = self
-            .inner
-            .js
-            .get_stream(stream_name(nats))
-            .await
-            .map_err(|_| StoreError::NoSuchBucket(nats.to_string()))?;
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| NatsError::Other(e.to_string()).on(nats))?;
-        let mut config = info.config.clone();
-        match value {
-            Some(v) => config.metadata.insert(key.to_string(), v),
-            None => config.metadata.remove(key),
-        };
-        self.inner
-            .js
-            .update_stream(config)
-            .await
-            .map_err(|e| NatsError::Other(e.to_string()).on(nats))?;
-        Ok(())
+        let key = key.to_string();
+        self.update_stream(nats, move |config| match value {
+            Some(v) => {
+                config.metadata.insert(key, v);
+            }
+            None => {
+                config.metadata.remove(&key);
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            NatsError::NoStream => StoreError::NoSuchBucket(nats.to_string()),
+            e => e.on(nats),
+        })
     }
 
     /// Deletes a bucket if it holds no version: fences the stream so that no write can
@@ -762,8 +756,25 @@ impl Store {
         OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok()
     }
 
-    /// Reads the bucket's stream config, changes it with `change` and writes it back.
+    /// Reads the bucket's stream config, changes it with `change` and writes it back,
+    /// holding the bucket's config lock throughout (see [`config_lock`]). It runs on its
+    /// own: a request dropped midway (the client hung up) neither leaves the lock taken nor
+    /// lets the next change in while its update may still land.
     async fn update_stream(
+        &self,
+        nats: &str,
+        change: impl FnOnce(&mut jetstream::stream::Config) + Send + 'static,
+    ) -> Result<(), NatsError> {
+        let (store, nats) = (self.clone(), nats.to_string());
+        tokio::spawn(async move {
+            let _lock = store.lock_config(&nats).await?;
+            store.update_stream_locked(&nats, change).await
+        })
+        .await
+        .map_err(NatsError::other)?
+    }
+
+    async fn update_stream_locked(
         &self,
         nats: &str,
         change: impl FnOnce(&mut jetstream::stream::Config),
@@ -854,9 +865,9 @@ impl Store {
     pub async fn set_versioning(&self, nats: &str, v: Versioning) -> StoreResult<()> {
         self.check_connected().await?;
         let subject = versions::versions_filter(nats);
-        self.update_stream(nats, |config| {
+        self.update_stream(nats, move |config| {
             if !config.subjects.contains(&subject) {
-                config.subjects.push(subject.clone());
+                config.subjects.push(subject);
             }
             if let Some(status) = v.status() {
                 config

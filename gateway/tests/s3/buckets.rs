@@ -716,3 +716,162 @@ async fn a_bucket_two_keys_create_at_once_is_the_winners() {
     );
     peer.gw.shutdown().await;
 }
+
+/// Bucket settings changed at once through two gateways (versioning, tagging, CORS, a
+/// public access block, a DeleteBucket refused for a non-empty bucket) all stay: each is
+/// a change of the bucket stream's config, and one written over a config read before
+/// another landed dropped that other (versioning's subjects included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bucket_settings_changed_at_once_all_stay() {
+    use aws_sdk_s3::types::{
+        BucketVersioningStatus, PublicAccessBlockConfiguration, VersioningConfiguration,
+    };
+    let env = Env::with_buckets(&[]).await;
+    let peer = env.peer().await;
+    let (a, p) = (env.client(), peer.client());
+    let js = env.js().await;
+    let mut lost = Vec::new();
+    for round in 0..15 {
+        let b = unique_bucket(&format!("settings{round}"));
+        ok(a.create_bucket().bucket(&b).send().await, "CreateBucket");
+        put(&a, &b, "k", b"v").await;
+        let versioning = a
+            .put_bucket_versioning()
+            .bucket(&b)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send();
+        let tagging = p
+            .put_bucket_tagging()
+            .bucket(&b)
+            .tagging(
+                Tagging::builder()
+                    .tag_set(
+                        Tag::builder()
+                            .key("round")
+                            .value(round.to_string())
+                            .build()
+                            .expect("tag"),
+                    )
+                    .build()
+                    .expect("tagging"),
+            )
+            .send();
+        let cors = a
+            .put_bucket_cors()
+            .bucket(&b)
+            .cors_configuration(
+                CorsConfiguration::builder()
+                    .cors_rules(
+                        CorsRule::builder()
+                            .allowed_origins("https://app.example.com")
+                            .allowed_methods("GET")
+                            .build()
+                            .expect("rule"),
+                    )
+                    .build()
+                    .expect("cors"),
+            )
+            .send();
+        let pab = p
+            .put_public_access_block()
+            .bucket(&b)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_policy(true)
+                    .build(),
+            )
+            .send();
+        let refused = p.delete_bucket().bucket(&b).send();
+        let (v, t, c, x, d) = futures::join!(versioning, tagging, cors, pab, refused);
+        ok(v, "PutBucketVersioning");
+        ok(t, "PutBucketTagging");
+        ok(c, "PutBucketCors");
+        ok(x, "PutPublicAccessBlock");
+        assert_eq!(sdk_err(d), (409, "BucketNotEmpty".to_string()));
+        let mut stream = js
+            .get_stream(format!("OBJ_{}", b.replace('.', "_")))
+            .await
+            .expect("stream");
+        let config = stream.info().await.expect("info").config.clone();
+        let missing: Vec<&str> = [
+            "jets3.versioning",
+            "jets3.tagging",
+            "jets3.cors",
+            "jets3.pab",
+        ]
+        .into_iter()
+        .filter(|k| !config.metadata.contains_key(*k))
+        .collect();
+        let versions = format!("$O.{}.V.>", b.replace('.', "_"));
+        let fenced = config.max_message_size == 1 || config.metadata.contains_key("jets3.closing");
+        if !missing.is_empty() || !config.subjects.contains(&versions) || fenced {
+            lost.push((round, missing, config.subjects.clone(), fenced));
+        }
+    }
+    assert!(lost.is_empty(), "settings lost: {lost:?}");
+    peer.gw.shutdown().await;
+}
+
+/// A gateway that died holding a bucket's config lock holds up changes of that bucket's
+/// settings until its lease (10 s) ends, not for good; the change then applies and
+/// releases the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_lock_left_by_a_dead_gateway_is_taken_over() {
+    let env = Env::with_buckets(&[]).await;
+    let s3 = env.client();
+    let b = unique_bucket("deadlock");
+    ok(s3.create_bucket().bucket(&b).send().await, "CreateBucket");
+    let tagging = |v: &str| {
+        Tagging::builder()
+            .tag_set(Tag::builder().key("t").value(v).build().expect("tag"))
+            .build()
+            .expect("tagging")
+    };
+    ok(
+        s3.put_bucket_tagging()
+            .bucket(&b)
+            .tagging(tagging("1"))
+            .send()
+            .await,
+        "PutBucketTagging",
+    );
+    let kv = env
+        .js()
+        .await
+        .get_key_value("jets3_locks")
+        .await
+        .expect("the locks' KV");
+    let key = format!("config.{}", b.replace('.', "_"));
+    kv.create(&key, "a gateway that died".into())
+        .await
+        .expect("lock taken as a dead gateway would have");
+    let started = std::time::Instant::now();
+    ok(
+        s3.put_bucket_tagging()
+            .bucket(&b)
+            .tagging(tagging("2"))
+            .send()
+            .await,
+        "PutBucketTagging past a dead holder",
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "the change waited for the lease: {:?}",
+        started.elapsed()
+    );
+    let got = ok(
+        s3.get_bucket_tagging().bucket(&b).send().await,
+        "GetBucketTagging",
+    );
+    assert_eq!(got.tag_set()[0].value(), "2");
+    let entry = kv.entry(&key).await.expect("entry").expect("a record");
+    assert_ne!(
+        entry.operation,
+        async_nats::jetstream::kv::Operation::Put,
+        "released"
+    );
+}

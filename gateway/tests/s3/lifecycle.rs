@@ -807,6 +807,65 @@ async fn delete_bucket_whose_client_hangs_up_never_leaves_its_fence() {
     assert_eq!(get_bytes(&s3, &b, "native").await, b"written natively");
 }
 
+/// A bucket setting change whose client hangs up while it holds the bucket's config lock
+/// (its stream update on its way to NATS) still releases it once its update is answered:
+/// the next change neither waits for the lock's lease (10 s) nor goes in before that
+/// update, which would then land over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setting_change_whose_client_hangs_up_releases_the_config_lock() {
+    let b = unique_bucket("lockhangup");
+    let (env, proxy) = crate::netfault::env_behind_proxy(&b, |_| {}).await;
+    let tagging = |v: &str| {
+        format!("<Tagging><TagSet><Tag><Key>t</Key><Value>{v}</Value></Tag></TagSet></Tagging>")
+    };
+    let hold = Duration::from_secs(2);
+    proxy.hold_publishes_to(&["$JS.API.STREAM.UPDATE."], hold);
+    let body = tagging("dropped");
+    let req = RawRequest::new("PUT", &format!("/{b}?tagging"))
+        .header("content-md5", &md5_b64(body.as_bytes()))
+        .body(body);
+    send_and_hang_up(&env, signed(&env, req), Duration::from_millis(300)).await;
+    assert_eq!(
+        proxy.publishes_to("$JS.API.STREAM.UPDATE."),
+        1,
+        "the update was sent, under the lock, before the client hung up"
+    );
+    proxy.heal();
+    let s3 = env.client();
+    let started = std::time::Instant::now();
+    ok(
+        s3.put_bucket_tagging()
+            .bucket(&b)
+            .tagging(
+                aws_sdk_s3::types::Tagging::builder()
+                    .tag_set(
+                        aws_sdk_s3::types::Tag::builder()
+                            .key("t")
+                            .value("next")
+                            .build()
+                            .expect("tag"),
+                    )
+                    .build()
+                    .expect("tagging"),
+            )
+            .send()
+            .await,
+        "PutBucketTagging after the hang-up",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the next change waited {:?}: the lock was left to its lease",
+        started.elapsed()
+    );
+    // Whatever was held back has landed by now: the last change made is what stays.
+    tokio::time::sleep(hold).await;
+    let got = ok(
+        s3.get_bucket_tagging().bucket(&b).send().await,
+        "GetBucketTagging",
+    );
+    assert_eq!(got.tag_set()[0].value(), "next");
+}
+
 /// DeleteObject with If-Match deletes only the version it names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditional_delete_checks_the_version_it_deletes() {
