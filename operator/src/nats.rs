@@ -6,18 +6,20 @@
 //! because the object-store create call cannot set stream metadata, where the operator
 //! records which S3Bucket owns the bucket.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{
     CreateStreamError, CreateStreamErrorKind, GetStreamErrorKind,
 };
-use async_nats::jetstream::stream;
 use async_nats::jetstream::{self, Context, ErrorCode};
+use async_nats::jetstream::{kv, stream};
 use async_nats::Client;
 use futures::StreamExt;
+use jets3_nats::config_lock::{holder, locks_kv, pause, try_lock, ConfigLock, LOCKS_KV, WAIT};
 use jets3_nats::names::stream_name;
 use jets3_nats::NatsSettings;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, OnceCell};
 
 use crate::Error;
 
@@ -27,6 +29,8 @@ pub struct Nats {
     client: Client,
     js: Context,
     reconnects: broadcast::Sender<()>,
+    /// The locks' KV, once opened (see [`jets3_nats::config_lock`]).
+    locks: Arc<OnceCell<kv::Store>>,
 }
 
 impl Nats {
@@ -59,6 +63,7 @@ impl Nats {
             client,
             js,
             reconnects,
+            locks: Arc::default(),
         })
     }
 
@@ -132,10 +137,68 @@ impl Nats {
             .map_err(|e| Error::Nats(e.to_string()))
     }
 
-    /// Replaces the bucket's stream config; NATS refuses changes it cannot make.
-    pub async fn update_bucket(&self, config: stream::Config) -> Result<stream::Info, Error> {
+    /// Replaces the bucket's stream config with what `desired` makes of the current one,
+    /// holding the bucket's config lock from reading it to writing it back, so that a
+    /// setting a gateway changes at once (a bucket policy, DeleteBucket's fence) stays.
+    /// NATS refuses changes it cannot make.
+    pub async fn update_bucket(
+        &self,
+        bucket: &str,
+        desired: impl FnOnce(stream::Config) -> stream::Config,
+    ) -> Result<stream::Info, Error> {
         self.check_connected()?;
-        self.js.update_stream(config).await.map_err(refused_or_down)
+        let _lock = self.lock_config(bucket).await?;
+        let mut s = self
+            .js
+            .get_stream(stream_name(bucket))
+            .await
+            .map_err(|e| Error::Nats(e.to_string()))?;
+        let current = s
+            .info()
+            .await
+            .map_err(|e| Error::Nats(e.to_string()))?
+            .config
+            .clone();
+        self.js
+            .update_stream(desired(current))
+            .await
+            .map_err(refused_or_down)
+    }
+
+    /// Takes the config lock of `bucket`, waiting for its holder to release it.
+    async fn lock_config(&self, bucket: &str) -> Result<ConfigLock, Error> {
+        let kv = self
+            .locks
+            .get_or_try_init(|| async {
+                if let Ok(kv) = self.js.get_key_value(LOCKS_KV).await {
+                    return Ok(kv);
+                }
+                match self.js.create_key_value(locks_kv()).await {
+                    Ok(kv) => Ok(kv),
+                    // A gateway made it meanwhile.
+                    Err(_) => self
+                        .js
+                        .get_key_value(LOCKS_KV)
+                        .await
+                        .map_err(|e| Error::Nats(e.to_string())),
+                }
+            })
+            .await?;
+        let holder = holder();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut attempt = 0;
+        loop {
+            let error = match try_lock(kv, bucket, &holder).await {
+                Ok(Some(lock)) => return Ok(lock),
+                Ok(None) => format!("the config lock of bucket {bucket} is held elsewhere"),
+                Err(e) => e.to_string(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Nats(error));
+            }
+            tokio::time::sleep(pause(attempt)).await;
+            attempt += 1;
+        }
     }
 
     /// Deletes the bucket and every object in it; `false` when it did not exist.

@@ -27,9 +27,7 @@ pub const GC_KV: &str = "jets3_gc";
 /// KV bucket of read registrations.
 pub const READS_KV: &str = "jets3_reads";
 /// KV bucket of locks (the collector's leadership, changes of a bucket's config).
-pub const LOCKS_KV: &str = "jets3_locks";
-/// How long an entry of the locks lives unless refreshed (the KV's max age).
-pub const LOCKS_TTL: Duration = Duration::from_secs(30);
+pub use jets3_nats::config_lock::{LOCKS_KV, LOCKS_TTL};
 
 /// A retire record: what the chunks held, for logs and metrics.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -141,16 +139,8 @@ impl Lifecycle {
     pub async fn locks(&self) -> Result<&kv::Store, NatsError> {
         self.locks
             .get_or_try_init(|| {
-                self.replicas.open(
-                    &self.js,
-                    kv::Config {
-                        bucket: LOCKS_KV.into(),
-                        description: "jets3: leadership of background work".into(),
-                        history: 1,
-                        max_age: LOCKS_TTL,
-                        ..Default::default()
-                    },
-                )
+                self.replicas
+                    .open(&self.js, jets3_nats::config_lock::locks_kv())
             })
             .await
     }

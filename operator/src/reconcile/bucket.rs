@@ -377,7 +377,7 @@ async fn provision(b: &S3Bucket, ctx: &Context) -> Result<Provisioned> {
             did,
         });
     }
-    match ctx.nats.update_bucket(desired.apply(info.config.clone())).await {
+    match ctx.nats.update_bucket(&nats, |c| desired.apply(c)).await {
         Ok(info) => {
             let did = did.or_else(|| {
                 Some((

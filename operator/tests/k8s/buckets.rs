@@ -622,3 +622,45 @@ async fn a_bucket_on_a_nats_cluster_gets_three_replicas_even_if_the_operator_cam
     assert_eq!(info.map(|i| i.config.num_replicas), Some(3));
     drop(operator);
 }
+
+/// A spec change of a bucket waits while a gateway holds the bucket's config lock (it is
+/// changing a bucket setting: NATS replaces a stream config whole, and the operator's
+/// update read before the gateway's landed would drop it), then applies.
+#[tokio::test]
+async fn a_spec_change_waits_for_the_config_lock_a_gateway_holds() {
+    let env = Env::new(1).await;
+    let ns = env.ns(0);
+    let api = env.buckets(ns);
+    env.create_bucket(ns, "locked", json!({"maxBytes": 1_000_000}))
+        .await;
+    let b = env.condition(&api, "locked", "Ready", "True", None).await;
+    let nats = b.status.and_then(|s| s.nats_bucket).expect("NATS bucket");
+    let js = env.nats.js().await;
+    let kv = match js.get_key_value(jets3_nats::config_lock::LOCKS_KV).await {
+        Ok(kv) => kv,
+        Err(_) => js
+            .create_key_value(jets3_nats::config_lock::locks_kv())
+            .await
+            .expect("locks KV"),
+    };
+    let key = format!("config.{nats}");
+    kv.create(&key, "a gateway changing a bucket setting".into())
+        .await
+        .expect("the lock, as a gateway takes it");
+    env.patch_spec(&api, "locked", json!({"maxBytes": 2_000_000}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = env.nats.bucket(&nats).await.expect("bucket").config;
+    assert_eq!(
+        held.max_bytes, 1_000_000,
+        "no update while the lock is held"
+    );
+    kv.delete(&key)
+        .await
+        .expect("the gateway releases the lock");
+    eventually("the spec change applied once the lock is free", || async {
+        let c = env.nats.bucket(&nats).await?.config;
+        (c.max_bytes == 2_000_000).then_some(())
+    })
+    .await;
+}
