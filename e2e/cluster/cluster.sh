@@ -522,6 +522,20 @@ EOF
 
 kubectl_() { "$BIN/kubectl" --kubeconfig "$RUN/kubeconfig" "$@"; }
 
+# Whether the node is Ready, starting the kubelet again (up to 5 times) when it exited: it
+# exits at once when containerd's CRI service is not initialized yet, which `ctr version`
+# does not wait for. The exited one's log is kept as kubelet.exited.log.
+KUBELET_STARTS=0
+kubelet_node_ready() {
+    if ! alive kubelet; then
+        KUBELET_STARTS=$((KUBELET_STARTS + 1))
+        [ "$KUBELET_STARTS" -le 5 ] || return 1
+        cp "$RUN/kubelet.log" "$RUN/kubelet.exited.log" 2>/dev/null || true
+        start_kubelet
+    fi
+    node_ready
+}
+
 node_ready() {
     [ "$(kubectl_ get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }
@@ -766,7 +780,7 @@ up() {
     start_containerd
     build_infra_images
     start_kubelet
-    wait_for "node $NODE" 60 "$RUN/kubelet.log" node_ready
+    wait_for "node $NODE" 60 "$RUN/kubelet.log" kubelet_node_ready
     say "node $NODE Ready after $(secs $(($(now_ms) - t0)))"
     apply_addons
     wait_for CoreDNS 90 "" kubectl_ -n kube-system wait --for=condition=Available deploy/coredns --timeout=2s
