@@ -39,37 +39,59 @@ pub struct ConfigLock {
     revision: u64,
 }
 
+/// Why no config lock was had.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another change held it until the deadline.
+    #[error("the config lock of bucket {0} is held elsewhere")]
+    Held(String),
+    /// NATS did not take the lock's entry (between leaders, or the locks' KV is gone).
+    #[error("the config lock was not taken: {0}")]
+    Nats(#[from] kv::CreateError),
+}
+
 /// A new holder id: one per change that asks for a lock.
 pub fn holder() -> Bytes {
     Bytes::from(format!("{:032x}", rand::random::<u128>()))
 }
 
-/// One try at bucket `bucket`'s config lock for `holder` (see [`holder`]): `None` while
-/// another holds it (for less than [`LEASE`]).
-pub async fn try_lock(
+/// Waits until `deadline` for bucket `bucket`'s config lock for `holder` (see [`holder`]),
+/// trying again after a short random pause while another holds it (for less than
+/// [`LEASE`]) and, unless `stop_on_nats_error`, while NATS does not take the entry.
+pub async fn lock_until(
     kv: &kv::Store,
     bucket: &str,
     holder: &Bytes,
-) -> Result<Option<ConfigLock>, kv::CreateError> {
+    deadline: tokio::time::Instant,
+    stop_on_nats_error: bool,
+) -> Result<ConfigLock, LockError> {
     let key = format!("config.{bucket}");
-    let revision = match kv.create(&key, holder.clone()).await {
-        Ok(revision) => Some(revision),
-        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-            take_over(kv, &key, holder).await
+    let mut attempt = 0u32;
+    loop {
+        let taken = match kv.create(&key, holder.clone()).await {
+            Ok(revision) => Ok(revision),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => take_over(kv, &key, holder)
+                .await
+                .ok_or_else(|| LockError::Held(bucket.into())),
+            Err(e) if stop_on_nats_error => return Err(e.into()),
+            Err(e) => Err(e.into()),
+        };
+        match taken {
+            Ok(revision) => {
+                return Ok(ConfigLock {
+                    kv: kv.clone(),
+                    key,
+                    revision,
+                })
+            }
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => {}
         }
-        Err(e) => return Err(e),
-    };
-    Ok(revision.map(|revision| ConfigLock {
-        kv: kv.clone(),
-        key,
-        revision,
-    }))
-}
-
-/// The pause before try `attempt` (from 0) again: random, up to a bound that doubles from
-/// 5 ms to 40 ms.
-pub fn pause(attempt: u32) -> Duration {
-    Duration::from_millis(rand::random::<u64>() % (5u64 << attempt.min(3)) + 1)
+        // Random, up to a bound that doubles from 5 ms to 40 ms.
+        let pause = rand::random::<u64>() % (5u64 << attempt.min(3)) + 1;
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        attempt += 1;
+    }
 }
 
 /// Takes the lock from a holder that has had it longer than [`LEASE`] (by this process's

@@ -16,7 +16,7 @@ use async_nats::jetstream::{self, Context, ErrorCode};
 use async_nats::jetstream::{kv, stream};
 use async_nats::Client;
 use futures::StreamExt;
-use jets3_nats::config_lock::{holder, locks_kv, pause, try_lock, ConfigLock, LOCKS_KV, WAIT};
+use jets3_nats::config_lock::{holder, lock_until, locks_kv, ConfigLock, LOCKS_KV, WAIT};
 use jets3_nats::names::stream_name;
 use jets3_nats::NatsSettings;
 use tokio::sync::{broadcast, OnceCell};
@@ -184,21 +184,10 @@ impl Nats {
                 }
             })
             .await?;
-        let holder = holder();
         let deadline = tokio::time::Instant::now() + WAIT;
-        let mut attempt = 0;
-        loop {
-            let error = match try_lock(kv, bucket, &holder).await {
-                Ok(Some(lock)) => return Ok(lock),
-                Ok(None) => format!("the config lock of bucket {bucket} is held elsewhere"),
-                Err(e) => e.to_string(),
-            };
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Nats(error));
-            }
-            tokio::time::sleep(pause(attempt)).await;
-            attempt += 1;
-        }
+        lock_until(kv, bucket, &holder(), deadline, false)
+            .await
+            .map_err(|e| Error::Nats(e.to_string()))
     }
 
     /// Deletes the bucket and every object in it; `false` when it did not exist.
